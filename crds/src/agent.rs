@@ -1,0 +1,156 @@
+//! The `Agent` resource: one running bottle (bottle reference, prompt, skills, workspace,
+//! identity, label and colour, backend, suspend) and the status the controller reports.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::GitUser;
+
+/// Desired state of one agent.
+#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bot-bottle.dev",
+    version = "v1alpha1",
+    kind = "Agent",
+    plural = "agents",
+    shortname = "ag",
+    category = "bot-bottle",
+    namespaced,
+    status = "AgentStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "An Agent is one coding agent running inside a Bottle, reached only through its sidecar.",
+    printcolumn(name = "Bottle", type_ = "string", json_path = ".spec.bottleRef.name"),
+    printcolumn(name = "Backend", type_ = "string", json_path = ".status.backend"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSpec {
+    /// The Bottle this agent runs in.
+    pub bottle_ref: BottleRef,
+    /// Instructions given to the agent at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Skills to install: a name resolved under the skills root, or an absolute host directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skills: Option<Vec<String>>,
+    /// Host directory copied into the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
+    /// Overrides the bottle's `gitGate.user` per non-empty field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_user: Option<GitUser>,
+    /// Short human label shown in the terminal title and status line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Accent colour of the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<Color>,
+    /// Where to run: `auto` (default), `docker`, `apple-container` or `smolvm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendKind>,
+    /// Snapshot and stop the agent, keeping its state; false resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BottleRef {
+    /// Name of the Bottle.
+    #[schemars(length(min = 1))]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workspace {
+    /// Absolute directory on the controller host.
+    #[schemars(length(min = 1))]
+    pub host_path: String,
+    /// Copy the directory in at start. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<bool>,
+    /// Include the `.git` directory in the copy. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_git: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Red,
+    Green,
+    Yellow,
+    Blue,
+    Magenta,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    #[default]
+    Auto,
+    Docker,
+    AppleContainer,
+    Smolvm,
+}
+
+/// Lifecycle phase of an Agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum AgentPhase {
+    Pending,
+    Building,
+    Starting,
+    Running,
+    Suspended,
+    Failed,
+    Terminating,
+}
+
+/// Where the agent's sidecar listens, as seen from inside the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarEndpoints {
+    /// HTTP(S) proxy URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// git-gate smart-HTTP base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_gate: Option<String>,
+    /// supervise MCP URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervise: Option<String>,
+}
+
+/// Observed state of an Agent, written by the Agent reconciler.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<AgentPhase>,
+    /// `ImagesReady`, `SidecarReady`, `PolicyApplied`, `Provisioned`, `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Backend actually used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<SidecarEndpoints>,
+    /// Hash of the policy the sidecar has loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_policy_hash: Option<String>,
+    /// Image (or artifact) holding the latest snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,96 @@
+//! The `Bottle` resource: a cluster-scoped policy (provider, env, egress, git-gate, supervise,
+//! runtime) that Agents run inside. Cluster-scoped because the policy is the trust boundary.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::egress::EgressSpec;
+use crate::env::EnvVar;
+use crate::git_gate::GitGateSpec;
+use crate::provider::AgentProvider;
+use crate::runtime::RuntimeSpec;
+
+/// Desired policy of a bottle. Every field is optional so a child bottle states only what it
+/// changes; `extends` names the parent it is merged onto.
+#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "bot-bottle.dev",
+    version = "v1alpha1",
+    kind = "Bottle",
+    plural = "bottles",
+    shortname = "bt",
+    category = "bot-bottle",
+    status = "BottleStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    doc = "A Bottle is the policy an Agent runs inside: agent provider, environment, egress allowlist with injected credentials and DLP, git-gate repos, supervise and runtime hardening.",
+    printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
+    printcolumn(name = "Routes", type_ = "integer", json_path = ".status.routeCount"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BottleSpec {
+    /// Name of the parent Bottle this one is merged onto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// The agent harness. Replaced whole when a child sets it. Default: `{template: claude}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_provider: Option<AgentProvider>,
+    /// Environment of the agent, merged by name (child wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub env: Option<Vec<EnvVar>>,
+    /// Egress allowlist; routes concatenate along `extends`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressSpec>,
+    /// Git identity and the upstream repos pushes are gated to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_gate: Option<GitGateSpec>,
+    /// Run the supervise MCP server so the agent can ask for more access. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervise: Option<bool>,
+    /// Isolation and resource limits of the agent container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeSpec>,
+}
+
+impl BottleSpec {
+    pub fn supervise(&self) -> bool {
+        self.supervise.unwrap_or(true)
+    }
+
+    pub fn env(&self) -> &[EnvVar] {
+        self.env.as_deref().unwrap_or(&[])
+    }
+}
+
+/// Observed state of a Bottle, written by the Bottle reconciler.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BottleStatus {
+    /// Conditions (`Ready`), Kubernetes conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Provider template after `extends` resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Number of egress routes after `extends` resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_count: Option<i64>,
+    /// The `extends` chain, root first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// Hash of the resolved policy; Agents report the hash their sidecar applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_policy_hash: Option<String>,
+    /// Human-readable summary, set on error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

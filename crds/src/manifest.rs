@@ -1,0 +1,389 @@
+//! Reads YAML manifests (one or many `---` documents) into typed, validated resources: schema
+//! check against the generated CRDs first, then the semantic rules, every error at once.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+use kube::CustomResourceExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{FieldPath, ValidationErrors};
+use crate::resolve::validate_bottle;
+use crate::validate::{self, check_dns_label, check_dns_subdomain};
+use crate::{API_VERSION, Agent, Bottle, BottleSpec};
+
+/// A bot-bottle object read from a manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    Bottle(Bottle),
+    Agent(Agent),
+}
+
+impl Resource {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Resource::Bottle(_) => "Bottle",
+            Resource::Agent(_) => "Agent",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        let meta = match self {
+            Resource::Bottle(b) => &b.metadata,
+            Resource::Agent(a) => &a.metadata,
+        };
+        meta.name.as_deref().unwrap_or("")
+    }
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("document {doc}: invalid YAML: {message}")]
+    Yaml { doc: usize, message: String },
+    #[error("{}", join_invalid(.0))]
+    Invalid(Vec<ValidationErrors>),
+}
+
+fn join_invalid(all: &[ValidationErrors]) -> String {
+    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+}
+
+const KINDS: &[&str] = &["Bottle", "Agent"];
+
+const METADATA_FIELDS: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+
+/// Splits a YAML stream into JSON documents. Duplicate keys, non-string keys and tags are
+/// errors, never silently resolved; empty documents are skipped.
+pub fn yaml_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = i + 1;
+        let yaml = serde_yaml::Value::deserialize(de).map_err(|e| ManifestError::Yaml {
+            doc,
+            message: e.to_string(),
+        })?;
+        if yaml.is_null() {
+            continue;
+        }
+        let json = yaml_to_json(yaml).map_err(|message| ManifestError::Yaml { doc, message })?;
+        out.push(json);
+    }
+    Ok(out)
+}
+
+fn yaml_to_json(v: serde_yaml::Value) -> Result<Value, String> {
+    use serde_yaml::Value as Y;
+    Ok(match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("number {n} cannot be represented in JSON"))?
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Mapping(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => {
+                        return Err(format!(
+                            "mapping keys must be strings, found {}",
+                            serde_yaml::to_string(&other).unwrap_or_default().trim()
+                        ));
+                    }
+                };
+                out.insert(key, yaml_to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => return Err(format!("YAML tags such as {} are not supported", t.tag)),
+    })
+}
+
+fn schema_of(kind: &str) -> Option<&'static JSONSchemaProps> {
+    static BOTTLE: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
+    static AGENT: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
+    let cell = match kind {
+        "Bottle" => BOTTLE.get_or_init(|| top_schema(Bottle::crd())),
+        "Agent" => AGENT.get_or_init(|| top_schema(Agent::crd())),
+        _ => return None,
+    };
+    cell.as_ref()
+}
+
+fn top_schema(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Option<JSONSchemaProps> {
+    crd.spec.versions.into_iter().next()?.schema?.open_api_v3_schema
+}
+
+/// Identifies a document for error messages: `Bottle/dev`, or its position when unnamed.
+fn object_label(doc: &Value, index: usize) -> String {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("object");
+    match doc.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => format!("{kind}/{n}"),
+        _ => format!("{kind} (document {index})"),
+    }
+}
+
+/// Checks one document and returns it typed, or every error it has.
+pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationErrors> {
+    let mut errs = ValidationErrors::new(object_label(doc, index));
+    let root = FieldPath::default();
+    let kind = doc.get("kind").and_then(Value::as_str);
+    let api_version = doc.get("apiVersion").and_then(Value::as_str);
+    let Some(kind) = kind else {
+        errs.push(&root.field("kind"), format!("required value; supported kinds: {}", KINDS.join(", ")));
+        return Err(errs);
+    };
+    let Some(schema) = schema_of(kind) else {
+        errs.push(
+            &root.field("kind"),
+            format!("unsupported kind '{kind}'; supported kinds: {}", KINDS.join(", ")),
+        );
+        return Err(errs);
+    };
+    match api_version {
+        Some(API_VERSION) => {}
+        Some(other) => errs.push(
+            &root.field("apiVersion"),
+            format!("'{other}' is not served for {kind}; use {API_VERSION}"),
+        ),
+        None => errs.push(&root.field("apiVersion"), format!("required value: {API_VERSION}")),
+    }
+    // apiVersion, kind and metadata are implicit in every CRD schema; only spec and status
+    // are described by it.
+    if let Some(map) = doc.as_object() {
+        for (k, v) in map {
+            match k.as_str() {
+                "apiVersion" | "kind" | "metadata" => {}
+                _ => match schema.properties.as_ref().and_then(|p| p.get(k)) {
+                    Some(s) => crate::structural::validate(s, v, &root.field(k), &mut errs),
+                    None => errs.push(
+                        &root.field(k),
+                        "unknown field; allowed: apiVersion, kind, metadata, spec, status",
+                    ),
+                },
+            }
+        }
+    }
+    metadata(doc.get("metadata"), kind == "Agent", &mut errs);
+    if doc.get("spec").is_none() {
+        errs.push(&root.field("spec"), "required value");
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let resource = match kind {
+        "Bottle" => typed::<Bottle>(doc, &mut errs).map(Resource::Bottle),
+        _ => typed::<Agent>(doc, &mut errs).map(|a| {
+            validate::agent_spec(&a.spec, &mut errs);
+            Resource::Agent(a)
+        }),
+    };
+    match resource {
+        Some(r) if errs.is_empty() => Ok(r),
+        _ => Err(errs),
+    }
+}
+
+fn typed<T: DeserializeOwned>(doc: &Value, errs: &mut ValidationErrors) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(doc) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            errs.errors.push(crate::error::FieldError {
+                path: if path == "." { String::new() } else { path },
+                message,
+            });
+            None
+        }
+    }
+}
+
+fn metadata(meta: Option<&Value>, namespaced: bool, errs: &mut ValidationErrors) {
+    let path = FieldPath::root("metadata");
+    let Some(meta) = meta else {
+        errs.push(&path, "required value: metadata.name names the object");
+        return;
+    };
+    let Some(map) = meta.as_object() else { return };
+    for k in map.keys() {
+        if !METADATA_FIELDS.contains(&k.as_str()) {
+            errs.push(&path.field(k), format!("unknown field; allowed: {}", METADATA_FIELDS.join(", ")));
+        }
+    }
+    match map.get("name").and_then(Value::as_str) {
+        None if map.get("generateName").is_none() => errs.push(&path.field("name"), "required value"),
+        None => {}
+        Some(name) => {
+            let check = if namespaced { check_dns_label(name) } else { check_dns_subdomain(name) };
+            if let Err(m) = check {
+                errs.push(&path.field("name"), m);
+            }
+        }
+    }
+    match (namespaced, map.get("namespace").and_then(Value::as_str)) {
+        (false, Some(_)) => errs.push(
+            &path.field("namespace"),
+            "Bottle is cluster-scoped; remove metadata.namespace",
+        ),
+        (true, Some(ns)) => {
+            if let Err(m) = check_dns_label(ns) {
+                errs.push(&path.field("namespace"), m);
+            }
+        }
+        _ => {}
+    }
+    for field in ["labels", "annotations"] {
+        if let Some(v) = map.get(field) {
+            match v.as_object() {
+                None => errs.push(&path.field(field), "must be a map of strings"),
+                Some(m) => {
+                    for (k, v) in m {
+                        if !v.is_string() {
+                            errs.push(&path.field(field).key(k), "must be a string");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parses and validates every document of a manifest: schema and per-object rules, then the
+/// Bottles as a set (`extends` chains, duplicate hosts across the chain). `known_bottles` holds
+/// Bottles that exist elsewhere (e.g. on the server) for `extends` to resolve against.
+pub fn parse_resources_with(
+    text: &str,
+    known_bottles: &BTreeMap<String, BottleSpec>,
+) -> Result<Vec<Resource>, ManifestError> {
+    let docs = yaml_documents(text)?;
+    let mut resources = Vec::new();
+    let mut invalid = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        match check_document(doc, i + 1) {
+            Ok(r) => resources.push(r),
+            Err(e) => invalid.push(e),
+        }
+    }
+    invalid.extend(validate_bottle_set(&resources, known_bottles));
+    if invalid.is_empty() {
+        Ok(resources)
+    } else {
+        Err(ManifestError::Invalid(invalid))
+    }
+}
+
+/// [`parse_resources_with`] for a self-contained manifest.
+pub fn parse_resources(text: &str) -> Result<Vec<Resource>, ManifestError> {
+    parse_resources_with(text, &BTreeMap::new())
+}
+
+/// Validates every Bottle in `resources` against the others and `known_bottles`.
+pub fn validate_bottle_set(
+    resources: &[Resource],
+    known_bottles: &BTreeMap<String, BottleSpec>,
+) -> Vec<ValidationErrors> {
+    let mut set = known_bottles.clone();
+    let mut names = Vec::new();
+    for r in resources {
+        if let Resource::Bottle(b) = r {
+            let name = b.metadata.name.clone().unwrap_or_default();
+            set.insert(name.clone(), b.spec.clone());
+            names.push(name);
+        }
+    }
+    names
+        .iter()
+        .filter_map(|n| validate_bottle(n, &set).err())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_resources(text) {
+            Ok(_) => vec![],
+            Err(ManifestError::Invalid(all)) => all
+                .iter()
+                .flat_map(|e| e.errors.iter().map(move |f| format!("{}: {f}", e.object)))
+                .collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn duplicate_yaml_keys_are_an_error() {
+        let e = errors("apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nkind: Agent\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("duplicate entry with key \"kind\""), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_kinds_and_versions() {
+        assert_eq!(
+            errors("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n"),
+            vec!["Pod/x: kind: unsupported kind 'Pod'; supported kinds: Bottle, Agent"]
+        );
+        assert_eq!(
+            errors("apiVersion: bot-bottle.dev/v1\nkind: Agent\nmetadata: {name: x}\nspec: {bottleRef: {name: b}}\n"),
+            vec!["Agent/x: apiVersion: 'bot-bottle.dev/v1' is not served for Agent; use bot-bottle.dev/v1alpha1"]
+        );
+    }
+
+    #[test]
+    fn metadata_rules() {
+        assert_eq!(
+            errors("apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: Dev, namespace: x, bogus: 1}\nspec: {}\n"),
+            vec![
+                "Bottle/Dev: metadata.bogus: unknown field; allowed: annotations, creationTimestamp, deletionGracePeriodSeconds, deletionTimestamp, finalizers, generateName, generation, labels, managedFields, name, namespace, ownerReferences, resourceVersion, selfLink, uid",
+                "Bottle/Dev: metadata.name: 'Dev' must be a lowercase RFC 1123 subdomain: a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
+                "Bottle/Dev: metadata.namespace: Bottle is cluster-scoped; remove metadata.namespace",
+            ]
+        );
+        assert_eq!(
+            errors("apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: a.b}\nspec: {bottleRef: {name: b}}\n"),
+            vec!["Agent/a.b: metadata.name: 'a.b' must be a lowercase RFC 1123 label: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit"]
+        );
+    }
+
+    #[test]
+    fn non_string_keys_and_tags_are_rejected() {
+        assert!(errors("apiVersion: x\n1: 2\n")[0].contains("mapping keys must be strings"));
+        assert!(errors("a: !secret x\n")[0].contains("YAML tags"));
+    }
+}
