@@ -1,1 +1,67 @@
-fn main(){}
+//! `bbctl`: the bot-bottle command line. Parses arguments, dispatches to one module per verb,
+//! and maps failures to the documented exit codes (docs/cli.md).
+
+mod cmd;
+mod exit;
+mod input;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bbctl",
+    version,
+    about = "Run coding agents in bottles: declare Bottles and Agents, bbctl drives them",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print every bot-bottle CustomResourceDefinition as YAML.
+    Crds(cmd::crds::Args),
+    /// Convert the reference system's Markdown bottles and agents into Bottle and Agent YAML.
+    Convert(cmd::convert::Args),
+    /// Check Bottle and Agent manifests without applying them; prints every error at once.
+    Validate(cmd::validate::Args),
+    /// Walk through the example bottles: validate them and show the resolved policy.
+    Demo(cmd::demo::Args),
+    /// Run or manage the local control plane.
+    Controller(cmd::controller::Args),
+    /// Print the client version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BBCTL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crds(a) => cmd::crds::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
+        Command::Validate(a) => cmd::validate::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::Controller(a) => cmd::controller::run(a),
+        Command::Version => {
+            println!("bbctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

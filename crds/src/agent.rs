@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::common::GitUser;
 
 /// Desired state of one agent.
-#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema,
+)]
 #[kube(
     group = "bot-bottle.dev",
     version = "v1alpha1",
@@ -25,7 +27,11 @@ use crate::common::GitUser;
     printcolumn(name = "Bottle", type_ = "string", json_path = ".spec.bottleRef.name"),
     printcolumn(name = "Backend", type_ = "string", json_path = ".status.backend"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSpec {

@@ -14,7 +14,9 @@ use crate::runtime::RuntimeSpec;
 
 /// Desired policy of a bottle. Every field is optional so a child bottle states only what it
 /// changes; `extends` names the parent it is merged onto.
-#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema,
+)]
 #[kube(
     group = "bot-bottle.dev",
     version = "v1alpha1",
@@ -28,8 +30,16 @@ use crate::runtime::RuntimeSpec;
     doc = "A Bottle is the policy an Agent runs inside: agent provider, environment, egress allowlist with injected credentials and DLP, git-gate repos, supervise and runtime hardening.",
     printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
     printcolumn(name = "Routes", type_ = "integer", json_path = ".status.routeCount"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BottleSpec {

@@ -36,11 +36,24 @@ pub struct Converted {
 #[error("{}", .0.join("\n"))]
 pub struct ConvertError(pub Vec<String>);
 
-const BOTTLE_KEYS: &[&str] = &["agent_provider", "egress", "env", "extends", "git-gate", "supervise"];
+const BOTTLE_KEYS: &[&str] = &[
+    "agent_provider",
+    "egress",
+    "env",
+    "extends",
+    "git-gate",
+    "supervise",
+];
 const AGENT_KEYS: &[&str] = &["bottle", "git-gate", "skills"];
 /// Claude Code sub-agent frontmatter the reference tolerated and ignored.
 const AGENT_PASSTHROUGH_KEYS: &[&str] = &["color", "description", "model", "name", "tools"];
-const PROVIDER_KEYS: &[&str] = &["auth_token", "dockerfile", "forward_host_credentials", "settings", "template"];
+const PROVIDER_KEYS: &[&str] = &[
+    "auth_token",
+    "dockerfile",
+    "forward_host_credentials",
+    "settings",
+    "template",
+];
 const BUILTIN_TEMPLATES: &[&str] = &["claude", "codex", "pi"];
 const SETTINGS_KEYS: &[(&str, &str)] = &[
     ("api", "api"),
@@ -63,8 +76,9 @@ pub fn manifest_name(file_name: &str) -> Option<&str> {
     let stem = file_name.strip_suffix(".md")?;
     let mut bytes = stem.bytes();
     let first = bytes.next()?;
-    (first.is_ascii_lowercase() && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
-        .then_some(stem)
+    (first.is_ascii_lowercase()
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    .then_some(stem)
 }
 
 /// Splits `---` frontmatter from the Markdown body.
@@ -110,13 +124,20 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             ManifestKind::Agent => &mut agents,
         };
         if let Some((prev, _)) = slot.get(name) {
-            errors.push(format!("{}: {} '{name}' is also defined by {prev}", f.path, kind_word(f.kind)));
+            errors.push(format!(
+                "{}: {} '{name}' is also defined by {prev}",
+                f.path,
+                kind_word(f.kind)
+            ));
             continue;
         }
         slot.insert(name.to_string(), (f.path.clone(), obj));
     }
     for (name, (path, agent)) in &agents {
-        let bottle = agent.pointer("/spec/bottleRef/name").and_then(Value::as_str).unwrap_or("");
+        let bottle = agent
+            .pointer("/spec/bottleRef/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !bottles.contains_key(bottle) {
             let available = if bottles.is_empty() {
                 "(none)".to_string()
@@ -140,17 +161,28 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             origin.insert((is_bottle, name.clone()), path.clone());
             match check_document(obj, 0) {
                 Ok(r) => resources.push(r),
-                Err(e) => errors.extend(e.errors.iter().map(|fe| format!("{path}: {} {fe}", e.object))),
+                Err(e) => errors.extend(
+                    e.errors
+                        .iter()
+                        .map(|fe| format!("{path}: {} {fe}", e.object)),
+                ),
             }
         }
     }
     for e in validate_bottle_set(&resources, &BTreeMap::new()) {
         let name = e.object.trim_start_matches("Bottle/").to_string();
         let path = origin.get(&(true, name)).cloned().unwrap_or_default();
-        errors.extend(e.errors.iter().map(|fe| format!("{path}: {} {fe}", e.object)));
+        errors.extend(
+            e.errors
+                .iter()
+                .map(|fe| format!("{path}: {} {fe}", e.object)),
+        );
     }
     if errors.is_empty() {
-        Ok(Converted { resources, warnings })
+        Ok(Converted {
+            resources,
+            warnings,
+        })
     } else {
         Err(ConvertError(errors))
     }
@@ -163,7 +195,12 @@ fn kind_word(k: ManifestKind) -> &'static str {
     }
 }
 
-fn parse_file(f: &SourceFile, name: &str, errs: &mut Vec<String>, warnings: &mut Vec<String>) -> Option<Value> {
+fn parse_file(
+    f: &SourceFile,
+    name: &str,
+    errs: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<Value> {
     let (front, body) = match split_frontmatter(&f.contents) {
         Ok(v) => v,
         Err(e) => {
@@ -202,7 +239,8 @@ impl Ctx<'_> {
         if what.is_empty() {
             self.errs.push(format!("{} {}", self.label, msg.as_ref()));
         } else {
-            self.errs.push(format!("{} {what} {}", self.label, msg.as_ref()));
+            self.errs
+                .push(format!("{} {what} {}", self.label, msg.as_ref()));
         }
     }
 
@@ -219,7 +257,10 @@ impl Ctx<'_> {
             if !allowed.contains(&k.as_str()) {
                 let mut sorted = allowed.to_vec();
                 sorted.sort_unstable();
-                self.err(what, format!("has unknown key '{k}'; allowed: {}", sorted.join(", ")));
+                self.err(
+                    what,
+                    format!("has unknown key '{k}'; allowed: {}", sorted.join(", ")),
+                );
             }
         }
     }
@@ -228,7 +269,10 @@ impl Ctx<'_> {
         match v.as_str() {
             Some(s) if !s.is_empty() => Some(s.to_string()),
             _ => {
-                self.err(what, format!("must be a non-empty string (was {})", type_name(v)));
+                self.err(
+                    what,
+                    format!("must be a non-empty string (was {})", type_name(v)),
+                );
                 None
             }
         }
@@ -275,7 +319,10 @@ fn bottle(name: &str, fm: &Map<String, Value>, errs: &mut Vec<String>) -> Option
         let mut env = Vec::new();
         for (k, val) in m {
             let Some(s) = val.as_str() else {
-                c.err(&format!("env.{k}"), format!("must be a string (was {})", type_name(val)));
+                c.err(
+                    &format!("env.{k}"),
+                    format!("must be a string (was {})", type_name(val)),
+                );
                 continue;
             };
             env.push(env_entry(k, s));
@@ -316,9 +363,16 @@ fn bottle(name: &str, fm: &Map<String, Value>, errs: &mut Vec<String>) -> Option
         }
         if let Some(r) = e.get("routes") {
             match r.as_array() {
-                None => c.err("egress.routes", format!("must be an array (was {})", type_name(r))),
+                None => c.err(
+                    "egress.routes",
+                    format!("must be an array (was {})", type_name(r)),
+                ),
                 Some(routes) => {
-                    let conv = routes.iter().enumerate().map(|(i, r)| route(i, r, &mut c)).collect();
+                    let conv = routes
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| route(i, r, &mut c))
+                        .collect();
                     out.insert("routes".into(), Value::Array(conv));
                 }
             }
@@ -372,7 +426,10 @@ fn provider(p: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
         Some(t) => {
             out.insert("template".into(), json!("custom"));
             if !p.contains_key("dockerfile") {
-                out.insert("dockerfile".into(), Value::String(format!("~/.bot-bottle/contrib/{t}/Dockerfile")));
+                out.insert(
+                    "dockerfile".into(),
+                    Value::String(format!("~/.bot-bottle/contrib/{t}/Dockerfile")),
+                );
             }
             out.insert("command".into(), json!([t]));
         }
@@ -396,7 +453,9 @@ fn provider(p: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
         c.unknown_keys("agent_provider.settings", s, &allowed);
         let mut conv = Map::new();
         for (k, v) in s {
-            let Some((_, camel)) = SETTINGS_KEYS.iter().find(|(r, _)| r == k) else { continue };
+            let Some((_, camel)) = SETTINGS_KEYS.iter().find(|(r, _)| r == k) else {
+                continue;
+            };
             if *k == "api_key_env" {
                 if let Some(name) = c.string("agent_provider.settings.api_key_env", v) {
                     conv.insert((*camel).into(), host_env(name));
@@ -411,7 +470,9 @@ fn provider(p: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
 }
 
 fn git_user(u: &Value, c: &mut Ctx<'_>) -> Value {
-    let Some(m) = c.object("git-gate.user", u) else { return json!({}) };
+    let Some(m) = c.object("git-gate.user", u) else {
+        return json!({});
+    };
     c.unknown_keys("git-gate.user", m, &["name", "email"]);
     let mut out = Map::new();
     for k in ["name", "email"] {
@@ -424,10 +485,15 @@ fn git_user(u: &Value, c: &mut Ctx<'_>) -> Value {
 
 fn repo(name: &str, entry: &Value, c: &mut Ctx<'_>) -> Value {
     let what = format!("git-gate.repos['{name}']");
-    let Some(e) = c.object(&what, entry) else { return json!({}) };
+    let Some(e) = c.object(&what, entry) else {
+        return json!({});
+    };
     for k in e.keys() {
         if !["url", "key", "host_key"].contains(&k.as_str()) {
-            c.err(&what, format!("has unknown key '{k}'; allowed: url, key, host_key"));
+            c.err(
+                &what,
+                format!("has unknown key '{k}'; allowed: url, key, host_key"),
+            );
         }
     }
     let mut out = Map::new();
@@ -462,7 +528,10 @@ fn repo_key(what: &str, k: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
         "static" => &["provider", "path"],
         "gitea" => &["provider", "forge_token_env", "api_url"],
         other => {
-            c.err(what, format!("provider '{other}' is unknown; allowed: gitea, static"));
+            c.err(
+                what,
+                format!("provider '{other}' is unknown; allowed: gitea, static"),
+            );
             return json!({ "provider": other });
         }
     };
@@ -470,7 +539,10 @@ fn repo_key(what: &str, k: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
         if !allowed.contains(&key.as_str()) {
             c.err(
                 what,
-                format!("has unknown key '{key}' for provider '{provider}'; allowed: {}", allowed.join(", ")),
+                format!(
+                    "has unknown key '{key}' for provider '{provider}'; allowed: {}",
+                    allowed.join(", ")
+                ),
             );
         }
     }
@@ -492,7 +564,9 @@ fn repo_key(what: &str, k: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
 
 fn route(i: usize, r: &Value, c: &mut Ctx<'_>) -> Value {
     let what = format!("egress.routes[{i}]");
-    let Some(m) = c.object(&what, r) else { return json!({}) };
+    let Some(m) = c.object(&what, r) else {
+        return json!({});
+    };
     for k in m.keys() {
         if !ROUTE_KEYS.contains(&k.as_str()) {
             c.err(
@@ -502,7 +576,10 @@ fn route(i: usize, r: &Value, c: &mut Ctx<'_>) -> Value {
         }
     }
     if m.contains_key("role") {
-        c.err(&what, "role is reserved for future use; any value is rejected");
+        c.err(
+            &what,
+            "role is reserved for future use; any value is rejected",
+        );
     }
     let mut out = Map::new();
     for k in ["host", "matches", "git"] {
@@ -524,14 +601,21 @@ fn route(i: usize, r: &Value, c: &mut Ctx<'_>) -> Value {
                     auth.insert("hostEnv".into(), Value::String(name));
                 }
             }
-            None => c.err(&format!("{what} auth"), "missing required field 'token_ref'"),
+            None => c.err(
+                &format!("{what} auth"),
+                "missing required field 'token_ref'",
+            ),
         }
         out.insert("auth".into(), Value::Object(auth));
     }
     if let Some(d) = m.get("dlp")
         && let Some(dm) = c.object(&format!("{what} dlp"), d)
     {
-        c.unknown_keys(&format!("{what} dlp"), dm, &["outbound_detectors", "inbound_detectors"]);
+        c.unknown_keys(
+            &format!("{what} dlp"),
+            dm,
+            &["outbound_detectors", "inbound_detectors"],
+        );
         let mut dlp = Map::new();
         if let Some(v) = dm.get("outbound_detectors") {
             dlp.insert("outbound".into(), v.clone());
@@ -560,7 +644,10 @@ fn agent(
     all_allowed.extend(AGENT_PASSTHROUGH_KEYS);
     for k in fm.keys() {
         if !all_allowed.contains(&k.as_str()) {
-            c.err("", format!("has unknown key '{k}'; allowed: {}", AGENT_KEYS.join(", ")));
+            c.err(
+                "",
+                format!("has unknown key '{k}'; allowed: {}", AGENT_KEYS.join(", ")),
+            );
         } else if AGENT_PASSTHROUGH_KEYS.contains(&k.as_str()) {
             warnings.push(format!("{path}: ignored Claude Code frontmatter key '{k}'"));
         }
@@ -624,7 +711,10 @@ mod tests {
         assert_eq!(manifest_name("Dev.md"), None);
         assert_eq!(manifest_name("1a.md"), None);
         assert_eq!(manifest_name("a_b.md"), None);
-        assert_eq!(split_frontmatter("---\na: 1\n---\nbody\n"), Ok(("a: 1\n", "body\n")));
+        assert_eq!(
+            split_frontmatter("---\na: 1\n---\nbody\n"),
+            Ok(("a: 1\n", "body\n"))
+        );
         assert!(split_frontmatter("a: 1\n").is_err());
         assert!(split_frontmatter("---\na: 1\n").is_err());
     }
@@ -632,19 +722,47 @@ mod tests {
     #[test]
     fn env_forms() {
         assert_eq!(env_entry("A", "lit"), json!({"name": "A", "value": "lit"}));
-        assert_eq!(env_entry("A", "${HOME_X}"), json!({"name": "A", "valueFrom": {"hostEnv": {"name": "HOME_X"}}}));
-        assert_eq!(env_entry("A", "$X"), json!({"name": "A", "valueFrom": {"hostEnv": {"name": "X"}}}));
-        assert_eq!(env_entry("A", "?Your key"), json!({"name": "A", "valueFrom": {"prompt": {"message": "Your key"}}}));
-        assert_eq!(env_entry("A", "$ not a var"), json!({"name": "A", "value": "$ not a var"}));
+        assert_eq!(
+            env_entry("A", "${HOME_X}"),
+            json!({"name": "A", "valueFrom": {"hostEnv": {"name": "HOME_X"}}})
+        );
+        assert_eq!(
+            env_entry("A", "$X"),
+            json!({"name": "A", "valueFrom": {"hostEnv": {"name": "X"}}})
+        );
+        assert_eq!(
+            env_entry("A", "?Your key"),
+            json!({"name": "A", "valueFrom": {"prompt": {"message": "Your key"}}})
+        );
+        assert_eq!(
+            env_entry("A", "$ not a var"),
+            json!({"name": "A", "value": "$ not a var"})
+        );
     }
 
     #[test]
     fn reference_errors() {
         let bad = [
-            file("b/x.md", ManifestKind::Bottle, "---\nbogus: 1\negress:\n  routes:\n    - host: a.com\n      role: x\n---\n"),
-            file("b/y.md", ManifestKind::Bottle, "---\ngit-gate:\n  repos:\n    r:\n      url: git@h:o/r.git\n      key: {provider: gitea, path: /k, forge_token_env: T}\n---\n"),
-            file("b/z.md", ManifestKind::Bottle, "---\ngit-gate:\n  repos:\n    r:\n      url: git@h:o/r.git\n      key: {provider: vault, bogus: 1}\n---\n"),
-            file("a/q.md", ManifestKind::Agent, "---\nbottle: nope\ngit-gate: {repos: {}}\n---\nhi\n"),
+            file(
+                "b/x.md",
+                ManifestKind::Bottle,
+                "---\nbogus: 1\negress:\n  routes:\n    - host: a.com\n      role: x\n---\n",
+            ),
+            file(
+                "b/y.md",
+                ManifestKind::Bottle,
+                "---\ngit-gate:\n  repos:\n    r:\n      url: git@h:o/r.git\n      key: {provider: gitea, path: /k, forge_token_env: T}\n---\n",
+            ),
+            file(
+                "b/z.md",
+                ManifestKind::Bottle,
+                "---\ngit-gate:\n  repos:\n    r:\n      url: git@h:o/r.git\n      key: {provider: vault, bogus: 1}\n---\n",
+            ),
+            file(
+                "a/q.md",
+                ManifestKind::Agent,
+                "---\nbottle: nope\ngit-gate: {repos: {}}\n---\nhi\n",
+            ),
         ];
         let e = convert(&bad).expect_err("invalid").0;
         assert_eq!(
@@ -662,10 +780,17 @@ mod tests {
 
     #[test]
     fn duplicate_keys_in_frontmatter() {
-        let e = convert(&[file("b/x.md", ManifestKind::Bottle, "---\nsupervise: true\nsupervise: false\n---\n")])
-            .expect_err("dup")
-            .0;
+        let e = convert(&[file(
+            "b/x.md",
+            ManifestKind::Bottle,
+            "---\nsupervise: true\nsupervise: false\n---\n",
+        )])
+        .expect_err("dup")
+        .0;
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("b/x.md: frontmatter: invalid YAML: ") && e[0].contains("duplicate"), "{e:?}");
+        assert!(
+            e[0].starts_with("b/x.md: frontmatter: invalid YAML: ") && e[0].contains("duplicate"),
+            "{e:?}"
+        );
     }
 }

@@ -33,11 +33,3 @@ pub fn all_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dump() {
-        println!("{}", super::all_yaml().expect("yaml"));
-    }
-}

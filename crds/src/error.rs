@@ -163,6 +163,9 @@ mod tests {
         e.push(&FieldPath::root("spec").field("b"), "worse");
         let s = e.to_string();
         assert!(s.starts_with("Bottle/dev is invalid (2 errors)"), "{s}");
-        assert!(s.contains("spec.a: bad") && s.contains("spec.b: worse"), "{s}");
+        assert!(
+            s.contains("spec.a: bad") && s.contains("spec.b: worse"),
+            "{s}"
+        );
     }
 }

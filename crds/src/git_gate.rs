@@ -89,8 +89,7 @@ pub struct GitUpstream {
 
 /// Parses `ssh://[user@]host[:port]/path` and scp-like `[user@]host:path`.
 pub fn parse_git_upstream(url: &str) -> Result<GitUpstream, String> {
-    const HINT: &str =
-        "expected an SSH remote such as git@host:owner/repo.git or ssh://git@host:22/owner/repo.git";
+    const HINT: &str = "expected an SSH remote such as git@host:owner/repo.git or ssh://git@host:22/owner/repo.git";
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("must not contain whitespace; {HINT}"));
     }

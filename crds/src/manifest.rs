@@ -48,7 +48,10 @@ pub enum ManifestError {
 }
 
 fn join_invalid(all: &[ValidationErrors]) -> String {
-    all.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    all.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 const KINDS: &[&str] = &["Bottle", "Agent"];
@@ -109,7 +112,11 @@ fn yaml_to_json(v: serde_yaml::Value) -> Result<Value, String> {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Y::Sequence(seq) => Value::Array(
+            seq.into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
         Y::Mapping(m) => {
             let mut out = serde_json::Map::new();
             for (k, v) in m {
@@ -144,7 +151,12 @@ fn schema_of(kind: &str) -> Option<&'static JSONSchemaProps> {
 fn top_schema(
     crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 ) -> Option<JSONSchemaProps> {
-    crd.spec.versions.into_iter().next()?.schema?.open_api_v3_schema
+    crd.spec
+        .versions
+        .into_iter()
+        .next()?
+        .schema?
+        .open_api_v3_schema
 }
 
 /// Identifies a document for error messages: `Bottle/dev`, or its position when unnamed.
@@ -163,13 +175,19 @@ pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationE
     let kind = doc.get("kind").and_then(Value::as_str);
     let api_version = doc.get("apiVersion").and_then(Value::as_str);
     let Some(kind) = kind else {
-        errs.push(&root.field("kind"), format!("required value; supported kinds: {}", KINDS.join(", ")));
+        errs.push(
+            &root.field("kind"),
+            format!("required value; supported kinds: {}", KINDS.join(", ")),
+        );
         return Err(errs);
     };
     let Some(schema) = schema_of(kind) else {
         errs.push(
             &root.field("kind"),
-            format!("unsupported kind '{kind}'; supported kinds: {}", KINDS.join(", ")),
+            format!(
+                "unsupported kind '{kind}'; supported kinds: {}",
+                KINDS.join(", ")
+            ),
         );
         return Err(errs);
     };
@@ -179,7 +197,10 @@ pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationE
             &root.field("apiVersion"),
             format!("'{other}' is not served for {kind}; use {API_VERSION}"),
         ),
-        None => errs.push(&root.field("apiVersion"), format!("required value: {API_VERSION}")),
+        None => errs.push(
+            &root.field("apiVersion"),
+            format!("required value: {API_VERSION}"),
+        ),
     }
     // apiVersion, kind and metadata are implicit in every CRD schema; only spec and status
     // are described by it.
@@ -241,14 +262,23 @@ fn metadata(meta: Option<&Value>, namespaced: bool, errs: &mut ValidationErrors)
     let Some(map) = meta.as_object() else { return };
     for k in map.keys() {
         if !METADATA_FIELDS.contains(&k.as_str()) {
-            errs.push(&path.field(k), format!("unknown field; allowed: {}", METADATA_FIELDS.join(", ")));
+            errs.push(
+                &path.field(k),
+                format!("unknown field; allowed: {}", METADATA_FIELDS.join(", ")),
+            );
         }
     }
     match map.get("name").and_then(Value::as_str) {
-        None if map.get("generateName").is_none() => errs.push(&path.field("name"), "required value"),
+        None if map.get("generateName").is_none() => {
+            errs.push(&path.field("name"), "required value")
+        }
         None => {}
         Some(name) => {
-            let check = if namespaced { check_dns_label(name) } else { check_dns_subdomain(name) };
+            let check = if namespaced {
+                check_dns_label(name)
+            } else {
+                check_dns_subdomain(name)
+            };
             if let Err(m) = check {
                 errs.push(&path.field("name"), m);
             }
@@ -360,15 +390,21 @@ mod tests {
             vec!["Pod/x: kind: unsupported kind 'Pod'; supported kinds: Bottle, Agent"]
         );
         assert_eq!(
-            errors("apiVersion: bot-bottle.dev/v1\nkind: Agent\nmetadata: {name: x}\nspec: {bottleRef: {name: b}}\n"),
-            vec!["Agent/x: apiVersion: 'bot-bottle.dev/v1' is not served for Agent; use bot-bottle.dev/v1alpha1"]
+            errors(
+                "apiVersion: bot-bottle.dev/v1\nkind: Agent\nmetadata: {name: x}\nspec: {bottleRef: {name: b}}\n"
+            ),
+            vec![
+                "Agent/x: apiVersion: 'bot-bottle.dev/v1' is not served for Agent; use bot-bottle.dev/v1alpha1"
+            ]
         );
     }
 
     #[test]
     fn metadata_rules() {
         assert_eq!(
-            errors("apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: Dev, namespace: x, bogus: 1}\nspec: {}\n"),
+            errors(
+                "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: Dev, namespace: x, bogus: 1}\nspec: {}\n"
+            ),
             vec![
                 "Bottle/Dev: metadata.bogus: unknown field; allowed: annotations, creationTimestamp, deletionGracePeriodSeconds, deletionTimestamp, finalizers, generateName, generation, labels, managedFields, name, namespace, ownerReferences, resourceVersion, selfLink, uid",
                 "Bottle/Dev: metadata.name: 'Dev' must be a lowercase RFC 1123 subdomain: a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
@@ -376,8 +412,12 @@ mod tests {
             ]
         );
         assert_eq!(
-            errors("apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: a.b}\nspec: {bottleRef: {name: b}}\n"),
-            vec!["Agent/a.b: metadata.name: 'a.b' must be a lowercase RFC 1123 label: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit"]
+            errors(
+                "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: a.b}\nspec: {bottleRef: {name: b}}\n"
+            ),
+            vec![
+                "Agent/a.b: metadata.name: 'a.b' must be a lowercase RFC 1123 label: at most 63 of a-z, 0-9 and '-', starting and ending with a letter or digit"
+            ]
         );
     }
 

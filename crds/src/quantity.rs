@@ -21,8 +21,7 @@ impl Quantity {
 
 /// Parses a non-negative quantity. Errors say what a valid one looks like.
 pub fn parse_quantity(s: &str) -> Result<Quantity, String> {
-    const HINT: &str =
-        "expected a Kubernetes quantity such as 2, 1.5, 500m, 512Mi, 4Gi or 1G";
+    const HINT: &str = "expected a Kubernetes quantity such as 2, 1.5, 500m, 512Mi, 4Gi or 1G";
     let s = s.trim();
     if s.is_empty() {
         return Err(format!("is empty; {HINT}"));
@@ -91,7 +90,10 @@ mod tests {
         assert_eq!(parse_quantity("1.5").map(|q| q.milli()), Ok(1500));
         assert_eq!(parse_quantity("2").map(|q| q.ceil_units()), Ok(2));
         assert_eq!(parse_quantity("4Gi").map(|q| q.ceil_units()), Ok(4 << 30));
-        assert_eq!(parse_quantity("1G").map(|q| q.ceil_units()), Ok(1_000_000_000));
+        assert_eq!(
+            parse_quantity("1G").map(|q| q.ceil_units()),
+            Ok(1_000_000_000)
+        );
         assert_eq!(parse_quantity("1e3").map(|q| q.ceil_units()), Ok(1000));
         assert_eq!(parse_quantity("0.5Gi").map(|q| q.ceil_units()), Ok(1 << 29));
     }

@@ -49,7 +49,10 @@ pub fn resolve_bottle(
     loop {
         let Some(spec) = bottles.get(&current) else {
             if current == name {
-                errs.push(&FieldPath::default(), format!("bottle '{name}' not found; available: {}", available()));
+                errs.push(
+                    &FieldPath::default(),
+                    format!("bottle '{name}' not found; available: {}", available()),
+                );
             }
             return Err(errs);
         };
@@ -59,7 +62,10 @@ pub fn resolve_bottle(
             cycle.push(parent);
             errs.push(
                 &extends_path,
-                format!("bottle '{name}' is in an extends cycle: {}", cycle.join(" -> ")),
+                format!(
+                    "bottle '{name}' is in an extends cycle: {}",
+                    cycle.join(" -> ")
+                ),
             );
             return Err(errs);
         }
@@ -81,7 +87,9 @@ pub fn resolve_bottle(
     let mut merged = BottleSpec::default();
     let mut origins: Vec<RouteOrigin> = Vec::new();
     for bottle in &chain {
-        let Some(spec) = bottles.get(bottle) else { break };
+        let Some(spec) = bottles.get(bottle) else {
+            break;
+        };
         for i in 0..spec.egress.as_ref().map_or(0, |e| e.routes().len()) {
             origins.push(RouteOrigin {
                 bottle: bottle.clone(),
@@ -105,7 +113,10 @@ pub fn resolve_bottle(
 pub fn merge(parent: &BottleSpec, child: &BottleSpec) -> BottleSpec {
     BottleSpec {
         extends: child.extends.clone(),
-        agent_provider: child.agent_provider.clone().or_else(|| parent.agent_provider.clone()),
+        agent_provider: child
+            .agent_provider
+            .clone()
+            .or_else(|| parent.agent_provider.clone()),
         env: merge_env(parent.env.as_deref(), child.env.as_deref()),
         egress: merge_egress(parent.egress.as_ref(), child.egress.as_ref()),
         git_gate: merge_git_gate(parent.git_gate.as_ref(), child.git_gate.as_ref()),
@@ -143,7 +154,8 @@ fn merge_egress(parent: Option<&EgressSpec>, child: Option<&EgressSpec>) -> Opti
                 .into_iter()
                 .chain(c.map(|e| e.routes().to_vec()).unwrap_or_default())
                 .collect();
-            let any_routes = p.is_some_and(|e| e.routes.is_some()) || c.is_some_and(|e| e.routes.is_some());
+            let any_routes =
+                p.is_some_and(|e| e.routes.is_some()) || c.is_some_and(|e| e.routes.is_some());
             Some(EgressSpec {
                 log: c.and_then(|e| e.log).or_else(|| p.and_then(|e| e.log)),
                 routes: any_routes.then_some(routes),
@@ -152,15 +164,24 @@ fn merge_egress(parent: Option<&EgressSpec>, child: Option<&EgressSpec>) -> Opti
     }
 }
 
-fn merge_git_gate(parent: Option<&GitGateSpec>, child: Option<&GitGateSpec>) -> Option<GitGateSpec> {
+fn merge_git_gate(
+    parent: Option<&GitGateSpec>,
+    child: Option<&GitGateSpec>,
+) -> Option<GitGateSpec> {
     match (parent, child) {
         (None, None) => None,
         (p, c) => {
-            let user = match (p.and_then(|g| g.user.as_ref()), c.and_then(|g| g.user.as_ref())) {
+            let user = match (
+                p.and_then(|g| g.user.as_ref()),
+                c.and_then(|g| g.user.as_ref()),
+            ) {
                 (Some(pu), Some(cu)) => Some(pu.overlay(cu)),
                 (pu, cu) => cu.or(pu).cloned(),
             };
-            let repos = match (p.and_then(|g| g.repos.as_ref()), c.and_then(|g| g.repos.as_ref())) {
+            let repos = match (
+                p.and_then(|g| g.repos.as_ref()),
+                c.and_then(|g| g.repos.as_ref()),
+            ) {
                 (pr, None) => pr.cloned(),
                 (_, Some(cr)) if cr.is_empty() => Some(BTreeMap::new()),
                 (None, Some(cr)) => Some(cr.clone()),
@@ -212,7 +233,12 @@ pub fn validate_bottle(
 fn merged_rules(own: &BottleSpec, resolved: &ResolvedBottle, errs: &mut ValidationErrors) {
     let routes_path = FieldPath::root("spec").field("egress").field("routes");
     let mut first_seen: BTreeMap<String, &RouteOrigin> = BTreeMap::new();
-    let routes = resolved.spec.egress.as_ref().map(|e| e.routes()).unwrap_or(&[]);
+    let routes = resolved
+        .spec
+        .egress
+        .as_ref()
+        .map(|e| e.routes())
+        .unwrap_or(&[]);
     for (route, origin) in routes.iter().zip(&resolved.route_origins) {
         let key = host_key(&route.host);
         match first_seen.get(&key) {
@@ -223,7 +249,10 @@ fn merged_rules(own: &BottleSpec, resolved: &ResolvedBottle, errs: &mut Validati
                 let where_ = if first.bottle == resolved.name {
                     format!("spec.egress.routes[{}]", first.index)
                 } else {
-                    format!("spec.egress.routes[{}] of bottle '{}'", first.index, first.bottle)
+                    format!(
+                        "spec.egress.routes[{}] of bottle '{}'",
+                        first.index, first.bottle
+                    )
                 };
                 errs.push(
                     &routes_path.index(origin.index).field("host"),
@@ -244,15 +273,30 @@ fn merged_rules(own: &BottleSpec, resolved: &ResolvedBottle, errs: &mut Validati
         .map(|r| r.keys().collect())
         .unwrap_or_default();
     let inherited = resolved.chain.len() > 1;
-    let suffix = if inherited { " (neither this bottle nor any bottle it extends sets it)" } else { "" };
-    if let Some(repos) = resolved.spec.git_gate.as_ref().and_then(|g| g.repos.as_ref()) {
+    let suffix = if inherited {
+        " (neither this bottle nor any bottle it extends sets it)"
+    } else {
+        ""
+    };
+    if let Some(repos) = resolved
+        .spec
+        .git_gate
+        .as_ref()
+        .and_then(|g| g.repos.as_ref())
+    {
         for (name, repo) in repos {
             if !own_repos.contains(name) {
                 continue;
             }
-            let rp = FieldPath::root("spec").field("gitGate").field("repos").key(name);
+            let rp = FieldPath::root("spec")
+                .field("gitGate")
+                .field("repos")
+                .key(name);
             if repo.url.is_none() {
-                errs.push(&rp.field("url"), format!("required value: the upstream SSH URL{suffix}"));
+                errs.push(
+                    &rp.field("url"),
+                    format!("required value: the upstream SSH URL{suffix}"),
+                );
             }
             if repo.key.is_none() {
                 errs.push(
@@ -320,21 +364,34 @@ runtime: {memory: 8Gi}
         assert_eq!(user.name.as_deref(), Some("base"));
         assert_eq!(user.email.as_deref(), Some("child@example.com"));
         let repos = gg.repos.as_ref().expect("repos");
-        assert_eq!(repos.keys().collect::<Vec<_>>(), vec!["docs", "extra", "main"]);
+        assert_eq!(
+            repos.keys().collect::<Vec<_>>(),
+            vec!["docs", "extra", "main"]
+        );
         assert_eq!(repos["main"].url.as_deref(), Some("git@h:o/main.git"));
         assert_eq!(
             repos["main"].key.as_ref().map(|k| k.provider),
             Some(crate::git_gate::KeyProvider::Gitea)
         );
         let eg = r.spec.egress.as_ref().expect("egress");
-        assert_eq!(eg.log, Some(1), "log inherited when the child does not set it");
+        assert_eq!(
+            eg.log,
+            Some(1),
+            "log inherited when the child does not set it"
+        );
         let hosts: Vec<&str> = eg.routes().iter().map(|r| r.host.as_str()).collect();
         assert_eq!(hosts, vec!["a.example.com", "b.example.com"]);
         assert_eq!(
             r.route_origins,
             vec![
-                RouteOrigin { bottle: "base".into(), index: 0 },
-                RouteOrigin { bottle: "child".into(), index: 0 }
+                RouteOrigin {
+                    bottle: "base".into(),
+                    index: 0
+                },
+                RouteOrigin {
+                    bottle: "child".into(),
+                    index: 0
+                }
             ]
         );
         assert_eq!(
@@ -342,7 +399,10 @@ runtime: {memory: 8Gi}
             Some(crate::provider::ProviderTemplate::Codex)
         );
         let rt = r.spec.runtime.as_ref().expect("runtime");
-        assert_eq!((rt.cpu.as_deref(), rt.memory.as_deref()), (Some("2"), Some("8Gi")));
+        assert_eq!(
+            (rt.cpu.as_deref(), rt.memory.as_deref()),
+            (Some("2"), Some("8Gi"))
+        );
         assert_eq!(r.spec.extends, None);
     }
 
@@ -357,10 +417,16 @@ egress: {log: 2}
 agentProvider: {template: pi, settings: {models: [m]}}
 "#,
             ),
-            ("child", "{extends: base, gitGate: {repos: {}}, egress: {log: 0}, agentProvider: {template: claude}}"),
+            (
+                "child",
+                "{extends: base, gitGate: {repos: {}}, egress: {log: 0}, agentProvider: {template: claude}}",
+            ),
         ]);
         let r = validate_bottle("child", &b).expect("valid");
-        assert_eq!(r.spec.git_gate.and_then(|g| g.repos).map(|r| r.len()), Some(0));
+        assert_eq!(
+            r.spec.git_gate.and_then(|g| g.repos).map(|r| r.len()),
+            Some(0)
+        );
         assert_eq!(r.spec.egress.and_then(|e| e.log), Some(0));
         let p = r.spec.agent_provider.expect("provider");
         assert_eq!(p.settings, None, "provider is replaced whole, not merged");
@@ -375,28 +441,44 @@ agentProvider: {template: pi, settings: {models: [m]}}
 
     #[test]
     fn cycles_unknown_parents_and_missing_bottles() {
-        let b = set(&[("a", "{extends: b}"), ("b", "{extends: c}"), ("c", "{extends: a}"), ("d", "{extends: zz}")]);
+        let b = set(&[
+            ("a", "{extends: b}"),
+            ("b", "{extends: c}"),
+            ("c", "{extends: a}"),
+            ("d", "{extends: zz}"),
+        ]);
         assert_eq!(
             errors_of("a", &b),
             vec!["spec.extends: bottle 'a' is in an extends cycle: a -> b -> c -> a"]
         );
         assert_eq!(
             errors_of("d", &b),
-            vec!["spec.extends: bottle 'd' extends 'zz' which is not defined; available bottles: a, b, c, d"]
+            vec![
+                "spec.extends: bottle 'd' extends 'zz' which is not defined; available bottles: a, b, c, d"
+            ]
         );
         assert_eq!(
             errors_of("nope", &b),
             vec!["bottle 'nope' not found; available: a, b, c, d"]
         );
         let selfref = set(&[("s", "{extends: s}")]);
-        assert_eq!(errors_of("s", &selfref), vec!["spec.extends: bottle 's' is in an extends cycle: s -> s"]);
+        assert_eq!(
+            errors_of("s", &selfref),
+            vec!["spec.extends: bottle 's' is in an extends cycle: s -> s"]
+        );
     }
 
     #[test]
     fn duplicate_hosts_are_reported_once_by_the_bottle_that_repeats_them() {
         let b = set(&[
-            ("base", "{egress: {routes: [{host: a.example.com}, {host: A.example.com}]}}"),
-            ("child", "{extends: base, egress: {routes: [{host: x.example.com}, {host: a.example.com}]}}"),
+            (
+                "base",
+                "{egress: {routes: [{host: a.example.com}, {host: A.example.com}]}}",
+            ),
+            (
+                "child",
+                "{extends: base, egress: {routes: [{host: x.example.com}, {host: a.example.com}]}}",
+            ),
         ]);
         let base = errors_of("base", &b);
         assert_eq!(
@@ -408,20 +490,33 @@ agentProvider: {template: pi, settings: {models: [m]}}
         );
         assert_eq!(
             errors_of("child", &b),
-            vec!["spec.egress.routes[1].host: duplicate host 'a.example.com': already allowed by spec.egress.routes[0] of bottle 'base'; merge the two into one route (one route per host)"]
+            vec![
+                "spec.egress.routes[1].host: duplicate host 'a.example.com': already allowed by spec.egress.routes[0] of bottle 'base'; merge the two into one route (one route per host)"
+            ]
         );
     }
 
     #[test]
     fn repo_required_fields_are_checked_after_merge() {
         let b = set(&[
-            ("base", "{gitGate: {repos: {main: {url: 'git@h:o/m.git', key: {provider: static, path: /k}}}}}"),
-            ("partial", "{extends: base, gitGate: {repos: {main: {hostKey: 'ssh-ed25519 AAAA'}, lone: {url: 'git@h:o/l.git'}}}}"),
-            ("orphan", "{gitGate: {repos: {main: {hostKey: 'ssh-ed25519 AAAA'}}}}"),
+            (
+                "base",
+                "{gitGate: {repos: {main: {url: 'git@h:o/m.git', key: {provider: static, path: /k}}}}}",
+            ),
+            (
+                "partial",
+                "{extends: base, gitGate: {repos: {main: {hostKey: 'ssh-ed25519 AAAA'}, lone: {url: 'git@h:o/l.git'}}}}",
+            ),
+            (
+                "orphan",
+                "{gitGate: {repos: {main: {hostKey: 'ssh-ed25519 AAAA'}}}}",
+            ),
         ]);
         assert_eq!(
             errors_of("partial", &b),
-            vec!["spec.gitGate.repos[lone].key: missing required 'key' block (provider static or gitea) (neither this bottle nor any bottle it extends sets it)"]
+            vec![
+                "spec.gitGate.repos[lone].key: missing required 'key' block (provider static or gitea) (neither this bottle nor any bottle it extends sets it)"
+            ]
         );
         assert_eq!(
             errors_of("orphan", &b),

@@ -13,21 +13,34 @@ use crate::error::{FieldPath, ValidationErrors, quoted_list};
 /// Objects whose schema lists `properties` are closed: any other field is an error, as with
 /// `kubectl apply --validate=strict`. `x-kubernetes-preserve-unknown-fields` leaves a subtree to
 /// the caller's own rules.
-pub fn validate(schema: &JSONSchemaProps, value: &Value, path: &FieldPath, errs: &mut ValidationErrors) {
+pub fn validate(
+    schema: &JSONSchemaProps,
+    value: &Value,
+    path: &FieldPath,
+    errs: &mut ValidationErrors,
+) {
     if value.is_null() {
-        if schema.nullable != Some(true) && schema.x_kubernetes_preserve_unknown_fields != Some(true) {
+        if schema.nullable != Some(true)
+            && schema.x_kubernetes_preserve_unknown_fields != Some(true)
+        {
             errs.push(path, "must not be null");
         }
         return;
     }
     if schema.x_kubernetes_int_or_string == Some(true) {
         if !(value.is_string() || is_integer(value)) {
-            errs.push(path, format!("must be an integer or a string, got {}", kind_of(value)));
+            errs.push(
+                path,
+                format!("must be an integer or a string, got {}", kind_of(value)),
+            );
         }
         return;
     }
     let ty = schema.type_.as_deref();
-    if ty.is_none() && schema.x_kubernetes_preserve_unknown_fields == Some(true) && schema.properties.is_none() {
+    if ty.is_none()
+        && schema.x_kubernetes_preserve_unknown_fields == Some(true)
+        && schema.properties.is_none()
+    {
         return;
     }
     if let Some(ty) = ty {
@@ -41,14 +54,22 @@ pub fn validate(schema: &JSONSchemaProps, value: &Value, path: &FieldPath, errs:
             _ => true,
         };
         if !ok {
-            errs.push(path, format!("must be of type {ty}, got {}", kind_of(value)));
+            errs.push(
+                path,
+                format!("must be of type {ty}, got {}", kind_of(value)),
+            );
             return;
         }
     }
     if let Some(allowed) = &schema.enum_
         && !allowed.iter().any(|a| a.0 == *value)
     {
-        let names: Vec<String> = allowed.iter().map(|a| display_scalar(&a.0)).collect();
+        // `null` is listed for optional enums but is handled by `nullable` above.
+        let names: Vec<String> = allowed
+            .iter()
+            .filter(|a| !a.0.is_null())
+            .map(|a| display_scalar(&a.0))
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         errs.push(
             path,
@@ -110,15 +131,29 @@ pub fn validate(schema: &JSONSchemaProps, value: &Value, path: &FieldPath, errs:
         Value::Number(n) => {
             if let Some(f) = n.as_f64() {
                 if let Some(min) = schema.minimum {
-                    let bad = if schema.exclusive_minimum == Some(true) { f <= min } else { f < min };
+                    let bad = if schema.exclusive_minimum == Some(true) {
+                        f <= min
+                    } else {
+                        f < min
+                    };
                     if bad {
-                        errs.push(path, format!("must be greater than or equal to {}", trim_float(min)));
+                        errs.push(
+                            path,
+                            format!("must be greater than or equal to {}", trim_float(min)),
+                        );
                     }
                 }
                 if let Some(max) = schema.maximum {
-                    let bad = if schema.exclusive_maximum == Some(true) { f >= max } else { f > max };
+                    let bad = if schema.exclusive_maximum == Some(true) {
+                        f >= max
+                    } else {
+                        f > max
+                    };
                     if bad {
-                        errs.push(path, format!("must be less than or equal to {}", trim_float(max)));
+                        errs.push(
+                            path,
+                            format!("must be less than or equal to {}", trim_float(max)),
+                        );
                     }
                 }
             }
@@ -168,7 +203,9 @@ fn validate_object(
 
 fn is_integer(v: &Value) -> bool {
     match v {
-        Value::Number(n) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+        Value::Number(n) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
         _ => false,
     }
 }
@@ -200,7 +237,11 @@ fn quote_value(v: &Value) -> String {
 }
 
 fn trim_float(f: f64) -> String {
-    if f.fract() == 0.0 { format!("{}", f as i64) } else { f.to_string() }
+    if f.fract() == 0.0 {
+        format!("{}", f as i64)
+    } else {
+        f.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -256,8 +297,14 @@ mod tests {
         assert!(check(json!({"host": "a", "log": null})).is_empty());
         assert_eq!(
             check(json!({"host": "", "log": "1"})),
-            vec!["spec.host: must not be empty", "spec.log: must be of type integer, got string"]
+            vec![
+                "spec.host: must not be empty",
+                "spec.log: must be of type integer, got string"
+            ]
         );
-        assert_eq!(check(json!({"host": null})), vec!["spec.host: must not be null"]);
+        assert_eq!(
+            check(json!({"host": null})),
+            vec!["spec.host: must not be null"]
+        );
     }
 }

@@ -104,7 +104,10 @@ fn agent_provider(p: &AgentProvider, path: &FieldPath, errs: &mut ValidationErro
     if let Some(image) = &p.image
         && (image.is_empty() || image.chars().any(char::is_whitespace))
     {
-        errs.push(&path.field("image"), "must be an image reference such as registry.example/agent:1.0");
+        errs.push(
+            &path.field("image"),
+            "must be an image reference such as registry.example/agent:1.0",
+        );
     }
     if let Some(d) = &p.dockerfile
         && d.is_empty()
@@ -148,7 +151,10 @@ fn pi_settings(s: &PiSettings, path: &FieldPath, errs: &mut ValidationErrors) {
     if let Some(url) = &s.base_url
         && let Err(m) = check_http_url(url)
     {
-        errs.push(&path.field("baseUrl"), format!("pi settings base_url must be an absolute URL: {m}"));
+        errs.push(
+            &path.field("baseUrl"),
+            format!("pi settings base_url must be an absolute URL: {m}"),
+        );
     }
     if s.api_key.is_some() && s.api_key_from.is_some() {
         errs.push(
@@ -163,9 +169,15 @@ fn pi_settings(s: &PiSettings, path: &FieldPath, errs: &mut ValidationErrors) {
         let mut seen = BTreeSet::new();
         for (i, m) in models.iter().enumerate() {
             if m.trim().is_empty() {
-                errs.push(&path.field("models").index(i), "must be a non-empty model id");
+                errs.push(
+                    &path.field("models").index(i),
+                    "must be a non-empty model id",
+                );
             } else if !seen.insert(m.as_str()) {
-                errs.push(&path.field("models").index(i), format!("duplicate model '{m}'"));
+                errs.push(
+                    &path.field("models").index(i),
+                    format!("duplicate model '{m}'"),
+                );
             }
         }
     }
@@ -174,7 +186,10 @@ fn pi_settings(s: &PiSettings, path: &FieldPath, errs: &mut ValidationErrors) {
     {
         errs.push(
             &path.field("maxTokensField"),
-            format!("unsupported value \"{f}\"; supported values: {}", list(MAX_TOKENS_FIELDS)),
+            format!(
+                "unsupported value \"{f}\"; supported values: {}",
+                list(MAX_TOKENS_FIELDS)
+            ),
         );
     }
 }
@@ -237,7 +252,13 @@ pub fn egress(e: &EgressSpec, path: &FieldPath, ctx: PolicyContext, errs: &mut V
                 match pm.match_type.unwrap_or_default() {
                     PathMatchType::Regex => {
                         if let Err(err) = Regex::new(&pm.value) {
-                            errs.push(&pp, format!("invalid regular expression: {}", one_line(&err.to_string())));
+                            errs.push(
+                                &pp,
+                                format!(
+                                    "invalid regular expression: {}",
+                                    one_line(&err.to_string())
+                                ),
+                            );
                         }
                     }
                     t => {
@@ -245,8 +266,12 @@ pub fn egress(e: &EgressSpec, path: &FieldPath, ctx: PolicyContext, errs: &mut V
                             errs.push(
                                 &pp,
                                 format!(
-                                    "a {} path must start with '/' (got '{}')",
-                                    if t == PathMatchType::Exact { "exact" } else { "prefix" },
+                                    "{} path must start with '/' (got '{}')",
+                                    if t == PathMatchType::Exact {
+                                        "an exact"
+                                    } else {
+                                        "a prefix"
+                                    },
                                     pm.value
                                 ),
                             );
@@ -258,7 +283,10 @@ pub fn egress(e: &EgressSpec, path: &FieldPath, ctx: PolicyContext, errs: &mut V
             for (j, method) in m.methods.iter().flatten().enumerate() {
                 let p = mp.field("methods").index(j);
                 if method.is_empty() || !method.bytes().all(is_token_byte) {
-                    errs.push(&p, format!("'{method}' is not an HTTP method such as GET or POST"));
+                    errs.push(
+                        &p,
+                        format!("'{method}' is not an HTTP method such as GET or POST"),
+                    );
                 } else if !seen.insert(method.to_ascii_uppercase()) {
                     errs.push(&p, format!("duplicate method '{method}'"));
                 }
@@ -266,12 +294,18 @@ pub fn egress(e: &EgressSpec, path: &FieldPath, ctx: PolicyContext, errs: &mut V
             for (j, h) in m.headers.iter().flatten().enumerate() {
                 let hp = mp.field("headers").index(j);
                 if !h.name.bytes().all(is_token_byte) {
-                    errs.push(&hp.field("name"), format!("'{}' is not a valid header name", h.name));
+                    errs.push(
+                        &hp.field("name"),
+                        format!("'{}' is not a valid header name", h.name),
+                    );
                 }
                 if h.match_type.unwrap_or_default() == HeaderMatchType::Regex
                     && let Err(err) = Regex::new(&h.value)
                 {
-                    errs.push(&hp.field("value"), format!("invalid regular expression: {}", one_line(&err.to_string())));
+                    errs.push(
+                        &hp.field("value"),
+                        format!("invalid regular expression: {}", one_line(&err.to_string())),
+                    );
                 }
             }
         }
@@ -316,7 +350,12 @@ fn route_dlp(dlp: &RouteDlp, path: &FieldPath, errs: &mut ValidationErrors) {
     }
 }
 
-fn secret_source(s: &SecretSource, path: &FieldPath, ctx: PolicyContext, errs: &mut ValidationErrors) {
+fn secret_source(
+    s: &SecretSource,
+    path: &FieldPath,
+    ctx: PolicyContext,
+    errs: &mut ValidationErrors,
+) {
     let set = s.set_sources();
     let allowed = match ctx {
         PolicyContext::Bottle => "secretKeyRef or hostEnv",
@@ -335,7 +374,10 @@ fn secret_source(s: &SecretSource, path: &FieldPath, ctx: PolicyContext, errs: &
     } else if set.len() != 1 {
         errs.push(
             path,
-            format!("exactly one of {allowed} must be set (found {})", found(&set)),
+            format!(
+                "exactly one of {allowed} must be set (found {})",
+                found(&set)
+            ),
         );
     }
     if let Some(sel) = &s.secret_key_ref {
@@ -349,7 +391,10 @@ fn secret_source(s: &SecretSource, path: &FieldPath, ctx: PolicyContext, errs: &
     if let Some(f) = &s.token_file
         && (f.is_empty() || f.contains('/') || f == "." || f == "..")
     {
-        errs.push(&path.field("tokenFile"), "must be a plain file name (no '/')");
+        errs.push(
+            &path.field("tokenFile"),
+            "must be a plain file name (no '/')",
+        );
     }
 }
 
@@ -358,9 +403,15 @@ fn secret_key_ref(sel: &SecretKeySelector, path: &FieldPath, errs: &mut Validati
         errs.push(&path.field("name"), m);
     }
     if !sel.key.is_empty()
-        && !sel.key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !sel
+            .key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        errs.push(&path.field("key"), "a Secret key may only hold letters, digits, '-', '_' and '.'");
+        errs.push(
+            &path.field("key"),
+            "a Secret key may only hold letters, digits, '-', '_' and '.'",
+        );
     }
     if let Some(ns) = &sel.namespace
         && let Err(m) = check_dns_label(ns)
@@ -380,7 +431,10 @@ fn git_gate(g: &GitGateSpec, path: &FieldPath, errs: &mut ValidationErrors) {
         if name.is_empty() {
             errs.push(&rp, "repo name must not be empty");
         } else if !name_re.is_match(name) || name == "." || name == ".." {
-            errs.push(&rp, format!("repo name '{name}' must match ^[A-Za-z0-9._-]+$"));
+            errs.push(
+                &rp,
+                format!("repo name '{name}' must match ^[A-Za-z0-9._-]+$"),
+            );
         }
         if let Some(url) = &repo.url
             && let Err(m) = parse_git_upstream(url)
@@ -418,7 +472,10 @@ fn repo_key(key: &RepoKey, path: &FieldPath, errs: &mut ValidationErrors) {
         if is_set && !provider.allowed_fields().contains(&field) {
             errs.push(
                 &path.field(field),
-                format!("is not allowed for provider '{}'; allowed: {allowed}", provider.as_str()),
+                format!(
+                    "is not allowed for provider '{}'; allowed: {allowed}",
+                    provider.as_str()
+                ),
             );
         }
     }
@@ -476,7 +533,10 @@ fn git_user(u: &GitUser, path: &FieldPath, errs: &mut ValidationErrors) {
         if let Some(v) = v
             && v.chars().any(char::is_control)
         {
-            errs.push(&path.field(field), "must not contain control characters or newlines");
+            errs.push(
+                &path.field(field),
+                "must not contain control characters or newlines",
+            );
         }
     }
 }
@@ -506,7 +566,10 @@ pub fn agent_spec(spec: &AgentSpec, errs: &mut ValidationErrors) {
     {
         errs.push(
             &root.field("workspace").field("hostPath"),
-            format!("must be an absolute directory on the controller host, got '{}'", w.host_path),
+            format!(
+                "must be an absolute directory on the controller host, got '{}'",
+                w.host_path
+            ),
         );
     }
     if let Some(u) = &spec.git_user {
@@ -517,13 +580,20 @@ pub fn agent_spec(spec: &AgentSpec, errs: &mut ValidationErrors) {
             errs.push(&root.field("label"), "must be at most 64 characters long");
         }
         if label.chars().any(char::is_control) {
-            errs.push(&root.field("label"), "must not contain control characters or newlines");
+            errs.push(
+                &root.field("label"),
+                "must not contain control characters or newlines",
+            );
         }
     }
 }
 
 fn found(set: &[&str]) -> String {
-    if set.is_empty() { "none".into() } else { set.join(", ") }
+    if set.is_empty() {
+        "none".into()
+    } else {
+        set.join(", ")
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -556,7 +626,8 @@ pub(crate) fn check_env_name(name: &str) -> Result<(), String> {
 pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     if ok {
@@ -570,9 +641,7 @@ pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
 
 /// RFC 1123 subdomain: what Kubernetes requires of most object names.
 pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
-    let ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| check_dns_label(l).is_ok());
+    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| check_dns_label(l).is_ok());
     if ok {
         Ok(())
     } else {
@@ -585,32 +654,47 @@ pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
 /// A route host: a lowercase DNS name or an IP literal, nothing else.
 pub(crate) fn check_host(h: &str) -> Result<(), String> {
     if h.contains("://") {
-        return Err(format!("'{h}' must be a bare hostname without a scheme, e.g. 'api.example.com'"));
+        return Err(format!(
+            "'{h}' must be a bare hostname without a scheme, e.g. 'api.example.com'"
+        ));
     }
     if h.contains('/') {
-        return Err(format!("'{h}' must be a bare hostname without a path; use matches[].paths to restrict paths"));
+        return Err(format!(
+            "'{h}' must be a bare hostname without a path; use matches[].paths to restrict paths"
+        ));
     }
     if h.contains('*') {
-        return Err(format!("'{h}': wildcards are not supported; list each host as its own route"));
+        return Err(format!(
+            "'{h}': wildcards are not supported; list each host as its own route"
+        ));
     }
     if h.parse::<Ipv4Addr>().is_ok() {
         return Ok(());
     }
-    let unbracketed = h.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(h);
+    let unbracketed = h
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(h);
     if unbracketed.parse::<Ipv6Addr>().is_ok() {
         return Ok(());
     }
     if h.contains(':') {
-        return Err(format!("'{h}' must not include a port; a route covers every port of its host"));
+        return Err(format!(
+            "'{h}' must not include a port; a route covers every port of its host"
+        ));
     }
     if h.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(format!("'{h}' must be lowercase ('{}')", h.to_ascii_lowercase()));
+        return Err(format!(
+            "'{h}' must be lowercase ('{}')",
+            h.to_ascii_lowercase()
+        ));
     }
     let valid = h.len() <= 253
         && h.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         });
@@ -636,7 +720,8 @@ fn check_http_url(u: &str) -> Result<(), String> {
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = if host.starts_with('[') {
-        host.split_once(']').map_or("", |(h, _)| h.trim_start_matches('['))
+        host.split_once(']')
+            .map_or("", |(h, _)| h.trim_start_matches('['))
     } else {
         host.split(':').next().unwrap_or("")
     };
@@ -667,11 +752,26 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in ["api.example.com", "10.0.0.1", "::1", "[::1]", "ollama", "a-b.c"] {
+        for ok in [
+            "api.example.com",
+            "10.0.0.1",
+            "::1",
+            "[::1]",
+            "ollama",
+            "a-b.c",
+        ] {
             assert!(check_host(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "https://x.com", "x.com/a", "*.x.com", "x.com:443", "X.com", "-a.com", "a..b", "x.com.", "a_b.com",
+            "https://x.com",
+            "x.com/a",
+            "*.x.com",
+            "x.com:443",
+            "X.com",
+            "-a.com",
+            "a..b",
+            "x.com.",
+            "a_b.com",
         ] {
             assert!(check_host(bad).is_err(), "{bad}");
         }
@@ -679,8 +779,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(url_host("http://ollama:11434/v1").as_deref(), Some("ollama"));
-        assert_eq!(url_host("https://OpenRouter.ai/api").as_deref(), Some("openrouter.ai"));
+        assert_eq!(
+            url_host("http://ollama:11434/v1").as_deref(),
+            Some("ollama")
+        );
+        assert_eq!(
+            url_host("https://OpenRouter.ai/api").as_deref(),
+            Some("openrouter.ai")
+        );
         assert_eq!(url_host("https://[::1]:8080/").as_deref(), Some("::1"));
         assert!(url_host("ollama:11434").is_none());
         assert!(url_host("http:///v1").is_none());

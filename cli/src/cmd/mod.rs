@@ -1,0 +1,7 @@
+//! One module per verb.
+
+pub mod controller;
+pub mod convert;
+pub mod crds;
+pub mod demo;
+pub mod validate;

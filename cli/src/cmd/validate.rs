@@ -1,0 +1,73 @@
+//! `bbctl validate`: schema and rule checks of manifests, as one set so `extends` resolves
+//! across files. Nothing is applied; every error of every object is printed.
+
+use std::path::PathBuf;
+
+use bb_crds::Resource;
+use bb_crds::manifest::{check_document, validate_bottle_set, yaml_documents};
+
+use crate::exit::{CliError, Kind};
+use crate::input::read_sources;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// File, directory or `-` (stdin) holding Bottle / Agent YAML. Repeatable.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        required = true
+    )]
+    files: Vec<PathBuf>,
+    /// Descend into subdirectories of directory arguments.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+}
+
+pub fn run(args: Args) -> Result<(), CliError> {
+    let (resources, errors) = load(&args.files, args.recursive)?;
+    if !errors.is_empty() {
+        return Err(CliError::new(Kind::Validation, errors.join("\n")));
+    }
+    for r in &resources {
+        println!("{}/{} valid", r.kind().to_lowercase(), r.name());
+    }
+    Ok(())
+}
+
+/// Loads every document of every source and validates them as one set. Errors are prefixed with
+/// their source so a user can find them.
+pub fn load(files: &[PathBuf], recursive: bool) -> Result<(Vec<Resource>, Vec<String>), CliError> {
+    let sources = read_sources(files, recursive)?;
+    let mut resources = Vec::new();
+    let mut origins = Vec::new();
+    let mut errors = Vec::new();
+    for src in &sources {
+        let docs = match yaml_documents(&src.text) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(format!("{}: {e}", src.name));
+                continue;
+            }
+        };
+        for (i, doc) in docs.iter().enumerate() {
+            match check_document(doc, i + 1) {
+                Ok(r) => {
+                    origins.push(src.name.clone());
+                    resources.push(r);
+                }
+                Err(e) => errors.push(format!("{}: {e}", src.name)),
+            }
+        }
+    }
+    for e in validate_bottle_set(&resources, &Default::default()) {
+        let origin = resources
+            .iter()
+            .zip(&origins)
+            .find(|(r, _)| format!("Bottle/{}", r.name()) == e.object)
+            .map(|(_, o)| o.as_str())
+            .unwrap_or("");
+        errors.push(format!("{origin}: {e}"));
+    }
+    Ok((resources, errors))
+}
