@@ -24,14 +24,10 @@ use crate::common::GitUser;
     derive = "PartialEq",
     derive = "Default",
     doc = "An Agent is one coding agent running inside a Bottle, reached only through its sidecar.",
-    printcolumn(name = "Bottle", type_ = "string", json_path = ".spec.bottleRef.name"),
-    printcolumn(name = "Backend", type_ = "string", json_path = ".status.backend"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Bottle","type":"string","jsonPath":".spec.bottleRef.name"}"#,
+    printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.backend"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSpec {

@@ -28,18 +28,10 @@ use crate::runtime::RuntimeSpec;
     derive = "PartialEq",
     derive = "Default",
     doc = "A Bottle is the policy an Agent runs inside: agent provider, environment, egress allowlist with injected credentials and DLP, git-gate repos, supervise and runtime hardening.",
-    printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
-    printcolumn(name = "Routes", type_ = "integer", json_path = ".status.routeCount"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Provider","type":"string","jsonPath":".status.provider"}"#,
+    printcolumn = r#"{"name":"Routes","type":"integer","jsonPath":".status.routeCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BottleSpec {

@@ -302,10 +302,10 @@ fn bottle(name: &str, fm: &Map<String, Value>, errs: &mut Vec<String>) -> Option
     };
     c.unknown_keys("", fm, BOTTLE_KEYS);
     let mut spec = Map::new();
-    if let Some(v) = fm.get("extends") {
-        if let Some(s) = c.string("extends", v) {
-            spec.insert("extends".into(), Value::String(s));
-        }
+    if let Some(v) = fm.get("extends")
+        && let Some(s) = c.string("extends", v)
+    {
+        spec.insert("extends".into(), Value::String(s));
     }
     if let Some(v) = fm.get("supervise") {
         if !v.is_boolean() {

@@ -14,6 +14,7 @@ pub mod env;
 pub mod error;
 pub mod git_gate;
 pub mod manifest;
+pub mod policy;
 pub mod provider;
 pub mod quantity;
 pub mod resolve;

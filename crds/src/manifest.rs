@@ -15,6 +15,8 @@ use crate::validate::{self, check_dns_label, check_dns_subdomain};
 use crate::{API_VERSION, Agent, Bottle, BottleSpec};
 
 /// A bot-bottle object read from a manifest.
+// Short-lived values held a handful at a time; boxing would only add noise at every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
     Bottle(Bottle),
@@ -146,6 +148,11 @@ fn schema_of(kind: &str) -> Option<&'static JSONSchemaProps> {
         _ => return None,
     };
     cell.as_ref()
+}
+
+/// The schema of `Bottle.spec`, shared with the sidecar policy parser.
+pub(crate) fn bottle_spec_schema() -> Option<&'static JSONSchemaProps> {
+    schema_of("Bottle")?.properties.as_ref()?.get("spec")
 }
 
 fn top_schema(

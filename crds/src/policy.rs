@@ -1,0 +1,143 @@
+//! The sidecar's policy file: `Bottle.spec.egress` after resolution, with each route's `auth`
+//! naming a token file. Parsed with the Bottle CRD's own egress schema so there is one schema.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::egress::EgressSpec;
+use crate::error::{FieldPath, ValidationErrors};
+use crate::manifest::{ManifestError, bottle_spec_schema, yaml_documents};
+use crate::validate::{self, PolicyContext, host_key};
+
+/// Parses and validates a sidecar policy file (YAML with `log` and `routes`).
+pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
+    let mut docs = yaml_documents(text)?;
+    let mut errs = ValidationErrors::new("sidecar policy");
+    if docs.len() > 1 {
+        errs.push(&FieldPath::default(), "must be a single YAML document");
+        return Err(ManifestError::Invalid(vec![errs]));
+    }
+    let doc = docs.pop().unwrap_or(Value::Object(Default::default()));
+    let schema = bottle_spec_schema().and_then(|s| s.properties.as_ref()?.get("egress"));
+    match schema {
+        Some(schema) => crate::structural::validate(schema, &doc, &FieldPath::default(), &mut errs),
+        None => errs.push(
+            &FieldPath::default(),
+            "internal error: the Bottle CRD has no egress schema",
+        ),
+    }
+    if !errs.is_empty() {
+        return Err(ManifestError::Invalid(vec![errs]));
+    }
+    let policy: EgressSpec = match serde_path_to_error::deserialize(&doc) {
+        Ok(p) => p,
+        Err(e) => {
+            let path = e.path().to_string();
+            errs.push(&FieldPath::root(&path), e.into_inner().to_string());
+            return Err(ManifestError::Invalid(vec![errs]));
+        }
+    };
+    validate::egress(
+        &policy,
+        &FieldPath::default(),
+        PolicyContext::SidecarPolicy,
+        &mut errs,
+    );
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, r) in policy.routes().iter().enumerate() {
+        if let Some(first) = seen.insert(host_key(&r.host), i) {
+            errs.push(
+                &FieldPath::root("routes").index(i).field("host"),
+                format!(
+                    "duplicate host '{}': already allowed by routes[{first}]",
+                    r.host
+                ),
+            );
+            seen.insert(host_key(&r.host), first);
+        }
+    }
+    errs.into_result()
+        .map(|()| policy)
+        .map_err(|e| ManifestError::Invalid(vec![e]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Resource;
+    use crate::manifest::parse_resources;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_sidecar_policy(text) {
+            Ok(_) => vec![],
+            Err(ManifestError::Invalid(all)) => all
+                .iter()
+                .flat_map(|e| e.errors.iter().map(|f| f.to_string()))
+                .collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_bottles_egress_block_is_a_sidecar_policy_once_auth_names_a_file() {
+        let bottle = r#"
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {name: b}
+spec:
+  egress:
+    log: 2
+    routes:
+      - host: api.example.com
+        auth: {scheme: Bearer, hostEnv: TOKEN}
+        matches: [{paths: [{type: regex, value: '^/v1/'}], methods: [POST], headers: [{name: X-A, value: b}]}]
+        dlp: {outbound: [token_patterns], inbound: false}
+        git: {fetch: true}
+"#;
+        let resources = parse_resources(bottle).expect("bottle");
+        let Some(Resource::Bottle(b)) = resources.first() else {
+            panic!("bottle")
+        };
+        let mut egress = b.spec.egress.clone().expect("egress");
+        for r in egress.routes.iter_mut().flatten() {
+            if let Some(a) = r.auth.as_mut() {
+                a.token = crate::common::SecretSource {
+                    token_file: Some("api.example.com".into()),
+                    ..Default::default()
+                };
+            }
+        }
+        let text = serde_yaml::to_string(&egress).expect("yaml");
+        assert_eq!(parse_sidecar_policy(&text).expect("policy"), egress);
+    }
+
+    #[test]
+    fn the_sidecar_rejects_what_a_bottle_rejects_and_unresolved_sources() {
+        assert_eq!(
+            errors(
+                "routes: [{host: a.com, role: x}, {host: a.com, auth: {scheme: Bearer, hostEnv: T}}]"
+            ),
+            vec!["routes[0].role: unknown field; allowed: auth, dlp, git, host, matches",]
+        );
+        assert_eq!(
+            errors(
+                "routes: [{host: a.com}, {host: a.com, auth: {scheme: Bearer, hostEnv: T}}, {host: b.com, auth: {scheme: token, tokenFile: ../x}}]"
+            ),
+            vec![
+                "routes[1].auth: the sidecar policy names tokens by tokenFile only; the controller resolves secretKeyRef and hostEnv",
+                "routes[2].auth.tokenFile: must be a plain file name (no '/')",
+                "routes[1].host: duplicate host 'a.com': already allowed by routes[0]",
+            ]
+        );
+        assert_eq!(
+            errors("log: 5"),
+            vec!["log: must be less than or equal to 2"]
+        );
+        assert_eq!(
+            errors(""),
+            Vec::<String>::new(),
+            "an empty policy denies everything"
+        );
+    }
+}
