@@ -245,7 +245,7 @@ pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationE
     }
 }
 
-fn typed<T: DeserializeOwned>(doc: &Value, errs: &mut ValidationErrors) -> Option<T> {
+pub(crate) fn typed<T: DeserializeOwned>(doc: &Value, errs: &mut ValidationErrors) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(doc) {
         Ok(v) => Some(v),
         Err(e) => {

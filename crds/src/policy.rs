@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::egress::EgressSpec;
 use crate::error::{FieldPath, ValidationErrors};
-use crate::manifest::{ManifestError, bottle_spec_schema, yaml_documents};
+use crate::manifest::{ManifestError, bottle_spec_schema, typed, yaml_documents};
 use crate::validate::{self, PolicyContext, host_key};
 
 /// Parses and validates a sidecar policy file (YAML with `log` and `routes`).
@@ -30,13 +30,8 @@ pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
     if !errs.is_empty() {
         return Err(ManifestError::Invalid(vec![errs]));
     }
-    let policy: EgressSpec = match serde_path_to_error::deserialize(&doc) {
-        Ok(p) => p,
-        Err(e) => {
-            let path = e.path().to_string();
-            errs.push(&FieldPath::root(&path), e.into_inner().to_string());
-            return Err(ManifestError::Invalid(vec![errs]));
-        }
+    let Some(policy) = typed::<EgressSpec>(&doc, &mut errs) else {
+        return Err(ManifestError::Invalid(vec![errs]));
     };
     validate::egress(
         &policy,
