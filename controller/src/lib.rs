@@ -3,4 +3,6 @@
 //!
 //! The resource model and every validation rule come from `bb-crds`; this crate adds I/O.
 
+pub mod store;
+
 pub use bb_crds as crds;
