@@ -12,10 +12,12 @@ pub enum Kind {
     Usage,
     /// 3: a named object or file does not exist.
     NotFound,
+    /// 4: the request conflicts with current state (e.g. a control plane already runs).
+    Conflict,
+    /// 5: a server could not be reached or could not listen.
+    Unavailable,
     /// 6: input was read but is invalid.
     Validation,
-    /// 7: the command exists but its feature has not landed yet.
-    NotImplemented,
 }
 
 #[derive(Debug)]
@@ -37,8 +39,9 @@ impl CliError {
             Kind::General => 1,
             Kind::Usage => 2,
             Kind::NotFound => 3,
+            Kind::Conflict => 4,
+            Kind::Unavailable => 5,
             Kind::Validation => 6,
-            Kind::NotImplemented => 7,
         })
     }
 }

@@ -142,13 +142,6 @@ fn convert_needs_the_reference_layout() {
 }
 
 #[test]
-fn controller_run_says_not_yet() {
-    let (code, _, err) = bbctl(&["controller", "run"], &root());
-    assert_eq!(code, 7);
-    assert!(err.contains("not yet"), "{err}");
-}
-
-#[test]
 fn demo_validates_the_examples_and_never_prints_secret_sources_values() {
     let (code, out, err) = bbctl(&["demo"], &root());
     assert_eq!(code, 0, "{err}");

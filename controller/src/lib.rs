@@ -3,6 +3,10 @@
 //!
 //! The resource model and every validation rule come from `bb-crds`; this crate adds I/O.
 
+pub mod apiserver;
+pub mod control_plane;
+pub mod home;
+pub mod pki;
 pub mod store;
 
 pub use bb_crds as crds;

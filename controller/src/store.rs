@@ -49,6 +49,8 @@ pub enum EventKind {
 pub struct Event {
     pub kind: EventKind,
     pub record: Record,
+    /// The value before this change, for live `Modified` events (history replays omit it).
+    pub prev: Option<Vec<u8>>,
 }
 
 struct Inner {
@@ -276,6 +278,11 @@ impl Store {
         let _ = self.events.send(Arc::new(Event {
             kind,
             record: record.clone(),
+            prev: if kind == EventKind::Modified {
+                stored_value
+            } else {
+                None
+            },
         }));
         Ok(record)
     }
@@ -374,6 +381,7 @@ fn history(
     let rows = stmt
         .query_map(params![after, upto, prefix, prefix_end(prefix)], |r| {
             Ok(Event {
+                prev: None,
                 kind: kind_of(r.get(2)?),
                 record: Record {
                     key: r.get(0)?,
@@ -490,6 +498,42 @@ mod tests {
             s.update("/nope", None, b"x".to_vec()),
             Err(StoreError::NotFound)
         ));
+    }
+
+    #[test]
+    fn many_writers_on_one_object_exactly_one_wins_per_revision() {
+        let (_d, s) = store();
+        let first = s.create("/hot", b"0".to_vec()).expect("create");
+        let wins = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (s, wins) = (s.clone(), wins.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        let Ok(Some(cur)) = s.get("/hot") else {
+                            continue;
+                        };
+                        if s.update("/hot", Some(cur.revision), vec![t]).is_ok() {
+                            wins.lock().expect("lock").push(cur.revision);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("join");
+        }
+        let mut won = wins.lock().expect("lock").clone();
+        let n = won.len();
+        won.sort_unstable();
+        won.dedup();
+        assert_eq!(won.len(), n, "two writers succeeded from the same revision");
+        assert!(n > 0 && won[0] == first.revision);
+        assert_eq!(
+            s.revision().expect("rev"),
+            first.revision + n as i64,
+            "every success is one revision"
+        );
     }
 
     #[test]

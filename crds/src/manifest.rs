@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
-use kube::CustomResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -143,8 +142,8 @@ fn schema_of(kind: &str) -> Option<&'static JSONSchemaProps> {
     static BOTTLE: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     static AGENT: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     let cell = match kind {
-        "Bottle" => BOTTLE.get_or_init(|| top_schema(Bottle::crd())),
-        "Agent" => AGENT.get_or_init(|| top_schema(Agent::crd())),
+        "Bottle" => BOTTLE.get_or_init(|| top_schema(crate::crd::all().swap_remove(0))),
+        "Agent" => AGENT.get_or_init(|| top_schema(crate::crd::all().swap_remove(1))),
         _ => return None,
     };
     cell.as_ref()

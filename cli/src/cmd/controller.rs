@@ -1,5 +1,10 @@
 //! `bbctl controller`: the local control plane. `run` is its foreground form.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bb_controller::control_plane::{self, DEFAULT_LISTEN, Options, RunError};
+
 use crate::exit::{CliError, Kind};
 
 #[derive(Debug, clap::Args)]
@@ -10,15 +15,41 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Sub {
-    /// Run the apiserver and reconcilers in the foreground.
-    Run,
+    /// Run the apiserver (and, as they land, the reconcilers) in the foreground until
+    /// SIGINT or SIGTERM.
+    Run {
+        /// State directory (default: $BOT_BOTTLE_HOME, else ~/.bot-bottle).
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+        /// Address to serve the Kubernetes API on; port 0 picks a free port.
+        #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
     match args.command {
-        Sub::Run => Err(CliError::new(
-            Kind::NotImplemented,
-            "not yet: the local control plane has not landed; `bbctl validate -f` checks manifests meanwhile",
-        )),
+        Sub::Run { home, listen } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+            rt.block_on(control_plane::run(Options { home, listen }, |ready| {
+                eprintln!("control plane ready at {}", ready.url);
+                eprintln!("kubeconfig: {}", ready.kubeconfig.display());
+                eprintln!(
+                    "try: kubectl --kubeconfig {} get agents -A",
+                    ready.kubeconfig.display()
+                );
+            }))
+            .map_err(|e| {
+                let kind = match e {
+                    RunError::Home(bb_controller::home::HomeError::Locked { .. }) => Kind::Conflict,
+                    RunError::Serve(_) => Kind::Unavailable,
+                    _ => Kind::General,
+                };
+                CliError::new(kind, e.to_string())
+            })
+        }
     }
 }

@@ -1,0 +1,493 @@
+//! The local apiserver: a Kubernetes-compatible REST API over TLS with bearer-token auth,
+//! serving discovery, OpenAPI and the resources in `resources` from the SQLite `Store`.
+
+mod discovery;
+mod fields;
+mod handlers;
+mod managed;
+pub mod objects;
+pub mod resources;
+mod select;
+pub mod status;
+mod table;
+mod watch;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+
+use self::handlers::{Query, Reply, Target, View};
+use self::objects::Registry;
+use self::status::ApiError;
+use crate::pki::Credentials;
+use crate::store::Store;
+
+/// Largest request body accepted, as in Kubernetes (3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Response bodies: a whole JSON document or a watch stream.
+#[derive(Debug)]
+pub enum Body {
+    Full(Full<Bytes>),
+    Stream(mpsc::Receiver<Result<Bytes, Infallible>>),
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(f) => Pin::new(f).poll_frame(cx),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    registry: Registry,
+    token: String,
+    server_address: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+fn json_response(code: u16, v: &Value) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Full(Full::new(Bytes::from(body))))
+        .unwrap_or_else(|_| Response::new(Body::Full(Full::new(Bytes::new()))))
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.code, &e.to_status())
+}
+
+fn text_response(code: u16, text: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::Full(Full::new(Bytes::from(text.to_string()))))
+        .unwrap_or_else(|_| Response::new(Body::Full(Full::new(Bytes::new()))))
+}
+
+/// Constant-time token check, so response timing says nothing about the token.
+fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+    let Some(h) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(given) = h.strip_prefix("Bearer ") else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn version_info() -> Value {
+    serde_json::json!({
+        "major": "1", "minor": "33", "gitVersion": concat!("v1.33.0-bot-bottle.", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "", "gitTreeState": "clean", "buildDate": "", "goVersion": "n/a (rust)",
+        "compiler": "rustc", "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+/// Parses a resource path (`/api/v1/...`, `/apis/g/v/...`) into its target.
+fn route(segs: &[&str]) -> Result<Target, ApiError> {
+    let (group, version, rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => {
+            return Err(ApiError::not_found(
+                "the server could not find the requested resource",
+            ));
+        }
+    };
+    let unknown = |plural: &str| {
+        ApiError::not_found(format!(
+            "the server could not find the requested resource ({plural})"
+        ))
+    };
+    let lookup =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(|| unknown(plural));
+    let (res, namespace, name, sub) = match rest {
+        ["namespaces", ns, plural, tail @ ..] if *plural != "status" && *plural != "finalize" => {
+            let res = lookup(plural)?;
+            if !res.namespaced {
+                return Err(unknown(plural));
+            }
+            match tail {
+                [] => (res, Some(*ns), None, None),
+                [name] => (res, Some(*ns), Some(*name), None),
+                [name, sub] => (res, Some(*ns), Some(*name), Some(*sub)),
+                _ => return Err(unknown(plural)),
+            }
+        }
+        [plural] => (lookup(plural)?, None, None, None),
+        [plural, name] => (lookup(plural)?, None, Some(*name), None),
+        [plural, name, sub] => (lookup(plural)?, None, Some(*name), Some(*sub)),
+        _ => {
+            return Err(ApiError::not_found(
+                "the server could not find the requested resource",
+            ));
+        }
+    };
+    if let Some(s) = sub
+        && !(s == "status" && res.status_subresource)
+    {
+        return Err(ApiError::not_found(format!(
+            "the server could not find the requested resource ({}/{s})",
+            res.plural
+        )));
+    }
+    if !res.namespaced && namespace.is_some() {
+        return Err(unknown(res.plural));
+    }
+    Ok(Target {
+        res,
+        namespace: namespace.map(str::to_string),
+        name: name.map(str::to_string),
+        subresource: sub.map(str::to_string),
+    })
+}
+
+/// Reads (and discards) what the client is still sending, within bounds, so that an early error
+/// response reaches it instead of a reset stream.
+async fn drain(mut body: Incoming) {
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > 4 * MAX_BODY_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            buf.extend_from_slice(d);
+            if buf.len() > MAX_BODY_BYTES {
+                drain(body).await;
+                return Err(ApiError::too_large(format!(
+                    "the request body is larger than the {MAX_BODY_BYTES} byte limit"
+                )));
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Decodes a JSON or YAML request body.
+fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type.split(';').next().unwrap_or("").trim();
+    match ct {
+        "" | "application/json" | "*/*" => serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+            let docs = bb_crds::manifest::yaml_documents(text)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            match docs.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => Err(ApiError::bad_request(
+                    "the body must hold exactly one YAML document",
+                )),
+            }
+        }
+        other => Err(ApiError::unsupported_media(format!(
+            "the body of the request was in an unknown format ({other}); accepted media types include: application/json, application/yaml"
+        ))),
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let result = dispatch(&state, req).await;
+    match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, %path, code = e.code, reason = e.reason, "request failed");
+            error_response(&e)
+        }
+    }
+}
+
+async fn dispatch(state: &State, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Liveness and version are public, as in Kubernetes' default RBAC.
+    match (req.method(), segs.as_slice()) {
+        (&Method::GET, ["healthz" | "livez" | "readyz", ..]) => {
+            return Ok(text_response(200, "ok"));
+        }
+        (&Method::GET, ["version"]) => return Ok(json_response(200, &version_info())),
+        _ => {}
+    }
+    if !authorized(&req, &state.token) {
+        return Err(ApiError::unauthorized());
+    }
+    if req.method() == Method::GET {
+        let doc = match segs.as_slice() {
+            ["api"] => Some(discovery::api_versions(&state.server_address)),
+            ["apis"] => Some(discovery::group_list()),
+            ["api", v] => discovery::resource_list("", v),
+            ["apis", g] => discovery::group(g),
+            ["apis", g, v] => discovery::resource_list(g, v),
+            ["openapi", "v3"] => Some(discovery::openapi_v3_index()),
+            ["openapi", "v3", "api", v] => discovery::openapi_v3_doc("", v),
+            ["openapi", "v3", "apis", g, v] => discovery::openapi_v3_doc(g, v),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            return Ok(json_response(200, &doc));
+        }
+        if matches!(
+            segs.as_slice(),
+            ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _] | ["openapi", ..]
+        ) {
+            return Err(ApiError::not_found(
+                "the server could not find the requested resource",
+            ));
+        }
+    }
+    let target = route(&segs)?;
+    // Refuse an oversized body before reading any of it, so the client gets the 413 rather
+    // than a reset connection.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        drain(req.into_body()).await;
+        return Err(ApiError::too_large(format!(
+            "the request body is larger than the {MAX_BODY_BYTES} byte limit"
+        )));
+    }
+    let q = Query::parse(req.uri().query());
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let view = if accept.contains("as=Table") {
+        View::Table
+    } else {
+        View::Object
+    };
+    let ctype = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let method = req.method().clone();
+    let reg = &state.registry;
+    let reply = match (method, target.name.is_some()) {
+        (Method::GET, true) => handlers::get(reg, &target, view, &q)?,
+        (Method::GET, false) => handlers::list(reg, &target, view, &q, state.shutdown.clone())?,
+        (Method::POST, _) => {
+            let body = read_body(req.into_body()).await?;
+            handlers::create(reg, &target, decode_body(&ctype, &body)?, &q)?
+        }
+        (Method::PUT, true) => {
+            let body = read_body(req.into_body()).await?;
+            handlers::update(reg, &target, decode_body(&ctype, &body)?, &q)?
+        }
+        (Method::PATCH, true) => {
+            let body = read_body(req.into_body()).await?;
+            handlers::patch(reg, &target, &ctype, &body, &q)?
+        }
+        (Method::DELETE, true) => {
+            let body = read_body(req.into_body()).await?;
+            handlers::delete(reg, &target, &body, &q)?
+        }
+        (Method::DELETE, false) => {
+            let body = read_body(req.into_body()).await?;
+            handlers::delete_collection(reg, &target, &body, &q)?
+        }
+        (m, _) => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{m} is not supported on {path}"
+            )));
+        }
+    };
+    Ok(match reply {
+        Reply::Json(code, v) => json_response(code, &v),
+        Reply::Watch(rx) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(Body::Stream(rx))
+            .map_err(|e| ApiError::internal(e.to_string()))?,
+    })
+}
+
+/// A running apiserver.
+#[derive(Debug)]
+pub struct ApiServer {
+    pub local_addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error("bootstrapping the store: {0}")]
+    Bootstrap(String),
+}
+
+impl ApiServer {
+    /// Binds `addr` and serves until [`ApiServer::shutdown`].
+    pub async fn start(
+        addr: SocketAddr,
+        creds: &Credentials,
+        store: Store,
+    ) -> Result<ApiServer, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let tls = tls_config(creds)?;
+        let registry = Registry::new(store);
+        registry
+            .bootstrap()
+            .map_err(|e| ServeError::Bootstrap(e.message))?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let state = Arc::new(State {
+            registry,
+            token: creds.token.clone(),
+            server_address: local_addr.to_string(),
+            shutdown: rx.clone(),
+        });
+        let task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(Arc::new(tls)),
+            state,
+            rx,
+        ));
+        Ok(ApiServer {
+            local_addr,
+            shutdown: tx,
+            task,
+        })
+    }
+
+    /// Stops accepting, ends watches, and waits for the accept loop to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+fn tls_config(creds: &Credentials) -> Result<rustls::ServerConfig, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(creds.server_cert_pem.as_bytes())
+            .chain(CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(creds.server_key_pem.as_bytes())
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    state: Arc<State>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let tls = tls.clone();
+        let state = state.clone();
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let stream = match tls.accept(tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(state, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = conn_shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+}
