@@ -12,6 +12,8 @@ pub struct ControlPlane {
     pub home: tempfile::TempDir,
     pub child: Option<Child>,
     pub url: String,
+    /// Listen address; `127.0.0.1:0` picks a new port on every start.
+    pub listen: String,
 }
 
 fn kubectl_bin() -> &'static str {
@@ -30,14 +32,39 @@ fn kubectl_bin() -> &'static str {
 
 impl ControlPlane {
     pub fn start() -> ControlPlane {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Starts on a fixed free port, so a restart keeps the URL clients already hold.
+    pub fn start_fixed_port() -> ControlPlane {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        Self::start_on(&format!("127.0.0.1:{port}"))
+    }
+
+    fn start_on(listen: &str) -> ControlPlane {
         let home = tempfile::tempdir().expect("tempdir");
         let mut cp = ControlPlane {
             home,
             child: None,
             url: String::new(),
+            listen: listen.to_string(),
         };
         cp.spawn();
         cp
+    }
+
+    /// SIGTERM and wait: the graceful stop.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -48,7 +75,7 @@ impl ControlPlane {
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let child = Command::new(env!("CARGO_BIN_EXE_bbctl"))
-            .args(["controller", "run", "--listen", "127.0.0.1:0", "--home"])
+            .args(["controller", "run", "--listen", &self.listen, "--home"])
             .arg(self.home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -474,7 +474,9 @@ impl Registry {
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         let status_write = opts.subresource.as_deref() == Some("status");
-        if status_write {
+        // Server-side apply has already scoped the change to status; other status writes
+        // take only the status of the body.
+        if status_write && !opts.apply {
             let status = obj.get("status").cloned();
             obj = current.clone();
             match status {
@@ -485,7 +487,7 @@ impl Registry {
                     }
                 }
             }
-        } else if res.status_subresource {
+        } else if res.status_subresource && !status_write {
             match current.get("status") {
                 Some(s) => obj["status"] = s.clone(),
                 None => {
