@@ -12,6 +12,9 @@ pub mod status;
 mod table;
 mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
