@@ -143,17 +143,6 @@ async fn deletecollection_honours_selectors() {
     }
     let (code, body) = f.curl(&["-X", "DELETE", &f.url("/apis/bot-bottle.dev/v1alpha1/namespaces/default/agents?labelSelector=n+in+(a1,a2)")]).await;
     assert_eq!(code, 200, "{body}");
-    let (_, rv, _) = f
-        .registry
-        .list(
-            agents,
-            Some("default"),
-            &Default::default(),
-            &Default::default(),
-            0,
-            None,
-        )
-        .expect("list");
     let (left, _, _) = f
         .registry
         .list(
