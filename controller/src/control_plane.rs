@@ -17,6 +17,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 pub struct Options {
     pub home: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// Reconcile against this cluster instead of serving the embedded control plane.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +34,35 @@ pub enum RunError {
     Serve(#[from] ServeError),
     #[error("installing signal handlers: {0}")]
     Signal(std::io::Error),
+    #[error("connecting to the API server: {0}")]
+    Client(String),
+}
+
+async fn client_from(
+    kubeconfig: &std::path::Path,
+    context: Option<String>,
+) -> Result<kube::Client, RunError> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| RunError::Client(format!("{}: {e}", kubeconfig.display())))?;
+    let opts = kube::config::KubeConfigOptions {
+        context,
+        ..Default::default()
+    };
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| RunError::Client(e.to_string()))?;
+    kube::Client::try_from(cfg).map_err(|e| RunError::Client(e.to_string()))
+}
+
+async fn signalled() -> Result<(), RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    Ok(())
 }
 
 /// What a started control plane tells its caller.
@@ -43,6 +75,23 @@ pub struct Ready {
 
 /// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.
 pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), RunError> {
+    if let Some(kc) = &opts.kubeconfig {
+        // Same reconcilers, someone else's API server: no embedded store, no listener.
+        let client = client_from(kc, opts.context.clone()).await?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let reconcilers = tokio::spawn(crate::reconcile::run_bottles(client, async move {
+            let _ = rx.await;
+        }));
+        on_ready(&Ready {
+            url: String::new(),
+            kubeconfig: kc.clone(),
+            home: PathBuf::new(),
+        });
+        signalled().await?;
+        let _ = tx.send(());
+        let _ = reconcilers.await;
+        return Ok(());
+    }
     let dir = crate::home::resolve(opts.home)?;
     let home = Home::open(&dir)?;
     let store = Store::open(&home.path("state.db"))?;
@@ -51,6 +100,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
     let url = format!("https://{}", server.local_addr);
     let kubeconfig = pki::write_kubeconfig(&home, &creds, &url)?;
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "control plane ready");
+    let kubeconfig_path = kubeconfig.clone();
     on_ready(&Ready {
         url,
         kubeconfig,
@@ -73,13 +123,14 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         }
     });
 
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let client = client_from(&kubeconfig_path, None).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let reconcilers = tokio::spawn(crate::reconcile::run_bottles(client, async move {
+        let _ = rx.await;
+    }));
+    signalled().await?;
+    let _ = tx.send(());
+    let _ = reconcilers.await;
     compactor.abort();
     server.shutdown().await;
     drop(home);

@@ -4,9 +4,13 @@
 //! The resource model and every validation rule come from `bb-crds`; this crate adds I/O.
 
 pub mod apiserver;
+pub mod backend;
 pub mod control_plane;
 pub mod home;
 pub mod pki;
+pub mod plan;
+pub mod reconcile;
+pub mod secrets;
 pub mod store;
 
 pub use bb_crds as crds;

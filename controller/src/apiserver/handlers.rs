@@ -179,8 +179,21 @@ pub fn list(
         .filter(|s| !s.is_empty())
         .map(decode_continue)
         .transpose()?;
-    let (items, rev, next) =
+    let (mut items, rev, next) =
         reg.list(t.res, ns_of(t), &labels, &fields, limit, after.as_deref())?;
+    if t.res.group.is_empty() && t.res.plural == "events" && after.is_none() {
+        // Controllers publish events.k8s.io/v1 Events; `kubectl describe` reads core/v1.
+        // Kubernetes stores both as one; here the newer form is converted on read.
+        if let Some(newer) = super::resources::find("events.k8s.io", "v1", "events") {
+            let none = (LabelSelector::default(), FieldSelector::default());
+            let (more, _, _) = reg.list(newer, ns_of(t), &none.0, &none.1, 0, None)?;
+            items.extend(
+                more.iter()
+                    .map(super::events::to_core)
+                    .filter(|e| labels.matches(e) && fields.matches(e)),
+            );
+        }
+    }
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if let Some(k) = next {
         meta["continue"] = json!(encode_continue(rev, &k));
@@ -253,8 +266,7 @@ pub fn patch(
                 ));
             }
             "application/json-patch+json" => {
-                let p: json_patch::Patch = serde_json::from_value(patch_doc.clone())
-                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                let p = kubernetes_json_patch(&target, &patch_doc)?;
                 json_patch::patch(&mut target, &p).map_err(|e| {
                     ApiError::invalid(format!("the JSON patch could not be applied: {e}"))
                 })?;
@@ -284,6 +296,29 @@ pub fn patch(
         }
     }
     Err(ApiError::conflict("the object kept changing; please retry"))
+}
+
+/// Parses a JSON patch with Kubernetes' reading of `test`: a missing path equals `null`
+/// (kube-runtime's finalizer helper relies on this to add the first finalizer safely).
+fn kubernetes_json_patch(target: &Value, doc: &Value) -> Result<json_patch::Patch, ApiError> {
+    let ops = doc.as_array().ok_or_else(|| {
+        ApiError::bad_request("invalid JSON patch: expected an array of operations")
+    })?;
+    let kept: Vec<Value> = ops
+        .iter()
+        .filter(|op| {
+            let is_null_test = op.get("op").and_then(Value::as_str) == Some("test")
+                && op.get("value").is_some_and(Value::is_null);
+            let absent = op
+                .get("path")
+                .and_then(Value::as_str)
+                .is_some_and(|p| target.pointer(p).is_none());
+            !(is_null_test && absent)
+        })
+        .cloned()
+        .collect();
+    serde_json::from_value(Value::Array(kept))
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))
 }
 
 fn apply(

@@ -255,6 +255,20 @@ pub fn apply(
         meta.remove("resourceVersion");
     }
     fields::merge(&mut result, &scoped_config, schema);
+    // A no-op apply changes nothing, not even the manager's timestamp: controllers that apply
+    // their status on every reconcile must not wake themselves up.
+    if let Some(live) = live {
+        let strip = |v: &Value| {
+            let mut v = v.clone();
+            if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("managedFields");
+            }
+            v
+        };
+        if previous == applied && strip(&result) == strip(live) {
+            return Ok(live.clone());
+        }
+    }
     entries.push(Entry {
         manager: manager.to_string(),
         operation: "Apply".into(),
@@ -399,6 +413,35 @@ mod tests {
         )
         .expect("reapply");
         assert_eq!(d["spec"]["color"], "blue", "kubectl-edit owns color now");
+    }
+
+    #[test]
+    fn a_repeated_apply_is_a_no_op() {
+        let a = apply(
+            None,
+            &obj("one", "red"),
+            "alice",
+            false,
+            "v1",
+            None,
+            false,
+            None,
+            NOW,
+        )
+        .expect("apply");
+        let b = apply(
+            Some(&a),
+            &obj("one", "red"),
+            "alice",
+            false,
+            "v1",
+            None,
+            false,
+            None,
+            "2030-01-01T00:00:00Z",
+        )
+        .expect("again");
+        assert_eq!(a, b, "same object, same managedFields timestamp");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! serving discovery, OpenAPI and the resources in `resources` from the SQLite `Store`.
 
 mod discovery;
+mod events;
 mod fields;
 mod handlers;
 mod managed;

@@ -1,0 +1,263 @@
+//! An in-memory backend for controller tests, with fault injection (fail a step N times, hang
+//! a step, make resources vanish). It stands in only where a real runtime cannot run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bb_crds::agent::SidecarEndpoints;
+
+use super::{
+    AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SecretBytes, SidecarPlan,
+};
+
+/// What the fake holds for one Agent.
+#[derive(Debug, Clone, Default)]
+pub struct FakeAgent {
+    pub image: Option<String>,
+    pub network: bool,
+    pub sidecar_policy: Option<String>,
+    pub sidecar_policy_yaml: Option<String>,
+    pub secret_files: BTreeMap<String, SecretBytes>,
+    pub agent_hash: Option<String>,
+    pub provisioned: bool,
+    pub stopped: bool,
+    pub sidecar_creates: u32,
+    pub agent_creates: u32,
+    pub policy_reloads: u32,
+    pub snapshots: u32,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    fail: HashMap<&'static str, u32>,
+    hang: HashMap<&'static str, Duration>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FakeBackend {
+    agents: Arc<Mutex<BTreeMap<AgentId, FakeAgent>>>,
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl FakeBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next `times` calls of `step` fail.
+    pub fn fail(&self, step: &'static str, times: u32) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.fail.insert(step, times);
+        }
+    }
+
+    /// Calls of `step` take `d` before doing anything.
+    pub fn hang(&self, step: &'static str, d: Duration) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.hang.insert(step, d);
+        }
+    }
+
+    /// Removes an Agent's sidecar out of band, as `docker rm -f` would.
+    pub fn vanish_sidecar(&self, name: &str) {
+        self.with_all(|m| {
+            for (id, a) in m.iter_mut() {
+                if id.name == name {
+                    a.sidecar_policy = None;
+                    a.sidecar_policy_yaml = None;
+                    a.secret_files.clear();
+                }
+            }
+        });
+    }
+
+    /// Leaves resources behind for an Agent the API no longer has (for the start-up sweep).
+    pub fn plant_orphan(&self, id: AgentId) {
+        self.with_all(|m| {
+            m.insert(
+                id,
+                FakeAgent {
+                    network: true,
+                    ..Default::default()
+                },
+            );
+        });
+    }
+
+    pub fn snapshot_of(&self, name: &str) -> Option<FakeAgent> {
+        self.with_all(|m| {
+            m.iter()
+                .find(|(id, _)| id.name == name)
+                .map(|(_, a)| a.clone())
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.with_all(|m| m.len())
+    }
+
+    fn with_all<T>(&self, f: impl FnOnce(&mut BTreeMap<AgentId, FakeAgent>) -> T) -> T {
+        match self.agents.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
+    }
+
+    async fn gate(&self, step: &'static str) -> Result<(), BackendError> {
+        let (fail, hang) = match self.faults.lock() {
+            Ok(mut f) => {
+                let fail = match f.fail.get_mut(step) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                (fail, f.hang.get(step).copied())
+            }
+            Err(_) => (false, None),
+        };
+        if let Some(d) = hang {
+            tokio::time::sleep(d).await;
+        }
+        if fail {
+            return Err(BackendError::new(step, "injected failure"));
+        }
+        Ok(())
+    }
+
+    fn with<T>(&self, id: &AgentId, f: impl FnOnce(&mut FakeAgent) -> T) -> T {
+        self.with_all(|m| f(m.entry(id.clone()).or_default()))
+    }
+}
+
+impl Backend for FakeBackend {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+
+    async fn observe(&self, id: &AgentId) -> Result<Observed, BackendError> {
+        self.gate("observe").await?;
+        Ok(self.with_all(|m| match m.get(id) {
+            None => Observed::default(),
+            Some(a) => Observed {
+                image: a.image.clone(),
+                network: a.network,
+                sidecar_policy: if a.stopped {
+                    None
+                } else {
+                    a.sidecar_policy.clone()
+                },
+                agent_container: if a.stopped {
+                    None
+                } else {
+                    a.agent_hash.clone()
+                },
+                provisioned: a.provisioned,
+                stopped: a.stopped,
+            },
+        }))
+    }
+
+    async fn ensure_image(
+        &self,
+        id: &AgentId,
+        image: &ImageSource,
+    ) -> Result<String, BackendError> {
+        self.gate("image").await?;
+        let r = match image {
+            ImageSource::Reference(r) => r.clone(),
+            ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),
+        };
+        self.with(id, |a| a.image = Some(r.clone()));
+        Ok(r)
+    }
+
+    async fn ensure_network(&self, id: &AgentId) -> Result<(), BackendError> {
+        self.gate("network").await?;
+        self.with(id, |a| a.network = true);
+        Ok(())
+    }
+
+    async fn ensure_sidecar(
+        &self,
+        id: &AgentId,
+        plan: &SidecarPlan,
+    ) -> Result<SidecarEndpoints, BackendError> {
+        self.gate("sidecar").await?;
+        self.with(id, |a| {
+            if a.sidecar_policy.is_none() || a.stopped {
+                a.sidecar_creates += 1;
+                a.sidecar_policy = Some(plan.policy_hash.clone());
+                a.sidecar_policy_yaml = Some(plan.policy_yaml.clone());
+                a.secret_files = plan.secret_files.clone();
+                a.stopped = false;
+            }
+        });
+        Ok(SidecarEndpoints {
+            proxy: Some("http://sidecar:9099".into()),
+            git_gate: Some("http://sidecar:9420".into()),
+            supervise: Some("http://sidecar:9100/mcp".into()),
+        })
+    }
+
+    async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
+        self.gate("policy").await?;
+        self.with(id, |a| {
+            a.policy_reloads += 1;
+            a.sidecar_policy = Some(plan.policy_hash.clone());
+            a.sidecar_policy_yaml = Some(plan.policy_yaml.clone());
+            a.secret_files = plan.secret_files.clone();
+        });
+        Ok(())
+    }
+
+    async fn ensure_agent(
+        &self,
+        id: &AgentId,
+        _image: &str,
+        plan: &AgentPlan,
+    ) -> Result<(), BackendError> {
+        self.gate("agent").await?;
+        self.with(id, |a| {
+            if a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.stopped {
+                a.agent_creates += 1;
+                a.agent_hash = Some(plan.container_hash.clone());
+                a.provisioned = false;
+                a.stopped = false;
+            }
+        });
+        Ok(())
+    }
+
+    async fn provision(&self, id: &AgentId, _plan: &AgentPlan) -> Result<(), BackendError> {
+        self.gate("provision").await?;
+        self.with(id, |a| a.provisioned = true);
+        Ok(())
+    }
+
+    async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
+        self.gate("snapshot").await?;
+        Ok(self.with(id, |a| {
+            a.snapshots += 1;
+            format!("fake-snapshot/{}:{}", id.name, a.snapshots)
+        }))
+    }
+
+    async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
+        self.gate("stop").await?;
+        self.with(id, |a| a.stopped = true);
+        Ok(())
+    }
+
+    async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {
+        self.gate("teardown").await?;
+        self.with_all(|m| m.remove(id));
+        Ok(())
+    }
+
+    async fn list_managed(&self) -> Result<Vec<AgentId>, BackendError> {
+        Ok(self.with_all(|m| m.keys().cloned().collect()))
+    }
+}

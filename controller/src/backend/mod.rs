@@ -1,0 +1,172 @@
+//! The backend seam: what the Agent reconciler asks of Docker, Apple Container or smolvm. Small
+//! and declarative: observe an Agent's resources, ensure each piece exists, tear it all down.
+
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use bb_crds::agent::SidecarEndpoints;
+use bb_crds::runtime::RuntimeSpec;
+
+/// Identifies one Agent's backend resources; the uid keeps a recreated Agent apart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentId {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A secret value on its way to the sidecar. Never printed: `Debug` redacts it and there is no
+/// `Display`, so it cannot end up in a log line, an event or an error by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(v: Vec<u8>) -> Self {
+        SecretBytes(v)
+    }
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(<redacted>)")
+    }
+}
+
+/// Where the agent image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// Use this image reference as is.
+    Reference(String),
+    /// Build this Dockerfile (a path on the controller host).
+    Dockerfile(String),
+}
+
+/// The sidecar's desired state: its policy file, the token files it reads, and the hash the
+/// Agent's status reports once the sidecar has loaded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarPlan {
+    pub policy_yaml: String,
+    pub policy_hash: String,
+    pub secret_files: BTreeMap<String, SecretBytes>,
+}
+
+/// The agent container's desired state. `container_hash` covers everything that needs a new
+/// container when it changes (image, command, env, runtime knobs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPlan {
+    pub image: ImageSource,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Secret env values: delivered to the agent process at exec time, never in its config.
+    pub secret_env: BTreeMap<String, SecretBytes>,
+    pub runtime: RuntimeSpec,
+    pub prompt: Option<String>,
+    pub container_hash: String,
+}
+
+/// What exists for one Agent right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub image: Option<String>,
+    pub network: bool,
+    /// Policy hash loaded by a running sidecar; `None` when there is no running sidecar.
+    pub sidecar_policy: Option<String>,
+    /// Container hash of a running agent container.
+    pub agent_container: Option<String>,
+    pub provisioned: bool,
+    pub stopped: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{step}: {message}")]
+pub struct BackendError {
+    pub step: &'static str,
+    pub message: String,
+}
+
+impl BackendError {
+    pub fn new(step: &'static str, message: impl Into<String>) -> Self {
+        BackendError {
+            step,
+            message: message.into(),
+        }
+    }
+}
+
+/// A runtime that can hold bottles. Every method is idempotent: calling it when the piece is
+/// already in place changes nothing.
+pub trait Backend: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn observe(&self, id: &AgentId) -> impl Future<Output = Result<Observed, BackendError>> + Send;
+    /// Builds or finds the image; returns the reference it runs.
+    fn ensure_image(
+        &self,
+        id: &AgentId,
+        image: &ImageSource,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+    fn ensure_network(&self, id: &AgentId)
+    -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn ensure_sidecar(
+        &self,
+        id: &AgentId,
+        plan: &SidecarPlan,
+    ) -> impl Future<Output = Result<SidecarEndpoints, BackendError>> + Send;
+    /// Hands a running sidecar a new policy; it reloads without restarting the agent.
+    fn apply_policy(
+        &self,
+        id: &AgentId,
+        plan: &SidecarPlan,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Creates the agent container, replacing one whose hash differs.
+    fn ensure_agent(
+        &self,
+        id: &AgentId,
+        image: &str,
+        plan: &AgentPlan,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn provision(
+        &self,
+        id: &AgentId,
+        plan: &AgentPlan,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Records the agent's state as an image; returns its reference.
+    fn snapshot(&self, id: &AgentId) -> impl Future<Output = Result<String, BackendError>> + Send;
+    /// Stops the agent and sidecar, keeping their state.
+    fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Removes everything the Agent owns.
+    fn teardown(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Every Agent this backend holds resources for (from labels, not memory).
+    fn list_managed(&self) -> impl Future<Output = Result<Vec<AgentId>, BackendError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_bytes_never_print() {
+        let s = SecretBytes::new(b"hunter2".to_vec());
+        let shown = format!(
+            "{s:?} {:?}",
+            SidecarPlan {
+                policy_yaml: String::new(),
+                policy_hash: String::new(),
+                secret_files: [("t".to_string(), s.clone())].into(),
+            }
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(s.expose(), b"hunter2");
+    }
+}

@@ -1,0 +1,146 @@
+//! Turns an Agent and its resolved Bottle into what the backend realises: the sidecar's policy
+//! (auth resolved to token files) and the agent container's spec, each with the hash that tells
+//! the reconciler whether a running piece is current.
+
+use std::collections::BTreeMap;
+
+use bb_crds::common::SecretSource;
+use bb_crds::egress::EgressSpec;
+use bb_crds::provider::ProviderTemplate;
+use bb_crds::{Agent, ResolvedBottle};
+
+use crate::backend::{AgentPlan, ImageSource, SidecarPlan};
+use crate::secrets::{self, SecretError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+    #[error("provider '{0}' is not available yet: only the custom template runs in this release")]
+    ProviderUnsupported(&'static str),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p);
+    }
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Hash of a resolved Bottle's policy, as Bottle status reports it.
+pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> String {
+    let text = serde_json::to_vec(&resolved.spec).unwrap_or_default();
+    sha256_hex(&[&text])
+}
+
+/// The sidecar policy with every route's auth pointing at a token file, and those files.
+pub async fn sidecar(
+    client: &kube::Client,
+    resolved: &ResolvedBottle,
+) -> Result<SidecarPlan, PlanError> {
+    let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
+    let mut files = BTreeMap::new();
+    for (i, route) in egress.routes.iter_mut().flatten().enumerate() {
+        if let Some(auth) = route.auth.as_mut() {
+            let value = secrets::resolve(client, &auth.token).await?;
+            let file = format!("route-{i}-token");
+            files.insert(file.clone(), value);
+            auth.token = SecretSource {
+                token_file: Some(file),
+                ..Default::default()
+            };
+        }
+    }
+    let policy_yaml =
+        serde_yaml::to_string(&egress).map_err(|e| PlanError::Internal(e.to_string()))?;
+    // The sidecar will parse this with the same schema; refuse to hand it something it rejects.
+    bb_crds::policy::parse_sidecar_policy(&policy_yaml)
+        .map_err(|e| PlanError::Internal(e.to_string()))?;
+    let policy_hash = sha256_hex(&[policy_yaml.as_bytes()]);
+    Ok(SidecarPlan {
+        policy_yaml,
+        policy_hash,
+        secret_files: files,
+    })
+}
+
+/// The agent container for the Agent's provider.
+pub async fn agent(
+    client: &kube::Client,
+    agent: &Agent,
+    resolved: &ResolvedBottle,
+) -> Result<AgentPlan, PlanError> {
+    let provider = resolved.spec.agent_provider.clone().unwrap_or_default();
+    let template = provider.template();
+    let (image, command) = match template {
+        ProviderTemplate::Custom => {
+            let image = match (&provider.image, &provider.dockerfile) {
+                (Some(r), _) => ImageSource::Reference(r.clone()),
+                (None, Some(d)) => ImageSource::Dockerfile(d.clone()),
+                (None, None) => {
+                    return Err(PlanError::Internal(
+                        "custom provider without image or dockerfile".into(),
+                    ));
+                }
+            };
+            (image, provider.command.clone().unwrap_or_default())
+        }
+        other => return Err(PlanError::ProviderUnsupported(other.as_str())),
+    };
+    let mut env = BTreeMap::new();
+    let mut secret_env = BTreeMap::new();
+    for var in resolved.spec.env() {
+        match (&var.value, &var.value_from) {
+            (Some(v), _) => {
+                env.insert(var.name.clone(), v.clone());
+            }
+            (None, Some(from)) => {
+                let value = if let Some(sel) = &from.secret_key_ref {
+                    Some(secrets::secret_key(client, sel).await?)
+                } else if let Some(h) = &from.host_env {
+                    Some(secrets::host_env(&h.name)?)
+                } else {
+                    // Prompted values are asked for by the attached session, not the controller.
+                    None
+                };
+                if let Some(v) = value {
+                    secret_env.insert(var.name.clone(), v);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let runtime = resolved.spec.runtime.clone().unwrap_or_default();
+    let image_key = match &image {
+        ImageSource::Reference(r) => format!("ref:{r}"),
+        ImageSource::Dockerfile(d) => format!("dockerfile:{d}"),
+    };
+    let env_json = serde_json::to_vec(&env).unwrap_or_default();
+    let runtime_json = serde_json::to_vec(&runtime).unwrap_or_default();
+    let secret_names: Vec<&str> = secret_env.keys().map(String::as_str).collect();
+    let container_hash = sha256_hex(&[
+        image_key.as_bytes(),
+        command.join("\u{0}").as_bytes(),
+        &env_json,
+        &runtime_json,
+        secret_names.join(",").as_bytes(),
+    ]);
+    Ok(AgentPlan {
+        image,
+        command,
+        env,
+        secret_env,
+        runtime,
+        prompt: agent.spec.prompt.clone(),
+        container_hash,
+    })
+}

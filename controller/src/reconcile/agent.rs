@@ -1,0 +1,392 @@
+//! The Agent reconciler: drives one Agent's backend resources toward its spec, step by step,
+//! observing before acting, and reports every step as a condition, a phase and an event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bb_crds::agent::SidecarEndpoints;
+use bb_crds::resolve::validate_bottle;
+use bb_crds::{Agent, AgentPhase, AgentStatus, ResolvedBottle};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::{AgentCtx, Error, MANAGER, conditions};
+use crate::backend::{AgentId, Backend, BackendError};
+use crate::plan::{self, PlanError};
+
+pub const FINALIZER: &str = "bot-bottle.dev/cleanup";
+
+pub fn agent_id(a: &Agent) -> AgentId {
+    AgentId {
+        namespace: a.namespace().unwrap_or_else(|| "default".into()),
+        name: a.name_any(),
+        uid: a.uid().unwrap_or_default(),
+    }
+}
+
+/// Status under construction plus the events to publish once it is written.
+struct Report {
+    status: AgentStatus,
+    events: Vec<(EventType, &'static str, String)>,
+    generation: Option<i64>,
+}
+
+impl Report {
+    fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: impl AsRef<str>) {
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            ok,
+            reason,
+            message.as_ref(),
+            self.generation,
+        );
+    }
+    fn event(&mut self, t: EventType, reason: &'static str, note: impl Into<String>) {
+        self.events.push((t, reason, note.into()));
+    }
+    fn phase(&mut self, p: AgentPhase) {
+        if self.status.phase != Some(p) {
+            self.event(
+                EventType::Normal,
+                "PhaseChanged",
+                format!("phase is now {p:?}"),
+            );
+        }
+        self.status.phase = Some(p);
+    }
+}
+
+pub async fn reconcile<B: Backend>(
+    agent: Arc<Agent>,
+    ctx: Arc<AgentCtx<B>>,
+) -> Result<Action, Error> {
+    let ns = agent.namespace().unwrap_or_else(|| "default".into());
+    let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &ns);
+    let key = format!("{ns}/{}", agent.name_any());
+    let result = finalizer(&api, FINALIZER, agent, |event| async {
+        match event {
+            Finalizer::Apply(a) => apply(a, ctx.clone()).await,
+            Finalizer::Cleanup(a) => cleanup(a, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.reset_failures(&key);
+    }
+    result
+}
+
+async fn publish<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    events: Vec<(EventType, &'static str, String)>,
+) {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = agent.object_ref(&());
+    for (type_, reason, note) in events {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::warn!(agent = %agent.name_any(), error = %e, "publishing an event failed");
+        }
+    }
+}
+
+async fn write_status<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    report: Report,
+) -> Result<(), Error> {
+    let old = agent.status.clone().unwrap_or_default();
+    let same = conditions::same(&report.status.conditions, &old.conditions)
+        && AgentStatus {
+            conditions: vec![],
+            ..report.status.clone()
+        } == AgentStatus {
+            conditions: vec![],
+            ..old
+        };
+    if !same {
+        let api: Api<Agent> =
+            Api::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default());
+        let patch = json!({"apiVersion": bb_crds::API_VERSION, "kind": "Agent", "metadata": {"name": agent.name_any()}, "status": report.status});
+        api.patch_status(
+            &agent.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    publish(ctx, agent, report.events).await;
+    Ok(())
+}
+
+fn resolve_bottle<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+) -> Result<ResolvedBottle, (String, String)> {
+    let specs = super::bottle::bottle_specs(&ctx.bottles);
+    let name = &agent.spec.bottle_ref.name;
+    if !specs.contains_key(name) {
+        let available = specs.keys().cloned().collect::<Vec<_>>().join(", ");
+        return Err((
+            "BottleNotFound".into(),
+            format!(
+                "Bottle '{name}' not found; available: {}",
+                if available.is_empty() {
+                    "(none)".into()
+                } else {
+                    available
+                }
+            ),
+        ));
+    }
+    validate_bottle(name, &specs).map_err(|e| {
+        (
+            "BottleInvalid".into(),
+            e.errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<Action, Error> {
+    let id = agent_id(&agent);
+    let generation = agent.metadata.generation;
+    let mut r = Report {
+        status: agent.status.clone().unwrap_or_default(),
+        events: Vec::new(),
+        generation,
+    };
+    r.status.observed_generation = generation;
+    r.status.backend = Some(ctx.backend.name().to_string());
+    let span = tracing::info_span!("reconcile_agent", agent = %id);
+    let _enter = span.enter();
+
+    let bottle = match resolve_bottle(&ctx, &agent) {
+        Ok(b) => b,
+        Err((reason, message)) => {
+            if r.status.phase.is_none() {
+                r.phase(AgentPhase::Pending);
+            }
+            r.condition("Ready", false, &reason, &message);
+            r.status.message = Some(message.clone());
+            r.event(EventType::Warning, "BottleUnresolved", message);
+            write_status(&ctx, &agent, r).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let plans = async {
+        let sidecar = plan::sidecar(&ctx.client, &bottle).await?;
+        let agent_plan = plan::agent(&ctx.client, &agent, &bottle).await?;
+        Ok::<_, PlanError>((sidecar, agent_plan))
+    }
+    .await;
+    let (sidecar, agent_plan) = match plans {
+        Ok(p) => p,
+        Err(PlanError::Secret(crate::secrets::SecretError::Missing(m))) => {
+            if r.status.phase.is_none() {
+                r.phase(AgentPhase::Pending);
+            }
+            r.condition("SecretsResolved", false, "SecretMissing", &m);
+            r.condition("Ready", false, "SecretMissing", &m);
+            r.status.message = Some(format!("waiting for a secret: {m}"));
+            r.event(EventType::Warning, "SecretMissing", m);
+            write_status(&ctx, &agent, r).await?;
+            return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+        Err(PlanError::ProviderUnsupported(t)) => {
+            let m = PlanError::ProviderUnsupported(t).to_string();
+            r.phase(AgentPhase::Failed);
+            r.condition("Ready", false, "ProviderUnsupported", &m);
+            r.status.message = Some(m);
+            write_status(&ctx, &agent, r).await?;
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(Error::Plan(e.to_string())),
+    };
+    r.condition(
+        "SecretsResolved",
+        true,
+        "Resolved",
+        "every secret source resolved",
+    );
+
+    if agent.spec.suspend == Some(true) {
+        return suspend(&ctx, &agent, &id, r).await;
+    }
+
+    match drive(&ctx, &id, &sidecar, &agent_plan, &mut r).await {
+        Ok(endpoints) => {
+            r.status.endpoints = Some(endpoints);
+            r.status.applied_policy_hash = Some(sidecar.policy_hash.clone());
+            if r.status.phase != Some(AgentPhase::Running) {
+                r.status.started_at = Some(Time(jiff::Timestamp::now()));
+            }
+            r.phase(AgentPhase::Running);
+            r.condition(
+                "Ready",
+                true,
+                "Running",
+                "the agent and its sidecar are running",
+            );
+            r.status.message = None;
+            write_status(&ctx, &agent, r).await?;
+            Ok(Action::requeue(ctx.resync))
+        }
+        Err(e) => {
+            let cond = match e.step {
+                "image" => "ImagesReady",
+                "network" | "sidecar" => "SidecarReady",
+                "policy" => "PolicyApplied",
+                "provision" => "Provisioned",
+                _ => "Ready",
+            };
+            let msg = e.to_string();
+            r.condition(cond, false, "StepFailed", &msg);
+            r.condition("Ready", false, "StepFailed", &msg);
+            r.status.message = Some(msg.clone());
+            r.event(EventType::Warning, "StepFailed", msg);
+            write_status(&ctx, &agent, r).await?;
+            Err(Error::Backend(e))
+        }
+    }
+}
+
+/// The ordered steps. Each observes first; nothing is recreated that is already right.
+async fn drive<B: Backend>(
+    ctx: &AgentCtx<B>,
+    id: &AgentId,
+    sidecar: &crate::backend::SidecarPlan,
+    plan: &crate::backend::AgentPlan,
+    r: &mut Report,
+) -> Result<SidecarEndpoints, BackendError> {
+    let be = &ctx.backend;
+    let seen = be.observe(id).await?;
+    let was_running = conditions::is_true(&r.status.conditions, "Ready");
+
+    if seen.image.is_none() {
+        r.phase(AgentPhase::Building);
+    }
+    let image = be.ensure_image(id, &plan.image).await?;
+    r.condition("ImagesReady", true, "Ready", format!("image {image}"));
+
+    be.ensure_network(id).await?;
+    if seen.sidecar_policy.is_none() {
+        r.phase(AgentPhase::Starting);
+        if was_running {
+            r.event(
+                EventType::Warning,
+                "SidecarRecreated",
+                "the sidecar was gone; recreated it",
+            );
+        }
+    }
+    let endpoints = be.ensure_sidecar(id, sidecar).await?;
+    r.condition("SidecarReady", true, "Running", "the sidecar is running");
+
+    let loaded = be.observe(id).await?.sidecar_policy;
+    if loaded.as_deref() != Some(sidecar.policy_hash.as_str()) {
+        be.apply_policy(id, sidecar).await?;
+        r.event(
+            EventType::Normal,
+            "PolicyApplied",
+            format!("sidecar reloaded policy {}", sidecar.policy_hash),
+        );
+    }
+    r.condition(
+        "PolicyApplied",
+        true,
+        "Applied",
+        format!("policy {}", sidecar.policy_hash),
+    );
+
+    let recreate = seen
+        .agent_container
+        .as_deref()
+        .is_some_and(|h| h != plan.container_hash);
+    if seen.agent_container.is_none() || recreate {
+        if r.status.phase != Some(AgentPhase::Starting) {
+            r.phase(AgentPhase::Starting);
+        }
+        be.ensure_agent(id, &image, plan).await?;
+        if recreate {
+            r.event(
+                EventType::Normal,
+                "Recreated",
+                "the agent container changed (provider, image, env or runtime); recreated it",
+            );
+        } else if was_running {
+            r.event(
+                EventType::Warning,
+                "AgentRecreated",
+                "the agent container was gone; recreated it",
+            );
+        }
+    }
+    if !be.observe(id).await?.provisioned {
+        be.provision(id, plan).await?;
+        r.event(EventType::Normal, "Provisioned", "provisioned the agent");
+    }
+    r.condition(
+        "Provisioned",
+        true,
+        "Provisioned",
+        "CA, proxy, prompt and workspace are in place",
+    );
+    Ok(endpoints)
+}
+
+async fn suspend<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    id: &AgentId,
+    mut r: Report,
+) -> Result<Action, Error> {
+    let seen = ctx.backend.observe(id).await.map_err(Error::Backend)?;
+    if seen.agent_container.is_some() {
+        let snap = ctx.backend.snapshot(id).await.map_err(Error::Backend)?;
+        ctx.backend.stop(id).await.map_err(Error::Backend)?;
+        r.event(
+            EventType::Normal,
+            "Suspended",
+            format!("snapshot {snap}; stopped"),
+        );
+        r.status.snapshot = Some(snap);
+    }
+    r.phase(AgentPhase::Suspended);
+    r.condition("Ready", false, "Suspended", "spec.suspend is true");
+    write_status(ctx, agent, r).await?;
+    Ok(Action::await_change())
+}
+
+async fn cleanup<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<Action, Error> {
+    let id = agent_id(&agent);
+    ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
+    publish(
+        &ctx,
+        &agent,
+        vec![(
+            EventType::Normal,
+            "Deleted",
+            "removed every backend resource".into(),
+        )],
+    )
+    .await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,123 @@
+//! The Bottle reconciler: resolves `extends`, validates, and publishes the resolved provider,
+//! route count, chain and policy hash with a `Ready` condition. Agents follow via `watches`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bb_crds::resolve::validate_bottle;
+use bb_crds::{Bottle, BottleSpec, BottleStatus};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::{Error, MANAGER, conditions};
+
+pub struct BottleCtx {
+    pub client: kube::Client,
+    pub bottles: Store<Bottle>,
+}
+
+impl std::fmt::Debug for BottleCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BottleCtx").finish_non_exhaustive()
+    }
+}
+
+/// Every Bottle spec the cache holds, by name.
+pub fn bottle_specs(store: &Store<Bottle>) -> BTreeMap<String, BottleSpec> {
+    store
+        .state()
+        .iter()
+        .map(|b| (b.name_any(), b.spec.clone()))
+        .collect()
+}
+
+pub async fn reconcile(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Action, Error> {
+    let name = bottle.name_any();
+    let mut specs = bottle_specs(&ctx.bottles);
+    // The triggering object is newer than the cache can be.
+    specs.insert(name.clone(), bottle.spec.clone());
+    let generation = bottle.metadata.generation;
+    let old = bottle.status.clone().unwrap_or_default();
+    let mut status = BottleStatus {
+        conditions: old.conditions.clone(),
+        observed_generation: generation,
+        ..Default::default()
+    };
+    match validate_bottle(&name, &specs) {
+        Ok(resolved) => {
+            status.provider = Some(
+                resolved
+                    .spec
+                    .agent_provider
+                    .as_ref()
+                    .map(|p| p.template())
+                    .unwrap_or_default()
+                    .as_str()
+                    .to_string(),
+            );
+            status.route_count = Some(
+                resolved
+                    .spec
+                    .egress
+                    .as_ref()
+                    .map_or(0, |e| e.routes().len()) as i64,
+            );
+            status.resolved_policy_hash = Some(crate::plan::bottle_policy_hash(&resolved));
+            status.chain = resolved.chain.clone();
+            conditions::set(
+                &mut status.conditions,
+                "Ready",
+                true,
+                "Resolved",
+                &format!("extends chain: {}", resolved.chain.join(" -> ")),
+                generation,
+            );
+        }
+        Err(errs) => {
+            let msg = errs
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            let reason = if msg.contains("not defined") || msg.contains("not found") {
+                "ParentNotFound"
+            } else if msg.contains("cycle") {
+                "ExtendsCycle"
+            } else {
+                "Invalid"
+            };
+            conditions::set(
+                &mut status.conditions,
+                "Ready",
+                false,
+                reason,
+                &msg,
+                generation,
+            );
+            status.message = Some(msg);
+        }
+    }
+    let unchanged = conditions::same(&status.conditions, &old.conditions)
+        && BottleStatus {
+            conditions: vec![],
+            ..status.clone()
+        } == BottleStatus {
+            conditions: vec![],
+            ..old.clone()
+        };
+    if !unchanged {
+        let api: Api<Bottle> = Api::all(ctx.client.clone());
+        let patch = json!({"apiVersion": bb_crds::API_VERSION, "kind": "Bottle", "metadata": {"name": name}, "status": status});
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    }
+    Ok(Action::requeue(std::time::Duration::from_secs(300)))
+}

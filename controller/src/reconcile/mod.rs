@@ -1,0 +1,246 @@
+//! Runs the Bottle and Agent reconcilers with kube-runtime against any API server (the local
+//! control plane or a real cluster): per-object serialisation, backoff on errors, resync.
+
+pub mod agent;
+pub mod bottle;
+mod conditions;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bb_crds::{Agent, Bottle};
+use futures_util::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use crate::backend::{AgentId, Backend, BackendError};
+
+/// Field manager of every status the controller writes.
+pub const MANAGER: &str = "bb-controller";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("backend: {0}")]
+    Backend(BackendError),
+    #[error("planning: {0}")]
+    Plan(String),
+    #[error("finalizer: {0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+pub struct AgentCtx<B: Backend> {
+    pub client: kube::Client,
+    /// How often a Running Agent is checked again without a watch event (repairs drift).
+    pub resync: Duration,
+    pub backend: B,
+    pub bottles: Store<Bottle>,
+    pub reporter: Reporter,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<B: Backend> std::fmt::Debug for AgentCtx<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentCtx")
+            .field("backend", &self.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> AgentCtx<B> {
+    fn next_backoff(&self, key: &str) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut m) => {
+                let n = m.entry(key.to_string()).or_insert(0);
+                *n += 1;
+                *n
+            }
+            Err(_) => 1,
+        };
+        // 500ms, 1s, 2s, ... capped at 5 minutes.
+        Duration::from_millis(500u64.saturating_mul(1u64 << (n - 1).min(10)))
+            .min(Duration::from_secs(300))
+    }
+
+    fn reset_failures(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+}
+
+/// Bottles whose `extends` chain includes `changed` (itself included).
+fn descendants(bottles: &Store<Bottle>, changed: &str) -> BTreeSet<String> {
+    let specs = bottle::bottle_specs(bottles);
+    specs
+        .keys()
+        .filter(|name| {
+            let mut cur = Some(name.as_str());
+            let mut seen = BTreeSet::new();
+            while let Some(c) = cur {
+                if c == changed {
+                    return true;
+                }
+                if !seen.insert(c) {
+                    return false;
+                }
+                cur = specs.get(c).and_then(|s| s.extends.as_deref());
+            }
+            false
+        })
+        .cloned()
+        .collect()
+}
+
+/// Removes backend resources whose Agent no longer exists (replaces the reference's `cleanup`).
+pub async fn sweep<B: Backend>(client: &kube::Client, backend: &B) -> Result<Vec<AgentId>, Error> {
+    let agents: Api<Agent> = Api::all(client.clone());
+    let live: BTreeSet<String> = agents
+        .list(&Default::default())
+        .await?
+        .items
+        .iter()
+        .filter_map(|a| a.uid())
+        .collect();
+    let mut removed = Vec::new();
+    for id in backend.list_managed().await.map_err(Error::Backend)? {
+        if !live.contains(&id.uid) {
+            backend.teardown(&id).await.map_err(Error::Backend)?;
+            tracing::info!(agent = %id, "removed resources of an Agent that no longer exists");
+            removed.push(id);
+        }
+    }
+    Ok(removed)
+}
+
+/// Runs the Bottle reconciler alone (no backend needed) until `shutdown` resolves.
+pub async fn run_bottles(
+    client: kube::Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let api: Api<Bottle> = Api::all(client.clone());
+    let controller = Controller::new(api.clone(), watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let map_store = store.clone();
+    let ctx = Arc::new(bottle::BottleCtx {
+        client,
+        bottles: store,
+    });
+    controller
+        .watches(
+            api,
+            watcher::Config::default().any_semantic(),
+            move |b: Bottle| {
+                descendants(&map_store, &b.name_any())
+                    .into_iter()
+                    .map(|n| ObjectRef::<Bottle>::new(&n))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            bottle::reconcile,
+            |_b, err, _ctx| {
+                tracing::warn!(error = %err, "bottle reconcile failed");
+                Action::requeue(Duration::from_secs(5))
+            },
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Runs both reconcilers until `shutdown` resolves. `resync` is how often a Running Agent is
+/// re-checked against its backend without an API event.
+pub async fn run<B: Backend>(
+    client: kube::Client,
+    backend: B,
+    resync: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
+) -> Result<(), Error> {
+    match sweep(&client, &backend).await {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(count = removed.len(), "start-up sweep removed orphans")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "start-up sweep failed"),
+    }
+    let bottles_api: Api<Bottle> = Api::all(client.clone());
+    let agents_api: Api<Agent> = Api::all(client.clone());
+
+    let bottle_controller = Controller::new(
+        bottles_api.clone(),
+        watcher::Config::default().any_semantic(),
+    );
+    let bottle_store = bottle_controller.store();
+    let bottle_store_for_map = bottle_store.clone();
+    let bottle_ctx = Arc::new(bottle::BottleCtx {
+        client: client.clone(),
+        bottles: bottle_store.clone(),
+    });
+    let bottles_done = bottle_controller
+        .watches(
+            bottles_api.clone(),
+            watcher::Config::default().any_semantic(),
+            move |b: Bottle| {
+                descendants(&bottle_store_for_map, &b.name_any())
+                    .into_iter()
+                    .map(|n| ObjectRef::<Bottle>::new(&n))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            bottle::reconcile,
+            |_b, err, _ctx| {
+                tracing::warn!(error = %err, "bottle reconcile failed");
+                Action::requeue(Duration::from_secs(5))
+            },
+            bottle_ctx,
+        )
+        .for_each(|_| async {});
+
+    let agent_controller = Controller::new(agents_api, watcher::Config::default().any_semantic());
+    let agent_store = agent_controller.store();
+    let map_bottles = bottle_store.clone();
+    let ctx = Arc::new(AgentCtx {
+        client: client.clone(),
+        resync,
+        backend,
+        bottles: bottle_store,
+        reporter: Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("HOSTNAME").ok(),
+        },
+        failures: Mutex::new(HashMap::new()),
+    });
+    let agents_done = agent_controller
+        .watches(bottles_api, watcher::Config::default().any_semantic(), move |b: Bottle| {
+            let names = descendants(&map_bottles, &b.name_any());
+            agent_store
+                .state()
+                .iter()
+                .filter(|a| names.contains(&a.spec.bottle_ref.name))
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            agent::reconcile,
+            |a: Arc<Agent>, err: &Error, ctx: Arc<AgentCtx<B>>| {
+                let key = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
+                let wait = ctx.next_backoff(&key);
+                tracing::warn!(agent = %key, error = %err, retry_in = ?wait, "agent reconcile failed");
+                Action::requeue(wait)
+            },
+            ctx,
+        )
+        .for_each(|_| async {});
+    futures_util::future::join(bottles_done, agents_done).await;
+    Ok(())
+}

@@ -1,0 +1,501 @@
+//! The reconcilers against the real control plane (in process, over TLS, through kube-rs) with
+//! the fake backend: create → Running, live policy change, repair, backoff and recovery,
+//! suspend, delete, restart mid-reconcile, sweep, and secrets never leaking.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bb_controller::apiserver::ApiServer;
+use bb_controller::backend::AgentId;
+use bb_controller::backend::fake::FakeBackend;
+use bb_controller::home::Home;
+use bb_controller::reconcile;
+use bb_controller::store::Store;
+use bb_crds::{Agent, AgentPhase, Bottle};
+use futures_util::FutureExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+const SECRET_VALUE: &str = "tok-4f1d2c9e-never-print-me";
+
+/// Every log line of this test binary, to check that no secret is ever logged.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "trace,hyper=info,h2=info,rustls=info,tower=info",
+            ))
+            .with_writer(move || Capture(writer.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut g) = self.0.lock() {
+            g.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    _server: ApiServer,
+    client: kube::Client,
+    backend: FakeBackend,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        logs();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::open(dir.path()).expect("home");
+        let creds = bb_controller::pki::load_or_create(&home).expect("creds");
+        let store = Store::open(&home.path("state.db")).expect("store");
+        let server = ApiServer::start("127.0.0.1:0".parse().expect("addr"), &creds, store)
+            .await
+            .expect("server");
+        let kc_path = bb_controller::pki::write_kubeconfig(
+            &home,
+            &creds,
+            &format!("https://{}", server.local_addr),
+        )
+        .expect("kubeconfig");
+        let kc = Kubeconfig::read_from(kc_path).expect("read kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("config");
+        let client = kube::Client::try_from(cfg).expect("client");
+        let mut h = Harness {
+            _dir: dir,
+            _server: server,
+            client,
+            backend: FakeBackend::new(),
+            stop: None,
+            task: None,
+        };
+        h.run_controller();
+        h
+    }
+
+    fn run_controller(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        }
+        .boxed()
+        .shared();
+        let (client, backend) = (self.client.clone(), self.backend.clone());
+        self.task = Some(tokio::spawn(async move {
+            let _ = reconcile::run(client, backend, Duration::from_millis(500), shutdown).await;
+        }));
+        self.stop = Some(tx);
+    }
+
+    /// Kills the controller task outright, mid-whatever it was doing.
+    fn kill_controller(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.stop = None;
+    }
+
+    fn agents(&self) -> Api<Agent> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn create(&self) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), "bot-bottle-system");
+        let secret: Secret = serde_json::from_value(
+            json!({"metadata": {"name": "api-token"}, "stringData": {"token": SECRET_VALUE}}),
+        )
+        .expect("secret");
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("secret");
+        self.create_bottle_and_agent().await;
+    }
+
+    async fn create_bottle_and_agent(&self) {
+        let bottles: Api<Bottle> = Api::all(self.client.clone());
+        let bottle: Bottle = serde_json::from_value(json!({
+            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
+            "spec": {
+                "agentProvider": {"template": "custom", "image": "agent:1", "command": ["bash"]},
+                "env": [{"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "token"}}}, {"name": "MODE", "value": "ci"}],
+                "egress": {"routes": [{"host": "api.example.com", "auth": {"scheme": "Bearer", "secretKeyRef": {"name": "api-token", "key": "token"}}}]}
+            }
+        }))
+        .expect("bottle");
+        bottles
+            .create(&PostParams::default(), &bottle)
+            .await
+            .expect("bottle");
+        let agent: Agent = serde_json::from_value(json!({
+            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
+            "spec": {"bottleRef": {"name": "tools"}, "prompt": "do the thing"}
+        }))
+        .expect("agent");
+        self.agents()
+            .create(&PostParams::default(), &agent)
+            .await
+            .expect("agent");
+    }
+
+    async fn wait_for(&self, what: &str, check: impl Fn(&Agent) -> bool) -> Agent {
+        for _ in 0..300 {
+            if let Ok(Some(a)) = self.agents().get_opt("worker").await
+                && check(&a)
+            {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let last = self.agents().get_opt("worker").await.ok().flatten();
+        let logged = String::from_utf8_lossy(&logs().lock().map(|l| l.clone()).unwrap_or_default())
+            .into_owned();
+        let problems: Vec<&str> = logged
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+            .collect();
+        panic!(
+            "timed out waiting for {what}; last: {:#?}\nwarnings:\n{}",
+            last.and_then(|a| a.status),
+            problems.join("\n")
+        );
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn phase(a: &Agent) -> Option<AgentPhase> {
+    a.status.as_ref().and_then(|s| s.phase)
+}
+
+fn condition(a: &Agent, t: &str) -> Option<(String, String, String)> {
+    a.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+async fn events_for(client: &kube::Client) -> String {
+    let v: serde_json::Value = client
+        .request(
+            http::Request::get("/api/v1/namespaces/default/events")
+                .body(Vec::new())
+                .expect("req"),
+        )
+        .await
+        .expect("events");
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
+    let h = Harness::start().await;
+    h.create().await;
+    let a = h
+        .wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    for c in [
+        "ImagesReady",
+        "SidecarReady",
+        "PolicyApplied",
+        "Provisioned",
+        "Ready",
+        "SecretsResolved",
+    ] {
+        assert_eq!(condition(&a, c).map(|c| c.0), Some("True".into()), "{c}");
+    }
+    let st = a.status.clone().expect("status");
+    assert_eq!(st.observed_generation, a.metadata.generation);
+    assert_eq!(st.backend.as_deref(), Some("fake"));
+    assert!(st.endpoints.and_then(|e| e.proxy).is_some());
+    let first_hash = st.applied_policy_hash.expect("hash");
+    let fake = h.backend.snapshot_of("worker").expect("fake resources");
+    assert_eq!(
+        fake.secret_files
+            .values()
+            .next()
+            .map(|v| v.expose().to_vec()),
+        Some(SECRET_VALUE.as_bytes().to_vec())
+    );
+    assert!(
+        fake.sidecar_policy_yaml
+            .as_deref()
+            .is_some_and(|y| y.contains("tokenFile: route-0-token") && !y.contains(SECRET_VALUE))
+    );
+
+    // The Bottle's status shows what it resolved to.
+    let bottles: Api<Bottle> = Api::all(h.client.clone());
+    for _ in 0..100 {
+        if bottles
+            .get("tools")
+            .await
+            .ok()
+            .and_then(|b| b.status)
+            .and_then(|s| s.route_count)
+            == Some(1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bs = bottles
+        .get("tools")
+        .await
+        .expect("bottle")
+        .status
+        .expect("bottle status");
+    assert_eq!(
+        (bs.provider.as_deref(), bs.route_count),
+        (Some("custom"), Some(1))
+    );
+
+    // Policy-only change: a new route. The sidecar reloads; the agent is not recreated.
+    let patch = json!({"spec": {"egress": {"routes": [
+        {"host": "api.example.com", "auth": {"scheme": "Bearer", "secretKeyRef": {"name": "api-token", "key": "token"}}},
+        {"host": "pypi.org"}]}}});
+    bottles
+        .patch("tools", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("edit bottle");
+    let a = h
+        .wait_for("the new policy", |a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.applied_policy_hash.as_deref())
+                .is_some_and(|x| x != first_hash)
+        })
+        .await;
+    assert_eq!(phase(&a), Some(AgentPhase::Running));
+    let fake = h.backend.snapshot_of("worker").expect("fake");
+    assert_eq!(
+        (fake.agent_creates, fake.sidecar_creates),
+        (1, 1),
+        "{fake:?}"
+    );
+    assert!(
+        fake.policy_reloads >= 1
+            && fake
+                .sidecar_policy_yaml
+                .as_deref()
+                .is_some_and(|y| y.contains("pypi.org"))
+    );
+
+    // A change that needs a new container (the image) recreates the agent.
+    let patch = json!({"spec": {"agentProvider": {"template": "custom", "image": "agent:2", "command": ["bash"]}}});
+    bottles
+        .patch("tools", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("edit bottle");
+    for _ in 0..200 {
+        if h.backend
+            .snapshot_of("worker")
+            .is_some_and(|f| f.agent_creates == 2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.backend.snapshot_of("worker").map(|f| f.agent_creates),
+        Some(2)
+    );
+    let events = events_for(&h.client).await;
+    assert!(
+        events.contains("PolicyApplied") && events.contains("Recreated"),
+        "{events}"
+    );
+
+    // The secret never reached an API object, an event, or a log line.
+    let everything = format!(
+        "{}{}{}",
+        serde_json::to_string(&h.agents().list(&Default::default()).await.expect("agents"))
+            .expect("json"),
+        serde_json::to_string(&bottles.list(&Default::default()).await.expect("bottles"))
+            .expect("json"),
+        events,
+    );
+    assert!(!everything.contains(SECRET_VALUE));
+    let logged = String::from_utf8_lossy(&logs().lock().expect("logs")).into_owned();
+    assert!(logged.contains("reconcile_agent"), "the capture works");
+    assert!(!logged.contains(SECRET_VALUE), "a secret value was logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_band_deletion_is_repaired_and_failures_back_off_then_recover() {
+    let h = Harness::start().await;
+    h.backend.fail("sidecar", 3);
+    h.create().await;
+    let a = h
+        .wait_for("the injected failure", |a| {
+            condition(a, "SidecarReady").is_some_and(|c| c.0 == "False")
+        })
+        .await;
+    let (_, reason, message) = condition(&a, "SidecarReady").expect("condition");
+    assert_eq!(reason, "StepFailed");
+    assert!(message.contains("injected failure"), "{message}");
+    h.wait_for("recovery", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+
+    h.backend.vanish_sidecar("worker");
+    for _ in 0..200 {
+        if h.backend
+            .snapshot_of("worker")
+            .is_some_and(|f| f.sidecar_creates == 2)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.backend.snapshot_of("worker").map(|f| f.sidecar_creates),
+        Some(2),
+        "the sidecar came back"
+    );
+    let events = events_for(&h.client).await;
+    assert!(events.contains("SidecarRecreated"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_secret_waits_then_proceeds() {
+    let h = Harness::start().await;
+    h.create_bottle_and_agent().await;
+    let a = h
+        .wait_for("the missing secret", |a| {
+            condition(a, "SecretsResolved").is_some_and(|c| c.0 == "False")
+        })
+        .await;
+    assert_eq!(phase(&a), Some(AgentPhase::Pending));
+    let (_, reason, message) = condition(&a, "SecretsResolved").expect("condition");
+    assert_eq!(reason, "SecretMissing");
+    assert_eq!(message, "Secret bot-bottle-system/api-token not found");
+    assert_eq!(
+        h.backend.count(),
+        0,
+        "nothing is started without its secrets"
+    );
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "bot-bottle-system");
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "api-token"}, "stringData": {"token": SECRET_VALUE}}),
+    )
+    .expect("secret");
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_resume_and_delete_leave_nothing_behind() {
+    let h = Harness::start().await;
+    h.create().await;
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let patch = json!({"spec": {"suspend": true}});
+    h.agents()
+        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("suspend");
+    let a = h
+        .wait_for("Suspended", |a| phase(a) == Some(AgentPhase::Suspended))
+        .await;
+    assert!(
+        a.status
+            .and_then(|s| s.snapshot)
+            .is_some_and(|s| s.starts_with("fake-snapshot/worker"))
+    );
+    assert!(h.backend.snapshot_of("worker").is_some_and(|f| f.stopped));
+    let patch = json!({"spec": {"suspend": false}});
+    h.agents()
+        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("resume");
+    h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+
+    h.agents()
+        .delete("worker", &DeleteParams::default())
+        .await
+        .expect("delete");
+    for _ in 0..200 {
+        if h.agents().get_opt("worker").await.ok().flatten().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        h.agents().get_opt("worker").await.expect("get").is_none(),
+        "the finalizer was released"
+    );
+    assert_eq!(h.backend.count(), 0, "every backend resource is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_killed_mid_reconcile_converges_without_duplicates_and_sweeps_orphans() {
+    let mut h = Harness::start().await;
+    h.backend.hang("agent", Duration::from_secs(2));
+    h.create().await;
+    for _ in 0..200 {
+        if h.backend
+            .snapshot_of("worker")
+            .is_some_and(|f| f.sidecar_creates == 1)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    h.kill_controller();
+    h.backend.hang("agent", Duration::ZERO);
+    h.backend.plant_orphan(AgentId {
+        namespace: "default".into(),
+        name: "ghost".into(),
+        uid: "gone".into(),
+    });
+    h.run_controller();
+    h.wait_for("Running after restart", |a| {
+        phase(a) == Some(AgentPhase::Running)
+    })
+    .await;
+    let f = h.backend.snapshot_of("worker").expect("fake");
+    assert_eq!(
+        (f.sidecar_creates, f.agent_creates),
+        (1, 1),
+        "no duplicates: {f:?}"
+    );
+    assert!(
+        h.backend.snapshot_of("ghost").is_none(),
+        "the start-up sweep removed the orphan"
+    );
+}
