@@ -68,12 +68,25 @@ fn apply_get_describe_and_update_with_kubectl() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(cols.get(..4), Some(&["gitea-dev", "claude", "4", "True"][..]), "{row}");
-    let chain = cp.ok(&["get", "bottle", "gitea-dev", "-o", "jsonpath={.status.chain}"]);
+    assert_eq!(
+        cols.get(..4),
+        Some(&["gitea-dev", "claude", "4", "True"][..]),
+        "{row}"
+    );
+    let chain = cp.ok(&[
+        "get",
+        "bottle",
+        "gitea-dev",
+        "-o",
+        "jsonpath={.status.chain}",
+    ]);
     assert_eq!(chain, r#"["claude","gitea-dev"]"#);
     let orphan = "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: orphan}\nspec: {extends: nope}\n";
     let (code, _, err) = cp.kubectl_stdin(&["apply", "-f", "-"], orphan);
-    assert_eq!(code, 0, "a missing parent is a status, not an admission error: {err}");
+    assert_eq!(
+        code, 0,
+        "a missing parent is a status, not an admission error: {err}"
+    );
     let ready = r#"jsonpath={.status.conditions[?(@.type=="Ready")].reason}: {.status.message}"#;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut got = String::new();
@@ -81,7 +94,12 @@ fn apply_get_describe_and_update_with_kubectl() {
         got = cp.ok(&["get", "bottle", "orphan", "-o", ready]);
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(got.starts_with("ParentNotFound: spec.extends: bottle 'orphan' extends 'nope' which is not defined"), "{got}");
+    assert!(
+        got.starts_with(
+            "ParentNotFound: spec.extends: bottle 'orphan' extends 'nope' which is not defined"
+        ),
+        "{got}"
+    );
 
     let edited = std::fs::read_to_string(repo().join("examples/agents/reviewer.yaml"))
         .expect("example")

@@ -73,6 +73,42 @@ pub struct Ready {
     pub home: PathBuf,
 }
 
+/// A control plane running inside this process with a client for it: what tests and
+/// benchmarks use, and what `run` is built from.
+pub struct Embedded {
+    pub server: ApiServer,
+    pub store: Store,
+    pub client: kube::Client,
+    pub kubeconfig: PathBuf,
+    pub home: Home,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("server", &self.server)
+            .field("kubeconfig", &self.kubeconfig)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the apiserver on `home` (locked for this process) listening on `listen`.
+pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunError> {
+    let store = Store::open(&home.path("state.db"))?;
+    let creds = pki::load_or_create(&home)?;
+    let server = ApiServer::start(listen, &creds, store.clone()).await?;
+    let url = format!("https://{}", server.local_addr);
+    let kubeconfig = pki::write_kubeconfig(&home, &creds, &url)?;
+    let client = client_from(&kubeconfig, None).await?;
+    Ok(Embedded {
+        server,
+        store,
+        client,
+        kubeconfig,
+        home,
+    })
+}
+
 /// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.
 pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), RunError> {
     if let Some(kc) = &opts.kubeconfig {
@@ -93,20 +129,16 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         return Ok(());
     }
     let dir = crate::home::resolve(opts.home)?;
-    let home = Home::open(&dir)?;
-    let store = Store::open(&home.path("state.db"))?;
-    let creds = pki::load_or_create(&home)?;
-    let server = ApiServer::start(opts.listen, &creds, store.clone()).await?;
-    let url = format!("https://{}", server.local_addr);
-    let kubeconfig = pki::write_kubeconfig(&home, &creds, &url)?;
-    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "control plane ready");
-    let kubeconfig_path = kubeconfig.clone();
+    let emb = embedded(Home::open(&dir)?, opts.listen).await?;
+    let url = format!("https://{}", emb.server.local_addr);
+    tracing::info!(%url, kubeconfig = %emb.kubeconfig.display(), "control plane ready");
     on_ready(&Ready {
         url,
-        kubeconfig,
+        kubeconfig: emb.kubeconfig.clone(),
         home: dir,
     });
 
+    let store = emb.store.clone();
     let compactor = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -123,16 +155,18 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         }
     });
 
-    let client = client_from(&kubeconfig_path, None).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let reconcilers = tokio::spawn(crate::reconcile::run_bottles(client, async move {
-        let _ = rx.await;
-    }));
+    let reconcilers = tokio::spawn(crate::reconcile::run_bottles(
+        emb.client.clone(),
+        async move {
+            let _ = rx.await;
+        },
+    ));
     signalled().await?;
     let _ = tx.send(());
     let _ = reconcilers.await;
     compactor.abort();
-    server.shutdown().await;
-    drop(home);
+    emb.server.shutdown().await;
+    drop(emb.home);
     Ok(())
 }

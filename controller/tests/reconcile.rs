@@ -5,17 +5,14 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bb_controller::apiserver::ApiServer;
 use bb_controller::backend::AgentId;
 use bb_controller::backend::fake::FakeBackend;
 use bb_controller::home::Home;
 use bb_controller::reconcile;
-use bb_controller::store::Store;
 use bb_crds::{Agent, AgentPhase, Bottle};
 use futures_util::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
 const SECRET_VALUE: &str = "tok-4f1d2c9e-never-print-me";
@@ -52,7 +49,7 @@ impl std::io::Write for Capture {
 
 struct Harness {
     _dir: tempfile::TempDir,
-    _server: ApiServer,
+    _cp: bb_controller::control_plane::Embedded,
     client: kube::Client,
     backend: FakeBackend,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -64,25 +61,13 @@ impl Harness {
         logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let home = Home::open(dir.path()).expect("home");
-        let creds = bb_controller::pki::load_or_create(&home).expect("creds");
-        let store = Store::open(&home.path("state.db")).expect("store");
-        let server = ApiServer::start("127.0.0.1:0".parse().expect("addr"), &creds, store)
+        let cp = bb_controller::control_plane::embedded(home, "127.0.0.1:0".parse().expect("addr"))
             .await
-            .expect("server");
-        let kc_path = bb_controller::pki::write_kubeconfig(
-            &home,
-            &creds,
-            &format!("https://{}", server.local_addr),
-        )
-        .expect("kubeconfig");
-        let kc = Kubeconfig::read_from(kc_path).expect("read kubeconfig");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .expect("config");
-        let client = kube::Client::try_from(cfg).expect("client");
+            .expect("control plane");
+        let client = cp.client.clone();
         let mut h = Harness {
             _dir: dir,
-            _server: server,
+            _cp: cp,
             client,
             backend: FakeBackend::new(),
             stop: None,
