@@ -321,6 +321,34 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
         "{events}"
     );
 
+    // /metrics reports the reconciles and the Agents by phase.
+    let metrics = h
+        .client
+        .request_text(
+            http::Request::get("/metrics")
+                .body(Vec::new())
+                .expect("req"),
+        )
+        .await
+        .expect("metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("bb_reconciles_total{controller=\"agent\"}") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        value("bb_reconciles_total{controller=\"bottle\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(value("bb_agents{phase=\"Running\"}") >= 1.0, "{metrics}");
+
     // The secret never reached an API object, an event, or a log line.
     let everything = format!(
         "{}{}{}",

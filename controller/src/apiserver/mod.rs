@@ -261,6 +261,12 @@ async fn dispatch(state: &State, req: Request<Incoming>) -> Result<Response<Body
     if !authorized(&req, &state.token) {
         return Err(ApiError::unauthorized());
     }
+    if req.method() == Method::GET && segs.as_slice() == ["metrics"] {
+        return Ok(text_response(
+            200,
+            &crate::reconcile::metrics::global().render(),
+        ));
+    }
     if req.method() == Method::GET {
         let doc = match segs.as_slice() {
             ["api"] => Some(discovery::api_versions(&state.server_address)),

@@ -69,6 +69,7 @@ pub async fn reconcile<B: Backend>(
     let ns = agent.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &ns);
     let key = format!("{ns}/{}", agent.name_any());
+    let started = std::time::Instant::now();
     let result = finalizer(&api, FINALIZER, agent, |event| async {
         match event {
             Finalizer::Apply(a) => apply(a, ctx.clone()).await,
@@ -80,6 +81,7 @@ pub async fn reconcile<B: Backend>(
     if result.is_ok() {
         ctx.reset_failures(&key);
     }
+    super::metrics::global().observe("agent", started.elapsed(), result.is_err());
     result
 }
 
@@ -109,6 +111,13 @@ async fn write_status<B: Backend>(
     agent: &Agent,
     report: Report,
 ) -> Result<(), Error> {
+    let key = format!(
+        "{}/{}",
+        agent.namespace().unwrap_or_default(),
+        agent.name_any()
+    );
+    let phase = report.status.phase.map(|p| format!("{p:?}"));
+    super::metrics::global().set_phase(&key, phase.as_deref());
     let old = agent.status.clone().unwrap_or_default();
     let same = conditions::same(&report.status.conditions, &old.conditions)
         && AgentStatus {
@@ -378,6 +387,7 @@ async fn suspend<B: Backend>(
 async fn cleanup<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<Action, Error> {
     let id = agent_id(&agent);
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
+    super::metrics::global().set_phase(&id.to_string(), None);
     publish(
         &ctx,
         &agent,

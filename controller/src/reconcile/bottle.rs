@@ -35,6 +35,13 @@ pub fn bottle_specs(store: &Store<Bottle>) -> BTreeMap<String, BottleSpec> {
 }
 
 pub async fn reconcile(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(bottle, ctx).await;
+    super::metrics::global().observe("bottle", started.elapsed(), result.is_err());
+    result
+}
+
+async fn reconcile_inner(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Action, Error> {
     let name = bottle.name_any();
     let mut specs = bottle_specs(&ctx.bottles);
     // The triggering object is newer than the cache can be.

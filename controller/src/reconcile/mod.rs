@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod bottle;
 mod conditions;
+pub mod metrics;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
