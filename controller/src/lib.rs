@@ -9,6 +9,7 @@ pub mod control_plane;
 pub mod home;
 pub mod pki;
 pub mod plan;
+pub mod provider;
 pub mod reconcile;
 pub mod secrets;
 pub mod store;

@@ -6,18 +6,18 @@ use std::collections::BTreeMap;
 
 use bb_crds::common::SecretSource;
 use bb_crds::egress::EgressSpec;
-use bb_crds::provider::ProviderTemplate;
 use bb_crds::{Agent, ResolvedBottle};
 
 use crate::backend::{AgentPlan, ImageSource, SidecarPlan};
+use crate::provider::{self, Provider, ProviderError};
 use crate::secrets::{self, SecretError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("{0}")]
     Secret(#[from] SecretError),
-    #[error("provider '{0}' is not available yet: only the custom template runs in this release")]
-    ProviderUnsupported(&'static str),
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -46,8 +46,13 @@ pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> String {
 pub async fn sidecar(
     client: &kube::Client,
     resolved: &ResolvedBottle,
+    provider: &dyn Provider,
 ) -> Result<SidecarPlan, PlanError> {
     let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
+    let extra = provider.routes();
+    if !extra.is_empty() {
+        egress.routes.get_or_insert_with(Vec::new).extend(extra);
+    }
     let mut files = BTreeMap::new();
     for (i, route) in egress.routes.iter_mut().flatten().enumerate() {
         if let Some(auth) = route.auth.as_mut() {
@@ -73,30 +78,23 @@ pub async fn sidecar(
     })
 }
 
+/// The provider a resolved Bottle runs.
+pub fn provider(resolved: &ResolvedBottle) -> Result<Box<dyn Provider>, PlanError> {
+    Ok(provider::for_bottle(
+        &resolved.spec.agent_provider.clone().unwrap_or_default(),
+    )?)
+}
+
 /// The agent container for the Agent's provider.
 pub async fn agent(
     client: &kube::Client,
     agent: &Agent,
     resolved: &ResolvedBottle,
+    provider: &dyn Provider,
 ) -> Result<AgentPlan, PlanError> {
-    let provider = resolved.spec.agent_provider.clone().unwrap_or_default();
-    let template = provider.template();
-    let (image, command) = match template {
-        ProviderTemplate::Custom => {
-            let image = match (&provider.image, &provider.dockerfile) {
-                (Some(r), _) => ImageSource::Reference(r.clone()),
-                (None, Some(d)) => ImageSource::Dockerfile(d.clone()),
-                (None, None) => {
-                    return Err(PlanError::Internal(
-                        "custom provider without image or dockerfile".into(),
-                    ));
-                }
-            };
-            (image, provider.command.clone().unwrap_or_default())
-        }
-        other => return Err(PlanError::ProviderUnsupported(other.as_str())),
-    };
-    let mut env = BTreeMap::new();
+    let image = provider.image();
+    let command = provider.command();
+    let mut env = provider.env();
     let mut secret_env = BTreeMap::new();
     for var in resolved.spec.env() {
         match (&var.value, &var.value_from) {

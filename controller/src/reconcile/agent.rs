@@ -201,8 +201,9 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         }
     };
     let plans = async {
-        let sidecar = plan::sidecar(&ctx.client, &bottle).await?;
-        let agent_plan = plan::agent(&ctx.client, &agent, &bottle).await?;
+        let provider = plan::provider(&bottle)?;
+        let sidecar = plan::sidecar(&ctx.client, &bottle, provider.as_ref()).await?;
+        let agent_plan = plan::agent(&ctx.client, &agent, &bottle, provider.as_ref()).await?;
         Ok::<_, PlanError>((sidecar, agent_plan))
     }
     .await;
@@ -219,8 +220,8 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             write_status(&ctx, &agent, r).await?;
             return Ok(Action::requeue(Duration::from_secs(15)));
         }
-        Err(PlanError::ProviderUnsupported(t)) => {
-            let m = PlanError::ProviderUnsupported(t).to_string();
+        Err(PlanError::Provider(e)) => {
+            let m = e.to_string();
             r.phase(AgentPhase::Failed);
             r.condition("Ready", false, "ProviderUnsupported", &m);
             r.status.message = Some(m);
