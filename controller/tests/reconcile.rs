@@ -191,6 +191,20 @@ fn condition(a: &Agent, t: &str) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
+/// Polls the core events list until it mentions every reason in `want` (events are published
+/// after the backend work they describe).
+async fn events_with(client: &kube::Client, want: &[&str]) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = events_for(client).await;
+        if want.iter().all(|w| last.contains(w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
 async fn events_for(client: &kube::Client) -> String {
     let v: serde_json::Value = client
         .request(
@@ -315,7 +329,7 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
         h.backend.snapshot_of("worker").map(|f| f.agent_creates),
         Some(2)
     );
-    let events = events_for(&h.client).await;
+    let events = events_with(&h.client, &["PolicyApplied", "Recreated"]).await;
     assert!(
         events.contains("PolicyApplied") && events.contains("Recreated"),
         "{events}"
@@ -395,7 +409,7 @@ async fn out_of_band_deletion_is_repaired_and_failures_back_off_then_recover() {
         Some(2),
         "the sidecar came back"
     );
-    let events = events_for(&h.client).await;
+    let events = events_with(&h.client, &["SidecarRecreated"]).await;
     assert!(events.contains("SidecarRecreated"), "{events}");
 }
 

@@ -111,13 +111,9 @@ async fn write_status<B: Backend>(
     agent: &Agent,
     report: Report,
 ) -> Result<(), Error> {
-    let key = format!(
-        "{}/{}",
-        agent.namespace().unwrap_or_default(),
-        agent.name_any()
-    );
+    // Keyed by uid: a recreated Agent with the same name is a different Agent.
     let phase = report.status.phase.map(|p| format!("{p:?}"));
-    super::metrics::global().set_phase(&key, phase.as_deref());
+    super::metrics::global().set_phase(&agent.uid().unwrap_or_default(), phase.as_deref());
     let old = agent.status.clone().unwrap_or_default();
     let same = conditions::same(&report.status.conditions, &old.conditions)
         && AgentStatus {
@@ -268,6 +264,9 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
                 _ => "Ready",
             };
             let msg = e.to_string();
+            if r.status.phase.is_none() {
+                r.phase(AgentPhase::Pending);
+            }
             r.condition(cond, false, "StepFailed", &msg);
             r.condition("Ready", false, "StepFailed", &msg);
             r.status.message = Some(msg.clone());
@@ -388,7 +387,7 @@ async fn suspend<B: Backend>(
 async fn cleanup<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<Action, Error> {
     let id = agent_id(&agent);
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
-    super::metrics::global().set_phase(&id.to_string(), None);
+    super::metrics::global().set_phase(&id.uid, None);
     publish(
         &ctx,
         &agent,

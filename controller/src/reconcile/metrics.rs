@@ -58,7 +58,7 @@ impl Metrics {
         }
     }
 
-    /// Records an Agent's phase (`None` when it is gone).
+    /// Records the phase of the Agent with uid `agent` (`None` when it is gone).
     pub fn set_phase(&self, agent: &str, phase: Option<&str>) {
         if let Ok(mut m) = self.phases.lock() {
             match phase {
