@@ -119,30 +119,37 @@ pub async fn sweep<B: Backend>(client: &kube::Client, backend: &B) -> Result<Vec
     Ok(removed)
 }
 
-/// Runs the Bottle reconciler alone (no backend needed) until `shutdown` resolves.
-pub async fn run_bottles(
-    client: kube::Client,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
+/// The Bottle controller and the cache it fills, which the Agent controller reads as well.
+fn bottle_controller(client: &kube::Client) -> (Controller<Bottle>, Store<Bottle>) {
     let api: Api<Bottle> = Api::all(client.clone());
     let controller = Controller::new(api.clone(), watcher::Config::default().any_semantic());
     let store = controller.store();
     let map_store = store.clone();
+    // A parent's change requeues every bottle that extends it.
+    let controller = controller.watches(
+        api,
+        watcher::Config::default().any_semantic(),
+        move |b: Bottle| {
+            descendants(&map_store, &b.name_any())
+                .into_iter()
+                .map(|n| ObjectRef::<Bottle>::new(&n))
+                .collect::<Vec<_>>()
+        },
+    );
+    (controller, store)
+}
+
+async fn drive_bottles(
+    client: kube::Client,
+    controller: Controller<Bottle>,
+    store: Store<Bottle>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
     let ctx = Arc::new(bottle::BottleCtx {
         client,
         bottles: store,
     });
     controller
-        .watches(
-            api,
-            watcher::Config::default().any_semantic(),
-            move |b: Bottle| {
-                descendants(&map_store, &b.name_any())
-                    .into_iter()
-                    .map(|n| ObjectRef::<Bottle>::new(&n))
-                    .collect::<Vec<_>>()
-            },
-        )
         .graceful_shutdown_on(shutdown)
         .run(
             bottle::reconcile,
@@ -154,6 +161,15 @@ pub async fn run_bottles(
         )
         .for_each(|_| async {})
         .await;
+}
+
+/// Runs the Bottle reconciler alone (no backend needed) until `shutdown` resolves.
+pub async fn run_bottles(
+    client: kube::Client,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (controller, store) = bottle_controller(&client);
+    drive_bottles(client, controller, store, shutdown).await;
 }
 
 /// Runs both reconcilers until `shutdown` resolves. `resync` is how often a Running Agent is
@@ -174,37 +190,13 @@ pub async fn run<B: Backend>(
     let bottles_api: Api<Bottle> = Api::all(client.clone());
     let agents_api: Api<Agent> = Api::all(client.clone());
 
-    let bottle_controller = Controller::new(
-        bottles_api.clone(),
-        watcher::Config::default().any_semantic(),
+    let (bottle_controller, bottle_store) = bottle_controller(&client);
+    let bottles_done = drive_bottles(
+        client.clone(),
+        bottle_controller,
+        bottle_store.clone(),
+        shutdown.clone(),
     );
-    let bottle_store = bottle_controller.store();
-    let bottle_store_for_map = bottle_store.clone();
-    let bottle_ctx = Arc::new(bottle::BottleCtx {
-        client: client.clone(),
-        bottles: bottle_store.clone(),
-    });
-    let bottles_done = bottle_controller
-        .watches(
-            bottles_api.clone(),
-            watcher::Config::default().any_semantic(),
-            move |b: Bottle| {
-                descendants(&bottle_store_for_map, &b.name_any())
-                    .into_iter()
-                    .map(|n| ObjectRef::<Bottle>::new(&n))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            bottle::reconcile,
-            |_b, err, _ctx| {
-                tracing::warn!(error = %err, "bottle reconcile failed");
-                Action::requeue(Duration::from_secs(5))
-            },
-            bottle_ctx,
-        )
-        .for_each(|_| async {});
 
     let agent_controller = Controller::new(agents_api, watcher::Config::default().any_semantic());
     let agent_store = agent_controller.store();
