@@ -128,6 +128,9 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         let _ = reconcilers.await;
         return Ok(());
     }
+    if !opts.listen.ip().is_loopback() {
+        tracing::warn!(listen = %opts.listen, "listening beyond loopback: anyone who can reach this address and holds the token controls every bottle");
+    }
     let dir = crate::home::resolve(opts.home)?;
     let emb = embedded(Home::open(&dir)?, opts.listen).await?;
     let url = format!("https://{}", emb.server.local_addr);

@@ -53,8 +53,21 @@ pub struct Home {
 
 impl Home {
     pub fn open(dir: &Path) -> Result<Home, HomeError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        if dir.exists() {
+            // Never chmod a directory we did not create (`--home /tmp` must not lock others
+            // out of /tmp); the secrets inside are 0600 files either way.
+            let mode = std::fs::metadata(dir)
+                .map_err(io(dir))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(home = %dir.display(), mode = format!("{:o}", mode & 0o777), "the home directory is accessible to other users; chmod 700 it");
+            }
+        } else {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
         let lock_path = dir.join("controller.lock");
         let mut lock = OpenOptions::new()
             .read(true)
@@ -113,6 +126,20 @@ pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), Home
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_existing_directory_keeps_its_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let _home = Home::open(dir.path()).expect("open");
+        let mode = std::fs::metadata(dir.path())
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o755, "a directory the user chose is not chmodded");
+    }
 
     #[test]
     fn second_instance_is_refused_and_home_is_private() {

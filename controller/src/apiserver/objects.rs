@@ -690,6 +690,10 @@ impl Registry {
         for r in resources::all() {
             let (items, _) = self.store.list(&r.prefix(), None, 0)?;
             for rec in items {
+                // Most objects do not mention the uid at all; skip decoding those.
+                if !rec.value.windows(uid.len()).any(|w| w == uid.as_bytes()) {
+                    continue;
+                }
                 let obj = decode(&rec)?;
                 let owned = obj
                     .pointer("/metadata/ownerReferences")
