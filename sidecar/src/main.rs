@@ -1,9 +1,16 @@
 //! `bb-sidecar`: the per-agent chokepoint (egress proxy, DLP, git-gate, supervise). This entry
-//! point owns argument parsing; each daemon lives in its own module as it lands.
+//! point owns argument parsing and process lifecycle; each daemon lives in its own module.
 
-use std::path::PathBuf;
+mod mint;
+mod policy;
+mod proxy;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -24,36 +31,128 @@ enum Command {
         /// Policy YAML (`log`, `routes[]`; auth names a token file).
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// Directory holding the token files the policy names (checked when given).
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
     },
+    /// Run the egress proxy. SIGHUP reloads the policy (an invalid one keeps the old).
+    Egress {
+        #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9099")]
+        listen: SocketAddr,
+        /// The bottle CA certificate the agent trusts (PEM).
+        #[arg(long, value_name = "FILE")]
+        ca_cert: PathBuf,
+        /// The bottle CA key (PEM).
+        #[arg(long, value_name = "FILE")]
+        ca_key: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        secrets_dir: Option<PathBuf>,
+        /// Extra CA certificates (PEM) trusted for upstream servers, beside the system roots.
+        #[arg(long, value_name = "FILE")]
+        upstream_ca: Option<PathBuf>,
+    },
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn load_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<policy::Policy> {
+    policy::Policy::load(&read(path)?, secrets_dir).with_context(|| format!("{}", path.display()))
+}
+
+/// Schema and rules always; token files too when their directory is given.
+fn check_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
+    let spec = match secrets_dir {
+        Some(dir) => load_policy(path, Some(dir))?.spec,
+        None => bb_crds::policy::parse_sidecar_policy(&read(path)?)
+            .with_context(|| format!("{}", path.display()))?,
+    };
+    println!(
+        "{}: ok: {} route(s), log level {}",
+        path.display(),
+        spec.routes().len(),
+        spec.log_level()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BB_SIDECAR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::CheckPolicy { policy } => match check_policy(&policy) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+    let result = match Cli::parse().command {
+        Command::CheckPolicy {
+            policy,
+            secrets_dir,
+        } => check_policy(&policy, secrets_dir.as_deref()),
+        Command::Egress {
+            listen,
+            ca_cert,
+            ca_key,
+            policy,
+            secrets_dir,
+            upstream_ca,
+        } => run_egress(
+            listen,
+            &ca_cert,
+            &ca_key,
+            policy,
+            secrets_dir,
+            upstream_ca.as_deref(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn check_policy(path: &PathBuf) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let policy = bb_crds::policy::parse_sidecar_policy(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(format!(
-        "{}: ok: {} route(s), log level {}",
-        path.display(),
-        policy.routes().len(),
-        policy.log_level()
-    ))
+fn run_egress(
+    listen: SocketAddr,
+    ca_cert: &Path,
+    ca_key: &Path,
+    policy_path: PathBuf,
+    secrets_dir: Option<PathBuf>,
+    upstream_ca: Option<&Path>,
+) -> anyhow::Result<()> {
+    let minter = mint::Minter::new(&read(ca_cert)?, &read(ca_key)?)?;
+    let policy = load_policy(&policy_path, secrets_dir.as_deref())?;
+    let upstream_ca = upstream_ca.map(read).transpose()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let proxy = Arc::new(proxy::Proxy::new(policy, minter, upstream_ca.as_deref())?);
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        tracing::info!(listen = %listener.local_addr()?, "egress proxy ready");
+        let reloader = proxy.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                match load_policy(&policy_path, secrets_dir.as_deref()) {
+                    Ok(p) => {
+                        tracing::info!(routes = p.spec.routes().len(), "policy reloaded");
+                        reloader.replace_policy(p);
+                    }
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "new policy rejected; keeping the old one"),
+                }
+            }
+        });
+        let serve = proxy.serve(listener);
+        tokio::select! {
+            r = serve => r.context("serving")?,
+            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        }
+        Ok(())
+    })
 }

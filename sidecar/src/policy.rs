@@ -1,0 +1,534 @@
+//! The egress decision: a policy compiled from the shared `EgressSpec` into matchers, and the
+//! rules that fire before a request may leave (host, matches, git, DNS-over-HTTPS, IP literals).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use bb_crds::egress::{AuthScheme, EgressRoute, EgressSpec, HeaderMatchType, PathMatchType};
+use regex::Regex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("route {host}: reading token file {file}: {source}")]
+    Token {
+        host: String,
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+enum PathRule {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+struct MatchRule {
+    paths: Vec<PathRule>,
+    methods: Vec<String>,
+    headers: Vec<(String, HeaderRule)>,
+}
+
+#[derive(Debug)]
+enum HeaderRule {
+    Exact(String),
+    Regex(Regex),
+}
+
+/// Credential injected on a route. `Debug` never shows the token.
+pub struct Injected {
+    pub scheme: AuthScheme,
+    token: String,
+}
+
+impl std::fmt::Debug for Injected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Injected({}, <redacted>)", self.scheme.as_str())
+    }
+}
+
+impl Injected {
+    /// The `Authorization` header value.
+    pub fn header_value(&self) -> String {
+        format!("{} {}", self.scheme.as_str(), self.token)
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub host: String,
+    matches: Vec<MatchRule>,
+    pub auth: Option<Injected>,
+    pub git_fetch: bool,
+}
+
+/// A policy ready to answer requests.
+#[derive(Debug, Default)]
+pub struct Policy {
+    routes: HashMap<String, Route>,
+    /// The policy as loaded, for introspection.
+    pub spec: EgressSpec,
+}
+
+/// Why a request was refused: `rule` is a stable name for the header, `reason` says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub rule: &'static str,
+    pub reason: String,
+}
+
+fn refuse(rule: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        rule,
+        reason: reason.into(),
+    }
+}
+
+/// The parts of a request the decision looks at.
+#[derive(Debug)]
+pub struct RequestView<'a> {
+    pub host: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a http::HeaderMap,
+}
+
+pub fn normalise_host(h: &str) -> String {
+    let h = h.trim_end_matches('.');
+    let h = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    h.to_ascii_lowercase()
+}
+
+impl Policy {
+    /// Parses and compiles a policy file; token files are read from `secrets_dir`.
+    pub fn load(text: &str, secrets_dir: Option<&Path>) -> Result<Policy, PolicyError> {
+        let spec = bb_crds::policy::parse_sidecar_policy(text)
+            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        Self::compile(spec, secrets_dir)
+    }
+
+    pub fn compile(spec: EgressSpec, secrets_dir: Option<&Path>) -> Result<Policy, PolicyError> {
+        let mut routes = HashMap::new();
+        for r in spec.routes() {
+            let route = compile_route(r, secrets_dir)?;
+            routes.insert(normalise_host(&r.host), route);
+        }
+        Ok(Policy { routes, spec })
+    }
+
+    #[cfg(test)]
+    pub fn route(&self, host: &str) -> Option<&Route> {
+        self.routes.get(&normalise_host(host))
+    }
+
+    /// May a tunnel to `host` be opened at all? (CONNECT, before any request is seen.)
+    pub fn admit_host(&self, host: &str) -> Result<&Route, Refusal> {
+        let h = normalise_host(host);
+        match self.routes.get(&h) {
+            Some(r) => Ok(r),
+            None if h.parse::<IpAddr>().is_ok() => Err(refuse(
+                "ip-literal",
+                format!(
+                    "egress: IP address {h} is not allowed; connect by a hostname the bottle's policy names"
+                ),
+            )),
+            None => Err(refuse(
+                "host-not-allowed",
+                format!(
+                    "egress: host {h} is not in the bottle's egress policy; ask for access with the supervise egress-block tool"
+                ),
+            )),
+        }
+    }
+
+    /// The decision for one request. Order: host, DNS-over-HTTPS, matches, git.
+    pub fn decide(&self, req: &RequestView<'_>) -> Result<&Route, Refusal> {
+        let route = self.admit_host(req.host)?;
+        let ctype = req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let accept = req
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if req.path.ends_with("/dns-query")
+            || ctype.starts_with("application/dns-message")
+            || accept.contains("application/dns-message")
+        {
+            return Err(refuse(
+                "dns-over-https",
+                "egress: DNS-over-HTTPS is blocked; names resolve through the sidecar",
+            ));
+        }
+        if !route.matches.is_empty() && !route.matches.iter().any(|m| m.matches(req)) {
+            return Err(refuse(
+                "no-match",
+                format!(
+                    "egress: {} {} on {} matches none of the route's rules (paths, methods, headers)",
+                    req.method, req.path, route.host
+                ),
+            ));
+        }
+        if is_git_push(req.path, req.query) {
+            return Err(refuse(
+                "git-push",
+                "egress: git push over HTTPS is never allowed; push through git-gate",
+            ));
+        }
+        if is_git_fetch(req.path, req.query) && !route.git_fetch {
+            return Err(refuse(
+                "git-fetch",
+                "egress: git fetch/clone over HTTPS is not allowed by default; use git-gate for declared repos or set egress.routes[].git.fetch=true for explicit read-only HTTPS Git access.",
+            ));
+        }
+        Ok(route)
+    }
+}
+
+fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, PolicyError> {
+    let mut matches = Vec::new();
+    for m in r.matches.iter().flatten() {
+        let mut paths = Vec::new();
+        for p in m.paths.iter().flatten() {
+            paths.push(match p.match_type.unwrap_or_default() {
+                PathMatchType::Prefix => PathRule::Prefix(p.value.clone()),
+                PathMatchType::Exact => PathRule::Exact(p.value.clone()),
+                PathMatchType::Regex => PathRule::Regex(
+                    Regex::new(&p.value).map_err(|e| PolicyError::Invalid(e.to_string()))?,
+                ),
+            });
+        }
+        let mut headers = Vec::new();
+        for h in m.headers.iter().flatten() {
+            let rule = match h.match_type.unwrap_or_default() {
+                HeaderMatchType::Exact => HeaderRule::Exact(h.value.clone()),
+                HeaderMatchType::Regex => HeaderRule::Regex(
+                    Regex::new(&h.value).map_err(|e| PolicyError::Invalid(e.to_string()))?,
+                ),
+            };
+            headers.push((h.name.to_ascii_lowercase(), rule));
+        }
+        matches.push(MatchRule {
+            paths,
+            methods: m
+                .methods
+                .iter()
+                .flatten()
+                .map(|x| x.to_ascii_uppercase())
+                .collect(),
+            headers,
+        });
+    }
+    let auth = match &r.auth {
+        None => None,
+        Some(a) => {
+            let file = a.token.token_file.clone().unwrap_or_default();
+            let dir = secrets_dir.ok_or_else(|| {
+                PolicyError::Invalid(format!(
+                    "route {} injects auth but no --secrets-dir was given",
+                    r.host
+                ))
+            })?;
+            let token =
+                std::fs::read_to_string(dir.join(&file)).map_err(|source| PolicyError::Token {
+                    host: r.host.clone(),
+                    file: file.clone(),
+                    source,
+                })?;
+            Some(Injected {
+                scheme: a.scheme,
+                token: token.trim_end_matches(['\r', '\n']).to_string(),
+            })
+        }
+    };
+    Ok(Route {
+        host: normalise_host(&r.host),
+        matches,
+        auth,
+        git_fetch: r.git.as_ref().and_then(|g| g.fetch).unwrap_or(false),
+    })
+}
+
+impl MatchRule {
+    fn matches(&self, req: &RequestView<'_>) -> bool {
+        let path_ok = self.paths.is_empty()
+            || self.paths.iter().any(|p| match p {
+                PathRule::Prefix(v) => req.path.starts_with(v.as_str()),
+                PathRule::Exact(v) => req.path == v,
+                PathRule::Regex(re) => re.is_match(req.path),
+            });
+        let method_ok = self.methods.is_empty()
+            || self
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(req.method));
+        let headers_ok = self.headers.iter().all(|(name, rule)| {
+            req.headers.get_all(name.as_str()).iter().any(|v| {
+                let v = v.to_str().unwrap_or("");
+                match rule {
+                    HeaderRule::Exact(want) => v == want,
+                    HeaderRule::Regex(re) => re.is_match(v),
+                }
+            })
+        });
+        path_ok && method_ok && headers_ok
+    }
+}
+
+fn query_has(query: Option<&str>, key: &str, value: &str) -> bool {
+    query.is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv.split_once('=') == Some((key, value)))
+    })
+}
+
+pub fn is_git_push(path: &str, query: Option<&str>) -> bool {
+    path.ends_with("/git-receive-pack")
+        || (path.ends_with("/info/refs") && query_has(query, "service", "git-receive-pack"))
+}
+
+pub fn is_git_fetch(path: &str, query: Option<&str>) -> bool {
+    path.ends_with("/git-upload-pack")
+        || (path.ends_with("/info/refs") && query_has(query, "service", "git-upload-pack"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(yaml: &str) -> Policy {
+        Policy::load(yaml, None).expect("policy")
+    }
+
+    fn decide(
+        p: &Policy,
+        host: &str,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<String, &'static str> {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        p.decide(&RequestView {
+            host,
+            method,
+            path,
+            query,
+            headers: &h,
+        })
+        .map(|r| r.host.clone())
+        .map_err(|e| e.rule)
+    }
+
+    #[test]
+    fn default_deny_and_host_matching() {
+        let p = policy("routes: [{host: api.example.com}, {host: 10.0.0.5}]");
+        assert_eq!(
+            decide(&p, "API.example.com.", "GET", "/", None, &[]),
+            Ok("api.example.com".into())
+        );
+        assert_eq!(
+            decide(&p, "evil.example.com", "GET", "/", None, &[]),
+            Err("host-not-allowed")
+        );
+        assert_eq!(
+            decide(&p, "93.184.216.34", "GET", "/", None, &[]),
+            Err("ip-literal")
+        );
+        assert_eq!(
+            decide(&p, "10.0.0.5", "GET", "/", None, &[]),
+            Ok("10.0.0.5".into()),
+            "a route may name an IP"
+        );
+        assert_eq!(
+            decide(&p, "[::1]", "GET", "/", None, &[]),
+            Err("ip-literal")
+        );
+    }
+
+    #[test]
+    fn matches_paths_methods_headers() {
+        let p = policy(
+            r#"routes:
+  - host: a.com
+    matches:
+      - paths: [{value: /api/v1/}, {type: exact, value: /health}, {type: regex, value: '^/u/[0-9]+$'}]
+        methods: [GET, post]
+      - methods: [DELETE]
+        headers: [{name: X-Confirm, value: "yes"}, {name: Accept, value: '^application/(json|yaml)$', type: regex}]
+"#,
+        );
+        assert!(decide(&p, "a.com", "GET", "/api/v1/repos", None, &[]).is_ok());
+        assert!(decide(&p, "a.com", "POST", "/health", None, &[]).is_ok());
+        assert_eq!(
+            decide(&p, "a.com", "GET", "/healthz", None, &[]),
+            Err("no-match")
+        );
+        assert!(decide(&p, "a.com", "GET", "/u/42", None, &[]).is_ok());
+        assert_eq!(
+            decide(&p, "a.com", "GET", "/u/4x", None, &[]),
+            Err("no-match")
+        );
+        assert_eq!(
+            decide(&p, "a.com", "PUT", "/api/v1/x", None, &[]),
+            Err("no-match")
+        );
+        assert!(
+            decide(
+                &p,
+                "a.com",
+                "DELETE",
+                "/anything",
+                None,
+                &[("x-confirm", "yes"), ("accept", "application/json")]
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "a.com",
+                "DELETE",
+                "/anything",
+                None,
+                &[("x-confirm", "yes")]
+            ),
+            Err("no-match")
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "a.com",
+                "DELETE",
+                "/anything",
+                None,
+                &[("x-confirm", "YES"), ("accept", "application/json")]
+            ),
+            Err("no-match")
+        );
+    }
+
+    #[test]
+    fn git_and_doh_rules() {
+        let p = policy(
+            "routes: [{host: git.example.com}, {host: mirror.example.com, git: {fetch: true}}]",
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "git.example.com",
+                "POST",
+                "/o/r.git/git-receive-pack",
+                None,
+                &[]
+            ),
+            Err("git-push")
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "git.example.com",
+                "GET",
+                "/o/r.git/info/refs",
+                Some("service=git-receive-pack"),
+                &[]
+            ),
+            Err("git-push")
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "mirror.example.com",
+                "POST",
+                "/o/r.git/git-receive-pack",
+                None,
+                &[]
+            ),
+            Err("git-push"),
+            "fetch never allows push"
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "git.example.com",
+                "GET",
+                "/o/r.git/info/refs",
+                Some("service=git-upload-pack"),
+                &[]
+            ),
+            Err("git-fetch")
+        );
+        assert!(
+            decide(
+                &p,
+                "mirror.example.com",
+                "POST",
+                "/o/r.git/git-upload-pack",
+                None,
+                &[]
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "git.example.com",
+                "GET",
+                "/dns-query",
+                Some("dns=AAAB"),
+                &[]
+            ),
+            Err("dns-over-https")
+        );
+        assert_eq!(
+            decide(
+                &p,
+                "git.example.com",
+                "POST",
+                "/resolve",
+                None,
+                &[("content-type", "application/dns-message")]
+            ),
+            Err("dns-over-https")
+        );
+    }
+
+    #[test]
+    fn injected_tokens_come_from_files_and_never_print() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("t"), "s3cr3t\n").expect("write");
+        let p = Policy::load(
+            "routes: [{host: a.com, auth: {scheme: token, tokenFile: t}}]",
+            Some(dir.path()),
+        )
+        .expect("policy");
+        let r = p.route("a.com").expect("route");
+        let auth = r.auth.as_ref().expect("auth");
+        assert_eq!(auth.header_value(), "token s3cr3t");
+        assert!(!format!("{p:?}").contains("s3cr3t"));
+        let missing = Policy::load(
+            "routes: [{host: a.com, auth: {scheme: token, tokenFile: nope}}]",
+            Some(dir.path()),
+        );
+        assert!(matches!(missing, Err(PolicyError::Token { .. })));
+    }
+}

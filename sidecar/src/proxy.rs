@@ -1,0 +1,367 @@
+//! The egress proxy: an explicit HTTP proxy that forwards absolute-form HTTP and TLS-bumps
+//! CONNECT tunnels, deciding every request with the policy and injecting route credentials.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::mint::Minter;
+use crate::policy::{Policy, Refusal, RequestView, normalise_host};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Header naming the rule that refused a request.
+pub const RULE_HEADER: &str = "x-bot-bottle-egress-rule";
+
+/// Headers that belong to one hop and never travel on.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+pub struct Proxy {
+    policy: RwLock<Arc<Policy>>,
+    minter: Minter,
+    upstream: Upstream,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").finish_non_exhaustive()
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn refusal(r: &Refusal) -> Response<Body> {
+    let mut resp = Response::new(full(format!("{}\n", r.reason)));
+    *resp.status_mut() = StatusCode::FORBIDDEN;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(r.rule) {
+        resp.headers_mut().insert(RULE_HEADER, v);
+    }
+    resp
+}
+
+fn bad_request(msg: &str) -> Response<Body> {
+    let mut resp = Response::new(full(format!("{msg}\n")));
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    resp
+}
+
+fn bad_gateway(msg: String) -> Response<Body> {
+    let mut resp = Response::new(full(format!("{msg}\n")));
+    *resp.status_mut() = StatusCode::BAD_GATEWAY;
+    resp
+}
+
+/// Splits `host:port` (or `[v6]:port`), with `default` when no port is given.
+fn host_port(authority: &str, default: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']')?;
+        (
+            h.to_string(),
+            tail.strip_prefix(':')
+                .map(str::parse)
+                .transpose()
+                .ok()?
+                .unwrap_or(default),
+        )
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (authority.to_string(), default),
+        }
+    };
+    if host.is_empty() {
+        None
+    } else {
+        Some((host, port))
+    }
+}
+
+impl Proxy {
+    pub fn new(policy: Policy, minter: Minter, upstream_ca: Option<&str>) -> anyhow::Result<Proxy> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = upstream_ca {
+            use rustls::pki_types::pem::PemObject;
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots.add(c?)?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let upstream = Client::builder(TokioExecutor::new()).build(https);
+        Ok(Proxy {
+            policy: RwLock::new(Arc::new(policy)),
+            minter,
+            upstream,
+        })
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Swaps in a new policy; requests already admitted finish under the one they started with.
+    pub fn replace_policy(&self, p: Policy) {
+        if let Ok(mut g) = self.policy.write() {
+            *g = Arc::new(p);
+        }
+    }
+
+    /// Accepts agent connections until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (tcp, peer) = listener.accept().await?;
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, std::convert::Infallible>(proxy.outer(req, peer).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades();
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "agent connection ended");
+                }
+            });
+        }
+    }
+
+    async fn outer(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if req.method() == Method::CONNECT {
+            let Some((host, port)) = req
+                .uri()
+                .authority()
+                .and_then(|a| host_port(a.as_str(), 443))
+            else {
+                return bad_request("CONNECT needs a host:port target");
+            };
+            if let Err(r) = self.policy().admit_host(&host) {
+                tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
+                return refusal(&r);
+            }
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                match hyper::upgrade::on(req).await {
+                    Ok(upgraded) => proxy.tunnel(upgraded, host, port).await,
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+            return Response::new(empty());
+        }
+        // Absolute-form plain HTTP (e.g. a local model server over http://).
+        if req.uri().scheme_str() == Some("http") {
+            let Some((host, port)) = req
+                .uri()
+                .authority()
+                .and_then(|a| host_port(a.as_str(), 80))
+            else {
+                return bad_request("absolute-form request without a host");
+            };
+            return self.forward(req, &host, port, "http").await;
+        }
+        bad_request(
+            "this is an egress proxy: send absolute-form http:// requests or CONNECT host:443",
+        )
+    }
+
+    async fn tunnel(self: Arc<Self>, upgraded: hyper::upgrade::Upgraded, host: String, port: u16) {
+        let cfg = match self.minter.server_config(&normalise_host(&host)) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mint a certificate");
+                return;
+            }
+        };
+        // Anything but a TLS handshake (raw bytes, another protocol) fails here and the tunnel
+        // closes.
+        let tls = match TlsAcceptor::from(cfg).accept(TokioIo::new(upgraded)).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(%host, error = %e, "closed a tunnel that did not speak TLS");
+                return;
+            }
+        };
+        if let Some(sni) = tls.get_ref().1.server_name()
+            && normalise_host(sni) != normalise_host(&host)
+        {
+            tracing::warn!(%host, sni, "closed a tunnel whose SNI differs from its CONNECT target");
+            return;
+        }
+        let svc = hyper::service::service_fn(move |req| {
+            let proxy = self.clone();
+            let host = host.clone();
+            async move { Ok::<_, std::convert::Infallible>(proxy.inner(req, host, port).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(tls), svc)
+            .await
+        {
+            tracing::debug!(error = %e, "tunnel ended");
+        }
+    }
+
+    async fn inner(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        host: String,
+        port: u16,
+    ) -> Response<Body> {
+        // The Host the agent names must be the tunnel's target: no domain fronting.
+        let named = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let named_host = named
+            .as_deref()
+            .and_then(|n| host_port(n, port))
+            .map(|(h, _)| h);
+        if named_host.as_deref().map(normalise_host) != Some(normalise_host(&host)) {
+            return refusal(&Refusal {
+                rule: "host-mismatch",
+                reason: format!(
+                    "egress: the request names host {} inside a tunnel to {host}; domain fronting is blocked",
+                    named.unwrap_or_default()
+                ),
+            });
+        }
+        self.forward(req, &host, port, "https").await
+    }
+
+    /// Decides, rewrites credentials, and relays one request upstream.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        host: &str,
+        port: u16,
+        scheme: &str,
+    ) -> Response<Body> {
+        let policy = self.policy();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
+        let method = req.method().to_string();
+        let decision = policy.decide(&RequestView {
+            host,
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            headers: req.headers(),
+        });
+        let route = match decision {
+            Ok(r) => r,
+            Err(r) => {
+                tracing::info!(%host, %method, %path, rule = r.rule, "blocked");
+                return refusal(&r);
+            }
+        };
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let default_port = if scheme == "https" { 443 } else { 80 };
+        let authority = if port == default_port {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        parts.uri = match format!("{scheme}://{authority}{pq}").parse() {
+            Ok(u) => u,
+            Err(_) => return bad_request("cannot rebuild the request URI"),
+        };
+        for h in HOP_BY_HOP {
+            parts.headers.remove(*h);
+        }
+        parts.headers.remove(header::HOST);
+        // The agent's credential never leaves; the route's own is injected instead.
+        parts.headers.remove(header::AUTHORIZATION);
+        if let Some(auth) = &route.auth {
+            match HeaderValue::from_str(&auth.header_value()) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    parts.headers.insert(header::AUTHORIZATION, v);
+                }
+                Err(_) => {
+                    return bad_gateway(
+                        "egress: the injected token is not a valid header value".into(),
+                    );
+                }
+            }
+        }
+        parts.version = http::Version::HTTP_11;
+        let upstream_req = Request::from_parts(parts, body.boxed());
+        match self.upstream.request(upstream_req).await {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                for h in HOP_BY_HOP {
+                    parts.headers.remove(*h);
+                }
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(e) => {
+                tracing::info!(%host, error = %e, "upstream failed");
+                bad_gateway(format!("egress: upstream {host} failed: {e}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities() {
+        assert_eq!(host_port("a.com:443", 1), Some(("a.com".into(), 443)));
+        assert_eq!(host_port("a.com", 80), Some(("a.com".into(), 80)));
+        assert_eq!(host_port("[::1]:8443", 1), Some(("::1".into(), 8443)));
+        assert_eq!(host_port("[::1]", 443), Some(("::1".into(), 443)));
+        assert_eq!(host_port("a.com:x", 1), None);
+        assert_eq!(host_port(":443", 1), None);
+    }
+}

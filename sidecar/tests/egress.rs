@@ -1,0 +1,355 @@
+//! The egress proxy binary with real curl against an HTTPS upstream this test starts on
+//! 127.0.0.1 with its own CA: allow/deny by host, path, method and header, credential
+//! injection, IP literals, git push, domain fronting, SNI mismatch, non-TLS tunnels, reload.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+const TOKEN: &str = "real-upstream-token-7d1c";
+
+struct Ca {
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn make_ca(name: &str) -> (Ca, rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = p.self_signed(&key).expect("ca");
+    (
+        Ca {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+        cert,
+        key,
+    )
+}
+
+/// An HTTPS server on 127.0.0.1 for `localhost` that answers with what it received.
+fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
+    let (ca, ca_cert, ca_key) = make_ca("upstream test CA");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("leaf");
+    let ca_path = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca.cert_pem).expect("write");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+        )
+        .expect("cfg");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
+                        let body = format!("{} {} auth={auth}\n", req.method(), req.uri());
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(body),
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (port, ca_path)
+}
+
+struct Sidecar {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    policy: PathBuf,
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+fn start_sidecar(dir: &Path, upstream_ca: &Path, policy: &str) -> Sidecar {
+    let (ca, _, _) = make_ca("bottle CA");
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write");
+    std::fs::write(dir.join("ca.key"), &ca.key_pem).expect("write");
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    std::fs::write(secrets.join("api-token"), TOKEN).expect("write");
+    let policy_path = dir.join("policy.yaml");
+    std::fs::write(&policy_path, policy).expect("write");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_bb-sidecar"))
+        .args([
+            "egress",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--ca-cert",
+        ])
+        .arg(dir.join("ca.pem"))
+        .arg("--ca-key")
+        .arg(dir.join("ca.key"))
+        .arg("--policy")
+        .arg(&policy_path)
+        .arg("--secrets-dir")
+        .arg(&secrets)
+        .arg("--upstream-ca")
+        .arg(upstream_ca)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn bb-sidecar");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "bb-sidecar did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Sidecar {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+        policy: policy_path,
+    }
+}
+
+/// curl through the proxy, trusting the bottle CA. Returns (exit code, status, rule header, body).
+fn curl(sc: &Sidecar, url: &str, extra: &[&str]) -> (i32, String, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-S",
+            "--max-time",
+            "10",
+            "-x",
+            &format!("http://127.0.0.1:{}", sc.port),
+            "--cacert",
+        ])
+        .arg(sc.dir.join("ca.pem"))
+        .args(["-D", "-", "-w", "\n%{http_code} %{http_connect}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, codes) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    let rule = body
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-bot-bottle-egress-rule: ")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (
+        out.status.code().unwrap_or(-1),
+        codes.to_string(),
+        rule,
+        body.to_string(),
+    )
+}
+
+fn policy(port: u16) -> String {
+    format!(
+        "log: 1\nroutes:\n  - host: localhost\n    auth: {{scheme: Bearer, tokenFile: api-token}}\n    matches:\n      - paths: [{{value: /api/}}, {{type: regex, value: '\\.git/'}}]\n        methods: [GET, POST]\n      - methods: [DELETE]\n        headers: [{{name: X-Confirm, value: \"yes\"}}]\n# upstream port {port}\n"
+    )
+}
+
+#[test]
+fn the_proxy_holds_against_curl() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let sc = start_sidecar(dir.path(), &up_ca, &policy(up));
+    let base = format!("https://localhost:{up}");
+
+    // Allowed, and the agent's placeholder is replaced by the real token upstream.
+    let (code, codes, _, body) = curl(
+        &sc,
+        &format!("{base}/api/items?x=1"),
+        &["-H", "Authorization: Bearer egress-placeholder"],
+    );
+    assert_eq!(code, 0, "{body}");
+    assert!(codes.starts_with("200"), "{codes}");
+    assert!(
+        body.contains(&format!("GET /api/items?x=1 auth=Bearer {TOKEN}")),
+        "{body}"
+    );
+    assert!(!body.contains("egress-placeholder"));
+
+    // Path, method and header rules.
+    let (_, codes, rule, body) = curl(&sc, &format!("{base}/admin"), &[]);
+    assert!(codes.starts_with("403"), "{codes}");
+    assert_eq!(rule, "no-match");
+    assert!(body.contains("matches none of the route's rules"), "{body}");
+    let (_, codes, rule, _) = curl(&sc, &format!("{base}/api/items"), &["-X", "PUT"]);
+    assert!(
+        codes.starts_with("403") && rule == "no-match",
+        "{codes} {rule}"
+    );
+    let (_, codes, _, _) = curl(
+        &sc,
+        &format!("{base}/anything"),
+        &["-X", "DELETE", "-H", "X-Confirm: yes"],
+    );
+    assert!(codes.starts_with("200"), "{codes}");
+    let (_, codes, _, _) = curl(&sc, &format!("{base}/anything"), &["-X", "DELETE"]);
+    assert!(codes.starts_with("403"), "{codes}");
+
+    // Git over HTTPS: push never, fetch not without git.fetch.
+    let (_, codes, rule, _) = curl(
+        &sc,
+        &format!("{base}/o/r.git/git-receive-pack"),
+        &["-X", "POST"],
+    );
+    assert!(
+        codes.starts_with("403") && rule == "git-push",
+        "{codes} {rule}"
+    );
+    let (_, codes, rule, _) = curl(
+        &sc,
+        &format!("{base}/o/r.git/info/refs?service=git-upload-pack"),
+        &[],
+    );
+    assert!(
+        codes.starts_with("403") && rule == "git-fetch",
+        "{codes} {rule}"
+    );
+
+    // Hosts outside the policy and IP literals never get a tunnel.
+    let (code, codes, _, _) = curl(&sc, "https://not-allowed.example:443/", &[]);
+    assert_ne!(code, 0);
+    assert!(codes.ends_with("403"), "CONNECT refused: {codes}");
+    let (code, codes, _, _) = curl(&sc, &format!("https://127.0.0.1:{up}/api/x"), &[]);
+    assert_ne!(code, 0);
+    assert!(codes.ends_with("403"), "{codes}");
+
+    // Domain fronting: a tunnel to localhost that names another Host.
+    let (_, codes, rule, _) = curl(&sc, &format!("{base}/api/x"), &["-H", "Host: evil.example"]);
+    assert!(
+        codes.starts_with("403") && rule == "host-mismatch",
+        "{codes} {rule}"
+    );
+
+    // SNI that differs from the CONNECT target: the tunnel is closed, nothing reaches upstream.
+    let (code, _, _, body) = curl(
+        &sc,
+        &format!("https://evil.example:{up}/api/x"),
+        &["--connect-to", &format!("evil.example:{up}:localhost:{up}")],
+    );
+    assert_ne!(code, 0, "{body}");
+    assert!(!body.contains("auth="), "{body}");
+
+    // Plain bytes inside a tunnel: closed.
+    let mut s = TcpStream::connect(("127.0.0.1", sc.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    write!(
+        s,
+        "CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    write!(s, "GET /api/x HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("auth="),
+        "plaintext went through"
+    );
+
+    // Origin-form requests are not proxied.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{}/", sc.port),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
+
+    // Reload: a valid new policy takes effect on SIGHUP; an invalid one is refused and the
+    // old one stays.
+    std::fs::write(
+        &sc.policy,
+        "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
+    )
+    .expect("write");
+    let _ = Command::new("kill")
+        .args(["-HUP", &sc.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
+        if codes.starts_with("200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded policy never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&sc.policy, "routes: [{host: localhost, bogus: 1}]\n").expect("write");
+    let _ = Command::new("kill")
+        .args(["-HUP", &sc.child.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
+    assert!(
+        codes.starts_with("200"),
+        "an invalid policy must not replace a valid one: {codes}"
+    );
+}
