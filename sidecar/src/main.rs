@@ -1,6 +1,7 @@
 //! `bb-sidecar`: the per-agent chokepoint (egress proxy, DLP, git-gate, supervise). This entry
 //! point owns argument parsing and process lifecycle; each daemon lives in its own module.
 
+mod dlp;
 mod mint;
 mod policy;
 mod proxy;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use bb_crds::egress::{AuthScheme, EgressRoute, EgressSpec, HeaderMatchType, PathMatchType};
+use bb_crds::egress::{
+    AuthScheme, DetectorSelection, EgressRoute, EgressSpec, HeaderMatchType, PathMatchType,
+};
 use regex::Regex;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,18 +62,29 @@ impl Injected {
     }
 }
 
+/// Which DLP detectors run on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DlpSwitches {
+    pub token_patterns: bool,
+    pub known_secrets: bool,
+    pub injection: bool,
+}
+
 #[derive(Debug)]
 pub struct Route {
     pub host: String,
     matches: Vec<MatchRule>,
     pub auth: Option<Injected>,
     pub git_fetch: bool,
+    pub dlp: DlpSwitches,
 }
 
 /// A policy ready to answer requests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Policy {
     routes: HashMap<String, Route>,
+    /// Detectors over the bottle's own secrets (every file of the secrets directory).
+    pub detectors: crate::dlp::Detectors,
     /// The policy as loaded, for introspection.
     pub spec: EgressSpec,
 }
@@ -123,7 +136,19 @@ impl Policy {
             let route = compile_route(r, secrets_dir)?;
             routes.insert(normalise_host(&r.host), route);
         }
-        Ok(Policy { routes, spec })
+        let detectors =
+            crate::dlp::Detectors::from_dir(secrets_dir).map_err(|source| PolicyError::Token {
+                host: String::new(),
+                file: secrets_dir
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            })?;
+        Ok(Policy {
+            routes,
+            detectors,
+            spec,
+        })
     }
 
     #[cfg(test)]
@@ -254,11 +279,22 @@ fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, P
             })
         }
     };
+    let on = |sel: Option<&DetectorSelection>, name: &str| match sel {
+        None | Some(DetectorSelection::Enabled(true)) => true,
+        Some(DetectorSelection::Enabled(false)) => false,
+        Some(DetectorSelection::Only(names)) => names.iter().any(|n| n == name),
+    };
+    let dlp = r.dlp.clone().unwrap_or_default();
     Ok(Route {
         host: normalise_host(&r.host),
         matches,
         auth,
         git_fetch: r.git.as_ref().and_then(|g| g.fetch).unwrap_or(false),
+        dlp: DlpSwitches {
+            token_patterns: on(dlp.outbound.as_ref(), "token_patterns"),
+            known_secrets: on(dlp.outbound.as_ref(), "known_secrets"),
+            injection: on(dlp.inbound.as_ref(), "naive_injection_detection"),
+        },
     })
 }
 

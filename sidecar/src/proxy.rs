@@ -14,10 +14,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::dlp::{Finding, Holdback};
 use crate::mint::Minter;
-use crate::policy::{Policy, Refusal, RequestView, normalise_host};
+use crate::policy::{DlpSwitches, Policy, Refusal, RequestView, normalise_host};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Bodies up to this size are scanned whole before anything is sent, so a DLP hit is a clean
+/// 403; larger or unsized bodies are scanned as they stream and cut off on a hit.
+pub const SCAN_BUFFER_LIMIT: u64 = 1024 * 1024;
 type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 /// Header naming the rule that refused a request.
@@ -54,6 +60,123 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// The request line and headers as scanned text. The agent's own Authorization is left out on
+/// routes that inject one: it is replaced anyway, and holds only the placeholder.
+fn head_text(
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+    skip_auth: bool,
+) -> Vec<u8> {
+    let mut out = format!("{host}\n{path}?{}\n", query.unwrap_or("")).into_bytes();
+    for (k, v) in headers {
+        if skip_auth && *k == header::AUTHORIZATION {
+            continue;
+        }
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// A body scanned chunk by chunk, sending only what has been scanned together with what
+/// follows it, and failing the transfer on a finding.
+struct ScanBody {
+    inner: Body,
+    holdback: Holdback,
+    /// A non-data frame (trailers) waiting for the held-back bytes to go first.
+    parked: Option<http_body::Frame<Bytes>>,
+    done: bool,
+    policy: Arc<Policy>,
+    dlp: DlpSwitches,
+    outbound: bool,
+}
+
+impl ScanBody {
+    fn new(inner: Body, policy: Arc<Policy>, dlp: DlpSwitches, outbound: bool) -> Self {
+        ScanBody {
+            inner,
+            holdback: Holdback::default(),
+            parked: None,
+            done: false,
+            policy,
+            dlp,
+            outbound,
+        }
+    }
+
+    fn scan(&self, buf: &[u8]) -> Option<Finding> {
+        if self.outbound {
+            self.policy
+                .detectors
+                .outbound(buf, self.dlp.token_patterns, self.dlp.known_secrets)
+        } else {
+            self.policy.detectors.inbound(buf)
+        }
+    }
+}
+
+impl http_body::Body for ScanBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                let rest = this.holdback.finish();
+                if !rest.is_empty() {
+                    return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(rest)))));
+                }
+                return Poll::Ready(this.parked.take().map(Ok));
+            }
+            match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let buf = this.holdback.push(&data);
+                        if let Some(f) = this.scan(&buf) {
+                            tracing::warn!(
+                                detector = f.detector,
+                                rule = f.rule,
+                                outbound = this.outbound,
+                                "streaming body cut off by DLP"
+                            );
+                            return Poll::Ready(Some(Err(format!(
+                                "blocked by DLP: {} ({})",
+                                f.detector, f.rule
+                            )
+                            .into())));
+                        }
+                        let send = this.holdback.release(buf);
+                        if !send.is_empty() {
+                            return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(
+                                send,
+                            )))));
+                        }
+                    }
+                    Err(other) => {
+                        this.parked = Some(other);
+                        this.done = true;
+                    }
+                },
+                Poll::Ready(None) => this.done = true,
+                other => return other,
+            }
+        }
+    }
 }
 
 fn refusal(r: &Refusal) -> Response<Body> {
@@ -107,6 +230,17 @@ fn host_port(authority: &str, default: u16) -> Option<(String, u16)> {
 }
 
 impl Proxy {
+    fn dlp_refused(&self, host: &str, f: &Finding, part: &str) -> Response<Body> {
+        tracing::warn!(%host, detector = f.detector, rule = f.rule, part, "request blocked by DLP");
+        refusal(&Refusal {
+            rule: "dlp-outbound",
+            reason: format!(
+                "egress: outbound DLP blocked the request to {host}: {} ({}) in the {part}; remove the secret or ask for the route to be adjusted",
+                f.detector, f.rule
+            ),
+        })
+    }
+
     pub fn new(policy: Policy, minter: Minter, upstream_ca: Option<&str>) -> anyhow::Result<Proxy> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -137,7 +271,10 @@ impl Proxy {
     }
 
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.read().map(|p| p.clone()).unwrap_or_default()
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Swaps in a new policy; requests already admitted finish under the one they started with.
@@ -298,6 +435,22 @@ impl Proxy {
                 return refusal(&r);
             }
         };
+        let dlp = route.dlp;
+        if dlp.token_patterns || dlp.known_secrets {
+            let head = head_text(
+                host,
+                &path,
+                query.as_deref(),
+                req.headers(),
+                route.auth.is_some(),
+            );
+            if let Some(f) = policy
+                .detectors
+                .outbound(&head, dlp.token_patterns, dlp.known_secrets)
+            {
+                return self.dlp_refused(host, &f, "request line or headers");
+            }
+        }
         let (mut parts, body) = req.into_parts();
         let pq = parts
             .uri
@@ -334,20 +487,83 @@ impl Proxy {
             }
         }
         parts.version = http::Version::HTTP_11;
-        let upstream_req = Request::from_parts(parts, body.boxed());
-        match self.upstream.request(upstream_req).await {
-            Ok(resp) => {
-                let (mut parts, body) = resp.into_parts();
-                for h in HOP_BY_HOP {
-                    parts.headers.remove(*h);
-                }
-                Response::from_parts(parts, body.boxed())
+        let outbound = dlp.token_patterns || dlp.known_secrets;
+        let body: Body = if !outbound {
+            body.map_err(|e| Box::new(e) as BoxError).boxed()
+        } else if content_length(&parts.headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
+            let bytes = match body.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => return bad_request(&format!("reading the request body: {e}")),
+            };
+            if let Some(f) =
+                policy
+                    .detectors
+                    .outbound(&bytes, dlp.token_patterns, dlp.known_secrets)
+            {
+                return self.dlp_refused(host, &f, "request body");
             }
+            full(bytes)
+        } else {
+            ScanBody::new(
+                body.map_err(|e| Box::new(e) as BoxError).boxed(),
+                policy.clone(),
+                dlp,
+                true,
+            )
+            .boxed()
+        };
+        let upstream_req = Request::from_parts(parts, body);
+        let resp = match self.upstream.request(upstream_req).await {
+            Ok(resp) => resp,
             Err(e) => {
-                tracing::info!(%host, error = %e, "upstream failed");
-                bad_gateway(format!("egress: upstream {host} failed: {e}"))
+                // The chain says why (refused, TLS verification, timeout); hyper's top line does not.
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why.push_str(": ");
+                    why.push_str(&s.to_string());
+                    src = s.source();
+                }
+                tracing::info!(%host, error = %why, "upstream failed");
+                return bad_gateway(format!("egress: upstream {host} failed: {why}"));
             }
+        };
+        let (mut parts, body) = resp.into_parts();
+        for h in HOP_BY_HOP {
+            parts.headers.remove(*h);
         }
+        let body: Body = if !dlp.injection {
+            body.map_err(|e| Box::new(e) as BoxError).boxed()
+        } else if content_length(&parts.headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
+            let bytes = match body.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    return bad_gateway(format!("egress: reading the response from {host}: {e}"));
+                }
+            };
+            if let Some(f) = policy.detectors.inbound(&bytes) {
+                tracing::warn!(%host, detector = f.detector, rule = f.rule, "response blocked");
+                let mut resp = refusal(&Refusal {
+                    rule: "dlp-inbound",
+                    reason: format!(
+                        "egress: the response from {host} was withheld: it looks like a prompt-injection attempt ({}: {})",
+                        f.detector, f.rule
+                    ),
+                });
+                *resp.status_mut() = StatusCode::BAD_GATEWAY;
+                return resp;
+            }
+            full(bytes)
+        } else {
+            ScanBody::new(
+                body.map_err(|e| Box::new(e) as BoxError).boxed(),
+                policy.clone(),
+                dlp,
+                false,
+            )
+            .boxed()
+        };
+        Response::from_parts(parts, body)
     }
 }
 
