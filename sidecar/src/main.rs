@@ -1,6 +1,7 @@
 //! `bb-sidecar`: the per-agent chokepoint (egress proxy, DLP, git-gate, supervise). This entry
 //! point owns argument parsing and process lifecycle; each daemon lives in its own module.
 
+mod audit;
 mod dlp;
 mod mint;
 mod policy;
@@ -53,6 +54,9 @@ enum Command {
         /// Extra CA certificates (PEM) trusted for upstream servers, beside the system roots.
         #[arg(long, value_name = "FILE")]
         upstream_ca: Option<PathBuf>,
+        /// Append one JSON line per decision here (level from the policy's `log`).
+        #[arg(long, value_name = "FILE")]
+        audit_log: Option<PathBuf>,
     },
 }
 
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
             policy,
             secrets_dir,
             upstream_ca,
+            audit_log,
         } => run_egress(
             listen,
             &ca_cert,
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
             policy,
             secrets_dir,
             upstream_ca.as_deref(),
+            audit_log.as_deref(),
         ),
     };
     match result {
@@ -125,6 +131,7 @@ fn run_egress(
     policy_path: PathBuf,
     secrets_dir: Option<PathBuf>,
     upstream_ca: Option<&Path>,
+    audit_log: Option<&Path>,
 ) -> anyhow::Result<()> {
     let minter = mint::Minter::new(&read(ca_cert)?, &read(ca_key)?)?;
     let policy = load_policy(&policy_path, secrets_dir.as_deref())?;
@@ -133,7 +140,11 @@ fn run_egress(
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let proxy = Arc::new(proxy::Proxy::new(policy, minter, upstream_ca.as_deref())?);
+        let mut proxy = proxy::Proxy::new(policy, minter, upstream_ca.as_deref())?;
+        if let Some(path) = audit_log {
+            proxy = proxy.with_audit(audit::Audit::open(path).with_context(|| format!("opening {}", path.display()))?);
+        }
+        let proxy = Arc::new(proxy);
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
         tracing::info!(listen = %listener.local_addr()?, "egress proxy ready");
         let reloader = proxy.clone();

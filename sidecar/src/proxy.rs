@@ -46,7 +46,11 @@ pub struct Proxy {
     policy: RwLock<Arc<Policy>>,
     minter: Minter,
     upstream: Upstream,
+    audit: Option<crate::audit::Audit>,
 }
+
+/// The host agents reach the proxy's own endpoints on (`http://_egress.local/allowlist`).
+pub const INTROSPECTION_HOST: &str = "_egress.local";
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -267,7 +271,63 @@ impl Proxy {
             policy: RwLock::new(Arc::new(policy)),
             minter,
             upstream,
+            audit: None,
         })
+    }
+
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    fn record(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        resp: &Response<Body>,
+        started: std::time::Instant,
+        headers: Option<&http::HeaderMap>,
+    ) {
+        if let Some(a) = &self.audit {
+            let rule = resp
+                .headers()
+                .get(RULE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            a.record(
+                &self.policy(),
+                &crate::audit::Entry {
+                    method,
+                    host,
+                    path,
+                    status: resp.status().as_u16(),
+                    rule,
+                    started,
+                    headers,
+                },
+            );
+        }
+    }
+
+    /// The live policy, in the policy schema (tokens by file name only), for the agent to read
+    /// before it asks for more access.
+    fn allowlist(&self, want_json: bool) -> Response<Body> {
+        let spec = &self.policy().spec;
+        let (body, ctype) = if want_json {
+            (
+                serde_json::to_string_pretty(spec).unwrap_or_default(),
+                "application/json",
+            )
+        } else {
+            (
+                serde_yaml::to_string(spec).unwrap_or_default(),
+                "application/yaml",
+            )
+        };
+        let mut resp = Response::new(full(body));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        resp
     }
 
     pub fn policy(&self) -> Arc<Policy> {
@@ -316,7 +376,9 @@ impl Proxy {
             };
             if let Err(r) = self.policy().admit_host(&host) {
                 tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
-                return refusal(&r);
+                let resp = refusal(&r);
+                self.record("CONNECT", &host, "", &resp, std::time::Instant::now(), None);
+                return resp;
             }
             let proxy = self.clone();
             tokio::spawn(async move {
@@ -336,6 +398,20 @@ impl Proxy {
             else {
                 return bad_request("absolute-form request without a host");
             };
+            if normalise_host(&host) == INTROSPECTION_HOST {
+                if req.uri().path() == "/allowlist" {
+                    let json = req
+                        .headers()
+                        .get(header::ACCEPT)
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|a| a.contains("json"));
+                    return self.allowlist(json);
+                }
+                let mut resp =
+                    Response::new(full("egress: the introspection endpoint is /allowlist\n"));
+                *resp.status_mut() = StatusCode::NOT_FOUND;
+                return resp;
+            }
             return self.forward(req, &host, port, "http").await;
         }
         bad_request(
@@ -409,8 +485,29 @@ impl Proxy {
         self.forward(req, &host, port, "https").await
     }
 
-    /// Decides, rewrites credentials, and relays one request upstream.
+    /// `relay` plus the audit record of its outcome.
     async fn forward(
+        &self,
+        req: Request<Incoming>,
+        host: &str,
+        port: u16,
+        scheme: &str,
+    ) -> Response<Body> {
+        let started = std::time::Instant::now();
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let headers = if self.audit.is_some() {
+            Some(req.headers().clone())
+        } else {
+            None
+        };
+        let resp = self.relay(req, host, port, scheme).await;
+        self.record(&method, host, &path, &resp, started, headers.as_ref());
+        resp
+    }
+
+    /// Decides, rewrites credentials, and relays one request upstream.
+    async fn relay(
         &self,
         req: Request<Incoming>,
         host: &str,

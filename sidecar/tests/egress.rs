@@ -159,6 +159,8 @@ fn start_sidecar(dir: &Path, upstream_ca: &Path, policy: &str) -> Sidecar {
         .arg(&secrets)
         .arg("--upstream-ca")
         .arg(upstream_ca)
+        .arg("--audit-log")
+        .arg(dir.join("audit.jsonl"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -336,6 +338,49 @@ fn the_proxy_holds_against_curl() {
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "400");
+
+    // The live policy is readable by the agent, tokens by file name only.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-x",
+            &format!("http://127.0.0.1:{}", sc.port),
+            "http://_egress.local/allowlist",
+        ])
+        .output()
+        .expect("curl");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("host: localhost") && listed.contains("tokenFile: api-token"),
+        "{listed}"
+    );
+    assert!(!listed.contains(TOKEN));
+
+    // The audit log has one JSON line per decision (level 1), without queries or secrets.
+    let audit = std::fs::read_to_string(sc.dir.join("audit.jsonl")).expect("audit log");
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["decision"] == "allow" && l["path"] == "/api/items" && l["status"] == 200),
+        "{audit}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["decision"] == "block" && l["rule"] == "no-match" && l["path"] == "/admin"),
+        "{audit}"
+    );
+    assert!(
+        lines.iter().any(|l| l["decision"] == "block"
+            && l["rule"] == "host-not-allowed"
+            && l["method"] == "CONNECT"),
+        "{audit}"
+    );
+    assert!(!audit.contains("x=1") && !audit.contains(TOKEN), "{audit}");
 
     // Reload: a valid new policy takes effect on SIGHUP; an invalid one is refused and the
     // old one stays.

@@ -1,0 +1,163 @@
+//! The egress audit log: one JSON line per decision. Level 0 records refusals, 1 every
+//! decision, 2 adds request headers with credentials and known secrets redacted.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::policy::Policy;
+
+pub struct Audit {
+    file: Mutex<std::fs::File>,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Audit").finish_non_exhaustive()
+    }
+}
+
+/// One decision to record.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    pub method: &'a str,
+    pub host: &'a str,
+    /// Path only: query strings can carry secrets.
+    pub path: &'a str,
+    pub status: u16,
+    pub rule: Option<&'a str>,
+    pub started: Instant,
+    pub headers: Option<&'a http::HeaderMap>,
+}
+
+const ALWAYS_REDACTED: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+
+impl Audit {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Audit> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Audit {
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn record(&self, policy: &Policy, e: &Entry<'_>) {
+        let level = policy.spec.log_level();
+        let blocked = e.rule.is_some();
+        if level == 0 && !blocked {
+            return;
+        }
+        let mut line = json!({
+            "time": jiff::Timestamp::now().to_string(),
+            "method": e.method,
+            "host": e.host,
+            "path": e.path,
+            "decision": if blocked { "block" } else { "allow" },
+            "status": e.status,
+            "durationMs": (e.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        });
+        if let Some(rule) = e.rule {
+            line["rule"] = json!(rule);
+        }
+        if level >= 2
+            && let Some(h) = e.headers
+        {
+            let mut out = serde_json::Map::new();
+            for (k, v) in h {
+                let redact = ALWAYS_REDACTED.contains(&k.as_str())
+                    || policy
+                        .detectors
+                        .outbound(v.as_bytes(), true, true)
+                        .is_some();
+                let shown = if redact {
+                    "<redacted>".to_string()
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                out.insert(k.as_str().to_string(), Value::String(shown));
+            }
+            line["headers"] = Value::Object(out);
+        }
+        if let Ok(mut f) = self.file.lock() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_2_headers_are_redacted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("s");
+        std::fs::create_dir(&secrets).expect("mkdir");
+        std::fs::write(secrets.join("t"), "very-secret-value").expect("write");
+        let policy =
+            Policy::load("log: 2\nroutes: [{host: a.com}]", Some(&secrets)).expect("policy");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path).expect("open");
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "authorization",
+            http::HeaderValue::from_static("Bearer egress-placeholder"),
+        );
+        h.insert(
+            "x-leak",
+            http::HeaderValue::from_static("very-secret-value"),
+        );
+        h.insert("accept", http::HeaderValue::from_static("text/html"));
+        audit.record(
+            &policy,
+            &Entry {
+                method: "GET",
+                host: "a.com",
+                path: "/",
+                status: 200,
+                rule: None,
+                started: Instant::now(),
+                headers: Some(&h),
+            },
+        );
+        let line: Value =
+            serde_json::from_str(std::fs::read_to_string(&path).expect("read").trim())
+                .expect("json");
+        assert_eq!(line["headers"]["authorization"], "<redacted>");
+        assert_eq!(line["headers"]["x-leak"], "<redacted>");
+        assert_eq!(line["headers"]["accept"], "text/html");
+        assert_eq!(line["decision"], "allow");
+    }
+
+    #[test]
+    fn level_0_records_only_refusals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = Policy::load("routes: [{host: a.com}]", None).expect("policy");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::open(&path).expect("open");
+        let e = |rule| Entry {
+            method: "GET",
+            host: "a.com",
+            path: "/",
+            status: 403,
+            rule,
+            started: Instant::now(),
+            headers: None,
+        };
+        audit.record(&policy, &e(None));
+        audit.record(&policy, &e(Some("no-match")));
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("\"rule\":\"no-match\""));
+    }
+}
