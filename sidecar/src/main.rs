@@ -84,6 +84,13 @@ fn check_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What identifies a version of a file: a rename swaps the inode, an edit the mtime or size.
+fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.modified().ok()?, m.len()))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -150,7 +157,21 @@ fn run_egress(
         let reloader = proxy.clone();
         tokio::spawn(async move {
             let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
-            while hup.recv().await.is_some() {
+            // SIGHUP, or the file changing under us (the controller replaces it by atomic rename
+            // in a mounted directory, which a signal cannot announce across containers).
+            let mut seen = file_stamp(&policy_path);
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    s = hup.recv() => if s.is_none() { return },
+                    _ = tick.tick() => {
+                        let now = file_stamp(&policy_path);
+                        if now == seen {
+                            continue;
+                        }
+                        seen = now;
+                    }
+                }
                 match load_policy(&policy_path, secrets_dir.as_deref()) {
                     Ok(p) => {
                         tracing::info!(routes = p.spec.routes().len(), "policy reloaded");

@@ -404,6 +404,48 @@ fn the_proxy_holds_against_curl() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Replacing the file by atomic rename (as the controller does) reloads without a signal.
+    let staged = sc.dir.join("policy.yaml.new");
+    std::fs::write(
+        &staged,
+        "routes: [{host: localhost, matches: [{paths: [{value: /renamed}]}]}]\n",
+    )
+    .expect("write");
+    std::fs::rename(&staged, &sc.policy).expect("rename");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, codes, _, _) = curl(&sc, &format!("{base}/renamed"), &[]);
+        if codes.starts_with("200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a renamed-in policy was never picked up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
+    assert!(codes.starts_with("403"), "the old rule is gone: {codes}");
+    std::fs::write(
+        &sc.policy,
+        "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
+    )
+    .expect("write");
+    let _ = Command::new("kill")
+        .args(["-HUP", &sc.child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
+        if codes.starts_with("200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reloaded policy never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::fs::write(&sc.policy, "routes: [{host: localhost, bogus: 1}]\n").expect("write");
     let _ = Command::new("kill")
         .args(["-HUP", &sc.child.id().to_string()])
