@@ -450,7 +450,7 @@ fn the_proxy_holds_against_curl() {
     let _ = Command::new("kill")
         .args(["-HUP", &sc.child.id().to_string()])
         .status();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1500));
     let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
     assert!(
         codes.starts_with("200"),
