@@ -92,6 +92,56 @@ fn head_text(
     out
 }
 
+/// Why a body did not pass screening.
+enum Screened {
+    Found(Finding),
+    Unreadable(hyper::Error),
+}
+
+/// Screens a body in one direction. Small sized bodies are read and scanned whole, so a
+/// finding comes before anything is sent; others are scanned as they stream.
+async fn screen(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    policy: &Arc<Policy>,
+    dlp: DlpSwitches,
+    outbound: bool,
+) -> Result<Body, Screened> {
+    let enabled = if outbound {
+        dlp.token_patterns || dlp.known_secrets
+    } else {
+        dlp.injection
+    };
+    if !enabled {
+        return Ok(body.map_err(|e| Box::new(e) as BoxError).boxed());
+    }
+    if content_length(headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
+        let bytes = body
+            .collect()
+            .await
+            .map_err(Screened::Unreadable)?
+            .to_bytes();
+        let found = if outbound {
+            policy
+                .detectors
+                .outbound(&bytes, dlp.token_patterns, dlp.known_secrets)
+        } else {
+            policy.detectors.inbound(&bytes)
+        };
+        return match found {
+            Some(f) => Err(Screened::Found(f)),
+            None => Ok(full(bytes)),
+        };
+    }
+    Ok(ScanBody::new(
+        body.map_err(|e| Box::new(e) as BoxError).boxed(),
+        policy.clone(),
+        dlp,
+        outbound,
+    )
+    .boxed())
+}
+
 /// A body scanned chunk by chunk, sending only what has been scanned together with what
 /// follows it, and failing the transfer on a finding.
 struct ScanBody {
@@ -584,30 +634,12 @@ impl Proxy {
             }
         }
         parts.version = http::Version::HTTP_11;
-        let outbound = dlp.token_patterns || dlp.known_secrets;
-        let body: Body = if !outbound {
-            body.map_err(|e| Box::new(e) as BoxError).boxed()
-        } else if content_length(&parts.headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
-            let bytes = match body.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => return bad_request(&format!("reading the request body: {e}")),
-            };
-            if let Some(f) =
-                policy
-                    .detectors
-                    .outbound(&bytes, dlp.token_patterns, dlp.known_secrets)
-            {
-                return self.dlp_refused(host, &f, "request body");
+        let body = match screen(body, &parts.headers, &policy, dlp, true).await {
+            Ok(b) => b,
+            Err(Screened::Found(f)) => return self.dlp_refused(host, &f, "request body"),
+            Err(Screened::Unreadable(e)) => {
+                return bad_request(&format!("reading the request body: {e}"));
             }
-            full(bytes)
-        } else {
-            ScanBody::new(
-                body.map_err(|e| Box::new(e) as BoxError).boxed(),
-                policy.clone(),
-                dlp,
-                true,
-            )
-            .boxed()
         };
         let upstream_req = Request::from_parts(parts, body);
         let resp = match self.upstream.request(upstream_req).await {
@@ -629,16 +661,9 @@ impl Proxy {
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
-        let body: Body = if !dlp.injection {
-            body.map_err(|e| Box::new(e) as BoxError).boxed()
-        } else if content_length(&parts.headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
-            let bytes = match body.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    return bad_gateway(format!("egress: reading the response from {host}: {e}"));
-                }
-            };
-            if let Some(f) = policy.detectors.inbound(&bytes) {
+        let body = match screen(body, &parts.headers, &policy, dlp, false).await {
+            Ok(b) => b,
+            Err(Screened::Found(f)) => {
                 tracing::warn!(%host, detector = f.detector, rule = f.rule, "response blocked");
                 let mut resp = refusal(&Refusal {
                     rule: "dlp-inbound",
@@ -650,15 +675,9 @@ impl Proxy {
                 *resp.status_mut() = StatusCode::BAD_GATEWAY;
                 return resp;
             }
-            full(bytes)
-        } else {
-            ScanBody::new(
-                body.map_err(|e| Box::new(e) as BoxError).boxed(),
-                policy.clone(),
-                dlp,
-                false,
-            )
-            .boxed()
+            Err(Screened::Unreadable(e)) => {
+                return bad_gateway(format!("egress: reading the response from {host}: {e}"));
+            }
         };
         Response::from_parts(parts, body)
     }

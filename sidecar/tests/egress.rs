@@ -214,6 +214,19 @@ fn curl(sc: &Sidecar, url: &str, extra: &[&str]) -> (i32, String, String, String
     )
 }
 
+/// Retries `url` until its status starts with `want` (policy reloads apply asynchronously).
+fn wait_for_status(sc: &Sidecar, url: &str, want: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, codes, _, _) = curl(sc, url, &[]);
+        if codes.starts_with(want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {codes}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn policy(port: u16) -> String {
     format!(
         "log: 1\nroutes:\n  - host: localhost\n    auth: {{scheme: Bearer, tokenFile: api-token}}\n    matches:\n      - paths: [{{value: /api/}}, {{type: regex, value: '\\.git/'}}]\n        methods: [GET, POST]\n      - methods: [DELETE]\n        headers: [{{name: X-Confirm, value: \"yes\"}}]\n# upstream port {port}\n"
@@ -392,18 +405,12 @@ fn the_proxy_holds_against_curl() {
     let _ = Command::new("kill")
         .args(["-HUP", &sc.child.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
-        if codes.starts_with("200") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reloaded policy never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_status(
+        &sc,
+        &format!("{base}/admin"),
+        "200",
+        "the reloaded policy never applied",
+    );
     // Replacing the file by atomic rename (as the controller does) reloads without a signal.
     let staged = sc.dir.join("policy.yaml.new");
     std::fs::write(
@@ -412,18 +419,12 @@ fn the_proxy_holds_against_curl() {
     )
     .expect("write");
     std::fs::rename(&staged, &sc.policy).expect("rename");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, codes, _, _) = curl(&sc, &format!("{base}/renamed"), &[]);
-        if codes.starts_with("200") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a renamed-in policy was never picked up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_status(
+        &sc,
+        &format!("{base}/renamed"),
+        "200",
+        "a renamed-in policy was never picked up",
+    );
     let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
     assert!(codes.starts_with("403"), "the old rule is gone: {codes}");
     std::fs::write(
@@ -434,18 +435,12 @@ fn the_proxy_holds_against_curl() {
     let _ = Command::new("kill")
         .args(["-HUP", &sc.child.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
-        if codes.starts_with("200") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the reloaded policy never applied"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_status(
+        &sc,
+        &format!("{base}/admin"),
+        "200",
+        "the reloaded policy never applied",
+    );
     std::fs::write(&sc.policy, "routes: [{host: localhost, bogus: 1}]\n").expect("write");
     let _ = Command::new("kill")
         .args(["-HUP", &sc.child.id().to_string()])
