@@ -554,3 +554,58 @@ fn dlp_blocks_secrets_going_out_and_injection_coming_in() {
         "{codes}"
     );
 }
+
+/// Sends raw bytes to the proxy and returns what it answered (empty when it closed).
+fn raw(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn hostile_request_heads_are_refused_without_a_crash() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let sc = start_sidecar(dir.path(), &up_ca, "routes: [{host: localhost}]\n");
+
+    // Request smuggling shape: both Content-Length and Transfer-Encoding. hyper frames the body
+    // by Transfer-Encoding (as RFC 9112 requires), answers once and closes the connection, so
+    // the request hidden behind the body is never parsed, let alone forwarded.
+    let smuggle = "POST http://localhost/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n";
+    let answer = raw(sc.port, smuggle.as_bytes());
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(!answer.contains("evil.example"), "{answer}");
+
+    // Oversized request head.
+    let mut big = b"GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\nX-Pad: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 200 * 1024));
+    big.extend_from_slice(b"\r\n\r\n");
+    let answer = raw(sc.port, &big);
+    assert!(
+        answer.is_empty()
+            || answer.starts_with("HTTP/1.1 431")
+            || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
+    // Garbage.
+    let answer = raw(sc.port, b"\x16\x03\x01\x00\xff not http at all\r\n\r\n");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
+    // Still serving afterwards.
+    let (code, codes, _, body) = curl(&sc, &format!("https://localhost:{up}/ok"), &[]);
+    assert_eq!(code, 0, "{body}");
+    assert!(codes.starts_with("200"), "{codes}");
+}
