@@ -45,7 +45,7 @@ impl Minter {
         })
     }
 
-    /// A server configuration presenting a certificate for `host` (HTTP/1.1 only for now).
+    /// A server configuration presenting a certificate for `host`, offering HTTP/2 and 1.1.
     pub fn server_config(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, MintError> {
         if let Some(c) = self.cache.lock().ok().and_then(|m| m.get(host).cloned()) {
             return Ok(c);
@@ -78,7 +78,7 @@ impl Minter {
             .with_no_client_auth()
             .with_single_cert(chain, key_der)
             .map_err(|e| err(e.to_string()))?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let cfg = Arc::new(cfg);
         if let Ok(mut m) = self.cache.lock() {
             m.insert(host.to_string(), cfg.clone());

@@ -315,6 +315,7 @@ impl Proxy {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
+            .enable_http2()
             .build();
         let upstream = Client::builder(TokioExecutor::new()).build(https);
         Ok(Proxy {
@@ -497,11 +498,11 @@ impl Proxy {
             let host = host.clone();
             async move { Ok::<_, std::convert::Infallible>(proxy.inner(req, host, port).await) }
         });
-        if let Err(e) = hyper::server::conn::http1::Builder::new()
-            .max_buf_size(64 * 1024)
-            .serve_connection(TokioIo::new(tls), svc)
-            .await
-        {
+        // The agent picks HTTP/2 or HTTP/1.1 by ALPN inside the tunnel; both get the same rules.
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder.http1().max_buf_size(64 * 1024);
+        builder.http2().max_header_list_size(64 * 1024);
+        if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
             tracing::debug!(error = %e, "tunnel ended");
         }
     }
@@ -633,7 +634,8 @@ impl Proxy {
                 }
             }
         }
-        parts.version = http::Version::HTTP_11;
+        // The upstream connection's own ALPN decides the version, not the agent's.
+        parts.version = http::Version::default();
         let body = match screen(body, &parts.headers, &policy, dlp, true).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => return self.dlp_refused(host, &f, "request body"),

@@ -57,6 +57,8 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
             rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
         )
         .expect("cfg");
+    let mut cfg = cfg;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -75,7 +77,12 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                 let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                     use http_body_util::BodyExt;
                     let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-                    let head = format!("{} {} auth={auth}", req.method(), req.uri());
+                    let head = format!(
+                        "{} {} auth={auth} version={:?}",
+                        req.method(),
+                        req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                        req.version()
+                    );
                     let inject = req.uri().path() == "/inject";
                     // Read frame by frame so a cut-off upload still shows what arrived.
                     let mut body = req.into_body();
@@ -254,6 +261,27 @@ fn the_proxy_holds_against_curl() {
         "{body}"
     );
     assert!(!body.contains("egress-placeholder"));
+
+    // HTTP/2 from the agent (ALPN inside the tunnel) and to the upstream, same rules.
+    let (code, _, _, body) = curl(
+        &sc,
+        &format!("{base}/api/h2"),
+        &["--http2", "-H", "Authorization: Bearer egress-placeholder"],
+    );
+    assert_eq!(code, 0, "{body}");
+    assert!(
+        body.contains("\nHTTP/2 200"),
+        "the agent side spoke HTTP/2: {body}"
+    );
+    assert!(
+        body.contains(&format!("GET /api/h2 auth=Bearer {TOKEN} version=HTTP/2.0")),
+        "{body}"
+    );
+    let (_, codes2, rule, _) = curl(&sc, &format!("{base}/admin"), &["--http2"]);
+    assert!(
+        codes2.starts_with("403") && rule == "no-match",
+        "{codes2} {rule}"
+    );
 
     // Path, method and header rules.
     let (_, codes, rule, body) = curl(&sc, &format!("{base}/admin"), &[]);
