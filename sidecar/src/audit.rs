@@ -32,6 +32,20 @@ pub struct Entry<'a> {
     pub headers: Option<&'a http::HeaderMap>,
 }
 
+/// A path as logs may show it: one holding a credential format or a known secret (a token in
+/// a URL path is common) is replaced.
+pub fn shown_path<'a>(policy: &Policy, path: &'a str) -> &'a str {
+    if policy
+        .detectors
+        .outbound(path.as_bytes(), true, true)
+        .is_some()
+    {
+        "<redacted>"
+    } else {
+        path
+    }
+}
+
 const ALWAYS_REDACTED: &[&str] = &[
     "authorization",
     "proxy-authorization",
@@ -61,7 +75,7 @@ impl Audit {
             "time": jiff::Timestamp::now().to_string(),
             "method": e.method,
             "host": e.host,
-            "path": e.path,
+            "path": shown_path(policy, e.path),
             "decision": if blocked { "block" } else { "allow" },
             "status": e.status,
             "durationMs": (e.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
@@ -137,6 +151,16 @@ mod tests {
         assert_eq!(line["headers"]["x-leak"], "<redacted>");
         assert_eq!(line["headers"]["accept"], "text/html");
         assert_eq!(line["decision"], "allow");
+    }
+
+    #[test]
+    fn paths_holding_secrets_are_redacted() {
+        let policy = Policy::load("routes: [{host: a.com}]", None).expect("policy");
+        assert_eq!(
+            shown_path(&policy, "/bot/AKIAIOSFODNN7EXAMPLE/send"),
+            "<redacted>"
+        );
+        assert_eq!(shown_path(&policy, "/api/v1/items"), "/api/v1/items");
     }
 
     #[test]

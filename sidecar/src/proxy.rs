@@ -579,6 +579,7 @@ impl Proxy {
         let route = match decision {
             Ok(r) => r,
             Err(r) => {
+                let path = crate::audit::shown_path(&policy, &path);
                 tracing::info!(%host, %method, %path, rule = r.rule, "blocked");
                 return refusal(&r);
             }
