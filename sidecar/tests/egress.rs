@@ -221,6 +221,43 @@ fn curl(sc: &Sidecar, url: &str, extra: &[&str]) -> (i32, String, String, String
     )
 }
 
+fn hup(sc: &Sidecar) {
+    let _ = Command::new("kill")
+        .args(["-HUP", &sc.child.id().to_string()])
+        .status();
+}
+
+/// Rewrites `path` in place keeping its inode, size (padding with a YAML comment) and mtime.
+fn rewrite_unnoticed(path: &Path, text: &str) {
+    let old = std::fs::metadata(path).expect("meta");
+    let reference = path.with_extension("ref");
+    std::fs::copy(path, &reference).expect("copy");
+    let _ = Command::new("touch")
+        .arg("-r")
+        .arg(path)
+        .arg(&reference)
+        .status();
+    let pad = (old.len() as usize)
+        .checked_sub(text.len() + 2)
+        .expect("new policy must be shorter");
+    let body = format!("{text}#{}\n", "x".repeat(pad));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .expect("open");
+    f.write_all(body.as_bytes()).expect("write");
+    drop(f);
+    assert_eq!(std::fs::metadata(path).expect("meta").len(), old.len());
+    let status = Command::new("touch")
+        .arg("-r")
+        .arg(&reference)
+        .arg(path)
+        .status()
+        .expect("touch");
+    assert!(status.success());
+}
+
 /// Retries `url` until its status starts with `want` (policy reloads apply asynchronously).
 fn wait_for_status(sc: &Sidecar, url: &str, want: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -341,7 +378,13 @@ fn the_proxy_holds_against_curl() {
     let (code, _, _, body) = curl(
         &sc,
         &format!("https://evil.example:{up}/api/x"),
-        &["--connect-to", &format!("evil.example:{up}:localhost:{up}")],
+        // -k: without it curl itself would reject the leaf minted for localhost, and the test
+        // would pass even if the proxy's SNI check were gone.
+        &[
+            "-k",
+            "--connect-to",
+            &format!("evil.example:{up}:localhost:{up}"),
+        ],
     );
     assert_ne!(code, 0, "{body}");
     assert!(!body.contains("auth="), "{body}");
@@ -423,21 +466,24 @@ fn the_proxy_holds_against_curl() {
     );
     assert!(!audit.contains("x=1") && !audit.contains(TOKEN), "{audit}");
 
-    // Reload: a valid new policy takes effect on SIGHUP; an invalid one is refused and the
-    // old one stays.
-    std::fs::write(
+    // Reload on SIGHUP: the file is rewritten in place with its size and mtime kept, so the
+    // file watcher cannot notice and only the signal can make the new rule apply.
+    rewrite_unnoticed(
         &sc.policy,
         "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
-    )
-    .expect("write");
-    let _ = Command::new("kill")
-        .args(["-HUP", &sc.child.id().to_string()])
-        .status();
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
+    assert!(
+        codes.starts_with("403"),
+        "reloaded without a signal: {codes}"
+    );
+    hup(&sc);
     wait_for_status(
         &sc,
         &format!("{base}/admin"),
         "200",
-        "the reloaded policy never applied",
+        "SIGHUP did not reload the policy",
     );
     // Replacing the file by atomic rename (as the controller does) reloads without a signal.
     let staged = sc.dir.join("policy.yaml.new");
@@ -460,19 +506,14 @@ fn the_proxy_holds_against_curl() {
         "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
     )
     .expect("write");
-    let _ = Command::new("kill")
-        .args(["-HUP", &sc.child.id().to_string()])
-        .status();
     wait_for_status(
         &sc,
         &format!("{base}/admin"),
         "200",
-        "the reloaded policy never applied",
+        "an edited policy was never picked up",
     );
     std::fs::write(&sc.policy, "routes: [{host: localhost, bogus: 1}]\n").expect("write");
-    let _ = Command::new("kill")
-        .args(["-HUP", &sc.child.id().to_string()])
-        .status();
+    hup(&sc);
     std::thread::sleep(Duration::from_millis(1500));
     let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
     assert!(
@@ -571,6 +612,17 @@ fn dlp_blocks_secrets_going_out_and_injection_coming_in() {
         "{codes} {rule} {body}"
     );
     assert!(!body.contains("Ignore all previous"), "{body}");
+
+    // A route without auth still never forwards the agent's Authorization.
+    let (_, codes, _, body) = curl(
+        &sc,
+        &format!("https://127.0.0.1:{up}/ok"),
+        &["-H", "Authorization: Bearer agent-held"],
+    );
+    assert!(
+        codes.starts_with("200") && body.contains("auth=- "),
+        "{codes} {body}"
+    );
 
     // A route with DLP off lets both through.
     let ip = format!("https://127.0.0.1:{up}");
