@@ -282,11 +282,6 @@ impl Registry {
         mut obj: Value,
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body must be a JSON or YAML object",
-            ));
-        }
         self.check_type(res, &mut obj)?;
         let ns = self.bind_namespace(res, ns, &mut obj)?;
         self.require_namespace(res, ns.as_deref())?;
@@ -372,7 +367,14 @@ impl Registry {
         decode(&rec)
     }
 
+    /// The body must be an object of this resource's kind; fills in apiVersion, kind and
+    /// metadata when the client left them out.
     fn check_type(&self, res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the body must be a JSON or YAML object",
+            ));
+        }
         let av = obj
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -435,11 +437,6 @@ impl Registry {
         mut obj: Value,
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request(
-                "the body must be a JSON or YAML object",
-            ));
-        }
         self.check_type(res, &mut obj)?;
         let body_name = meta_str(&obj, "name").unwrap_or(name).to_string();
         if body_name != name {
