@@ -10,6 +10,17 @@ use crate::error::{FieldPath, ValidationErrors};
 use crate::manifest::{ManifestError, bottle_spec_schema, typed, yaml_documents};
 use crate::validate::{self, PolicyContext, host_key};
 
+/// The identity of a policy file's bytes: what the controller puts in `status.appliedPolicyHash`
+/// and what a sidecar reports after loading that file, so the two can be compared.
+pub fn policy_hash(text: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text)
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Parses and validates a sidecar policy file (YAML with `log` and `routes`).
 pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
     let mut docs = yaml_documents(text)?;

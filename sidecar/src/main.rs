@@ -38,26 +38,37 @@ enum Command {
         secrets_dir: Option<PathBuf>,
     },
     /// Run the egress proxy. SIGHUP reloads the policy (an invalid one keeps the old).
-    Egress {
-        #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9099")]
-        listen: SocketAddr,
-        /// The bottle CA certificate the agent trusts (PEM).
-        #[arg(long, value_name = "FILE")]
-        ca_cert: PathBuf,
-        /// The bottle CA key (PEM).
-        #[arg(long, value_name = "FILE")]
-        ca_key: PathBuf,
-        #[arg(long, value_name = "FILE")]
-        policy: PathBuf,
-        #[arg(long, value_name = "DIR")]
-        secrets_dir: Option<PathBuf>,
-        /// Extra CA certificates (PEM) trusted for upstream servers, beside the system roots.
-        #[arg(long, value_name = "FILE")]
-        upstream_ca: Option<PathBuf>,
-        /// Append one JSON line per decision here (level from the policy's `log`).
-        #[arg(long, value_name = "FILE")]
-        audit_log: Option<PathBuf>,
-    },
+    Egress(EgressOptions),
+}
+
+#[derive(Debug, clap::Args)]
+struct EgressOptions {
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:9099")]
+    pub listen: SocketAddr,
+    /// The bottle CA certificate the agent trusts (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: PathBuf,
+    /// The bottle CA key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca_key: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for upstream servers, beside the system roots.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Append one JSON line per decision here (level from the policy's `log`).
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// After every successful (re)load, write the loaded policy's hash here, so whoever
+    /// delivered the file can tell it took effect.
+    #[arg(long, value_name = "FILE")]
+    pub status_file: Option<PathBuf>,
+    /// Wait up to this many seconds for the policy file to appear before starting (its
+    /// deliverer writes it last, after the CA and token files).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub wait_for_policy: u64,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -65,7 +76,39 @@ fn read(path: &Path) -> anyhow::Result<String> {
 }
 
 fn load_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<policy::Policy> {
-    policy::Policy::load(&read(path)?, secrets_dir).with_context(|| format!("{}", path.display()))
+    Ok(load_policy_with_hash(path, secrets_dir)?.0)
+}
+
+/// The policy and the hash of the exact bytes it was parsed from.
+fn load_policy_with_hash(
+    path: &Path,
+    secrets_dir: Option<&Path>,
+) -> anyhow::Result<(policy::Policy, String)> {
+    let text = read(path)?;
+    let policy =
+        policy::Policy::load(&text, secrets_dir).with_context(|| format!("{}", path.display()))?;
+    Ok((policy, bb_crds::policy::policy_hash(text.as_bytes())))
+}
+
+/// Atomically replaces `path` with `hash`, so a reader never sees half a hash.
+fn write_status(path: &Path, hash: &str) {
+    let tmp = path.with_extension("tmp");
+    let result =
+        std::fs::write(&tmp, format!("{hash}\n")).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "writing the status file failed");
+    }
+}
+
+fn wait_for(path: &Path, secs: u64) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !path.exists() {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("{} did not appear within {secs}s", path.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// Schema and rules always; token files too when their directory is given.
@@ -104,23 +147,7 @@ fn main() -> ExitCode {
             policy,
             secrets_dir,
         } => check_policy(&policy, secrets_dir.as_deref()),
-        Command::Egress {
-            listen,
-            ca_cert,
-            ca_key,
-            policy,
-            secrets_dir,
-            upstream_ca,
-            audit_log,
-        } => run_egress(
-            listen,
-            &ca_cert,
-            &ca_key,
-            policy,
-            secrets_dir,
-            upstream_ca.as_deref(),
-            audit_log.as_deref(),
-        ),
+        Command::Egress(opts) => run_egress(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,32 +158,45 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_egress(
-    listen: SocketAddr,
-    ca_cert: &Path,
-    ca_key: &Path,
-    policy_path: PathBuf,
-    secrets_dir: Option<PathBuf>,
-    upstream_ca: Option<&Path>,
-    audit_log: Option<&Path>,
-) -> anyhow::Result<()> {
-    let minter = mint::Minter::new(&read(ca_cert)?, &read(ca_key)?)?;
-    let policy = load_policy(&policy_path, secrets_dir.as_deref())?;
-    let upstream_ca = upstream_ca.map(read).transpose()?;
+fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
+    let EgressOptions {
+        listen,
+        ca_cert,
+        ca_key,
+        policy: policy_path,
+        secrets_dir,
+        upstream_ca,
+        audit_log,
+        status_file,
+        wait_for_policy,
+    } = opts;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // Take over SIGHUP before anything else: its default action kills the process, and a
+    // deliverer may signal while we still wait for the policy file.
+    let mut hup = {
+        let _guard = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?
+    };
+    wait_for(&policy_path, wait_for_policy)?;
+    let minter = mint::Minter::new(&read(&ca_cert)?, &read(&ca_key)?)?;
+    let (policy, hash) = load_policy_with_hash(&policy_path, secrets_dir.as_deref())?;
+    let upstream_ca = upstream_ca.as_deref().map(read).transpose()?;
     rt.block_on(async move {
         let mut proxy = proxy::Proxy::new(policy, minter, upstream_ca.as_deref())?;
-        if let Some(path) = audit_log {
+        if let Some(path) = audit_log.as_deref() {
             proxy = proxy.with_audit(audit::Audit::open(path).with_context(|| format!("opening {}", path.display()))?);
         }
         let proxy = Arc::new(proxy);
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-        tracing::info!(listen = %listener.local_addr()?, "egress proxy ready");
+        tracing::info!(listen = %listener.local_addr()?, policy = %hash, "egress proxy ready");
+        if let Some(f) = &status_file {
+            write_status(f, &hash);
+        }
         let reloader = proxy.clone();
         tokio::spawn(async move {
-            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
             // SIGHUP, or the file changing under us (the controller replaces it by atomic rename
             // in a mounted directory, which a signal cannot announce across containers).
             let mut seen = file_stamp(&policy_path);
@@ -172,10 +212,13 @@ fn run_egress(
                         seen = now;
                     }
                 }
-                match load_policy(&policy_path, secrets_dir.as_deref()) {
-                    Ok(p) => {
-                        tracing::info!(routes = p.spec.routes().len(), "policy reloaded");
+                match load_policy_with_hash(&policy_path, secrets_dir.as_deref()) {
+                    Ok((p, hash)) => {
+                        tracing::info!(routes = p.spec.routes().len(), policy = %hash, "policy reloaded");
                         reloader.replace_policy(p);
+                        if let Some(f) = &status_file {
+                            write_status(f, &hash);
+                        }
                     }
                     Err(e) => tracing::error!(error = %format!("{e:#}"), "new policy rejected; keeping the old one"),
                 }
