@@ -6,12 +6,37 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, ServeError};
+use crate::backend::docker::{DockerBackend, DockerConfig};
 use crate::home::{Home, HomeError};
 use crate::pki::{self, PkiError};
 use crate::store::{DEFAULT_HISTORY, Store, StoreError};
 
 /// Where the control plane listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+
+/// Which runtime holds the bottles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// Docker when its engine answers; otherwise only Bottles are reconciled (and a warning
+    /// says why Agents stay pending).
+    #[default]
+    Auto,
+    /// Docker, or fail to start.
+    Docker,
+    /// Reconcile Bottles only; Agents are left alone.
+    None,
+}
+
+/// Docker backend settings a user can override.
+#[derive(Debug, Clone, Default)]
+pub struct DockerSettings {
+    /// `BASE` build argument of the sidecar and agent images (default debian:bookworm-slim).
+    pub base_image: Option<String>,
+    /// The bb-sidecar executable (default: next to the running binary).
+    pub sidecar_binary: Option<PathBuf>,
+    /// Extra CA (PEM) the sidecars trust for upstream servers.
+    pub upstream_ca: Option<PathBuf>,
+}
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -20,6 +45,10 @@ pub struct Options {
     /// Reconcile against this cluster instead of serving the embedded control plane.
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
+    pub backend: BackendChoice,
+    pub docker: DockerSettings,
+    /// How often a Running Agent is checked against its backend without an API event.
+    pub resync: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +65,8 @@ pub enum RunError {
     Signal(std::io::Error),
     #[error("connecting to the API server: {0}")]
     Client(String),
+    #[error("backend: {0}")]
+    Backend(#[from] crate::backend::BackendError),
 }
 
 async fn client_from(
@@ -109,15 +140,86 @@ pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunErr
     })
 }
 
+/// The backend `opts` ask for, or `None` when Agents are not to be reconciled.
+async fn backend(
+    opts: &Options,
+    state: &std::path::Path,
+    instance: &str,
+) -> Result<Option<DockerBackend>, RunError> {
+    if opts.backend == BackendChoice::None {
+        return Ok(None);
+    }
+    let mut cfg = DockerConfig::for_home(state, instance);
+    if let Some(b) = &opts.docker.base_image {
+        cfg.base_image = b.clone();
+    }
+    if let Some(b) = &opts.docker.sidecar_binary {
+        cfg.sidecar_binary = b.clone();
+    }
+    cfg.upstream_ca = opts.docker.upstream_ca.clone();
+    match DockerBackend::connect(cfg).await {
+        Ok(b) => {
+            tracing::info!("backend: docker");
+            Ok(Some(b))
+        }
+        Err(e) if opts.backend == BackendChoice::Auto => {
+            tracing::warn!(error = %e, "no backend is reachable: Bottles are reconciled, Agents stay pending until the controller restarts with Docker running");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the reconcilers the backend allows until `shutdown` resolves.
+fn spawn_reconcilers(
+    client: kube::Client,
+    backend: Option<DockerBackend>,
+    resync: Duration,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    use futures_util::FutureExt;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = rx.map(|_| ()).shared();
+    let task = tokio::spawn(async move {
+        match backend {
+            Some(b) => {
+                if let Err(e) = crate::reconcile::run(client, b, resync, shutdown).await {
+                    tracing::error!(error = %e, "reconcilers stopped");
+                }
+            }
+            None => crate::reconcile::run_bottles(client, shutdown).await,
+        }
+    });
+    (tx, task)
+}
+
+/// A stable identity for this controller: random once per home directory, so the labels it
+/// puts on backend resources tell its leftovers from another control plane's.
+fn instance_id(home: &Home) -> Result<String, RunError> {
+    let path = home.path("instance-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return Ok(s);
+        }
+    }
+    let id = pki::random_hex(8)?;
+    crate::home::write_private(&path, id.as_bytes(), 0o600)?;
+    Ok(id)
+}
+
 /// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.
 pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), RunError> {
     if let Some(kc) = &opts.kubeconfig {
         // Same reconcilers, someone else's API server: no embedded store, no listener.
         let client = client_from(kc, opts.context.clone()).await?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let reconcilers = tokio::spawn(crate::reconcile::run_bottles(client, async move {
-            let _ = rx.await;
-        }));
+        let dir = crate::home::resolve(opts.home.clone())?;
+        let home = Home::open(&dir)?;
+        let instance = instance_id(&home)?;
+        let backend = backend(&opts, &home.path("agents"), &instance).await?;
+        let (tx, reconcilers) = spawn_reconcilers(client, backend, opts.resync);
         on_ready(&Ready {
             url: String::new(),
             kubeconfig: kc.clone(),
@@ -131,7 +233,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
     if !opts.listen.ip().is_loopback() {
         tracing::warn!(listen = %opts.listen, "listening beyond loopback: anyone who can reach this address and holds the token controls every bottle");
     }
-    let dir = crate::home::resolve(opts.home)?;
+    let dir = crate::home::resolve(opts.home.clone())?;
     let emb = embedded(Home::open(&dir)?, opts.listen).await?;
     let url = format!("https://{}", emb.server.local_addr);
     tracing::info!(%url, kubeconfig = %emb.kubeconfig.display(), "control plane ready");
@@ -158,13 +260,9 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         }
     });
 
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let reconcilers = tokio::spawn(crate::reconcile::run_bottles(
-        emb.client.clone(),
-        async move {
-            let _ = rx.await;
-        },
-    ));
+    let instance = instance_id(&emb.home)?;
+    let backend = backend(&opts, &emb.home.path("agents"), &instance).await?;
+    let (tx, reconcilers) = spawn_reconcilers(emb.client.clone(), backend, opts.resync);
     signalled().await?;
     let _ = tx.send(());
     let _ = reconcilers.await;

@@ -70,7 +70,7 @@ pub async fn sidecar(
     // The sidecar will parse this with the same schema; refuse to hand it something it rejects.
     bb_crds::policy::parse_sidecar_policy(&policy_yaml)
         .map_err(|e| PlanError::Internal(e.to_string()))?;
-    let policy_hash = sha256_hex(&[policy_yaml.as_bytes()]);
+    let policy_hash = bb_crds::policy::policy_hash(policy_yaml.as_bytes());
     Ok(SidecarPlan {
         policy_yaml,
         policy_hash,
@@ -139,6 +139,9 @@ pub async fn agent(
         secret_env,
         runtime,
         prompt: agent.spec.prompt.clone(),
+        workspace: agent.spec.workspace.clone(),
+        git_user: agent.spec.git_user.clone(),
+        files: provider.files(),
         container_hash,
     })
 }

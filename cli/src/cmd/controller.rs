@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use bb_controller::control_plane::{self, DEFAULT_LISTEN, Options, RunError};
+use bb_controller::control_plane::{
+    self, BackendChoice, DEFAULT_LISTEN, DockerSettings, Options, RunError,
+};
 
 use crate::exit::{CliError, Kind};
 
@@ -31,6 +33,23 @@ enum Sub {
         /// Context of --kubeconfig to use (default: its current context).
         #[arg(long, value_name = "NAME", requires = "kubeconfig")]
         context: Option<String>,
+        /// Runtime for Agents: auto (Docker when reachable), docker (fail without it), or none
+        /// (reconcile Bottles only).
+        #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "none"])]
+        backend: String,
+        /// Base image (BASE build argument) of the sidecar and agent images; an offline
+        /// machine passes the image built by hack/build-base-image.sh.
+        #[arg(long, value_name = "IMAGE", env = "BOT_BOTTLE_BASE_IMAGE")]
+        base_image: Option<String>,
+        /// The bb-sidecar executable baked into the sidecar image (default: next to bbctl).
+        #[arg(long, value_name = "FILE", env = "BOT_BOTTLE_SIDECAR_BINARY")]
+        sidecar_binary: Option<PathBuf>,
+        /// Extra CA certificate (PEM) every sidecar trusts for upstream servers.
+        #[arg(long, value_name = "FILE")]
+        upstream_ca: Option<PathBuf>,
+        /// How often a running Agent is checked against its backend without an API event.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        resync_seconds: u64,
     },
 }
 
@@ -41,17 +60,39 @@ pub fn run(args: Args) -> Result<(), CliError> {
             listen,
             kubeconfig,
             context,
+            backend,
+            base_image,
+            sidecar_binary,
+            upstream_ca,
+            resync_seconds,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
             let external = kubeconfig.is_some();
+            if let Some(f) = upstream_ca.as_ref().filter(|f| !f.is_file()) {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    format!("--upstream-ca: {} is not a readable file", f.display()),
+                ));
+            }
             let opts = Options {
                 home,
                 listen,
                 kubeconfig,
                 context,
+                backend: match backend.as_str() {
+                    "docker" => BackendChoice::Docker,
+                    "none" => BackendChoice::None,
+                    _ => BackendChoice::Auto,
+                },
+                docker: DockerSettings {
+                    base_image,
+                    sidecar_binary,
+                    upstream_ca,
+                },
+                resync: std::time::Duration::from_secs(resync_seconds.max(1)),
             };
             rt.block_on(control_plane::run(opts, |ready| {
                 if external {
@@ -71,7 +112,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             .map_err(|e| {
                 let kind = match e {
                     RunError::Home(bb_controller::home::HomeError::Locked { .. }) => Kind::Conflict,
-                    RunError::Serve(_) | RunError::Client(_) => Kind::Unavailable,
+                    RunError::Serve(_) | RunError::Client(_) | RunError::Backend(_) => {
+                        Kind::Unavailable
+                    }
                     _ => Kind::General,
                 };
                 CliError::new(kind, e.to_string())

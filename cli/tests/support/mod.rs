@@ -75,7 +75,16 @@ impl ControlPlane {
     pub fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.kubeconfig());
         let child = Command::new(env!("CARGO_BIN_EXE_bbctl"))
-            .args(["controller", "run", "--listen", &self.listen, "--home"])
+            // The API suites exercise the control plane alone; the Docker suite lives in tests/.
+            .args([
+                "controller",
+                "run",
+                "--backend",
+                "none",
+                "--listen",
+                &self.listen,
+                "--home",
+            ])
             .arg(self.home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,6 +1,8 @@
 //! The backend seam: what the Agent reconciler asks of Docker, Apple Container or smolvm. Small
 //! and declarative: observe an Agent's resources, ensure each piece exists, tear it all down.
 
+pub mod bottle_ca;
+pub mod docker;
 pub mod fake;
 
 use std::collections::BTreeMap;
@@ -73,6 +75,10 @@ pub struct AgentPlan {
     pub secret_env: BTreeMap<String, SecretBytes>,
     pub runtime: RuntimeSpec,
     pub prompt: Option<String>,
+    /// Copied into the agent at provisioning (not part of the container hash).
+    pub workspace: Option<bb_crds::agent::Workspace>,
+    pub git_user: Option<bb_crds::common::GitUser>,
+    pub files: Vec<crate::provider::ProvisionFile>,
     pub container_hash: String,
 }
 

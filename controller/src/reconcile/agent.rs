@@ -52,11 +52,18 @@ impl Report {
     }
     fn phase(&mut self, p: AgentPhase) {
         if self.status.phase != Some(p) {
-            self.event(
-                EventType::Normal,
-                "PhaseChanged",
-                format!("phase is now {p:?}"),
-            );
+            // One reason per phase: the event recorder folds events that share a reason into
+            // one series, which would show every transition under the first note.
+            let reason = match p {
+                AgentPhase::Pending => "Pending",
+                AgentPhase::Building => "Building",
+                AgentPhase::Starting => "Starting",
+                AgentPhase::Running => "Running",
+                AgentPhase::Suspended => "Suspending",
+                AgentPhase::Failed => "Failed",
+                AgentPhase::Terminating => "Terminating",
+            };
+            self.event(EventType::Normal, reason, format!("phase is now {p:?}"));
         }
         self.status.phase = Some(p);
     }
@@ -287,7 +294,10 @@ async fn drive<B: Backend>(
 ) -> Result<SidecarEndpoints, BackendError> {
     let be = &ctx.backend;
     let seen = be.observe(id).await?;
-    let was_running = conditions::is_true(&r.status.conditions, "Ready");
+    // What earlier reconciles brought up, whether or not they finished: a piece that was up
+    // and is gone now was removed out of band, and that gets a warning event.
+    let had_sidecar = conditions::is_true(&r.status.conditions, "SidecarReady");
+    let had_agent = conditions::is_true(&r.status.conditions, "Provisioned");
 
     if seen.image.is_none() {
         r.phase(AgentPhase::Building);
@@ -298,7 +308,7 @@ async fn drive<B: Backend>(
     be.ensure_network(id).await?;
     if seen.sidecar_policy.is_none() {
         r.phase(AgentPhase::Starting);
-        if was_running {
+        if had_sidecar {
             r.event(
                 EventType::Warning,
                 "SidecarRecreated",
@@ -340,7 +350,7 @@ async fn drive<B: Backend>(
                 "Recreated",
                 "the agent container changed (provider, image, env or runtime); recreated it",
             );
-        } else if was_running {
+        } else if had_agent {
             r.event(
                 EventType::Warning,
                 "AgentRecreated",

@@ -1,0 +1,178 @@
+//! Images a Docker backend runs: the sidecar (built from the bundled Dockerfile and the
+//! bb-sidecar binary) and agent images (a reference, or a Dockerfile built on the given base).
+//! Reuse is keyed by a hash of everything that goes into a build, never by tag alone.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
+use futures_util::StreamExt;
+
+use super::exec::TarBuilder;
+use super::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
+use crate::backend::BackendError;
+
+/// The sidecar's Dockerfile, shipped inside the controller so an installed binary can build it.
+pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar/Dockerfile");
+
+fn err(message: impl Into<String>) -> BackendError {
+    BackendError::new("image", message)
+}
+
+fn hash(parts: &[&[u8]]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(&(p.len() as u64).to_be_bytes());
+        ctx.update(p);
+    }
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The base image's identity: its ID when present locally, else its name (the engine will
+/// fetch it during the build).
+async fn base_identity(docker: &Docker, base: &str) -> String {
+    match docker.inspect_image(base).await {
+        Ok(i) => i.id.unwrap_or_else(|| base.to_string()),
+        Err(_) => base.to_string(),
+    }
+}
+
+async fn exists(docker: &Docker, reference: &str) -> bool {
+    docker.inspect_image(reference).await.is_ok()
+}
+
+/// Builds `context` (a tar holding a Dockerfile) as `tag`. Progress goes to the log; a failure
+/// carries the build's last lines.
+async fn build(
+    docker: &Docker,
+    tag: &str,
+    content_hash: &str,
+    base: &str,
+    dockerfile: &str,
+    context: Vec<u8>,
+) -> Result<(), BackendError> {
+    let options = BuildImageOptions {
+        dockerfile: dockerfile.into(),
+        t: Some(tag.to_string()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(HashMap::from([("BASE".to_string(), base.to_string())])),
+        labels: Some(HashMap::from([
+            (MANAGED_BY.to_string(), MANAGER.to_string()),
+            (CONTENT_HASH.to_string(), content_hash.to_string()),
+        ])),
+        ..Default::default()
+    };
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| err(format!("building {tag}: {e}")))?;
+        if let Some(line) = info
+            .stream
+            .as_deref()
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty())
+        {
+            tracing::debug!(image = tag, "{line}");
+            tail.push(line.to_string());
+            if tail.len() > 8 {
+                tail.remove(0);
+            }
+        }
+        if let Some(e) = info.error {
+            return Err(err(format!(
+                "building {tag}: {e} (last output: {})",
+                tail.join(" | ")
+            )));
+        }
+    }
+    if !exists(docker, tag).await {
+        return Err(err(format!(
+            "building {tag} produced no image (last output: {})",
+            tail.join(" | ")
+        )));
+    }
+    tracing::info!(image = tag, "built image");
+    Ok(())
+}
+
+/// The sidecar image for this binary and base, built once per content.
+pub async fn sidecar(docker: &Docker, binary: &Path, base: &str) -> Result<String, BackendError> {
+    let bin = std::fs::read(binary).map_err(|e| {
+        err(format!(
+            "reading the sidecar binary {}: {e}; install bb-sidecar next to bbctl or pass --sidecar-binary",
+            binary.display()
+        ))
+    })?;
+    let base_id = base_identity(docker, base).await;
+    let h = hash(&[SIDECAR_DOCKERFILE.as_bytes(), &bin, base_id.as_bytes()]);
+    let tag = format!("bot-bottle/sidecar:{h}");
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    let mut ctx = TarBuilder::default();
+    ctx.file("Dockerfile", SIDECAR_DOCKERFILE.as_bytes(), 0o644, 0)
+        .and_then(|()| ctx.file("bb-sidecar", &bin, 0o755, 0))
+        .map_err(|e| err(format!("packing the sidecar build context: {e}")))?;
+    let context = ctx.finish().map_err(|e| err(e.to_string()))?;
+    build(docker, &tag, &h, base, "Dockerfile", context).await?;
+    Ok(tag)
+}
+
+/// An agent image from a Dockerfile: its directory is the build context (without `.git`).
+pub async fn from_dockerfile(
+    docker: &Docker,
+    dockerfile: &Path,
+    base: &str,
+) -> Result<String, BackendError> {
+    let dir = dockerfile.parent().unwrap_or(Path::new("/"));
+    let file_name = dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !dockerfile.is_file() {
+        return Err(err(format!(
+            "Dockerfile {} does not exist",
+            dockerfile.display()
+        )));
+    }
+    let mut ctx = TarBuilder::default();
+    ctx.host_tree(dir, ".", 0, false)
+        .map_err(|e| err(format!("packing the build context {}: {e}", dir.display())))?;
+    let context = ctx.finish().map_err(|e| err(e.to_string()))?;
+    let base_id = base_identity(docker, base).await;
+    let h = hash(&[&context, base_id.as_bytes()]);
+    let tag = format!("bot-bottle/agent:{h}");
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    build(docker, &tag, &h, base, &file_name, context).await?;
+    Ok(tag)
+}
+
+/// An image named by reference: used when present, pulled otherwise.
+pub async fn reference(docker: &Docker, reference: &str) -> Result<String, BackendError> {
+    if exists(docker, reference).await {
+        return Ok(reference.to_string());
+    }
+    let mut pull = docker.create_image(
+        Some(CreateImageOptions {
+            from_image: Some(reference.to_string()),
+            ..Default::default()
+        }),
+        None,
+        None,
+    );
+    while let Some(item) = pull.next().await {
+        if let Err(e) = item {
+            return Err(err(format!(
+                "image {reference} is not present locally and pulling it failed: {e}"
+            )));
+        }
+    }
+    Ok(reference.to_string())
+}
