@@ -1,14 +1,402 @@
 //! End-to-end suites for bot-bottle live in `tests/tests/`: they drive the real binaries against
-//! real Docker, the real control plane and real clients (`kubectl`, `curl`, `git`).
+//! real Docker, the real control plane and real clients (`kubectl`, `curl`, `docker`).
 //!
-//! Shared helpers for those suites live here.
+//! This library holds their harness: locating the built binaries, the hermetic base image, a
+//! controller process on a temporary home, and command helpers that fail loudly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-/// The workspace root, for suites that read `examples/` or the chart.
+/// The workspace root, for suites that read `examples/`, `images/` or `hack/`.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(PathBuf::from)
         .unwrap_or_default()
 }
+
+/// A binary of this workspace, built by the same `cargo test --workspace` run (test executables
+/// live in `<target>/<profile>/deps`, binaries one level up).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary under <target>/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run the suites with `cargo test --workspace` so every binary is built",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command to completion, panicking with its output when it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {shown}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let shown = format!("{cmd:?}");
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn docker<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Command {
+    let mut c = Command::new("docker");
+    c.args(args);
+    c
+}
+
+/// Fails (never skips) when the Docker engine does not answer: CI must run these suites.
+pub fn require_docker() {
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!(
+            "the Docker engine is required for the end-to-end suites and did not answer: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => panic!("the docker CLI is required for the end-to-end suites: {e}"),
+    }
+}
+
+pub const BASE_IMAGE: &str = "bot-bottle/base:bookworm";
+
+/// Builds the registry-free base image once per machine (hack/build-base-image.sh); a lock
+/// file keeps concurrent suites from racing to build it.
+pub fn ensure_base_image() {
+    require_docker();
+    if run(&mut docker(&["image", "inspect", BASE_IMAGE]))
+        .status
+        .success()
+    {
+        return;
+    }
+    let lock = std::env::temp_dir().join("bot-bottle-base-image.lock");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+        {
+            Ok(_) => break,
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_secs(2));
+                if run(&mut docker(&["image", "inspect", BASE_IMAGE]))
+                    .status
+                    .success()
+                {
+                    return;
+                }
+            }
+            Err(e) => panic!("waiting for {}: {e}", lock.display()),
+        }
+    }
+    let script = workspace_root().join("hack/build-base-image.sh");
+    let out = run(Command::new("bash").arg(&script).arg(BASE_IMAGE));
+    let _ = std::fs::remove_file(&lock);
+    assert!(
+        out.status.success(),
+        "building the base image with {} failed:\n{}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `bbctl controller run` with the Docker backend on a temporary home.
+#[derive(Debug)]
+pub struct Controller {
+    pub home: tempfile::TempDir,
+    pub listen: String,
+    pub child: Option<Child>,
+    pub args: Vec<String>,
+}
+
+impl Controller {
+    /// Starts on a fixed free port (a restart keeps the kubeconfig valid). `extra` is appended
+    /// to `controller run`.
+    pub fn start(extra: &[&str]) -> Controller {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut c = Controller {
+            home: tempfile::tempdir().expect("tempdir"),
+            listen: format!("127.0.0.1:{port}"),
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        c.spawn();
+        c
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.home.path().join("kubeconfig")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.home.path().join("controller.log")
+    }
+
+    pub fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.kubeconfig());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("controller log");
+        let child = Command::new(workspace_bin("bbctl"))
+            .args([
+                "controller",
+                "run",
+                "--backend",
+                "docker",
+                "--listen",
+                &self.listen,
+                "--home",
+            ])
+            .arg(self.home.path())
+            .args(["--base-image", BASE_IMAGE, "--sidecar-binary"])
+            .arg(workspace_bin("bb-sidecar"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn bbctl controller run");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.kubeconfig().exists()
+                && run(&mut self.kubectl(&["get", "--raw", "/readyz"]))
+                    .status
+                    .success()
+            {
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "controller exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("controller not ready within 60s:\n{}", self.log());
+    }
+
+    /// SIGKILL: no graceful shutdown, as a crash would leave things.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        c
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) {
+        use std::io::Write;
+        let mut child = self
+            .kubectl(&["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write manifest");
+        let out = child.wait_with_output().expect("kubectl apply");
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `kubectl get ... -o jsonpath=PATH`, empty when the object or field is absent.
+    pub fn jsonpath(&self, kind_name: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(kind_name);
+        let p = format!("-o=jsonpath={path}");
+        args.push(&p);
+        let out = run(&mut self.kubectl(&args));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until `cond` holds, polling every 250 ms; panics with `what` and the log after
+    /// `limit`. Returns how long it took.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut cond: impl FnMut() -> bool,
+    ) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if cond() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "timed out after {limit:?} waiting for {what}\ncontroller log:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `base` plus one `--filter label=...` per comma-separated `key=value` in `labels` (Docker
+/// ANDs separate filters; one filter with a comma would be a single odd label).
+fn label_args<'a>(base: &[&'a str], labels: &'a str) -> Vec<String> {
+    let mut v: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+    for l in labels.split(',') {
+        v.push("--filter".into());
+        v.push(format!("label={l}"));
+    }
+    v
+}
+
+/// IDs of containers carrying `label` (`key=value`), running or not.
+pub fn containers_with(labels: &str) -> Vec<String> {
+    ok(&mut docker(&label_args(
+        &["ps", "-aq", "--no-trunc"],
+        labels,
+    )))
+    .split_whitespace()
+    .map(String::from)
+    .collect()
+}
+
+pub fn networks_with(labels: &str) -> Vec<String> {
+    ok(&mut docker(&label_args(&["network", "ls", "-q"], labels)))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+pub fn volumes_with(labels: &str) -> Vec<String> {
+    ok(&mut docker(&label_args(&["volume", "ls", "-q"], labels)))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Removes every container and network carrying `label`, whatever state a failed test left.
+pub fn remove_all_with(label: &str) {
+    for c in containers_with(label) {
+        let _ = run(&mut docker(&["rm", "-f", "-v", &c]));
+    }
+    for n in networks_with(label) {
+        let _ = run(&mut docker(&["network", "rm", &n]));
+    }
+}
+
+/// Removes everything carrying a label when dropped, so a failed test leaves nothing running.
+#[derive(Debug)]
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_all_with(&self.0);
+    }
+}
+
+/// A test CA and a server certificate for `names`, as PEM (ca, cert, key).
+pub fn test_pki(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "bot-bottle e2e upstream CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
+    let leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .expect("leaf params");
+    let leaf_key = KeyPair::generate().expect("leaf key");
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .expect("leaf cert");
+    (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
+}
+
+/// An HTTPS server that logs every request it receives (one JSON line on stdout) and answers
+/// `200 hello from upstream`: the test's own "internet".
+pub const UPSTREAM_PY: &str = r#"
+import http.server, json, os, ssl
+open('/tmp/c.pem', 'w').write(os.environ['CERT'])
+open('/tmp/k.pem', 'w').write(os.environ['KEY'])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def handle_any(self):
+        n = int(self.headers.get('content-length') or 0)
+        body = self.rfile.read(n) if n else b''
+        print(json.dumps({'method': self.command, 'path': self.path,
+                          'host': self.headers.get('host'),
+                          'authorization': self.headers.get('authorization'),
+                          'body': body.decode('utf-8', 'replace')}), flush=True)
+        out = b'hello from upstream\n'
+        self.send_response(200)
+        self.send_header('content-type', 'text/plain')
+        self.send_header('content-length', str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    do_GET = do_POST = do_PUT = do_HEAD = handle_any
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain('/tmp/c.pem', '/tmp/k.pem')
+srv = http.server.ThreadingHTTPServer(('0.0.0.0', 443), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;

@@ -1,0 +1,428 @@
+//! The bottle holds on a real Docker engine: a Bottle and an Agent applied with kubectl become an
+//! agent container whose only way out is its sidecar, and everything it owns goes on delete.
+//! The test's "internet" is an HTTPS container it starts on the sidecar's egress network.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use bb_e2e::{
+    BASE_IMAGE, Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image,
+    networks_with, ok, remove_all_with, run, test_pki, volumes_with, workspace_root,
+};
+
+const TOKEN: &str = "e2e-T0ken-9f8a7b6c5d4e3f2a1b0c";
+const READY_LIMIT: Duration = Duration::from_secs(600);
+
+fn manifest(name: &str, extra_routes: &str) -> String {
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-token, namespace: bot-bottle-system}}
+stringData: {{token: {TOKEN}}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: {name}}}
+spec:
+  agentProvider:
+    template: custom
+    dockerfile: {dockerfile}
+    command: [bash, -l]
+  egress:
+    log: 1
+    routes:
+      - host: api.example.test
+        auth:
+          scheme: Bearer
+          secretKeyRef: {{name: {name}-token, key: token}}
+{extra_routes}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: {name}, namespace: default}}
+spec:
+  bottleRef: {{name: {name}}}
+  prompt: "e2e prompt"
+"#,
+        dockerfile = dockerfile.display()
+    )
+}
+
+struct Upstream {
+    name: String,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = run(&mut docker(&["rm", "-f", &self.name]));
+    }
+}
+
+/// The HTTPS upstream, reachable from the sidecar's egress network as api/other.example.test.
+fn start_upstream(name: &str, network: &str, cert: &str, key: &str) -> Upstream {
+    let _ = run(&mut docker(&["rm", "-f", name]));
+    ok(&mut docker(&[
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        "bot-bottle.e2e=upstream",
+        "--network",
+        network,
+        "--network-alias",
+        "api.example.test",
+        "--network-alias",
+        "other.example.test",
+        "-e",
+        &format!("CERT={cert}"),
+        "-e",
+        &format!("KEY={key}"),
+        BASE_IMAGE,
+        "python3",
+        "-u",
+        "-c",
+        UPSTREAM_PY,
+    ]));
+    Upstream {
+        name: name.to_string(),
+    }
+}
+
+/// Runs `script` with sh inside the agent container as the agent user.
+fn in_agent(container: &str, script: &str) -> (bool, String) {
+    let out = run(&mut docker(&[
+        "exec", "-u", "1000", container, "sh", "-c", script,
+    ]));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Counts `needle` in every process's environment and argv, then lists files holding it. The
+/// needle travels base64-encoded and reaches grep through a pipe, so the scan never finds its
+/// own command line.
+fn scan_for(container: &str, needle: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(needle);
+    let script = format!(
+        "T=$(printf %s '{b64}' | base64 -d); \
+         cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -cF -f <(printf %s \"$T\"); \
+         grep -rlsIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -f <(printf %s \"$T\") / | head -3"
+    );
+    let out = run(&mut docker(&["exec", container, "bash", "-c", &script]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn one(ids: Vec<String>, what: &str) -> String {
+    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
+    ids.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn bottle_holds_on_docker() {
+    ensure_base_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(&["api.example.test", "other.example.test"]);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "2"]);
+    let agent_label = "bot-bottle.dev/agent=default/holds";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+
+    // 1. apply -> Running.
+    let started = Instant::now();
+    cp.apply(&manifest("holds", ""));
+    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "holds"], "{.status.phase}") == "Running"
+    });
+    println!(
+        "apply -> Running in {:.1}s (includes image builds on a cold engine)",
+        started.elapsed().as_secs_f64()
+    );
+    let conditions = cp.jsonpath(
+        &["agent", "holds"],
+        "{range .status.conditions[*]}{.type}={.status} {end}",
+    );
+    for c in [
+        "ImagesReady=True",
+        "SidecarReady=True",
+        "PolicyApplied=True",
+        "Provisioned=True",
+        "Ready=True",
+    ] {
+        assert!(conditions.contains(c), "{c} missing from {conditions}");
+    }
+
+    let agent = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    let sidecar = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=sidecar")),
+        "sidecar",
+    );
+    let egress_net = one(
+        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let upstream = start_upstream("bb-e2e-upstream-holds", &egress_net, &cert, &key);
+
+    // The agent sits on the internal network only.
+    let nets = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        &agent,
+    ]));
+    assert_eq!(nets.split_whitespace().count(), 1, "agent networks: {nets}");
+    assert!(nets.trim().ends_with("-internal"), "agent networks: {nets}");
+
+    // 2. Allowed host through the proxy succeeds (the sidecar may need a moment to see the
+    // upstream's DNS alias).
+    let mut body = String::new();
+    cp.wait_for(
+        "the allowed host to answer through the proxy",
+        Duration::from_secs(20),
+        || {
+            let (ok, out) = in_agent(&agent, "curl -sS -m 5 https://api.example.test/hello");
+            body = out;
+            ok
+        },
+    );
+    assert!(body.contains("hello from upstream"), "{body}");
+    // A host outside the policy gets the proxy's 403.
+    let (_, code) = in_agent(
+        &agent,
+        "curl -s -m 5 -o /dev/null -w '%{http_connect}' https://blocked.example.test/",
+    );
+    assert_eq!(code.trim(), "403", "CONNECT to a blocked host");
+    // No way around the proxy: a direct connection to the upstream fails, by name or address.
+    let upstream_ip = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &upstream.name,
+    ]));
+    let (direct_ok, direct_out) = in_agent(
+        &agent,
+        &format!(
+            "curl -sS -k -m 5 --noproxy '*' https://api.example.test/; curl -sS -k -m 5 --noproxy '*' https://{}/",
+            upstream_ip.trim()
+        ),
+    );
+    assert!(
+        !direct_ok && !direct_out.contains("hello from upstream"),
+        "direct egress worked: {direct_out}"
+    );
+    // Resolving any name fails inside the agent.
+    let (resolved, out) = in_agent(
+        &agent,
+        "getent hosts api.example.test || getent hosts example.com || python3 -c \"import socket; socket.gethostbyname('localhost.example.test')\"",
+    );
+    assert!(!resolved, "a name resolved inside the agent: {out}");
+
+    // 3. Token injection: the upstream saw the real token; the agent holds it nowhere.
+    let (ok_auth, _) = in_agent(
+        &agent,
+        "curl -sS -m 5 -H 'Authorization: Bearer egress-placeholder' https://api.example.test/auth",
+    );
+    assert!(ok_auth);
+    let seen = ok(&mut docker(&["logs", &upstream.name]));
+    let auth_line = seen
+        .lines()
+        .find(|l| l.contains("\"/auth\""))
+        .unwrap_or_else(|| panic!("upstream never saw /auth: {seen}"));
+    assert!(
+        auth_line.contains(&format!("Bearer {TOKEN}")),
+        "upstream did not get the injected token: {auth_line}"
+    );
+    assert_eq!(
+        scan_for(&agent, TOKEN).trim(),
+        "0",
+        "the token is visible inside the agent"
+    );
+    // The scan itself must be able to fail: a planted canary is found.
+    let canary = "canary-7f3e9b1d2c4a";
+    ok(&mut docker(&[
+        "exec",
+        &agent,
+        "sh",
+        "-c",
+        &format!("printf %s {canary} > /home/agent/.canary"),
+    ]));
+    let found = scan_for(&agent, canary);
+    assert!(
+        found.contains("/home/agent/.canary"),
+        "scan missed a planted canary: {found}"
+    );
+    for c in [&agent, &sidecar] {
+        let inspect = ok(&mut docker(&["inspect", c]));
+        assert!(
+            !inspect.contains(TOKEN),
+            "docker inspect {c} shows the token"
+        );
+    }
+    for obj in [["agent", "holds"], ["bottle", "holds"]] {
+        let text = ok(&mut cp.kubectl(&["get", obj[0], obj[1], "-o", "yaml"]));
+        assert!(!text.contains(TOKEN), "{} shows the token", obj[0]);
+    }
+
+    // 4. DLP: the bottle's own secret in a request body is refused before it leaves.
+    let (_, out) = in_agent(
+        &agent,
+        &format!(
+            "curl -s -m 5 -o /dev/null -w '%{{http_code}}' -X POST --data 'note={TOKEN}' https://api.example.test/upload"
+        ),
+    );
+    assert_eq!(
+        out.trim(),
+        "403",
+        "a request carrying the secret was not refused"
+    );
+    let seen = ok(&mut docker(&["logs", &upstream.name]));
+    assert!(
+        !seen.contains("/upload"),
+        "the upstream received the secret: {seen}"
+    );
+
+    // 5. Live policy: allow a second host; the agent reaches it without being recreated.
+    let (_, before) = in_agent(
+        &agent,
+        "curl -s -m 5 -o /dev/null -w '%{http_connect}' https://other.example.test/",
+    );
+    assert_eq!(before.trim(), "403");
+    ok(&mut cp.kubectl(&[
+        "patch",
+        "bottle",
+        "holds",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/egress/routes/-","value":{"host":"other.example.test"}}]"#,
+    ]));
+    let took = cp.wait_for(
+        "the second host to be allowed",
+        Duration::from_secs(30),
+        || in_agent(&agent, "curl -sS -m 5 https://other.example.test/").0,
+    );
+    println!("policy edit -> enforced in {:.1}s", took.as_secs_f64());
+    let agent_now = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    assert_eq!(
+        agent_now, agent,
+        "a policy edit recreated the agent container"
+    );
+
+    // 6. Drift: the sidecar removed out of band comes back, egress works, an event says so.
+    ok(&mut docker(&["rm", "-f", &sidecar]));
+    cp.wait_for(
+        "the sidecar to be recreated",
+        Duration::from_secs(60),
+        || {
+            let now = containers_with(&format!("{agent_label},bot-bottle.dev/role=sidecar"));
+            now.len() == 1 && now[0] != sidecar
+        },
+    );
+    cp.wait_for(
+        "egress through the new sidecar",
+        Duration::from_secs(30),
+        || in_agent(&agent, "curl -sS -m 5 https://api.example.test/again").0,
+    );
+    cp.wait_for("a SidecarRecreated event", Duration::from_secs(30), || {
+        let ev = run(&mut cp.kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.name}/{.reason} {end}",
+        ]));
+        String::from_utf8_lossy(&ev.stdout).contains("holds/SidecarRecreated")
+    });
+
+    // 7. Delete: nothing with the Agent's labels remains.
+    ok(&mut cp.kubectl(&[
+        "delete",
+        "agent",
+        "holds",
+        "-n",
+        "default",
+        "--timeout=120s",
+    ]));
+    assert!(
+        containers_with(agent_label).is_empty(),
+        "containers left behind"
+    );
+    assert!(
+        networks_with(agent_label).is_empty(),
+        "networks left behind"
+    );
+    assert!(volumes_with(agent_label).is_empty(), "volumes left behind");
+    let images = ok(&mut docker(&[
+        "images",
+        "-q",
+        "--filter",
+        &format!("label={agent_label}"),
+    ]));
+    assert!(
+        images.trim().is_empty(),
+        "snapshot images left behind: {images}"
+    );
+}
+
+/// Killed with SIGKILL while the Agent is still coming up, the controller restarts and
+/// converges: one agent container, one sidecar, two networks, nothing duplicated.
+#[test]
+fn controller_killed_while_starting_converges() {
+    ensure_base_image();
+    let mut cp = Controller::start(&["--resync-seconds", "2"]);
+    let agent_label = "bot-bottle.dev/agent=default/crashy";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+    cp.apply(&manifest("crashy", ""));
+    cp.wait_for("the Agent to start coming up", READY_LIMIT, || {
+        !containers_with(agent_label).is_empty() || !networks_with(agent_label).is_empty()
+    });
+    cp.kill();
+    cp.spawn();
+    cp.wait_for(
+        "the Agent to be Running after the restart",
+        READY_LIMIT,
+        || cp.jsonpath(&["agent", "crashy"], "{.status.phase}") == "Running",
+    );
+    one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=sidecar")),
+        "sidecar",
+    );
+    assert_eq!(networks_with(agent_label).len(), 2, "networks");
+    ok(&mut cp.kubectl(&[
+        "delete",
+        "agent",
+        "crashy",
+        "-n",
+        "default",
+        "--timeout=120s",
+    ]));
+    assert!(
+        containers_with(agent_label).is_empty(),
+        "containers left behind"
+    );
+    assert!(
+        networks_with(agent_label).is_empty(),
+        "networks left behind"
+    );
+}
