@@ -445,6 +445,39 @@ async fn missing_secret_waits_then_proceeds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_asking_for_another_backend_waits_with_a_reason() {
+    let h = Harness::start().await;
+    h.create().await;
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let patch = json!({"apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "other"}, "spec": {"bottleRef": {"name": "tools"}, "backend": "smolvm"}});
+    h.agents()
+        .patch("other", &PatchParams::apply("test"), &Patch::Apply(&patch))
+        .await
+        .expect("create");
+    for _ in 0..200 {
+        let a = h.agents().get("other").await.expect("get");
+        if let Some((status, reason, message)) = condition(&a, "Ready") {
+            assert_eq!(
+                (status.as_str(), reason.as_str()),
+                ("False", "BackendUnavailable")
+            );
+            assert!(
+                message.contains("smolvm") && message.contains("valid here: auto, fake"),
+                "{message}"
+            );
+            assert!(
+                h.backend.snapshot_of("other").is_none(),
+                "nothing was created"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no Ready condition on an Agent asking for smolvm");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_resume_and_delete_leave_nothing_behind() {
     let h = Harness::start().await;
     h.create().await;
@@ -463,7 +496,11 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
             .and_then(|s| s.snapshot)
             .is_some_and(|s| s.starts_with("fake-snapshot/worker"))
     );
-    assert!(h.backend.snapshot_of("worker").is_some_and(|f| f.stopped));
+    assert!(
+        h.backend
+            .snapshot_of("worker")
+            .is_some_and(|f| f.stopped && f.agent_stopped)
+    );
     let patch = json!({"spec": {"suspend": false}});
     h.agents()
         .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
@@ -471,6 +508,34 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
         .expect("resume");
     h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
         .await;
+    assert_eq!(
+        h.backend.snapshot_of("worker").and_then(|f| f.agent_image),
+        Some("fake-snapshot/worker:1".to_string()),
+        "resume runs the snapshot"
+    );
+
+    // A snapshot pruned while suspended: resume from a fresh image and say the state is gone.
+    for (suspend, want) in [(true, AgentPhase::Suspended), (false, AgentPhase::Running)] {
+        if !suspend {
+            h.backend.prune_snapshots();
+        }
+        let patch = json!({"spec": {"suspend": suspend}});
+        h.agents()
+            .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch suspend");
+        h.wait_for("phase", |a| phase(a) == Some(want)).await;
+    }
+    assert_eq!(
+        h.backend.snapshot_of("worker").and_then(|f| f.agent_image),
+        Some("agent:1".to_string()),
+        "a missing snapshot falls back to the built image"
+    );
+    assert!(
+        events_with(&h.client, &["SnapshotMissing"])
+            .await
+            .contains("SnapshotMissing")
+    );
 
     h.agents()
         .delete("worker", &DeleteParams::default())

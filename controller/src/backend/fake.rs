@@ -21,11 +21,15 @@ pub struct FakeAgent {
     pub secret_files: BTreeMap<String, SecretBytes>,
     pub agent_hash: Option<String>,
     pub provisioned: bool,
+    /// The sidecar is stopped (`stop`), as is the agent while `agent_stopped`.
     pub stopped: bool,
+    pub agent_stopped: bool,
     pub sidecar_creates: u32,
     pub agent_creates: u32,
     pub policy_reloads: u32,
     pub snapshots: u32,
+    /// The image the agent container was last created from.
+    pub agent_image: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +42,8 @@ struct Faults {
 pub struct FakeBackend {
     agents: Arc<Mutex<BTreeMap<AgentId, FakeAgent>>>,
     faults: Arc<Mutex<Faults>>,
+    /// Snapshot images that exist (pruning one tests the fresh-image fallback).
+    images: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl FakeBackend {
@@ -56,6 +62,13 @@ impl FakeBackend {
     pub fn hang(&self, step: &'static str, d: Duration) {
         if let Ok(mut f) = self.faults.lock() {
             f.hang.insert(step, d);
+        }
+    }
+
+    /// Deletes every snapshot image, as `docker image prune` would.
+    pub fn prune_snapshots(&self) {
+        if let Ok(mut i) = self.images.lock() {
+            i.clear();
         }
     }
 
@@ -149,7 +162,7 @@ impl Backend for FakeBackend {
                 } else {
                     a.sidecar_policy.clone()
                 },
-                agent_container: if a.stopped {
+                agent_container: if a.agent_stopped {
                     None
                 } else {
                     a.agent_hash.clone()
@@ -216,16 +229,17 @@ impl Backend for FakeBackend {
     async fn ensure_agent(
         &self,
         id: &AgentId,
-        _image: &str,
+        image: &str,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         self.gate("agent").await?;
         self.with(id, |a| {
-            if a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.stopped {
+            if a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.agent_stopped {
+                a.agent_image = Some(image.to_string());
                 a.agent_creates += 1;
                 a.agent_hash = Some(plan.container_hash.clone());
                 a.provisioned = false;
-                a.stopped = false;
+                a.agent_stopped = false;
             }
         });
         Ok(())
@@ -239,15 +253,30 @@ impl Backend for FakeBackend {
 
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
         self.gate("snapshot").await?;
-        Ok(self.with(id, |a| {
+        let snap = self.with(id, |a| {
             a.snapshots += 1;
             format!("fake-snapshot/{}:{}", id.name, a.snapshots)
-        }))
+        });
+        if let Ok(mut i) = self.images.lock() {
+            i.insert(snap.clone());
+        }
+        Ok(snap)
+    }
+
+    async fn has_image(&self, image: &str) -> Result<bool, BackendError> {
+        Ok(self
+            .images
+            .lock()
+            .map(|i| i.contains(image))
+            .unwrap_or(false))
     }
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
         self.gate("stop").await?;
-        self.with(id, |a| a.stopped = true);
+        self.with(id, |a| {
+            a.stopped = true;
+            a.agent_stopped = true;
+        });
         Ok(())
     }
 

@@ -147,6 +147,8 @@ pub trait Backend: Send + Sync + 'static {
         id: &AgentId,
         plan: &AgentPlan,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Whether an image (a snapshot) still exists.
+    fn has_image(&self, image: &str) -> impl Future<Output = Result<bool, BackendError>> + Send;
     /// Records the agent's state as an image; returns its reference.
     fn snapshot(&self, id: &AgentId) -> impl Future<Output = Result<String, BackendError>> + Send;
     /// Stops the agent and sidecar, keeping their state.

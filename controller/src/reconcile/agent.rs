@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bb_crds::agent::SidecarEndpoints;
+use bb_crds::agent::{BackendKind, SidecarEndpoints};
 use bb_crds::resolve::validate_bottle;
 use bb_crds::{Agent, AgentPhase, AgentStatus, ResolvedBottle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -20,6 +20,20 @@ use crate::backend::{AgentId, Backend, BackendError};
 use crate::plan::{self, PlanError};
 
 pub const FINALIZER: &str = "bot-bottle.dev/cleanup";
+
+fn backend_name(k: BackendKind) -> &'static str {
+    match k {
+        BackendKind::Auto => "auto",
+        BackendKind::Docker => "docker",
+        BackendKind::AppleContainer => "apple-container",
+        BackendKind::Smolvm => "smolvm",
+    }
+}
+
+/// Whether a controller running `running` may hold an Agent that asks for `wanted`.
+fn serves(wanted: BackendKind, running: &str) -> bool {
+    wanted == BackendKind::Auto || backend_name(wanted) == running
+}
 
 pub fn agent_id(a: &Agent) -> AgentId {
     AgentId {
@@ -203,6 +217,22 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
     };
+    let wanted = agent.spec.backend.unwrap_or_default();
+    if !serves(wanted, ctx.backend.name()) {
+        let m = format!(
+            "spec.backend is {} but this controller runs the {} backend; the others are not available yet (valid here: auto, {})",
+            backend_name(wanted),
+            ctx.backend.name(),
+            ctx.backend.name()
+        );
+        if r.status.phase.is_none() {
+            r.phase(AgentPhase::Pending);
+        }
+        r.condition("Ready", false, "BackendUnavailable", &m);
+        r.status.message = Some(m);
+        write_status(&ctx, &agent, r).await?;
+        return Ok(Action::await_change());
+    }
     let plans = async {
         let provider = plan::provider(&bottle)?;
         let sidecar = plan::sidecar(&ctx.client, &bottle, provider.as_ref()).await?;
@@ -293,6 +323,7 @@ async fn drive<B: Backend>(
     r: &mut Report,
 ) -> Result<SidecarEndpoints, BackendError> {
     let be = &ctx.backend;
+    let resuming = r.status.phase == Some(AgentPhase::Suspended);
     let seen = be.observe(id).await?;
     // What earlier reconciles brought up, whether or not they finished: a piece that was up
     // and is gone now was removed out of band, and that gets a warning event.
@@ -340,10 +371,26 @@ async fn drive<B: Backend>(
         .as_deref()
         .is_some_and(|h| h != plan.container_hash);
     if seen.agent_container.is_none() || recreate {
+        // Coming out of suspension: the snapshot holds the agent's state; a pruned one falls
+        // back to a fresh image, and an event says the state is gone.
+        let mut run_image = image.clone();
+        if resuming && !recreate {
+            if let Some(snap) = r.status.snapshot.clone() {
+                if be.has_image(&snap).await? {
+                    run_image = snap;
+                } else {
+                    r.event(
+                        EventType::Warning,
+                        "SnapshotMissing",
+                        format!("snapshot {snap} no longer exists; starting from {image}"),
+                    );
+                }
+            }
+        }
         if r.status.phase != Some(AgentPhase::Starting) {
             r.phase(AgentPhase::Starting);
         }
-        be.ensure_agent(id, &image, plan).await?;
+        be.ensure_agent(id, &run_image, plan).await?;
         if recreate {
             r.event(
                 EventType::Normal,

@@ -849,6 +849,14 @@ impl Backend for DockerBackend {
         Ok(())
     }
 
+    async fn has_image(&self, image: &str) -> Result<bool, BackendError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(BackendError::new("image", e.to_string())),
+        }
+    }
+
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
         let tag = format!(
             "{}-{}",
