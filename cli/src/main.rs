@@ -33,6 +33,12 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Run or manage the local control plane.
     Controller(cmd::controller::Args),
+    /// Open an interactive session running the Agent's provider command; exits with its code.
+    Attach(cmd::session::AttachArgs),
+    /// Run a command in a running Agent; exits with the command's exit code.
+    Exec(cmd::session::ExecArgs),
+    /// Print an Agent's container output or its sidecar's egress audit log.
+    Logs(cmd::session::LogsArgs),
     /// Print the client version.
     Version,
 }
@@ -46,19 +52,23 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let done = |r: Result<(), exit::CliError>| r.map(|()| ExitCode::SUCCESS);
     let result = match cli.command {
-        Command::Crds(a) => cmd::crds::run(a),
-        Command::Convert(a) => cmd::convert::run(a),
-        Command::Validate(a) => cmd::validate::run(a),
-        Command::Demo(a) => cmd::demo::run(a),
-        Command::Controller(a) => cmd::controller::run(a),
+        Command::Crds(a) => done(cmd::crds::run(a)),
+        Command::Convert(a) => done(cmd::convert::run(a)),
+        Command::Validate(a) => done(cmd::validate::run(a)),
+        Command::Demo(a) => done(cmd::demo::run(a)),
+        Command::Controller(a) => done(cmd::controller::run(a)),
+        Command::Attach(a) => cmd::session::attach(a),
+        Command::Exec(a) => cmd::session::exec(a),
+        Command::Logs(a) => cmd::session::logs(a),
         Command::Version => {
             println!("bbctl {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()

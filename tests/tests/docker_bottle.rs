@@ -426,3 +426,173 @@ fn controller_killed_while_starting_converges() {
         "networks left behind"
     );
 }
+
+/// `bbctl exec`, `logs` and `attach` (under tmux, as a person would use it) against a running
+/// Agent: exit codes reach the caller, secret env reaches only the session, the workspace is
+/// copied without `.git`, and the egress audit log shows the agent's requests.
+#[test]
+fn sessions_exec_logs_and_attach_under_tmux() {
+    ensure_base_image();
+    let cp = Controller::start(&["--resync-seconds", "5"]);
+    let agent_label = "bot-bottle.dev/agent=default/sessions";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+    let ws = tempfile::tempdir().expect("workspace");
+    std::fs::write(ws.path().join("hello.txt"), "hello workspace\n").expect("write");
+    std::fs::create_dir(ws.path().join(".git")).expect("mkdir");
+    std::fs::write(ws.path().join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+    let session_secret = "sess-5ecret-0a1b2c3d4e5f";
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    cp.apply(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: sessions-env, namespace: bot-bottle-system}}
+stringData: {{value: {session_secret}}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: sessions}}
+spec:
+  agentProvider: {{template: custom, dockerfile: {dockerfile}, command: [bash, --norc, -i]}}
+  env:
+    - {{name: SESSION_TOKEN, valueFrom: {{secretKeyRef: {{name: sessions-env, key: value}}}}}}
+  egress: {{log: 1, routes: [{{host: api.example.test}}]}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: sessions, namespace: default}}
+spec:
+  bottleRef: {{name: sessions}}
+  label: e2e-session
+  color: green
+  workspace: {{hostPath: {ws}}}
+"#,
+        dockerfile = dockerfile.display(),
+        ws = ws.path().display()
+    ));
+    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "sessions"], "{.status.phase}") == "Running"
+    });
+    let bbctl = bb_e2e::workspace_bin("bbctl");
+    let home = cp.home.path().to_path_buf();
+    let exec = |cmd: &[&str]| {
+        let mut c = std::process::Command::new(&bbctl);
+        c.args(["exec", "agent/sessions", "--home"])
+            .arg(&home)
+            .arg("--")
+            .args(cmd);
+        run(&mut c)
+    };
+
+    let out = exec(&["sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "exec exit code");
+    let out = exec(&[
+        "sh",
+        "-c",
+        "id -u; cat /workspace/hello.txt; test -e /workspace/.git || echo no-git; echo \"$SESSION_TOKEN\"",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["1000", "hello workspace", "no-git", session_secret],
+        "exec output"
+    );
+    let agent = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    let inspect = ok(&mut docker(&["inspect", &agent]));
+    assert!(
+        !inspect.contains(session_secret),
+        "the secret env is in the container's config"
+    );
+
+    // The egress log records what the agent asked for.
+    let _ = exec(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "https://blocked.example.test/",
+    ]);
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["logs", "agent/sessions", "--egress", "--home"])
+        .arg(&home);
+    let audit = ok(&mut c);
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("blocked.example.test") && l.contains("block")),
+        "audit log: {audit}"
+    );
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["logs", "agent/sessions", "-c", "sidecar", "--home"])
+        .arg(&home);
+    // Like `docker logs`, the container's stderr stays on stderr.
+    let out = run(&mut c);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("egress proxy ready"),
+        "sidecar log: {out:?}"
+    );
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["exec", "agent/nope", "--home"])
+        .arg(&home)
+        .args(["--", "true"]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(3), "unknown agent is 'not found'");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("available: sessions"));
+
+    // attach: a real terminal (tmux), a shell, and its exit code back to the caller.
+    let tmux = format!("bb-e2e-{}", std::process::id());
+    let result = ws.path().join("attach-exit");
+    let line = format!(
+        "{} attach agent/sessions --home {}; echo EXIT=$? > {}; sleep 120",
+        bbctl.display(),
+        home.display(),
+        result.display()
+    );
+    ok(&mut std::process::Command::new("tmux").args([
+        "new-session",
+        "-d",
+        "-s",
+        &tmux,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &line,
+    ]));
+    let pane =
+        || ok(&mut std::process::Command::new("tmux").args(["capture-pane", "-p", "-t", &tmux]));
+    cp.wait_for(
+        "the attached shell's prompt",
+        Duration::from_secs(30),
+        || pane().contains('$'),
+    );
+    ok(&mut std::process::Command::new("tmux").args([
+        "send-keys",
+        "-t",
+        &tmux,
+        "echo hi-$((6*7))",
+        "Enter",
+    ]));
+    cp.wait_for("the shell to answer", Duration::from_secs(15), || {
+        pane().contains("hi-42")
+    });
+    assert!(
+        pane().contains("e2e-session"),
+        "the label banner: {}",
+        pane()
+    );
+    ok(&mut std::process::Command::new("tmux").args(["send-keys", "-t", &tmux, "exit 7", "Enter"]));
+    cp.wait_for("attach to exit", Duration::from_secs(15), || {
+        std::fs::read_to_string(&result).is_ok_and(|s| s.contains("EXIT="))
+    });
+    let _ = run(std::process::Command::new("tmux").args(["kill-session", "-t", &tmux]));
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap_or_default().trim(),
+        "EXIT=7",
+        "attach's exit code"
+    );
+}

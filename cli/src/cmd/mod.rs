@@ -4,4 +4,6 @@ pub mod controller;
 pub mod convert;
 pub mod crds;
 pub mod demo;
+pub mod session;
+pub mod target;
 pub mod validate;

@@ -374,17 +374,18 @@ async fn drive<B: Backend>(
         // Coming out of suspension: the snapshot holds the agent's state; a pruned one falls
         // back to a fresh image, and an event says the state is gone.
         let mut run_image = image.clone();
-        if resuming && !recreate {
-            if let Some(snap) = r.status.snapshot.clone() {
-                if be.has_image(&snap).await? {
-                    run_image = snap;
-                } else {
-                    r.event(
-                        EventType::Warning,
-                        "SnapshotMissing",
-                        format!("snapshot {snap} no longer exists; starting from {image}"),
-                    );
-                }
+        if resuming
+            && !recreate
+            && let Some(snap) = r.status.snapshot.clone()
+        {
+            if be.has_image(&snap).await? {
+                run_image = snap;
+            } else {
+                r.event(
+                    EventType::Warning,
+                    "SnapshotMissing",
+                    format!("snapshot {snap} no longer exists; starting from {image}"),
+                );
             }
         }
         if r.status.phase != Some(AgentPhase::Starting) {

@@ -4,6 +4,7 @@
 mod exec;
 pub mod images;
 pub mod names;
+pub mod session;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,0 +1,98 @@
+//! Which API server a verb talks to: the local control plane in the home directory by default,
+//! or a cluster chosen with `--kubeconfig` / `--context`; and the namespace (`-n`).
+
+use std::path::PathBuf;
+
+use crate::exit::{CliError, Kind};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// Home of the local control plane (default: $BOT_BOTTLE_HOME, else ~/.bot-bottle).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub home: Option<PathBuf>,
+    /// Talk to the cluster in this kubeconfig instead of the local control plane.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context of --kubeconfig (default: its current context).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub context: Option<String>,
+    /// Namespace of the Agent (default: default).
+    #[arg(short = 'n', long, value_name = "NAME", global = true)]
+    pub namespace: Option<String>,
+}
+
+impl Target {
+    pub fn home_dir(&self) -> Result<PathBuf, CliError> {
+        bb_controller::home::resolve(self.home.clone())
+            .map_err(|e| CliError::new(Kind::Usage, e.to_string()))
+    }
+
+    pub fn namespace(&self) -> String {
+        self.namespace.clone().unwrap_or_else(|| "default".into())
+    }
+
+    pub async fn client(&self) -> Result<kube::Client, CliError> {
+        let path = match &self.kubeconfig {
+            Some(p) => p.clone(),
+            None => self.home_dir()?.join("kubeconfig"),
+        };
+        if !path.is_file() {
+            return Err(CliError::new(
+                Kind::Unavailable,
+                format!(
+                    "no kubeconfig at {}: the local control plane is not running; start it with `bbctl controller run`",
+                    path.display()
+                ),
+            ));
+        }
+        let kc = kube::config::Kubeconfig::read_from(&path)
+            .map_err(|e| CliError::new(Kind::Usage, format!("{}: {e}", path.display())))?;
+        let opts = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+            .await
+            .map_err(|e| CliError::new(Kind::Usage, format!("{}: {e}", path.display())))?;
+        kube::Client::try_from(cfg).map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))
+    }
+}
+
+/// `agent/NAME`, `agents/NAME`, `ag/NAME` or a bare `NAME`.
+pub fn agent_name(arg: &str) -> Result<String, CliError> {
+    let name = match arg.split_once('/') {
+        Some(("agent" | "agents" | "ag", n)) => n,
+        Some((kind, _)) => {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("'{arg}': only agents have sessions (use agent/NAME), not '{kind}'"),
+            ));
+        }
+        None => arg,
+    };
+    if name.is_empty() {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!("'{arg}': missing the Agent's name"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_names() {
+        assert_eq!(agent_name("agent/dev").ok().as_deref(), Some("dev"));
+        assert_eq!(agent_name("ag/dev").ok().as_deref(), Some("dev"));
+        assert_eq!(agent_name("dev").ok().as_deref(), Some("dev"));
+        let e = agent_name("bottle/dev")
+            .err()
+            .map(|e| e.message)
+            .unwrap_or_default();
+        assert!(e.contains("only agents"), "{e}");
+        assert!(agent_name("agent/").is_err());
+    }
+}
