@@ -39,6 +39,8 @@ enum Command {
     Exec(cmd::session::ExecArgs),
     /// Print an Agent's container output or its sidecar's egress audit log.
     Logs(cmd::session::LogsArgs),
+    /// Snapshot an Agent's container as an image and record it in status.snapshot.
+    Commit(cmd::session::CommitArgs),
     /// Print the client version.
     Version,
 }
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Attach(a) => cmd::session::attach(a),
         Command::Exec(a) => cmd::session::exec(a),
         Command::Logs(a) => cmd::session::logs(a),
+        Command::Commit(a) => cmd::session::commit(a),
         Command::Version => {
             println!("bbctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

@@ -595,4 +595,22 @@ spec:
         "EXIT=7",
         "attach's exit code"
     );
+
+    // commit: an image recorded in status.snapshot, removed with the Agent.
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["commit", "agent/sessions", "--home"]).arg(&home);
+    let said = ok(&mut c);
+    let snapshot = cp.jsonpath(&["agent", "sessions"], "{.status.snapshot}");
+    assert!(
+        snapshot.starts_with("bot-bottle/snapshot:") && said.contains(&snapshot),
+        "status.snapshot {snapshot:?}, bbctl said {said:?}"
+    );
+    ok(&mut docker(&["image", "inspect", &snapshot]));
+    ok(&mut cp.kubectl(&["delete", "agent", "sessions", "--timeout=120s"]));
+    assert!(
+        !run(&mut docker(&["image", "inspect", &snapshot]))
+            .status
+            .success(),
+        "the snapshot outlived its Agent"
+    );
 }

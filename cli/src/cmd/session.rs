@@ -371,3 +371,39 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
     rt.shutdown_background();
     result.map(|()| ExitCode::SUCCESS)
 }
+
+#[derive(Debug, clap::Args)]
+pub struct CommitArgs {
+    /// The Agent: agent/NAME or NAME.
+    agent: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `bbctl commit agent/NAME`: snapshots the agent container and records the image in
+/// `status.snapshot`, which a later suspend/resume starts from.
+pub fn commit(args: CommitArgs) -> Result<ExitCode, CliError> {
+    use bb_controller::backend::Backend;
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let o = open(&args.target, &args.agent).await?;
+        let image = o
+            .backend
+            .snapshot(&o.id)
+            .await
+            .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+        let api: Api<Agent> = Api::namespaced(o.client.clone(), &o.id.namespace);
+        let patch = serde_json::json!({"status": {"snapshot": image}});
+        api.patch_status(
+            &o.id.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, format!("recording the snapshot: {e}")))?;
+        println!("agent/{} committed as {image}", o.id.name);
+        Ok(())
+    });
+    rt.shutdown_background();
+    result.map(|()| ExitCode::SUCCESS)
+}

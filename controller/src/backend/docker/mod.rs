@@ -738,6 +738,10 @@ impl Backend for DockerBackend {
         let internal = names::name(id, Role::InternalNetwork);
         let mut host = self.agent_host_config(plan)?;
         host.network_mode = Some(internal);
+        // Names the engine's resolver cannot answer locally go to 127.0.0.1 inside the agent's
+        // own namespace, never to a resolver outside: no DNS channel out, whatever the engine
+        // version does for internal networks. (The proxy resolves for the agent.)
+        host.dns = Some(vec!["127.0.0.1".into()]);
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             // Stays up doing nothing: sessions are execs of the provider's command.
