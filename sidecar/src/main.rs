@@ -106,7 +106,7 @@ fn wait_for(path: &Path, secs: u64) -> anyhow::Result<()> {
         if std::time::Instant::now() >= deadline {
             anyhow::bail!("{} did not appear within {secs}s", path.display());
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Ok(())
 }

@@ -552,7 +552,7 @@ spec:
         home.display(),
         result.display()
     );
-    ok(&mut std::process::Command::new("tmux").args([
+    ok(std::process::Command::new("tmux").args([
         "new-session",
         "-d",
         "-s",
@@ -563,14 +563,13 @@ spec:
         "30",
         &line,
     ]));
-    let pane =
-        || ok(&mut std::process::Command::new("tmux").args(["capture-pane", "-p", "-t", &tmux]));
+    let pane = || ok(std::process::Command::new("tmux").args(["capture-pane", "-p", "-t", &tmux]));
     cp.wait_for(
         "the attached shell's prompt",
         Duration::from_secs(30),
         || pane().contains('$'),
     );
-    ok(&mut std::process::Command::new("tmux").args([
+    ok(std::process::Command::new("tmux").args([
         "send-keys",
         "-t",
         &tmux,
@@ -585,7 +584,7 @@ spec:
         "the label banner: {}",
         pane()
     );
-    ok(&mut std::process::Command::new("tmux").args(["send-keys", "-t", &tmux, "exit 7", "Enter"]));
+    ok(std::process::Command::new("tmux").args(["send-keys", "-t", &tmux, "exit 7", "Enter"]));
     cp.wait_for("attach to exit", Duration::from_secs(15), || {
         std::fs::read_to_string(&result).is_ok_and(|s| s.contains("EXIT="))
     });

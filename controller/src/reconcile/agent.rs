@@ -14,6 +14,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
+use tracing::Instrument;
 
 use super::{AgentCtx, Error, MANAGER, conditions};
 use crate::backend::{AgentId, Backend, BackendError};
@@ -90,11 +91,13 @@ pub async fn reconcile<B: Backend>(
     let ns = agent.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &ns);
     let key = format!("{ns}/{}", agent.name_any());
+    let span = tracing::info_span!("reconcile_agent", agent = %key);
     let started = std::time::Instant::now();
     let result = finalizer(&api, FINALIZER, agent, |event| async {
         match event {
-            Finalizer::Apply(a) => apply(a, ctx.clone()).await,
-            Finalizer::Cleanup(a) => cleanup(a, ctx.clone()).await,
+            // A span entered across awaits would leak onto other tasks: instrument instead.
+            Finalizer::Apply(a) => apply(a, ctx.clone()).instrument(span.clone()).await,
+            Finalizer::Cleanup(a) => cleanup(a, ctx.clone()).instrument(span.clone()).await,
         }
     })
     .await
@@ -201,8 +204,6 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     };
     r.status.observed_generation = generation;
     r.status.backend = Some(ctx.backend.name().to_string());
-    let span = tracing::info_span!("reconcile_agent", agent = %id);
-    let _enter = span.enter();
 
     let bottle = match resolve_bottle(&ctx, &agent) {
         Ok(b) => b,
@@ -233,6 +234,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         write_status(&ctx, &agent, r).await?;
         return Ok(Action::await_change());
     }
+    tracing::debug!("planning");
     let plans = async {
         let provider = plan::provider(&bottle)?;
         let sidecar = plan::sidecar(&ctx.client, &bottle, provider.as_ref()).await?;
@@ -324,7 +326,9 @@ async fn drive<B: Backend>(
 ) -> Result<SidecarEndpoints, BackendError> {
     let be = &ctx.backend;
     let resuming = r.status.phase == Some(AgentPhase::Suspended);
+    let t = std::time::Instant::now();
     let seen = be.observe(id).await?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "observed");
     // What earlier reconciles brought up, whether or not they finished: a piece that was up
     // and is gone now was removed out of band, and that gets a warning event.
     let had_sidecar = conditions::is_true(&r.status.conditions, "SidecarReady");
@@ -334,6 +338,7 @@ async fn drive<B: Backend>(
         r.phase(AgentPhase::Building);
     }
     let image = be.ensure_image(id, &plan.image).await?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "image ready");
     r.condition("ImagesReady", true, "Ready", format!("image {image}"));
 
     be.ensure_network(id).await?;
@@ -347,67 +352,108 @@ async fn drive<B: Backend>(
             );
         }
     }
-    let endpoints = be.ensure_sidecar(id, sidecar).await?;
-    r.condition("SidecarReady", true, "Running", "the sidecar is running");
-
-    let loaded = be.observe(id).await?.sidecar_policy;
-    if loaded.as_deref() != Some(sidecar.policy_hash.as_str()) {
-        be.apply_policy(id, sidecar).await?;
-        r.event(
-            EventType::Normal,
-            "PolicyApplied",
-            format!("sidecar reloaded policy {}", sidecar.policy_hash),
-        );
-    }
-    r.condition(
-        "PolicyApplied",
-        true,
-        "Applied",
-        format!("policy {}", sidecar.policy_hash),
-    );
-
     let recreate = seen
         .agent_container
         .as_deref()
         .is_some_and(|h| h != plan.container_hash);
-    if seen.agent_container.is_none() || recreate {
-        // Coming out of suspension: the snapshot holds the agent's state; a pruned one falls
-        // back to a fresh image, and an event says the state is gone.
-        let mut run_image = image.clone();
-        if resuming
-            && !recreate
-            && let Some(snap) = r.status.snapshot.clone()
-        {
-            if be.has_image(&snap).await? {
-                run_image = snap;
-            } else {
-                r.event(
-                    EventType::Warning,
-                    "SnapshotMissing",
-                    format!("snapshot {snap} no longer exists; starting from {image}"),
-                );
-            }
-        }
-        if r.status.phase != Some(AgentPhase::Starting) {
-            r.phase(AgentPhase::Starting);
-        }
-        be.ensure_agent(id, &run_image, plan).await?;
-        if recreate {
-            r.event(
-                EventType::Normal,
-                "Recreated",
-                "the agent container changed (provider, image, env or runtime); recreated it",
-            );
-        } else if had_agent {
+    let create_agent = seen.agent_container.is_none() || recreate;
+    if create_agent && r.status.phase != Some(AgentPhase::Starting) {
+        r.phase(AgentPhase::Starting);
+    }
+    // Coming out of suspension: the snapshot holds the agent's state; a pruned one falls back
+    // to a fresh image, and an event says the state is gone.
+    let mut run_image = image.clone();
+    if create_agent
+        && resuming
+        && !recreate
+        && let Some(snap) = r.status.snapshot.clone()
+    {
+        if be.has_image(&snap).await? {
+            run_image = snap;
+        } else {
             r.event(
                 EventType::Warning,
-                "AgentRecreated",
-                "the agent container was gone; recreated it",
+                "SnapshotMissing",
+                format!("snapshot {snap} no longer exists; starting from {image}"),
             );
         }
     }
-    if !be.observe(id).await?.provisioned {
-        be.provision(id, plan).await?;
+
+    // The sidecar and the agent container need only the network, not each other: bring them
+    // up side by side (an agent without its sidecar has no way out, so nothing is exposed).
+    let sidecar_side = async {
+        let endpoints = be.ensure_sidecar(id, sidecar).await?;
+        let loaded = be.observe(id).await?.sidecar_policy;
+        let reloaded = loaded.as_deref() != Some(sidecar.policy_hash.as_str());
+        if reloaded {
+            be.apply_policy(id, sidecar).await?;
+        }
+        Ok::<_, BackendError>((endpoints, reloaded))
+    };
+    let agent_side = async {
+        if create_agent {
+            be.ensure_agent(id, &run_image, plan).await?;
+        }
+        let provision = !be.observe(id).await?.provisioned;
+        if provision {
+            be.provision(id, plan).await?;
+        }
+        Ok::<_, BackendError>(provision)
+    };
+    let (sidecar_done, agent_done) = futures_util::future::join(sidecar_side, agent_side).await;
+
+    let endpoints = match sidecar_done {
+        Ok((endpoints, reloaded)) => {
+            r.condition("SidecarReady", true, "Running", "the sidecar is running");
+            if reloaded {
+                r.event(
+                    EventType::Normal,
+                    "PolicyApplied",
+                    format!("sidecar reloaded policy {}", sidecar.policy_hash),
+                );
+            }
+            r.condition(
+                "PolicyApplied",
+                true,
+                "Applied",
+                format!("policy {}", sidecar.policy_hash),
+            );
+            Some(endpoints)
+        }
+        Err(e) => {
+            // Reported after the agent side's outcome is recorded.
+            agent_outcome(r, &agent_done, create_agent, recreate, had_agent);
+            return Err(e);
+        }
+    };
+    agent_outcome(r, &agent_done, create_agent, recreate, had_agent);
+    agent_done?;
+    Ok(endpoints.unwrap_or_default())
+}
+
+/// Conditions and events for what the agent side of `drive` did.
+fn agent_outcome(
+    r: &mut Report,
+    done: &Result<bool, BackendError>,
+    created: bool,
+    recreate: bool,
+    had_agent: bool,
+) {
+    let Ok(provisioned) = done else { return };
+    if created && recreate {
+        r.event(
+            EventType::Normal,
+            "Recreated",
+            "the agent container changed (provider, image, env or runtime); recreated it",
+        );
+    } else if created && had_agent {
+        r.event(
+            EventType::Warning,
+            "AgentRecreated",
+            "the agent container was gone; recreated it",
+        );
+    }
+    if *provisioned {
         r.event(EventType::Normal, "Provisioned", "provisioned the agent");
     }
     r.condition(
@@ -416,7 +462,6 @@ async fn drive<B: Backend>(
         "Provisioned",
         "CA, proxy, prompt and workspace are in place",
     );
-    Ok(endpoints)
 }
 
 async fn suspend<B: Backend>(

@@ -77,6 +77,15 @@ pub struct DockerBackend {
     config: Arc<DockerConfig>,
     sidecar_image: Arc<OnceCell<String>>,
     gvisor: bool,
+    /// What this process established about a container (by ID, so a recreated container
+    /// starts unknown): spares an exec per observe. After a restart it is re-learned by exec.
+    facts: Arc<std::sync::Mutex<HashMap<String, Facts>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Facts {
+    policy: Option<String>,
+    provisioned: Option<bool>,
 }
 
 fn step(step: &'static str) -> impl Fn(bollard::errors::Error) -> BackendError {
@@ -124,11 +133,40 @@ impl DockerBackend {
             config: Arc::new(config),
             sidecar_image: Arc::new(OnceCell::new()),
             gvisor,
+            facts: Arc::default(),
         })
     }
 
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    fn fact(&self, container_id: &str) -> Facts {
+        self.facts
+            .lock()
+            .map(|f| f.get(container_id).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn learn(&self, container_id: &str, update: impl FnOnce(&mut Facts)) {
+        if let Ok(mut f) = self.facts.lock() {
+            update(f.entry(container_id.to_string()).or_default());
+        }
+    }
+
+    /// Records a fact about the container now named `name`.
+    async fn learn_by_name(&self, name: &str, update: impl FnOnce(&mut Facts)) {
+        if let Ok(c) = self
+            .docker
+            .inspect_container(
+                name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            && let Some(id) = c.id
+        {
+            self.learn(&id, update);
+        }
     }
 
     fn state_dir(&self, id: &AgentId) -> PathBuf {
@@ -289,8 +327,10 @@ impl DockerBackend {
                 )
                 .await;
         }
-        for _ in 0..100 {
+        for _ in 0..400 {
             if self.loaded_policy(sidecar).await.as_deref() == Some(hash) {
+                let hash = hash.to_string();
+                self.learn_by_name(sidecar, |f| f.policy = Some(hash)).await;
                 return Ok(());
             }
             let state = self
@@ -312,7 +352,7 @@ impl DockerBackend {
                     ),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
         let logs = self.logs_tail(sidecar).await;
         Err(BackendError::new(
@@ -498,8 +538,20 @@ impl Backend for DockerBackend {
         let sidecar = find(Role::Sidecar);
         let agent = find(Role::Agent);
         if let Some(s) = sidecar.filter(|c| Self::running(c)) {
-            seen.sidecar_policy = self.loaded_policy(&names::name(id, Role::Sidecar)).await;
-            let _ = s;
+            let known =
+                s.id.as_deref()
+                    .map(|cid| self.fact(cid))
+                    .unwrap_or_default();
+            seen.sidecar_policy = match known.policy {
+                Some(p) => Some(p),
+                None => {
+                    let p = self.loaded_policy(&names::name(id, Role::Sidecar)).await;
+                    if let (Some(cid), Some(p)) = (s.id.as_deref(), p.clone()) {
+                        self.learn(cid, |f| f.policy = Some(p));
+                    }
+                    p
+                }
+            };
         }
         if let Some(a) = agent {
             seen.image = a.image.clone();
@@ -508,16 +560,26 @@ impl Backend for DockerBackend {
                     .labels
                     .as_ref()
                     .and_then(|l| l.get(CONTAINER_HASH).cloned());
-                let marker = format!("{AGENT_ETC}/provisioned");
-                seen.provisioned = exec::run(
-                    &self.docker,
-                    &names::name(id, Role::Agent),
-                    &["test", "-f", &marker],
-                    None,
-                    None,
-                )
-                .await
-                .is_ok_and(|o| o.success());
+                let cid = a.id.clone().unwrap_or_default();
+                seen.provisioned = match self.fact(&cid).provisioned {
+                    Some(known) => known,
+                    None => {
+                        let marker = format!("{AGENT_ETC}/provisioned");
+                        let done = exec::run(
+                            &self.docker,
+                            &names::name(id, Role::Agent),
+                            &["test", "-f", &marker],
+                            None,
+                            None,
+                        )
+                        .await
+                        .is_ok_and(|o| o.success());
+                        if done {
+                            self.learn(&cid, |f| f.provisioned = Some(true));
+                        }
+                        done
+                    }
+                };
             }
         }
         seen.stopped = !containers.is_empty() && !containers.iter().any(Self::running);
@@ -554,10 +616,12 @@ impl Backend for DockerBackend {
     }
 
     async fn ensure_network(&self, id: &AgentId) -> Result<(), BackendError> {
-        self.ensure_network_named(id, Role::InternalNetwork, true)
-            .await?;
-        self.ensure_network_named(id, Role::EgressNetwork, false)
-            .await
+        let (internal, egress) = futures_util::future::join(
+            self.ensure_network_named(id, Role::InternalNetwork, true),
+            self.ensure_network_named(id, Role::EgressNetwork, false),
+        )
+        .await;
+        internal.and(egress)
     }
 
     async fn ensure_sidecar(
@@ -755,7 +819,8 @@ impl Backend for DockerBackend {
             host_config: Some(host),
             ..Default::default()
         };
-        self.docker
+        let created = self
+            .docker
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(name.clone()),
@@ -765,6 +830,8 @@ impl Backend for DockerBackend {
             )
             .await
             .map_err(|e| BackendError::new("agent", format!("creating {name}: {e}")))?;
+        // A new container is known not to be provisioned: no need to look.
+        self.learn(&created.id, |f| f.provisioned = Some(false));
         self.docker
             .start_container(
                 &name,
@@ -840,8 +907,12 @@ impl Backend for DockerBackend {
                 BackendError::new("provision", format!("copying files into {name}: {e}"))
             })?;
         // The system store too, so tools that ignore the env variables trust the bottle CA.
-        let script = "if command -v update-ca-certificates >/dev/null; then update-ca-certificates >/dev/null 2>&1; \
-             else cat /etc/bot-bottle/ca.crt >> /etc/ssl/certs/ca-certificates.crt; fi && touch /etc/bot-bottle/provisioned";
+        // Appending to the bundle is what every TLS stack reads (and SSL_CERT_FILE points at);
+        // the copy in /usr/local/share/ca-certificates keeps it across update-ca-certificates.
+        // Running that tool instead costs about a second per start.
+        let script = "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
+             { grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; } && \
+             touch /etc/bot-bottle/provisioned";
         let out = self
             .exec(&name, &["sh", "-c", script], None, "provision")
             .await?;
@@ -851,6 +922,8 @@ impl Backend for DockerBackend {
                 format!("installing the bottle CA failed: {}", out.tail()),
             ));
         }
+        self.learn_by_name(&name, |f| f.provisioned = Some(true))
+            .await;
         Ok(())
     }
 
@@ -916,6 +989,9 @@ impl Backend for DockerBackend {
 
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {
         for c in self.containers(id).await? {
+            if let (Some(cid), Ok(mut f)) = (c.id.as_deref(), self.facts.lock()) {
+                f.remove(cid);
+            }
             if let Some(n) = c.names.as_ref().and_then(|n| n.first()) {
                 self.remove_container(n.trim_start_matches('/')).await?;
             }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Benchmark: Agent apply -> Running and delete -> gone on the Docker backend (images already
+# built), next to a bare `docker run -d` / `docker rm -f` of the same agent image. Prints a table.
+#
+# usage: hack/bench-docker.sh [ITERATIONS]      (default 5)
+# env:   CARGO_TARGET_DIR (default $HOME/.cache/bot-bottle/target), PROFILE (debug|release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n="${1:-5}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/bot-bottle/target}"
+profile="${PROFILE:-debug}"
+flag=(); [[ $profile == release ]] && flag=(--release)
+cargo build -q "${flag[@]}" -p bbctl -p bb-sidecar
+bin="$CARGO_TARGET_DIR/$profile"
+hack/build-base-image.sh >/dev/null
+
+home="$(mktemp -d)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin/bbctl" controller run --home "$home" --listen "127.0.0.1:$port" --backend docker \
+    --base-image bot-bottle/base:bookworm --sidecar-binary "$bin/bb-sidecar" \
+    --resync-seconds 30 2>"$home/controller.log" &
+ctl=$!
+cleanup() {
+    kill "$ctl" 2>/dev/null || true
+    wait "$ctl" 2>/dev/null || true
+    docker ps -aq --filter label=bot-bottle.e2e=bench | xargs -r docker rm -f >/dev/null
+    rm -rf "$home"
+}
+trap cleanup EXIT
+export KUBECONFIG="$home/kubeconfig"
+for _ in $(seq 100); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 0.1; done
+
+now() { date +%s.%N; }
+agent() {
+    cat <<YAML
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {name: $1, namespace: default}
+spec: {bottleRef: {name: bench}}
+YAML
+}
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {name: bench}
+spec:
+  agentProvider: {template: custom, dockerfile: $PWD/images/test-agent/Dockerfile, command: [bash]}
+  egress: {routes: [{host: api.example.test}]}
+YAML
+
+# Warm-up: builds the sidecar and agent images once.
+agent warm | kubectl apply -f - >/dev/null
+kubectl wait --for=jsonpath='{.status.phase}'=Running agent/warm --timeout=600s >/dev/null
+image=$(docker ps --filter label=bot-bottle.dev/agent=default/warm --filter label=bot-bottle.dev/role=agent --format '{{.Image}}')
+kubectl delete agent warm --wait >/dev/null
+
+ready=(); gone=(); run=(); rm=()
+for i in $(seq "$n"); do
+    t0=$(now)
+    agent "bench-$i" | kubectl apply -f - >/dev/null
+    kubectl wait --for=jsonpath='{.status.phase}'=Running "agent/bench-$i" --timeout=120s >/dev/null
+    t1=$(now)
+    kubectl delete agent "bench-$i" --wait >/dev/null
+    t2=$(now)
+    ready+=("$(echo "$t1 - $t0" | bc)"); gone+=("$(echo "$t2 - $t1" | bc)")
+
+    t0=$(now)
+    docker run -d --label bot-bottle.e2e=bench --name "bb-bench-bare-$i" "$image" sleep infinity >/dev/null
+    t1=$(now)
+    docker rm -f "bb-bench-bare-$i" >/dev/null
+    t2=$(now)
+    run+=("$(echo "$t1 - $t0" | bc)"); rm+=("$(echo "$t2 - $t1" | bc)")
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+r=$(median "${ready[@]}"); g=$(median "${gone[@]}"); dr=$(median "${run[@]}"); dm=$(median "${rm[@]}")
+printf '\n%-40s %12s\n' "median of $n ($profile build)" "seconds"
+printf '%-40s %12.2f\n' "bbctl/kubectl apply -> Running" "$r"
+printf '%-40s %12.2f\n' "kubectl delete -> everything gone" "$g"
+printf '%-40s %12.2f\n' "bare docker run -d (same image)" "$dr"
+printf '%-40s %12.2f\n' "bare docker rm -f" "$dm"
+printf '%-40s %12.1fx   (target <= 3x)\n' "Ready / bare docker run" "$(echo "$r / $dr" | bc -l)"
