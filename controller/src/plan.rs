@@ -142,6 +142,8 @@ pub async fn agent(
         workspace: agent.spec.workspace.clone(),
         git_user: agent.spec.git_user.clone(),
         files: provider.files(),
+        skills: agent.spec.skills.clone().unwrap_or_default(),
+        skills_dir: provider.skills_dir(),
         container_hash,
     })
 }

@@ -33,6 +33,10 @@ pub trait Provider: Send + Sync {
     fn routes(&self) -> Vec<EgressRoute> {
         Vec::new()
     }
+    /// Where the harness looks for skills inside the agent.
+    fn skills_dir(&self) -> String {
+        "/etc/bot-bottle/skills".into()
+    }
     /// The argv an attached session runs.
     fn attach_command(&self) -> Vec<String> {
         self.command()

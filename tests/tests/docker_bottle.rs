@@ -30,6 +30,7 @@ spec:
     template: custom
     dockerfile: {dockerfile}
     command: [bash, -l]
+  runtime: {{pids: 256, memory: 512Mi, cpu: 500m}}
   egress:
     log: 1
     routes:
@@ -175,6 +176,25 @@ fn bottle_holds_on_docker() {
         "egress network",
     );
     let upstream = start_upstream("bb-e2e-upstream-holds", &egress_net, &cert, &key);
+
+    // Hardening from the Bottle's runtime and the backend's defaults.
+    let host = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.PidsLimit}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.SecurityOpt}} {{.HostConfig.CapDrop}}",
+        &agent,
+    ]));
+    assert_eq!(
+        host.trim(),
+        "256 536870912 500000000 [no-new-privileges:true] [ALL]",
+        "agent HostConfig"
+    );
+    let (_, status) = in_agent(&agent, "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    assert!(
+        status.contains("CapEff:\t0000000000000000"),
+        "the agent user holds capabilities: {status}"
+    );
 
     // The agent sits on the internal network only.
     let nets = ok(&mut docker(&[
@@ -441,6 +461,8 @@ fn sessions_exec_logs_and_attach_under_tmux() {
     std::fs::write(ws.path().join("hello.txt"), "hello workspace\n").expect("write");
     std::fs::create_dir(ws.path().join(".git")).expect("mkdir");
     std::fs::write(ws.path().join(".git/HEAD"), "ref: refs/heads/main\n").expect("write");
+    let skill = tempfile::tempdir().expect("skill");
+    std::fs::write(skill.path().join("SKILL.md"), "# e2e skill\n").expect("write");
     let session_secret = "sess-5ecret-0a1b2c3d4e5f";
     let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
     cp.apply(&format!(
@@ -466,7 +488,9 @@ spec:
   label: e2e-session
   color: green
   workspace: {{hostPath: {ws}}}
+  skills: [{skill}]
 "#,
+        skill = skill.path().display(),
         dockerfile = dockerfile.display(),
         ws = ws.path().display()
     ));
@@ -484,6 +508,20 @@ spec:
         run(&mut c)
     };
 
+    let skill_name = skill
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = exec(&[
+        "cat",
+        &format!("/etc/bot-bottle/skills/{skill_name}/SKILL.md"),
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "# e2e skill\n",
+        "skill copied in"
+    );
     let out = exec(&["sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "exec exit code");
     let out = exec(&[
@@ -612,4 +650,57 @@ spec:
             .success(),
         "the snapshot outlived its Agent"
     );
+}
+
+/// `runtime.gvisor: required` on an engine without gVisor fails clearly and creates no agent
+/// container; on an engine with it, the agent runs under runsc.
+#[test]
+fn gvisor_required_is_enforced() {
+    ensure_base_image();
+    let cp = Controller::start(&[]);
+    let agent_label = "bot-bottle.dev/agent=default/gvisor";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+    let has_runsc = ok(&mut docker(&["info", "-f", "{{json .Runtimes}}"])).contains("runsc");
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    cp.apply(&format!(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: gvisor}}
+spec:
+  agentProvider: {{template: custom, dockerfile: {dockerfile}, command: [bash]}}
+  runtime: {{gvisor: required}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: gvisor, namespace: default}}
+spec: {{bottleRef: {{name: gvisor}}}}
+"#,
+        dockerfile = dockerfile.display()
+    ));
+    if has_runsc {
+        cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+            cp.jsonpath(&["agent", "gvisor"], "{.status.phase}") == "Running"
+        });
+        let agent = one(
+            containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+            "agent container",
+        );
+        let rt = ok(&mut docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Runtime}}",
+            &agent,
+        ]));
+        assert_eq!(rt.trim(), "runsc");
+    } else {
+        cp.wait_for("a message naming runsc", READY_LIMIT, || {
+            cp.jsonpath(&["agent", "gvisor"], "{.status.message}")
+                .contains("runsc")
+        });
+        assert!(
+            containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")).is_empty(),
+            "an agent container started without the required gVisor"
+        );
+    }
 }

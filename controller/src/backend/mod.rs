@@ -79,6 +79,10 @@ pub struct AgentPlan {
     pub workspace: Option<bb_crds::agent::Workspace>,
     pub git_user: Option<bb_crds::common::GitUser>,
     pub files: Vec<crate::provider::ProvisionFile>,
+    /// `spec.skills`: names (under the backend's skills root) or absolute host directories.
+    pub skills: Vec<String>,
+    /// Where the provider reads skills inside the agent.
+    pub skills_dir: String,
     pub container_hash: String,
 }
 

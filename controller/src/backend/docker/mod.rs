@@ -50,6 +50,8 @@ pub struct DockerConfig {
     pub agent_uid: u64,
     /// Names this controller instance in the labels of what it creates (see `names::CONTROLLER`).
     pub instance: String,
+    /// Where `spec.skills` names resolve on the controller host.
+    pub skills_root: PathBuf,
 }
 
 impl DockerConfig {
@@ -67,6 +69,7 @@ impl DockerConfig {
             upstream_ca: None,
             agent_uid: 1000,
             instance: instance.to_string(),
+            skills_root: home.join("skills"),
         }
     }
 }
@@ -877,6 +880,31 @@ impl Backend for DockerBackend {
             }
             tar.file("etc/gitconfig", cfg.as_bytes(), 0o644, 0)
                 .map_err(fail)?;
+        }
+        for skill in &plan.skills {
+            let (name, src) = if skill.starts_with('/') {
+                let p = std::path::PathBuf::from(skill);
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name, p)
+            } else {
+                (skill.clone(), self.config.skills_root.join(skill))
+            };
+            if !src.is_dir() {
+                return Err(BackendError::new(
+                    "provision",
+                    format!(
+                        "skill '{skill}' is not a directory at {}; create it or fix spec.skills",
+                        src.display()
+                    ),
+                ));
+            }
+            let dst = format!("{}/{name}", plan.skills_dir.trim_matches('/'));
+            tar.host_tree(&src, &dst, uid, true).map_err(|e| {
+                BackendError::new("provision", format!("copying skill '{skill}': {e}"))
+            })?;
         }
         if let Some(ws) = plan.workspace.as_ref().filter(|w| w.copy.unwrap_or(true)) {
             tar.host_tree(
