@@ -46,6 +46,8 @@ pub struct Proxy {
     policy: RwLock<Arc<Policy>>,
     minter: Minter,
     upstream: Upstream,
+    /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
+    upgrades: Upstream,
     audit: Option<crate::audit::Audit>,
 }
 
@@ -312,16 +314,23 @@ impl Proxy {
             .with_root_certificates(roots)
             .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .build();
         let upstream = Client::builder(TokioExecutor::new()).build(https);
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let upgrades = Client::builder(TokioExecutor::new()).build(http1);
         Ok(Proxy {
             policy: RwLock::new(Arc::new(policy)),
             minter,
             upstream,
+            upgrades,
             audit: None,
         })
     }
@@ -502,7 +511,10 @@ impl Proxy {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder.http1().max_buf_size(64 * 1024);
         builder.http2().max_header_list_size(64 * 1024);
-        if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+        if let Err(e) = builder
+            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+            .await
+        {
             tracing::debug!(error = %e, "tunnel ended");
         }
     }
@@ -560,12 +572,14 @@ impl Proxy {
     /// Decides, rewrites credentials, and relays one request upstream.
     async fn relay(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         host: &str,
         port: u16,
         scheme: &str,
     ) -> Response<Body> {
         let policy = self.policy();
+        // Taken before the request is consumed; only used once policy admitted it.
+        let websocket = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
         let method = req.method().to_string();
@@ -619,6 +633,15 @@ impl Proxy {
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
+        if websocket.is_some() {
+            // The upgrade is the one hop-by-hop exchange that must travel on.
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
         parts.headers.remove(header::HOST);
         // The agent's credential never leaves; the route's own is injected instead.
         parts.headers.remove(header::AUTHORIZATION);
@@ -645,6 +668,9 @@ impl Proxy {
             }
         };
         let upstream_req = Request::from_parts(parts, body);
+        if let Some(agent_side) = websocket {
+            return self.relay_websocket(upstream_req, agent_side, host).await;
+        }
         let resp = match self.upstream.request(upstream_req).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -684,6 +710,60 @@ impl Proxy {
         };
         Response::from_parts(parts, body)
     }
+}
+
+impl Proxy {
+    /// Sends an admitted WebSocket upgrade upstream; on `101` splices the two upgraded
+    /// connections together. Frames after the upgrade are relayed as they are.
+    async fn relay_websocket(
+        &self,
+        req: Request<Body>,
+        agent_side: hyper::upgrade::OnUpgrade,
+        host: &str,
+    ) -> Response<Body> {
+        let mut resp = match self.upgrades.request(req).await {
+            Ok(r) => r,
+            Err(e) => return bad_gateway(format!("egress: upstream {host} failed: {e}")),
+        };
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let (parts, body) = resp.into_parts();
+            return Response::from_parts(parts, body.map_err(Into::into).boxed());
+        }
+        let upstream_side = hyper::upgrade::on(&mut resp);
+        let host_owned = host.to_string();
+        tokio::spawn(async move {
+            let (agent, upstream) = match tokio::join!(agent_side, upstream_side) {
+                (Ok(a), Ok(u)) => (a, u),
+                (a, u) => {
+                    tracing::debug!(host = %host_owned, agent_ok = a.is_ok(), upstream_ok = u.is_ok(), "websocket upgrade failed");
+                    return;
+                }
+            };
+            let (mut a, mut u) = (TokioIo::new(agent), TokioIo::new(upstream));
+            match tokio::io::copy_bidirectional(&mut a, &mut u).await {
+                Ok((out, back)) => {
+                    tracing::debug!(host = %host_owned, out, back, "websocket closed")
+                }
+                Err(e) => tracing::debug!(host = %host_owned, error = %e, "websocket ended"),
+            }
+        });
+        let (parts, _) = resp.into_parts();
+        Response::from_parts(parts, empty())
+    }
+}
+
+/// An HTTP/1.1 `Connection: upgrade` + `Upgrade: websocket` request. Other upgrade protocols
+/// (h2c and the like) are not relayed.
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    let has = |name: header::HeaderName, token: &str| {
+        req.headers().get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    req.version() == http::Version::HTTP_11
+        && has(header::CONNECTION, "upgrade")
+        && has(header::UPGRADE, "websocket")
 }
 
 #[cfg(test)]

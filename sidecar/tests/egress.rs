@@ -74,8 +74,24 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                let svc = hyper::service::service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
                     use http_body_util::BodyExt;
+                    if let Some(accept) = websocket_accept(&req) {
+                        let on = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            if let Ok(up) = on.await {
+                                echo_one_frame(TokioIo::new(up)).await;
+                            }
+                        });
+                        let resp = http::Response::builder()
+                            .status(101)
+                            .header("upgrade", "websocket")
+                            .header("connection", "Upgrade")
+                            .header("sec-websocket-accept", accept)
+                            .body(Full::new(Bytes::new()))
+                            .expect("101");
+                        return Ok::<_, std::convert::Infallible>(resp);
+                    }
                     let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
                     let head = format!(
                         "{} {} auth={auth} version={:?}",
@@ -111,12 +127,56 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(text))))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                     .await;
             });
         }
     });
     (port, ca_path)
+}
+
+/// RFC 6455's accept value for a `Sec-WebSocket-Key`.
+fn accept_for(key: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// The accept value when `req` is a WebSocket upgrade.
+fn websocket_accept<B>(req: &http::Request<B>) -> Option<String> {
+    let upgrade = req.headers().get("upgrade")?.to_str().ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    Some(accept_for(
+        req.headers().get("sec-websocket-key")?.to_str().ok()?,
+    ))
+}
+
+/// Reads one masked client frame (payload < 126 bytes) and answers `echo: <payload>`.
+async fn echo_one_frame(mut io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = [0u8; 6];
+    if io.read_exact(&mut head).await.is_err() {
+        return;
+    }
+    let len = usize::from(head[1] & 0x7f);
+    let mut payload = vec![0u8; len];
+    if io.read_exact(&mut payload).await.is_err() {
+        return;
+    }
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= head[2 + i % 4];
+    }
+    let mut reply = b"echo: ".to_vec();
+    reply.extend_from_slice(&payload);
+    let mut frame = vec![0x81, u8::try_from(reply.len()).unwrap_or(0)];
+    frame.extend_from_slice(&reply);
+    let _ = io.write_all(&frame).await;
+    let _ = io.flush().await;
 }
 
 struct Sidecar {
@@ -688,4 +748,146 @@ fn hostile_request_heads_are_refused_without_a_crash() {
     let (code, codes, _, body) = curl(&sc, &format!("https://localhost:{up}/ok"), &[]);
     assert_eq!(code, 0, "{body}");
     assert!(codes.starts_with("200"), "{codes}");
+}
+
+/// Reads an HTTP head (through the blank line) from `r`, byte by byte so nothing after it is lost.
+fn read_head(r: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match r.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A WebSocket client speaking the protocol by hand: CONNECT, TLS trusting the bottle CA, the
+/// upgrade request, one masked frame out, one frame back. Returns (upgrade response head, reply).
+fn websocket_exchange(sc: &Sidecar, up: u16, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", sc.port)).expect("connect proxy");
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        tcp,
+        "CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n"
+    )
+    .expect("connect");
+    let head = read_head(&mut tcp);
+    assert!(head.starts_with("HTTP/1.1 200"), "CONNECT: {head}");
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(sc.dir.join("ca.pem")).expect("ca");
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("tls");
+    let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost:{up}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .expect("upgrade request");
+    let head = read_head(&mut tls);
+    if !head.starts_with("HTTP/1.1 101") {
+        return (head, String::new());
+    }
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let payload = b"hello";
+    let mut frame = vec![0x81, 0x80 | 5];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tls.write_all(&frame).expect("frame");
+    let mut hdr = [0u8; 2];
+    tls.read_exact(&mut hdr).expect("reply header");
+    let mut reply = vec![0u8; usize::from(hdr[1] & 0x7f)];
+    tls.read_exact(&mut reply).expect("reply");
+    (head, String::from_utf8_lossy(&reply).into_owned())
+}
+
+#[test]
+fn websocket_upgrades_pass_policy_then_relay_frames() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let sc = start_sidecar(dir.path(), &up_ca, &policy(up));
+
+    let (head, reply) = websocket_exchange(&sc, up, "/api/socket");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(
+            &format!(
+                "sec-websocket-accept: {}",
+                accept_for("dGhlIHNhbXBsZSBub25jZQ==")
+            )
+            .to_ascii_lowercase()
+        ),
+        "{head}"
+    );
+    assert_eq!(reply, "echo: hello");
+
+    // The upgrade request is an ordinary request to the policy: a path outside it is refused.
+    let (head, _) = websocket_exchange(&sc, up, "/elsewhere/socket");
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-bot-bottle-egress-rule"),
+        "{head}"
+    );
+}
+
+#[test]
+fn python_requests_through_the_proxy() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let sc = start_sidecar(dir.path(), &up_ca, &policy(up));
+    let script = r#"
+import os, sys, requests
+proxies = {"https": os.environ["PROXY"], "http": os.environ["PROXY"]}
+base = os.environ["BASE"]
+ok = requests.get(base + "/api/items", proxies=proxies, verify=os.environ["CA"],
+                  headers={"Authorization": "Bearer egress-placeholder"}, timeout=10)
+print("allowed", ok.status_code, ok.text.strip())
+try:
+    no = requests.get(base + "/private", proxies=proxies, verify=os.environ["CA"], timeout=10)
+    print("blocked", no.status_code, no.headers.get("X-Bot-Bottle-Egress-Rule"))
+except Exception as e:
+    print("blocked-error", type(e).__name__, e)
+try:
+    requests.get("https://not-allowed.example.test/", proxies=proxies, verify=os.environ["CA"], timeout=10)
+    print("connect allowed?!")
+except requests.exceptions.ProxyError as e:
+    print("connect-refused", "403" in str(e))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env("PROXY", format!("http://127.0.0.1:{}", sc.port))
+        .env("BASE", format!("https://localhost:{up}"))
+        .env("CA", sc.dir.join("ca.pem"))
+        .output()
+        .expect("python3 is required for this suite");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("allowed 200 GET /api/items auth=Bearer {TOKEN}")),
+        "{text}"
+    );
+    assert!(text.contains("blocked 403"), "{text}");
+    assert!(text.contains("connect-refused True"), "{text}");
 }
