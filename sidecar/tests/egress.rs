@@ -64,18 +64,27 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    // `/git/<repo>` is served from here (see git_http_backend).
+    let git_root = dir.join("git-root");
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let acceptor = acceptor.clone();
+            let git_root = git_root.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let svc = hyper::service::service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+                let git_root = git_root.clone();
+                let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    let git_root = git_root.clone();
+                    async move {
                     use http_body_util::BodyExt;
+                    if req.uri().path().starts_with("/git/") {
+                        return Ok(git_http_backend(req, git_root.clone()).await);
+                    }
                     if let Some(accept) = websocket_accept(&req) {
                         let on = hyper::upgrade::on(&mut req);
                         tokio::spawn(async move {
@@ -125,7 +134,7 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                         format!("{head} body={} complete={complete} seen_token={seen}\n", received.len())
                     };
                     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(text))))
-                });
+                }});
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                     .await;
@@ -133,6 +142,82 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
         }
     });
     (port, ca_path)
+}
+
+/// Serves `/git/<repo>` with the real `git http-backend` (CGI) from `root`, so the test's git
+/// client talks the real smart-HTTP protocol.
+async fn git_http_backend(
+    req: http::Request<hyper::body::Incoming>,
+    root: PathBuf,
+) -> http::Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let input = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("git")
+            .arg("http-backend")
+            .env("GIT_PROJECT_ROOT", root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("PATH_INFO", parts.uri.path().trim_start_matches("/git"))
+            .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+            .env("REQUEST_METHOD", parts.method.as_str())
+            .env(
+                "CONTENT_TYPE",
+                parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            )
+            .env("CONTENT_LENGTH", input.len().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("git http-backend");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(&input);
+        }
+        child
+            .wait_with_output()
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let (head, body) = match split {
+        Some((i, n)) => (
+            String::from_utf8_lossy(&out[..i]).into_owned(),
+            out[i + n..].to_vec(),
+        ),
+        None => (String::new(), out),
+    };
+    let mut resp = http::Response::builder().status(200);
+    for line in head.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("status") {
+                let code = v
+                    .trim()
+                    .split(' ')
+                    .next()
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .unwrap_or(500);
+                resp = resp.status(code);
+            } else {
+                resp = resp.header(k.trim(), v.trim());
+            }
+        }
+    }
+    resp.body(Full::new(Bytes::from(body)))
+        .expect("cgi response")
 }
 
 /// RFC 6455's accept value for a `Sec-WebSocket-Key`.
@@ -890,4 +975,117 @@ except requests.exceptions.ProxyError as e:
     );
     assert!(text.contains("blocked 403"), "{text}");
     assert!(text.contains("connect-refused True"), "{text}");
+}
+
+fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        // The environment's CA bundle would override http.sslCAInfo.
+        .env_remove("GIT_SSL_CAINFO")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git is required for this suite")
+}
+
+#[test]
+fn real_git_fetch_needs_the_flag_and_push_never_passes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A bare repository with one commit, served by git http-backend behind the upstream.
+    let root = dir.path().join("git-root");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    assert!(
+        git(&root, &["init", "-q", "--bare", "-b", "main", "repo.git"])
+            .status
+            .success()
+    );
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "first",
+        ],
+        &["push", "-q", "../git-root/repo.git", "main"],
+    ] {
+        let out = git(&work, args);
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let url = format!("https://localhost:{up}/git/repo.git");
+    let without = "log: 1\nroutes:\n  - host: localhost\n";
+    let with = "log: 1\nroutes:\n  - host: localhost\n    git: {fetch: true}\n";
+    for (policy, fetch_allowed) in [(without, false), (with, true)] {
+        let sc = start_sidecar(dir.path(), &up_ca, policy);
+        let proxy = format!("http.proxy=http://127.0.0.1:{}", sc.port);
+        let cainfo = format!("http.sslCAInfo={}", sc.dir.join("ca.pem").display());
+        let clone_dir = dir.path().join(format!("clone-{fetch_allowed}"));
+        let out = git(
+            dir.path(),
+            &[
+                "-c",
+                &proxy,
+                "-c",
+                &cainfo,
+                "clone",
+                "-q",
+                &url,
+                clone_dir.to_str().unwrap_or("clone"),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.success(),
+            fetch_allowed,
+            "clone with fetch={fetch_allowed}: {err}"
+        );
+        if !fetch_allowed {
+            assert!(err.contains("403"), "{err}");
+            continue;
+        }
+        // Push from the clone: refused by the proxy whatever the route says.
+        let out = git(
+            &clone_dir,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                "second",
+            ],
+        );
+        assert!(out.status.success());
+        let out = git(
+            &clone_dir,
+            &["-c", &proxy, "-c", &cainfo, "push", "-q", "origin", "main"],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "push went through");
+        assert!(err.contains("403"), "{err}");
+        let log = git(&root.join("repo.git"), &["log", "--oneline", "main"]);
+        assert_eq!(
+            String::from_utf8_lossy(&log.stdout).lines().count(),
+            1,
+            "the upstream gained a commit"
+        );
+    }
 }
