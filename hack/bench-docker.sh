@@ -54,7 +54,20 @@ kubectl wait --for=jsonpath='{.status.phase}'=Running agent/warm --timeout=600s 
 image=$(docker ps --filter label=bot-bottle.dev/agent=default/warm --filter label=bot-bottle.dev/role=agent --format '{{.Image}}')
 kubectl delete agent warm --wait >/dev/null
 
-ready=(); gone=(); run=(); rm=()
+# The same create through the API with curl (no kubectl start-up in the measurement).
+apiurl="https://127.0.0.1:$port/apis/bot-bottle.dev/v1alpha1/namespaces/default/agents"
+curl_api() { curl -sS --cacert "$home/ca.crt" -H "Authorization: Bearer $(cat "$home/token")" "$@"; }
+api_ready() {
+    local name=$1 t0 t1
+    t0=$(now)
+    curl_api -o /dev/null -H 'Content-Type: application/json' -X POST "$apiurl" \
+        -d "{\"apiVersion\":\"bot-bottle.dev/v1alpha1\",\"kind\":\"Agent\",\"metadata\":{\"name\":\"$name\"},\"spec\":{\"bottleRef\":{\"name\":\"bench\"}}}"
+    until curl_api "$apiurl/$name" | grep -q '"phase":"Running"'; do sleep 0.02; done
+    t1=$(now)
+    echo "$t1 - $t0" | bc
+}
+
+ready=(); gone=(); run=(); rm=(); api=()
 for i in $(seq "$n"); do
     t0=$(now)
     agent "bench-$i" | kubectl apply -f - >/dev/null
@@ -70,13 +83,19 @@ for i in $(seq "$n"); do
     docker rm -f "bb-bench-bare-$i" >/dev/null
     t2=$(now)
     run+=("$(echo "$t1 - $t0" | bc)"); rm+=("$(echo "$t2 - $t1" | bc)")
+
+    api+=("$(api_ready "api-$i")")
+    kubectl delete agent "api-$i" --wait >/dev/null
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 r=$(median "${ready[@]}"); g=$(median "${gone[@]}"); dr=$(median "${run[@]}"); dm=$(median "${rm[@]}")
+a=$(median "${api[@]}")
 printf '\n%-40s %12s\n' "median of $n ($profile build)" "seconds"
 printf '%-40s %12.2f\n' "bbctl/kubectl apply -> Running" "$r"
+printf '%-40s %12.2f\n' "API create (curl) -> Running" "$a"
 printf '%-40s %12.2f\n' "kubectl delete -> everything gone" "$g"
 printf '%-40s %12.2f\n' "bare docker run -d (same image)" "$dr"
 printf '%-40s %12.2f\n' "bare docker rm -f" "$dm"
-printf '%-40s %12.1fx   (target <= 3x)\n' "Ready / bare docker run" "$(echo "$r / $dr" | bc -l)"
+printf '%-40s %12.1fx   (target <= 3x)\n' "kubectl Ready / bare docker run" "$(echo "$r / $dr" | bc -l)"
+printf '%-40s %12.1fx   (target <= 3x)\n' "API Ready / bare docker run" "$(echo "$a / $dr" | bc -l)"

@@ -1,0 +1,389 @@
+//! Egress proxy benchmark: requests/s with 1 and 8 keep-alive clients, added latency per request
+//! and peak RSS, for a direct connection, through `bb-sidecar`, and through `mitmdump` with a
+//! minimal allowlist + header-injection addon, all against one local HTTPS upstream.
+//!
+//! `cargo bench -p bb-sidecar --bench egress [-- --seconds N] [-- --mitmdump PATH]`
+//! (`hack/bench-egress.sh` installs mitmproxy from PyPI and passes it).
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "bench-upstream-token-0123456789";
+
+fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().expect("key");
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+    p.distinguished_name.push(rcgen::DnType::CommonName, name);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    (p.self_signed(&key).expect("ca"), key)
+}
+
+/// An HTTPS/1.1 upstream on 127.0.0.1 answering every request with a small body.
+fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
+    let (ca_cert, ca_key) = ca("bench upstream CA");
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("leaf");
+    let ca_path = dir.join("upstream-ca.pem");
+    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+        )
+        .expect("cfg");
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let authed = req.headers().contains_key("authorization");
+                        let _ = req.into_body().collect().await;
+                        let body = if authed { "ok authed\n" } else { "ok\n" };
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(body),
+                        )))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (port, ca_path)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Peak resident set of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// How a client reaches the upstream.
+#[derive(Clone)]
+struct Route {
+    proxy: Option<u16>,
+    trust: PathBuf,
+}
+
+async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec<u32>) {
+    let addr = route.proxy.unwrap_or(upstream);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", addr))
+        .await
+        .expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    if route.proxy.is_some() {
+        let connect =
+            format!("CONNECT localhost:{upstream} HTTP/1.1\r\nHost: localhost:{upstream}\r\n\r\n");
+        tcp.write_all(connect.as_bytes()).await.expect("CONNECT");
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut b).await.expect("CONNECT reply");
+            head.push(b[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&route.trust).expect("trust");
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .expect("TLS");
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    while Instant::now() < until {
+        send.ready().await.expect("connection ready");
+        let req = http::Request::get(format!("https://localhost:{upstream}/v1/items"))
+            .header("host", format!("localhost:{upstream}"))
+            .header("authorization", "Bearer egress-placeholder")
+            .body(Empty::new())
+            .expect("request");
+        let t = Instant::now();
+        let resp = send.send_request(req).await.expect("response");
+        assert!(resp.status().is_success(), "status {}", resp.status());
+        let _ = resp.into_body().collect().await.expect("body");
+        latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+}
+
+struct Result_ {
+    rps: f64,
+    p50_us: u32,
+}
+
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    route: &Route,
+    upstream: u16,
+    clients: usize,
+    secs: u64,
+) -> Result_ {
+    // Warm-up: connections, leaf certificates, caches.
+    rt.block_on(client(
+        route.clone(),
+        upstream,
+        Instant::now() + Duration::from_millis(300),
+        &mut Vec::new(),
+    ));
+    let until = Instant::now() + Duration::from_secs(secs);
+    let all = rt.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let route = route.clone();
+                tokio::spawn(async move {
+                    let mut l = Vec::new();
+                    client(route, upstream, until, &mut l).await;
+                    l
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.expect("client"));
+        }
+        all
+    });
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    Result_ {
+        rps: all.len() as f64 / secs as f64,
+        p50_us: sorted.get(sorted.len() / 2).copied().unwrap_or(0),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let secs: u64 = flag("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
+    let mitmdump = flag("--mitmdump").or_else(|| std::env::var("BB_MITMDUMP").ok());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (upstream, upstream_ca) = start_upstream(&rt, dir.path());
+
+    // bb-sidecar with one route that injects a token.
+    let (bottle_ca, bottle_key) = ca("bench bottle CA");
+    std::fs::write(dir.path().join("ca.pem"), bottle_ca.pem()).expect("write");
+    std::fs::write(dir.path().join("ca.key"), bottle_key.serialize_pem()).expect("write");
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    std::fs::write(secrets.join("token"), TOKEN).expect("write");
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "log: 0\nroutes:\n  - host: localhost\n    auth: {scheme: Bearer, tokenFile: token}\n",
+    )
+    .expect("write");
+    let sc_port = free_port();
+    let sidecar = Proc(
+        Command::new(env!("CARGO_BIN_EXE_bb-sidecar"))
+            .args([
+                "egress",
+                "--listen",
+                &format!("127.0.0.1:{sc_port}"),
+                "--ca-cert",
+            ])
+            .arg(dir.path().join("ca.pem"))
+            .arg("--ca-key")
+            .arg(dir.path().join("ca.key"))
+            .arg("--policy")
+            .arg(dir.path().join("policy.yaml"))
+            .arg("--secrets-dir")
+            .arg(&secrets)
+            .arg("--upstream-ca")
+            .arg(&upstream_ca)
+            .env("BB_SIDECAR_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("bb-sidecar"),
+    );
+    wait_listening(sc_port, "bb-sidecar");
+
+    let mut routes: Vec<(&str, Route, Option<u32>)> = vec![
+        (
+            "direct",
+            Route {
+                proxy: None,
+                trust: upstream_ca.clone(),
+            },
+            None,
+        ),
+        (
+            "bb-sidecar",
+            Route {
+                proxy: Some(sc_port),
+                trust: dir.path().join("ca.pem"),
+            },
+            Some(sidecar.0.id()),
+        ),
+    ];
+    let mut _mitm = None;
+    if let Some(bin) = &mitmdump {
+        let addon = dir.path().join("allowlist.py");
+        std::fs::write(
+            &addon,
+            format!(
+                "from mitmproxy import http\nALLOWED = {{'localhost'}}\nclass Allow:\n    def http_connect(self, flow):\n        if flow.request.host not in ALLOWED:\n            flow.response = http.Response.make(403, b'blocked')\n    def request(self, flow):\n        if flow.request.host not in ALLOWED:\n            flow.response = http.Response.make(403, b'blocked')\n            return\n        flow.request.headers['authorization'] = 'Bearer {TOKEN}'\naddons = [Allow()]\n"
+            ),
+        )
+        .expect("addon");
+        let port = free_port();
+        let confdir = dir.path().join("mitm");
+        let child = Proc(
+            Command::new(bin)
+                .args([
+                    "--listen-host",
+                    "127.0.0.1",
+                    "--listen-port",
+                    &port.to_string(),
+                    "-q",
+                ])
+                .arg("--set")
+                .arg(format!("confdir={}", confdir.display()))
+                .arg("--set")
+                .arg(format!(
+                    "ssl_verify_upstream_trusted_ca={}",
+                    upstream_ca.display()
+                ))
+                .arg("-s")
+                .arg(&addon)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("mitmdump"),
+        );
+        wait_listening(port, "mitmdump");
+        let pid = child.0.id();
+        routes.push((
+            "mitmdump",
+            Route {
+                proxy: Some(port),
+                trust: confdir.join("mitmproxy-ca-cert.pem"),
+            },
+            Some(pid),
+        ));
+        _mitm = Some(child);
+    }
+
+    let mut rows = Vec::new();
+    for (name, route, pid) in &routes {
+        let one = measure(&rt, route, upstream, 1, secs);
+        let eight = measure(&rt, route, upstream, 8, secs);
+        rows.push((*name, one, eight, pid.map(peak_rss_mib)));
+    }
+    let direct_p50 = rows.first().map_or(0, |r| r.1.p50_us);
+    println!(
+        "\nSame machine (2 cores), local HTTPS upstream, HTTP/1.1 keep-alive, {secs} s per cell"
+    );
+    println!(
+        "{:<12} {:>14} {:>14} {:>14} {:>16} {:>10}",
+        "path", "req/s (1)", "req/s (8)", "p50 (1) ms", "added p50 ms", "peak RSS"
+    );
+    for (name, one, eight, rss) in &rows {
+        println!(
+            "{:<12} {:>14.0} {:>14.0} {:>14.3} {:>16.3} {:>10}",
+            name,
+            one.rps,
+            eight.rps,
+            f64::from(one.p50_us) / 1000.0,
+            f64::from(one.p50_us.saturating_sub(direct_p50)) / 1000.0,
+            rss.map_or("-".to_string(), |r| format!("{r:.1} MiB"))
+        );
+    }
+    if let (Some(sc), Some(m)) = (
+        rows.iter().find(|r| r.0 == "bb-sidecar"),
+        rows.iter().find(|r| r.0 == "mitmdump"),
+    ) {
+        println!(
+            "\nbb-sidecar / mitmdump requests/s: {:.1}x with 1 client, {:.1}x with 8 (target >= 10x)",
+            sc.1.rps / m.1.rps.max(1.0),
+            sc.2.rps / m.2.rps.max(1.0)
+        );
+    }
+}
