@@ -1,11 +1,7 @@
 //! `bb-sidecar`: the per-agent chokepoint (egress proxy, DLP, git-gate, supervise). This entry
 //! point owns argument parsing and process lifecycle; each daemon lives in its own module.
 
-mod audit;
-mod dlp;
-mod mint;
-mod policy;
-mod proxy;
+use bb_sidecar::{audit, mint, policy, proxy};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

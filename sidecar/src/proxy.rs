@@ -74,7 +74,7 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
 
 /// The request line and headers as scanned text. The agent's own Authorization is left out on
 /// routes that inject one: it is replaced anyway, and holds only the placeholder.
-fn head_text(
+pub(crate) fn head_text(
     host: &str,
     path: &str,
     query: Option<&str>,
@@ -261,7 +261,7 @@ fn bad_gateway(msg: String) -> Response<Body> {
 }
 
 /// Splits `host:port` (or `[v6]:port`), with `default` when no port is given.
-fn host_port(authority: &str, default: u16) -> Option<(String, u16)> {
+pub(crate) fn host_port(authority: &str, default: u16) -> Option<(String, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, tail) = rest.split_once(']')?;
         (

@@ -1,0 +1,9 @@
+//! bb-sidecar as a library: the egress proxy, its policy, DLP, certificate minting and audit
+//! log, shared by the `bb-sidecar` binary, the benchmarks and the fuzz targets.
+
+pub mod audit;
+pub mod dlp;
+pub mod fuzzing;
+pub mod mint;
+pub mod policy;
+pub mod proxy;
