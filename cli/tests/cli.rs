@@ -143,7 +143,7 @@ fn convert_needs_the_reference_layout() {
 
 #[test]
 fn demo_validates_the_examples_and_never_prints_secret_sources_values() {
-    let (code, out, err) = bbctl(&["demo"], &root());
+    let (code, out, err) = bbctl(&["demo", "--offline"], &root());
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("bottle/gitea-dev  (chain: claude -> gitea-dev)"),

@@ -170,8 +170,9 @@ async fn backend(
     }
 }
 
-/// Runs the reconcilers the backend allows until `shutdown` resolves.
-fn spawn_reconcilers(
+/// Starts the reconcilers the backend allows (Bottles only without one); they stop when the
+/// returned sender fires or is dropped.
+pub fn spawn_reconcilers(
     client: kube::Client,
     backend: Option<DockerBackend>,
     resync: Duration,

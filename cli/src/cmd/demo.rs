@@ -1,6 +1,6 @@
-//! `bbctl demo`: the README's main job. Today it loads the example bottles and agents, validates
-//! them as a set and prints each bottle's resolved policy; running the agent follows the control
-//! plane.
+//! `bbctl demo`: the README's main job. By default it runs an agent in a bottle on Docker
+//! (`demo_live`); `--offline` instead validates the example bottles and agents as a set and
+//! prints each bottle's resolved policy.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,12 +13,22 @@ use crate::exit::{CliError, Kind};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Directory of example manifests.
+    /// Do not run anything: validate the examples and print each bottle's resolved policy.
+    #[arg(long)]
+    offline: bool,
+    /// Base image (BASE build argument) for the demo's images (default: bot-bottle/base:bookworm
+    /// when present, else debian:bookworm-slim).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "offline")]
+    base_image: Option<String>,
+    /// Directory of example manifests (with --offline).
     #[arg(long, value_name = "DIR", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))]
     examples: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
+    if !args.offline {
+        return super::demo_live::run(args.base_image);
+    }
     let (resources, errors) = super::validate::load(std::slice::from_ref(&args.examples), true)?;
     if !errors.is_empty() {
         return Err(CliError::new(Kind::Validation, errors.join("\n")));
@@ -79,7 +89,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
             );
         }
     }
-    println!("\nRunning these agents needs the local control plane, which has not landed yet.");
+    println!(
+        "\nRun them: bbctl controller run, then kubectl apply -f examples/ (or `bbctl demo` for a live walk-through)."
+    );
     Ok(())
 }
 

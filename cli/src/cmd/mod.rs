@@ -4,6 +4,7 @@ pub mod controller;
 pub mod convert;
 pub mod crds;
 pub mod demo;
+pub mod demo_live;
 pub mod session;
 pub mod target;
 pub mod validate;
