@@ -3,7 +3,7 @@
 //! credential the agent never holds) and one is refused; then everything is removed.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bb_controller::backend::docker::names::{self, Role};
@@ -349,7 +349,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
 async fn run_agent(
     client: &kube::Client,
     backend: &DockerBackend,
-    dockerfile: &PathBuf,
+    dockerfile: &Path,
     base: &str,
     upstream_name: &str,
     cert: &str,
