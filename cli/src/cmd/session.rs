@@ -146,6 +146,26 @@ async fn resolve(o: &Opened) -> Result<ResolvedBottle, CliError> {
         .map_err(|e| CliError::new(Kind::Validation, e.to_string()))
 }
 
+/// The Agent's provider and container plan (its secret env included), as the controller sees it.
+async fn plan(
+    o: &Opened,
+) -> Result<
+    (
+        Box<dyn bb_controller::provider::Provider>,
+        bb_controller::backend::AgentPlan,
+    ),
+    CliError,
+> {
+    let bottle = resolve(o).await?;
+    let invalid =
+        |e: bb_controller::plan::PlanError| CliError::new(Kind::Validation, e.to_string());
+    let provider = bb_controller::plan::provider(&bottle).map_err(invalid)?;
+    let plan = bb_controller::plan::agent(&o.client, &o.agent, &bottle, provider.as_ref())
+        .await
+        .map_err(invalid)?;
+    Ok((provider, plan))
+}
+
 /// Raw mode on the terminal for the life of the guard.
 struct RawMode {
     saved: rustix::termios::Termios,
@@ -277,12 +297,7 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, CliError> {
     let rt = runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
-        let bottle = resolve(&o).await?;
-        let provider = bb_controller::plan::provider(&bottle)
-            .map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
-        let plan = bb_controller::plan::agent(&o.client, &o.agent, &bottle, provider.as_ref())
-            .await
-            .map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
+        let (provider, plan) = plan(&o).await?;
         let mut argv = provider.attach_command();
         if argv.is_empty() {
             argv = vec!["/bin/sh".into()];
@@ -326,12 +341,7 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, CliError> {
     let rt = runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
-        let bottle = resolve(&o).await?;
-        let provider = bb_controller::plan::provider(&bottle)
-            .map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
-        let plan = bb_controller::plan::agent(&o.client, &o.agent, &bottle, provider.as_ref())
-            .await
-            .map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
+        let (_, plan) = plan(&o).await?;
         let tty = args.tty && std::io::stdout().is_terminal();
         let spec = SessionSpec {
             argv: args.command.clone(),

@@ -1,32 +1,27 @@
 //! The Docker backend: each Agent is an agent container on an internal network whose only
 //! other member is its sidecar, which alone reaches the egress network. Engine API via bollard.
 
+mod agent;
 mod exec;
 pub mod images;
 pub mod names;
 pub mod session;
+mod sidecar;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bb_crds::agent::SidecarEndpoints;
-use bb_crds::quantity::parse_quantity;
-use bb_crds::runtime::GvisorMode;
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, ContainerSummary, EndpointSettings, HostConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkingConfig,
-};
+use bollard::models::{ContainerSummary, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CommitContainerOptions, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
-    ListImagesOptions, ListNetworksOptions, RemoveContainerOptions, RemoveImageOptions,
-    StopContainerOptions, UploadToContainerOptions,
+    CommitContainerOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
+    RemoveContainerOptions, RemoveImageOptions, StopContainerOptions,
 };
 use tokio::sync::OnceCell;
 
-use self::names::{CONTAINER_HASH, PROXY_PORT, ROLE, Role, SIDECAR_ALIAS};
+use self::names::{CONTAINER_HASH, ROLE, Role};
 use super::{AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SidecarPlan};
 pub use exec::ExecOutput;
 
@@ -248,140 +243,6 @@ impl DockerBackend {
         }
     }
 
-    /// The policy hash a running sidecar reports having loaded.
-    async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
-        let out = exec::run(
-            &self.docker,
-            sidecar,
-            &["cat", &format!("{SIDECAR_RUN}/applied")],
-            None,
-            None,
-        )
-        .await
-        .ok()?;
-        out.success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// Delivers token files and the policy (written last, renamed into place) to the
-    /// sidecar's tmpfs through an exec's stdin.
-    async fn deliver(
-        &self,
-        sidecar: &str,
-        plan: &SidecarPlan,
-        with_ca: bool,
-        id: &AgentId,
-    ) -> Result<(), BackendError> {
-        let fail = |e: std::io::Error| BackendError::new("policy", format!("packing files: {e}"));
-        let mut tar = exec::TarBuilder::default();
-        if with_ca {
-            let ca = super::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
-            tar.file("ca.crt", ca.cert_pem.as_bytes(), 0o600, 0)
-                .map_err(fail)?;
-            tar.file("ca.key", ca.key_pem.as_bytes(), 0o600, 0)
-                .map_err(fail)?;
-            if let Some(path) = &self.config.upstream_ca {
-                let pem = std::fs::read(path).map_err(|e| {
-                    BackendError::new("sidecar", format!("reading {}: {e}", path.display()))
-                })?;
-                tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
-            }
-        }
-        tar.dir("secrets", 0o700, 0).map_err(fail)?;
-        for (name, value) in &plan.secret_files {
-            tar.file(&format!("secrets/{name}"), value.expose(), 0o600, 0)
-                .map_err(fail)?;
-        }
-        tar.file("policy.next", plan.policy_yaml.as_bytes(), 0o600, 0)
-            .map_err(fail)?;
-        let archive = tar.finish().map_err(fail)?;
-        // Token files first, then the policy by rename: the watcher never sees half a file.
-        let script = format!(
-            "tar -x -o -C {SIDECAR_RUN} -f - && mv -f {SIDECAR_RUN}/policy.next {SIDECAR_RUN}/policy.yaml"
-        );
-        let out = self
-            .exec(sidecar, &["sh", "-c", &script], Some(&archive), "policy")
-            .await?;
-        if !out.success() {
-            return Err(BackendError::new(
-                "policy",
-                format!("writing the policy into the sidecar failed: {}", out.tail()),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Waits until the sidecar reports `hash` as loaded; a hang-up speeds up its file watcher.
-    async fn await_policy(
-        &self,
-        sidecar: &str,
-        hash: &str,
-        signal: bool,
-    ) -> Result<(), BackendError> {
-        if signal {
-            let _ = self
-                .docker
-                .kill_container(
-                    sidecar,
-                    Some(KillContainerOptions {
-                        signal: "SIGHUP".into(),
-                    }),
-                )
-                .await;
-        }
-        for _ in 0..400 {
-            if self.loaded_policy(sidecar).await.as_deref() == Some(hash) {
-                let hash = hash.to_string();
-                self.learn_by_name(sidecar, |f| f.policy = Some(hash)).await;
-                return Ok(());
-            }
-            let state = self
-                .docker
-                .inspect_container(
-                    sidecar,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-                .ok()
-                .and_then(|c| c.state);
-            if let Some(st) = state.filter(|s| s.running != Some(true)) {
-                let logs = self.logs_tail(sidecar).await;
-                return Err(BackendError::new(
-                    "sidecar",
-                    format!(
-                        "the sidecar exited (code {}); its log ends: {logs}",
-                        st.exit_code.unwrap_or_default()
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let logs = self.logs_tail(sidecar).await;
-        Err(BackendError::new(
-            "policy",
-            format!("the sidecar did not load policy {hash} within 10s; its log ends: {logs}"),
-        ))
-    }
-
-    async fn logs_tail(&self, container: &str) -> String {
-        use futures_util::StreamExt;
-        let mut s = self.docker.logs(
-            container,
-            Some(bollard::query_parameters::LogsOptions {
-                stdout: true,
-                stderr: true,
-                tail: "5".into(),
-                ..Default::default()
-            }),
-        );
-        let mut text = String::new();
-        while let Some(Ok(chunk)) = s.next().await {
-            text.push_str(&chunk.to_string());
-        }
-        text.lines().collect::<Vec<_>>().join(" | ")
-    }
-
     async fn ensure_network_named(
         &self,
         id: &AgentId,
@@ -415,72 +276,6 @@ impl DockerBackend {
                 format!("creating {name}: {e}"),
             )),
         }
-    }
-
-    fn agent_host_config(&self, plan: &AgentPlan) -> Result<HostConfig, BackendError> {
-        let rt = &plan.runtime;
-        let runtime = match rt.gvisor.unwrap_or_default() {
-            GvisorMode::Off => None,
-            GvisorMode::Auto => self.gvisor.then(|| "runsc".to_string()),
-            GvisorMode::Required if self.gvisor => Some("runsc".to_string()),
-            GvisorMode::Required => {
-                return Err(BackendError::new(
-                    "agent",
-                    "runtime.gvisor is required but the Docker engine has no 'runsc' runtime; install gVisor and register it, or set runtime.gvisor: auto",
-                ));
-            }
-        };
-        let quantity = |field: &str, v: &Option<String>| -> Result<Option<u128>, BackendError> {
-            v.as_deref()
-                .map(|s| {
-                    parse_quantity(s).map_err(|e| {
-                        BackendError::new("agent", format!("runtime.{field} '{s}' {e}"))
-                    })
-                })
-                .transpose()
-                .map(|q| {
-                    q.map(|q| {
-                        if field == "cpu" {
-                            q.milli()
-                        } else {
-                            q.ceil_units()
-                        }
-                    })
-                })
-        };
-        let memory = quantity("memory", &rt.memory)?.map(|b| b.min(i64::MAX as u128) as i64);
-        let nano_cpus = quantity("cpu", &rt.cpu)?
-            .map(|m| (m.saturating_mul(1_000_000)).min(i64::MAX as u128) as i64);
-        Ok(HostConfig {
-            network_mode: None,
-            runtime,
-            init: Some(true),
-            memory,
-            nano_cpus,
-            pids_limit: Some(rt.pids.unwrap_or(4096)),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            // Enough to own files and switch to the agent user; nothing that reaches the
-            // network stack (no NET_RAW, NET_ADMIN) or the host (no SYS_*).
-            cap_drop: Some(vec!["ALL".into()]),
-            cap_add: Some(
-                [
-                    "CHOWN",
-                    "DAC_OVERRIDE",
-                    "FOWNER",
-                    "FSETID",
-                    "SETUID",
-                    "SETGID",
-                    "KILL",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
-            ..Default::default()
-        })
-    }
-
-    fn proxy_url() -> String {
-        format!("http://{SIDECAR_ALIAS}:{PROXY_PORT}")
     }
 
     /// Everything an agent container holds for one Agent, snapshots included.
@@ -632,140 +427,7 @@ impl Backend for DockerBackend {
         id: &AgentId,
         plan: &SidecarPlan,
     ) -> Result<SidecarEndpoints, BackendError> {
-        let endpoints = SidecarEndpoints {
-            proxy: Some(Self::proxy_url()),
-            git_gate: None,
-            supervise: None,
-        };
-        let name = names::name(id, Role::Sidecar);
-        let existing = self
-            .containers(id)
-            .await?
-            .into_iter()
-            .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
-        match existing {
-            Some(c) if Self::running(&c) => return Ok(endpoints),
-            // A stopped sidecar lost its tmpfs (CA key, tokens): start over.
-            Some(_) => self.remove_container(&name).await?,
-            None => {}
-        }
-        let image = self
-            .sidecar_image
-            .get_or_try_init(|| {
-                images::sidecar(
-                    &self.docker,
-                    &self.config.sidecar_binary,
-                    &self.config.base_image,
-                )
-            })
-            .await?
-            .clone();
-        let run = SIDECAR_RUN;
-        let mut cmd: Vec<String> = [
-            "egress",
-            "--listen",
-            &format!("0.0.0.0:{PROXY_PORT}"),
-            "--ca-cert",
-            &format!("{run}/ca.crt"),
-            "--ca-key",
-            &format!("{run}/ca.key"),
-            "--policy",
-            &format!("{run}/policy.yaml"),
-            "--secrets-dir",
-            &format!("{run}/secrets"),
-            "--status-file",
-            &format!("{run}/applied"),
-            "--audit-log",
-            &format!("{run}/audit.log"),
-            "--wait-for-policy",
-            "60",
-        ]
-        .map(String::from)
-        .to_vec();
-        if self.config.upstream_ca.is_some() {
-            cmd.extend([
-                "--upstream-ca".to_string(),
-                format!("{run}/upstream-ca.crt"),
-            ]);
-        }
-        let internal = names::name(id, Role::InternalNetwork);
-        let egress = names::name(id, Role::EgressNetwork);
-        let body = ContainerCreateBody {
-            image: Some(image),
-            cmd: Some(cmd),
-            labels: Some(names::labels(id, Role::Sidecar, &self.config.instance)),
-            host_config: Some(HostConfig {
-                network_mode: Some(internal.clone()),
-                tmpfs: Some(HashMap::from([(
-                    run.to_string(),
-                    "rw,noexec,nosuid,size=16m,mode=0700".to_string(),
-                )])),
-                init: Some(true),
-                security_opt: Some(vec!["no-new-privileges:true".into()]),
-                cap_drop: Some(vec!["ALL".into()]),
-                restart_policy: None,
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    internal.clone(),
-                    EndpointSettings {
-                        aliases: Some(vec![SIDECAR_ALIAS.to_string()]),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            ..Default::default()
-        };
-        match self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_conflict(&e) => {
-                // Left behind by an interrupted attempt: replace it.
-                self.remove_container(&name).await?;
-                return Err(BackendError::new(
-                    "sidecar",
-                    "replaced a half-created sidecar; retrying",
-                ));
-            }
-            Err(e) => {
-                return Err(BackendError::new(
-                    "sidecar",
-                    format!("creating {name}: {e}"),
-                ));
-            }
-        }
-        self.docker
-            .connect_network(
-                &egress,
-                NetworkConnectRequest {
-                    container: Some(name.clone()),
-                    endpoint_config: Some(EndpointSettings::default()),
-                },
-            )
-            .await
-            .map_err(|e| {
-                BackendError::new("sidecar", format!("attaching {name} to {egress}: {e}"))
-            })?;
-        self.docker
-            .start_container(
-                &name,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .map_err(|e| BackendError::new("sidecar", format!("starting {name}: {e}")))?;
-        self.deliver(&name, plan, true, id).await?;
-        self.await_policy(&name, &plan.policy_hash, false).await?;
-        Ok(endpoints)
+        self.run_sidecar(id, plan).await
     }
 
     async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
@@ -780,179 +442,11 @@ impl Backend for DockerBackend {
         image: &str,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
-        self.remove_container(&name).await?;
-        let proxy = Self::proxy_url();
-        let bundle = "/etc/ssl/certs/ca-certificates.crt";
-        let mut env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        for (k, v) in [
-            ("HTTP_PROXY", proxy.as_str()),
-            ("HTTPS_PROXY", proxy.as_str()),
-            ("http_proxy", proxy.as_str()),
-            ("https_proxy", proxy.as_str()),
-            ("NO_PROXY", "localhost,127.0.0.1,::1"),
-            ("no_proxy", "localhost,127.0.0.1,::1"),
-            ("NODE_EXTRA_CA_CERTS", &format!("{AGENT_ETC}/ca.crt")),
-            ("SSL_CERT_FILE", bundle),
-            ("REQUESTS_CA_BUNDLE", bundle),
-            ("GIT_SSL_CAINFO", bundle),
-            ("CURL_CA_BUNDLE", bundle),
-        ] {
-            env.push(format!("{k}={v}"));
-        }
-        let mut labels = names::labels(id, Role::Agent, &self.config.instance);
-        labels.insert(CONTAINER_HASH.to_string(), plan.container_hash.clone());
-        let internal = names::name(id, Role::InternalNetwork);
-        let mut host = self.agent_host_config(plan)?;
-        host.network_mode = Some(internal);
-        // Names the engine's resolver cannot answer locally go to 127.0.0.1 inside the agent's
-        // own namespace, never to a resolver outside: no DNS channel out, whatever the engine
-        // version does for internal networks. (The proxy resolves for the agent.)
-        host.dns = Some(vec!["127.0.0.1".into()]);
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            // Stays up doing nothing: sessions are execs of the provider's command.
-            entrypoint: Some(vec!["/bin/sh".into()]),
-            cmd: Some(vec![
-                "-c".into(),
-                "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".into(),
-            ]),
-            env: Some(env),
-            labels: Some(labels),
-            host_config: Some(host),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                }),
-                body,
-            )
-            .await
-            .map_err(|e| BackendError::new("agent", format!("creating {name}: {e}")))?;
-        // A new container is known not to be provisioned: no need to look.
-        self.learn(&created.id, |f| f.provisioned = Some(false));
-        self.docker
-            .start_container(
-                &name,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .map_err(|e| BackendError::new("agent", format!("starting {name}: {e}")))?;
-        Ok(())
+        self.create_agent(id, image, plan).await
     }
 
     async fn provision(&self, id: &AgentId, plan: &AgentPlan) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
-        let fail =
-            |e: std::io::Error| BackendError::new("provision", format!("packing files: {e}"));
-        let ca = super::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
-        let uid = self.config.agent_uid;
-        let mut tar = exec::TarBuilder::default();
-        tar.dir("etc/bot-bottle", 0o755, 0).map_err(fail)?;
-        tar.file("etc/bot-bottle/ca.crt", ca.cert_pem.as_bytes(), 0o644, 0)
-            .map_err(fail)?;
-        tar.file(
-            "usr/local/share/ca-certificates/bot-bottle.crt",
-            ca.cert_pem.as_bytes(),
-            0o644,
-            0,
-        )
-        .map_err(fail)?;
-        if let Some(prompt) = &plan.prompt {
-            tar.file("etc/bot-bottle/prompt.md", prompt.as_bytes(), 0o644, 0)
-                .map_err(fail)?;
-        }
-        for f in &plan.files {
-            let path = f.guest_path.trim_start_matches('/');
-            tar.file(path, &f.contents, f.mode, uid).map_err(fail)?;
-        }
-        if let Some(user) = &plan.git_user {
-            let mut cfg = String::from("[user]\n");
-            if let Some(n) = &user.name {
-                cfg.push_str(&format!("\tname = {}\n", n.replace(['\n', '\r'], " ")));
-            }
-            if let Some(e) = &user.email {
-                cfg.push_str(&format!("\temail = {}\n", e.replace(['\n', '\r'], " ")));
-            }
-            tar.file("etc/gitconfig", cfg.as_bytes(), 0o644, 0)
-                .map_err(fail)?;
-        }
-        for skill in &plan.skills {
-            let (name, src) = if skill.starts_with('/') {
-                let p = std::path::PathBuf::from(skill);
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (name, p)
-            } else {
-                (skill.clone(), self.config.skills_root.join(skill))
-            };
-            if !src.is_dir() {
-                return Err(BackendError::new(
-                    "provision",
-                    format!(
-                        "skill '{skill}' is not a directory at {}; create it or fix spec.skills",
-                        src.display()
-                    ),
-                ));
-            }
-            let dst = format!("{}/{name}", plan.skills_dir.trim_matches('/'));
-            tar.host_tree(&src, &dst, uid, true).map_err(|e| {
-                BackendError::new("provision", format!("copying skill '{skill}': {e}"))
-            })?;
-        }
-        if let Some(ws) = plan.workspace.as_ref().filter(|w| w.copy.unwrap_or(true)) {
-            tar.host_tree(
-                std::path::Path::new(&ws.host_path),
-                WORKSPACE.trim_start_matches('/'),
-                uid,
-                ws.include_git.unwrap_or(false),
-            )
-            .map_err(|e| {
-                BackendError::new(
-                    "provision",
-                    format!("copying workspace {}: {e}", ws.host_path),
-                )
-            })?;
-        }
-        let archive = tar.finish().map_err(fail)?;
-        self.docker
-            .upload_to_container(
-                &name,
-                Some(UploadToContainerOptions {
-                    path: "/".into(),
-                    ..Default::default()
-                }),
-                bollard::body_full(archive.into()),
-            )
-            .await
-            .map_err(|e| {
-                BackendError::new("provision", format!("copying files into {name}: {e}"))
-            })?;
-        // The system store too, so tools that ignore the env variables trust the bottle CA.
-        // Appending to the bundle is what every TLS stack reads (and SSL_CERT_FILE points at);
-        // the copy in /usr/local/share/ca-certificates keeps it across update-ca-certificates.
-        // Running that tool instead costs about a second per start.
-        let script = "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
-             { grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; } && \
-             touch /etc/bot-bottle/provisioned";
-        let out = self
-            .exec(&name, &["sh", "-c", script], None, "provision")
-            .await?;
-        if !out.success() {
-            return Err(BackendError::new(
-                "provision",
-                format!("installing the bottle CA failed: {}", out.tail()),
-            ));
-        }
-        self.learn_by_name(&name, |f| f.provisioned = Some(true))
-            .await;
-        Ok(())
+        self.provision_agent(id, plan).await
     }
 
     async fn has_image(&self, image: &str) -> Result<bool, BackendError> {

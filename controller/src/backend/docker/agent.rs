@@ -1,0 +1,266 @@
+//! The agent container of an Agent: hardened, on the internal network only, with proxy and CA
+//! settings in its env; provisioning copies in what the agent needs to work.
+
+use bb_crds::quantity::parse_quantity;
+use bb_crds::runtime::GvisorMode;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions};
+
+use super::names::{self, CONTAINER_HASH, PROXY_PORT, Role, SIDECAR_ALIAS};
+use super::{AGENT_ETC, DockerBackend, WORKSPACE, exec};
+use crate::backend::{AgentId, AgentPlan, BackendError};
+
+impl DockerBackend {
+    pub(super) fn agent_host_config(&self, plan: &AgentPlan) -> Result<HostConfig, BackendError> {
+        let rt = &plan.runtime;
+        let runtime = match rt.gvisor.unwrap_or_default() {
+            GvisorMode::Off => None,
+            GvisorMode::Auto => self.gvisor.then(|| "runsc".to_string()),
+            GvisorMode::Required if self.gvisor => Some("runsc".to_string()),
+            GvisorMode::Required => {
+                return Err(BackendError::new(
+                    "agent",
+                    "runtime.gvisor is required but the Docker engine has no 'runsc' runtime; install gVisor and register it, or set runtime.gvisor: auto",
+                ));
+            }
+        };
+        let quantity = |field: &str, v: &Option<String>| -> Result<Option<u128>, BackendError> {
+            v.as_deref()
+                .map(|s| {
+                    parse_quantity(s).map_err(|e| {
+                        BackendError::new("agent", format!("runtime.{field} '{s}' {e}"))
+                    })
+                })
+                .transpose()
+                .map(|q| {
+                    q.map(|q| {
+                        if field == "cpu" {
+                            q.milli()
+                        } else {
+                            q.ceil_units()
+                        }
+                    })
+                })
+        };
+        let memory = quantity("memory", &rt.memory)?.map(|b| b.min(i64::MAX as u128) as i64);
+        let nano_cpus = quantity("cpu", &rt.cpu)?
+            .map(|m| (m.saturating_mul(1_000_000)).min(i64::MAX as u128) as i64);
+        Ok(HostConfig {
+            network_mode: None,
+            runtime,
+            init: Some(true),
+            memory,
+            nano_cpus,
+            pids_limit: Some(rt.pids.unwrap_or(4096)),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            // Enough to own files and switch to the agent user; nothing that reaches the
+            // network stack (no NET_RAW, NET_ADMIN) or the host (no SYS_*).
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(
+                [
+                    "CHOWN",
+                    "DAC_OVERRIDE",
+                    "FOWNER",
+                    "FSETID",
+                    "SETUID",
+                    "SETGID",
+                    "KILL",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            ..Default::default()
+        })
+    }
+
+    pub(super) fn proxy_url() -> String {
+        format!("http://{SIDECAR_ALIAS}:{PROXY_PORT}")
+    }
+
+    /// Replaces the agent container with one for `plan`.
+    pub(super) async fn create_agent(
+        &self,
+        id: &AgentId,
+        image: &str,
+        plan: &AgentPlan,
+    ) -> Result<(), BackendError> {
+        let name = names::name(id, Role::Agent);
+        self.remove_container(&name).await?;
+        let proxy = Self::proxy_url();
+        let bundle = "/etc/ssl/certs/ca-certificates.crt";
+        let mut env: Vec<String> = plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (k, v) in [
+            ("HTTP_PROXY", proxy.as_str()),
+            ("HTTPS_PROXY", proxy.as_str()),
+            ("http_proxy", proxy.as_str()),
+            ("https_proxy", proxy.as_str()),
+            ("NO_PROXY", "localhost,127.0.0.1,::1"),
+            ("no_proxy", "localhost,127.0.0.1,::1"),
+            ("NODE_EXTRA_CA_CERTS", &format!("{AGENT_ETC}/ca.crt")),
+            ("SSL_CERT_FILE", bundle),
+            ("REQUESTS_CA_BUNDLE", bundle),
+            ("GIT_SSL_CAINFO", bundle),
+            ("CURL_CA_BUNDLE", bundle),
+        ] {
+            env.push(format!("{k}={v}"));
+        }
+        let mut labels = names::labels(id, Role::Agent, &self.config.instance);
+        labels.insert(CONTAINER_HASH.to_string(), plan.container_hash.clone());
+        let internal = names::name(id, Role::InternalNetwork);
+        let mut host = self.agent_host_config(plan)?;
+        host.network_mode = Some(internal);
+        // Names the engine's resolver cannot answer locally go to 127.0.0.1 inside the agent's
+        // own namespace, never to a resolver outside: no DNS channel out, whatever the engine
+        // version does for internal networks. (The proxy resolves for the agent.)
+        host.dns = Some(vec!["127.0.0.1".into()]);
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Stays up doing nothing: sessions are execs of the provider's command.
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            cmd: Some(vec![
+                "-c".into(),
+                "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".into(),
+            ]),
+            env: Some(env),
+            labels: Some(labels),
+            host_config: Some(host),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| BackendError::new("agent", format!("creating {name}: {e}")))?;
+        // A new container is known not to be provisioned: no need to look.
+        self.learn(&created.id, |f| f.provisioned = Some(false));
+        self.docker
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| BackendError::new("agent", format!("starting {name}: {e}")))?;
+        Ok(())
+    }
+
+    /// Copies CA, prompt, provider files, skills, git identity and workspace in.
+    pub(super) async fn provision_agent(
+        &self,
+        id: &AgentId,
+        plan: &AgentPlan,
+    ) -> Result<(), BackendError> {
+        let name = names::name(id, Role::Agent);
+        let fail =
+            |e: std::io::Error| BackendError::new("provision", format!("packing files: {e}"));
+        let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+        let uid = self.config.agent_uid;
+        let mut tar = exec::TarBuilder::default();
+        tar.dir("etc/bot-bottle", 0o755, 0).map_err(fail)?;
+        tar.file("etc/bot-bottle/ca.crt", ca.cert_pem.as_bytes(), 0o644, 0)
+            .map_err(fail)?;
+        tar.file(
+            "usr/local/share/ca-certificates/bot-bottle.crt",
+            ca.cert_pem.as_bytes(),
+            0o644,
+            0,
+        )
+        .map_err(fail)?;
+        if let Some(prompt) = &plan.prompt {
+            tar.file("etc/bot-bottle/prompt.md", prompt.as_bytes(), 0o644, 0)
+                .map_err(fail)?;
+        }
+        for f in &plan.files {
+            let path = f.guest_path.trim_start_matches('/');
+            tar.file(path, &f.contents, f.mode, uid).map_err(fail)?;
+        }
+        if let Some(user) = &plan.git_user {
+            let mut cfg = String::from("[user]\n");
+            if let Some(n) = &user.name {
+                cfg.push_str(&format!("\tname = {}\n", n.replace(['\n', '\r'], " ")));
+            }
+            if let Some(e) = &user.email {
+                cfg.push_str(&format!("\temail = {}\n", e.replace(['\n', '\r'], " ")));
+            }
+            tar.file("etc/gitconfig", cfg.as_bytes(), 0o644, 0)
+                .map_err(fail)?;
+        }
+        for skill in &plan.skills {
+            let (name, src) = if skill.starts_with('/') {
+                let p = std::path::PathBuf::from(skill);
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (name, p)
+            } else {
+                (skill.clone(), self.config.skills_root.join(skill))
+            };
+            if !src.is_dir() {
+                return Err(BackendError::new(
+                    "provision",
+                    format!(
+                        "skill '{skill}' is not a directory at {}; create it or fix spec.skills",
+                        src.display()
+                    ),
+                ));
+            }
+            let dst = format!("{}/{name}", plan.skills_dir.trim_matches('/'));
+            tar.host_tree(&src, &dst, uid, true).map_err(|e| {
+                BackendError::new("provision", format!("copying skill '{skill}': {e}"))
+            })?;
+        }
+        if let Some(ws) = plan.workspace.as_ref().filter(|w| w.copy.unwrap_or(true)) {
+            tar.host_tree(
+                std::path::Path::new(&ws.host_path),
+                WORKSPACE.trim_start_matches('/'),
+                uid,
+                ws.include_git.unwrap_or(false),
+            )
+            .map_err(|e| {
+                BackendError::new(
+                    "provision",
+                    format!("copying workspace {}: {e}", ws.host_path),
+                )
+            })?;
+        }
+        let archive = tar.finish().map_err(fail)?;
+        self.docker
+            .upload_to_container(
+                &name,
+                Some(UploadToContainerOptions {
+                    path: "/".into(),
+                    ..Default::default()
+                }),
+                bollard::body_full(archive.into()),
+            )
+            .await
+            .map_err(|e| {
+                BackendError::new("provision", format!("copying files into {name}: {e}"))
+            })?;
+        // The system store too, so tools that ignore the env variables trust the bottle CA.
+        // Appending to the bundle is what every TLS stack reads (and SSL_CERT_FILE points at);
+        // the copy in /usr/local/share/ca-certificates keeps it across update-ca-certificates.
+        // Running that tool instead costs about a second per start.
+        let script = "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
+             { grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; } && \
+             touch /etc/bot-bottle/provisioned";
+        let out = self
+            .exec(&name, &["sh", "-c", script], None, "provision")
+            .await?;
+        if !out.success() {
+            return Err(BackendError::new(
+                "provision",
+                format!("installing the bottle CA failed: {}", out.tail()),
+            ));
+        }
+        self.learn_by_name(&name, |f| f.provisioned = Some(true))
+            .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,296 @@
+//! The sidecar container of an Agent: created on the internal network (alias `bb-sidecar`) and
+//! the egress network, fed CA, tokens and policy through an exec's stdin, watched until it
+//! reports the policy it loaded.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bb_crds::agent::SidecarEndpoints;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
+
+use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
+use super::{DockerBackend, SIDECAR_RUN, exec, images, is_conflict};
+use crate::backend::{AgentId, BackendError, SidecarPlan};
+
+impl DockerBackend {
+    /// The policy hash a running sidecar reports having loaded.
+    pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
+        let out = exec::run(
+            &self.docker,
+            sidecar,
+            &["cat", &format!("{SIDECAR_RUN}/applied")],
+            None,
+            None,
+        )
+        .await
+        .ok()?;
+        out.success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Delivers token files and the policy (written last, renamed into place) to the
+    /// sidecar's tmpfs through an exec's stdin.
+    pub(super) async fn deliver(
+        &self,
+        sidecar: &str,
+        plan: &SidecarPlan,
+        with_ca: bool,
+        id: &AgentId,
+    ) -> Result<(), BackendError> {
+        let fail = |e: std::io::Error| BackendError::new("policy", format!("packing files: {e}"));
+        let mut tar = exec::TarBuilder::default();
+        if with_ca {
+            let ca =
+                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+            tar.file("ca.crt", ca.cert_pem.as_bytes(), 0o600, 0)
+                .map_err(fail)?;
+            tar.file("ca.key", ca.key_pem.as_bytes(), 0o600, 0)
+                .map_err(fail)?;
+            if let Some(path) = &self.config.upstream_ca {
+                let pem = std::fs::read(path).map_err(|e| {
+                    BackendError::new("sidecar", format!("reading {}: {e}", path.display()))
+                })?;
+                tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
+            }
+        }
+        tar.dir("secrets", 0o700, 0).map_err(fail)?;
+        for (name, value) in &plan.secret_files {
+            tar.file(&format!("secrets/{name}"), value.expose(), 0o600, 0)
+                .map_err(fail)?;
+        }
+        tar.file("policy.next", plan.policy_yaml.as_bytes(), 0o600, 0)
+            .map_err(fail)?;
+        let archive = tar.finish().map_err(fail)?;
+        // Token files first, then the policy by rename: the watcher never sees half a file.
+        let script = format!(
+            "tar -x -o -C {SIDECAR_RUN} -f - && mv -f {SIDECAR_RUN}/policy.next {SIDECAR_RUN}/policy.yaml"
+        );
+        let out = self
+            .exec(sidecar, &["sh", "-c", &script], Some(&archive), "policy")
+            .await?;
+        if !out.success() {
+            return Err(BackendError::new(
+                "policy",
+                format!("writing the policy into the sidecar failed: {}", out.tail()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits until the sidecar reports `hash` as loaded; a hang-up speeds up its file watcher.
+    pub(super) async fn await_policy(
+        &self,
+        sidecar: &str,
+        hash: &str,
+        signal: bool,
+    ) -> Result<(), BackendError> {
+        if signal {
+            let _ = self
+                .docker
+                .kill_container(
+                    sidecar,
+                    Some(KillContainerOptions {
+                        signal: "SIGHUP".into(),
+                    }),
+                )
+                .await;
+        }
+        for _ in 0..400 {
+            if self.loaded_policy(sidecar).await.as_deref() == Some(hash) {
+                let hash = hash.to_string();
+                self.learn_by_name(sidecar, |f| f.policy = Some(hash)).await;
+                return Ok(());
+            }
+            let state = self
+                .docker
+                .inspect_container(
+                    sidecar,
+                    None::<bollard::query_parameters::InspectContainerOptions>,
+                )
+                .await
+                .ok()
+                .and_then(|c| c.state);
+            if let Some(st) = state.filter(|s| s.running != Some(true)) {
+                let logs = self.logs_tail(sidecar).await;
+                return Err(BackendError::new(
+                    "sidecar",
+                    format!(
+                        "the sidecar exited (code {}); its log ends: {logs}",
+                        st.exit_code.unwrap_or_default()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let logs = self.logs_tail(sidecar).await;
+        Err(BackendError::new(
+            "policy",
+            format!("the sidecar did not load policy {hash} within 10s; its log ends: {logs}"),
+        ))
+    }
+
+    pub(super) async fn logs_tail(&self, container: &str) -> String {
+        use futures_util::StreamExt;
+        let mut s = self.docker.logs(
+            container,
+            Some(bollard::query_parameters::LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: "5".into(),
+                ..Default::default()
+            }),
+        );
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = s.next().await {
+            text.push_str(&chunk.to_string());
+        }
+        text.lines().collect::<Vec<_>>().join(" | ")
+    }
+
+    /// Creates (or finds running) the sidecar, delivers CA, tokens and policy, and waits until
+    /// it reports the policy loaded.
+    pub(super) async fn run_sidecar(
+        &self,
+        id: &AgentId,
+        plan: &SidecarPlan,
+    ) -> Result<SidecarEndpoints, BackendError> {
+        let endpoints = SidecarEndpoints {
+            proxy: Some(Self::proxy_url()),
+            git_gate: None,
+            supervise: None,
+        };
+        let name = names::name(id, Role::Sidecar);
+        let existing = self
+            .containers(id)
+            .await?
+            .into_iter()
+            .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
+        match existing {
+            Some(c) if Self::running(&c) => return Ok(endpoints),
+            // A stopped sidecar lost its tmpfs (CA key, tokens): start over.
+            Some(_) => self.remove_container(&name).await?,
+            None => {}
+        }
+        let image = self
+            .sidecar_image
+            .get_or_try_init(|| {
+                images::sidecar(
+                    &self.docker,
+                    &self.config.sidecar_binary,
+                    &self.config.base_image,
+                )
+            })
+            .await?
+            .clone();
+        let run = SIDECAR_RUN;
+        let mut cmd: Vec<String> = [
+            "egress",
+            "--listen",
+            &format!("0.0.0.0:{PROXY_PORT}"),
+            "--ca-cert",
+            &format!("{run}/ca.crt"),
+            "--ca-key",
+            &format!("{run}/ca.key"),
+            "--policy",
+            &format!("{run}/policy.yaml"),
+            "--secrets-dir",
+            &format!("{run}/secrets"),
+            "--status-file",
+            &format!("{run}/applied"),
+            "--audit-log",
+            &format!("{run}/audit.log"),
+            "--wait-for-policy",
+            "60",
+        ]
+        .map(String::from)
+        .to_vec();
+        if self.config.upstream_ca.is_some() {
+            cmd.extend([
+                "--upstream-ca".to_string(),
+                format!("{run}/upstream-ca.crt"),
+            ]);
+        }
+        let internal = names::name(id, Role::InternalNetwork);
+        let egress = names::name(id, Role::EgressNetwork);
+        let body = ContainerCreateBody {
+            image: Some(image),
+            cmd: Some(cmd),
+            labels: Some(names::labels(id, Role::Sidecar, &self.config.instance)),
+            host_config: Some(HostConfig {
+                network_mode: Some(internal.clone()),
+                tmpfs: Some(HashMap::from([(
+                    run.to_string(),
+                    "rw,noexec,nosuid,size=16m,mode=0700".to_string(),
+                )])),
+                init: Some(true),
+                security_opt: Some(vec!["no-new-privileges:true".into()]),
+                cap_drop: Some(vec!["ALL".into()]),
+                restart_policy: None,
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    internal.clone(),
+                    EndpointSettings {
+                        aliases: Some(vec![SIDECAR_ALIAS.to_string()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        match self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_conflict(&e) => {
+                // Left behind by an interrupted attempt: replace it.
+                self.remove_container(&name).await?;
+                return Err(BackendError::new(
+                    "sidecar",
+                    "replaced a half-created sidecar; retrying",
+                ));
+            }
+            Err(e) => {
+                return Err(BackendError::new(
+                    "sidecar",
+                    format!("creating {name}: {e}"),
+                ));
+            }
+        }
+        self.docker
+            .connect_network(
+                &egress,
+                NetworkConnectRequest {
+                    container: Some(name.clone()),
+                    endpoint_config: Some(EndpointSettings::default()),
+                },
+            )
+            .await
+            .map_err(|e| {
+                BackendError::new("sidecar", format!("attaching {name} to {egress}: {e}"))
+            })?;
+        self.docker
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .map_err(|e| BackendError::new("sidecar", format!("starting {name}: {e}")))?;
+        self.deliver(&name, plan, true, id).await?;
+        self.await_policy(&name, &plan.policy_hash, false).await?;
+        Ok(endpoints)
+    }
+}
