@@ -31,6 +31,12 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Walk through the example bottles: validate them and show the resolved policy.
     Demo(cmd::demo::Args),
+    /// Create or update Bottles and Agents from manifests (server-side apply).
+    Apply(cmd::apply::ApplyArgs),
+    /// List Bottles or Agents, or show one (table, wide, yaml, json or name).
+    Get(cmd::get::GetArgs),
+    /// Delete Bottles or Agents by TYPE NAME or by the manifests that declare them.
+    Delete(cmd::apply::DeleteArgs),
     /// Run or manage the local control plane.
     Controller(cmd::controller::Args),
     /// Open an interactive session running the Agent's provider command; exits with its code.
@@ -61,6 +67,9 @@ fn main() -> ExitCode {
         Command::Validate(a) => done(cmd::validate::run(a)),
         Command::Demo(a) => done(cmd::demo::run(a)),
         Command::Controller(a) => done(cmd::controller::run(a)),
+        Command::Apply(a) => done(cmd::apply::apply(a)),
+        Command::Get(a) => done(cmd::get::run(a)),
+        Command::Delete(a) => done(cmd::apply::delete(a)),
         Command::Attach(a) => cmd::session::attach(a),
         Command::Exec(a) => cmd::session::exec(a),
         Command::Logs(a) => cmd::session::logs(a),

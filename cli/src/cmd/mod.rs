@@ -1,10 +1,12 @@
 //! One module per verb.
 
+pub mod apply;
 pub mod controller;
 pub mod convert;
 pub mod crds;
 pub mod demo;
 pub mod demo_live;
+pub mod get;
 pub mod session;
 pub mod target;
 pub mod validate;

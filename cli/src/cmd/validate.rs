@@ -38,6 +38,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// Loads every document of every source and validates them as one set. Errors are prefixed with
 /// their source so a user can find them.
 pub fn load(files: &[PathBuf], recursive: bool) -> Result<(Vec<Resource>, Vec<String>), CliError> {
+    let (resources, _, errors) = load_with(files, recursive, &Default::default())?;
+    Ok((resources, errors))
+}
+
+/// `load`, with Bottles that already exist elsewhere (on the server) counted for `extends`, and
+/// the source each resource came from.
+pub fn load_with(
+    files: &[PathBuf],
+    recursive: bool,
+    known: &std::collections::BTreeMap<String, bb_crds::BottleSpec>,
+) -> Result<(Vec<Resource>, Vec<String>, Vec<String>), CliError> {
     let sources = read_sources(files, recursive)?;
     let mut resources = Vec::new();
     let mut origins = Vec::new();
@@ -60,7 +71,7 @@ pub fn load(files: &[PathBuf], recursive: bool) -> Result<(Vec<Resource>, Vec<St
             }
         }
     }
-    for e in validate_bottle_set(&resources, &Default::default()) {
+    for e in validate_bottle_set(&resources, known) {
         let origin = resources
             .iter()
             .zip(&origins)
@@ -69,5 +80,5 @@ pub fn load(files: &[PathBuf], recursive: bool) -> Result<(Vec<Resource>, Vec<St
             .unwrap_or("");
         errors.push(format!("{origin}: {e}"));
     }
-    Ok((resources, errors))
+    Ok((resources, origins, errors))
 }

@@ -1,0 +1,343 @@
+//! `bbctl apply` and `bbctl delete`: declarative changes to Bottles and Agents through the API
+//! (server-side apply, field manager `bbctl`), with the trust boundary on where Bottles come from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bb_crds::{Agent, Bottle, Resource};
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use super::target::Target;
+use crate::exit::{CliError, Kind};
+
+pub const FIELD_MANAGER: &str = "bbctl";
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// File, directory or `-` (stdin) holding Bottle / Agent YAML. Repeatable.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        required = true
+    )]
+    files: Vec<PathBuf>,
+    /// Descend into subdirectories of directory arguments.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// `client`: validate only; `server`: the server validates and admits but stores nothing.
+    #[arg(long, value_name = "none|client|server", default_value = "none", value_parser = ["none", "client", "server"])]
+    dry_run: String,
+    /// Accept Bottles read from a git repository other than $BOT_BOTTLE_HOME/bottles.
+    #[arg(long)]
+    trust_bottles: bool,
+    /// Take over fields another manager owns instead of failing with a conflict.
+    #[arg(long)]
+    force_conflicts: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteArgs {
+    /// TYPE NAME (bottle|agent NAME), or nothing with -f.
+    #[arg(value_name = "TYPE NAME")]
+    what: Vec<String>,
+    /// Delete what these manifests declare.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    files: Vec<PathBuf>,
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// Wait until the objects are gone (an Agent's containers removed); `--wait=false` returns
+    /// once deletion is accepted.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    wait: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))
+}
+
+fn api_error(what: &str, e: kube::Error) -> CliError {
+    match &e {
+        kube::Error::Api(s) if s.code == 409 => CliError::new(
+            Kind::Conflict,
+            format!(
+                "{what}: {}; pass --force-conflicts to take the fields over",
+                s.message
+            ),
+        ),
+        kube::Error::Api(s) if s.code == 404 => {
+            CliError::new(Kind::NotFound, format!("{what}: {}", s.message))
+        }
+        kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
+            CliError::new(Kind::Validation, format!("{what}: {}", s.message))
+        }
+        _ => CliError::new(Kind::Unavailable, format!("{what}: {e}")),
+    }
+}
+
+/// The git repository holding `path`, if any (its top directory).
+fn git_repo_of(path: &Path) -> Option<PathBuf> {
+    let abs = std::fs::canonicalize(path).ok()?;
+    let mut dir = if abs.is_dir() {
+        Some(abs.as_path())
+    } else {
+        abs.parent()
+    };
+    while let Some(d) = dir {
+        if d.join(".git").exists() {
+            return Some(d.to_path_buf());
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+/// Bottles carry credentials and egress policy: one read from inside a git repository (a clone
+/// anyone could have written) is refused unless it lives under the home's `bottles/` or the
+/// user says so. The reference only read bottles from $HOME for the same reason.
+fn check_trust(
+    resources: &[Resource],
+    origins: &[String],
+    home: &Path,
+    trust: bool,
+) -> Result<(), CliError> {
+    if trust {
+        return Ok(());
+    }
+    let allowed = std::fs::canonicalize(home.join("bottles")).ok();
+    let mut refused = Vec::new();
+    for (r, origin) in resources.iter().zip(origins) {
+        if !matches!(r, Resource::Bottle(_)) || origin == "<stdin>" {
+            continue;
+        }
+        let path = Path::new(origin);
+        let inside_home = allowed
+            .as_deref()
+            .zip(std::fs::canonicalize(path).ok())
+            .is_some_and(|(a, p)| p.starts_with(a));
+        if inside_home {
+            continue;
+        }
+        if let Some(repo) = git_repo_of(path) {
+            refused.push(format!(
+                "refusing bottle/{} from {origin}: it is inside the git repository {}, and a cloned repository must not be able to redirect credentials or egress; move it under {} or pass --trust-bottles",
+                r.name(),
+                repo.display(),
+                home.join("bottles").display()
+            ));
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(Kind::Usage, refused.join("\n")))
+    }
+}
+
+async fn server_bottles(
+    client: &kube::Client,
+) -> Result<BTreeMap<String, bb_crds::BottleSpec>, CliError> {
+    let api: Api<Bottle> = Api::all(client.clone());
+    Ok(api
+        .list(&Default::default())
+        .await
+        .map_err(|e| api_error("listing bottles", e))?
+        .items
+        .into_iter()
+        .map(|b| (b.name_any(), b.spec))
+        .collect())
+}
+
+/// Applies one object; says `created`, `configured` or `unchanged` like kubectl.
+async fn apply_one<K>(
+    api: &Api<K>,
+    name: &str,
+    value: &serde_json::Value,
+    pp: &PatchParams,
+) -> Result<&'static str, kube::Error>
+where
+    K: kube::Resource + Clone + for<'de> k8s_openapi::serde::Deserialize<'de> + std::fmt::Debug,
+{
+    let before = api.get_opt(name).await?.and_then(|o| o.resource_version());
+    let after = api
+        .patch(name, pp, &Patch::Apply(value))
+        .await?
+        .resource_version();
+    Ok(match before {
+        None => "created",
+        Some(rv) if Some(&rv) == after.as_ref() => "unchanged",
+        Some(_) => "configured",
+    })
+}
+
+pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = if args.dry_run == "client" {
+            None
+        } else {
+            Some(args.target.client().await?)
+        };
+        let known = match &client {
+            Some(c) => server_bottles(c).await?,
+            None => BTreeMap::new(),
+        };
+        let (resources, origins, errors) =
+            super::validate::load_with(&args.files, args.recursive, &known)?;
+        if !errors.is_empty() {
+            return Err(CliError::new(Kind::Validation, errors.join("\n")));
+        }
+        check_trust(
+            &resources,
+            &origins,
+            &args.target.home_dir()?,
+            args.trust_bottles,
+        )?;
+        let Some(client) = client else {
+            for r in &resources {
+                println!(
+                    "{}.bot-bottle.dev/{} configured (dry run)",
+                    r.kind().to_lowercase(),
+                    r.name()
+                );
+            }
+            return Ok(());
+        };
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.force = args.force_conflicts;
+        pp.dry_run = args.dry_run == "server";
+        let suffix = if pp.dry_run { " (server dry run)" } else { "" };
+        for r in resources {
+            let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
+            let outcome = match r {
+                Resource::Bottle(mut b) => {
+                    b.status = None;
+                    let value = serde_json::to_value(&b)
+                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                    let api: Api<Bottle> = Api::all(client.clone());
+                    apply_one(&api, &b.name_any(), &value, &pp).await
+                }
+                Resource::Agent(mut a) => {
+                    a.status = None;
+                    let ns = a.namespace().unwrap_or_else(|| args.target.namespace());
+                    a.metadata.namespace = Some(ns.clone());
+                    let value = serde_json::to_value(&a)
+                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                    let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
+                    apply_one(&api, &a.name_any(), &value, &pp).await
+                }
+            };
+            let outcome = outcome.map_err(|e| api_error(&what, e))?;
+            println!("{what} {outcome}{suffix}");
+        }
+        Ok(())
+    })
+}
+
+async fn delete_bottle(client: &kube::Client, name: &str) -> Result<(), CliError> {
+    let api: Api<Bottle> = Api::all(client.clone());
+    api.delete(name, &DeleteParams::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| api_error(&format!("bottle.bot-bottle.dev/{name}"), e))
+}
+
+async fn delete_agent(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    wait: bool,
+) -> Result<(), CliError> {
+    let api: Api<Agent> = Api::namespaced(client.clone(), ns);
+    let what = format!("agent.bot-bottle.dev/{name}");
+    api.delete(name, &DeleteParams::default())
+        .await
+        .map_err(|e| api_error(&what, e))?;
+    if wait {
+        // The finalizer holds the object until the backend resources are gone.
+        let started = Instant::now();
+        while api
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(&what, e))?
+            .is_some()
+        {
+            if started.elapsed() > Duration::from_secs(300) {
+                return Err(CliError::new(
+                    Kind::Unavailable,
+                    format!(
+                        "{what} is still terminating after 5 minutes; `kubectl describe agent {name}` says why"
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
+    let targets: Vec<(String, String, Option<String>)> = if args.files.is_empty() {
+        match args.what.as_slice() {
+            [kind, name] => vec![(kind.clone(), name.clone(), None)],
+            [one] if one.contains('/') => {
+                let (k, n) = one.split_once('/').unwrap_or_default();
+                vec![(k.to_string(), n.to_string(), None)]
+            }
+            _ => {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    "what to delete: TYPE NAME (bottle NAME, agent NAME), TYPE/NAME, or -f FILE",
+                ));
+            }
+        }
+    } else {
+        let (resources, errors) = super::validate::load(&args.files, args.recursive)?;
+        if !errors.is_empty() {
+            return Err(CliError::new(Kind::Validation, errors.join("\n")));
+        }
+        resources
+            .iter()
+            .map(|r| {
+                let ns = match r {
+                    Resource::Agent(a) => a.namespace(),
+                    Resource::Bottle(_) => None,
+                };
+                (r.kind().to_lowercase(), r.name().to_string(), ns)
+            })
+            .collect()
+    };
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = args.target.client().await?;
+        for (kind, name, ns) in targets {
+            match kind.as_str() {
+                "bottle" | "bottles" | "bt" => {
+                    delete_bottle(&client, &name).await?;
+                    println!("bottle.bot-bottle.dev/{name} deleted");
+                }
+                "agent" | "agents" | "ag" => {
+                    let ns = ns.unwrap_or_else(|| args.target.namespace());
+                    delete_agent(&client, &ns, &name, args.wait).await?;
+                    println!("agent.bot-bottle.dev/{name} deleted");
+                }
+                other => {
+                    return Err(CliError::new(
+                        Kind::Usage,
+                        format!("unknown type '{other}'; valid: bottle (bt), agent (ag)"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    })
+}

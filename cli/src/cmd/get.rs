@@ -1,0 +1,250 @@
+//! `bbctl get`: Bottles and Agents as kubectl shows them: the server's table (printer columns)
+//! aligned in columns, or the objects as YAML / JSON / names.
+
+use super::target::Target;
+use crate::exit::{CliError, Kind};
+
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// bottle (bottles, bt) or agent (agents, ag).
+    #[arg(value_name = "TYPE")]
+    kind: String,
+    /// One object by name.
+    name: Option<String>,
+    /// Output: wide, yaml, json or name (default: a table).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ["wide", "yaml", "json", "name"])]
+    output: Option<String>,
+    /// Agents in every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Label selector (`key=value,key2!=v`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+    #[command(flatten)]
+    target: Target,
+}
+
+const GROUP: &str = "bot-bottle.dev";
+const VERSION: &str = "v1alpha1";
+
+/// (plural, namespaced) for a user's spelling of a type.
+fn resource(kind: &str) -> Result<(&'static str, bool), CliError> {
+    match kind.to_ascii_lowercase().as_str() {
+        "bottle" | "bottles" | "bt" | "bottles.bot-bottle.dev" | "bottle.bot-bottle.dev" => {
+            Ok(("bottles", false))
+        }
+        "agent" | "agents" | "ag" | "agents.bot-bottle.dev" | "agent.bot-bottle.dev" => {
+            Ok(("agents", true))
+        }
+        other => Err(CliError::new(
+            Kind::Usage,
+            format!("unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag)"),
+        )),
+    }
+}
+
+/// Aligns rows like kubectl: each column as wide as its widest cell, three spaces apart.
+pub fn render(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(header);
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r));
+        out.push('\n');
+    }
+    out
+}
+
+fn cell_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "<none>".into(),
+        serde_json::Value::String(s) if s.is_empty() => "<none>".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn run(args: GetArgs) -> Result<(), CliError> {
+    let (plural, namespaced) = resource(&args.kind)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    rt.block_on(async {
+        let client = args.target.client().await?;
+        let ns = args.target.namespace();
+        let mut path = format!("/apis/{GROUP}/{VERSION}");
+        if namespaced && !args.all_namespaces {
+            path.push_str(&format!("/namespaces/{ns}"));
+        }
+        path.push_str(&format!("/{plural}"));
+        if let Some(n) = &args.name {
+            path.push_str(&format!("/{n}"));
+        }
+        if let Some(sel) = &args.selector {
+            path.push_str(&format!("?labelSelector={}", form_urlencoded(sel)));
+        }
+        let table = matches!(args.output.as_deref(), None | Some("wide"));
+        let accept = if table {
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        } else {
+            "application/json"
+        };
+        let req = http::Request::get(&path)
+            .header(http::header::ACCEPT, accept)
+            .body(Vec::new())
+            .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+        let value: serde_json::Value = client.request(req).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 => CliError::new(
+                Kind::NotFound,
+                format!(
+                    "{plural}.{GROUP} \"{}\" not found",
+                    args.name.clone().unwrap_or_default()
+                ),
+            ),
+            e => CliError::new(Kind::Unavailable, format!("API: {e}")),
+        })?;
+        match args.output.as_deref() {
+            None | Some("wide") => {
+                print_table(&value, args.all_namespaces && namespaced, &ns, namespaced)
+            }
+            Some("name") => {
+                let singular = plural.trim_end_matches('s');
+                for item in items(&value) {
+                    println!(
+                        "{singular}.{GROUP}/{}",
+                        item["metadata"]["name"].as_str().unwrap_or_default()
+                    );
+                }
+                Ok(())
+            }
+            Some("json") => {
+                let text = serde_json::to_string_pretty(&listish(value))
+                    .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                println!("{text}");
+                Ok(())
+            }
+            _ => {
+                let text = serde_yaml::to_string(&listish(value))
+                    .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                print!("{text}");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn form_urlencoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The objects of a list, or the one object.
+fn items(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    match v.get("items").and_then(|i| i.as_array()) {
+        Some(a) => a.clone(),
+        None => vec![v.clone()],
+    }
+}
+
+/// A single object as is; a list as kubectl prints it (`kind: List`).
+fn listish(v: serde_json::Value) -> serde_json::Value {
+    if v.get("items").is_some() {
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items(&v), "metadata": {"resourceVersion": ""}})
+    } else {
+        v
+    }
+}
+
+fn print_table(
+    v: &serde_json::Value,
+    with_ns: bool,
+    ns: &str,
+    namespaced: bool,
+) -> Result<(), CliError> {
+    let cols = v["columnDefinitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let rows = v["rows"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        if namespaced && !with_ns {
+            eprintln!("No resources found in {ns} namespace.");
+        } else {
+            eprintln!("No resources found");
+        }
+        return Ok(());
+    }
+    let mut header: Vec<String> = Vec::new();
+    if with_ns {
+        header.push("NAMESPACE".into());
+    }
+    header.extend(
+        cols.iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_ascii_uppercase()),
+    );
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = Vec::new();
+            if with_ns {
+                cells.push(
+                    r["object"]["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+            cells.extend(r["cells"].as_array().into_iter().flatten().map(cell_text));
+            cells
+        })
+        .collect();
+    print!("{}", render(&header, &body));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_like_kubectl() {
+        let out = render(
+            &["NAME".into(), "PHASE".into(), "AGE".into()],
+            &[
+                vec!["a".into(), "Running".into(), "5s".into()],
+                vec!["longer-name".into(), "Pending".into(), "12m".into()],
+            ],
+        );
+        assert_eq!(
+            out,
+            "NAME          PHASE     AGE\na             Running   5s\nlonger-name   Pending   12m\n"
+        );
+        assert!(resource("ag").is_ok_and(|r| r == ("agents", true)));
+        assert!(resource("pods").is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! bbctl's own API verbs against the real control plane: apply (server-side, trust boundary,
+//! dry runs, created/configured/unchanged), get (table, -A, -o name/yaml) and delete.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use support::{ControlPlane, path_str, repo};
+
+/// Runs bbctl against `cp` (its kubeconfig and home); returns (exit code, stdout, stderr).
+fn bbctl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .arg("--home")
+        .arg(cp.home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bbctl");
+    if let Some(text) = stdin
+        && let Some(mut i) = child.stdin.take()
+    {
+        i.write_all(text.as_bytes()).expect("stdin");
+    }
+    let out = child.wait_with_output().expect("bbctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn apply_get_delete_with_the_trust_boundary() {
+    let cp = ControlPlane::start();
+    let bottles = repo().join("examples/bottles");
+
+    // Bottles from a git repository (this one) are refused without --trust-bottles.
+    let (code, out, err) = bbctl(&cp, &["apply", "-f", path_str(&bottles)], None);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("refusing bottle/claude") && err.contains("--trust-bottles"),
+        "{err}"
+    );
+    let (_, list, _) = bbctl(&cp, &["get", "bottles", "-o", "name"], None);
+    assert!(list.trim().is_empty(), "nothing was applied: {list}");
+
+    // Client dry run validates only; server dry run stores nothing.
+    let (code, out, _) = bbctl(
+        &cp,
+        &[
+            "apply",
+            "--trust-bottles",
+            "--dry-run",
+            "client",
+            "-f",
+            path_str(&bottles),
+        ],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("bottle.bot-bottle.dev/claude configured (dry run)"),
+        "{out}"
+    );
+    let (code, out, err) = bbctl(
+        &cp,
+        &[
+            "apply",
+            "--trust-bottles",
+            "--dry-run",
+            "server",
+            "-f",
+            path_str(&bottles),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("bottle.bot-bottle.dev/claude created (server dry run)"),
+        "{out}"
+    );
+    let (_, list, _) = bbctl(&cp, &["get", "bottles", "-o", "name"], None);
+    assert!(
+        list.trim().is_empty(),
+        "a server dry run stored something: {list}"
+    );
+
+    let (code, out, err) = bbctl(
+        &cp,
+        &["apply", "--trust-bottles", "-f", path_str(&bottles)],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("bottle.bot-bottle.dev/gitea-dev created"),
+        "{out}"
+    );
+    let (_, out, _) = bbctl(
+        &cp,
+        &["apply", "--trust-bottles", "-f", path_str(&bottles)],
+        None,
+    );
+    assert!(
+        out.contains("bottle.bot-bottle.dev/gitea-dev unchanged"),
+        "{out}"
+    );
+
+    // Stdin is not a repository; an edit says configured.
+    let edited = "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: extra}\nspec:\n  extends: claude\n  egress: {routes: [{host: example.org}]}\n";
+    let (code, out, err) = bbctl(&cp, &["apply", "-f", "-"], Some(edited));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bottle.bot-bottle.dev/extra created"), "{out}");
+    let (_, out, _) = bbctl(
+        &cp,
+        &["apply", "-f", "-"],
+        Some(&edited.replace("example.org", "example.net")),
+    );
+    assert!(
+        out.contains("bottle.bot-bottle.dev/extra configured"),
+        "{out}"
+    );
+
+    // Invalid input: every error, exit 6, nothing applied.
+    let bad = "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: bad}\nspec: {egress: {routes: [{host: 'HTTPS://X'}]}}\n";
+    let (code, _, err) = bbctl(&cp, &["apply", "-f", "-"], Some(bad));
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("host"), "{err}");
+
+    // Agents into a namespace; get as a table, across namespaces, by name.
+    let agents = repo().join("examples/agents");
+    let (code, _, err) = cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bbctl(&cp, &["apply", "-n", "team", "-f", path_str(&agents)], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("agent.bot-bottle.dev/reviewer created"),
+        "{out}"
+    );
+    let (code, table, _) = bbctl(&cp, &["get", "bottles"], None);
+    assert_eq!(code, 0);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("NAME ") && header.contains("PROVIDER") && header.contains("AGE"),
+        "{table}"
+    );
+    assert!(
+        table.lines().any(|l| l.starts_with("gitea-dev ")),
+        "{table}"
+    );
+    let (_, table, err) = bbctl(&cp, &["get", "agents", "-n", "kube-system"], None);
+    assert!(
+        table.is_empty() && err.contains("No resources found in kube-system namespace."),
+        "{table}{err}"
+    );
+    let (_, table, _) = bbctl(&cp, &["get", "ag", "-A"], None);
+    assert!(
+        table.starts_with("NAMESPACE ") && table.lines().any(|l| l.starts_with("team ")),
+        "{table}"
+    );
+    let (code, yaml, _) = bbctl(
+        &cp,
+        &["get", "agent", "reviewer", "-n", "team", "-o", "yaml"],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert!(
+        yaml.contains("kind: Agent") && yaml.contains("name: reviewer"),
+        "{yaml}"
+    );
+    let (code, _, err) = bbctl(&cp, &["get", "bottle", "nope"], None);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = bbctl(&cp, &["get", "pods"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("valid: bottle"), "{err}");
+
+    // Delete by name and by manifest.
+    let (code, out, err) = bbctl(
+        &cp,
+        &["delete", "-n", "team", "-f", path_str(&agents)],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("agent.bot-bottle.dev/reviewer deleted"),
+        "{out}"
+    );
+    let (code, out, _) = bbctl(&cp, &["delete", "bottle/extra"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("bottle.bot-bottle.dev/extra deleted"));
+    let (code, _, _) = bbctl(&cp, &["delete", "bottle", "extra"], None);
+    assert_eq!(code, 3, "deleting what is gone is 'not found'");
+}
