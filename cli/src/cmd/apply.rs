@@ -191,8 +191,11 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             Some(c) => server_bottles(c).await?,
             None => BTreeMap::new(),
         };
-        let (resources, origins, errors) =
-            super::validate::load_with(&args.files, args.recursive, &known)?;
+        let super::validate::Loaded {
+            resources,
+            origins,
+            errors,
+        } = super::validate::load_with(&args.files, args.recursive, &known)?;
         if !errors.is_empty() {
             return Err(CliError::new(Kind::Validation, errors.join("\n")));
         }

@@ -38,8 +38,17 @@ pub fn run(args: Args) -> Result<(), CliError> {
 /// Loads every document of every source and validates them as one set. Errors are prefixed with
 /// their source so a user can find them.
 pub fn load(files: &[PathBuf], recursive: bool) -> Result<(Vec<Resource>, Vec<String>), CliError> {
-    let (resources, _, errors) = load_with(files, recursive, &Default::default())?;
-    Ok((resources, errors))
+    let loaded = load_with(files, recursive, &Default::default())?;
+    Ok((loaded.resources, loaded.errors))
+}
+
+/// Manifests read and checked as one set: the objects, the source each came from, and every
+/// error found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub resources: Vec<Resource>,
+    pub origins: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 /// `load`, with Bottles that already exist elsewhere (on the server) counted for `extends`, and
@@ -48,7 +57,7 @@ pub fn load_with(
     files: &[PathBuf],
     recursive: bool,
     known: &std::collections::BTreeMap<String, bb_crds::BottleSpec>,
-) -> Result<(Vec<Resource>, Vec<String>, Vec<String>), CliError> {
+) -> Result<Loaded, CliError> {
     let sources = read_sources(files, recursive)?;
     let mut resources = Vec::new();
     let mut origins = Vec::new();
@@ -80,5 +89,9 @@ pub fn load_with(
             .unwrap_or("");
         errors.push(format!("{origin}: {e}"));
     }
-    Ok((resources, origins, errors))
+    Ok(Loaded {
+        resources,
+        origins,
+        errors,
+    })
 }
