@@ -45,6 +45,10 @@ enum Command {
     Exec(cmd::session::ExecArgs),
     /// Print an Agent's container output or its sidecar's egress audit log.
     Logs(cmd::session::LogsArgs),
+    /// Snapshot and stop an Agent, keeping its state (spec.suspend: true).
+    Suspend(cmd::apply::SuspendArgs),
+    /// Start a suspended Agent again from its snapshot (spec.suspend: false).
+    Resume(cmd::apply::SuspendArgs),
     /// Snapshot an Agent's container as an image and record it in status.snapshot.
     Commit(cmd::session::CommitArgs),
     /// Print the client version.
@@ -74,6 +78,8 @@ fn main() -> ExitCode {
         Command::Exec(a) => cmd::session::exec(a),
         Command::Logs(a) => cmd::session::logs(a),
         Command::Commit(a) => cmd::session::commit(a),
+        Command::Suspend(a) => done(cmd::apply::set_suspend(a, true)),
+        Command::Resume(a) => done(cmd::apply::set_suspend(a, false)),
         Command::Version => {
             println!("bbctl {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)

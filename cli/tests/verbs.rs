@@ -181,6 +181,38 @@ fn apply_get_delete_with_the_trust_boundary() {
     assert_eq!(code, 2);
     assert!(err.contains("valid: bottle"), "{err}");
 
+    // suspend / resume set spec.suspend.
+    let (code, out, err) = bbctl(&cp, &["suspend", "agent/reviewer", "-n", "team"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("agent.bot-bottle.dev/reviewer suspended"),
+        "{out}"
+    );
+    let spec = cp.ok(&[
+        "get",
+        "agent",
+        "reviewer",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.spec.suspend}",
+    ]);
+    assert_eq!(spec.trim(), "true");
+    let (code, _, _) = bbctl(&cp, &["resume", "reviewer", "-n", "team"], None);
+    assert_eq!(code, 0);
+    let spec = cp.ok(&[
+        "get",
+        "agent",
+        "reviewer",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.spec.suspend}",
+    ]);
+    assert_eq!(spec.trim(), "false");
+    let (code, _, err) = bbctl(&cp, &["suspend", "ghost"], None);
+    assert_eq!(code, 3, "{err}");
+
     // Delete by name and by manifest.
     let (code, out, err) = bbctl(
         &cp,

@@ -344,3 +344,29 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
         Ok(())
     })
 }
+
+#[derive(Debug, clap::Args)]
+pub struct SuspendArgs {
+    /// The Agent: agent/NAME or NAME.
+    agent: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `bbctl suspend` / `bbctl resume`: sets `spec.suspend` (the controller snapshots and stops
+/// the agent, or starts it again from the snapshot).
+pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
+    let name = super::target::agent_name(&args.agent)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let client = args.target.client().await?;
+        let api: Api<Agent> = Api::namespaced(client, &args.target.namespace());
+        let what = format!("agent.bot-bottle.dev/{name}");
+        let patch = serde_json::json!({"spec": {"suspend": suspend}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| api_error(&what, e))?;
+        println!("{what} {}", if suspend { "suspended" } else { "resumed" });
+        Ok(())
+    })
+}
