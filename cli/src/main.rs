@@ -35,6 +35,8 @@ enum Command {
     Apply(cmd::apply::ApplyArgs),
     /// List Bottles or Agents, or show one (table, wide, yaml, json or name).
     Get(cmd::get::GetArgs),
+    /// Show one Bottle (with its resolved policy) or Agent (with conditions and events).
+    Describe(cmd::describe::DescribeArgs),
     /// Delete Bottles or Agents by TYPE NAME or by the manifests that declare them.
     Delete(cmd::apply::DeleteArgs),
     /// Run or manage the local control plane.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Controller(a) => done(cmd::controller::run(a)),
         Command::Apply(a) => done(cmd::apply::apply(a)),
         Command::Get(a) => done(cmd::get::run(a)),
+        Command::Describe(a) => done(cmd::describe::run(a)),
         Command::Delete(a) => done(cmd::apply::delete(a)),
         Command::Attach(a) => cmd::session::attach(a),
         Command::Exec(a) => cmd::session::exec(a),

@@ -181,6 +181,33 @@ fn apply_get_delete_with_the_trust_boundary() {
     assert_eq!(code, 2);
     assert!(err.contains("valid: bottle"), "{err}");
 
+    // describe: the resolved policy of a Bottle, the state of an Agent.
+    let (code, text, err) = bbctl(&cp, &["describe", "bottle", "gitea-dev"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("Chain:           claude -> gitea-dev"),
+        "{text}"
+    );
+    assert!(text.contains("Egress (resolved):"), "{text}");
+    assert!(
+        text.contains("(from bottle/claude)") && text.contains("(from bottle/gitea-dev)"),
+        "{text}"
+    );
+    assert!(text.contains("Conditions:"), "{text}");
+    let (code, text, err) = bbctl(&cp, &["describe", "agent/reviewer", "-n", "team"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.starts_with("Name:            reviewer\n"), "{text}");
+    assert!(
+        text.contains("Namespace:       team") && text.contains("Events:"),
+        "{text}"
+    );
+    let (code, _, err) = bbctl(&cp, &["describe", "bottle", "nope"], None);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("Bottle 'nope' not found; available: claude,"),
+        "{err}"
+    );
+
     // suspend / resume set spec.suspend.
     let (code, out, err) = bbctl(&cp, &["suspend", "agent/reviewer", "-n", "team"], None);
     assert_eq!(code, 0, "{err}");

@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 }
 
 /// Names where a credential comes from, never its value.
-fn source(s: &SecretSource) -> String {
+pub fn source(s: &SecretSource) -> String {
     if let Some(r) = &s.secret_key_ref {
         format!(
             "secret {}/{}",

@@ -6,6 +6,7 @@ pub mod convert;
 pub mod crds;
 pub mod demo;
 pub mod demo_live;
+pub mod describe;
 pub mod get;
 pub mod session;
 pub mod target;

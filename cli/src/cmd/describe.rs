@@ -1,0 +1,288 @@
+//! `bbctl describe`: one Bottle or Agent the way `kubectl describe` shows objects: a spec
+//! summary (for a Bottle, its resolved policy), status, conditions and recent events.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use bb_crds::{Agent, Bottle};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{Api, ResourceExt};
+
+use super::get::render;
+use super::target::Target;
+use crate::exit::{CliError, Kind};
+
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    /// bottle (bt) or agent (ag), or TYPE/NAME.
+    #[arg(value_name = "TYPE")]
+    kind: String,
+    name: Option<String>,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn field(out: &mut String, key: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{:<17}{value}", format!("{key}:"));
+}
+
+fn conditions(out: &mut String, conds: &[Condition]) {
+    out.push_str("Conditions:\n");
+    if conds.is_empty() {
+        out.push_str("  <none>\n");
+        return;
+    }
+    let rows: Vec<Vec<String>> = conds
+        .iter()
+        .map(|c| {
+            vec![
+                c.type_.clone(),
+                c.status.clone(),
+                c.reason.clone(),
+                c.message.clone(),
+            ]
+        })
+        .collect();
+    let table = render(
+        &[
+            "Type".into(),
+            "Status".into(),
+            "Reason".into(),
+            "Message".into(),
+        ],
+        &rows,
+    );
+    for line in table.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+async fn events(client: &kube::Client, ns: &str, name: &str, out: &mut String) {
+    let path = format!("/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}");
+    let value: serde_json::Value = match http::Request::get(&path)
+        .body(Vec::new())
+        .map(|req| client.request(req))
+    {
+        Ok(fut) => fut.await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let mut items: Vec<serde_json::Value> = value["items"].as_array().cloned().unwrap_or_default();
+    items.sort_by_key(|e| {
+        e["lastTimestamp"]
+            .as_str()
+            .or(e["eventTime"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    });
+    out.push_str("Events:\n");
+    if items.is_empty() {
+        out.push_str("  <none>\n");
+        return;
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .rev()
+        .take(15)
+        .rev()
+        .map(|e| {
+            let count = e["count"].as_i64().unwrap_or(1);
+            let reason = e["reason"].as_str().unwrap_or_default();
+            vec![
+                e["type"].as_str().unwrap_or_default().to_string(),
+                if count > 1 {
+                    format!("{reason} (x{count})")
+                } else {
+                    reason.to_string()
+                },
+                e["source"]["component"]
+                    .as_str()
+                    .or(e["reportingComponent"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    let table = render(
+        &[
+            "Type".into(),
+            "Reason".into(),
+            "From".into(),
+            "Message".into(),
+        ],
+        &rows,
+    );
+    for line in table.lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, CliError> {
+    let api: Api<Bottle> = Api::all(client.clone());
+    let all: BTreeMap<String, bb_crds::BottleSpec> = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .items
+        .into_iter()
+        .map(|b| (b.name_any(), b.spec))
+        .collect();
+    let b = api
+        .get_opt(name)
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.keys().map(String::as_str).collect();
+            CliError::new(
+                Kind::NotFound,
+                format!(
+                    "Bottle '{name}' not found; available: {}",
+                    if names.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )
+        })?;
+    let mut out = String::new();
+    field(&mut out, "Name", b.name_any());
+    field(
+        &mut out,
+        "Extends",
+        b.spec.extends.as_deref().unwrap_or("<none>"),
+    );
+    match bb_crds::resolve::resolve_bottle(name, &all) {
+        Ok(r) => {
+            let provider = r
+                .spec
+                .agent_provider
+                .as_ref()
+                .map(|p| p.template())
+                .unwrap_or_default();
+            field(&mut out, "Chain", r.chain.join(" -> "));
+            field(&mut out, "Provider", provider.as_str());
+            field(&mut out, "Supervise", r.spec.supervise());
+            out.push_str("Egress (resolved):\n");
+            let routes: Vec<_> = r
+                .spec
+                .egress
+                .iter()
+                .flat_map(|e| e.routes())
+                .zip(&r.route_origins)
+                .collect();
+            if routes.is_empty() {
+                out.push_str("  <none: every request is refused>\n");
+            }
+            for (route, origin) in routes {
+                let auth = route
+                    .auth
+                    .as_ref()
+                    .map(|a| {
+                        format!(
+                            "  injects {} from {}",
+                            a.scheme.as_str(),
+                            super::demo::source(&a.token)
+                        )
+                    })
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {}{auth}   (from bottle/{})",
+                    route.host, origin.bottle
+                );
+            }
+        }
+        Err(e) => field(&mut out, "Resolved", format!("<invalid: {e}>")),
+    }
+    let st = b.status.clone().unwrap_or_default();
+    field(
+        &mut out,
+        "Policy hash",
+        st.resolved_policy_hash.as_deref().unwrap_or("<none>"),
+    );
+    conditions(&mut out, &st.conditions);
+    Ok(out)
+}
+
+async fn describe_agent(client: &kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
+    let api: Api<Agent> = Api::namespaced(client.clone(), ns);
+    let a = api
+        .get_opt(name)
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .ok_or_else(|| {
+            CliError::new(
+                Kind::NotFound,
+                format!("Agent '{name}' not found in namespace '{ns}'"),
+            )
+        })?;
+    let st = a.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    field(&mut out, "Name", a.name_any());
+    field(&mut out, "Namespace", ns);
+    field(&mut out, "Bottle", &a.spec.bottle_ref.name);
+    field(&mut out, "Suspend", a.spec.suspend.unwrap_or(false));
+    if let Some(w) = &a.spec.workspace {
+        field(&mut out, "Workspace", &w.host_path);
+    }
+    field(
+        &mut out,
+        "Backend",
+        st.backend.as_deref().unwrap_or("<none>"),
+    );
+    field(
+        &mut out,
+        "Phase",
+        st.phase.map_or("<none>".to_string(), |p| format!("{p:?}")),
+    );
+    if let Some(m) = &st.message {
+        field(&mut out, "Message", m);
+    }
+    if let Some(p) = st.endpoints.as_ref().and_then(|e| e.proxy.as_deref()) {
+        field(&mut out, "Proxy", p);
+    }
+    field(
+        &mut out,
+        "Applied policy",
+        st.applied_policy_hash.as_deref().unwrap_or("<none>"),
+    );
+    if let Some(s) = &st.snapshot {
+        field(&mut out, "Snapshot", s);
+    }
+    conditions(&mut out, &st.conditions);
+    events(client, ns, name, &mut out).await;
+    Ok(out)
+}
+
+pub fn run(args: DescribeArgs) -> Result<(), CliError> {
+    let (kind, name) = match (args.kind.split_once('/'), &args.name) {
+        (Some((k, n)), None) => (k.to_string(), n.to_string()),
+        (None, Some(n)) => (args.kind.clone(), n.clone()),
+        _ => {
+            return Err(CliError::new(
+                Kind::Usage,
+                "what to describe: TYPE NAME or TYPE/NAME (bottle, agent)",
+            ));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let text = rt.block_on(async {
+        let client = args.target.client().await?;
+        match kind.to_ascii_lowercase().as_str() {
+            "bottle" | "bottles" | "bt" => describe_bottle(&client, &name).await,
+            "agent" | "agents" | "ag" => {
+                describe_agent(&client, &args.target.namespace(), &name).await
+            }
+            other => Err(CliError::new(
+                Kind::Usage,
+                format!("unknown type '{other}'; valid: bottle (bt), agent (ag)"),
+            )),
+        }
+    })?;
+    print!("{text}");
+    Ok(())
+}
