@@ -53,6 +53,8 @@ enum Command {
     Resume(cmd::apply::SuspendArgs),
     /// Snapshot an Agent's container as an image and record it in status.snapshot.
     Commit(cmd::session::CommitArgs),
+    /// Check Docker, gVisor, images, the sidecar binary, the control plane and file modes.
+    Doctor(cmd::doctor::DoctorArgs),
     /// Print the client version.
     Version,
 }
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
         Command::Apply(a) => done(cmd::apply::apply(a)),
         Command::Get(a) => done(cmd::get::run(a)),
         Command::Describe(a) => done(cmd::describe::run(a)),
+        Command::Doctor(a) => done(cmd::doctor::run(a)),
         Command::Delete(a) => done(cmd::apply::delete(a)),
         Command::Attach(a) => cmd::session::attach(a),
         Command::Exec(a) => cmd::session::exec(a),

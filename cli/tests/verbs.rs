@@ -257,3 +257,39 @@ fn apply_get_delete_with_the_trust_boundary() {
     let (code, _, _) = bbctl(&cp, &["delete", "bottle", "extra"], None);
     assert_eq!(code, 3, "deleting what is gone is 'not found'");
 }
+
+#[test]
+fn doctor_says_what_is_wrong_and_how_to_fix_it() {
+    let cp = ControlPlane::start();
+    let (_, out, _) = bbctl(&cp, &["doctor"], None);
+    assert!(out.contains("ok    control plane: reachable"), "{out}");
+    // A temporary directory is world-readable: doctor says so and how to fix it.
+    assert!(
+        out.contains("fail  home:") && out.contains("fix: chmod 700"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(cp.home.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod");
+    let (_, out, _) = bbctl(&cp, &["doctor"], None);
+    assert!(
+        out.contains("ok    home:") && out.contains("(mode 700)"),
+        "{out}"
+    );
+
+    // A home with no control plane: one failing check, its fix, exit 5.
+    let cold = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+        .args(["doctor", "--home"])
+        .arg(cold.path().join("home"))
+        .output()
+        .expect("bbctl doctor");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("fail  control plane")
+            && text.contains("fix: start it with `bbctl controller run`"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check(s) failed"));
+}

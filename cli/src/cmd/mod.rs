@@ -7,6 +7,7 @@ pub mod crds;
 pub mod demo;
 pub mod demo_live;
 pub mod describe;
+pub mod doctor;
 pub mod get;
 pub mod session;
 pub mod target;

@@ -1,0 +1,119 @@
+//! `bbctl doctor`: checks what running bottles needs, one line each, `ok` or `fail` with the fix.
+
+use std::os::unix::fs::PermissionsExt;
+
+use bb_controller::backend::docker::{DockerBackend, DockerConfig};
+
+use super::target::Target;
+use crate::exit::{CliError, Kind};
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: &str, detail: impl std::fmt::Display) {
+        println!("ok    {what}: {detail}");
+    }
+    fn fail(&mut self, what: &str, detail: impl std::fmt::Display, fix: &str) {
+        self.failed += 1;
+        println!("fail  {what}: {detail}\n      fix: {fix}");
+    }
+    fn warn(&mut self, what: &str, detail: impl std::fmt::Display) {
+        println!("warn  {what}: {detail}");
+    }
+}
+
+pub fn run(args: DoctorArgs) -> Result<(), CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let mut r = Report { failed: 0 };
+    let home = args.target.home_dir()?;
+    rt.block_on(async {
+        // Home directory: private to the user.
+        match std::fs::metadata(&home) {
+            Ok(m) if m.permissions().mode() & 0o077 == 0 => {
+                r.ok("home", format!("{} (mode {:o})", home.display(), m.permissions().mode() & 0o777))
+            }
+            Ok(m) => r.fail(
+                "home",
+                format!("{} is mode {:o}: other users can read its secrets", home.display(), m.permissions().mode() & 0o777),
+                &format!("chmod 700 {}", home.display()),
+            ),
+            Err(_) => r.warn("home", format!("{} does not exist yet (created on the first `bbctl controller run`)", home.display())),
+        }
+
+        // Docker, gVisor and the sidecar binary.
+        let cfg = DockerConfig::for_home(&home, "doctor");
+        match DockerBackend::connect(cfg.clone()).await {
+            Ok(b) => {
+                let version = b.docker().version().await.ok().and_then(|v| v.version).unwrap_or_default();
+                r.ok("docker", format!("engine {version} reachable"));
+                let runtimes = b.docker().info().await.ok().and_then(|i| i.runtimes).unwrap_or_default();
+                if runtimes.contains_key("runsc") {
+                    r.ok("gvisor", "runsc registered (runtime.gvisor: auto uses it)");
+                } else {
+                    r.warn("gvisor", "runsc not registered: agents run under runc; Bottles with runtime.gvisor: required will not start");
+                }
+                let base = b.docker().inspect_image("bot-bottle/base:bookworm").await.is_ok();
+                let slim = b.docker().inspect_image("debian:bookworm-slim").await.is_ok();
+                if base || slim {
+                    r.ok("base image", if base { "bot-bottle/base:bookworm present" } else { "debian:bookworm-slim present" });
+                } else {
+                    r.warn("base image", "neither bot-bottle/base:bookworm nor debian:bookworm-slim is present: the first Agent pulls debian:bookworm-slim; offline, run hack/build-base-image.sh and pass --base-image");
+                }
+            }
+            Err(e) => r.fail("docker", e, "start the Docker engine (or set DOCKER_HOST) so Agents can run"),
+        }
+        if cfg.sidecar_binary.is_file() {
+            r.ok("sidecar binary", cfg.sidecar_binary.display());
+        } else {
+            r.fail(
+                "sidecar binary",
+                format!("{} is missing", cfg.sidecar_binary.display()),
+                "install bb-sidecar next to bbctl (cargo build -p bb-sidecar) or pass --sidecar-binary to `bbctl controller run`",
+            );
+        }
+
+        // The control plane (or the cluster of --kubeconfig).
+        let kubeconfig = args.target.kubeconfig.clone().unwrap_or_else(|| home.join("kubeconfig"));
+        if let Ok(m) = std::fs::metadata(&kubeconfig)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            r.fail(
+                "kubeconfig",
+                format!("{} is mode {:o}: it holds the API token", kubeconfig.display(), m.permissions().mode() & 0o777),
+                &format!("chmod 600 {}", kubeconfig.display()),
+            );
+        }
+        match args.target.client().await {
+            Ok(client) => {
+                let req = http::Request::get("/readyz").body(Vec::new());
+                let ready = match req {
+                    Ok(req) => client.request_text(req).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match ready {
+                    Ok(_) => r.ok("control plane", format!("reachable through {}", kubeconfig.display())),
+                    Err(e) => r.fail("control plane", e, "start it with `bbctl controller run` (or check --kubeconfig/--context)"),
+                }
+            }
+            Err(e) => r.fail("control plane", e.message, "start it with `bbctl controller run`"),
+        }
+    });
+    if r.failed > 0 {
+        return Err(CliError::new(
+            Kind::Unavailable,
+            format!("{} check(s) failed", r.failed),
+        ));
+    }
+    Ok(())
+}
