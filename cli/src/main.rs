@@ -55,6 +55,11 @@ enum Command {
     Commit(cmd::session::CommitArgs),
     /// Check Docker, gVisor, images, the sidecar binary, the control plane and file modes.
     Doctor(cmd::doctor::DoctorArgs),
+    /// Print a shell completion script: `source <(bbctl completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print the client version.
     Version,
 }
@@ -79,6 +84,11 @@ fn main() -> ExitCode {
         Command::Get(a) => done(cmd::get::run(a)),
         Command::Describe(a) => done(cmd::describe::run(a)),
         Command::Doctor(a) => done(cmd::doctor::run(a)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "bbctl", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Delete(a) => done(cmd::apply::delete(a)),
         Command::Attach(a) => cmd::session::attach(a),
         Command::Exec(a) => cmd::session::exec(a),

@@ -293,3 +293,29 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("check(s) failed"));
 }
+
+#[test]
+fn completion_scripts_load_in_their_shell() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source <({} completion bash) && complete -p bbctl",
+            env!("CARGO_BIN_EXE_bbctl")
+        ))
+        .output()
+        .expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("bbctl"), "{text}");
+    for shell in ["zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+            .args(["completion", shell])
+            .output()
+            .expect("bbctl completion");
+        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+    }
+}
