@@ -319,3 +319,77 @@ fn completion_scripts_load_in_their_shell() {
         assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
     }
 }
+
+/// Runs bbctl with no kubeconfig flag: the default target is the home's control plane.
+fn bbctl_home(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    // `--home` goes before any `--`, after which arguments belong to `controller run`.
+    let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+    let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+        .args(&args[..split])
+        .arg("--home")
+        .arg(home)
+        .args(&args[split..])
+        .env("BBCTL_LOG", "warn")
+        .output()
+        .expect("bbctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Stops a background control plane however the test ends.
+struct StopOnDrop(std::path::PathBuf);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = bbctl_home(&self.0, &["controller", "stop"]);
+    }
+}
+
+#[test]
+fn a_cold_home_gets_a_control_plane_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    let _stop = StopOnDrop(home.clone());
+    let (code, _, err) = bbctl_home(&home, &["controller", "status"]);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("bbctl controller start"), "{err}");
+
+    // A verb that needs the API starts it and says so.
+    let (code, out, err) = bbctl_home(&home, &["get", "bottles"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("started the local control plane in the background"),
+        "{err}"
+    );
+    assert!(err.contains("No resources found"), "{err}");
+    let (code, out, _) = bbctl_home(&home, &["controller", "status"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("running (pid "), "{out}");
+    // Running already: no second start.
+    let (_, _, err) = bbctl_home(&home, &["get", "bottles"]);
+    assert!(!err.contains("started the local control plane"), "{err}");
+
+    let (code, out, _) = bbctl_home(&home, &["controller", "stop"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("control plane stopped"), "{out}");
+    let (code, _, _) = bbctl_home(&home, &["controller", "status"]);
+    assert_eq!(code, 5);
+    // Explicit start with run flags after `--`.
+    let (code, out, err) = bbctl_home(
+        &home,
+        &[
+            "controller",
+            "start",
+            "--",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "none",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("control plane started (pid "), "{out}");
+}

@@ -185,7 +185,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         let client = if args.dry_run == "client" {
             None
         } else {
-            Some(args.target.client().await?)
+            Some(args.target.client_autostart().await?)
         };
         let known = match &client {
             Some(c) => server_bottles(c).await?,
@@ -321,7 +321,7 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
     };
     let rt = runtime()?;
     rt.block_on(async {
-        let client = args.target.client().await?;
+        let client = args.target.client_autostart().await?;
         for (kind, name, ns) in targets {
             match kind.as_str() {
                 "bottle" | "bottles" | "bt" => {
@@ -359,7 +359,7 @@ pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
     let name = super::target::agent_name(&args.agent)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let client = args.target.client().await?;
+        let client = args.target.client_autostart().await?;
         let api: Api<Agent> = Api::namespaced(client, &args.target.namespace());
         let what = format!("agent.bot-bottle.dev/{name}");
         let patch = serde_json::json!({"spec": {"suspend": suspend}});

@@ -51,10 +51,88 @@ enum Sub {
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         resync_seconds: u64,
     },
+    /// Start `controller run` in the background (log: HOME/controller.log); arguments after
+    /// `--` are passed to it.
+    Start {
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+        /// Extra `controller run` flags, e.g. `-- --listen 127.0.0.1:0 --backend none`.
+        #[arg(last = true, value_name = "RUN FLAGS")]
+        run_args: Vec<String>,
+    },
+    /// Stop the background control plane (SIGTERM, then wait for it to let go of the home).
+    Stop {
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
+    /// Whether a control plane runs on the home; exits 5 when none does.
+    Status {
+        #[arg(long, value_name = "DIR")]
+        home: Option<PathBuf>,
+    },
+}
+
+fn home_of(home: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    bb_controller::home::resolve(home).map_err(|e| CliError::new(Kind::Usage, e.to_string()))
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
+    use super::background;
     match args.command {
+        Sub::Start { home, run_args } => {
+            if run_args
+                .iter()
+                .any(|a| a == "--home" || a.starts_with("--home="))
+            {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    "--home belongs before `--`: bbctl controller start --home DIR -- RUN FLAGS",
+                ));
+            }
+            let home = home_of(home)?;
+            let already = background::status(&home);
+            let r = background::start(&home, &run_args)?;
+            let how = if already.is_some() {
+                "already running"
+            } else {
+                "started"
+            };
+            println!(
+                "control plane {how} (pid {}) at {}; kubeconfig {}",
+                r.pid,
+                r.url.as_deref().unwrap_or("?"),
+                home.join("kubeconfig").display()
+            );
+            Ok(())
+        }
+        Sub::Stop { home } => {
+            let home = home_of(home)?;
+            match background::stop(&home)? {
+                Some(r) => println!("control plane stopped (pid {})", r.pid),
+                None => println!("no control plane runs on {}", home.display()),
+            }
+            Ok(())
+        }
+        Sub::Status { home } => {
+            let home = home_of(home)?;
+            match background::status(&home) {
+                Some(r) => {
+                    println!(
+                        "running (pid {}) at {}",
+                        r.pid,
+                        r.url.as_deref().unwrap_or("?")
+                    );
+                    Ok(())
+                }
+                None => Err(CliError::new(
+                    Kind::Unavailable,
+                    format!(
+                        "no control plane runs on {}; start one with `bbctl controller start`",
+                        home.display()
+                    ),
+                )),
+            }
+        }
         Sub::Run {
             home,
             listen,

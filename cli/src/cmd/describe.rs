@@ -271,7 +271,7 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
     let text = rt.block_on(async {
-        let client = args.target.client().await?;
+        let client = args.target.client_autostart().await?;
         match kind.to_ascii_lowercase().as_str() {
             "bottle" | "bottles" | "bt" => describe_bottle(&client, &name).await,
             "agent" | "agents" | "ag" => {

@@ -89,7 +89,7 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
     rt.block_on(async {
-        let client = args.target.client().await?;
+        let client = args.target.client_autostart().await?;
         let ns = args.target.namespace();
         let mut path = format!("/apis/{GROUP}/{VERSION}");
         if namespaced && !args.all_namespaces {

@@ -1,6 +1,7 @@
 //! One module per verb.
 
 pub mod apply;
+pub mod background;
 pub mod controller;
 pub mod convert;
 pub mod crds;

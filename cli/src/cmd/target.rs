@@ -31,6 +31,15 @@ impl Target {
         self.namespace.clone().unwrap_or_else(|| "default".into())
     }
 
+    /// `client`, starting the local control plane in the background first when this targets
+    /// it and it is not running (kubectl-style verbs that only talk to the API).
+    pub async fn client_autostart(&self) -> Result<kube::Client, CliError> {
+        if self.kubeconfig.is_none() {
+            super::background::ensure_running(&self.home_dir()?)?;
+        }
+        self.client().await
+    }
+
     pub async fn client(&self) -> Result<kube::Client, CliError> {
         let path = match &self.kubeconfig {
             Some(p) => p.clone(),
