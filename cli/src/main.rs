@@ -41,6 +41,8 @@ enum Command {
     Delete(cmd::apply::DeleteArgs),
     /// Run or manage the local control plane.
     Controller(cmd::controller::Args),
+    /// Create an Agent in a Bottle, wait for it, and optionally attach (`--attach --rm`).
+    Run(cmd::run::RunArgs),
     /// Open an interactive session running the Agent's provider command; exits with its code.
     Attach(cmd::session::AttachArgs),
     /// Run a command in a running Agent; exits with the command's exit code.
@@ -90,6 +92,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Delete(a) => done(cmd::apply::delete(a)),
+        Command::Run(a) => cmd::run::run(a),
         Command::Attach(a) => cmd::session::attach(a),
         Command::Exec(a) => cmd::session::exec(a),
         Command::Logs(a) => cmd::session::logs(a),

@@ -633,6 +633,40 @@ spec:
         "attach's exit code"
     );
 
+    // run --attach --rm: a second Agent in the same Bottle, its session fed from stdin (no
+    // terminal), its exit code passed through, and the Agent gone afterwards.
+    let mut child = std::process::Command::new(&bbctl)
+        .args([
+            "run", "quick", "--bottle", "sessions", "--attach", "--rm", "--home",
+        ])
+        .arg(&home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bbctl run");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"echo from-run-$((40+2)); exit 4\n")
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("bbctl run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "run --attach exit code\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("from-run-42"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("agent.bot-bottle.dev/quick deleted"),
+        "{stderr}"
+    );
+    assert!(containers_with("bot-bottle.dev/agent=default/quick").is_empty());
+
     // commit: an image recorded in status.snapshot, removed with the Agent.
     let mut c = std::process::Command::new(&bbctl);
     c.args(["commit", "agent/sessions", "--home"]).arg(&home);

@@ -10,6 +10,7 @@ pub mod demo_live;
 pub mod describe;
 pub mod doctor;
 pub mod get;
+pub mod run;
 pub mod session;
 pub mod target;
 pub mod validate;

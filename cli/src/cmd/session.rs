@@ -295,45 +295,49 @@ fn ansi(color: Color) -> &'static str {
 /// `bbctl attach agent/NAME`: the provider's command on a TTY; exits with its exit code.
 pub fn attach(args: AttachArgs) -> Result<ExitCode, CliError> {
     let rt = runtime()?;
-    let result = rt.block_on(async {
-        let o = open(&args.target, &args.agent).await?;
-        let (provider, plan) = plan(&o).await?;
-        let mut argv = provider.attach_command();
-        if argv.is_empty() {
-            argv = vec!["/bin/sh".into()];
-        }
-        let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        if tty {
-            let label = o
-                .agent
-                .spec
-                .label
-                .clone()
-                .unwrap_or_else(|| o.agent.name_any());
-            // The terminal title names the bottle; colour only when asked and allowed.
-            print!("\x1b]0;{label}\x07");
-            if let Some(c) = o
-                .agent
-                .spec
-                .color
-                .filter(|_| std::env::var_os("NO_COLOR").is_none())
-            {
-                println!("\x1b[{}m── {label} ──\x1b[0m", ansi(c));
-            }
-        }
-        let spec = SessionSpec {
-            argv,
-            env: plan.secret_env.into_iter().collect(),
-            tty,
-            user: Some("1000".into()),
-            workdir: plan.workspace.as_ref().map(|_| "/workspace".to_string()),
-            size: tty.then(term_size).flatten(),
-        };
-        run_session(&o, spec, true).await
-    });
+    let result = rt.block_on(attach_to(&args.target, &args.agent));
     // A blocking stdin read may still be parked on a thread: do not wait for it.
     rt.shutdown_background();
     result.map(ExitCode::from)
+}
+
+/// Runs the Agent's provider command attached to this terminal (or to plain stdin/stdout when
+/// there is none) and returns its exit code.
+pub async fn attach_to(target: &Target, agent: &str) -> Result<u8, CliError> {
+    let o = open(target, agent).await?;
+    let (provider, plan) = plan(&o).await?;
+    let mut argv = provider.attach_command();
+    if argv.is_empty() {
+        argv = vec!["/bin/sh".into()];
+    }
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if tty {
+        let label = o
+            .agent
+            .spec
+            .label
+            .clone()
+            .unwrap_or_else(|| o.agent.name_any());
+        // The terminal title names the bottle; colour only when asked and allowed.
+        print!("\x1b]0;{label}\x07");
+        if let Some(c) = o
+            .agent
+            .spec
+            .color
+            .filter(|_| std::env::var_os("NO_COLOR").is_none())
+        {
+            println!("\x1b[{}m── {label} ──\x1b[0m", ansi(c));
+        }
+    }
+    let spec = SessionSpec {
+        argv,
+        env: plan.secret_env.into_iter().collect(),
+        tty,
+        user: Some("1000".into()),
+        workdir: plan.workspace.as_ref().map(|_| "/workspace".to_string()),
+        size: tty.then(term_size).flatten(),
+    };
+    run_session(&o, spec, true).await
 }
 
 /// `bbctl exec agent/NAME -- CMD...`: exits with the command's exit code.
