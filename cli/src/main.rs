@@ -33,6 +33,8 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Create or update Bottles and Agents from manifests (server-side apply).
     Apply(cmd::apply::ApplyArgs),
+    /// Show what `apply -f` would change; exits 1 when something differs.
+    Diff(cmd::diff::DiffArgs),
     /// List Bottles or Agents, or show one (table, wide, yaml, json or name).
     Get(cmd::get::GetArgs),
     /// Show one Bottle (with its resolved policy) or Agent (with conditions and events).
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Controller(a) => done(cmd::controller::run(a)),
         Command::Apply(a) => done(cmd::apply::apply(a)),
         Command::Get(a) => done(cmd::get::run(a)),
+        Command::Diff(a) => cmd::diff::run(a).map(|changed| ExitCode::from(u8::from(changed))),
         Command::Describe(a) => done(cmd::describe::run(a)),
         Command::Doctor(a) => done(cmd::doctor::run(a)),
         Command::Completion { shell } => {

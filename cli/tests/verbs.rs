@@ -393,3 +393,58 @@ fn a_cold_home_gets_a_control_plane_in_the_background() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("control plane started (pid "), "{out}");
 }
+
+#[test]
+fn diff_shows_changes_and_prune_removes_what_left_the_directory() {
+    let cp = ControlPlane::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bottle = |name: &str, host: &str| {
+        format!(
+            "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata:\n  name: {name}\n  labels: {{app: review}}\nspec:\n  agentProvider: {{template: custom, image: 'agent:1', command: [bash]}}\n  egress: {{routes: [{{host: {host}}}]}}\n"
+        )
+    };
+    std::fs::write(dir.path().join("a.yaml"), bottle("a", "a.example.com")).expect("write");
+    std::fs::write(dir.path().join("b.yaml"), bottle("b", "b.example.com")).expect("write");
+    let d = path_str(dir.path());
+
+    // Not applied yet: everything differs.
+    let (code, out, err) = bbctl(&cp, &["diff", "-f", d], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("+++ merged/bottle.bot-bottle.dev/a"), "{out}");
+    let (code, _, err) = bbctl(&cp, &["apply", "-f", d], None);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bbctl(&cp, &["diff", "-f", d], None);
+    assert_eq!(code, 0, "applied: no diff\n{out}{err}");
+    assert!(out.is_empty(), "{out}");
+
+    // An edit shows as a diff of just that line.
+    std::fs::write(dir.path().join("a.yaml"), bottle("a", "a2.example.com")).expect("write");
+    let (code, out, _) = bbctl(&cp, &["diff", "-f", d], None);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("-    - host: a.example.com\n+    - host: a2.example.com"),
+        "{out}"
+    );
+    assert!(!out.contains("bottle.bot-bottle.dev/b"), "{out}");
+
+    // b leaves the directory: apply --prune removes it, and only what matches the selector.
+    std::fs::remove_file(dir.path().join("b.yaml")).expect("rm");
+    let other = "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: other}\nspec:\n  agentProvider: {template: custom, image: 'agent:1', command: [bash]}\n";
+    let (code, _, err) = bbctl(&cp, &["apply", "-f", "-"], Some(other));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bbctl(
+        &cp,
+        &["apply", "-f", d, "--prune", "-l", "app=review"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bottle.bot-bottle.dev/a configured"), "{out}");
+    assert!(out.contains("bottle.bot-bottle.dev/b pruned"), "{out}");
+    let (_, names, _) = bbctl(&cp, &["get", "bottles", "-o", "name"], None);
+    assert_eq!(
+        names,
+        "bottle.bot-bottle.dev/a\nbottle.bot-bottle.dev/other\n"
+    );
+    let (code, _, err) = bbctl(&cp, &["apply", "-f", d, "--prune"], None);
+    assert_eq!(code, 2, "--prune needs a selector: {err}");
+}

@@ -36,6 +36,12 @@ pub struct ApplyArgs {
     /// Take over fields another manager owns instead of failing with a conflict.
     #[arg(long)]
     force_conflicts: bool,
+    /// Delete Bottles and Agents matching --selector that the manifests no longer declare.
+    #[arg(long, requires = "selector")]
+    prune: bool,
+    /// Label selector of what --prune may delete (`app=review`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -219,6 +225,21 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         pp.force = args.force_conflicts;
         pp.dry_run = args.dry_run == "server";
         let suffix = if pp.dry_run { " (server dry run)" } else { "" };
+        let mut applied_bottles = std::collections::BTreeSet::new();
+        let mut applied_agents = std::collections::BTreeSet::new();
+        let mut namespaces = std::collections::BTreeSet::from([args.target.namespace()]);
+        for r in &resources {
+            match r {
+                Resource::Bottle(b) => {
+                    applied_bottles.insert(b.name_any());
+                }
+                Resource::Agent(a) => {
+                    let ns = a.namespace().unwrap_or_else(|| args.target.namespace());
+                    applied_agents.insert((ns.clone(), a.name_any()));
+                    namespaces.insert(ns);
+                }
+            }
+        }
         for r in resources {
             let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
             let outcome = match r {
@@ -241,6 +262,39 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             };
             let outcome = outcome.map_err(|e| api_error(&what, e))?;
             println!("{what} {outcome}{suffix}");
+        }
+        if let (true, Some(sel)) = (args.prune, &args.selector) {
+            let lp = kube::api::ListParams::default().labels(sel);
+            let bottles: Api<Bottle> = Api::all(client.clone());
+            for b in bottles
+                .list(&lp)
+                .await
+                .map_err(|e| api_error("listing bottles", e))?
+            {
+                let name = b.name_any();
+                if !applied_bottles.contains(&name) {
+                    if !pp.dry_run {
+                        delete_bottle(&client, &name).await?;
+                    }
+                    println!("bottle.bot-bottle.dev/{name} pruned{suffix}");
+                }
+            }
+            for ns in &namespaces {
+                let agents: Api<Agent> = Api::namespaced(client.clone(), ns);
+                for a in agents
+                    .list(&lp)
+                    .await
+                    .map_err(|e| api_error("listing agents", e))?
+                {
+                    let name = a.name_any();
+                    if !applied_agents.contains(&(ns.clone(), name.clone())) {
+                        if !pp.dry_run {
+                            delete_agent(&client, ns, &name, false).await?;
+                        }
+                        println!("agent.bot-bottle.dev/{name} pruned{suffix}");
+                    }
+                }
+            }
         }
         Ok(())
     })

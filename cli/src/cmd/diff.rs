@@ -1,0 +1,179 @@
+//! `bbctl diff -f`: what `apply` would change, as a unified diff of each object's YAML (the
+//! live object against the server's dry-run result), exit 1 when anything differs, like
+//! `kubectl diff`.
+
+use std::path::PathBuf;
+
+use bb_crds::{Agent, Bottle, Resource};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use super::target::Target;
+use crate::exit::{CliError, Kind};
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR|-",
+        required = true
+    )]
+    files: Vec<PathBuf>,
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// The parts of an object a user declares: no server bookkeeping, no status.
+fn comparable(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(m) = v.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        for k in [
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "finalizers",
+        ] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+fn yaml(v: &serde_json::Value) -> String {
+    serde_yaml::to_string(v).unwrap_or_default()
+}
+
+/// A unified diff of two texts (whole-file hunk), from the longest common subsequence of lines.
+pub fn unified(old_name: &str, new_name: &str, old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut body = Vec::new();
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            body.push(format!(" {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals before additions, as diff(1) prints a changed line.
+            body.push(format!("-{}", a[i]));
+            i += 1;
+        } else {
+            body.push(format!("+{}", b[j]));
+            j += 1;
+        }
+    }
+    if body.iter().all(|l| l.starts_with(' ')) {
+        return String::new();
+    }
+    let mut out = format!(
+        "--- {old_name}\n+++ {new_name}\n@@ -1,{} +1,{} @@\n",
+        a.len(),
+        b.len()
+    );
+    for l in body {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+pub fn run(args: DiffArgs) -> Result<bool, CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    rt.block_on(async {
+        let client = args.target.client_autostart().await?;
+        let (resources, errors) = super::validate::load(&args.files, args.recursive)?;
+        if !errors.is_empty() {
+            return Err(CliError::new(Kind::Validation, errors.join("\n")));
+        }
+        let mut pp = PatchParams::apply(super::apply::FIELD_MANAGER);
+        pp.dry_run = true;
+        let mut changed = false;
+        for r in resources {
+            let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
+            let api_err = |e: kube::Error| CliError::new(Kind::Unavailable, format!("{what}: {e}"));
+            let (live, planned) = match r {
+                Resource::Bottle(mut b) => {
+                    b.status = None;
+                    let api: Api<Bottle> = Api::all(client.clone());
+                    let value = serde_json::to_value(&b)
+                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                    let live = api.get_opt(&b.name_any()).await.map_err(api_err)?;
+                    let planned = api
+                        .patch(&b.name_any(), &pp, &Patch::Apply(&value))
+                        .await
+                        .map_err(api_err)?;
+                    (
+                        live.map(|l| serde_json::to_value(l).unwrap_or_default()),
+                        serde_json::to_value(planned).unwrap_or_default(),
+                    )
+                }
+                Resource::Agent(mut a) => {
+                    a.status = None;
+                    let ns = a.namespace().unwrap_or_else(|| args.target.namespace());
+                    a.metadata.namespace = Some(ns.clone());
+                    let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
+                    let value = serde_json::to_value(&a)
+                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                    let live = api.get_opt(&a.name_any()).await.map_err(api_err)?;
+                    let planned = api
+                        .patch(&a.name_any(), &pp, &Patch::Apply(&value))
+                        .await
+                        .map_err(api_err)?;
+                    (
+                        live.map(|l| serde_json::to_value(l).unwrap_or_default()),
+                        serde_json::to_value(planned).unwrap_or_default(),
+                    )
+                }
+            };
+            let old = live.map(|l| yaml(&comparable(l))).unwrap_or_default();
+            let new = yaml(&comparable(planned));
+            let d = unified(
+                &format!("live/{what}"),
+                &format!("merged/{what}"),
+                &old,
+                &new,
+            );
+            if !d.is_empty() {
+                changed = true;
+                print!("{d}");
+            }
+        }
+        Ok(changed)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unified_diffs() {
+        assert_eq!(unified("a", "b", "x\ny\n", "x\ny\n"), "");
+        assert_eq!(
+            unified("a", "b", "x\ny\nz\n", "x\nY\nz\nw\n"),
+            "--- a\n+++ b\n@@ -1,3 +1,4 @@\n x\n-y\n+Y\n z\n+w\n"
+        );
+        assert!(unified("a", "b", "", "new\n").contains("+new"));
+    }
+}
