@@ -448,3 +448,91 @@ fn diff_shows_changes_and_prune_removes_what_left_the_directory() {
     let (code, _, err) = bbctl(&cp, &["apply", "-f", d, "--prune"], None);
     assert_eq!(code, 2, "--prune needs a selector: {err}");
 }
+
+#[test]
+fn apply_takes_the_reference_markdown_manifests() {
+    let cp = ControlPlane::start();
+    let fixture = repo().join("crds/tests/fixtures/reference");
+    let (code, out, err) = bbctl(
+        &cp,
+        &["apply", "--trust-bottles", "-f", path_str(&fixture)],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("bottle.bot-bottle.dev/") && l.ends_with(" created")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("agent.bot-bottle.dev/") && l.ends_with(" created")),
+        "{out}"
+    );
+    // The same trust boundary applies to them.
+    let (code, _, err) = bbctl(
+        &cp,
+        &["apply", "--dry-run", "client", "-f", path_str(&fixture)],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--trust-bottles"), "{err}");
+}
+
+#[test]
+fn every_verb_has_help_naming_its_usage() {
+    let verbs: &[&[&str]] = &[
+        &["apply"],
+        &["diff"],
+        &["get"],
+        &["describe"],
+        &["delete"],
+        &["run"],
+        &["attach"],
+        &["exec"],
+        &["logs"],
+        &["commit"],
+        &["suspend"],
+        &["resume"],
+        &["doctor"],
+        &["completion"],
+        &["demo"],
+        &["validate"],
+        &["convert"],
+        &["crds"],
+        &["version"],
+        &["controller", "run"],
+        &["controller", "start"],
+        &["controller", "stop"],
+        &["controller", "status"],
+    ];
+    for verb in verbs {
+        let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+            .args(*verb)
+            .arg("--help")
+            .output()
+            .expect("bbctl --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{verb:?} --help failed");
+        assert!(
+            text.contains(&format!("Usage: bbctl {}", verb.join(" "))),
+            "{verb:?}: {text}"
+        );
+        assert!(
+            !text.lines().next().unwrap_or_default().is_empty(),
+            "{verb:?} has no summary"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+        .arg("--help")
+        .output()
+        .expect("bbctl --help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for verb in verbs.iter().filter(|v| v.len() == 1) {
+        assert!(
+            text.contains(&format!("  {} ", verb[0])),
+            "top-level help lists {}",
+            verb[0]
+        );
+    }
+}

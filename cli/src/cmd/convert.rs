@@ -65,6 +65,31 @@ fn render(resources: &[Resource], output: Output) -> Result<String, CliError> {
     }
 }
 
+/// Whether `path` is a reference manifest: a `.md` file, or a directory holding (or being) a
+/// `bottles/` or `agents/` directory of them.
+pub fn is_reference(path: &Path) -> bool {
+    let has_md = |d: &Path| {
+        std::fs::read_dir(d).is_ok_and(|mut it| {
+            it.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "md")))
+        })
+    };
+    if path.is_file() {
+        return path.extension().is_some_and(|e| e == "md");
+    }
+    (kind_of_dir(path).is_some() && has_md(path))
+        || ["bottles", "agents"].iter().any(|d| has_md(&path.join(d)))
+}
+
+/// Converts the reference manifests at `path` (warnings go to stderr).
+pub fn reference_resources(path: &Path) -> Result<Vec<Resource>, CliError> {
+    let files = collect(path)?;
+    let converted = convert(&files).map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
+    for w in &converted.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(converted.resources)
+}
+
 fn collect(path: &Path) -> Result<Vec<SourceFile>, CliError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| CliError::new(Kind::NotFound, format!("{}: {e}", path.display())))?;

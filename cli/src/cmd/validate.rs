@@ -58,10 +58,25 @@ pub fn load_with(
     recursive: bool,
     known: &std::collections::BTreeMap<String, bb_crds::BottleSpec>,
 ) -> Result<Loaded, CliError> {
-    let sources = read_sources(files, recursive)?;
     let mut resources = Vec::new();
     let mut origins = Vec::new();
     let mut errors = Vec::new();
+    // The reference system's Markdown manifests are converted on the way in.
+    let (reference, yaml): (Vec<&PathBuf>, Vec<&PathBuf>) = files
+        .iter()
+        .partition(|p| p.as_os_str() != "-" && super::convert::is_reference(p));
+    for path in reference {
+        for r in super::convert::reference_resources(path)? {
+            origins.push(path.display().to_string());
+            resources.push(r);
+        }
+    }
+    let yaml: Vec<PathBuf> = yaml.into_iter().cloned().collect();
+    let sources = if yaml.is_empty() {
+        Vec::new()
+    } else {
+        read_sources(&yaml, recursive)?
+    };
     for src in &sources {
         let docs = match yaml_documents(&src.text) {
             Ok(d) => d,
