@@ -4,6 +4,7 @@
 mod cmd;
 mod exit;
 mod input;
+mod jsonpath;
 
 use std::process::ExitCode;
 

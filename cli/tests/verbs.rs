@@ -181,6 +181,55 @@ fn apply_get_delete_with_the_trust_boundary() {
     assert_eq!(code, 2);
     assert!(err.contains("valid: bottle"), "{err}");
 
+    // -o jsonpath, and -w following changes.
+    let (code, out, err) = bbctl(
+        &cp,
+        &["get", "bottles", "-o", "jsonpath={.items[*].metadata.name}"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "claude codex extra gitea-dev pi-openrouter",
+        "{out}"
+    );
+    let (code, _, err) = bbctl(&cp, &["get", "bottles", "-o", "xml"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("jsonpath=TEMPLATE"), "{err}");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_bbctl"))
+        .args(["get", "agents", "-n", "team", "-w", "--kubeconfig"])
+        .arg(cp.kubeconfig())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bbctl get -w");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next = |what: &str| {
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no line for {what}"))
+    };
+    assert!(next("the header").starts_with("NAME "));
+    assert!(next("the listed agent").starts_with("reviewer "));
+    cp.ok(&["label", "agent", "reviewer", "-n", "team", "seen=yes"]);
+    assert!(
+        next("the change").starts_with("reviewer "),
+        "a row per change"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+
     // describe: the resolved policy of a Bottle, the state of an Agent.
     let (code, text, err) = bbctl(&cp, &["describe", "bottle", "gitea-dev"], None);
     assert_eq!(code, 0, "{err}");

@@ -11,9 +11,12 @@ pub struct GetArgs {
     kind: String,
     /// One object by name.
     name: Option<String>,
-    /// Output: wide, yaml, json or name (default: a table).
-    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ["wide", "yaml", "json", "name"])]
+    /// Output: wide, yaml, json, name or jsonpath=TEMPLATE (default: a table).
+    #[arg(short = 'o', long, value_name = "FORMAT")]
     output: Option<String>,
+    /// After listing, keep printing a row for every change (table output only).
+    #[arg(short = 'w', long)]
+    watch: bool,
     /// Agents in every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
@@ -84,6 +87,24 @@ fn cell_text(v: &serde_json::Value) -> String {
 
 pub fn run(args: GetArgs) -> Result<(), CliError> {
     let (plural, namespaced) = resource(&args.kind)?;
+    let jsonpath = match args.output.as_deref() {
+        None | Some("wide" | "yaml" | "json" | "name") => None,
+        Some(o) => match o.strip_prefix("jsonpath=") {
+            Some(t) => Some(t.to_string()),
+            None => {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    format!("-o {o}: valid formats are wide, yaml, json, name, jsonpath=TEMPLATE"),
+                ));
+            }
+        },
+    };
+    if args.watch && !matches!(args.output.as_deref(), None | Some("wide")) {
+        return Err(CliError::new(
+            Kind::Usage,
+            "-w prints table rows; it cannot be combined with -o yaml|json|name|jsonpath",
+        ));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +145,19 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
         })?;
         match args.output.as_deref() {
             None | Some("wide") => {
-                print_table(&value, args.all_namespaces && namespaced, &ns, namespaced)
+                let with_ns = args.all_namespaces && namespaced;
+                print_table(&value, with_ns, &ns, namespaced)?;
+                if args.watch {
+                    watch_rows(&client, &path, &value, plural, namespaced, with_ns).await?;
+                }
+                Ok(())
+            }
+            Some(_) if jsonpath.is_some() => {
+                let template = jsonpath.clone().unwrap_or_default();
+                let text = crate::jsonpath::render(&template, &value)
+                    .map_err(|e| CliError::new(Kind::Usage, format!("-o jsonpath: {e}")))?;
+                println!("{text}");
+                Ok(())
             }
             Some("name") => {
                 let singular = plural.trim_end_matches('s');
@@ -150,6 +183,75 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
             }
         }
     })
+}
+
+/// Follows the collection from the listed resourceVersion, printing each changed object's row
+/// (fetched as a one-row table, so the server's columns stay the only definition).
+async fn watch_rows(
+    client: &kube::Client,
+    path: &str,
+    listed: &serde_json::Value,
+    plural: &str,
+    namespaced: bool,
+    with_ns: bool,
+) -> Result<(), CliError> {
+    use futures_util::StreamExt;
+    let rv = listed["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0");
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let url = format!("{path}{sep}watch=true&resourceVersion={rv}");
+    let req = http::Request::get(&url)
+        .body(Vec::new())
+        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+    let mut events = client
+        .request_events::<serde_json::Value>(req)
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, format!("watch: {e}")))?
+        .boxed();
+    while let Some(ev) = events.next().await {
+        let ev = ev.map_err(|e| CliError::new(Kind::Unavailable, format!("watch: {e}")))?;
+        let (obj, deleted) = match ev {
+            kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o) => (o, false),
+            kube::api::WatchEvent::Deleted(o) => (o, true),
+            _ => continue,
+        };
+        let meta = &obj["metadata"];
+        let name = meta["name"].as_str().unwrap_or_default().to_string();
+        let ns = meta["namespace"].as_str().unwrap_or_default().to_string();
+        let one = if namespaced {
+            format!("/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}/{name}")
+        } else {
+            format!("/apis/{GROUP}/{VERSION}/{plural}/{name}")
+        };
+        let mut row: Vec<String> = Vec::new();
+        if with_ns {
+            row.push(ns);
+        }
+        let req = http::Request::get(&one)
+            .header(
+                http::header::ACCEPT,
+                "application/json;as=Table;v=v1;g=meta.k8s.io",
+            )
+            .body(Vec::new())
+            .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+        match client.request::<serde_json::Value>(req).await {
+            Ok(t) if !deleted => row.extend(
+                t["rows"][0]["cells"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(cell_text),
+            ),
+            // Gone (or going): the name and what happened.
+            _ => {
+                row.push(name);
+                row.push("<deleted>".into());
+            }
+        }
+        println!("{}", row.join("   "));
+    }
+    Ok(())
 }
 
 fn form_urlencoded(s: &str) -> String {
