@@ -92,13 +92,23 @@ fn apply_get_delete_with_the_trust_boundary() {
 
     let (code, out, err) = bbctl(
         &cp,
-        &["apply", "--trust-bottles", "-f", path_str(&bottles)],
+        &[
+            "apply",
+            "--trust-bottles",
+            "--wait",
+            "-f",
+            path_str(&bottles),
+        ],
         None,
     );
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("bottle.bot-bottle.dev/gitea-dev created"),
         "{out}"
+    );
+    assert!(
+        err.contains("bottle.bot-bottle.dev/gitea-dev ready"),
+        "--wait: {err}"
     );
     let (_, out, _) = bbctl(
         &cp,

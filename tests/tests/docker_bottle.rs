@@ -633,6 +633,33 @@ spec:
         "attach's exit code"
     );
 
+    // apply --wait returns once the Agent runs; delete waits until its containers are gone.
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["apply", "--wait", "-f", "-", "--home"]).arg(&home);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("bbctl apply");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: waiter}\nspec: {bottleRef: {name: sessions}}\n")
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("bbctl apply");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("agent.bot-bottle.dev/waiter running"), "{err}");
+    assert_eq!(
+        cp.jsonpath(&["agent", "waiter"], "{.status.phase}"),
+        "Running"
+    );
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["delete", "agent", "waiter", "--home"]).arg(&home);
+    ok(&mut c);
+    assert!(containers_with("bot-bottle.dev/agent=default/waiter").is_empty());
+
     // run --attach --rm: a second Agent in the same Bottle, its session fed from stdin (no
     // terminal), its exit code passed through, and the Agent gone afterwards.
     let mut child = std::process::Command::new(&bbctl)

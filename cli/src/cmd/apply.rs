@@ -42,6 +42,9 @@ pub struct ApplyArgs {
     /// Label selector of what --prune may delete (`app=review`).
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     selector: Option<String>,
+    /// Wait until every applied Bottle is Ready and every Agent Running (or failed).
+    #[arg(long)]
+    wait: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -263,6 +266,9 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             let outcome = outcome.map_err(|e| api_error(&what, e))?;
             println!("{what} {outcome}{suffix}");
         }
+        if args.wait && !pp.dry_run {
+            wait_ready(&client, &applied_bottles, &applied_agents).await?;
+        }
         if let (true, Some(sel)) = (args.prune, &args.selector) {
             let lp = kube::api::ListParams::default().labels(sel);
             let bottles: Api<Bottle> = Api::all(client.clone());
@@ -298,6 +304,76 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         }
         Ok(())
     })
+}
+
+/// Waits for Bottles to be Ready and Agents to run; a Failed Agent or an invalid Bottle ends the
+/// wait with its message.
+async fn wait_ready(
+    client: &kube::Client,
+    bottles: &std::collections::BTreeSet<String>,
+    agents: &std::collections::BTreeSet<(String, String)>,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let ready = |conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
+        conds
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
+    };
+    for name in bottles {
+        let api: Api<Bottle> = Api::all(client.clone());
+        // Not ready yet may only mean a parent in the same batch has not been seen yet: wait a
+        // while before calling it a failure.
+        let mut last = String::from("not reconciled yet");
+        loop {
+            let b = api.get(name).await.map_err(|e| api_error(name, e))?;
+            match b.status.as_ref().and_then(|s| ready(&s.conditions)) {
+                Some((true, _, _)) => break,
+                Some((false, reason, message)) => last = format!("{reason}: {message}"),
+                None => {}
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(CliError::new(
+                    Kind::Validation,
+                    format!("bottle.bot-bottle.dev/{name} is not ready ({last})"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("bottle.bot-bottle.dev/{name} ready");
+    }
+    for (ns, name) in agents {
+        let api: Api<Agent> = Api::namespaced(client.clone(), ns);
+        loop {
+            let a = api.get(name).await.map_err(|e| api_error(name, e))?;
+            let st = a.status.unwrap_or_default();
+            match st.phase {
+                Some(bb_crds::AgentPhase::Running) => break,
+                Some(bb_crds::AgentPhase::Failed) => {
+                    return Err(CliError::new(
+                        Kind::General,
+                        format!(
+                            "agent.bot-bottle.dev/{name} failed: {}",
+                            st.message.unwrap_or_default()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+            if started.elapsed() > Duration::from_secs(900) {
+                return Err(CliError::new(
+                    Kind::Unavailable,
+                    format!(
+                        "agent.bot-bottle.dev/{name} not running after 15 minutes: {}",
+                        st.message.unwrap_or_default()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("agent.bot-bottle.dev/{name} running");
+    }
+    Ok(())
 }
 
 async fn delete_bottle(client: &kube::Client, name: &str) -> Result<(), CliError> {
