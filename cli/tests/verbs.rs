@@ -249,7 +249,7 @@ fn apply_get_delete_with_the_trust_boundary() {
     );
     assert!(text.contains("Egress (resolved):"), "{text}");
     assert!(
-        text.contains("(from bottle/claude)") && text.contains("(from bottle/gitea-dev)"),
+        text.contains("bottle/claude") && text.contains("bottle/gitea-dev"),
         "{text}"
     );
     assert!(text.contains("Conditions:"), "{text}");
@@ -594,4 +594,67 @@ fn every_verb_has_help_naming_its_usage() {
             verb[0]
         );
     }
+}
+
+/// Compares with `tests/golden/NAME` (AGE values masked); `BB_UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let masked: String = actual
+        .lines()
+        .map(|l| {
+            // The AGE column is the last one in every table bbctl prints.
+            if l.ends_with('s') || l.ends_with('m') {
+                match l.rsplit_once("   ") {
+                    Some((head, tail))
+                        if tail
+                            .trim()
+                            .chars()
+                            .next()
+                            .is_some_and(|c| c.is_ascii_digit()) =>
+                    {
+                        format!("{head}   <age>")
+                    }
+                    _ => l.to_string(),
+                }
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    let path = repo().join("cli/tests/golden").join(name);
+    if std::env::var_os("BB_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &masked).expect("write golden");
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(masked, want, "output differs from {}", path.display());
+}
+
+#[test]
+fn golden_outputs_of_get_describe_and_errors() {
+    let cp = ControlPlane::start();
+    let bottles = repo().join("examples/bottles");
+    let (code, out, err) = bbctl(
+        &cp,
+        &[
+            "apply",
+            "--trust-bottles",
+            "--wait",
+            "-f",
+            path_str(&bottles),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    golden("apply-bottles.txt", &out);
+    let (_, out, _) = bbctl(&cp, &["get", "bottles"], None);
+    golden("get-bottles.txt", &out);
+    let (_, out, _) = bbctl(&cp, &["describe", "bottle", "gitea-dev"], None);
+    golden("describe-bottle.txt", &out);
+    let (code, _, err) = bbctl(&cp, &["describe", "bottle", "nope"], None);
+    assert_eq!(code, 3);
+    golden("error-unknown-bottle.txt", &err);
+    let (code, _, err) = bbctl(&cp, &["get", "pods"], None);
+    assert_eq!(code, 2);
+    golden("error-unknown-type.txt", &err);
 }

@@ -164,33 +164,34 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
             field(&mut out, "Provider", provider.as_str());
             field(&mut out, "Supervise", r.spec.supervise());
             out.push_str("Egress (resolved):\n");
-            let routes: Vec<_> = r
+            let rows: Vec<Vec<String>> = r
                 .spec
                 .egress
                 .iter()
                 .flat_map(|e| e.routes())
                 .zip(&r.route_origins)
-                .collect();
-            if routes.is_empty() {
-                out.push_str("  <none: every request is refused>\n");
-            }
-            for (route, origin) in routes {
-                let auth = route
-                    .auth
-                    .as_ref()
-                    .map(|a| {
+                .map(|(route, origin)| {
+                    let auth = route.auth.as_ref().map_or("-".to_string(), |a| {
                         format!(
-                            "  injects {} from {}",
+                            "{} from {}",
                             a.scheme.as_str(),
                             super::demo::source(&a.token)
                         )
-                    })
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  {}{auth}   (from bottle/{})",
-                    route.host, origin.bottle
-                );
+                    });
+                    vec![
+                        route.host.clone(),
+                        auth,
+                        format!("bottle/{}", origin.bottle),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                out.push_str("  <none: every request is refused>\n");
+            } else {
+                let table = render(&["Host".into(), "Injects".into(), "From".into()], &rows);
+                for line in table.lines() {
+                    let _ = writeln!(out, "  {line}");
+                }
             }
         }
         Err(e) => field(&mut out, "Resolved", format!("<invalid: {e}>")),
