@@ -5,6 +5,7 @@ mod cmd;
 mod exit;
 mod input;
 mod jsonpath;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -111,7 +112,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("{} {e}", progress::error_prefix());
             e.exit_code()
         }
     }

@@ -100,23 +100,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             }
             e => CliError::new(Kind::Unavailable, format!("{what}: {e}")),
         })?;
-        eprintln!("{what} created; waiting for it to run");
+        let mut progress =
+            crate::progress::Progress::new(&format!("{what} created; waiting for it to run"));
         let started = Instant::now();
-        let mut last = None;
         loop {
             let a = api
                 .get(&args.name)
                 .await
                 .map_err(|e| CliError::new(Kind::Unavailable, format!("{what}: {e}")))?;
             let st = a.status.unwrap_or_default();
-            if st.phase != last {
-                if let Some(p) = st.phase {
-                    eprintln!("  {p:?} ({:.1}s)", started.elapsed().as_secs_f64());
-                }
-                last = st.phase;
+            if let Some(p) = st.phase {
+                progress.set(&format!("{p:?}"));
             }
             match st.phase {
-                Some(AgentPhase::Running) => break,
+                Some(AgentPhase::Running) => {
+                    progress.finish(&format!(
+                        "Running ({:.1}s)",
+                        started.elapsed().as_secs_f64()
+                    ));
+                    break;
+                }
                 Some(AgentPhase::Failed) => {
                     return Err(CliError::new(
                         Kind::General,
