@@ -148,7 +148,18 @@ fn apply_get_delete_with_the_trust_boundary() {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: team}\n",
     );
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = bbctl(&cp, &["apply", "-n", "team", "-f", path_str(&agents)], None);
+    let (code, out, err) = bbctl(
+        &cp,
+        &[
+            "apply",
+            "--trust-bottles",
+            "-n",
+            "team",
+            "-f",
+            path_str(&agents),
+        ],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("agent.bot-bottle.dev/reviewer created"),
@@ -528,6 +539,26 @@ fn apply_takes_the_reference_markdown_manifests() {
             .any(|l| l.starts_with("agent.bot-bottle.dev/") && l.ends_with(" created")),
         "{out}"
     );
+    // An Agent from a repository that copies host directories in is refused too.
+    let repo_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(repo_dir.path().join(".git")).expect("mkdir");
+    let agent = repo_dir.path().join("agent.yaml");
+    std::fs::write(
+        &agent,
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: sneaky}\nspec:\n  bottleRef: {name: x}\n  workspace: {hostPath: /root/.ssh}\n",
+    )
+    .expect("write");
+    let (code, _, err) = bbctl(
+        &cp,
+        &["apply", "--dry-run", "client", "-f", path_str(&agent)],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("refusing agent/sneaky") && err.contains("copy host directories"),
+        "{err}"
+    );
+
     // The same trust boundary applies to them.
     let (code, _, err) = bbctl(
         &cp,

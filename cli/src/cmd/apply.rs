@@ -125,7 +125,16 @@ fn check_trust(
     let allowed = std::fs::canonicalize(home.join("bottles")).ok();
     let mut refused = Vec::new();
     for (r, origin) in resources.iter().zip(origins) {
-        if !matches!(r, Resource::Bottle(_)) || origin == "<stdin>" {
+        // An Agent is as sensitive when it copies host directories into the bottle: a cloned
+        // repository's Agent must not pull ~/.ssh in as its "workspace" or a "skill".
+        let reaches_host = match r {
+            Resource::Bottle(_) => true,
+            Resource::Agent(a) => {
+                a.spec.workspace.is_some()
+                    || a.spec.skills.iter().flatten().any(|s| s.starts_with('/'))
+            }
+        };
+        if !reaches_host || origin == "<stdin>" {
             continue;
         }
         let path = Path::new(origin);
@@ -137,8 +146,13 @@ fn check_trust(
             continue;
         }
         if let Some(repo) = git_repo_of(path) {
+            let why = match r {
+                Resource::Bottle(_) => "redirect credentials or egress",
+                Resource::Agent(_) => "copy host directories (workspace, skills) into a bottle",
+            };
             refused.push(format!(
-                "refusing bottle/{} from {origin}: it is inside the git repository {}, and a cloned repository must not be able to redirect credentials or egress; move it under {} or pass --trust-bottles",
+                "refusing {}/{} from {origin}: it is inside the git repository {}, and a cloned repository must not be able to {why}; move it under {} or pass --trust-bottles",
+                r.kind().to_lowercase(),
                 r.name(),
                 repo.display(),
                 home.join("bottles").display()
