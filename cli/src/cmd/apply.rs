@@ -67,13 +67,6 @@ pub struct DeleteArgs {
     target: Target,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))
-}
-
 fn api_error(what: &str, e: kube::Error) -> CliError {
     match &e {
         kube::Error::Api(s) if s.code == 409 => CliError::new(
@@ -203,7 +196,7 @@ where
 }
 
 pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let client = if args.dry_run == "client" {
             None
@@ -463,7 +456,7 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
             })
             .collect()
     };
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
         for (kind, name, ns) in targets {
@@ -501,7 +494,7 @@ pub struct SuspendArgs {
 /// the agent, or starts it again from the snapshot).
 pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
     let name = super::target::agent_name(&args.agent)?;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
         let api: Api<Agent> = Api::namespaced(client, &args.target.namespace());

@@ -246,10 +246,7 @@ async fn in_agent(
 }
 
 pub fn run(base_image: Option<String>) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let rt = super::runtime()?;
     let dir = std::env::temp_dir().join(format!("bot-bottle-demo-{}", std::process::id()));
     let result = rt.block_on(demo(&dir, base_image));
     let _ = std::fs::remove_dir_all(&dir);

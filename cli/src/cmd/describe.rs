@@ -267,10 +267,7 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
             ));
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let rt = super::runtime()?;
     let text = rt.block_on(async {
         let client = args.target.client_autostart().await?;
         match kind.to_ascii_lowercase().as_str() {

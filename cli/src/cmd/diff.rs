@@ -96,10 +96,7 @@ pub fn unified(old_name: &str, new_name: &str, old: &str, new: &str) -> String {
 }
 
 pub fn run(args: DiffArgs) -> Result<bool, CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
         let (resources, errors) = super::validate::load(&args.files, args.recursive)?;

@@ -31,10 +31,7 @@ impl Report {
 }
 
 pub fn run(args: DoctorArgs) -> Result<(), CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let rt = super::runtime()?;
     let mut r = Report { failed: 0 };
     let home = args.target.home_dir()?;
     rt.block_on(async {

@@ -105,10 +105,7 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
             "-w prints table rows; it cannot be combined with -o yaml|json|name|jsonpath",
         ));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
+    let rt = super::runtime()?;
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
         let ns = args.target.namespace();

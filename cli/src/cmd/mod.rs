@@ -15,3 +15,16 @@ pub mod run;
 pub mod session;
 pub mod target;
 pub mod validate;
+
+/// The async runtime every API verb runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, crate::exit::CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            crate::exit::CliError::new(
+                crate::exit::Kind::General,
+                format!("starting the runtime: {e}"),
+            )
+        })
+}

@@ -41,13 +41,6 @@ pub struct RunArgs {
     target: Target,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))
-}
-
 fn agent_object(args: &RunArgs, ns: &str) -> Result<serde_json::Value, CliError> {
     let mut spec = serde_json::json!({"bottleRef": {"name": args.bottle}});
     if let Some(dir) = &args.workspace {
@@ -81,7 +74,7 @@ fn agent_object(args: &RunArgs, ns: &str) -> Result<serde_json::Value, CliError>
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let result = rt.block_on(async {
         let ns = args.target.namespace();
         let value = agent_object(&args, &ns)?;

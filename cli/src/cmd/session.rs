@@ -73,13 +73,6 @@ struct Opened {
     client: kube::Client,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))
-}
-
 async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
     let name = agent_name(arg)?;
     let ns = target.namespace();
@@ -294,7 +287,7 @@ fn ansi(color: Color) -> &'static str {
 
 /// `bbctl attach agent/NAME`: the provider's command on a TTY; exits with its exit code.
 pub fn attach(args: AttachArgs) -> Result<ExitCode, CliError> {
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let result = rt.block_on(attach_to(&args.target, &args.agent));
     // A blocking stdin read may still be parked on a thread: do not wait for it.
     rt.shutdown_background();
@@ -342,7 +335,7 @@ pub async fn attach_to(target: &Target, agent: &str) -> Result<u8, CliError> {
 
 /// `bbctl exec agent/NAME -- CMD...`: exits with the command's exit code.
 pub fn exec(args: ExecArgs) -> Result<ExitCode, CliError> {
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
         let (_, plan) = plan(&o).await?;
@@ -363,7 +356,7 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, CliError> {
 
 /// `bbctl logs agent/NAME [-c agent|sidecar] [-f] [--egress]`.
 pub fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
         let output = if args.egress {
@@ -398,7 +391,7 @@ pub struct CommitArgs {
 /// `status.snapshot`, which a later suspend/resume starts from.
 pub fn commit(args: CommitArgs) -> Result<ExitCode, CliError> {
     use bb_controller::backend::Backend;
-    let rt = runtime()?;
+    let rt = super::runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
         let image = o
