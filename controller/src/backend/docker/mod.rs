@@ -333,6 +333,15 @@ impl Backend for DockerBackend {
             network: networks.len() >= 2,
             ..Default::default()
         };
+        // A stopped container loses its tmpfs (the sidecar's policy): forget what was known
+        // about it, so a later `docker start` is looked at afresh.
+        if let Ok(mut f) = self.facts.lock() {
+            for c in containers.iter().filter(|c| !Self::running(c)) {
+                if let Some(cid) = c.id.as_deref() {
+                    f.remove(cid);
+                }
+            }
+        }
         let sidecar = find(Role::Sidecar);
         let agent = find(Role::Agent);
         if let Some(s) = sidecar.filter(|c| Self::running(c)) {
