@@ -382,13 +382,15 @@ fn apply(
         let merged = managed::apply(
             current.as_ref(),
             &config,
-            &manager,
-            force,
-            &t.res.api_version(),
-            t.subresource.as_deref(),
-            t.res.status_subresource,
-            t.res.schema(),
-            &ts,
+            &managed::ApplyBy {
+                manager: &manager,
+                force,
+                api_version: &t.res.api_version(),
+                subresource: t.subresource.as_deref(),
+                status_subresource: t.res.status_subresource,
+                schema: t.res.schema(),
+                now: &ts,
+            },
         )?;
         let result = match &current {
             None => {

@@ -154,20 +154,31 @@ pub fn track_update(
     write(new, entries);
 }
 
-/// Server-side apply of `config` by `manager` onto `live` (None when the object does not exist
-/// yet). Returns the object to store.
-#[allow(clippy::too_many_arguments)]
-pub fn apply(
-    live: Option<&Value>,
-    config: &Value,
-    manager: &str,
-    force: bool,
-    api_version: &str,
-    subresource: Option<&str>,
-    status_subresource: bool,
-    schema: Option<&JSONSchemaProps>,
-    now: &str,
-) -> Result<Value, ApiError> {
+/// Who applies (`manager`, `force`, at `now`) and what the resource says about its fields: its
+/// version, the subresource addressed, whether status is a subresource, and its schema.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyBy<'a> {
+    pub manager: &'a str,
+    pub force: bool,
+    pub api_version: &'a str,
+    pub subresource: Option<&'a str>,
+    pub status_subresource: bool,
+    pub schema: Option<&'a JSONSchemaProps>,
+    pub now: &'a str,
+}
+
+/// Server-side apply of `config` onto `live` (None when the object does not exist yet).
+/// Returns the object to store.
+pub fn apply(live: Option<&Value>, config: &Value, by: &ApplyBy<'_>) -> Result<Value, ApiError> {
+    let ApplyBy {
+        manager,
+        force,
+        api_version,
+        subresource,
+        status_subresource,
+        schema,
+        now,
+    } = *by;
     let mut entries = live.map(read).unwrap_or_default();
     let applied = scope(
         fields::leaves(config, schema),
@@ -287,49 +298,29 @@ mod tests {
 
     const NOW: &str = "2026-01-01T00:00:00Z";
 
+    /// An apply by `manager` of a plain v1 object with no schema, at NOW.
+    fn by(manager: &str, force: bool) -> ApplyBy<'_> {
+        ApplyBy {
+            manager,
+            force,
+            api_version: "v1",
+            subresource: None,
+            status_subresource: false,
+            schema: None,
+            now: NOW,
+        }
+    }
+
     fn obj(label: &str, color: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"label": label, "color": color}})
     }
 
     #[test]
     fn apply_conflicts_with_another_manager_unless_forced_or_equal() {
-        let a = apply(
-            None,
-            &obj("one", "red"),
-            "alice",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("first apply");
+        let a = apply(None, &obj("one", "red"), &by("alice", false)).expect("first apply");
         // Same values: shared ownership, no conflict.
-        let b = apply(
-            Some(&a),
-            &obj("one", "red"),
-            "bob",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("same values");
-        let err = apply(
-            Some(&b),
-            &obj("two", "red"),
-            "bob",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect_err("conflict");
+        let b = apply(Some(&a), &obj("one", "red"), &by("bob", false)).expect("same values");
+        let err = apply(Some(&b), &obj("two", "red"), &by("bob", false)).expect_err("conflict");
         assert_eq!(err.code, 409);
         assert_eq!(err.causes().len(), 1);
         assert_eq!(err.causes()[0].field, ".spec.label");
@@ -338,18 +329,7 @@ mod tests {
             "{}",
             err.message
         );
-        let forced = apply(
-            Some(&b),
-            &obj("two", "red"),
-            "bob",
-            true,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("force");
+        let forced = apply(Some(&b), &obj("two", "red"), &by("bob", true)).expect("force");
         assert_eq!(forced["spec"]["label"], "two");
         let owners = read(&forced);
         let alice = owners
@@ -366,31 +346,9 @@ mod tests {
 
     #[test]
     fn fields_a_manager_stops_applying_are_removed_unless_someone_else_owns_them() {
-        let a = apply(
-            None,
-            &obj("one", "red"),
-            "alice",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("apply");
+        let a = apply(None, &obj("one", "red"), &by("alice", false)).expect("apply");
         let only_label = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"label": "one"}});
-        let b = apply(
-            Some(&a),
-            &only_label,
-            "alice",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("reapply");
+        let b = apply(Some(&a), &only_label, &by("alice", false)).expect("reapply");
         assert_eq!(
             b["spec"].get("color"),
             None,
@@ -400,45 +358,20 @@ mod tests {
         let mut c = b.clone();
         c["spec"]["color"] = json!("blue");
         track_update(Some(&b), &mut c, "kubectl-edit", "v1", None, None, NOW);
-        let d = apply(
-            Some(&c),
-            &only_label,
-            "alice",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("reapply");
+        let d = apply(Some(&c), &only_label, &by("alice", false)).expect("reapply");
         assert_eq!(d["spec"]["color"], "blue", "kubectl-edit owns color now");
     }
 
     #[test]
     fn a_repeated_apply_is_a_no_op() {
-        let a = apply(
-            None,
-            &obj("one", "red"),
-            "alice",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            NOW,
-        )
-        .expect("apply");
+        let a = apply(None, &obj("one", "red"), &by("alice", false)).expect("apply");
         let b = apply(
             Some(&a),
             &obj("one", "red"),
-            "alice",
-            false,
-            "v1",
-            None,
-            false,
-            None,
-            "2030-01-01T00:00:00Z",
+            &ApplyBy {
+                now: "2030-01-01T00:00:00Z",
+                ..by("alice", false)
+            },
         )
         .expect("again");
         assert_eq!(a, b, "same object, same managedFields timestamp");
@@ -451,19 +384,24 @@ mod tests {
         let out = apply(
             Some(&live),
             &cfg,
-            "controller",
-            true,
-            "v1",
-            Some("status"),
-            true,
-            None,
-            NOW,
+            &ApplyBy {
+                subresource: Some("status"),
+                status_subresource: true,
+                ..by("controller", true)
+            },
         )
         .expect("apply");
         assert_eq!(out["spec"]["label"], "a");
         assert_eq!(out["status"]["phase"], "Running");
-        let main =
-            apply(Some(&out), &cfg, "user", true, "v1", None, true, None, NOW).expect("apply");
+        let main = apply(
+            Some(&out),
+            &cfg,
+            &ApplyBy {
+                status_subresource: true,
+                ..by("user", true)
+            },
+        )
+        .expect("apply");
         assert_eq!(
             main["status"]["phase"], "Running",
             "main-resource apply ignores status"
