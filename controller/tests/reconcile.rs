@@ -302,6 +302,8 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
         (1, 1),
         "{fake:?}"
     );
+    // Resyncs (every 500 ms here) and the policy edit did not build the image again.
+    assert_eq!(fake.image_builds, 1, "{fake:?}");
     assert!(
         fake.policy_reloads >= 1
             && fake
@@ -328,6 +330,11 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
     assert_eq!(
         h.backend.snapshot_of("worker").map(|f| f.agent_creates),
         Some(2)
+    );
+    assert_eq!(
+        h.backend.snapshot_of("worker").and_then(|f| f.agent_image),
+        Some("agent:2".to_string()),
+        "the recreated container runs the new image"
     );
     let events = events_with(&h.client, &["PolicyApplied", "Recreated"]).await;
     assert!(

@@ -30,6 +30,8 @@ pub struct FakeAgent {
     pub snapshots: u32,
     /// The image the agent container was last created from.
     pub agent_image: Option<String>,
+    /// How often an image was built or looked up for this Agent.
+    pub image_builds: u32,
 }
 
 #[derive(Debug, Default)]
@@ -183,7 +185,10 @@ impl Backend for FakeBackend {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),
         };
-        self.with(id, |a| a.image = Some(r.clone()));
+        self.with(id, |a| {
+            a.image = Some(r.clone());
+            a.image_builds += 1;
+        });
         Ok(r)
     }
 

@@ -326,19 +326,28 @@ async fn drive<B: Backend>(
 ) -> Result<SidecarEndpoints, BackendError> {
     let be = &ctx.backend;
     let resuming = r.status.phase == Some(AgentPhase::Suspended);
-    let t = std::time::Instant::now();
     let seen = be.observe(id).await?;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "observed");
     // What earlier reconciles brought up, whether or not they finished: a piece that was up
     // and is gone now was removed out of band, and that gets a warning event.
     let had_sidecar = conditions::is_true(&r.status.conditions, "SidecarReady");
     let had_agent = conditions::is_true(&r.status.conditions, "Provisioned");
 
+    let recreate = seen
+        .agent_container
+        .as_deref()
+        .is_some_and(|h| h != plan.container_hash);
+    let create_agent = seen.agent_container.is_none() || recreate;
+
     if seen.image.is_none() {
         r.phase(AgentPhase::Building);
     }
-    let image = be.ensure_image(id, &plan.image).await?;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "image ready");
+    // A current agent container already runs its image: building (for a Dockerfile, packing
+    // and hashing its whole context) is only needed when a container is about to be made, not
+    // on every resync.
+    let image = match (&seen.image, create_agent) {
+        (Some(running), false) => running.clone(),
+        _ => be.ensure_image(id, &plan.image).await?,
+    };
     r.condition("ImagesReady", true, "Ready", format!("image {image}"));
 
     be.ensure_network(id).await?;
@@ -352,11 +361,6 @@ async fn drive<B: Backend>(
             );
         }
     }
-    let recreate = seen
-        .agent_container
-        .as_deref()
-        .is_some_and(|h| h != plan.container_hash);
-    let create_agent = seen.agent_container.is_none() || recreate;
     if create_agent && r.status.phase != Some(AgentPhase::Starting) {
         r.phase(AgentPhase::Starting);
     }
