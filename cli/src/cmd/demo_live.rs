@@ -274,7 +274,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     let mut cfg =
         DockerConfig::for_home(home.dir.as_path(), &format!("demo-{}", std::process::id()));
     cfg.upstream_ca = Some(ca_path.clone());
-    let backend = DockerBackend::connect(cfg.clone()).await.map_err(|e| {
+    let backend = DockerBackend::connect(cfg).await.map_err(|e| {
         CliError::new(
             Kind::Unavailable,
             format!("bbctl demo needs a running Docker engine: {e}"),
@@ -284,10 +284,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
         Some(b) => b,
         None => choose_base(&backend).await?,
     };
-    cfg.base_image = base.clone();
-    let backend = DockerBackend::connect(cfg)
-        .await
-        .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+    let backend = backend.with_base_image(&base);
     eprintln!("    images build on {base} (hack/build-base-image.sh makes one without a registry)");
 
     step("starting a private control plane");

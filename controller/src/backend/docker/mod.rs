@@ -135,6 +135,15 @@ impl DockerBackend {
         })
     }
 
+    /// The same engine connection building on another base image (chosen after connecting,
+    /// e.g. by looking at which images the engine has).
+    pub fn with_base_image(mut self, base: &str) -> DockerBackend {
+        Arc::make_mut(&mut self.config).base_image = base.to_string();
+        // The sidecar image depends on the base: forget one resolved for the old base.
+        self.sidecar_image = Arc::new(OnceCell::new());
+        self
+    }
+
     pub fn docker(&self) -> &Docker {
         &self.docker
     }
