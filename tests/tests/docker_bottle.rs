@@ -181,12 +181,14 @@ fn bottle_holds_on_docker() {
     let host = ok(&mut docker(&[
         "inspect",
         "-f",
-        "{{.HostConfig.PidsLimit}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.SecurityOpt}} {{.HostConfig.CapDrop}}",
+        "{{.HostConfig.PidsLimit}} {{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.SecurityOpt}} {{.HostConfig.CapDrop}} {{.HostConfig.Dns}}",
         &agent,
     ]));
+    // The DNS server pinned to the agent's own loopback is what keeps names from resolving on
+    // engines whose internal networks still forward queries; this engine alone would not tell.
     assert_eq!(
         host.trim(),
-        "256 536870912 500000000 [no-new-privileges:true] [ALL]",
+        "256 536870912 500000000 [no-new-privileges:true] [ALL] [127.0.0.1]",
         "agent HostConfig"
     );
     let (_, status) = in_agent(&agent, "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status");
@@ -283,6 +285,36 @@ fn bottle_holds_on_docker() {
     assert!(
         found.contains("/home/agent/.canary"),
         "scan missed a planted canary: {found}"
+    );
+    // In the sidecar the token exists only in its tmpfs: in no process's argv or environment
+    // and in no file elsewhere (an image layer or a bind mount would show here).
+    let found = scan_for(&sidecar, TOKEN);
+    let mut lines = found.lines();
+    assert_eq!(
+        lines.next(),
+        Some("0"),
+        "the token is in a sidecar process's argv or env: {found}"
+    );
+    let files: Vec<&str> = lines.collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with("/run/bot-bottle/secrets/")),
+        "the scan did not find the sidecar's own token file: {found}"
+    );
+    assert!(
+        files.iter().all(|f| f.starts_with("/run/bot-bottle/")),
+        "the token is stored outside the sidecar's tmpfs: {found}"
+    );
+    let tmpfs = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.Tmpfs}}",
+        &sidecar,
+    ]));
+    assert!(
+        tmpfs.contains("\"/run/bot-bottle\""),
+        "the sidecar's secrets are not on a tmpfs: {tmpfs}"
     );
     for c in [&agent, &sidecar] {
         let inspect = ok(&mut docker(&["inspect", c]));
