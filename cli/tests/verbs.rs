@@ -8,23 +8,19 @@ use std::process::{Command, Stdio};
 
 use support::{ControlPlane, path_str, repo};
 
-/// Runs bbctl against `cp` (its kubeconfig and home); returns (exit code, stdout, stderr).
-fn bbctl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+/// Runs bbctl with `args`, feeding `stdin`; returns (exit code, stdout, stderr).
+fn run_bbctl(args: &[std::ffi::OsString], stdin: Option<&str>) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_bbctl"))
         .args(args)
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig())
-        .arg("--home")
-        .arg(cp.home.path())
+        .env("BBCTL_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn bbctl");
-    if let Some(text) = stdin
-        && let Some(mut i) = child.stdin.take()
-    {
-        i.write_all(text.as_bytes()).expect("stdin");
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(stdin.unwrap_or_default().as_bytes())
+            .expect("stdin");
     }
     let out = child.wait_with_output().expect("bbctl");
     (
@@ -32,6 +28,22 @@ fn bbctl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> (i32, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+    args.iter().map(std::ffi::OsString::from).collect()
+}
+
+/// Runs bbctl against `cp` (its kubeconfig and home).
+fn bbctl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut all = os(args);
+    all.extend([
+        "--kubeconfig".into(),
+        cp.kubeconfig().into_os_string(),
+        "--home".into(),
+        cp.home.path().as_os_str().to_owned(),
+    ]);
+    run_bbctl(&all, stdin)
 }
 
 #[test]
@@ -349,19 +361,14 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it() {
 
     // A home with no control plane: one failing check, its fix, exit 5.
     let cold = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
-        .args(["doctor", "--home"])
-        .arg(cold.path().join("home"))
-        .output()
-        .expect("bbctl doctor");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(5), "{text}");
+    let (code, text, err) = bbctl_home(&cold.path().join("home"), &["doctor"]);
+    assert_eq!(code, 5, "{text}");
     assert!(
         text.contains("fail  control plane")
             && text.contains("fix: start it with `bbctl controller run`"),
         "{text}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("check(s) failed"));
+    assert!(err.contains("check(s) failed"));
 }
 
 #[test]
@@ -382,11 +389,8 @@ fn completion_scripts_load_in_their_shell() {
     );
     assert!(text.contains("bbctl"), "{text}");
     for shell in ["zsh", "fish"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
-            .args(["completion", shell])
-            .output()
-            .expect("bbctl completion");
-        assert!(out.status.success() && !out.stdout.is_empty(), "{shell}");
+        let (code, out, _) = run_bbctl(&os(&["completion", shell]), None);
+        assert!(code == 0 && !out.is_empty(), "{shell}");
     }
 }
 
@@ -394,19 +398,10 @@ fn completion_scripts_load_in_their_shell() {
 fn bbctl_home(home: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     // `--home` goes before any `--`, after which arguments belong to `controller run`.
     let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-    let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))
-        .args(&args[..split])
-        .arg("--home")
-        .arg(home)
-        .args(&args[split..])
-        .env("BBCTL_LOG", "warn")
-        .output()
-        .expect("bbctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = os(&args[..split]);
+    all.extend(["--home".into(), home.as_os_str().to_owned()]);
+    all.extend(os(&args[split..]));
+    run_bbctl(&all, None)
 }
 
 /// Stops a background control plane however the test ends.
