@@ -8,47 +8,23 @@
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+#[path = "../tests/common/tls.rs"]
+mod tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "bench-upstream-token-0123456789";
 
-fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().expect("key");
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-    p.distinguished_name.push(rcgen::DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    (p.self_signed(&key).expect("ca"), key)
-}
-
 /// An HTTPS/1.1 upstream on 127.0.0.1 answering every request with a small body.
 fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
-    let (ca_cert, ca_key) = ca("bench upstream CA");
-    let key = KeyPair::generate().expect("key");
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca_cert, &ca_key)
-        .expect("leaf");
+    let (ca_cert, ca_key) = tls::ca("bench upstream CA");
     let ca_path = dir.join("upstream-ca.pem");
     std::fs::write(&ca_path, ca_cert.pem()).expect("write");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
-        )
-        .expect("cfg");
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = tls::acceptor(&ca_cert, &ca_key, &["localhost"], &[b"http/1.1"]);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -145,21 +121,8 @@ async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec
             String::from_utf8_lossy(&head)
         );
     }
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(&route.trust).expect("trust");
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.expect("pem")).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let tls = tokio_rustls::TlsConnector::from(tls::client_trusting(&route.trust))
         .connect(name, tcp)
         .await
         .expect("TLS");
@@ -248,7 +211,7 @@ fn main() {
     let (upstream, upstream_ca) = start_upstream(&rt, dir.path());
 
     // bb-sidecar with one route that injects a token.
-    let (bottle_ca, bottle_key) = ca("bench bottle CA");
+    let (bottle_ca, bottle_key) = tls::ca("bench bottle CA");
     std::fs::write(dir.path().join("ca.pem"), bottle_ca.pem()).expect("write");
     std::fs::write(dir.path().join("ca.key"), bottle_key.serialize_pem()).expect("write");
     let secrets = dir.path().join("secrets");

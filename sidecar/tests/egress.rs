@@ -6,13 +6,15 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use rcgen::KeyPair;
+
+mod common;
+use common::tls;
 
 const TOKEN: &str = "real-upstream-token-7d1c";
 
@@ -22,11 +24,7 @@ struct Ca {
 }
 
 fn make_ca(name: &str) -> (Ca, rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().expect("key");
-    let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
-    p.distinguished_name.push(rcgen::DnType::CommonName, name);
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = p.self_signed(&key).expect("ca");
+    let (cert, key) = tls::ca(name);
     (
         Ca {
             cert_pem: cert.pem(),
@@ -40,26 +38,14 @@ fn make_ca(name: &str) -> (Ca, rcgen::Certificate, KeyPair) {
 /// An HTTPS server on 127.0.0.1 for `localhost` that answers with what it received.
 fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
     let (ca, ca_cert, ca_key) = make_ca("upstream test CA");
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("params")
-        .signed_by(&key, &ca_cert, &ca_key)
-        .expect("leaf");
     let ca_path = dir.join("upstream-ca.pem");
     std::fs::write(&ca_path, &ca.cert_pem).expect("write");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
-        )
-        .expect("cfg");
-    let mut cfg = cfg;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let acceptor = tls::acceptor(
+        &ca_cert,
+        &ca_key,
+        &["localhost", "127.0.0.1"],
+        &[b"h2", b"http/1.1"],
+    );
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -861,21 +847,10 @@ fn websocket_exchange(sc: &Sidecar, up: u16, path: &str) -> (String, String) {
     .expect("connect");
     let head = read_head(&mut tcp);
     assert!(head.starts_with("HTTP/1.1 200"), "CONNECT: {head}");
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = std::fs::read(sc.dir.join("ca.pem")).expect("ca");
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(c.expect("pem")).expect("root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).expect("tls");
+    let mut conn =
+        rustls::ClientConnection::new(tls::client_trusting(&sc.dir.join("ca.pem")), name)
+            .expect("tls");
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     write!(
