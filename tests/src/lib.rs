@@ -78,40 +78,35 @@ pub fn require_docker() {
 
 pub const BASE_IMAGE: &str = "bot-bottle/base:bookworm";
 
-/// Builds the registry-free base image once per machine (hack/build-base-image.sh); a lock
-/// file keeps concurrent suites from racing to build it.
+/// Builds the registry-free base image once per machine (hack/build-base-image.sh). An OS file
+/// lock serialises concurrent suites and is released even if a builder is killed, so a crashed
+/// run cannot leave later ones waiting on a stale lock file.
 pub fn ensure_base_image() {
     require_docker();
-    if run(&mut docker(&["image", "inspect", BASE_IMAGE]))
-        .status
-        .success()
-    {
+    let present = || {
+        run(&mut docker(&["image", "inspect", BASE_IMAGE]))
+            .status
+            .success()
+    };
+    if present() {
         return;
     }
-    let lock = std::env::temp_dir().join("bot-bottle-base-image.lock");
-    let deadline = Instant::now() + Duration::from_secs(900);
-    loop {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&lock)
-        {
-            Ok(_) => break,
-            Err(_) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_secs(2));
-                if run(&mut docker(&["image", "inspect", BASE_IMAGE]))
-                    .status
-                    .success()
-                {
-                    return;
-                }
-            }
-            Err(e) => panic!("waiting for {}: {e}", lock.display()),
-        }
+    let path = std::env::temp_dir().join("bot-bottle-base-image.lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("locking {}: {e}", path.display()));
+    // Another suite may have built it while we waited for the lock.
+    if present() {
+        return;
     }
     let script = workspace_root().join("hack/build-base-image.sh");
     let out = run(Command::new("bash").arg(&script).arg(BASE_IMAGE));
-    let _ = std::fs::remove_file(&lock);
+    drop(lock);
     assert!(
         out.status.success(),
         "building the base image with {} failed:\n{}{}",
