@@ -22,7 +22,9 @@ pub enum PlanError {
     Internal(String),
 }
 
-fn sha256_hex(parts: &[&[u8]]) -> String {
+/// 16 hex digits of the SHA-256 of `parts`, each length-prefixed so that moving bytes from one
+/// part to the next changes the hash. The identity of plans and of built images.
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for p in parts {
         ctx.update(&(p.len() as u64).to_be_bytes());

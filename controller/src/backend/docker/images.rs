@@ -12,24 +12,13 @@ use futures_util::StreamExt;
 use super::exec::TarBuilder;
 use super::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
 use crate::backend::BackendError;
+use crate::plan::sha256_hex;
 
 /// The sidecar's Dockerfile, shipped inside the controller so an installed binary can build it.
 pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar/Dockerfile");
 
 fn err(message: impl Into<String>) -> BackendError {
     BackendError::new("image", message)
-}
-
-fn hash(parts: &[&[u8]]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in parts {
-        ctx.update(&(p.len() as u64).to_be_bytes());
-        ctx.update(p);
-    }
-    ctx.finish().as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The base image's identity: its ID when present locally, else its name (the engine will
@@ -109,7 +98,7 @@ pub async fn sidecar(docker: &Docker, binary: &Path, base: &str) -> Result<Strin
         ))
     })?;
     let base_id = base_identity(docker, base).await;
-    let h = hash(&[SIDECAR_DOCKERFILE.as_bytes(), &bin, base_id.as_bytes()]);
+    let h = sha256_hex(&[SIDECAR_DOCKERFILE.as_bytes(), &bin, base_id.as_bytes()]);
     let tag = format!("bot-bottle/sidecar:{h}");
     if exists(docker, &tag).await {
         return Ok(tag);
@@ -145,7 +134,7 @@ pub async fn from_dockerfile(
         .map_err(|e| err(format!("packing the build context {}: {e}", dir.display())))?;
     let context = ctx.finish().map_err(|e| err(e.to_string()))?;
     let base_id = base_identity(docker, base).await;
-    let h = hash(&[&context, base_id.as_bytes()]);
+    let h = sha256_hex(&[&context, base_id.as_bytes()]);
     let tag = format!("bot-bottle/agent:{h}");
     if exists(docker, &tag).await {
         return Ok(tag);
