@@ -387,7 +387,12 @@ async fn drive<B: Backend>(
     // up side by side (an agent without its sidecar has no way out, so nothing is exposed).
     let sidecar_side = async {
         let endpoints = be.ensure_sidecar(id, sidecar).await?;
-        let loaded = be.observe(id).await?.sidecar_policy;
+        // A sidecar that was running when observed is the one ensure_sidecar kept; only a new
+        // one needs looking at again.
+        let loaded = match &seen.sidecar_policy {
+            Some(p) => Some(p.clone()),
+            None => be.observe(id).await?.sidecar_policy,
+        };
         let reloaded = loaded.as_deref() != Some(sidecar.policy_hash.as_str());
         if reloaded {
             be.apply_policy(id, sidecar).await?;
@@ -398,7 +403,8 @@ async fn drive<B: Backend>(
         if create_agent {
             be.ensure_agent(id, &run_image, plan).await?;
         }
-        let provision = !be.observe(id).await?.provisioned;
+        // A container made just now starts unprovisioned; a kept one is as observed.
+        let provision = create_agent || !seen.provisioned;
         if provision {
             be.provision(id, plan).await?;
         }
