@@ -170,7 +170,6 @@ impl Backend for FakeBackend {
                     a.agent_hash.clone()
                 },
                 provisioned: a.provisioned,
-                stopped: a.stopped,
             },
         }))
     }

@@ -96,7 +96,6 @@ pub struct Observed {
     /// Container hash of a running agent container.
     pub agent_container: Option<String>,
     pub provisioned: bool,
-    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -398,7 +398,6 @@ impl Backend for DockerBackend {
                 };
             }
         }
-        seen.stopped = !containers.is_empty() && !containers.iter().any(Self::running);
         Ok(seen)
     }
 
