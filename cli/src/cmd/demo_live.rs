@@ -169,6 +169,21 @@ async fn choose_base(backend: &DockerBackend) -> Result<String, CliError> {
     Ok(HERMETIC_BASE.to_string())
 }
 
+/// Image builds take minutes on a first run: show each Dockerfile step as it starts.
+async fn print_build_progress(mut rx: tokio::sync::broadcast::Receiver<String>) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match rx.recv().await {
+            Ok(line) => {
+                let line: String = line.chars().take(120).collect();
+                eprintln!("    {line}");
+            }
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 async fn start_upstream(
     backend: &DockerBackend,
     name: &str,
@@ -286,6 +301,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     };
     let backend = backend.with_base_image(&base);
     eprintln!("    images build on {base} (hack/build-base-image.sh makes one without a registry)");
+    let progress = tokio::spawn(print_build_progress(backend.build_progress()));
 
     step("starting a private control plane");
     let emb = control_plane::embedded(
@@ -314,7 +330,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     )
     .await;
 
-    step("cleaning up");
+    step("cleaning up (agent, sidecar, networks, upstream)");
     let agents: Api<Agent> = Api::namespaced(emb.client.clone(), "default");
     let _ = agents.delete("demo", &DeleteParams::default()).await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -333,6 +349,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
         .await;
     let _ = stop.send(());
     let _ = reconcilers.await;
+    progress.abort();
     emb.server.shutdown().await;
     if outcome.is_ok() {
         eprintln!("    removed the agent, its sidecar, networks and the demo upstream");

@@ -8,6 +8,7 @@ use std::path::Path;
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
 use futures_util::StreamExt;
+use tokio::sync::broadcast;
 
 use super::exec::TarBuilder;
 use super::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
@@ -34,10 +35,15 @@ async fn exists(docker: &Docker, reference: &str) -> bool {
     docker.inspect_image(reference).await.is_ok()
 }
 
-/// Builds `context` (a tar holding a Dockerfile) as `tag`. Progress goes to the log; a failure
-/// carries the build's last lines.
+/// Where build progress goes besides the log: one line per Dockerfile step, for whoever
+/// watches (the demo prints them). Nobody listening is fine.
+pub type BuildProgress = broadcast::Sender<String>;
+
+/// Builds `context` (a tar holding a Dockerfile) as `tag`. Each step goes to the log and to
+/// `progress`; a failure carries the build's last lines.
 async fn build(
     docker: &Docker,
+    progress: &BuildProgress,
     tag: &str,
     content_hash: &str,
     base: &str,
@@ -66,7 +72,12 @@ async fn build(
             .map(str::trim_end)
             .filter(|l| !l.is_empty())
         {
-            tracing::debug!(image = tag, "{line}");
+            if line.starts_with("Step ") {
+                tracing::info!(image = tag, "{line}");
+                let _ = progress.send(format!("{}: {line}", short(tag)));
+            } else {
+                tracing::debug!(image = tag, "{line}");
+            }
             tail.push(line.to_string());
             if tail.len() > 8 {
                 tail.remove(0);
@@ -89,8 +100,20 @@ async fn build(
     Ok(())
 }
 
+/// `bot-bottle/sidecar:0123456789ab` for a content-hash tag: enough to tell images apart.
+fn short(tag: &str) -> &str {
+    tag.rfind(':')
+        .and_then(|i| tag.get(..i + 13))
+        .unwrap_or(tag)
+}
+
 /// The sidecar image for this binary and base, built once per content.
-pub async fn sidecar(docker: &Docker, binary: &Path, base: &str) -> Result<String, BackendError> {
+pub async fn sidecar(
+    docker: &Docker,
+    progress: &BuildProgress,
+    binary: &Path,
+    base: &str,
+) -> Result<String, BackendError> {
     let bin = std::fs::read(binary).map_err(|e| {
         err(format!(
             "reading the sidecar binary {}: {e}; install bb-sidecar next to bbctl or pass --sidecar-binary",
@@ -108,13 +131,18 @@ pub async fn sidecar(docker: &Docker, binary: &Path, base: &str) -> Result<Strin
         .and_then(|()| ctx.file("bb-sidecar", &bin, 0o755, 0))
         .map_err(|e| err(format!("packing the sidecar build context: {e}")))?;
     let context = ctx.finish().map_err(|e| err(e.to_string()))?;
-    build(docker, &tag, &h, base, "Dockerfile", context).await?;
+    let _ = progress.send(format!(
+        "building the sidecar image {} on {base}",
+        short(&tag)
+    ));
+    build(docker, progress, &tag, &h, base, "Dockerfile", context).await?;
     Ok(tag)
 }
 
 /// An agent image from a Dockerfile: its directory is the build context (without `.git`).
 pub async fn from_dockerfile(
     docker: &Docker,
+    progress: &BuildProgress,
     dockerfile: &Path,
     base: &str,
 ) -> Result<String, BackendError> {
@@ -139,7 +167,12 @@ pub async fn from_dockerfile(
     if exists(docker, &tag).await {
         return Ok(tag);
     }
-    build(docker, &tag, &h, base, &file_name, context).await?;
+    let _ = progress.send(format!(
+        "building the agent image {} from {} on {base}",
+        short(&tag),
+        dockerfile.display()
+    ));
+    build(docker, progress, &tag, &h, base, &file_name, context).await?;
     Ok(tag)
 }
 

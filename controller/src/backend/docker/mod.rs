@@ -74,6 +74,7 @@ pub struct DockerBackend {
     docker: Docker,
     config: Arc<DockerConfig>,
     sidecar_image: Arc<OnceCell<String>>,
+    progress: images::BuildProgress,
     gvisor: bool,
     /// What this process established about a container (by ID, so a recreated container
     /// starts unknown): spares an exec per observe. After a restart it is re-learned by exec.
@@ -130,6 +131,7 @@ impl DockerBackend {
             docker,
             config: Arc::new(config),
             sidecar_image: Arc::new(OnceCell::new()),
+            progress: tokio::sync::broadcast::channel(64).0,
             gvisor,
             facts: Arc::default(),
         })
@@ -146,6 +148,25 @@ impl DockerBackend {
 
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Image build steps as they happen (see `images::BuildProgress`).
+    pub fn build_progress(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.progress.subscribe()
+    }
+
+    /// The sidecar image for this backend's binary and base, built on first use.
+    async fn sidecar_image(&self) -> Result<&String, BackendError> {
+        self.sidecar_image
+            .get_or_try_init(|| {
+                images::sidecar(
+                    &self.docker,
+                    &self.progress,
+                    &self.config.sidecar_binary,
+                    &self.config.base_image,
+                )
+            })
+            .await
     }
 
     fn fact(&self, container_id: &str) -> Facts {
@@ -406,22 +427,14 @@ impl Backend for DockerBackend {
         _id: &AgentId,
         image: &ImageSource,
     ) -> Result<String, BackendError> {
-        let sidecar = self
-            .sidecar_image
-            .get_or_try_init(|| {
-                images::sidecar(
-                    &self.docker,
-                    &self.config.sidecar_binary,
-                    &self.config.base_image,
-                )
-            })
-            .await?;
+        let sidecar = self.sidecar_image().await?;
         tracing::debug!(sidecar = %sidecar, "sidecar image ready");
         match image {
             ImageSource::Reference(r) => images::reference(&self.docker, r).await,
             ImageSource::Dockerfile(d) => {
                 images::from_dockerfile(
                     &self.docker,
+                    &self.progress,
                     std::path::Path::new(d),
                     &self.config.base_image,
                 )

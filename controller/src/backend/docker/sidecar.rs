@@ -175,17 +175,7 @@ impl DockerBackend {
             Some(_) => self.remove_container(&name).await?,
             None => {}
         }
-        let image = self
-            .sidecar_image
-            .get_or_try_init(|| {
-                images::sidecar(
-                    &self.docker,
-                    &self.config.sidecar_binary,
-                    &self.config.base_image,
-                )
-            })
-            .await?
-            .clone();
+        let image = self.sidecar_image().await?.clone();
         let run = SIDECAR_RUN;
         let mut cmd: Vec<String> = [
             "egress",
