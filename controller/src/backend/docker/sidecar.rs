@@ -12,7 +12,7 @@ use bollard::models::{
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
 use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
-use super::{DockerBackend, SIDECAR_RUN, exec, images, is_conflict};
+use super::{DockerBackend, SIDECAR_RUN, exec, is_conflict};
 use crate::backend::{AgentId, BackendError, SidecarPlan};
 
 impl DockerBackend {
