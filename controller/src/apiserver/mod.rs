@@ -7,6 +7,7 @@ mod fields;
 mod handlers;
 mod managed;
 pub mod objects;
+mod protobuf;
 pub mod resources;
 mod select;
 pub mod status;
@@ -81,8 +82,58 @@ fn json_response(code: u16, v: &Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Body::Full(Full::new(Bytes::new()))))
 }
 
-fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.code, &e.to_status())
+/// The response encoding a request asked for in `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    /// Every listed media type is protobuf: nothing else would be read.
+    Protobuf,
+}
+
+impl Encoding {
+    fn negotiate(accept: &str) -> Encoding {
+        let types: Vec<&str> = accept
+            .split(',')
+            .map(|t| t.split(';').next().unwrap_or("").trim())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if !types.is_empty() && types.iter().all(|t| *t == protobuf::MEDIA_TYPE) {
+            Encoding::Protobuf
+        } else {
+            Encoding::Json
+        }
+    }
+}
+
+/// An object response in the negotiated encoding; 406 when it has no protobuf form.
+fn object_response(encoding: Encoding, code: u16, v: &Value) -> Response<Body> {
+    if encoding == Encoding::Json {
+        return json_response(code, v);
+    }
+    let bytes = match protobuf::encode(v) {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return json_response(e.code, &e.to_status()),
+        None => {
+            let kind = v
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("this response");
+            let e = ApiError::new(
+                406,
+                "NotAcceptable",
+                format!(
+                    "{kind} has no protobuf form here (protobuf is served for v1 {}); accept application/json",
+                    protobuf::KINDS.join(", ")
+                ),
+            );
+            return json_response(e.code, &e.to_status());
+        }
+    };
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, protobuf::MEDIA_TYPE)
+        .body(Body::Full(Full::new(Bytes::from(bytes))))
+        .unwrap_or_else(|_| Response::new(Body::Full(Full::new(Bytes::new()))))
 }
 
 fn text_response(code: u16, text: &str) -> Response<Body> {
@@ -216,6 +267,7 @@ fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     match ct {
         "" | "application/json" | "*/*" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}"))),
+        protobuf::MEDIA_TYPE => protobuf::decode(body),
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let text = std::str::from_utf8(body)
                 .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
@@ -229,7 +281,7 @@ fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
             }
         }
         other => Err(ApiError::unsupported_media(format!(
-            "the body of the request was in an unknown format ({other}); accepted media types include: application/json, application/yaml"
+            "the body of the request was in an unknown format ({other}); accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
     }
 }
@@ -237,17 +289,27 @@ fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let result = dispatch(&state, req).await;
+    let encoding = Encoding::negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+    );
+    let result = dispatch(&state, req, encoding).await;
     match result {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code, reason = e.reason, "request failed");
-            error_response(&e)
+            object_response(encoding, e.code, &e.to_status())
         }
     }
 }
 
-async fn dispatch(state: &State, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+async fn dispatch(
+    state: &State,
+    req: Request<Incoming>,
+    encoding: Encoding,
+) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     // Liveness and version are public, as in Kubernetes' default RBAC.
@@ -355,7 +417,14 @@ async fn dispatch(state: &State, req: Request<Incoming>) -> Result<Response<Body
         }
     };
     Ok(match reply {
-        Reply::Json(code, v) => json_response(code, &v),
+        Reply::Json(code, v) => object_response(encoding, code, &v),
+        Reply::Watch(_) if encoding == Encoding::Protobuf => {
+            return Err(ApiError::new(
+                406,
+                "NotAcceptable",
+                "watch streams are served as JSON only; accept application/json",
+            ));
+        }
         Reply::Watch(rx) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")

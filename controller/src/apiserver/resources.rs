@@ -110,6 +110,7 @@ pub fn all() -> &'static [Resource] {
         vec![
             core("namespaces", "namespace", "Namespace", &["ns"], false),
             core("secrets", "secret", "Secret", &[], true),
+            core("configmaps", "configmap", "ConfigMap", &["cm"], true),
             core("events", "event", "Event", &["ev"], true),
             Resource {
                 group: "events.k8s.io",

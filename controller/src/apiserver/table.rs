@@ -47,6 +47,12 @@ fn columns(res: &Resource) -> Vec<Column> {
                 "Number of keys in the secret",
             ));
         }
+        "ConfigMap" => cols.push(col(
+            "Data",
+            "integer",
+            "#data",
+            "Number of keys in the config map (data and binaryData)",
+        )),
         "Event" => {
             cols.push(col("Type", "string", ".type", "Event type"));
             cols.push(col("Reason", "string", ".reason", "Reason"));
@@ -156,11 +162,12 @@ fn age(ts: &str) -> Value {
 fn cell(obj: &Value, c: &Column) -> Value {
     let v = match c.path.as_str() {
         "#data" => {
-            return json!(
-                obj.get("data")
+            let keys = |field: &str| {
+                obj.get(field)
                     .and_then(Value::as_object)
                     .map_or(0, |m| m.len())
-            );
+            };
+            return json!(keys("data") + keys("binaryData"));
         }
         "#involved" => {
             let io = obj.get("involvedObject").or_else(|| obj.get("regarding"));
