@@ -721,3 +721,59 @@ fn kubectl_create_verbs_send_protobuf_and_are_understood() {
         "{err}"
     );
 }
+
+/// Every OpenAPI v3 document the server publishes is valid OpenAPI 3.0 to an independent
+/// validator (openapi-spec-validator from PyPI), so standard tooling can read it.
+#[test]
+fn openapi_documents_validate_as_openapi_3() {
+    let cp = ControlPlane::start();
+    let index: serde_json::Value =
+        serde_json::from_str(&cp.ok(&["get", "--raw", "/openapi/v3"])).expect("index is JSON");
+    let docs: Vec<String> = index["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|p| p["serverRelativeURL"].as_str().expect("url").to_string())
+        .collect();
+    assert!(
+        docs.iter().any(|d| d.contains("bot-bottle.dev/v1alpha1")) && docs.len() >= 4,
+        "{docs:?}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut files = Vec::new();
+    for (i, url) in docs.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.json"));
+        std::fs::write(&path, cp.ok(&["get", "--raw", url])).expect("write");
+        files.push((url.clone(), path));
+    }
+    let script = r#"
+import json, sys
+from openapi_spec_validator import OpenAPIV30SpecValidator
+bad = 0
+for url, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    doc = json.load(open(path))
+    ops = sum(1 for item in doc["paths"].values() for k in item if k in ("get", "put", "post", "patch", "delete"))
+    errors = list(OpenAPIV30SpecValidator(doc).iter_errors())
+    print(f"{url}: {ops} operations, {len(errors)} errors")
+    for e in errors[:10]:
+        print("   ", str(e).splitlines()[0])
+    bad += len(errors)
+sys.exit(1 if bad else 0)
+"#;
+    let mut cmd = support::python_with("openapi_spec_validator", "openapi-spec-validator");
+    cmd.arg("-c").arg(script);
+    for (url, path) in &files {
+        cmd.arg(url).arg(path);
+    }
+    let out = cmd.output().expect("python3");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "invalid OpenAPI:\n{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("bot-bottle.dev/v1alpha1") && report.contains("18 operations"),
+        "{report}"
+    );
+}

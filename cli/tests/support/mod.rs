@@ -217,3 +217,38 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A `python3` command that can import `module`, installing `package` from PyPI into a cache
+/// under `$HOME/.cache/bot-bottle/pypi` the first time when the machine lacks it. Tests use
+/// real, independent tools from PyPI (validators, clients) and must not skip without them.
+pub fn python_with(module: &str, package: &str) -> Command {
+    let importable = |pythonpath: Option<&Path>| {
+        let mut c = Command::new("python3");
+        c.args(["-c", &format!("import {module}")]);
+        if let Some(p) = pythonpath {
+            c.env("PYTHONPATH", p);
+        }
+        c.output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    if importable(None) {
+        return Command::new("python3");
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    let target = home.join(".cache/bot-bottle/pypi").join(package);
+    if !importable(Some(&target)) {
+        let out = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&target)
+            .arg(package)
+            .output()
+            .expect("python3 is required for this suite");
+        assert!(
+            out.status.success(),
+            "installing {package} from PyPI failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut c = Command::new("python3");
+    c.env("PYTHONPATH", &target);
+    c
+}

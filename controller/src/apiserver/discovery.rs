@@ -145,18 +145,51 @@ fn object_schema(r: &Resource) -> Value {
     s
 }
 
-fn operation(r: &Resource, action: &str) -> Value {
-    json!({
-        "operationId": format!("{action}{}", r.kind),
+fn query(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}})
+}
+
+fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+}
+
+fn operation(r: &Resource, action: &str, id: &str) -> Value {
+    let object = json!({"$ref": format!("#/components/schemas/{}", schema_name(r))});
+    let mut queries = vec![
+        query("fieldManager", "Names the actor making the change."),
+        query(
+            "fieldValidation",
+            "Ignore, Warn or Strict handling of unknown fields.",
+        ),
+    ];
+    if !matches!(action, "get" | "list") {
+        queries.push(query("dryRun", "All: validate without persisting."));
+    }
+    let mut op = json!({
+        "operationId": id,
         "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-        "parameters": [
-            {"name": "dryRun", "in": "query", "schema": {"type": "string"}, "uniqueItems": true},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string"}, "uniqueItems": true},
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}, "uniqueItems": true},
-        ],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", schema_name(r))}}}}},
-    })
+        "parameters": queries,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": object}}}},
+    });
+    match action {
+        "post" | "put" => {
+            op["requestBody"] = json!({"required": true, "content": {
+                "application/json": {"schema": object},
+                "application/yaml": {"schema": object},
+            }});
+        }
+        "patch" => {
+            let any = json!({"type": "object"});
+            op["requestBody"] = json!({"required": true, "content": {
+                "application/json-patch+json": {"schema": {"type": "array", "items": any}},
+                "application/merge-patch+json": {"schema": any},
+                "application/apply-patch+yaml": {"schema": any},
+            }});
+        }
+        _ => {}
+    }
+    op
 }
 
 fn openapi_v3_doc_inner(group: &str, version: &str) -> Value {
@@ -172,19 +205,51 @@ fn openapi_v3_doc_inner(group: &str, version: &str) -> Value {
         } else {
             format!("/apis/{}/{}", r.group, r.version)
         };
-        let coll = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        let (coll, mut params) = if r.namespaced {
+            (
+                format!("{base}/namespaces/{{namespace}}/{}", r.plural),
+                vec![path_param(
+                    "namespace",
+                    "object name and auth scope, such as for teams and projects",
+                )],
+            )
         } else {
-            format!("{base}/{}", r.plural)
+            (format!("{base}/{}", r.plural), Vec::new())
         };
-        paths.insert(
-            coll.clone(),
-            json!({"post": operation(r, "post"), "get": operation(r, "list")}),
-        );
+        // OpenAPI 3 operation IDs are unique per document, as Kubernetes' own are
+        // (createNamespacedSecret, readNamespacedSecret, ...).
+        let scope = if r.namespaced { "Namespaced" } else { "" };
+        let id = |verb: &str, suffix: &str| format!("{verb}{scope}{}{suffix}", r.kind);
+        let mut coll_item = json!({
+            "post": operation(r, "post", &id("create", "")),
+            "get": operation(r, "list", &id("list", "")),
+        });
+        if !params.is_empty() {
+            coll_item["parameters"] = json!(params);
+        }
+        paths.insert(coll.clone(), coll_item);
+        params.push(path_param("name", &format!("name of the {}", r.kind)));
         paths.insert(
             format!("{coll}/{{name}}"),
-            json!({"get": operation(r, "get"), "put": operation(r, "put"), "patch": operation(r, "patch"), "delete": operation(r, "delete")}),
+            json!({
+                "parameters": params,
+                "get": operation(r, "get", &id("read", "")),
+                "put": operation(r, "put", &id("replace", "")),
+                "patch": operation(r, "patch", &id("patch", "")),
+                "delete": operation(r, "delete", &id("delete", "")),
+            }),
         );
+        if r.status_subresource {
+            paths.insert(
+                format!("{coll}/{{name}}/status"),
+                json!({
+                    "parameters": params,
+                    "get": operation(r, "get", &id("read", "Status")),
+                    "put": operation(r, "put", &id("replace", "Status")),
+                    "patch": operation(r, "patch", &id("patch", "Status")),
+                }),
+            );
+        }
     }
     json!({
         "openapi": "3.0.0",
