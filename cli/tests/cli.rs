@@ -156,3 +156,52 @@ fn demo_validates_the_examples_and_never_prints_secret_sources_values() {
         "{out}"
     );
 }
+
+/// A reference layout with problems in several files, of both kinds the converter finds (the
+/// reference's own rules and the converted objects' validation): all are reported in one run,
+/// grouped by file, the exit code is 6 and nothing reaches stdout.
+#[test]
+fn convert_and_validate_report_every_problem_of_every_reference_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let refdir = dir.path().join("ref");
+    std::fs::create_dir_all(refdir.join("bottles")).expect("mkdir");
+    std::fs::create_dir_all(refdir.join("agents")).expect("mkdir");
+    std::fs::write(
+        refdir.join("bottles/dev.md"),
+        "---\negress:\n  routes:\n    - host: \"https://api.example.com\"\n    - host: ok.example.com\n      bogus: 1\n      auth: {scheme: Bearer}\n    - host: \"*.example.com\"\nenv:\n  FOO: 3\nsupervise: \"yes\"\n---\n",
+    )
+    .expect("write");
+    std::fs::write(
+        refdir.join("bottles/ok.md"),
+        "---\negress:\n  routes:\n    - host: api.example.com\n---\n",
+    )
+    .expect("write");
+    std::fs::write(
+        refdir.join("agents/a.md"),
+        "---\nbottle: nope\ncolour: red\n---\nDo it.\n",
+    )
+    .expect("write");
+    let expected = [
+        "bottles/dev.md: bottle 'dev' supervise must be a boolean",
+        "bottles/dev.md: bottle 'dev' env.FOO must be a string (was int)",
+        "bottles/dev.md: bottle 'dev' egress.routes[1] has unknown key 'bogus'",
+        "bottles/dev.md: bottle 'dev' egress.routes[1] auth missing required field 'token_ref'",
+        "bottles/dev.md: Bottle/dev spec.egress.routes[0].host: 'https://api.example.com' must be a bare hostname",
+        "bottles/dev.md: Bottle/dev spec.egress.routes[2].host: '*.example.com': wildcards are not supported",
+        "agents/a.md: agent 'a' has unknown key 'colour'",
+        "agents/a.md: agent 'a' names bottle 'nope' which is not defined. Available: dev, ok",
+    ];
+    for verb in ["convert", "validate"] {
+        let (code, out, err) = bbctl(&[verb, "-f", "ref"], dir.path());
+        assert_eq!(code, 6, "{verb}: {err}");
+        assert!(out.is_empty(), "{verb} wrote output: {out}");
+        let lines: Vec<&str> = err.trim_start_matches("error: ").lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{verb}:\n{err}");
+        for (line, want) in lines.iter().zip(expected) {
+            assert!(
+                line.contains(want),
+                "{verb}: expected {want:?}, got {line:?}\n{err}"
+            );
+        }
+    }
+}

@@ -101,11 +101,14 @@ pub fn split_frontmatter(text: &str) -> Result<(&str, &str), String> {
 }
 
 /// Converts a set of reference files. Agents are checked against the Bottles in the same set.
+/// Every problem of every file is reported at once: the reference's own rules first, then the
+/// converted objects' validation (minus what the first pass already said about the same part).
 pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut bottles: BTreeMap<String, (String, Value)> = BTreeMap::new();
     let mut agents: BTreeMap<String, (String, Value)> = BTreeMap::new();
+    let mut flagged: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in files {
         let file_name = f.path.rsplit('/').next().unwrap_or(&f.path);
         let Some(name) = manifest_name(file_name) else {
@@ -115,9 +118,9 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             ));
             continue;
         };
-        let mut errs = Vec::new();
-        let obj = parse_file(f, name, &mut errs, &mut warnings);
-        errors.extend(errs.into_iter().map(|e| format!("{}: {e}", f.path)));
+        let mut problems = Problems::default();
+        let obj = parse_file(f, name, &mut problems, &mut warnings);
+        errors.extend(problems.errors.iter().map(|e| format!("{}: {e}", f.path)));
         let Some(obj) = obj else { continue };
         let slot = match f.kind {
             ManifestKind::Bottle => &mut bottles,
@@ -131,6 +134,7 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             ));
             continue;
         }
+        flagged.insert(f.path.clone(), problems.flagged);
         slot.insert(name.to_string(), (f.path.clone(), obj));
     }
     for (name, (path, agent)) in &agents {
@@ -147,13 +151,18 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             errors.push(format!(
                 "{path}: agent '{name}' names bottle '{bottle}' which is not defined. Available: {available}"
             ));
+            flagged
+                .entry(path.clone())
+                .or_default()
+                .push("spec.bottleRef".into());
         }
     }
-    if !errors.is_empty() {
-        return Err(ConvertError(errors));
-    }
-    // The converted objects must pass the same validation as hand-written ones; run it once the
-    // reference-level errors are fixed so one mistake is not reported twice.
+    // The converted objects must pass the same validation as hand-written ones.
+    let already_said = |path: &str, field: &str| {
+        flagged
+            .get(path)
+            .is_some_and(|f| f.iter().any(|p| under(field, p)))
+    };
     let mut resources = Vec::new();
     let mut origin: BTreeMap<(bool, String), String> = BTreeMap::new();
     for (is_bottle, set) in [(true, &bottles), (false, &agents)] {
@@ -164,6 +173,7 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
                 Err(e) => errors.extend(
                     e.errors
                         .iter()
+                        .filter(|fe| !already_said(path, &fe.path.to_string()))
                         .map(|fe| format!("{path}: {} {fe}", e.object)),
                 ),
             }
@@ -175,6 +185,7 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
         errors.extend(
             e.errors
                 .iter()
+                .filter(|fe| !already_said(&path, &fe.path.to_string()))
                 .map(|fe| format!("{path}: {} {fe}", e.object)),
         );
     }
@@ -184,6 +195,15 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             warnings,
         })
     } else {
+        // Grouped by file (in the order given), each file's problems in the order found.
+        let order: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        let rank = |e: &String| {
+            order
+                .iter()
+                .position(|p| e.starts_with(&format!("{p}: ")))
+                .unwrap_or(usize::MAX)
+        };
+        errors.sort_by_key(rank);
         Err(ConvertError(errors))
     }
 }
@@ -198,9 +218,10 @@ fn kind_word(k: ManifestKind) -> &'static str {
 fn parse_file(
     f: &SourceFile,
     name: &str,
-    errs: &mut Vec<String>,
+    problems: &mut Problems,
     warnings: &mut Vec<String>,
 ) -> Option<Value> {
+    let errs = &mut problems.errors;
     let (front, body) = match split_frontmatter(&f.contents) {
         Ok(v) => v,
         Err(e) => {
@@ -224,23 +245,43 @@ fn parse_file(
         return None;
     };
     match f.kind {
-        ManifestKind::Bottle => bottle(name, &fm, errs),
-        ManifestKind::Agent => agent(name, &fm, body, errs, warnings, &f.path),
+        ManifestKind::Bottle => bottle(name, &fm, problems),
+        ManifestKind::Agent => agent(name, &fm, body, problems, warnings, &f.path),
     }
+}
+
+/// What one file's conversion found wrong, in the reference's own terms.
+#[derive(Debug, Default)]
+struct Problems {
+    errors: Vec<String>,
+    /// Spec subtrees converted incompletely because of a reported problem: the converted
+    /// object's own validation would only say the same thing again about them.
+    flagged: Vec<String>,
 }
 
 struct Ctx<'a> {
     label: String,
-    errs: &'a mut Vec<String>,
+    problems: &'a mut Problems,
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 impl Ctx<'_> {
+    /// Marks a spec subtree as already reported (see `Problems::flagged`).
+    fn flag(&mut self, spec_path: impl Into<String>) {
+        self.problems.flagged.push(spec_path.into());
+    }
+
     fn err(&mut self, what: &str, msg: impl AsRef<str>) {
         if what.is_empty() {
-            self.errs.push(format!("{} {}", self.label, msg.as_ref()));
+            let line = format!("{} {}", self.label, msg.as_ref());
+            self.problems.errors.push(line);
         } else {
-            self.errs
-                .push(format!("{} {what} {}", self.label, msg.as_ref()));
+            let line = format!("{} {what} {}", self.label, msg.as_ref());
+            self.problems.errors.push(line);
         }
     }
 
@@ -295,10 +336,10 @@ fn host_env(name: String) -> Value {
     json!({ "hostEnv": name })
 }
 
-fn bottle(name: &str, fm: &Map<String, Value>, errs: &mut Vec<String>) -> Option<Value> {
+fn bottle(name: &str, fm: &Map<String, Value>, problems: &mut Problems) -> Option<Value> {
     let mut c = Ctx {
         label: format!("bottle '{name}'"),
-        errs,
+        problems,
     };
     c.unknown_keys("", fm, BOTTLE_KEYS);
     let mut spec = Map::new();
@@ -308,10 +349,11 @@ fn bottle(name: &str, fm: &Map<String, Value>, errs: &mut Vec<String>) -> Option
         spec.insert("extends".into(), Value::String(s));
     }
     if let Some(v) = fm.get("supervise") {
-        if !v.is_boolean() {
+        if v.is_boolean() {
+            spec.insert("supervise".into(), v.clone());
+        } else {
             c.err("supervise", "must be a boolean");
         }
-        spec.insert("supervise".into(), v.clone());
     }
     if let Some(v) = fm.get("env")
         && let Some(m) = c.object("env", v)
@@ -329,10 +371,14 @@ fn bottle(name: &str, fm: &Map<String, Value>, errs: &mut Vec<String>) -> Option
         }
         spec.insert("env".into(), Value::Array(env));
     }
-    if let Some(v) = fm.get("agent_provider")
-        && let Some(p) = c.object("agent_provider", v)
-    {
-        spec.insert("agentProvider".into(), provider(p, &mut c));
+    if let Some(v) = fm.get("agent_provider") {
+        match c.object("agent_provider", v) {
+            Some(p) => {
+                let p = provider(p, &mut c);
+                spec.insert("agentProvider".into(), p);
+            }
+            None => c.flag("spec.agentProvider"),
+        }
     }
     if let Some(v) = fm.get("git-gate")
         && let Some(g) = c.object("git-gate", v)
@@ -505,11 +551,23 @@ fn repo(name: &str, entry: &Value, c: &mut Ctx<'_>) -> Value {
     }
     if let Some(k) = e.get("key") {
         let kwhat = format!("{what} key");
-        if let Some(km) = c.object(&kwhat, k) {
-            out.insert("key".into(), repo_key(&kwhat, km, c));
+        match c.object(&kwhat, k) {
+            Some(km) => {
+                let key = repo_key(&kwhat, km, c);
+                out.insert("key".into(), key);
+            }
+            None => c.flag(format!("spec.gitGate.repos[{name}].key")),
         }
     }
     Value::Object(out)
+}
+
+/// `NAME` of a `git-gate.repos['NAME'] key` label.
+fn repo_name(what: &str) -> &str {
+    what.split("['")
+        .nth(1)
+        .and_then(|r| r.split("']").next())
+        .unwrap_or("")
 }
 
 /// The reference checks the provider before the keys it allows; so does this.
@@ -517,11 +575,15 @@ fn repo_key(what: &str, k: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
     let provider = match k.get("provider") {
         None => {
             c.err(what, "missing required string field 'provider'");
+            c.flag(format!("spec.gitGate.repos[{}].key", repo_name(what)));
             return json!({});
         }
         Some(v) => match c.string(&format!("{what}.provider"), v) {
             Some(p) => p,
-            None => return json!({}),
+            None => {
+                c.flag(format!("spec.gitGate.repos[{}].key", repo_name(what)));
+                return json!({});
+            }
         },
     };
     let allowed: &[&str] = match provider.as_str() {
@@ -532,6 +594,7 @@ fn repo_key(what: &str, k: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
                 what,
                 format!("provider '{other}' is unknown; allowed: gitea, static"),
             );
+            c.flag(format!("spec.gitGate.repos[{}].key", repo_name(what)));
             return json!({ "provider": other });
         }
     };
@@ -546,15 +609,18 @@ fn repo_key(what: &str, k: &Map<String, Value>, c: &mut Ctx<'_>) -> Value {
             );
         }
     }
+    // Only the keys this provider allows are carried over: the others were reported above.
     let mut out = Map::new();
     out.insert("provider".into(), Value::String(provider.clone()));
-    if let Some(v) = k.get("path") {
+    if let Some(v) = k.get("path").filter(|_| allowed.contains(&"path")) {
         out.insert("path".into(), v.clone());
     }
-    if let Some(v) = k.get("api_url") {
+    if let Some(v) = k.get("api_url").filter(|_| allowed.contains(&"api_url")) {
         out.insert("apiUrl".into(), v.clone());
     }
-    if let Some(v) = k.get("forge_token_env")
+    if let Some(v) = k
+        .get("forge_token_env")
+        .filter(|_| allowed.contains(&"forge_token_env"))
         && let Some(s) = c.string(&format!("{what}.forge_token_env"), v)
     {
         out.insert("forgeToken".into(), host_env(s));
@@ -601,10 +667,13 @@ fn route(i: usize, r: &Value, c: &mut Ctx<'_>) -> Value {
                     auth.insert("hostEnv".into(), Value::String(name));
                 }
             }
-            None => c.err(
-                &format!("{what} auth"),
-                "missing required field 'token_ref'",
-            ),
+            None => {
+                c.err(
+                    &format!("{what} auth"),
+                    "missing required field 'token_ref'",
+                );
+                c.flag(format!("spec.egress.routes[{i}].auth"));
+            }
         }
         out.insert("auth".into(), Value::Object(auth));
     }
@@ -632,13 +701,13 @@ fn agent(
     name: &str,
     fm: &Map<String, Value>,
     body: &str,
-    errs: &mut Vec<String>,
+    problems: &mut Problems,
     warnings: &mut Vec<String>,
     path: &str,
 ) -> Option<Value> {
     let mut c = Ctx {
         label: format!("agent '{name}'"),
-        errs,
+        problems,
     };
     let mut all_allowed: Vec<&str> = AGENT_KEYS.to_vec();
     all_allowed.extend(AGENT_PASSTHROUGH_KEYS);
@@ -666,10 +735,11 @@ fn agent(
         spec.insert("prompt".into(), Value::String(prompt.to_string()));
     }
     if let Some(s) = fm.get("skills") {
-        if !s.is_array() {
+        if s.is_array() {
+            spec.insert("skills".into(), s.clone());
+        } else {
             c.err("skills", format!("must be an array (was {})", type_name(s)));
         }
-        spec.insert("skills".into(), s.clone());
     }
     if let Some(g) = fm.get("git-gate")
         && let Some(gm) = c.object("git-gate", g)

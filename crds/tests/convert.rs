@@ -154,3 +154,23 @@ fn converted_objects_still_face_the_full_rules() {
         ]
     );
 }
+
+/// A problem the reference's rules report is not repeated by the converted object's validation,
+/// and does not hide that validation's other findings.
+#[test]
+fn reference_problems_and_validation_problems_are_reported_together_once() {
+    let files = [SourceFile {
+        path: "bottles/b.md".into(),
+        kind: ManifestKind::Bottle,
+        contents: "---\nsupervise: 1\negress:\n  routes:\n    - host: ok.example.com\n      auth: {scheme: Bearer}\n    - host: \"http://x.example.com\"\n---\n".into(),
+    }];
+    let errors = convert(&files).expect_err("invalid").0;
+    assert_eq!(
+        errors,
+        vec![
+            "bottles/b.md: bottle 'b' supervise must be a boolean",
+            "bottles/b.md: bottle 'b' egress.routes[0] auth missing required field 'token_ref'",
+            "bottles/b.md: Bottle/b spec.egress.routes[1].host: 'http://x.example.com' must be a bare hostname without a scheme, e.g. 'api.example.com'",
+        ]
+    );
+}

@@ -11,9 +11,14 @@ use crate::exit::{CliError, Kind};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A reference manifest directory (holding bottles/ and agents/), one of those
-    /// directories, or a single .md file inside one.
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
-    file: PathBuf,
+    /// directories, or a single .md file inside one; repeat to convert several as one set.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
+    files: Vec<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Yaml)]
     output: Output,
@@ -26,12 +31,9 @@ enum Output {
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
-    let files = collect(&args.file)?;
-    let converted = convert(&files).map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
-    for w in &converted.warnings {
-        eprintln!("warning: {w}");
-    }
-    print!("{}", render(&converted.resources, args.output)?);
+    let resources = reference_resources(&args.files)?;
+    // Rendered whole before anything is printed: a failure writes nothing.
+    print!("{}", render(&resources, args.output)?);
     Ok(())
 }
 
@@ -80,20 +82,46 @@ pub fn is_reference(path: &Path) -> bool {
         || ["bottles", "agents"].iter().any(|d| has_md(&path.join(d)))
 }
 
-/// Converts the reference manifests at `path` (warnings go to stderr).
-pub fn reference_resources(path: &Path) -> Result<Vec<Resource>, CliError> {
-    let files = collect(path)?;
-    let converted = convert(&files).map_err(|e| CliError::new(Kind::Validation, e.to_string()))?;
-    for w in &converted.warnings {
-        eprintln!("warning: {w}");
+/// Converts the reference manifests at `paths` as one set (warnings go to stderr). Fails with
+/// every problem of every file, one per line: a path that is no manifest set at all keeps its
+/// own kind (not found, usage) when it is the only trouble, else the whole is a validation error.
+pub fn reference_resources(paths: &[PathBuf]) -> Result<Vec<Resource>, CliError> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    let mut kind = None;
+    for path in paths {
+        if let Err(e) = collect(path, &mut files, &mut errors) {
+            kind.get_or_insert(e.kind);
+            errors.push(e.to_string());
+        }
     }
-    Ok(converted.resources)
+    match convert(&files) {
+        Ok(c) if errors.is_empty() => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(c.resources)
+        }
+        Ok(_) => Err(CliError::new(
+            kind.unwrap_or(Kind::Validation),
+            errors.join("\n"),
+        )),
+        Err(e) => {
+            errors.extend(e.0);
+            Err(CliError::new(Kind::Validation, errors.join("\n")))
+        }
+    }
 }
 
-fn collect(path: &Path) -> Result<Vec<SourceFile>, CliError> {
+/// Reads the manifests at `path` into `out`; a file that cannot be read is one more line in
+/// `errors` (the others are still read); a path that is no manifest set at all is the error.
+fn collect(
+    path: &Path,
+    out: &mut Vec<SourceFile>,
+    errors: &mut Vec<String>,
+) -> Result<(), CliError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| CliError::new(Kind::NotFound, format!("{}: {e}", path.display())))?;
-    let mut out = Vec::new();
     if meta.is_file() {
         let kind = kind_of_dir(path.parent().unwrap_or(Path::new(""))).ok_or_else(|| {
             CliError::new(
@@ -105,7 +133,7 @@ fn collect(path: &Path) -> Result<Vec<SourceFile>, CliError> {
             )
         })?;
         out.push(read(path, kind)?);
-        return Ok(out);
+        return Ok(());
     }
     let dirs: Vec<(PathBuf, ManifestKind)> = match kind_of_dir(path) {
         Some(kind) => vec![(path.to_path_buf(), kind)],
@@ -142,10 +170,13 @@ fn collect(path: &Path) -> Result<Vec<SourceFile>, CliError> {
             .collect();
         entries.sort();
         for p in entries {
-            out.push(read(&p, kind)?);
+            match read(&p, kind) {
+                Ok(f) => out.push(f),
+                Err(e) => errors.push(e.to_string()),
+            }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn kind_of_dir(dir: &Path) -> Option<ManifestKind> {

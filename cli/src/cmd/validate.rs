@@ -65,10 +65,20 @@ pub fn load_with(
     let (reference, yaml): (Vec<&PathBuf>, Vec<&PathBuf>) = files
         .iter()
         .partition(|p| p.as_os_str() != "-" && super::convert::is_reference(p));
+    // Each path is its own set (its origin decides trust in `apply`); every problem of every
+    // file joins the YAML ones below rather than stopping at the first.
     for path in reference {
-        for r in super::convert::reference_resources(path)? {
-            origins.push(path.display().to_string());
-            resources.push(r);
+        match super::convert::reference_resources(std::slice::from_ref(path)) {
+            Ok(converted) => {
+                for r in converted {
+                    origins.push(path.display().to_string());
+                    resources.push(r);
+                }
+            }
+            Err(e) if e.kind == Kind::Validation => {
+                errors.extend(e.to_string().lines().map(str::to_string));
+            }
+            Err(e) => return Err(e),
         }
     }
     let yaml: Vec<PathBuf> = yaml.into_iter().cloned().collect();
