@@ -684,3 +684,104 @@ fn golden_outputs_of_get_describe_and_errors() {
     assert_eq!(code, 2);
     golden("error-unknown-type.txt", &err);
 }
+
+/// The kubectl flags people type from habit: `get --show-labels` / `-L`, `delete --wait[=bool]`,
+/// `--timeout`, several names at once, and a suggestion for a mistyped flag.
+#[test]
+fn get_and_delete_take_kubectls_flags() {
+    let cp = ControlPlane::start();
+    let bottles = repo().join("examples/bottles");
+    let (code, _, err) = bbctl(
+        &cp,
+        &["apply", "-f", path_str(&bottles), "--trust-bottles"],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    cp.ok(&[
+        "label",
+        "bottle",
+        "claude",
+        "tier=base",
+        "app.kubernetes.io/name=claude",
+    ]);
+
+    let (code, out, err) = bbctl(
+        &cp,
+        &[
+            "get",
+            "bottles",
+            "--show-labels",
+            "-L",
+            "tier,app.kubernetes.io/name",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "PROVIDER", "ROUTES", "READY", "AGE", "TIER", "NAME", "LABELS"
+        ]
+    );
+    let claude = out.lines().find(|l| l.starts_with("claude ")).unwrap_or("");
+    assert!(
+        claude.ends_with("base   claude   app.kubernetes.io/name=claude,tier=base"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("codex ") && l.ends_with("<none>")),
+        "{out}"
+    );
+    let (code, _, err) = bbctl(
+        &cp,
+        &["get", "bottles", "-o", "name", "--show-labels"],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--show-labels and -L add table columns"),
+        "{err}"
+    );
+
+    let (code, out, err) = bbctl(
+        &cp,
+        &[
+            "delete",
+            "bottle",
+            "codex",
+            "pi-openrouter",
+            "--wait",
+            "--timeout=1h30m",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "bottle.bot-bottle.dev/codex deleted\nbottle.bot-bottle.dev/pi-openrouter deleted\n"
+    );
+    let (code, out, err) = bbctl(&cp, &["delete", "bottle/gitea-dev", "--wait=false"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "bottle.bot-bottle.dev/gitea-dev deleted\n");
+    assert_eq!(
+        cp.ok(&["get", "bottles", "-o", "name"]),
+        "bottle.bot-bottle.dev/claude\n"
+    );
+
+    let (code, _, err) = bbctl(&cp, &["delete", "bottle", "claude", "--timeout=soon"], None);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("'soon' is not a duration; use for example 30s, 5m or 1h30m"),
+        "{err}"
+    );
+    let (code, _, err) = bbctl(&cp, &["delete", "bottle", "claude", "--wiat"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("a similar argument exists: '--wait'"), "{err}");
+}

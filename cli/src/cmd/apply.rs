@@ -51,7 +51,7 @@ pub struct ApplyArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DeleteArgs {
-    /// TYPE NAME (bottle|agent NAME), or nothing with -f.
+    /// TYPE NAME... (bottle|agent NAME...), TYPE/NAME..., or nothing with -f.
     #[arg(value_name = "TYPE NAME")]
     what: Vec<String>,
     /// Delete what these manifests declare.
@@ -61,10 +61,24 @@ pub struct DeleteArgs {
     recursive: bool,
     /// Wait until the objects are gone (an Agent's containers removed); `--wait=false` returns
     /// once deletion is accepted.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     wait: bool,
+    /// How long --wait waits for everything to be gone (`30s`, `5m`, `1h30m`; `0s`: no limit).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     target: Target,
+}
+
+/// kubectl's duration flags (`30s`, `5m`, `1h30m`, `500ms`), and a bare number of seconds.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("'{s}' is not a duration; use for example 30s, 5m or 1h30m");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let d: jiff::SignedDuration = s.parse().map_err(|_| invalid())?;
+    Duration::try_from(d).map_err(|_| invalid())
 }
 
 fn api_error(what: &str, e: kube::Error) -> CliError {
@@ -286,10 +300,11 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             {
                 let name = b.name_any();
                 if !applied_bottles.contains(&name) {
+                    let what = format!("bottle.bot-bottle.dev/{name}");
                     if !pp.dry_run {
-                        delete_bottle(&client, &name).await?;
+                        delete_object(&bottles, &what, &name, None).await?;
                     }
-                    println!("bottle.bot-bottle.dev/{name} pruned{suffix}");
+                    println!("{what} pruned{suffix}");
                 }
             }
             for ns in &namespaces {
@@ -301,10 +316,11 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
                 {
                     let name = a.name_any();
                     if !applied_agents.contains(&(ns.clone(), name.clone())) {
+                        let what = format!("agent.bot-bottle.dev/{name}");
                         if !pp.dry_run {
-                            delete_agent(&client, ns, &name, false).await?;
+                            delete_object(&agents, &what, &name, None).await?;
                         }
-                        println!("agent.bot-bottle.dev/{name} pruned{suffix}");
+                        println!("{what} pruned{suffix}");
                     }
                 }
             }
@@ -383,52 +399,75 @@ async fn wait_ready(
     Ok(())
 }
 
-async fn delete_bottle(client: &kube::Client, name: &str) -> Result<(), CliError> {
-    let api: Api<Bottle> = Api::all(client.clone());
-    api.delete(name, &DeleteParams::default())
-        .await
-        .map(|_| ())
-        .map_err(|e| api_error(&format!("bottle.bot-bottle.dev/{name}"), e))
-}
-
-async fn delete_agent(
-    client: &kube::Client,
-    ns: &str,
+/// Deletes one object and, with a `deadline`, waits until it is gone (an Agent's finalizer
+/// holds it until its containers are removed). `None` returns once deletion is accepted.
+async fn delete_object<K>(
+    api: &Api<K>,
+    what: &str,
     name: &str,
-    wait: bool,
-) -> Result<(), CliError> {
-    let api: Api<Agent> = Api::namespaced(client.clone(), ns);
-    let what = format!("agent.bot-bottle.dev/{name}");
+    deadline: Option<Deadline>,
+) -> Result<(), CliError>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
     api.delete(name, &DeleteParams::default())
         .await
-        .map_err(|e| api_error(&what, e))?;
-    if wait {
-        // The finalizer holds the object until the backend resources are gone.
-        let started = Instant::now();
-        while api
-            .get_opt(name)
-            .await
-            .map_err(|e| api_error(&what, e))?
-            .is_some()
-        {
-            if started.elapsed() > Duration::from_secs(300) {
-                return Err(CliError::new(
-                    Kind::Unavailable,
-                    format!(
-                        "{what} is still terminating after 5 minutes; `kubectl describe agent {name}` says why"
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        .map_err(|e| api_error(what, e))?;
+    let Some(deadline) = deadline else {
+        return Ok(());
+    };
+    while api
+        .get_opt(name)
+        .await
+        .map_err(|e| api_error(what, e))?
+        .is_some()
+    {
+        if deadline.passed() {
+            return Err(CliError::new(
+                Kind::Unavailable,
+                format!(
+                    "{what} is still terminating after {} (--timeout); `bbctl describe {what}` says why",
+                    deadline.timeout_text()
+                ),
+            ));
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
+}
+
+/// When `delete --wait` gives up: one deadline for everything the command deletes.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    started: Instant,
+    /// `None`: no limit (`--timeout=0s`).
+    timeout: Option<Duration>,
+}
+
+impl Deadline {
+    fn passed(&self) -> bool {
+        self.timeout.is_some_and(|t| self.started.elapsed() > t)
+    }
+
+    fn timeout_text(&self) -> String {
+        self.timeout
+            .map(|t| {
+                format!(
+                    "{:#}",
+                    jiff::SignedDuration::try_from(t).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default()
+    }
 }
 
 pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
     let targets: Vec<(String, String, Option<String>)> = if args.files.is_empty() {
         match args.what.as_slice() {
-            [kind, name] => vec![(kind.clone(), name.clone(), None)],
+            [kind, names @ ..] if !kind.contains('/') && !names.is_empty() => names
+                .iter()
+                .map(|n| (kind.clone(), n.clone(), None))
+                .collect(),
             [one] if one.contains('/') => {
                 let (k, n) = one.split_once('/').unwrap_or_default();
                 vec![(k.to_string(), n.to_string(), None)]
@@ -457,18 +496,26 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
             .collect()
     };
     let rt = super::runtime()?;
+    let deadline = args.wait.then(|| Deadline {
+        started: Instant::now(),
+        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
+    });
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
         for (kind, name, ns) in targets {
             match kind.as_str() {
                 "bottle" | "bottles" | "bt" => {
-                    delete_bottle(&client, &name).await?;
-                    println!("bottle.bot-bottle.dev/{name} deleted");
+                    let what = format!("bottle.bot-bottle.dev/{name}");
+                    let api: Api<Bottle> = Api::all(client.clone());
+                    delete_object(&api, &what, &name, deadline).await?;
+                    println!("{what} deleted");
                 }
                 "agent" | "agents" | "ag" => {
                     let ns = ns.unwrap_or_else(|| args.target.namespace());
-                    delete_agent(&client, &ns, &name, args.wait).await?;
-                    println!("agent.bot-bottle.dev/{name} deleted");
+                    let what = format!("agent.bot-bottle.dev/{name}");
+                    let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
+                    delete_object(&api, &what, &name, deadline).await?;
+                    println!("{what} deleted");
                 }
                 other => {
                     return Err(CliError::new(

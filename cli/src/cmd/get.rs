@@ -24,7 +24,60 @@ pub struct GetArgs {
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     selector: Option<String>,
     #[command(flatten)]
+    labels: LabelColumns,
+    #[command(flatten)]
     target: Target,
+}
+
+/// kubectl's label columns: `--show-labels` appends every label, `-L KEY` one column per key.
+#[derive(Debug, Default, clap::Args)]
+pub struct LabelColumns {
+    /// Show all labels as the last column.
+    #[arg(long)]
+    show_labels: bool,
+    /// A column for each of these label keys (`-L app -L tier` or `-L app,tier`).
+    #[arg(
+        short = 'L',
+        long = "label-columns",
+        value_name = "KEY",
+        value_delimiter = ','
+    )]
+    keys: Vec<String>,
+}
+
+impl LabelColumns {
+    fn header(&self) -> Vec<String> {
+        // As kubectl: the part of the key after its prefix, upper-cased.
+        let mut h: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| k.rsplit('/').next().unwrap_or(k).to_ascii_uppercase())
+            .collect();
+        if self.show_labels {
+            h.push("LABELS".into());
+        }
+        h
+    }
+
+    fn cells(&self, labels: &serde_json::Value) -> Vec<String> {
+        let value = |k: &str| labels.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let mut c: Vec<String> = self.keys.iter().map(|k| value(k).to_string()).collect();
+        if self.show_labels {
+            let mut all: Vec<String> = labels
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            all.sort();
+            c.push(if all.is_empty() {
+                "<none>".into()
+            } else {
+                all.join(",")
+            });
+        }
+        c
+    }
 }
 
 const GROUP: &str = "bot-bottle.dev";
@@ -99,7 +152,14 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
             }
         },
     };
-    if args.watch && !matches!(args.output.as_deref(), None | Some("wide")) {
+    let table = matches!(args.output.as_deref(), None | Some("wide"));
+    if !table && (args.labels.show_labels || !args.labels.keys.is_empty()) {
+        return Err(CliError::new(
+            Kind::Usage,
+            "--show-labels and -L add table columns; they cannot be combined with -o yaml|json|name|jsonpath",
+        ));
+    }
+    if args.watch && !table {
         return Err(CliError::new(
             Kind::Usage,
             "-w prints table rows; it cannot be combined with -o yaml|json|name|jsonpath",
@@ -120,7 +180,6 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
         if let Some(sel) = &args.selector {
             path.push_str(&format!("?labelSelector={}", form_urlencoded(sel)));
         }
-        let table = matches!(args.output.as_deref(), None | Some("wide"));
         let accept = if table {
             "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
         } else {
@@ -143,9 +202,14 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
         match args.output.as_deref() {
             None | Some("wide") => {
                 let with_ns = args.all_namespaces && namespaced;
-                print_table(&value, with_ns, &ns, namespaced)?;
+                print_table(&value, with_ns, &ns, namespaced, &args.labels)?;
                 if args.watch {
-                    watch_rows(&client, &path, &value, plural, namespaced, with_ns).await?;
+                    let scope = WatchScope {
+                        plural,
+                        namespaced,
+                        with_ns,
+                    };
+                    watch_rows(&client, &path, &value, &scope, &args.labels).await?;
                 }
                 Ok(())
             }
@@ -184,14 +248,26 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
 
 /// Follows the collection from the listed resourceVersion, printing each changed object's row
 /// (fetched as a one-row table, so the server's columns stay the only definition).
+/// What a watch follows and how its rows are keyed.
+#[derive(Debug, Clone, Copy)]
+struct WatchScope {
+    plural: &'static str,
+    namespaced: bool,
+    with_ns: bool,
+}
+
 async fn watch_rows(
     client: &kube::Client,
     path: &str,
     listed: &serde_json::Value,
-    plural: &str,
-    namespaced: bool,
-    with_ns: bool,
+    scope: &WatchScope,
+    labels: &LabelColumns,
 ) -> Result<(), CliError> {
+    let WatchScope {
+        plural,
+        namespaced,
+        with_ns,
+    } = *scope;
     use futures_util::StreamExt;
     let rv = listed["metadata"]["resourceVersion"]
         .as_str()
@@ -233,13 +309,16 @@ async fn watch_rows(
             .body(Vec::new())
             .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
         match client.request::<serde_json::Value>(req).await {
-            Ok(t) if !deleted => row.extend(
-                t["rows"][0]["cells"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(cell_text),
-            ),
+            Ok(t) if !deleted => {
+                row.extend(
+                    t["rows"][0]["cells"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(cell_text),
+                );
+                row.extend(labels.cells(&meta["labels"]));
+            }
             // Gone (or going): the name and what happened.
             _ => {
                 row.push(name);
@@ -284,6 +363,7 @@ fn print_table(
     with_ns: bool,
     ns: &str,
     namespaced: bool,
+    labels: &LabelColumns,
 ) -> Result<(), CliError> {
     let cols = v["columnDefinitions"]
         .as_array()
@@ -306,6 +386,7 @@ fn print_table(
         cols.iter()
             .map(|c| c["name"].as_str().unwrap_or_default().to_ascii_uppercase()),
     );
+    header.extend(labels.header());
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -319,6 +400,7 @@ fn print_table(
                 );
             }
             cells.extend(r["cells"].as_array().into_iter().flatten().map(cell_text));
+            cells.extend(labels.cells(&r["object"]["metadata"]["labels"]));
             cells
         })
         .collect();
