@@ -1,5 +1,6 @@
 //! bot-bottle's control plane: the local Kubernetes-compatible apiserver and its store, the
-//! Bottle and Agent reconcilers, and the backends they drive (Docker, Apple Container, smolvm).
+//! Bottle and Agent reconcilers, and the backend they drive (Docker, behind the `Backend` trait
+//! that other runtimes implement).
 //!
 //! The resource model and every validation rule come from `bb-crds`; this crate adds I/O.
 
