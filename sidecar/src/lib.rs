@@ -7,3 +7,4 @@ pub mod fuzzing;
 pub mod mint;
 pub mod policy;
 pub mod proxy;
+pub mod relay_body;

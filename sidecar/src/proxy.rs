@@ -4,9 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -14,16 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::dlp::{Finding, Holdback};
+use crate::dlp::Finding;
 use crate::mint::Minter;
-use crate::policy::{DlpSwitches, Policy, Refusal, RequestView, normalise_host};
+use crate::policy::{Policy, Refusal, RequestView, normalise_host};
+use crate::relay_body::{Body, Scan, Screened, close_delimited, discard, full, screen};
+pub use crate::relay_body::{BoxError, SCAN_BUFFER_LIMIT};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type Body = BoxBody<Bytes, BoxError>;
-
-/// Bodies up to this size are scanned whole before anything is sent, so a DLP hit is a clean
-/// 403; larger or unsized bodies are scanned as they stream and cut off on a hit.
-pub const SCAN_BUFFER_LIMIT: u64 = 1024 * 1024;
 type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 /// Header naming the rule that refused a request.
@@ -60,16 +55,8 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
-}
-
 fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
-}
-
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// The request line and headers as scanned text. The agent's own Authorization is left out on
@@ -94,147 +81,6 @@ pub(crate) fn head_text(
     out
 }
 
-/// Why a body did not pass screening.
-enum Screened {
-    Found(Finding),
-    Unreadable(hyper::Error),
-}
-
-/// Screens a body in one direction. Small sized bodies are read and scanned whole, so a
-/// finding comes before anything is sent; others are scanned as they stream.
-async fn screen(
-    body: Incoming,
-    headers: &http::HeaderMap,
-    policy: &Arc<Policy>,
-    dlp: DlpSwitches,
-    outbound: bool,
-) -> Result<Body, Screened> {
-    let enabled = if outbound {
-        dlp.token_patterns || dlp.known_secrets
-    } else {
-        dlp.injection
-    };
-    if !enabled {
-        return Ok(body.map_err(|e| Box::new(e) as BoxError).boxed());
-    }
-    if content_length(headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
-        let bytes = body
-            .collect()
-            .await
-            .map_err(Screened::Unreadable)?
-            .to_bytes();
-        let found = if outbound {
-            policy
-                .detectors
-                .outbound(&bytes, dlp.token_patterns, dlp.known_secrets)
-        } else {
-            policy.detectors.inbound(&bytes)
-        };
-        return match found {
-            Some(f) => Err(Screened::Found(f)),
-            None => Ok(full(bytes)),
-        };
-    }
-    Ok(ScanBody::new(
-        body.map_err(|e| Box::new(e) as BoxError).boxed(),
-        policy.clone(),
-        dlp,
-        outbound,
-    )
-    .boxed())
-}
-
-/// A body scanned chunk by chunk, sending only what has been scanned together with what
-/// follows it, and failing the transfer on a finding.
-struct ScanBody {
-    inner: Body,
-    holdback: Holdback,
-    /// A non-data frame (trailers) waiting for the held-back bytes to go first.
-    parked: Option<http_body::Frame<Bytes>>,
-    done: bool,
-    policy: Arc<Policy>,
-    dlp: DlpSwitches,
-    outbound: bool,
-}
-
-impl ScanBody {
-    fn new(inner: Body, policy: Arc<Policy>, dlp: DlpSwitches, outbound: bool) -> Self {
-        ScanBody {
-            inner,
-            holdback: Holdback::default(),
-            parked: None,
-            done: false,
-            policy,
-            dlp,
-            outbound,
-        }
-    }
-
-    fn scan(&self, buf: &[u8]) -> Option<Finding> {
-        if self.outbound {
-            self.policy
-                .detectors
-                .outbound(buf, self.dlp.token_patterns, self.dlp.known_secrets)
-        } else {
-            self.policy.detectors.inbound(buf)
-        }
-    }
-}
-
-impl http_body::Body for ScanBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        use std::task::Poll;
-        let this = self.get_mut();
-        loop {
-            if this.done {
-                let rest = this.holdback.finish();
-                if !rest.is_empty() {
-                    return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(rest)))));
-                }
-                return Poll::Ready(this.parked.take().map(Ok));
-            }
-            match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let buf = this.holdback.push(&data);
-                        if let Some(f) = this.scan(&buf) {
-                            tracing::warn!(
-                                detector = f.detector,
-                                rule = f.rule,
-                                outbound = this.outbound,
-                                "streaming body cut off by DLP"
-                            );
-                            return Poll::Ready(Some(Err(format!(
-                                "blocked by DLP: {} ({})",
-                                f.detector, f.rule
-                            )
-                            .into())));
-                        }
-                        let send = this.holdback.release(buf);
-                        if !send.is_empty() {
-                            return Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from(
-                                send,
-                            )))));
-                        }
-                    }
-                    Err(other) => {
-                        this.parked = Some(other);
-                        this.done = true;
-                    }
-                },
-                Poll::Ready(None) => this.done = true,
-                other => return other,
-            }
-        }
-    }
-}
-
 fn refusal(r: &Refusal) -> Response<Body> {
     let mut resp = Response::new(full(format!("{}\n", r.reason)));
     *resp.status_mut() = StatusCode::FORBIDDEN;
@@ -245,6 +91,37 @@ fn refusal(r: &Refusal) -> Response<Body> {
     if let Ok(v) = HeaderValue::from_str(r.rule) {
         resp.headers_mut().insert(RULE_HEADER, v);
     }
+    resp
+}
+
+/// `resp` (a refusal) for a request whose body was never read. Closing a connection with unread
+/// input makes the kernel answer with a reset, which can arrive before the client has read the
+/// response; so what the agent still sends is read and discarded (bounded) while the response
+/// goes out, and the connection stays usable. A client waiting on `Expect: 100-continue` is
+/// never asked for its body: it gets the refusal and the connection closes cleanly.
+fn refuse_unread(
+    mut resp: Response<Body>,
+    req: &http::request::Parts,
+    body: Incoming,
+) -> Response<Body> {
+    use http_body::Body as _;
+    let expects_continue = req
+        .headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        // HTTP/2 has no Connection header: the stream ends with the response there.
+        if req.version < http::Version::HTTP_2 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return resp;
+    }
+    if body.is_end_stream() {
+        return resp;
+    }
+    tokio::spawn(discard(body.map_err(|e| Box::new(e) as BoxError).boxed()));
     resp
 }
 
@@ -537,13 +414,15 @@ impl Proxy {
             .and_then(|n| host_port(n, port))
             .map(|(h, _)| h);
         if named_host.as_deref().map(normalise_host) != Some(normalise_host(&host)) {
-            return refusal(&Refusal {
+            let resp = refusal(&Refusal {
                 rule: "host-mismatch",
                 reason: format!(
                     "egress: the request names host {} inside a tunnel to {host}; domain fronting is blocked",
                     named.unwrap_or_default()
                 ),
             });
+            let (parts, body) = req.into_parts();
+            return refuse_unread(resp, &parts, body);
         }
         self.forward(req, &host, port, "https").await
     }
@@ -582,6 +461,7 @@ impl Proxy {
         let websocket = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let path = req.uri().path().to_string();
         let query = req.uri().query().map(str::to_string);
+        let request_method = req.method().clone();
         let method = req.method().to_string();
         let decision = policy.decide(&RequestView {
             host,
@@ -595,7 +475,8 @@ impl Proxy {
             Err(r) => {
                 let path = crate::audit::shown_path(&policy, &path);
                 tracing::info!(%host, %method, %path, rule = r.rule, "blocked");
-                return refusal(&r);
+                let (parts, body) = req.into_parts();
+                return refuse_unread(refusal(&r), &parts, body);
             }
         };
         let dlp = route.dlp;
@@ -611,7 +492,9 @@ impl Proxy {
                 .detectors
                 .outbound(&head, dlp.token_patterns, dlp.known_secrets)
             {
-                return self.dlp_refused(host, &f, "request line or headers");
+                let resp = self.dlp_refused(host, &f, "request line or headers");
+                let (parts, body) = req.into_parts();
+                return refuse_unread(resp, &parts, body);
             }
         }
         let (mut parts, body) = req.into_parts();
@@ -660,7 +543,9 @@ impl Proxy {
         }
         // The upstream connection's own ALPN decides the version, not the agent's.
         parts.version = http::Version::default();
-        let body = match screen(body, &parts.headers, &policy, dlp, true).await {
+        let outbound = Scan::new(policy.clone(), dlp, true);
+        let cut_off = outbound.cut_off.clone();
+        let body = match screen(body, &parts.headers, outbound, false).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => return self.dlp_refused(host, &f, "request body"),
             Err(Screened::Unreadable(e)) => {
@@ -674,6 +559,9 @@ impl Proxy {
         let resp = match self.upstream.request(upstream_req).await {
             Ok(resp) => resp,
             Err(e) => {
+                if let Some(f) = cut_off.get() {
+                    return self.dlp_refused(host, f, "request body");
+                }
                 // The chain says why (refused, TLS verification, timeout); hyper's top line does not.
                 let mut why = e.to_string();
                 let mut src = std::error::Error::source(&e);
@@ -687,10 +575,13 @@ impl Proxy {
             }
         };
         let (mut parts, body) = resp.into_parts();
+        let until_close =
+            close_delimited(&request_method, parts.status, parts.version, &parts.headers);
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
-        let body = match screen(body, &parts.headers, &policy, dlp, false).await {
+        let inbound = Scan::new(policy.clone(), dlp, false);
+        let body = match screen(body, &parts.headers, inbound, until_close).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => {
                 tracing::warn!(%host, detector = f.detector, rule = f.rule, "response blocked");
@@ -705,6 +596,7 @@ impl Proxy {
                 return resp;
             }
             Err(Screened::Unreadable(e)) => {
+                tracing::info!(%host, error = %e, "upstream response unreadable");
                 return bad_gateway(format!("egress: reading the response from {host}: {e}"));
             }
         };

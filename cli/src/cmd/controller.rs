@@ -149,6 +149,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 .build()
                 .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
             let external = kubeconfig.is_some();
+            if backend != "none" {
+                super::dev_sidecar::ensure_built(sidecar_binary.as_deref())?;
+            }
             if let Some(f) = upstream_ca.as_ref().filter(|f| !f.is_file()) {
                 return Err(CliError::new(
                     Kind::Usage,

@@ -261,6 +261,7 @@ async fn in_agent(
 }
 
 pub fn run(base_image: Option<String>) -> Result<(), CliError> {
+    super::dev_sidecar::ensure_built(None)?;
     let rt = super::runtime()?;
     let dir = std::env::temp_dir().join(format!("bot-bottle-demo-{}", std::process::id()));
     let result = rt.block_on(demo(&dir, base_image));

@@ -8,6 +8,7 @@ pub mod crds;
 pub mod demo;
 pub mod demo_live;
 pub mod describe;
+pub mod dev_sidecar;
 pub mod diff;
 pub mod doctor;
 pub mod get;

@@ -41,6 +41,7 @@ pub fn acceptor(
 }
 
 /// A client config trusting only the certificates in the PEM file `trust`, speaking HTTP/1.1.
+#[allow(dead_code)] // not every suite that includes this file needs a client
 pub fn client_trusting(trust: &std::path::Path) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
