@@ -85,15 +85,55 @@ async fn client_from(
     kube::Client::try_from(cfg).map_err(|e| RunError::Client(e.to_string()))
 }
 
-async fn signalled() -> Result<(), RunError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signal)?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+/// SIGTERM and SIGINT, registered when created: a signal that arrives while the control plane
+/// is still starting is held for `recv` rather than lost.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> Result<Signals, RunError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(RunError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(RunError::Signal)?,
+        })
     }
-    Ok(())
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// How long the reconcilers get to finish what they are doing once told to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Waits for a signal, then stops the reconcilers: gracefully within `SHUTDOWN_GRACE`, at once on
+/// a second signal. A stuck reconcile never keeps the process (and its home lock) alive.
+async fn stop_on_signal(
+    signals: &mut Signals,
+    tx: tokio::sync::oneshot::Sender<()>,
+    reconcilers: tokio::task::JoinHandle<()>,
+) {
+    let which = signals.recv().await;
+    tracing::info!("{which}: shutting down");
+    let _ = tx.send(());
+    let abort = reconcilers.abort_handle();
+    tokio::select! {
+        _ = reconcilers => {}
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not stop in time; stopping them");
+            abort.abort();
+        }
+        which = signals.recv() => {
+            tracing::warn!("{which} again: stopping now");
+            abort.abort();
+        }
+    }
 }
 
 /// What a started control plane tells its caller.
@@ -215,6 +255,7 @@ fn instance_id(home: &Home) -> Result<String, RunError> {
 pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), RunError> {
     if let Some(kc) = &opts.kubeconfig {
         // Same reconcilers, someone else's API server: no embedded store, no listener.
+        let mut signals = Signals::register()?;
         let client = client_from(kc, opts.context.clone()).await?;
         let dir = crate::home::resolve(opts.home.clone())?;
         let home = Home::open(&dir)?;
@@ -226,14 +267,13 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
             kubeconfig: kc.clone(),
             home: PathBuf::new(),
         });
-        signalled().await?;
-        let _ = tx.send(());
-        let _ = reconcilers.await;
+        stop_on_signal(&mut signals, tx, reconcilers).await;
         return Ok(());
     }
     if !opts.listen.ip().is_loopback() {
         tracing::warn!(listen = %opts.listen, "listening beyond loopback: anyone who can reach this address and holds the token controls every bottle");
     }
+    let mut signals = Signals::register()?;
     let dir = crate::home::resolve(opts.home.clone())?;
     let emb = embedded(Home::open(&dir)?, opts.listen).await?;
     let url = format!("https://{}", emb.server.local_addr);
@@ -264,9 +304,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
     let instance = instance_id(&emb.home)?;
     let backend = backend(&opts, &emb.home.path("agents"), &instance).await?;
     let (tx, reconcilers) = spawn_reconcilers(emb.client.clone(), backend, opts.resync);
-    signalled().await?;
-    let _ = tx.send(());
-    let _ = reconcilers.await;
+    stop_on_signal(&mut signals, tx, reconcilers).await;
     compactor.abort();
     emb.server.shutdown().await;
     drop(emb.home);
