@@ -66,7 +66,15 @@ pub fn request_head(data: &[u8]) {
         return;
     };
     let host = normalise_host(&host);
-    let path = uri.as_ref().map_or("/", |u| u.path()).to_string();
+    let raw_path = uri.as_ref().map_or("/", |u| u.path());
+    let Ok(path) = crate::target_path::normalise(raw_path) else {
+        return;
+    };
+    // The normal form is a fixed point: normalising again changes nothing.
+    assert_eq!(
+        crate::target_path::normalise(&path).as_deref(),
+        Ok(path.as_str())
+    );
     let query = uri.as_ref().and_then(|u| u.query()).map(str::to_string);
     let _ = policy.admit_host(&host);
     let view = RequestView {

@@ -8,3 +8,4 @@ pub mod mint;
 pub mod policy;
 pub mod proxy;
 pub mod relay_body;
+pub mod target_path;

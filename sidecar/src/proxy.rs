@@ -459,7 +459,20 @@ impl Proxy {
         let policy = self.policy();
         // Taken before the request is consumed; only used once policy admitted it.
         let websocket = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        let path = req.uri().path().to_string();
+        // Rules see, and the upstream receives, one normal form of the path.
+        let path = match crate::target_path::normalise(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(%host, error = %e, "refused an ambiguous request path");
+                let mut resp = refusal(&Refusal {
+                    rule: "ambiguous-path",
+                    reason: e.to_string(),
+                });
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                let (parts, body) = req.into_parts();
+                return refuse_unread(resp, &parts, body);
+            }
+        };
         let query = req.uri().query().map(str::to_string);
         let request_method = req.method().clone();
         let method = req.method().to_string();
@@ -498,11 +511,10 @@ impl Proxy {
             }
         }
         let (mut parts, body) = req.into_parts();
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+        let pq = match &query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.clone(),
+        };
         let default_port = if scheme == "https" { 443 } else { 80 };
         let authority = if port == default_port {
             host.to_string()

@@ -1064,3 +1064,72 @@ fn real_git_fetch_needs_the_flag_and_push_never_passes() {
         );
     }
 }
+
+/// Dot segments and encodings cannot walk a request out of the path a route allows: rules
+/// match the normal form, the upstream receives exactly that form, and a path a server could
+/// read another way is refused with 400.
+#[test]
+fn paths_are_matched_and_sent_in_one_normal_form() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let sc = start_sidecar(dir.path(), &up_ca, &policy(up));
+    for base in [
+        format!("https://localhost:{up}"),
+        format!("http://localhost:{up}"),
+    ] {
+        if base.starts_with("http:") {
+            // The plain-HTTP route reaches an HTTPS upstream, so only refusals are checked.
+            for (path, want) in [
+                ("/api/../private", "403 no-match"),
+                ("/api/%2e%2e/private", "400 ambiguous-path"),
+            ] {
+                let (_, codes, rule, body) = curl(&sc, &format!("{base}{path}"), &["--path-as-is"]);
+                assert_eq!(format!("{} {rule}", &codes[..3]), want, "{path}: {body}");
+            }
+            continue;
+        }
+        // A legitimate request gets through first: otherwise the refusals below prove nothing.
+        let (code, codes, _, body) = curl(&sc, &format!("{base}/api/items"), &[]);
+        assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
+        // Normalised, then matched and forwarded in that form.
+        let (_, codes, _, body) = curl(
+            &sc,
+            &format!("{base}/api/./v1/../items%7e"),
+            &["--path-as-is"],
+        );
+        assert!(codes.starts_with("200"), "{codes} {body}");
+        assert!(
+            body.contains("GET /api/items~ auth="),
+            "the upstream saw another path: {body}"
+        );
+        for path in ["/api/../private", "/api/v1/../../private", "/api/.."] {
+            let (_, codes, rule, body) = curl(&sc, &format!("{base}{path}"), &["--path-as-is"]);
+            assert_eq!(
+                (&codes[..3], rule.as_str()),
+                ("403", "no-match"),
+                "{path}: {body}"
+            );
+        }
+        for path in [
+            "/api/%2e%2e/private",
+            "/api/..%2fprivate",
+            "/api%2f..%2fprivate",
+            "/api/..;/private",
+            "/api/..%5cprivate",
+            "/api/%00",
+            "/api//../private",
+        ] {
+            let (_, codes, rule, body) = curl(&sc, &format!("{base}{path}"), &["--path-as-is"]);
+            assert_eq!(
+                (&codes[..3], rule.as_str()),
+                ("400", "ambiguous-path"),
+                "{path}: {body}"
+            );
+            assert!(body.contains("the request path is ambiguous"), "{body}");
+        }
+    }
+    // Refusals are audited like every other decision.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
+    assert!(audit.contains("\"rule\":\"ambiguous-path\""), "{audit}");
+}
