@@ -31,6 +31,8 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
     let port = listener.local_addr().expect("addr").port();
     rt.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            // As real servers do: without it, Nagle holds each small SSE event for an ACK.
+            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
@@ -38,12 +40,17 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                 };
                 let svc = hyper::service::service_fn(
                     |req: http::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/sse" {
+                            return Ok::<_, std::convert::Infallible>(http::Response::new(
+                                sse_body(),
+                            ));
+                        }
                         let authed = req.headers().contains_key("authorization");
                         let _ = req.into_body().collect().await;
                         let body = if authed { "ok authed\n" } else { "ok\n" };
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(body),
-                        )))
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            Full::new(Bytes::from(body)).boxed(),
+                        ))
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -53,6 +60,42 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
         }
     });
     (port, ca_path)
+}
+
+/// Events in the streamed response, and the pause between them (a model streaming tokens).
+const SSE_EVENTS: usize = 50;
+const SSE_GAP: Duration = Duration::from_millis(2);
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+/// A chunked `text/event-stream` body: one event every `SSE_GAP`.
+fn sse_body() -> UpBody {
+    struct Events(tokio::sync::mpsc::Receiver<Bytes>);
+    impl http_body::Body for Events {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for i in 0..SSE_EVENTS {
+            let event = format!(
+                "id: {i}\nevent: delta\ndata: {{\"text\":\"token {i} of the answer\"}}\n\n"
+            );
+            if tx.send(Bytes::from(event)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(SSE_GAP).await;
+        }
+    });
+    Events(rx).boxed()
 }
 
 fn free_port() -> u16 {
@@ -99,7 +142,11 @@ struct Route {
     trust: PathBuf,
 }
 
-async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec<u32>) {
+/// One kept-alive HTTP/1.1 connection to the upstream, through the route's proxy if it has one.
+async fn connect(
+    route: &Route,
+    upstream: u16,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
     let addr = route.proxy.unwrap_or(upstream);
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", addr))
         .await
@@ -126,11 +173,15 @@ async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec
         .connect(name, tcp)
         .await
         .expect("TLS");
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
-            .await
-            .expect("handshake");
+    let (send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
+    send
+}
+
+async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec<u32>) {
+    let mut send = connect(&route, upstream).await;
     while Instant::now() < until {
         send.ready().await.expect("connection ready");
         let req = http::Request::get(format!("https://localhost:{upstream}/v1/items"))
@@ -144,6 +195,70 @@ async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec
         let _ = resp.into_body().collect().await.expect("body");
         latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
     }
+}
+
+/// Time to first and to last body byte of the streamed `/sse` response, `runs` times on one
+/// kept-alive connection: (first-byte p50, last-byte p50) in microseconds.
+async fn stream_latency(route: Route, upstream: u16, runs: usize) -> (u32, u32) {
+    let mut send = connect(&route, upstream).await;
+    let (mut first, mut last) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        send.ready().await.expect("connection ready");
+        let req = http::Request::get(format!("https://localhost:{upstream}/sse"))
+            .header("host", format!("localhost:{upstream}"))
+            .body(Empty::new())
+            .expect("request");
+        let t = Instant::now();
+        let resp = send.send_request(req).await.expect("response");
+        let mut body = resp.into_body();
+        let mut seen_first = false;
+        while let Some(frame) = body.frame().await {
+            if frame.expect("frame").is_data() && !seen_first {
+                first.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                seen_first = true;
+            }
+        }
+        last.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    first.sort_unstable();
+    last.sort_unstable();
+    (first[first.len() / 2], last[last.len() / 2])
+}
+
+/// Outbound DLP throughput (every detector, every decoded view) over a 64 MiB body scanned as
+/// a stream is: 16 KiB chunks behind the 512-byte hold-back. MB/s.
+fn dlp_throughput(body: &[u8]) -> f64 {
+    let d = bb_sidecar::dlp::Detectors::new(&[TOKEN.as_bytes().to_vec()]);
+    let mut h = bb_sidecar::dlp::Holdback::default();
+    let t = Instant::now();
+    for chunk in body.chunks(16 * 1024) {
+        let buf = h.push(chunk);
+        assert!(d.outbound(&buf, true, true).is_none(), "clean body flagged");
+        let _ = h.release(buf);
+    }
+    body.len() as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// 64 MiB of what agents send: JSON chat requests with code and prose.
+fn plain_body() -> Vec<u8> {
+    let unit = br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"Fix the failing test in src/parser.rs: the tokenizer drops the last line when the file has no trailing newline.\nHere is the output:\n  left: ["a", "b"]\n right: ["a", "b", "c"]\nThanks!"}],"max_tokens":1024,"temperature":0.2}
+"#;
+    unit.iter()
+        .copied()
+        .cycle()
+        .take(64 * 1024 * 1024)
+        .collect()
+}
+
+/// 64 MiB of base64 (an uploaded file): the worst case, every byte decoded four ways.
+fn base64_body() -> Vec<u8> {
+    use base64::Engine;
+    let raw: Vec<u8> = (0..48 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .encode(raw)
+        .into_bytes()
 }
 
 struct Result_ {
@@ -339,6 +454,38 @@ fn main() {
             rss.map_or("-".to_string(), |r| format!("{r:.1} MiB"))
         );
     }
+    println!(
+        "\nStreaming: a chunked text/event-stream of {SSE_EVENTS} events {} ms apart, 100 runs, p50",
+        SSE_GAP.as_millis()
+    );
+    println!(
+        "{:<12} {:>16} {:>16} {:>18} {:>18}",
+        "path", "first byte ms", "last byte ms", "added first ms", "added last ms"
+    );
+    let mut direct_stream = None;
+    for (name, route, _) in routes.iter().filter(|r| r.0 != "mitmdump") {
+        let (first, last) = rt.block_on(stream_latency(route.clone(), upstream, 100));
+        let (d_first, d_last) = *direct_stream.get_or_insert((first, last));
+        println!(
+            "{:<12} {:>16.3} {:>16.3} {:>18.3} {:>18.3}",
+            name,
+            f64::from(first) / 1000.0,
+            f64::from(last) / 1000.0,
+            f64::from(first.saturating_sub(d_first)) / 1000.0,
+            f64::from(last.saturating_sub(d_last)) / 1000.0,
+        );
+    }
+    println!("\nOutbound DLP, 64 MiB streamed in 16 KiB chunks, all detectors and decoded views");
+    println!(
+        "{:<28} {:>10.0} MB/s",
+        "plain (JSON chat requests)",
+        dlp_throughput(&plain_body())
+    );
+    println!(
+        "{:<28} {:>10.0} MB/s",
+        "base64 upload",
+        dlp_throughput(&base64_body())
+    );
     if let (Some(sc), Some(m)) = (
         rows.iter().find(|r| r.0 == "bb-sidecar"),
         rows.iter().find(|r| r.0 == "mitmdump"),

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod dlp;
+pub mod dlp_views;
 pub mod fuzzing;
 pub mod mint;
 pub mod policy;

@@ -164,11 +164,16 @@ pub(crate) fn host_port(authority: &str, default: u16) -> Option<(String, u16)> 
 
 impl Proxy {
     fn dlp_refused(&self, host: &str, f: &Finding, part: &str) -> Response<Body> {
-        tracing::warn!(%host, detector = f.detector, rule = f.rule, part, "request blocked by DLP");
+        tracing::warn!(%host, detector = f.detector, rule = f.rule, view = f.view, part, "request blocked by DLP");
+        let seen = if f.view == "raw" {
+            String::new()
+        } else {
+            format!(", seen {}", f.view)
+        };
         refusal(&Refusal {
             rule: "dlp-outbound",
             reason: format!(
-                "egress: outbound DLP blocked the request to {host}: {} ({}) in the {part}; remove the secret or ask for the route to be adjusted",
+                "egress: outbound DLP blocked the request to {host}: {} ({}) in the {part}{seen}; remove the secret or ask for the route to be adjusted",
                 f.detector, f.rule
             ),
         })
@@ -190,18 +195,25 @@ impl Proxy {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // A proxy must not add Nagle delays: a streamed event would wait for the peer's ACK.
+        let tcp = || {
+            let mut c = HttpConnector::new();
+            c.set_nodelay(true);
+            c.enforce_http(false);
+            c
+        };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .build();
+            .wrap_connector(tcp());
         let upstream = Client::builder(TokioExecutor::new()).build(https);
         let http1 = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(tcp());
         let upgrades = Client::builder(TokioExecutor::new()).build(http1);
         Ok(Proxy {
             policy: RwLock::new(Arc::new(policy)),
@@ -285,6 +297,9 @@ impl Proxy {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
             let (tcp, peer) = listener.accept().await?;
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+            }
             let proxy = self.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {

@@ -59,7 +59,9 @@ pub fn normalise(raw: &str) -> Result<String, Ambiguous> {
     }
     // RFC 3986 targets are ASCII; raw bytes beyond it are read differently by different servers.
     if !raw.is_ascii() {
-        return Err(Ambiguous("it contains raw non-ASCII bytes (percent-encode them)"));
+        return Err(Ambiguous(
+            "it contains raw non-ASCII bytes (percent-encode them)",
+        ));
     }
     let bytes = raw.as_bytes();
     let mut partly = String::with_capacity(raw.len());

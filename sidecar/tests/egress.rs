@@ -1133,3 +1133,82 @@ fn paths_are_matched_and_sent_in_one_normal_form() {
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
     assert!(audit.contains("\"rule\":\"ambiguous-path\""), "{audit}");
 }
+
+/// The bottle's secret wrapped in encodings nobody precomputed does not leave: in the query, in
+/// a header and in a body, each over the real proxy with curl.
+#[test]
+fn dlp_sees_through_encodings() {
+    use base64::Engine;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let policy = "routes:\n  - host: localhost\n";
+    let sc = start_sidecar(dir.path(), &up_ca, policy);
+    let base = format!("https://localhost:{up}");
+    // A legitimate upload gets through first: otherwise the refusals below prove nothing.
+    let (_, codes, _, body) = curl(&sc, &format!("{base}/upload"), &["--data-binary", "ok=1"]);
+    assert!(
+        codes.starts_with("200") && body.contains("body=4"),
+        "{codes} {body}"
+    );
+
+    let pct_all: String = TOKEN.bytes().map(|b| format!("%{b:02x}")).collect();
+    let hex_mixed: String = TOKEN
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            if i % 2 == 0 {
+                format!("{b:02X}")
+            } else {
+                format!("{b:02x}")
+            }
+        })
+        .collect();
+    let json_u: String = TOKEN.bytes().map(|b| format!("\\u{b:04x}")).collect();
+    let b64_at = |prefix: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{prefix}{TOKEN}"))
+    };
+    let bodies = [
+        TOKEN.replace('-', "%2D"),
+        pct_all.clone(),
+        TOKEN.replace('-', "%2d").replace("token", "tok%65n"),
+        format!("{{\"note\":\"{json_u}\"}}"),
+        format!("v={}", b64_at("a")),
+        format!("v={}", b64_at("ab")),
+        format!("v={hex_mixed}"),
+    ];
+    let mut leaked = Vec::new();
+    for body in &bodies {
+        let (_, codes, rule, resp) = curl(
+            &sc,
+            &format!("{base}/upload"),
+            &["--data-binary", body.as_str()],
+        );
+        if !(codes.starts_with("403") && rule == "dlp-outbound") {
+            leaked.push(format!("body {body}: {codes} {rule} {resp}"));
+        }
+    }
+    for (where_, args) in [
+        ("query", vec![format!("{base}/q?x={pct_all}")]),
+        (
+            "header",
+            vec![
+                format!("{base}/h"),
+                "-H".into(),
+                format!("X-Trace: {}", b64_at("xyz")),
+            ],
+        ),
+    ] {
+        let (url, extra) = args.split_first().expect("url");
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (_, codes, rule, resp) = curl(&sc, url, &extra);
+        if !(codes.starts_with("403") && rule == "dlp-outbound") {
+            leaked.push(format!("{where_}: {codes} {rule} {resp}"));
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "the secret left the bottle:\n{}",
+        leaked.join("\n")
+    );
+}
