@@ -53,6 +53,26 @@ pub struct EgressRoute {
     /// Git over HTTPS for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<RouteGit>,
+    /// Ports the sidecar reaches this host on; default `[443]`, or `[80]` with `plainHttp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<u16>>,
+    /// Allows plain `http://` to this host (a model server on the LAN). Without it the host is
+    /// reached over TLS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_http: Option<bool>,
+}
+
+impl EgressRoute {
+    pub fn plain_http(&self) -> bool {
+        self.plain_http.unwrap_or(false)
+    }
+
+    /// The ports this route allows: as listed, else 443 (80 for a plain-HTTP route).
+    pub fn allowed_ports(&self) -> Vec<u16> {
+        self.ports
+            .clone()
+            .unwrap_or_else(|| vec![if self.plain_http() { 80 } else { 443 }])
+    }
 }
 
 /// A request filter: every listed dimension must match.
@@ -136,6 +156,10 @@ pub struct RouteAuth {
     /// Where the token comes from (exactly one source).
     #[serde(flatten)]
     pub token: SecretSource,
+    /// Injects the credential over plain `http://` too, where it crosses the wire in clear.
+    /// Needs `plainHttp: true` on the route; without it the credential only travels over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plaintext: Option<bool>,
 }
 
 /// Detector selection: `false` turns a direction off, a list narrows it to the named detectors.

@@ -124,7 +124,9 @@ spec:
             errors(
                 "routes: [{host: a.com, role: x}, {host: a.com, auth: {scheme: Bearer, hostEnv: T}}]"
             ),
-            vec!["routes[0].role: unknown field; allowed: auth, dlp, git, host, matches",]
+            vec![
+                "routes[0].role: unknown field; allowed: auth, dlp, git, host, matches, plainHttp, ports",
+            ]
         );
         assert_eq!(
             errors(

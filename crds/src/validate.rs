@@ -311,6 +311,34 @@ pub fn egress(e: &EgressSpec, path: &FieldPath, ctx: PolicyContext, errs: &mut V
         }
         if let Some(auth) = &r.auth {
             secret_source(&auth.token, &rp.field("auth"), ctx, errs);
+            if auth.allow_plaintext == Some(true) && !r.plain_http() {
+                errs.push(
+                    &rp.field("auth").field("allowPlaintext"),
+                    "needs plainHttp: true on the route (without it the route is TLS-only and the credential never travels in clear)",
+                );
+            }
+        }
+        if let Some(ports) = &r.ports {
+            if ports.is_empty() {
+                errs.push(
+                    &rp.field("ports"),
+                    "must list at least one port; omit it for the default (443, or 80 with plainHttp)",
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for (j, port) in ports.iter().enumerate() {
+                if *port == 0 {
+                    errs.push(
+                        &rp.field("ports").index(j),
+                        "must be a port from 1 to 65535",
+                    );
+                } else if !seen.insert(*port) {
+                    errs.push(
+                        &rp.field("ports").index(j),
+                        format!("duplicate port {port}"),
+                    );
+                }
+            }
         }
         if let Some(dlp) = &r.dlp {
             route_dlp(dlp, &rp.field("dlp"), errs);

@@ -49,7 +49,9 @@ fn unknown_fields_are_rejected_everywhere() {
     );
     case(
         bottle("egress: {routes: [{host: a.com, role: x}]}"),
-        &["spec.egress.routes[0].role: unknown field; allowed: auth, dlp, git, host, matches"],
+        &[
+            "spec.egress.routes[0].role: unknown field; allowed: auth, dlp, git, host, matches, plainHttp, ports",
+        ],
     );
     case(
         bottle(
@@ -531,4 +533,49 @@ fn every_error_of_every_document_is_reported_at_once() {
             "spec.color: unsupported value \"cyan\"; supported values: \"red\", \"green\", \"yellow\", \"blue\", \"magenta\"",
         ]
     );
+}
+
+#[test]
+fn route_ports_and_plaintext_are_checked() {
+    let errors = |yaml: &str| -> Vec<String> {
+        let doc: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
+        match bb_crds::manifest::check_document(&doc, 1) {
+            Ok(bb_crds::Resource::Bottle(b)) => {
+                let mut ve = bb_crds::ValidationErrors::default();
+                bb_crds::validate::bottle_spec(&b.spec, &mut ve);
+                ve.errors.iter().map(ToString::to_string).collect()
+            }
+            Ok(_) => vec!["not a bottle".into()],
+            Err(e) => e.errors.iter().map(ToString::to_string).collect(),
+        }
+    };
+    let bottle = |route: &str| {
+        format!(
+            "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {{name: b}}\nspec:\n  egress:\n    routes:\n      - {route}\n"
+        )
+    };
+    assert!(errors(&bottle("{host: a.com, ports: [443, 8443]}")).is_empty());
+    assert!(errors(&bottle("{host: ollama, plainHttp: true, ports: [11434], auth: {scheme: Bearer, hostEnv: K, allowPlaintext: true}}")).is_empty());
+    assert_eq!(
+        errors(&bottle("{host: a.com, ports: [443, 443, 0]}")),
+        vec![
+            "spec.egress.routes[0].ports[1]: duplicate port 443",
+            "spec.egress.routes[0].ports[2]: must be a port from 1 to 65535"
+        ]
+    );
+    assert_eq!(
+        errors(&bottle("{host: a.com, ports: []}")),
+        vec![
+            "spec.egress.routes[0].ports: must list at least one port; omit it for the default (443, or 80 with plainHttp)"
+        ]
+    );
+    assert_eq!(
+        errors(&bottle(
+            "{host: a.com, auth: {scheme: Bearer, hostEnv: K, allowPlaintext: true}}"
+        )),
+        vec![
+            "spec.egress.routes[0].auth.allowPlaintext: needs plainHttp: true on the route (without it the route is TLS-only and the credential never travels in clear)"
+        ]
+    );
+    assert!(!errors(&bottle("{host: a.com, ports: [70000]}")).is_empty());
 }

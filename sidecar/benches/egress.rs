@@ -334,7 +334,7 @@ fn main() {
     std::fs::write(secrets.join("token"), TOKEN).expect("write");
     std::fs::write(
         dir.path().join("policy.yaml"),
-        "log: 0\nroutes:\n  - host: localhost\n    auth: {scheme: Bearer, tokenFile: token}\n",
+        format!("log: 0\nroutes:\n  - host: localhost\n    ports: [{upstream}]\n    auth: {{scheme: Bearer, tokenFile: token}}\n"),
     )
     .expect("write");
     let sc_port = free_port();

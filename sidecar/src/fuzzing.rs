@@ -62,7 +62,7 @@ pub fn request_head(data: &[u8]) {
                 .map(str::to_string)
         })
         .unwrap_or_default();
-    let Some((host, _port)) = host_port(&authority, 443) else {
+    let Some((host, port)) = host_port(&authority, 443) else {
         return;
     };
     let host = normalise_host(&host);
@@ -76,9 +76,12 @@ pub fn request_head(data: &[u8]) {
         Ok(path.as_str())
     );
     let query = uri.as_ref().and_then(|u| u.query()).map(str::to_string);
-    let _ = policy.admit_host(&host);
+    let tls = uri.as_ref().and_then(|u| u.scheme_str()) != Some("http");
+    let _ = policy.admit(&host, port, tls);
     let view = RequestView {
         host: &host,
+        port,
+        tls,
         method,
         path: &path,
         query: query.as_deref(),

@@ -47,6 +47,8 @@ enum HeaderRule {
 pub struct Injected {
     pub scheme: AuthScheme,
     token: String,
+    /// Also over plain `http://` (`auth.allowPlaintext`).
+    pub plaintext: bool,
 }
 
 impl std::fmt::Debug for Injected {
@@ -73,6 +75,10 @@ pub struct DlpSwitches {
 #[derive(Debug)]
 pub struct Route {
     pub host: String,
+    /// Ports the host may be reached on (`ports`, default 443 or 80).
+    pub ports: Vec<u16>,
+    /// Plain `http://` allowed (`plainHttp`).
+    pub plain_http: bool,
     matches: Vec<MatchRule>,
     pub auth: Option<Injected>,
     pub git_fetch: bool,
@@ -107,6 +113,10 @@ fn refuse(rule: &'static str, reason: impl Into<String>) -> Refusal {
 #[derive(Debug)]
 pub struct RequestView<'a> {
     pub host: &'a str,
+    /// The port the request goes to upstream.
+    pub port: u16,
+    /// Whether it travels over TLS (a CONNECT tunnel) rather than plain `http://`.
+    pub tls: bool,
     pub method: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
@@ -176,9 +186,45 @@ impl Policy {
         }
     }
 
-    /// The decision for one request. Order: host, DNS-over-HTTPS, matches, git.
+    /// May `host:port` be reached at all, over TLS (`tls`) or plain HTTP? (CONNECT checks this
+    /// before any request is seen; every request checks it again.)
+    pub fn admit(&self, host: &str, port: u16, tls: bool) -> Result<&Route, Refusal> {
+        let route = self.admit_host(host)?;
+        if !route.ports.contains(&port) {
+            let ports: Vec<String> = route.ports.iter().map(u16::to_string).collect();
+            return Err(refuse(
+                "port-not-allowed",
+                format!(
+                    "egress: port {port} of {} is not allowed; the route allows port {} (egress.routes[].ports)",
+                    route.host,
+                    ports.join(", ")
+                ),
+            ));
+        }
+        if !tls && !route.plain_http {
+            return Err(refuse(
+                "plain-http-not-allowed",
+                format!(
+                    "egress: plain http:// to {} is not allowed; use https://, or set egress.routes[].plainHttp: true for a server without TLS",
+                    route.host
+                ),
+            ));
+        }
+        if !tls && route.auth.as_ref().is_some_and(|a| !a.plaintext) {
+            return Err(refuse(
+                "plaintext-credential",
+                format!(
+                    "egress: the route to {} injects a credential, which would cross the wire in clear over http://; use https://, or set egress.routes[].auth.allowPlaintext: true",
+                    route.host
+                ),
+            ));
+        }
+        Ok(route)
+    }
+
+    /// The decision for one request. Order: host, port and scheme, DNS-over-HTTPS, matches, git.
     pub fn decide(&self, req: &RequestView<'_>) -> Result<&Route, Refusal> {
-        let route = self.admit_host(req.host)?;
+        let route = self.admit(req.host, req.port, req.tls)?;
         let ctype = req
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -276,6 +322,7 @@ fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, P
             Some(Injected {
                 scheme: a.scheme,
                 token: token.trim_end_matches(['\r', '\n']).to_string(),
+                plaintext: a.allow_plaintext.unwrap_or(false),
             })
         }
     };
@@ -287,6 +334,8 @@ fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, P
     let dlp = r.dlp.clone().unwrap_or_default();
     Ok(Route {
         host: normalise_host(&r.host),
+        ports: r.allowed_ports(),
+        plain_http: r.plain_http(),
         matches,
         auth,
         git_fetch: r.git.as_ref().and_then(|g| g.fetch).unwrap_or(false),
@@ -366,6 +415,8 @@ mod tests {
         }
         p.decide(&RequestView {
             host,
+            port: 443,
+            tls: true,
             method,
             path,
             query,
@@ -398,6 +449,56 @@ mod tests {
         assert_eq!(
             decide(&p, "[::1]", "GET", "/", None, &[]),
             Err("ip-literal")
+        );
+    }
+
+    fn admit(p: &Policy, host: &str, port: u16, tls: bool) -> Result<(), &'static str> {
+        p.admit(host, port, tls).map(|_| ()).map_err(|e| e.rule)
+    }
+
+    #[test]
+    fn ports_and_schemes_are_the_routes_to_name() {
+        let p = Policy::load(
+            "routes:\n  - host: a.com\n  - host: b.com\n    ports: [8443, 443]\n  - host: ollama\n    plainHttp: true\n    ports: [11434]\n  - host: lan.test\n    plainHttp: true\n",
+            None,
+        )
+        .expect("policy");
+        assert_eq!(admit(&p, "a.com", 443, true), Ok(()));
+        assert_eq!(admit(&p, "a.com", 8443, true), Err("port-not-allowed"));
+        assert_eq!(admit(&p, "a.com", 80, false), Err("port-not-allowed"));
+        assert_eq!(
+            admit(&p, "a.com", 443, false),
+            Err("plain-http-not-allowed")
+        );
+        assert_eq!(admit(&p, "b.com", 8443, true), Ok(()));
+        assert_eq!(admit(&p, "ollama", 11434, false), Ok(()));
+        assert_eq!(admit(&p, "ollama", 80, false), Err("port-not-allowed"));
+        assert_eq!(admit(&p, "lan.test", 80, false), Ok(()));
+        assert_eq!(admit(&p, "lan.test", 443, true), Err("port-not-allowed"));
+        let e = p.admit("a.com", 22, true).expect_err("port");
+        assert!(e.reason.contains("egress.routes[].ports"), "{}", e.reason);
+    }
+
+    #[test]
+    fn credentials_travel_in_clear_only_when_the_route_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("t"), "tok").expect("write");
+        let p = Policy::load(
+            "routes:\n  - host: a.lan\n    plainHttp: true\n    auth: {scheme: Bearer, tokenFile: t}\n  - host: b.lan\n    plainHttp: true\n    auth: {scheme: Bearer, tokenFile: t, allowPlaintext: true}\n",
+            Some(dir.path()),
+        )
+        .expect("policy");
+        assert_eq!(admit(&p, "a.lan", 80, false), Err("plaintext-credential"));
+        assert_eq!(admit(&p, "b.lan", 80, false), Ok(()));
+        let e = Policy::load(
+            "routes:\n  - host: c.lan\n    auth: {scheme: Bearer, tokenFile: t, allowPlaintext: true}\n",
+            Some(dir.path()),
+        )
+        .expect_err("allowPlaintext without plainHttp");
+        assert!(
+            e.to_string()
+                .contains("routes[0].auth.allowPlaintext: needs plainHttp: true"),
+            "{e}"
         );
     }
 

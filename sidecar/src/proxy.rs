@@ -326,7 +326,7 @@ impl Proxy {
             else {
                 return bad_request("CONNECT needs a host:port target");
             };
-            if let Err(r) = self.policy().admit_host(&host) {
+            if let Err(r) = self.policy().admit(&host, port, true) {
                 tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
                 let resp = refusal(&r);
                 self.record("CONNECT", &host, "", &resp, std::time::Instant::now(), None);
@@ -493,6 +493,8 @@ impl Proxy {
         let method = req.method().to_string();
         let decision = policy.decide(&RequestView {
             host,
+            port,
+            tls: scheme == "https",
             method: &method,
             path: &path,
             query: query.as_deref(),

@@ -348,8 +348,11 @@ fn start() -> Rig {
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write");
     std::fs::write(dir.path().join("ca.key"), ca_key.serialize_pem()).expect("write");
     std::fs::create_dir_all(dir.path().join("secrets")).expect("mkdir");
-    // PATCH and DELETE are refused (no-match): the refusal rows send bodies with them.
-    let policy = "log: 0\nroutes:\n  - host: localhost\n    matches:\n      - methods: [GET, HEAD, POST, PUT]\n";
+    // PATCH and DELETE are refused (no-match): the refusal rows send bodies with them. Plain
+    // http:// is allowed too, for the refusal rows that go without TLS.
+    let policy = format!(
+        "log: 0\nroutes:\n  - host: localhost\n    plainHttp: true\n    ports: [{framed_port}, {raw_port}]\n    matches:\n      - methods: [GET, HEAD, POST, PUT]\n"
+    );
     std::fs::write(dir.path().join("policy.yaml"), policy).expect("write");
     let proxy_port = free_port();
     let sidecar = Command::new(env!("CARGO_BIN_EXE_bb-sidecar"))

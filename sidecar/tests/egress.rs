@@ -402,9 +402,27 @@ fn wait_for_status(sc: &Sidecar, url: &str, want: &str, what: &str) {
     }
 }
 
+/// `policy` with the upstream's port allowed on its `localhost` and `127.0.0.1` routes (a route
+/// allows 443 alone unless it names its ports).
+fn at(port: u16, policy: &str) -> String {
+    let mut out = policy.to_string();
+    for host in ["localhost", "127.0.0.1"] {
+        out = out
+            .replace(
+                &format!("{{host: {host}"),
+                &format!("{{host: {host}, ports: [{port}]"),
+            )
+            .replace(
+                &format!("  - host: {host}\n"),
+                &format!("  - host: {host}\n    ports: [{port}]\n"),
+            );
+    }
+    out
+}
+
 fn policy(port: u16) -> String {
     format!(
-        "log: 1\nroutes:\n  - host: localhost\n    auth: {{scheme: Bearer, tokenFile: api-token}}\n    matches:\n      - paths: [{{value: /api/}}, {{type: regex, value: '\\.git/'}}]\n        methods: [GET, POST]\n      - methods: [DELETE]\n        headers: [{{name: X-Confirm, value: \"yes\"}}]\n# upstream port {port}\n"
+        "log: 1\nroutes:\n  - host: localhost\n    ports: [{port}]\n    auth: {{scheme: Bearer, tokenFile: api-token}}\n    matches:\n      - paths: [{{value: /api/}}, {{type: regex, value: '\\.git/'}}]\n        methods: [GET, POST]\n      - methods: [DELETE]\n        headers: [{{name: X-Confirm, value: \"yes\"}}]\n# upstream port {port}\n"
     )
 }
 
@@ -601,7 +619,10 @@ fn the_proxy_holds_against_curl() {
     // file watcher cannot notice and only the signal can make the new rule apply.
     rewrite_unnoticed(
         &sc.policy,
-        "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
+        &at(
+            up,
+            "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
+        ),
     );
     std::thread::sleep(Duration::from_millis(1500));
     let (_, codes, _, _) = curl(&sc, &format!("{base}/admin"), &[]);
@@ -620,7 +641,10 @@ fn the_proxy_holds_against_curl() {
     let staged = sc.dir.join("policy.yaml.new");
     std::fs::write(
         &staged,
-        "routes: [{host: localhost, matches: [{paths: [{value: /renamed}]}]}]\n",
+        at(
+            up,
+            "routes: [{host: localhost, matches: [{paths: [{value: /renamed}]}]}]\n",
+        ),
     )
     .expect("write");
     std::fs::rename(&staged, &sc.policy).expect("rename");
@@ -634,7 +658,10 @@ fn the_proxy_holds_against_curl() {
     assert!(codes.starts_with("403"), "the old rule is gone: {codes}");
     std::fs::write(
         &sc.policy,
-        "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
+        at(
+            up,
+            "routes: [{host: localhost, matches: [{paths: [{value: /admin}]}]}]\n",
+        ),
     )
     .expect("write");
     wait_for_status(
@@ -660,7 +687,7 @@ fn dlp_blocks_secrets_going_out_and_injection_coming_in() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (up, up_ca) = start_upstream(&rt, dir.path());
     let policy = "routes:\n  - host: localhost\n    auth: {scheme: Bearer, tokenFile: api-token}\n  - host: 127.0.0.1\n    dlp: {outbound: false, inbound: false}\n";
-    let sc = start_sidecar(dir.path(), &up_ca, policy);
+    let sc = start_sidecar(dir.path(), &up_ca, &at(up, policy));
     let base = format!("https://localhost:{up}");
 
     // A well-known credential format in the query.
@@ -782,7 +809,7 @@ fn hostile_request_heads_are_refused_without_a_crash() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let (up, up_ca) = start_upstream(&rt, dir.path());
-    let sc = start_sidecar(dir.path(), &up_ca, "routes: [{host: localhost}]\n");
+    let sc = start_sidecar(dir.path(), &up_ca, &at(up, "routes: [{host: localhost}]\n"));
 
     // Request smuggling shape: both Content-Length and Transfer-Encoding. hyper frames the body
     // by Transfer-Encoding (as RFC 9112 requires), answers once and closes the connection, so
@@ -1006,7 +1033,7 @@ fn real_git_fetch_needs_the_flag_and_push_never_passes() {
     let without = "log: 1\nroutes:\n  - host: localhost\n";
     let with = "log: 1\nroutes:\n  - host: localhost\n    git: {fetch: true}\n";
     for (policy, fetch_allowed) in [(without, false), (with, true)] {
-        let sc = start_sidecar(dir.path(), &up_ca, policy);
+        let sc = start_sidecar(dir.path(), &up_ca, &at(up, policy));
         let proxy = format!("http.proxy=http://127.0.0.1:{}", sc.port);
         let cainfo = format!("http.sslCAInfo={}", sc.dir.join("ca.pem").display());
         let clone_dir = dir.path().join(format!("clone-{fetch_allowed}"));
@@ -1079,9 +1106,9 @@ fn paths_are_matched_and_sent_in_one_normal_form() {
         format!("http://localhost:{up}"),
     ] {
         if base.starts_with("http:") {
-            // The plain-HTTP route reaches an HTTPS upstream, so only refusals are checked.
+            // Plain http:// is refused for a TLS-only route; an ambiguous path is refused first.
             for (path, want) in [
-                ("/api/../private", "403 no-match"),
+                ("/api/../private", "403 plain-http-not-allowed"),
                 ("/api/%2e%2e/private", "400 ambiguous-path"),
             ] {
                 let (_, codes, rule, body) = curl(&sc, &format!("{base}{path}"), &["--path-as-is"]);
@@ -1143,7 +1170,7 @@ fn dlp_sees_through_encodings() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (up, up_ca) = start_upstream(&rt, dir.path());
     let policy = "routes:\n  - host: localhost\n";
-    let sc = start_sidecar(dir.path(), &up_ca, policy);
+    let sc = start_sidecar(dir.path(), &up_ca, &at(up, policy));
     let base = format!("https://localhost:{up}");
     // A legitimate upload gets through first: otherwise the refusals below prove nothing.
     let (_, codes, _, body) = curl(&sc, &format!("{base}/upload"), &["--data-binary", "ok=1"]);
@@ -1210,5 +1237,46 @@ fn dlp_sees_through_encodings() {
         leaked.is_empty(),
         "the secret left the bottle:\n{}",
         leaked.join("\n")
+    );
+}
+
+/// A route reaches its host on the ports it names (443 by default) and, unless it says
+/// plainHttp, over TLS only; its credential never crosses the wire in clear unless it says so.
+#[test]
+fn ports_and_plaintext_are_the_routes_to_allow() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let other = free_port();
+    let policy = format!(
+        "log: 1\nroutes:\n  - host: localhost\n    ports: [{up}]\n    plainHttp: true\n    auth: {{scheme: Bearer, tokenFile: api-token}}\n"
+    );
+    let sc = start_sidecar(dir.path(), &up_ca, &policy);
+    // The allowed port works: the refusals below are not an unreachable upstream.
+    let (code, codes, _, body) = curl(&sc, &format!("https://localhost:{up}/ok"), &[]);
+    assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
+    assert!(body.contains(&format!("auth=Bearer {TOKEN}")), "{body}");
+    // Another port of the same host: refused at CONNECT, naming the field.
+    let (_, codes, rule, body) = curl(&sc, &format!("https://localhost:{other}/"), &[]);
+    assert!(
+        codes.ends_with("403") && rule == "port-not-allowed",
+        "{codes} {rule} {body}"
+    );
+    let connect = raw(
+        sc.port,
+        format!("CONNECT localhost:{other} HTTP/1.1\r\nHost: localhost:{other}\r\n\r\n").as_bytes(),
+    );
+    assert!(connect.contains("egress.routes[].ports"), "{connect}");
+    // Plain http:// to a route that injects a credential without allowPlaintext.
+    let (_, codes, rule, body) = curl(&sc, &format!("http://localhost:{up}/ok"), &[]);
+    assert!(
+        codes.starts_with("403") && rule == "plaintext-credential",
+        "{codes} {rule} {body}"
+    );
+    assert!(body.contains("auth.allowPlaintext"), "{body}");
+    let audit = std::fs::read_to_string(sc.dir.join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.contains("port-not-allowed") && audit.contains("plaintext-credential"),
+        "{audit}"
     );
 }
