@@ -10,3 +10,4 @@ pub mod policy;
 pub mod proxy;
 pub mod relay_body;
 pub mod target_path;
+pub mod websocket;

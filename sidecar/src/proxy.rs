@@ -581,9 +581,18 @@ impl Proxy {
                 return bad_request(&format!("reading the request body: {e}"));
             }
         };
+        if websocket.is_some() {
+            parts.headers.remove(crate::websocket::EXTENSIONS_HEADER);
+        }
         let upstream_req = Request::from_parts(parts, body);
         if let Some(agent_side) = websocket {
-            return self.relay_websocket(upstream_req, agent_side, host).await;
+            let scans = (
+                Scan::new(policy.clone(), dlp, true),
+                Scan::new(policy.clone(), dlp, false),
+            );
+            return self
+                .relay_websocket(upstream_req, agent_side, host, scans)
+                .await;
         }
         let resp = match self.upstream.request(upstream_req).await {
             Ok(resp) => resp,
@@ -634,13 +643,14 @@ impl Proxy {
 }
 
 impl Proxy {
-    /// Sends an admitted WebSocket upgrade upstream; on `101` splices the two upgraded
-    /// connections together. Frames after the upgrade are relayed as they are.
+    /// Sends an admitted WebSocket upgrade upstream; on `101` relays messages between the two
+    /// upgraded connections, each scanned by DLP (`websocket::relay`).
     async fn relay_websocket(
         &self,
         req: Request<Body>,
         agent_side: hyper::upgrade::OnUpgrade,
         host: &str,
+        (outbound, inbound): (Scan, Scan),
     ) -> Response<Body> {
         let mut resp = match self.upgrades.request(req).await {
             Ok(r) => r,
@@ -653,19 +663,13 @@ impl Proxy {
         let upstream_side = hyper::upgrade::on(&mut resp);
         let host_owned = host.to_string();
         tokio::spawn(async move {
-            let (agent, upstream) = match tokio::join!(agent_side, upstream_side) {
-                (Ok(a), Ok(u)) => (a, u),
+            match tokio::join!(agent_side, upstream_side) {
+                (Ok(agent), Ok(upstream)) => {
+                    crate::websocket::relay(agent, upstream, outbound, inbound, host_owned).await;
+                }
                 (a, u) => {
                     tracing::debug!(host = %host_owned, agent_ok = a.is_ok(), upstream_ok = u.is_ok(), "websocket upgrade failed");
-                    return;
                 }
-            };
-            let (mut a, mut u) = (TokioIo::new(agent), TokioIo::new(upstream));
-            match tokio::io::copy_bidirectional(&mut a, &mut u).await {
-                Ok((out, back)) => {
-                    tracing::debug!(host = %host_owned, out, back, "websocket closed")
-                }
-                Err(e) => tracing::debug!(host = %host_owned, error = %e, "websocket ended"),
             }
         });
         let (parts, _) = resp.into_parts();

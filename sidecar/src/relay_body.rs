@@ -132,7 +132,11 @@ impl Scan {
         }
     }
 
-    fn find(&self, buf: &[u8]) -> Option<Finding> {
+    /// What the enabled detectors of this direction find in `buf`, if anything.
+    pub fn find(&self, buf: &[u8]) -> Option<Finding> {
+        if !self.enabled() {
+            return None;
+        }
         if self.outbound {
             self.policy
                 .detectors
