@@ -81,8 +81,49 @@ pub(crate) fn head_text(
     out
 }
 
+/// The rule that refused a request, carried on the response to the audit log as a value (the
+/// `X-Bot-Bottle-Egress-Rule` header is for the agent, and is never read back).
+#[derive(Debug, Clone, Copy)]
+struct RefusedBy(&'static str);
+
+/// What the audit log records of a request, taken before the request is consumed.
+#[derive(Debug, Clone, Copy)]
+struct Seen<'a> {
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+    started: std::time::Instant,
+    headers: Option<&'a http::HeaderMap>,
+}
+
+/// Inside a tunnel, the host a request names (`Host`, or the `:authority` of HTTP/2) must be the
+/// tunnel's target: otherwise it is domain fronting, refused here.
+fn fronted(req: &Request<Incoming>, host: &str, port: u16) -> Option<Response<Body>> {
+    let named = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    let named_host = named
+        .as_deref()
+        .and_then(|n| host_port(n, port))
+        .map(|(h, _)| h);
+    if named_host.as_deref().map(normalise_host) == Some(normalise_host(host)) {
+        return None;
+    }
+    Some(refusal(&Refusal {
+        rule: "host-mismatch",
+        reason: format!(
+            "egress: the request names host {} inside a tunnel to {host}; domain fronting is blocked",
+            named.unwrap_or_default()
+        ),
+    }))
+}
+
 fn refusal(r: &Refusal) -> Response<Body> {
     let mut resp = Response::new(full(format!("{}\n", r.reason)));
+    resp.extensions_mut().insert(RefusedBy(r.rule));
     *resp.status_mut() = StatusCode::FORBIDDEN;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -229,33 +270,38 @@ impl Proxy {
         self
     }
 
-    fn record(
-        &self,
-        method: &str,
-        host: &str,
-        path: &str,
-        resp: &Response<Body>,
-        started: std::time::Instant,
-        headers: Option<&http::HeaderMap>,
-    ) {
+    /// Audits one decision under `policy`, the policy that made it (a reload in between must
+    /// not change the level it is logged at).
+    fn record(&self, policy: &Policy, req: Seen<'_>, resp: &Response<Body>) {
         if let Some(a) = &self.audit {
-            let rule = resp
-                .headers()
-                .get(RULE_HEADER)
-                .and_then(|v| v.to_str().ok());
             a.record(
-                &self.policy(),
+                policy,
                 &crate::audit::Entry {
-                    method,
-                    host,
-                    path,
+                    method: req.method,
+                    host: req.host,
+                    path: req.path,
                     status: resp.status().as_u16(),
-                    rule,
-                    started,
-                    headers,
+                    rule: resp.extensions().get::<RefusedBy>().map(|r| r.0),
+                    started: req.started,
+                    headers: req.headers,
                 },
             );
         }
+    }
+
+    /// Audits a tunnel closed before any request could be read from it (not TLS, SNI mismatch).
+    fn record_closed_tunnel(&self, host: &str, rule: &'static str) {
+        let mut resp = Response::new(empty());
+        *resp.status_mut() = StatusCode::FORBIDDEN;
+        resp.extensions_mut().insert(RefusedBy(rule));
+        let seen = Seen {
+            method: "CONNECT",
+            host,
+            path: "",
+            started: std::time::Instant::now(),
+            headers: None,
+        };
+        self.record(&self.policy(), seen, &resp);
     }
 
     /// The live policy, in the policy schema (tokens by file name only), for the agent to read
@@ -326,10 +372,18 @@ impl Proxy {
             else {
                 return bad_request("CONNECT needs a host:port target");
             };
-            if let Err(r) = self.policy().admit(&host, port, true) {
+            let policy = self.policy();
+            if let Err(r) = policy.admit(&host, port, true) {
                 tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
                 let resp = refusal(&r);
-                self.record("CONNECT", &host, "", &resp, std::time::Instant::now(), None);
+                let seen = Seen {
+                    method: "CONNECT",
+                    host: &host,
+                    path: "",
+                    started: std::time::Instant::now(),
+                    headers: None,
+                };
+                self.record(&policy, seen, &resp);
                 return resp;
             }
             let proxy = self.clone();
@@ -385,6 +439,7 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(%host, error = %e, "closed a tunnel that did not speak TLS");
+                self.record_closed_tunnel(&host, "not-tls");
                 return;
             }
         };
@@ -392,6 +447,7 @@ impl Proxy {
             && normalise_host(sni) != normalise_host(&host)
         {
             tracing::warn!(%host, sni, "closed a tunnel whose SNI differs from its CONNECT target");
+            self.record_closed_tunnel(&host, "sni-mismatch");
             return;
         }
         let svc = hyper::service::service_fn(move |req| {
@@ -417,32 +473,11 @@ impl Proxy {
         host: String,
         port: u16,
     ) -> Response<Body> {
-        // The Host the agent names must be the tunnel's target: no domain fronting.
-        let named = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
-        let named_host = named
-            .as_deref()
-            .and_then(|n| host_port(n, port))
-            .map(|(h, _)| h);
-        if named_host.as_deref().map(normalise_host) != Some(normalise_host(&host)) {
-            let resp = refusal(&Refusal {
-                rule: "host-mismatch",
-                reason: format!(
-                    "egress: the request names host {} inside a tunnel to {host}; domain fronting is blocked",
-                    named.unwrap_or_default()
-                ),
-            });
-            let (parts, body) = req.into_parts();
-            return refuse_unread(resp, &parts, body);
-        }
         self.forward(req, &host, port, "https").await
     }
 
-    /// `relay` plus the audit record of its outcome.
+    /// `relay` under one policy snapshot, plus the audit record of its outcome (refusals that
+    /// come before `relay`, such as domain fronting, included).
     async fn forward(
         &self,
         req: Request<Incoming>,
@@ -451,27 +486,40 @@ impl Proxy {
         scheme: &str,
     ) -> Response<Body> {
         let started = std::time::Instant::now();
+        let policy = self.policy();
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
-        let headers = if self.audit.is_some() {
-            Some(req.headers().clone())
-        } else {
-            None
+        let headers = self.audit.is_some().then(|| req.headers().clone());
+        let resp = match (scheme == "https")
+            .then(|| fronted(&req, host, port))
+            .flatten()
+        {
+            Some(refused) => {
+                let (parts, body) = req.into_parts();
+                refuse_unread(refused, &parts, body)
+            }
+            None => self.relay(&policy, req, host, port, scheme).await,
         };
-        let resp = self.relay(req, host, port, scheme).await;
-        self.record(&method, host, &path, &resp, started, headers.as_ref());
+        let seen = Seen {
+            method: &method,
+            host,
+            path: &path,
+            started,
+            headers: headers.as_ref(),
+        };
+        self.record(&policy, seen, &resp);
         resp
     }
 
     /// Decides, rewrites credentials, and relays one request upstream.
     async fn relay(
         &self,
+        policy: &Arc<Policy>,
         mut req: Request<Incoming>,
         host: &str,
         port: u16,
         scheme: &str,
     ) -> Response<Body> {
-        let policy = self.policy();
         // Taken before the request is consumed; only used once policy admitted it.
         let websocket = is_websocket_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         // Rules see, and the upstream receives, one normal form of the path.
@@ -503,7 +551,7 @@ impl Proxy {
         let route = match decision {
             Ok(r) => r,
             Err(r) => {
-                let path = crate::audit::shown_path(&policy, &path);
+                let path = crate::audit::shown_path(policy, &path);
                 tracing::info!(%host, %method, %path, rule = r.rule, "blocked");
                 let (parts, body) = req.into_parts();
                 return refuse_unread(refusal(&r), &parts, body);

@@ -613,6 +613,16 @@ fn the_proxy_holds_against_curl() {
             && l["method"] == "CONNECT"),
         "{audit}"
     );
+    // Every refusal is audited, including those decided before a request is relayed: domain
+    // fronting, an SNI that differs from the tunnel, a tunnel that is not TLS.
+    for rule in ["host-mismatch", "sni-mismatch", "not-tls"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["decision"] == "block" && l["rule"] == rule),
+            "no audit line for {rule}:\n{audit}"
+        );
+    }
     assert!(!audit.contains("x=1") && !audit.contains(TOKEN), "{audit}");
 
     // Reload on SIGHUP: the file is rewritten in place with its size and mtime kept, so the
