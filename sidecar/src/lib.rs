@@ -2,6 +2,7 @@
 //! log, shared by the `bb-sidecar` binary, the benchmarks and the fuzz targets.
 
 pub mod audit;
+pub mod content_coding;
 pub mod dlp;
 pub mod dlp_views;
 pub mod fuzzing;

@@ -220,6 +220,16 @@ impl Proxy {
         })
     }
 
+    fn dlp_unscannable(&self, host: &str, why: &str) -> Response<Body> {
+        tracing::warn!(%host, why, "request refused: its body cannot be scanned");
+        refusal(&Refusal {
+            rule: "dlp-outbound",
+            reason: format!(
+                "egress: outbound DLP cannot read the request body to {host}: {why}; send it without Content-Encoding"
+            ),
+        })
+    }
+
     pub fn new(policy: Policy, minter: Minter, upstream_ca: Option<&str>) -> anyhow::Result<Proxy> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -620,11 +630,31 @@ impl Proxy {
         }
         // The upstream connection's own ALPN decides the version, not the agent's.
         parts.version = http::Version::default();
+        // A coded upload is decoded to be scanned, which is bounded: one too large to read whole
+        // is refused (unread) rather than streamed past DLP unseen.
+        if (dlp.token_patterns || dlp.known_secrets)
+            && !crate::relay_body::codings(&parts.headers).is_empty()
+            && crate::relay_body::content_length(&parts.headers)
+                .is_none_or(|n| n > SCAN_BUFFER_LIMIT)
+        {
+            let resp = self.dlp_unscannable(
+                host,
+                "it is coded (Content-Encoding) and larger than 1 MiB or of unknown size",
+            );
+            return refuse_unread(resp, &parts, body);
+        }
+        // The response must reach the inbound scanner uncompressed to be read at all.
+        if dlp.injection {
+            parts.headers.remove(header::ACCEPT_ENCODING);
+        }
         let outbound = Scan::new(policy.clone(), dlp, true);
         let cut_off = outbound.cut_off.clone();
         let body = match screen(body, &parts.headers, outbound, false).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => return self.dlp_refused(host, &f, "request body"),
+            Err(Screened::Unscannable(e)) => {
+                return self.dlp_unscannable(host, &e.to_string());
+            }
             Err(Screened::Unreadable(e)) => {
                 return bad_request(&format!("reading the request body: {e}"));
             }
@@ -684,6 +714,10 @@ impl Proxy {
             Err(Screened::Unreadable(e)) => {
                 tracing::info!(%host, error = %e, "upstream response unreadable");
                 return bad_gateway(format!("egress: reading the response from {host}: {e}"));
+            }
+            // Responses are not decoded (requests go out without Accept-Encoding instead).
+            Err(Screened::Unscannable(e)) => {
+                return bad_gateway(format!("egress: the response from {host}: {e}"));
             }
         };
         Response::from_parts(parts, body)

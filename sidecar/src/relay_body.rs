@@ -152,6 +152,18 @@ impl Scan {
 pub enum Screened {
     Found(Finding),
     Unreadable(hyper::Error),
+    /// Coded (`Content-Encoding`) in a way DLP cannot read: refused rather than passed unseen.
+    Unscannable(crate::content_coding::Undecodable),
+}
+
+/// The `Content-Encoding` codings of a message (empty for none or `identity`).
+pub fn codings(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(crate::content_coding::codings)
+        .collect()
 }
 
 /// Screens a body. Small sized bodies are read and scanned whole, so a finding comes before
@@ -162,13 +174,26 @@ pub async fn screen(
     scan: Scan,
     close_delimited: bool,
 ) -> Result<Body, Screened> {
+    let coded = if scan.outbound {
+        codings(headers)
+    } else {
+        Vec::new()
+    };
     if scan.enabled() && content_length(headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
         let bytes = body
             .collect()
             .await
             .map_err(Screened::Unreadable)?
             .to_bytes();
-        return match scan.find(&bytes) {
+        // A coded upload is scanned as the upstream will read it, and sent as it came.
+        let found = if coded.is_empty() {
+            scan.find(&bytes)
+        } else {
+            let decoded =
+                crate::content_coding::decode(&bytes, &coded).map_err(Screened::Unscannable)?;
+            scan.find(&decoded).or_else(|| scan.find(&bytes))
+        };
+        return match found {
             Some(f) => Err(Screened::Found(f)),
             None => Ok(full(bytes)),
         };

@@ -1284,6 +1284,66 @@ fn dlp_sees_through_encodings() {
         "the secret left the bottle:\n{}",
         leaked.join("\n")
     );
+
+    // Bodies with a Content-Encoding are read as the upstream will read them; one that cannot
+    // be read (a bomb, garbage, too large to read whole) is refused, never passed unseen.
+    let gzip = |data: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    // Incompressible, so its gzip stays over the 1 MiB whole-body limit.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..2 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        ("clean gzip", gzip(b"just some text"), "200"),
+        (
+            "gzip with the token",
+            gzip(format!("note={TOKEN}").as_bytes()),
+            "dlp-outbound",
+        ),
+        (
+            "gzip bomb",
+            gzip(&vec![b'a'; 40 * 1024 * 1024]),
+            "expands beyond",
+        ),
+        (
+            "not gzip",
+            b"plain text that says it is gzip".to_vec(),
+            "does not decode",
+        ),
+        ("coded and over 1 MiB", gzip(&noise), "larger than 1 MiB"),
+    ];
+    for (what, body, want) in cases {
+        let file = dir.path().join("coded.bin");
+        std::fs::write(&file, &body).expect("write");
+        let (_, codes, rule, resp) = curl(
+            &sc,
+            &format!("{base}/upload"),
+            &[
+                "-H",
+                "Content-Encoding: gzip",
+                "--data-binary",
+                &format!("@{}", file.display()),
+            ],
+        );
+        let ok = if want == "200" {
+            codes.starts_with("200")
+        } else {
+            codes.starts_with("403")
+                && rule == "dlp-outbound"
+                && (want == "dlp-outbound" || resp.contains(want))
+        };
+        assert!(ok, "{what}: {codes} {rule} {resp}");
+    }
 }
 
 /// A route reaches its host on the ports it names (443 by default) and, unless it says
