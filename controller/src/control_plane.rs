@@ -36,6 +36,8 @@ pub struct DockerSettings {
     pub sidecar_binary: Option<PathBuf>,
     /// Extra CA (PEM) the sidecars trust for upstream servers.
     pub upstream_ca: Option<PathBuf>,
+    /// Sidecars may reach private addresses on every route (test rigs only).
+    pub allow_private_upstreams: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +199,12 @@ async fn backend(
         cfg.sidecar_binary = b.clone();
     }
     cfg.upstream_ca = opts.docker.upstream_ca.clone();
+    cfg.allow_private_upstreams = opts.docker.allow_private_upstreams;
+    if cfg.allow_private_upstreams {
+        tracing::warn!(
+            "--allow-private-upstreams: every sidecar may reach private, loopback and link-local addresses (a test-rig switch; never in production)"
+        );
+    }
     match DockerBackend::connect(cfg).await {
         Ok(b) => {
             tracing::info!("backend: docker");

@@ -60,6 +60,10 @@ pub struct EgressRoute {
     /// reached over TLS only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_http: Option<bool>,
+    /// Allows this host to resolve to (or be) a private, loopback or link-local address (a LAN
+    /// server). Without it such addresses are refused: DNS rebinding and cloud metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_private_addresses: Option<bool>,
 }
 
 impl EgressRoute {

@@ -125,7 +125,7 @@ spec:
                 "routes: [{host: a.com, role: x}, {host: a.com, auth: {scheme: Bearer, hostEnv: T}}]"
             ),
             vec![
-                "routes[0].role: unknown field; allowed: auth, dlp, git, host, matches, plainHttp, ports",
+                "routes[0].role: unknown field; allowed: allowPrivateAddresses, auth, dlp, git, host, matches, plainHttp, ports",
             ]
         );
         assert_eq!(

@@ -50,7 +50,7 @@ fn unknown_fields_are_rejected_everywhere() {
     case(
         bottle("egress: {routes: [{host: a.com, role: x}]}"),
         &[
-            "spec.egress.routes[0].role: unknown field; allowed: auth, dlp, git, host, matches, plainHttp, ports",
+            "spec.egress.routes[0].role: unknown field; allowed: allowPrivateAddresses, auth, dlp, git, host, matches, plainHttp, ports",
         ],
     );
     case(

@@ -355,6 +355,7 @@ fn main() {
             .arg(&secrets)
             .arg("--upstream-ca")
             .arg(&upstream_ca)
+            .arg("--allow-private-upstreams")
             .env("BB_SIDECAR_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

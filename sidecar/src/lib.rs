@@ -10,5 +10,6 @@ pub mod mint;
 pub mod policy;
 pub mod proxy;
 pub mod relay_body;
+pub mod resolve;
 pub mod target_path;
 pub mod websocket;

@@ -65,6 +65,11 @@ struct EgressOptions {
     /// deliverer writes it last, after the CA and token files).
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub wait_for_policy: u64,
+    /// Let every host resolve to private, loopback and link-local addresses. For test rigs whose
+    /// stand-in upstreams live on private networks only: it turns off the DNS-rebinding and
+    /// cloud-metadata protection for every route.
+    #[arg(long)]
+    pub allow_private_upstreams: bool,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -165,6 +170,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         audit_log,
         status_file,
         wait_for_policy,
+        allow_private_upstreams,
     } = opts;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -181,7 +187,10 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
     let (policy, hash) = load_policy_with_hash(&policy_path, secrets_dir.as_deref())?;
     let upstream_ca = upstream_ca.as_deref().map(read).transpose()?;
     rt.block_on(async move {
-        let mut proxy = proxy::Proxy::new(policy, minter, upstream_ca.as_deref())?;
+        if allow_private_upstreams {
+            tracing::warn!("--allow-private-upstreams: every route may reach private, loopback and link-local addresses (a test-rig switch; never in production)");
+        }
+        let mut proxy = proxy::Proxy::new(policy, minter, upstream_ca.as_deref(), allow_private_upstreams)?;
         if let Some(path) = audit_log.as_deref() {
             proxy = proxy.with_audit(audit::Audit::open(path).with_context(|| format!("opening {}", path.display()))?);
         }

@@ -79,6 +79,8 @@ pub struct Route {
     pub ports: Vec<u16>,
     /// Plain `http://` allowed (`plainHttp`).
     pub plain_http: bool,
+    /// May resolve to (or be) a private, loopback or link-local address (`allowPrivateAddresses`).
+    pub allow_private: bool,
     matches: Vec<MatchRule>,
     pub auth: Option<Injected>,
     pub git_fetch: bool,
@@ -184,6 +186,13 @@ impl Policy {
                 ),
             )),
         }
+    }
+
+    /// Whether the route for `host` may reach private addresses.
+    pub fn allows_private(&self, host: &str) -> bool {
+        self.routes
+            .get(&normalise_host(host))
+            .is_some_and(|r| r.allow_private)
     }
 
     /// May `host:port` be reached at all, over TLS (`tls`) or plain HTTP? (CONNECT checks this
@@ -336,6 +345,7 @@ fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, P
         host: normalise_host(&r.host),
         ports: r.allowed_ports(),
         plain_http: r.plain_http(),
+        allow_private: r.allow_private_addresses.unwrap_or(false),
         matches,
         auth,
         git_fetch: r.git.as_ref().and_then(|g| g.fetch).unwrap_or(false),

@@ -19,7 +19,8 @@ use crate::policy::{Policy, Refusal, RequestView, normalise_host};
 use crate::relay_body::{Body, Scan, Screened, close_delimited, discard, full, screen};
 pub use crate::relay_body::{BoxError, SCAN_BUFFER_LIMIT};
 
-type Upstream = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type Upstream =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::resolve::CheckedResolver>>, Body>;
 
 /// Header naming the rule that refused a request.
 pub const RULE_HEADER: &str = "x-bot-bottle-egress-rule";
@@ -38,7 +39,10 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 pub struct Proxy {
-    policy: RwLock<Arc<Policy>>,
+    /// Shared with the upstream resolver, which asks it which hosts may go private.
+    policy: Arc<RwLock<Arc<Policy>>>,
+    /// `--allow-private-upstreams`: a test-rig switch, off in production.
+    allow_private: bool,
     minter: Minter,
     upstream: Upstream,
     /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
@@ -220,6 +224,20 @@ impl Proxy {
         })
     }
 
+    /// A route naming a private IP literal reaches it only with `allowPrivateAddresses` (names
+    /// are checked by the resolver; literals never reach it).
+    fn private_literal(&self, host: &str, route: &crate::policy::Route) -> Option<Refusal> {
+        let ip: std::net::IpAddr = normalise_host(host).parse().ok()?;
+        (crate::resolve::is_private(ip) && !route.allow_private && !self.allow_private).then(|| {
+            Refusal {
+                rule: "private-address",
+                reason: format!(
+                    "egress: {ip} is a private, loopback or link-local address; a route reaches those only with egress.routes[].allowPrivateAddresses: true"
+                ),
+            }
+        })
+    }
+
     fn dlp_unscannable(&self, host: &str, why: &str) -> Response<Body> {
         tracing::warn!(%host, why, "request refused: its body cannot be scanned");
         refusal(&Refusal {
@@ -230,7 +248,15 @@ impl Proxy {
         })
     }
 
-    pub fn new(policy: Policy, minter: Minter, upstream_ca: Option<&str>) -> anyhow::Result<Proxy> {
+    /// `allow_private`: every host may resolve to private addresses (`--allow-private-upstreams`,
+    /// for test rigs whose stand-in upstreams live on private networks).
+    pub fn new(
+        policy: Policy,
+        minter: Minter,
+        upstream_ca: Option<&str>,
+        allow_private: bool,
+    ) -> anyhow::Result<Proxy> {
+        let policy = Arc::new(RwLock::new(Arc::new(policy)));
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -247,8 +273,12 @@ impl Proxy {
             .with_root_certificates(roots)
             .with_no_client_auth();
         // A proxy must not add Nagle delays: a streamed event would wait for the peer's ACK.
+        let resolver = crate::resolve::CheckedResolver {
+            policy: policy.clone(),
+            allow_all: allow_private,
+        };
         let tcp = || {
-            let mut c = HttpConnector::new();
+            let mut c = HttpConnector::new_with_resolver(resolver.clone());
             c.set_nodelay(true);
             c.enforce_http(false);
             c
@@ -267,7 +297,8 @@ impl Proxy {
             .wrap_connector(tcp());
         let upgrades = Client::builder(TokioExecutor::new()).build(http1);
         Ok(Proxy {
-            policy: RwLock::new(Arc::new(policy)),
+            policy,
+            allow_private,
             minter,
             upstream,
             upgrades,
@@ -383,7 +414,10 @@ impl Proxy {
                 return bad_request("CONNECT needs a host:port target");
             };
             let policy = self.policy();
-            if let Err(r) = policy.admit(&host, port, true) {
+            let admitted = policy
+                .admit(&host, port, true)
+                .and_then(|route| self.private_literal(&host, route).map_or(Ok(()), Err));
+            if let Err(r) = admitted {
                 tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
                 let resp = refusal(&r);
                 let seen = Seen {
@@ -558,6 +592,10 @@ impl Proxy {
             query: query.as_deref(),
             headers: req.headers(),
         });
+        let decision = decision.and_then(|route| match self.private_literal(host, route) {
+            Some(refused) => Err(refused),
+            None => Ok(route),
+        });
         let route = match decision {
             Ok(r) => r,
             Err(r) => {
@@ -677,6 +715,13 @@ impl Proxy {
             Err(e) => {
                 if let Some(f) = cut_off.get() {
                     return self.dlp_refused(host, f, "request body");
+                }
+                if let Some(why) = crate::resolve::private_refusal(&e) {
+                    tracing::warn!(%host, %why, "refused a private address");
+                    return refusal(&Refusal {
+                        rule: "private-address",
+                        reason: format!("egress: {why} (egress.routes[].allowPrivateAddresses)"),
+                    });
                 }
                 // The chain says why (refused, TLS verification, timeout); hyper's top line does not.
                 let mut why = e.to_string();

@@ -371,6 +371,7 @@ fn start() -> Rig {
         .arg(dir.path().join("secrets"))
         .arg("--upstream-ca")
         .arg(dir.path().join("upstream-ca.pem"))
+        .arg("--allow-private-upstreams")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.path().join("sidecar.log")).expect("log"))

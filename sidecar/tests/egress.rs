@@ -272,6 +272,16 @@ fn free_port() -> u16 {
 }
 
 fn start_sidecar(dir: &Path, upstream_ca: &Path, policy: &str) -> Sidecar {
+    start_sidecar_with(dir, upstream_ca, policy, true)
+}
+
+/// `allow_private`: pass `--allow-private-upstreams` (the test upstream is on 127.0.0.1).
+fn start_sidecar_with(
+    dir: &Path,
+    upstream_ca: &Path,
+    policy: &str,
+    allow_private: bool,
+) -> Sidecar {
     let (ca, _, _) = make_ca("bottle CA");
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write");
     std::fs::write(dir.join("ca.key"), &ca.key_pem).expect("write");
@@ -299,6 +309,8 @@ fn start_sidecar(dir: &Path, upstream_ca: &Path, policy: &str) -> Sidecar {
         .arg(upstream_ca)
         .arg("--audit-log")
         .arg(dir.join("audit.jsonl"))
+        // The test upstream lives on 127.0.0.1 (see private_addresses_need_the_routes_consent).
+        .args(allow_private.then_some("--allow-private-upstreams"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1385,4 +1397,37 @@ fn ports_and_plaintext_are_the_routes_to_allow() {
         audit.contains("port-not-allowed") && audit.contains("plaintext-credential"),
         "{audit}"
     );
+}
+
+/// Without the test-rig switch, a name that resolves to loopback (DNS rebinding, a stand-in for
+/// cloud metadata) and a private IP literal are refused unless the route opts in.
+#[test]
+fn private_addresses_need_the_routes_consent() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let policy = format!(
+        "log: 1\nroutes:\n  - host: localhost\n    ports: [{up}]\n  - host: 127.0.0.1\n    ports: [{up}]\n"
+    );
+    let sc = start_sidecar_with(dir.path(), &up_ca, &policy, false);
+    for url in [
+        format!("https://localhost:{up}/x"),
+        format!("https://127.0.0.1:{up}/x"),
+    ] {
+        let (_, codes, rule, body) = curl(&sc, &url, &["-k"]);
+        assert!(
+            codes.contains("403") && rule == "private-address",
+            "{url}: {codes} {rule} {body}"
+        );
+    }
+    let audit = std::fs::read_to_string(sc.dir.join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("private-address"), "{audit}");
+    drop(sc);
+    // The route's consent reaches the same upstream: the refusals above were not unreachability.
+    let consent = format!(
+        "log: 1\nroutes:\n  - host: localhost\n    ports: [{up}]\n    allowPrivateAddresses: true\n"
+    );
+    let sc = start_sidecar_with(dir.path(), &up_ca, &consent, false);
+    let (code, codes, _, body) = curl(&sc, &format!("https://localhost:{up}/x"), &[]);
+    assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
 }

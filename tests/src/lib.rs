@@ -171,6 +171,8 @@ impl Controller {
             .arg(self.home.path())
             .args(["--base-image", BASE_IMAGE, "--sidecar-binary"])
             .arg(workspace_bin("bb-sidecar"))
+            // The tests' stand-in upstreams live on the bottles' private Docker networks.
+            .arg("--allow-private-upstreams")
             .args(&self.args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

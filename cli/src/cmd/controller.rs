@@ -47,6 +47,11 @@ enum Sub {
         /// Extra CA certificate (PEM) every sidecar trusts for upstream servers.
         #[arg(long, value_name = "FILE")]
         upstream_ca: Option<PathBuf>,
+        /// Let every sidecar reach private, loopback and link-local addresses on every route.
+        /// For test rigs whose stand-in upstreams live on private networks; it turns off the
+        /// DNS-rebinding and cloud-metadata protection.
+        #[arg(long)]
+        allow_private_upstreams: bool,
         /// How often a running Agent is checked against its backend without an API event.
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         resync_seconds: u64,
@@ -142,6 +147,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             base_image,
             sidecar_binary,
             upstream_ca,
+            allow_private_upstreams,
             resync_seconds,
         } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -172,6 +178,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     base_image,
                     sidecar_binary,
                     upstream_ca,
+                    allow_private_upstreams,
                 },
                 resync: std::time::Duration::from_secs(resync_seconds.max(1)),
             };

@@ -290,6 +290,8 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     let mut cfg =
         DockerConfig::for_home(home.dir.as_path(), &format!("demo-{}", std::process::id()));
     cfg.upstream_ca = Some(ca_path.clone());
+    // The demo's "internet" is a container on the bottle's private egress network.
+    cfg.allow_private_upstreams = true;
     let backend = DockerBackend::connect(cfg).await.map_err(|e| {
         CliError::new(
             Kind::Unavailable,

@@ -41,6 +41,9 @@ pub struct DockerConfig {
     pub sidecar_binary: PathBuf,
     /// Extra CA (PEM) sidecars trust for upstream servers, beside the system roots.
     pub upstream_ca: Option<PathBuf>,
+    /// Sidecars may reach private addresses on every route (`--allow-private-upstreams`): a
+    /// switch for test rigs whose stand-in upstreams live on private networks.
+    pub allow_private_upstreams: bool,
     /// The uid owning the workspace and provisioned files in the agent.
     pub agent_uid: u64,
     /// Names this controller instance in the labels of what it creates (see `names::CONTROLLER`).
@@ -62,6 +65,7 @@ impl DockerConfig {
             base_image: "debian:bookworm-slim".into(),
             sidecar_binary,
             upstream_ca: None,
+            allow_private_upstreams: false,
             agent_uid: 1000,
             instance: instance.to_string(),
             skills_root: home.join("skills"),

@@ -204,6 +204,9 @@ impl DockerBackend {
                 format!("{run}/upstream-ca.crt"),
             ]);
         }
+        if self.config.allow_private_upstreams {
+            cmd.push("--allow-private-upstreams".to_string());
+        }
         let internal = names::name(id, Role::InternalNetwork);
         let egress = names::name(id, Role::EgressNetwork);
         let body = ContainerCreateBody {
