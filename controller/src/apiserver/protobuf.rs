@@ -389,6 +389,39 @@ fn encode_as<T: Message + Wire>(obj: &Value) -> Result<Vec<u8>, String> {
     T::from_json(obj).map(|m| m.encode_to_vec())
 }
 
+/// One kind's protobuf form: its `v1` kind name, decoder and encoder.
+struct Codec {
+    kind: &'static str,
+    decode: fn(&[u8]) -> Result<Value, String>,
+    encode: fn(&Value) -> Result<Vec<u8>, String>,
+}
+
+macro_rules! codecs {
+    ($($kind:literal => $ty:ty),* $(,)?) => {
+        &[$(Codec { kind: $kind, decode: decode_as::<$ty>, encode: encode_as::<$ty> }),*]
+    };
+}
+
+/// Every `v1` kind with a protobuf form: the objects clients may send (`KINDS`), their lists and
+/// `Status`, which only answers carry.
+const CODECS: &[Codec] = codecs!(
+    "Secret" => core::Secret,
+    "SecretList" => core::SecretList,
+    "ConfigMap" => core::ConfigMap,
+    "ConfigMapList" => core::ConfigMapList,
+    "Namespace" => core::Namespace,
+    "NamespaceList" => core::NamespaceList,
+    "Event" => core::Event,
+    "EventList" => core::EventList,
+    "Status" => meta::Status,
+);
+
+fn codec(api_version: &str, kind: &str) -> Option<&'static Codec> {
+    (api_version == "v1")
+        .then(|| CODECS.iter().find(|c| c.kind == kind))
+        .flatten()
+}
+
 /// Decodes a protobuf request body into the JSON object the rest of the server handles.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let bad = |m: String| ApiError::bad_request(format!("the protobuf body is invalid: {m}"));
@@ -408,19 +441,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ));
     }
     let raw = unknown.raw.unwrap_or_default();
-    let decoded = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "Secret") => decode_as::<core::Secret>(&raw),
-        ("v1", "ConfigMap") => decode_as::<core::ConfigMap>(&raw),
-        ("v1", "Namespace") => decode_as::<core::Namespace>(&raw),
-        ("v1", "Event") => decode_as::<core::Event>(&raw),
-        _ => {
-            return Err(ApiError::unsupported_media(format!(
-                "{api_version}/{kind} has no protobuf form here; send it as application/json (protobuf is accepted for v1 {})",
-                KINDS.join(", ")
-            )));
-        }
+    let Some(codec) = codec(&api_version, &kind).filter(|c| KINDS.contains(&c.kind)) else {
+        return Err(ApiError::unsupported_media(format!(
+            "{api_version}/{kind} has no protobuf form here; send it as application/json (protobuf is accepted for v1 {})",
+            KINDS.join(", ")
+        )));
     };
-    let mut obj = decoded.map_err(bad)?;
+    let mut obj = (codec.decode)(&raw).map_err(bad)?;
     obj["apiVersion"] = Value::String(api_version);
     obj["kind"] = Value::String(kind);
     Ok(obj)
@@ -431,18 +458,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
 pub fn encode(obj: &Value) -> Option<Result<Vec<u8>, ApiError>> {
     let api_version = obj.get("apiVersion").and_then(Value::as_str)?;
     let kind = obj.get("kind").and_then(Value::as_str)?;
-    let raw = match (api_version, kind) {
-        ("v1", "Secret") => encode_as::<core::Secret>(obj),
-        ("v1", "SecretList") => encode_as::<core::SecretList>(obj),
-        ("v1", "ConfigMap") => encode_as::<core::ConfigMap>(obj),
-        ("v1", "ConfigMapList") => encode_as::<core::ConfigMapList>(obj),
-        ("v1", "Namespace") => encode_as::<core::Namespace>(obj),
-        ("v1", "NamespaceList") => encode_as::<core::NamespaceList>(obj),
-        ("v1", "Event") => encode_as::<core::Event>(obj),
-        ("v1", "EventList") => encode_as::<core::EventList>(obj),
-        ("v1", "Status") => encode_as::<meta::Status>(obj),
-        _ => return None,
-    };
+    let raw = (codec(api_version, kind)?.encode)(obj);
     Some(
         raw.map(|raw| {
             let envelope = Unknown {
@@ -534,15 +550,9 @@ mod tests {
         let unknown = Unknown::decode(&bytes[4..]).expect("envelope");
         let tm = unknown.type_meta.expect("type meta");
         let raw = unknown.raw.expect("raw");
-        let mut obj = match tm.kind.as_deref() {
-            Some("ConfigMap") => decode_as::<core::ConfigMap>(&raw),
-            Some("Namespace") => decode_as::<core::Namespace>(&raw),
-            Some("Event") => decode_as::<core::Event>(&raw),
-            Some("SecretList") => decode_as::<core::SecretList>(&raw),
-            Some("Status") => decode_as::<meta::Status>(&raw),
-            other => panic!("unexpected {other:?}"),
-        }
-        .expect("decode");
+        let kind = tm.kind.as_deref().unwrap_or_default();
+        let codec = codec("v1", kind).unwrap_or_else(|| panic!("unexpected {kind}"));
+        let mut obj = (codec.decode)(&raw).expect("decode");
         obj["apiVersion"] = json!(tm.api_version);
         obj["kind"] = json!(tm.kind);
         obj
