@@ -52,6 +52,8 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
     let port = listener.local_addr().expect("addr").port();
     // `/git/<repo>` is served from here (see git_http_backend).
     let git_root = dir.join("git-root");
+    // Every WebSocket payload the upstream receives, so tests can assert what never arrived.
+    let ws_log = dir.join("ws-received.log");
     rt.spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -59,6 +61,7 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
             };
             let acceptor = acceptor.clone();
             let git_root = git_root.clone();
+            let ws_log = ws_log.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
@@ -66,6 +69,7 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                 let git_root = git_root.clone();
                 let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let git_root = git_root.clone();
+                    let ws_log = ws_log.clone();
                     async move {
                     use http_body_util::BodyExt;
                     if req.uri().path().starts_with("/git/") {
@@ -75,7 +79,7 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                         let on = hyper::upgrade::on(&mut req);
                         tokio::spawn(async move {
                             if let Ok(up) = on.await {
-                                echo_one_frame(TokioIo::new(up)).await;
+                                echo_one_frame(TokioIo::new(up), &ws_log).await;
                             }
                         });
                         let resp = http::Response::builder()
@@ -228,7 +232,10 @@ fn websocket_accept<B>(req: &http::Request<B>) -> Option<String> {
 }
 
 /// Reads one masked client frame (payload < 126 bytes) and answers `echo: <payload>`.
-async fn echo_one_frame(mut io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) {
+async fn echo_one_frame(
+    mut io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    log: &Path,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut head = [0u8; 6];
     if io.read_exact(&mut head).await.is_err() {
@@ -241,6 +248,14 @@ async fn echo_one_frame(mut io: impl tokio::io::AsyncRead + tokio::io::AsyncWrit
     }
     for (i, b) in payload.iter_mut().enumerate() {
         *b ^= head[2 + i % 4];
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = f.write_all(&payload);
+        let _ = f.write_all(b"\n");
     }
     let mut reply = b"echo: ".to_vec();
     reply.extend_from_slice(&payload);
@@ -966,6 +981,21 @@ fn websocket_upgrades_pass_policy_then_relay_frames() {
     assert!(
         reason.contains("outbound DLP") && !reason.contains(TOKEN),
         "{reason}"
+    );
+    // Give a frame the proxy wrongly forwarded time to land before looking for it.
+    std::thread::sleep(Duration::from_millis(300));
+    // Lossy: the upstream also logs the payload of the 1008 close it is sent (a binary code).
+    let received = String::from_utf8_lossy(
+        &std::fs::read(dir.path().join("ws-received.log")).unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(
+        received.contains("hello"),
+        "the clean frame reached the upstream: {received}"
+    );
+    assert!(
+        !received.contains(TOKEN),
+        "the leaked frame reached the upstream: {received}"
     );
     let (_, op, reply) = websocket_send(
         &sc,
