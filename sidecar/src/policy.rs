@@ -95,6 +95,8 @@ pub struct Policy {
     pub detectors: crate::dlp::Detectors,
     /// The policy as loaded, for introspection.
     pub spec: EgressSpec,
+    /// Every route may reach private addresses (`--allow-private-upstreams`, test rigs only).
+    private_everywhere: bool,
 }
 
 /// Why a request was refused: `rule` is a stable name for the header, `reason` says what to do.
@@ -160,7 +162,14 @@ impl Policy {
             routes,
             detectors,
             spec,
+            private_everywhere: false,
         })
+    }
+
+    /// The same policy with every route allowed private addresses (`--allow-private-upstreams`).
+    pub fn with_private_everywhere(mut self, on: bool) -> Policy {
+        self.private_everywhere = on;
+        self
     }
 
     #[cfg(test)]
@@ -188,11 +197,14 @@ impl Policy {
         }
     }
 
-    /// Whether the route for `host` may reach private addresses.
+    /// Whether the route for `host` may reach private addresses: asked by the resolver for
+    /// names, and by `admit` for IP literals (which never reach a resolver).
     pub fn allows_private(&self, host: &str) -> bool {
-        self.routes
-            .get(&normalise_host(host))
-            .is_some_and(|r| r.allow_private)
+        self.private_everywhere
+            || self
+                .routes
+                .get(&normalise_host(host))
+                .is_some_and(|r| r.allow_private)
     }
 
     /// May `host:port` be reached at all, over TLS (`tls`) or plain HTTP? (CONNECT checks this
@@ -216,6 +228,17 @@ impl Policy {
                 format!(
                     "egress: plain http:// to {} is not allowed; use https://, or set egress.routes[].plainHttp: true for a server without TLS",
                     route.host
+                ),
+            ));
+        }
+        if let Ok(ip) = route.host.parse::<IpAddr>()
+            && crate::resolve::is_private(ip)
+            && !self.allows_private(host)
+        {
+            return Err(refuse(
+                "private-address",
+                format!(
+                    "egress: {ip} is a private, loopback or link-local address; a route reaches those only with egress.routes[].allowPrivateAddresses: true"
                 ),
             ));
         }
@@ -438,7 +461,8 @@ mod tests {
 
     #[test]
     fn default_deny_and_host_matching() {
-        let p = policy("routes: [{host: api.example.com}, {host: 10.0.0.5}]");
+        // A public address: private ones also need allowPrivateAddresses (tested below).
+        let p = policy("routes: [{host: api.example.com}, {host: 203.0.113.5}]");
         assert_eq!(
             decide(&p, "API.example.com.", "GET", "/", None, &[]),
             Ok("api.example.com".into())
@@ -452,8 +476,8 @@ mod tests {
             Err("ip-literal")
         );
         assert_eq!(
-            decide(&p, "10.0.0.5", "GET", "/", None, &[]),
-            Ok("10.0.0.5".into()),
+            decide(&p, "203.0.113.5", "GET", "/", None, &[]),
+            Ok("203.0.113.5".into()),
             "a route may name an IP"
         );
         assert_eq!(
@@ -487,6 +511,21 @@ mod tests {
         assert_eq!(admit(&p, "lan.test", 443, true), Err("port-not-allowed"));
         let e = p.admit("a.com", 22, true).expect_err("port");
         assert!(e.reason.contains("egress.routes[].ports"), "{}", e.reason);
+    }
+
+    #[test]
+    fn private_ip_literals_need_the_routes_consent() {
+        let yaml = "routes:\n  - host: 10.0.0.5\n  - host: 192.168.1.9\n    allowPrivateAddresses: true\n  - host: 93.184.216.34\n";
+        let p = Policy::load(yaml, None).expect("policy");
+        assert_eq!(admit(&p, "10.0.0.5", 443, true), Err("private-address"));
+        assert_eq!(admit(&p, "192.168.1.9", 443, true), Ok(()));
+        assert_eq!(admit(&p, "93.184.216.34", 443, true), Ok(()));
+        assert!(!p.allows_private("a.example") && p.allows_private("192.168.1.9"));
+        let rig = Policy::load(yaml, None)
+            .expect("policy")
+            .with_private_everywhere(true);
+        assert_eq!(admit(&rig, "10.0.0.5", 443, true), Ok(()));
+        assert!(rig.allows_private("a.example"));
     }
 
     #[test]

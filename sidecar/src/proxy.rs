@@ -224,20 +224,6 @@ impl Proxy {
         })
     }
 
-    /// A route naming a private IP literal reaches it only with `allowPrivateAddresses` (names
-    /// are checked by the resolver; literals never reach it).
-    fn private_literal(&self, host: &str, route: &crate::policy::Route) -> Option<Refusal> {
-        let ip: std::net::IpAddr = normalise_host(host).parse().ok()?;
-        (crate::resolve::is_private(ip) && !route.allow_private && !self.allow_private).then(|| {
-            Refusal {
-                rule: "private-address",
-                reason: format!(
-                    "egress: {ip} is a private, loopback or link-local address; a route reaches those only with egress.routes[].allowPrivateAddresses: true"
-                ),
-            }
-        })
-    }
-
     fn dlp_unscannable(&self, host: &str, why: &str) -> Response<Body> {
         tracing::warn!(%host, why, "request refused: its body cannot be scanned");
         refusal(&Refusal {
@@ -256,7 +242,9 @@ impl Proxy {
         upstream_ca: Option<&str>,
         allow_private: bool,
     ) -> anyhow::Result<Proxy> {
-        let policy = Arc::new(RwLock::new(Arc::new(policy)));
+        let policy = Arc::new(RwLock::new(Arc::new(
+            policy.with_private_everywhere(allow_private),
+        )));
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
@@ -275,7 +263,6 @@ impl Proxy {
         // A proxy must not add Nagle delays: a streamed event would wait for the peer's ACK.
         let resolver = crate::resolve::CheckedResolver {
             policy: policy.clone(),
-            allow_all: allow_private,
         };
         let tcp = || {
             let mut c = HttpConnector::new_with_resolver(resolver.clone());
@@ -376,7 +363,7 @@ impl Proxy {
     /// Swaps in a new policy; requests already admitted finish under the one they started with.
     pub fn replace_policy(&self, p: Policy) {
         if let Ok(mut g) = self.policy.write() {
-            *g = Arc::new(p);
+            *g = Arc::new(p.with_private_everywhere(self.allow_private));
         }
     }
 
@@ -414,10 +401,7 @@ impl Proxy {
                 return bad_request("CONNECT needs a host:port target");
             };
             let policy = self.policy();
-            let admitted = policy
-                .admit(&host, port, true)
-                .and_then(|route| self.private_literal(&host, route).map_or(Ok(()), Err));
-            if let Err(r) = admitted {
+            if let Err(r) = policy.admit(&host, port, true) {
                 tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
                 let resp = refusal(&r);
                 let seen = Seen {
@@ -592,10 +576,6 @@ impl Proxy {
             query: query.as_deref(),
             headers: req.headers(),
         });
-        let decision = decision.and_then(|route| match self.private_literal(host, route) {
-            Some(refused) => Err(refused),
-            None => Ok(route),
-        });
         let route = match decision {
             Ok(r) => r,
             Err(r) => {
@@ -606,7 +586,10 @@ impl Proxy {
             }
         };
         let dlp = route.dlp;
-        if dlp.token_patterns || dlp.known_secrets {
+        // What this route's DLP looks for, going out and coming back (bodies, heads, frames).
+        let outbound = Scan::new(policy.clone(), dlp, true);
+        let inbound = Scan::new(policy.clone(), dlp, false);
+        if outbound.enabled() {
             let head = head_text(
                 host,
                 &path,
@@ -614,10 +597,7 @@ impl Proxy {
                 req.headers(),
                 route.auth.is_some(),
             );
-            if let Some(f) = policy
-                .detectors
-                .outbound(&head, dlp.token_patterns, dlp.known_secrets)
-            {
+            if let Some(f) = outbound.find(&head) {
                 let resp = self.dlp_refused(host, &f, "request line or headers");
                 let (parts, body) = req.into_parts();
                 return refuse_unread(resp, &parts, body);
@@ -670,7 +650,7 @@ impl Proxy {
         parts.version = http::Version::default();
         // A coded upload is decoded to be scanned, which is bounded: one too large to read whole
         // is refused (unread) rather than streamed past DLP unseen.
-        if (dlp.token_patterns || dlp.known_secrets)
+        if outbound.enabled()
             && !crate::relay_body::codings(&parts.headers).is_empty()
             && crate::relay_body::content_length(&parts.headers)
                 .is_none_or(|n| n > SCAN_BUFFER_LIMIT)
@@ -682,12 +662,11 @@ impl Proxy {
             return refuse_unread(resp, &parts, body);
         }
         // The response must reach the inbound scanner uncompressed to be read at all.
-        if dlp.injection {
+        if inbound.enabled() {
             parts.headers.remove(header::ACCEPT_ENCODING);
         }
-        let outbound = Scan::new(policy.clone(), dlp, true);
         let cut_off = outbound.cut_off.clone();
-        let body = match screen(body, &parts.headers, outbound, false).await {
+        let body = match screen(body, &parts.headers, outbound.clone(), false).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => return self.dlp_refused(host, &f, "request body"),
             Err(Screened::Unscannable(e)) => {
@@ -702,12 +681,8 @@ impl Proxy {
         }
         let upstream_req = Request::from_parts(parts, body);
         if let Some(agent_side) = websocket {
-            let scans = (
-                Scan::new(policy.clone(), dlp, true),
-                Scan::new(policy.clone(), dlp, false),
-            );
             return self
-                .relay_websocket(upstream_req, agent_side, host, scans)
+                .relay_websocket(upstream_req, agent_side, host, (outbound, inbound))
                 .await;
         }
         let resp = match self.upstream.request(upstream_req).await {
@@ -741,7 +716,6 @@ impl Proxy {
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
-        let inbound = Scan::new(policy.clone(), dlp, false);
         let body = match screen(body, &parts.headers, inbound, until_close).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => {

@@ -124,7 +124,8 @@ impl std::fmt::Debug for Scan {
 }
 
 impl Scan {
-    fn enabled(&self) -> bool {
+    /// Whether any detector of this direction is on for the route.
+    pub fn enabled(&self) -> bool {
         if self.outbound {
             self.dlp.token_patterns || self.dlp.known_secrets
         } else {

@@ -58,22 +58,18 @@ fn private_v4(v4: Ipv4Addr) -> bool {
         || a >= 240
 }
 
-/// The resolver the upstream connector uses. `allow_all` is the test-rig switch
-/// (`--allow-private-upstreams`); otherwise the live policy says which hosts may go private.
+/// The resolver the upstream connector uses: the live policy says which hosts may go private.
 #[derive(Debug, Clone)]
 pub struct CheckedResolver {
     pub policy: Arc<RwLock<Arc<Policy>>>,
-    pub allow_all: bool,
 }
 
 impl CheckedResolver {
     fn allows_private(&self, host: &str) -> bool {
-        self.allow_all
-            || self
-                .policy
-                .read()
-                .map(|p| p.allows_private(host))
-                .unwrap_or(false)
+        self.policy
+            .read()
+            .map(|p| p.allows_private(host))
+            .unwrap_or(false)
     }
 }
 
