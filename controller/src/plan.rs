@@ -72,10 +72,8 @@ pub async fn sidecar(
     // The sidecar will parse this with the same schema; refuse to hand it something it rejects.
     bb_crds::policy::parse_sidecar_policy(&policy_yaml)
         .map_err(|e| PlanError::Internal(e.to_string()))?;
-    let policy_hash = bb_crds::policy::policy_hash(policy_yaml.as_bytes());
     Ok(SidecarPlan {
         policy_yaml,
-        policy_hash,
         secret_files: files,
     })
 }

@@ -10,10 +10,29 @@ use crate::error::{FieldPath, ValidationErrors};
 use crate::manifest::{ManifestError, bottle_spec_schema, typed, yaml_documents};
 use crate::validate::{self, PolicyContext, host_key};
 
-/// The identity of a policy file's bytes: what the controller puts in `status.appliedPolicyHash`
-/// and what a sidecar reports after loading that file, so the two can be compared.
-pub fn policy_hash(text: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text)
+/// The identity of what a sidecar enforces: its policy file's bytes and every credential file
+/// it reads (name and bytes, in name order). Keyed by the bottle's CA key: the hash changes when
+/// a token rotates, yet nobody without that key can test a guess of the token against it. The
+/// controller puts it in `status.appliedPolicyHash`; the sidecar reports it after each load.
+pub fn applied_policy_hash<'a>(
+    key: &[u8],
+    policy: &[u8],
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    // Length-prefixed parts: moving bytes between the policy, a name and a value changes the hash.
+    let mut part = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    part(b"bot-bottle applied policy v1");
+    part(policy);
+    for (name, value) in files {
+        part(name.as_bytes());
+        part(value);
+    }
+    ctx.sign()
         .as_ref()
         .iter()
         .take(8)
@@ -73,6 +92,21 @@ mod tests {
     use super::*;
     use crate::Resource;
     use crate::manifest::parse_resources;
+
+    #[test]
+    fn applied_hash_follows_token_values_and_the_key() {
+        let h = |key: &[u8], files: &[(&str, &[u8])]| {
+            applied_policy_hash(key, b"routes: []", files.iter().copied())
+        };
+        let base = h(b"k1", &[("route-0-token", b"old")]);
+        assert_eq!(base, h(b"k1", &[("route-0-token", b"old")]));
+        assert_eq!(base.len(), 16);
+        assert_ne!(base, h(b"k1", &[("route-0-token", b"new")]), "rotation");
+        assert_ne!(base, h(b"k2", &[("route-0-token", b"old")]), "key");
+        assert_ne!(base, h(b"k1", &[("route-0-toke", b"nold")]), "boundaries");
+        assert_ne!(base, h(b"k1", &[]), "file set");
+        assert!(!base.contains("old"));
+    }
 
     fn errors(text: &str) -> Vec<String> {
         match parse_sidecar_policy(text) {

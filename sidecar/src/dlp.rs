@@ -2,8 +2,6 @@
 //! secrets in their common encodings) and the inbound prompt-injection detector. Detectors name
 //! what matched, never the matched bytes.
 
-use std::path::Path;
-
 use aho_corasick::AhoCorasick;
 use base64::Engine;
 use regex::bytes::{RegexSet, RegexSetBuilder};
@@ -149,20 +147,6 @@ impl Detectors {
             known,
             known_count: count,
         }
-    }
-
-    /// Reads every file of the secrets directory as a known secret.
-    pub fn from_dir(dir: Option<&Path>) -> std::io::Result<Detectors> {
-        let mut secrets = Vec::new();
-        if let Some(dir) = dir {
-            for e in std::fs::read_dir(dir)? {
-                let p = e?.path();
-                if p.is_file() {
-                    secrets.push(std::fs::read(&p)?);
-                }
-            }
-        }
-        Ok(Detectors::new(&secrets))
     }
 
     /// Outbound scan with the enabled detectors (`token_patterns`, `known_secrets`), over the

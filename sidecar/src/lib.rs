@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod content_coding;
+pub mod delivery;
 pub mod dlp;
 pub mod dlp_views;
 pub mod fuzzing;
@@ -11,5 +12,6 @@ pub mod policy;
 pub mod proxy;
 pub mod relay_body;
 pub mod resolve;
+pub mod secret_files;
 pub mod target_path;
 pub mod websocket;

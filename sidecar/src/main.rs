@@ -1,6 +1,7 @@
 //! `bb-sidecar`: the per-agent chokepoint (egress proxy, DLP, git-gate, supervise). This entry
 //! point owns argument parsing and process lifecycle; each daemon lives in its own module.
 
+use bb_sidecar::secret_files::SecretFiles;
 use bb_sidecar::{audit, mint, policy, proxy};
 
 use std::net::SocketAddr;
@@ -35,6 +36,24 @@ enum Command {
     },
     /// Run the egress proxy. SIGHUP reloads the policy (an invalid one keeps the old).
     Egress(EgressOptions),
+    /// Install a delivery (a tar of ca.crt, ca.key, upstream-ca.crt, secrets/NAME and
+    /// policy.yaml) read from stdin into DIR; the policy is renamed into place last.
+    Receive {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the applied-policy hash a running proxy wrote to its status file.
+    Applied {
+        #[arg(long, value_name = "FILE")]
+        status_file: PathBuf,
+    },
+    /// Print the audit log (JSON lines); with --follow, keep printing what is appended.
+    AuditLog {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,19 +95,27 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn load_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<policy::Policy> {
-    Ok(load_policy_with_hash(path, secrets_dir)?.0)
-}
-
-/// The policy and the hash of the exact bytes it was parsed from.
+/// The policy and its applied-policy hash (keyed by `key`, the bottle CA key), both from one
+/// read of the policy file and the secrets directory.
 fn load_policy_with_hash(
     path: &Path,
     secrets_dir: Option<&Path>,
+    key: &[u8],
 ) -> anyhow::Result<(policy::Policy, String)> {
     let text = read(path)?;
-    let policy =
-        policy::Policy::load(&text, secrets_dir).with_context(|| format!("{}", path.display()))?;
-    Ok((policy, bb_crds::policy::policy_hash(text.as_bytes())))
+    let secrets = secrets_dir
+        .map(|dir| {
+            SecretFiles::read(dir).with_context(|| format!("reading secrets {}", dir.display()))
+        })
+        .transpose()?;
+    let policy = policy::Policy::parse(&text, secrets.as_ref())
+        .with_context(|| format!("{}", path.display()))?;
+    let hash = bb_crds::policy::applied_policy_hash(
+        key,
+        text.as_bytes(),
+        secrets.iter().flat_map(SecretFiles::iter),
+    );
+    Ok((policy, hash))
 }
 
 /// Atomically replaces `path` with `hash`, so a reader never sees half a hash.
@@ -115,7 +142,11 @@ fn wait_for(path: &Path, secs: u64) -> anyhow::Result<()> {
 /// Schema and rules always; token files too when their directory is given.
 fn check_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
     let spec = match secrets_dir {
-        Some(dir) => load_policy(path, Some(dir))?.spec,
+        Some(dir) => {
+            policy::Policy::load(&read(path)?, Some(dir))
+                .with_context(|| format!("{}", path.display()))?
+                .spec
+        }
         None => bb_crds::policy::parse_sidecar_policy(&read(path)?)
             .with_context(|| format!("{}", path.display()))?,
     };
@@ -126,6 +157,48 @@ fn check_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
         spec.log_level()
     );
     Ok(())
+}
+
+/// Copies `path` to stdout; following, polls for appended lines (and starts over when the file
+/// is replaced or truncated) until stdout closes.
+fn print_audit_log(path: &Path, follow: bool) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, Write};
+    let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
+    let mut file = if follow {
+        loop {
+            match open() {
+                Ok(f) => break f,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+            }
+        }
+    } else {
+        open()?
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stamp = file_stamp(path);
+    loop {
+        let n = file.read(&mut buf)?;
+        if n > 0 {
+            out.write_all(&buf[..n])?;
+            continue;
+        }
+        if !follow {
+            return Ok(());
+        }
+        out.flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = file_stamp(path);
+        let pos = file.stream_position()?;
+        let replaced = now.map(|s| s.0) != stamp.map(|s| s.0);
+        let truncated = now.is_some_and(|s| s.2 < pos);
+        if (replaced || truncated)
+            && let Ok(f) = open()
+        {
+            file = f;
+            stamp = now;
+        }
+    }
 }
 
 /// What identifies a version of a file: a rename swaps the inode, an edit the mtime or size.
@@ -149,6 +222,12 @@ fn main() -> ExitCode {
             secrets_dir,
         } => check_policy(&policy, secrets_dir.as_deref()),
         Command::Egress(opts) => run_egress(opts),
+        Command::Receive { dir } => bb_sidecar::delivery::receive(std::io::stdin().lock(), &dir)
+            .with_context(|| format!("installing into {}", dir.display())),
+        Command::Applied { status_file } => {
+            read(&status_file).map(|hash| println!("{}", hash.trim()))
+        }
+        Command::AuditLog { file, follow } => print_audit_log(&file, follow),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -183,8 +262,10 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
             .context("installing the SIGHUP handler")?
     };
     wait_for(&policy_path, wait_for_policy)?;
-    let minter = mint::Minter::new(&read(&ca_cert)?, &read(&ca_key)?)?;
-    let (policy, hash) = load_policy_with_hash(&policy_path, secrets_dir.as_deref())?;
+    let ca_key = read(&ca_key)?;
+    let minter = mint::Minter::new(&read(&ca_cert)?, &ca_key)?;
+    let (policy, hash) =
+        load_policy_with_hash(&policy_path, secrets_dir.as_deref(), ca_key.as_bytes())?;
     let upstream_ca = upstream_ca.as_deref().map(read).transpose()?;
     rt.block_on(async move {
         if allow_private_upstreams {
@@ -217,7 +298,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
                         seen = now;
                     }
                 }
-                match load_policy_with_hash(&policy_path, secrets_dir.as_deref()) {
+                match load_policy_with_hash(&policy_path, secrets_dir.as_deref(), ca_key.as_bytes()) {
                     Ok((p, hash)) => {
                         tracing::info!(routes = p.spec.routes().len(), policy = %hash, "policy reloaded");
                         reloader.replace_policy(p);

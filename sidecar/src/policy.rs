@@ -10,6 +10,8 @@ use bb_crds::egress::{
 };
 use regex::Regex;
 
+use crate::secret_files::SecretFiles;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{0}")]
@@ -139,25 +141,33 @@ pub fn normalise_host(h: &str) -> String {
 impl Policy {
     /// Parses and compiles a policy file; token files are read from `secrets_dir`.
     pub fn load(text: &str, secrets_dir: Option<&Path>) -> Result<Policy, PolicyError> {
-        let spec = bb_crds::policy::parse_sidecar_policy(text)
-            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
-        Self::compile(spec, secrets_dir)
+        let secrets = secrets_dir
+            .map(|dir| {
+                SecretFiles::read(dir).map_err(|source| PolicyError::Token {
+                    host: String::new(),
+                    file: dir.display().to_string(),
+                    source,
+                })
+            })
+            .transpose()?;
+        Self::parse(text, secrets.as_ref())
     }
 
-    pub fn compile(spec: EgressSpec, secrets_dir: Option<&Path>) -> Result<Policy, PolicyError> {
+    /// Parses and compiles a policy file against token files already read.
+    pub fn parse(text: &str, secrets: Option<&SecretFiles>) -> Result<Policy, PolicyError> {
+        let spec = bb_crds::policy::parse_sidecar_policy(text)
+            .map_err(|e| PolicyError::Invalid(e.to_string()))?;
+        Self::compile(spec, secrets)
+    }
+
+    pub fn compile(spec: EgressSpec, secrets: Option<&SecretFiles>) -> Result<Policy, PolicyError> {
         let mut routes = HashMap::new();
         for r in spec.routes() {
-            let route = compile_route(r, secrets_dir)?;
+            let route = compile_route(r, secrets)?;
             routes.insert(normalise_host(&r.host), route);
         }
         let detectors =
-            crate::dlp::Detectors::from_dir(secrets_dir).map_err(|source| PolicyError::Token {
-                host: String::new(),
-                file: secrets_dir
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default(),
-                source,
-            })?;
+            crate::dlp::Detectors::new(&secrets.map(SecretFiles::values).unwrap_or_default());
         Ok(Policy {
             routes,
             detectors,
@@ -301,7 +311,7 @@ impl Policy {
     }
 }
 
-fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, PolicyError> {
+fn compile_route(r: &EgressRoute, secrets: Option<&SecretFiles>) -> Result<Route, PolicyError> {
     let mut matches = Vec::new();
     for m in r.matches.iter().flatten() {
         let mut paths = Vec::new();
@@ -339,18 +349,22 @@ fn compile_route(r: &EgressRoute, secrets_dir: Option<&Path>) -> Result<Route, P
         None => None,
         Some(a) => {
             let file = a.token.token_file.clone().unwrap_or_default();
-            let dir = secrets_dir.ok_or_else(|| {
+            let secrets = secrets.ok_or_else(|| {
                 PolicyError::Invalid(format!(
                     "route {} injects auth but no --secrets-dir was given",
                     r.host
                 ))
             })?;
-            let token =
-                std::fs::read_to_string(dir.join(&file)).map_err(|source| PolicyError::Token {
-                    host: r.host.clone(),
-                    file: file.clone(),
-                    source,
-                })?;
+            let token_error = |kind: std::io::ErrorKind, what: &str| PolicyError::Token {
+                host: r.host.clone(),
+                file: file.clone(),
+                source: std::io::Error::new(kind, what.to_string()),
+            };
+            let token = secrets
+                .get(&file)
+                .ok_or_else(|| token_error(std::io::ErrorKind::NotFound, "no such file"))?;
+            let token = std::str::from_utf8(token)
+                .map_err(|_| token_error(std::io::ErrorKind::InvalidData, "not UTF-8"))?;
             Some(Injected {
                 scheme: a.scheme,
                 token: token.trim_end_matches(['\r', '\n']).to_string(),

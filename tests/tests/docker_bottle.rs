@@ -12,6 +12,7 @@ use bb_e2e::{
 };
 
 const TOKEN: &str = "e2e-T0ken-9f8a7b6c5d4e3f2a1b0c";
+const ROTATED: &str = "e2e-R0tated-1a2b3c4d5e6f7a8b9c0d";
 const READY_LIMIT: Duration = Duration::from_secs(600);
 
 fn manifest(name: &str, extra_routes: &str) -> String {
@@ -111,14 +112,44 @@ fn in_agent(container: &str, script: &str) -> (bool, String) {
 /// needle travels base64-encoded and reaches grep through a pipe, so the scan never finds its
 /// own command line.
 fn scan_for(container: &str, needle: &str) -> String {
+    let out = run(&mut docker(&[
+        "exec",
+        container,
+        "bash",
+        "-c",
+        &scan_script(needle, "/"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `scan_for` for the sidecar, whose image has no shell: a helper joins its PID namespace as
+/// its user (so it may read its processes' environments) and walks its filesystem through
+/// /proc/1/root; paths are reported as the sidecar sees them.
+fn scan_sidecar(sidecar: &str, needle: &str) -> String {
+    let out = run(&mut docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pid",
+        &format!("container:{sidecar}"),
+        "--user",
+        "65532:65532",
+        BASE_IMAGE,
+        "bash",
+        "-c",
+        &scan_script(needle, "/proc/1/root/"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/")
+}
+
+fn scan_script(needle: &str, root: &str) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(needle);
-    let script = format!(
+    format!(
         "T=$(printf %s '{b64}' | base64 -d); \
          cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -cF -f <(printf %s \"$T\"); \
-         grep -rlsIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -f <(printf %s \"$T\") / | head -3"
-    );
-    let out = run(&mut docker(&["exec", container, "bash", "-c", &script]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+         grep -rlsIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -f <(printf %s \"$T\") {root} | head -3"
+    )
 }
 
 fn one(ids: Vec<String>, what: &str) -> String {
@@ -286,9 +317,63 @@ fn bottle_holds_on_docker() {
         found.contains("/home/agent/.canary"),
         "scan missed a planted canary: {found}"
     );
+    // The sidecar: an unprivileged user, no capabilities, a read-only root filesystem that
+    // holds nothing but bb-sidecar and the C runtime (no shell to run), nothing written to it.
+    let hardening = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}",
+        &sidecar,
+    ]));
+    assert_eq!(
+        hardening.trim(),
+        "65532:65532 true [ALL] [no-new-privileges:true]",
+        "sidecar HostConfig"
+    );
+    let uids = ok(&mut docker(&["top", &sidecar, "-eo", "pid,uid,comm"]));
+    assert!(
+        uids.lines()
+            .skip(1)
+            .all(|l| l.split_whitespace().nth(1) == Some("65532")),
+        "a sidecar process runs as another user: {uids}"
+    );
+    let shell = run(&mut docker(&["exec", &sidecar, "/bin/sh", "-c", "true"]));
+    assert!(!shell.status.success(), "the sidecar image has a shell");
+    let written = ok(&mut docker(&["diff", &sidecar]));
+    // The engine's own init binary, bind-mounted by `init: true`, is the only addition.
+    let written: Vec<&str> = written
+        .lines()
+        .filter(|l| !["A /sbin", "A /sbin/docker-init"].contains(l))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "the sidecar wrote outside its tmpfs: {written:?}"
+    );
+    let image = ok(&mut docker(&["inspect", "-f", "{{.Image}}", &sidecar]));
+    let image_size: u64 = ok(&mut docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.Size}}",
+        image.trim(),
+    ]))
+    .trim()
+    .parse()
+    .expect("image size");
+    let binary = std::fs::metadata(bb_e2e::workspace_bin("bb-sidecar"))
+        .expect("bb-sidecar")
+        .len();
+    // Everything beside bb-sidecar itself (libc, loader, CA bundle) stays under 5 MB; the
+    // release image's total is measured by hack/bench-egress.sh.
+    assert!(
+        image_size.saturating_sub(binary) < 5_000_000,
+        "the sidecar image holds {} bytes beside its binary",
+        image_size - binary
+    );
+
     // In the sidecar the token exists only in its tmpfs: in no process's argv or environment
     // and in no file elsewhere (an image layer or a bind mount would show here).
-    let found = scan_for(&sidecar, TOKEN);
+    let found = scan_sidecar(&sidecar, TOKEN);
     let mut lines = found.lines();
     assert_eq!(
         lines.next(),
@@ -344,6 +429,54 @@ fn bottle_holds_on_docker() {
     assert!(
         !seen.contains("/upload"),
         "the upstream received the secret: {seen}"
+    );
+
+    // 4b. Rotation: a new value in the Secret reaches the running sidecar within the resync
+    // bound, for injection and DLP alike; the applied hash moves, the agent container stays,
+    // and the old value leaves the sidecar.
+    let hash_before = cp.jsonpath(&["agent", "holds"], "{.status.appliedPolicyHash}");
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: holds-token, namespace: bot-bottle-system}}\nstringData: {{token: {ROTATED}}}\n"
+    ));
+    let took = cp.wait_for(
+        "the rotated token to reach the upstream",
+        Duration::from_secs(30),
+        || {
+            let _ = in_agent(&agent, "curl -sS -m 5 https://api.example.test/rotated");
+            let seen = ok(&mut docker(&["logs", &upstream.name]));
+            seen.lines()
+                .any(|l| l.contains("\"/rotated\"") && l.contains(&format!("Bearer {ROTATED}")))
+        },
+    );
+    println!("secret rotation -> injected in {:.1}s", took.as_secs_f64());
+    let hash_after = cp.jsonpath(&["agent", "holds"], "{.status.appliedPolicyHash}");
+    assert!(
+        !hash_after.is_empty() && hash_after != hash_before,
+        "appliedPolicyHash did not follow the rotation: {hash_before} -> {hash_after}"
+    );
+    let (_, out) = in_agent(
+        &agent,
+        &format!(
+            "curl -s -m 5 -o /dev/null -w '%{{http_code}}' -X POST --data 'note={ROTATED}' https://api.example.test/upload-rotated"
+        ),
+    );
+    assert_eq!(out.trim(), "403", "DLP does not know the rotated value");
+    assert!(
+        !ok(&mut docker(&["logs", &upstream.name])).contains("/upload-rotated"),
+        "the upstream received the rotated secret"
+    );
+    assert_eq!(
+        scan_sidecar(&sidecar, TOKEN).trim(),
+        "0",
+        "the old token is still in the sidecar"
+    );
+    assert_eq!(
+        one(
+            containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+            "agent container",
+        ),
+        agent,
+        "a rotation recreated the agent container"
     );
 
     // 5. Live policy: allow a second host; the agent reaches it without being recreated.

@@ -11,6 +11,9 @@ use super::{
     AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SecretBytes, SidecarPlan,
 };
 
+/// Stands in for a bottle CA key: the fake's sidecars hash what they "load" with it.
+const FAKE_CA_KEY: &[u8] = b"fake bottle CA key";
+
 /// What the fake holds for one Agent.
 #[derive(Debug, Clone, Default)]
 pub struct FakeAgent {
@@ -206,7 +209,7 @@ impl Backend for FakeBackend {
         self.with(id, |a| {
             if a.sidecar_policy.is_none() || a.stopped {
                 a.sidecar_creates += 1;
-                a.sidecar_policy = Some(plan.policy_hash.clone());
+                a.sidecar_policy = Some(plan.applied_hash(FAKE_CA_KEY));
                 a.sidecar_policy_yaml = Some(plan.policy_yaml.clone());
                 a.secret_files = plan.secret_files.clone();
                 a.stopped = false;
@@ -219,11 +222,15 @@ impl Backend for FakeBackend {
         })
     }
 
+    fn policy_hash(&self, _id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError> {
+        Ok(plan.applied_hash(FAKE_CA_KEY))
+    }
+
     async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
         self.gate("policy").await?;
         self.with(id, |a| {
             a.policy_reloads += 1;
-            a.sidecar_policy = Some(plan.policy_hash.clone());
+            a.sidecar_policy = Some(plan.applied_hash(FAKE_CA_KEY));
             a.sidecar_policy_yaml = Some(plan.policy_yaml.clone());
             a.secret_files = plan.secret_files.clone();
         });

@@ -55,13 +55,25 @@ pub enum ImageSource {
     Dockerfile(String),
 }
 
-/// The sidecar's desired state: its policy file, the token files it reads, and the hash the
-/// Agent's status reports once the sidecar has loaded it.
+/// The sidecar's desired state: its policy file and the token files it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SidecarPlan {
     pub policy_yaml: String,
-    pub policy_hash: String,
     pub secret_files: BTreeMap<String, SecretBytes>,
+}
+
+impl SidecarPlan {
+    /// The hash a sidecar reports once it has loaded this plan, keyed by its bottle's CA key
+    /// (which only the backend and that sidecar hold): it changes when a token value rotates.
+    pub fn applied_hash(&self, key: &[u8]) -> String {
+        bb_crds::policy::applied_policy_hash(
+            key,
+            self.policy_yaml.as_bytes(),
+            self.secret_files
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.expose())),
+        )
+    }
 }
 
 /// The agent container's desired state. `container_hash` covers everything that needs a new
@@ -132,6 +144,8 @@ pub trait Backend: Send + Sync + 'static {
         id: &AgentId,
         plan: &SidecarPlan,
     ) -> impl Future<Output = Result<SidecarEndpoints, BackendError>> + Send;
+    /// The applied-policy hash the Agent's sidecar reports once it runs `plan`.
+    fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError>;
     /// Hands a running sidecar a new policy; it reloads without restarting the agent.
     fn apply_policy(
         &self,
@@ -173,7 +187,6 @@ mod tests {
             "{s:?} {:?}",
             SidecarPlan {
                 policy_yaml: String::new(),
-                policy_hash: String::new(),
                 secret_files: [("t".to_string(), s.clone())].into(),
             }
         );

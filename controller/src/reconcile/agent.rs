@@ -277,9 +277,9 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     }
 
     match drive(&ctx, &id, &sidecar, &agent_plan, &mut r).await {
-        Ok(endpoints) => {
+        Ok((endpoints, policy_hash)) => {
             r.status.endpoints = Some(endpoints);
-            r.status.applied_policy_hash = Some(sidecar.policy_hash.clone());
+            r.status.applied_policy_hash = Some(policy_hash);
             if r.status.phase != Some(AgentPhase::Running) {
                 r.status.started_at = Some(Time(jiff::Timestamp::now()));
             }
@@ -323,9 +323,11 @@ async fn drive<B: Backend>(
     sidecar: &crate::backend::SidecarPlan,
     plan: &crate::backend::AgentPlan,
     r: &mut Report,
-) -> Result<SidecarEndpoints, BackendError> {
+) -> Result<(SidecarEndpoints, String), BackendError> {
     let be = &ctx.backend;
     let resuming = r.status.phase == Some(AgentPhase::Suspended);
+    // Covers the token values: a rotated Secret differs here and is delivered below.
+    let policy_hash = be.policy_hash(id, sidecar)?;
     let seen = be.observe(id).await?;
     // What earlier reconciles brought up, whether or not they finished: a piece that was up
     // and is gone now was removed out of band, and that gets a warning event.
@@ -393,7 +395,7 @@ async fn drive<B: Backend>(
             Some(p) => Some(p.clone()),
             None => be.observe(id).await?.sidecar_policy,
         };
-        let reloaded = loaded.as_deref() != Some(sidecar.policy_hash.as_str());
+        let reloaded = loaded.as_deref() != Some(policy_hash.as_str());
         if reloaded {
             be.apply_policy(id, sidecar).await?;
         }
@@ -419,14 +421,14 @@ async fn drive<B: Backend>(
                 r.event(
                     EventType::Normal,
                     "PolicyApplied",
-                    format!("sidecar reloaded policy {}", sidecar.policy_hash),
+                    format!("sidecar reloaded policy {policy_hash}"),
                 );
             }
             r.condition(
                 "PolicyApplied",
                 true,
                 "Applied",
-                format!("policy {}", sidecar.policy_hash),
+                format!("policy {policy_hash}"),
             );
             Some(endpoints)
         }
@@ -438,7 +440,7 @@ async fn drive<B: Backend>(
     };
     agent_outcome(r, &agent_done, create_agent, recreate, had_agent);
     agent_done?;
-    Ok(endpoints.unwrap_or_default())
+    Ok((endpoints.unwrap_or_default(), policy_hash))
 }
 
 /// Conditions and events for what the agent side of `drive` did.

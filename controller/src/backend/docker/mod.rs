@@ -27,6 +27,12 @@ pub use exec::ExecOutput;
 
 /// Inside the sidecar: a tmpfs holding CA, tokens and policy, so none touches a disk or env.
 const SIDECAR_RUN: &str = "/run/bot-bottle";
+/// Where the sidecar image keeps bb-sidecar (it has no shell and no PATH lookup to rely on).
+const SIDECAR_BINARY: &str = "/usr/local/bin/bb-sidecar";
+/// The unprivileged user the sidecar runs as (the image's USER; nobody else's uid). Execs in
+/// the sidecar run as it too: root there holds no capabilities, so it could not read the tmpfs.
+const SIDECAR_UID: u32 = 65532;
+const SIDECAR_USER: &str = "65532:65532";
 /// Inside the agent: the CA certificate and provisioning marker.
 const AGENT_ETC: &str = "/etc/bot-bottle";
 const WORKSPACE: &str = "/workspace";
@@ -234,6 +240,22 @@ impl DockerBackend {
         step_name: &'static str,
     ) -> Result<ExecOutput, BackendError> {
         exec::run(&self.docker, container, argv, None, stdin)
+            .await
+            .map_err(step(step_name))
+    }
+
+    /// Runs bb-sidecar's `argv` in the sidecar as its own user.
+    async fn exec_in_sidecar(
+        &self,
+        sidecar: &str,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+        step_name: &'static str,
+    ) -> Result<ExecOutput, BackendError> {
+        let argv: Vec<&str> = std::iter::once(SIDECAR_BINARY)
+            .chain(argv.iter().copied())
+            .collect();
+        exec::run(&self.docker, sidecar, &argv, Some(SIDECAR_USER), stdin)
             .await
             .map_err(step(step_name))
     }
@@ -464,10 +486,16 @@ impl Backend for DockerBackend {
         self.run_sidecar(id, plan).await
     }
 
+    fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError> {
+        let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+        Ok(plan.applied_hash(ca.key_pem.as_bytes()))
+    }
+
     async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
         let name = names::name(id, Role::Sidecar);
         self.deliver(&name, plan, false, id).await?;
-        self.await_policy(&name, &plan.policy_hash, true).await
+        self.await_policy(&name, &self.policy_hash(id, plan)?, true)
+            .await
     }
 
     async fn ensure_agent(

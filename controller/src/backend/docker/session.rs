@@ -9,7 +9,7 @@ use futures_util::Stream;
 use tokio::io::AsyncWrite;
 
 use super::names::{self, Role};
-use super::{DockerBackend, SIDECAR_RUN};
+use super::{DockerBackend, SIDECAR_BINARY, SIDECAR_RUN};
 use crate::backend::{AgentId, BackendError, SecretBytes};
 
 pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
@@ -164,12 +164,15 @@ impl DockerBackend {
 
     /// The sidecar's audit log (JSON lines), optionally following it.
     pub async fn egress_log(&self, id: &AgentId, follow: bool) -> Result<Output, BackendError> {
-        let path = format!("{SIDECAR_RUN}/audit.log");
-        let argv: Vec<String> = if follow {
-            vec!["tail".into(), "-n".into(), "+1".into(), "-F".into(), path]
-        } else {
-            vec!["cat".into(), path]
-        };
+        let mut argv: Vec<String> = vec![
+            SIDECAR_BINARY.into(),
+            "audit-log".into(),
+            "--file".into(),
+            format!("{SIDECAR_RUN}/audit.log"),
+        ];
+        if follow {
+            argv.push("--follow".into());
+        }
         let name = container(id, Which::Sidecar);
         let exec = self
             .docker

@@ -12,21 +12,22 @@ use bollard::models::{
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
 use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
-use super::{DockerBackend, SIDECAR_RUN, exec, is_conflict};
-use crate::backend::{AgentId, BackendError, SidecarPlan};
+use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, exec, is_conflict};
+use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
 
 impl DockerBackend {
     /// The policy hash a running sidecar reports having loaded.
     pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
-        let out = exec::run(
-            &self.docker,
-            sidecar,
-            &["cat", &format!("{SIDECAR_RUN}/applied")],
-            None,
-            None,
-        )
-        .await
-        .ok()?;
+        let status = format!("{SIDECAR_RUN}/applied");
+        let out = self
+            .exec_in_sidecar(
+                sidecar,
+                &["applied", "--status-file", &status],
+                None,
+                "policy",
+            )
+            .await
+            .ok()?;
         out.success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
             .filter(|s| !s.is_empty())
@@ -57,20 +58,22 @@ impl DockerBackend {
                 tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
             }
         }
-        tar.dir("secrets", 0o700, 0).map_err(fail)?;
         for (name, value) in &plan.secret_files {
             tar.file(&format!("secrets/{name}"), value.expose(), 0o600, 0)
                 .map_err(fail)?;
         }
-        tar.file("policy.next", plan.policy_yaml.as_bytes(), 0o600, 0)
+        tar.file("policy.yaml", plan.policy_yaml.as_bytes(), 0o600, 0)
             .map_err(fail)?;
         let archive = tar.finish().map_err(fail)?;
-        // Token files first, then the policy by rename: the watcher never sees half a file.
-        let script = format!(
-            "tar -x -o -C {SIDECAR_RUN} -f - && mv -f {SIDECAR_RUN}/policy.next {SIDECAR_RUN}/policy.yaml"
-        );
+        // The image has no shell: bb-sidecar installs its own delivery (token set swapped whole,
+        // policy renamed last, so the proxy never reloads half of it).
         let out = self
-            .exec(sidecar, &["sh", "-c", &script], Some(&archive), "policy")
+            .exec_in_sidecar(
+                sidecar,
+                &["receive", "--dir", SIDECAR_RUN],
+                Some(&archive),
+                "policy",
+            )
             .await?;
         if !out.success() {
             return Err(BackendError::new(
@@ -212,13 +215,18 @@ impl DockerBackend {
         let body = ContainerCreateBody {
             image: Some(image),
             cmd: Some(cmd),
+            user: Some(format!("{SIDECAR_UID}:{SIDECAR_UID}")),
             labels: Some(names::labels(id, Role::Sidecar, &self.config.instance)),
             host_config: Some(HostConfig {
                 network_mode: Some(internal.clone()),
+                // Its only writable place, owned by the image's unprivileged user.
                 tmpfs: Some(HashMap::from([(
                     run.to_string(),
-                    "rw,noexec,nosuid,size=16m,mode=0700".to_string(),
+                    format!(
+                        "rw,noexec,nosuid,nodev,size=16m,mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID}"
+                    ),
                 )])),
+                readonly_rootfs: Some(true),
                 init: Some(true),
                 security_opt: Some(vec!["no-new-privileges:true".into()]),
                 cap_drop: Some(vec!["ALL".into()]),
@@ -283,7 +291,8 @@ impl DockerBackend {
             .await
             .map_err(|e| BackendError::new("sidecar", format!("starting {name}: {e}")))?;
         self.deliver(&name, plan, true, id).await?;
-        self.await_policy(&name, &plan.policy_hash, false).await?;
+        self.await_policy(&name, &self.policy_hash(id, plan)?, false)
+            .await?;
         Ok(endpoints)
     }
 }
