@@ -190,8 +190,20 @@ impl Detectors {
         }
         let percent = crate::dlp_views::percent_decoded(data);
         let json = crate::dlp_views::json_unescaped(data);
+        // JSON carried percent-encoded (a query string or a form field holding `\u` escapes).
+        let percent_json = match &percent {
+            std::borrow::Cow::Owned(p) => match crate::dlp_views::json_unescaped(p) {
+                std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(v),
+                std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(data),
+            },
+            std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(data),
+        };
         let mut views: Vec<&[u8]> = vec![data];
-        for (view, name) in [(&percent, "percent-decoded"), (&json, "json-unescaped")] {
+        for (view, name) in [
+            (&percent, "percent-decoded"),
+            (&json, "json-unescaped"),
+            (&percent_json, "percent-decoded-json-unescaped"),
+        ] {
             if let std::borrow::Cow::Owned(v) = view {
                 if let Some(f) = check(v, name) {
                     return Some(f);
@@ -346,6 +358,11 @@ mod tests {
             ("q=Zq9%2Dtok%5Fen%2E7%2Fsecret".into(), "percent-decoded"),
             ("q=Zq9-tok_en.7%2fsecret".into(), "percent-decoded"),
             (format!("{{\"k\":\"{json_u}\"}}"), "json-unescaped"),
+            // JSON escapes inside a percent-encoded query.
+            (
+                format!("q=%7B%22k%22%3A%22{}%22%7D", json_u.replace('\\', "%5C")),
+                "percent-decoded-json-unescaped",
+            ),
             (
                 format!("a={}", b64(&[b"x".as_slice(), secret].concat())),
                 "base64-or-hex-decoded",

@@ -100,29 +100,42 @@ struct Seen<'a> {
     headers: Option<&'a http::HeaderMap>,
 }
 
-/// Inside a tunnel, the host a request names (`Host`, or the `:authority` of HTTP/2) must be the
-/// tunnel's target: otherwise it is domain fronting, refused here.
+/// Inside a tunnel, every host a request names (its one `Host` header, and the authority of an
+/// absolute-form target or HTTP/2's `:authority`) must be the tunnel's target: otherwise it is
+/// domain fronting, refused here. Two `Host` headers are ambiguous, so refused too (RFC 9112).
 fn fronted(req: &Request<Incoming>, host: &str, port: u16) -> Option<Response<Body>> {
-    let named = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    let named_host = named
-        .as_deref()
-        .and_then(|n| host_port(n, port))
-        .map(|(h, _)| h);
-    if named_host.as_deref().map(normalise_host) == Some(normalise_host(host)) {
-        return None;
+    let mismatch = |named: &str| {
+        Some(refusal(&Refusal {
+            rule: "host-mismatch",
+            reason: format!(
+                "egress: the request names host {named} inside a tunnel to {host}; domain fronting is blocked"
+            ),
+        }))
+    };
+    let host_headers: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+    if host_headers.len() > 1 {
+        return mismatch("twice (two Host headers)");
     }
-    Some(refusal(&Refusal {
-        rule: "host-mismatch",
-        reason: format!(
-            "egress: the request names host {} inside a tunnel to {host}; domain fronting is blocked",
-            named.unwrap_or_default()
-        ),
-    }))
+    let mut named: Vec<String> = Vec::new();
+    for v in host_headers {
+        match v.to_str() {
+            Ok(v) => named.push(v.to_string()),
+            Err(_) => return mismatch("<not text>"),
+        }
+    }
+    if let Some(a) = req.uri().authority() {
+        named.push(a.to_string());
+    }
+    if named.is_empty() {
+        return mismatch("<none>");
+    }
+    let want = normalise_host(host);
+    for n in &named {
+        if host_port(n, port).map(|(h, _)| normalise_host(&h)) != Some(want.clone()) {
+            return mismatch(n);
+        }
+    }
+    None
 }
 
 fn refusal(r: &Refusal) -> Response<Body> {

@@ -152,7 +152,7 @@ impl Scan {
 #[derive(Debug)]
 pub enum Screened {
     Found(Finding),
-    Unreadable(hyper::Error),
+    Unreadable(BoxError),
     /// Coded (`Content-Encoding`) in a way DLP cannot read: refused rather than passed unseen.
     Unscannable(crate::content_coding::Undecodable),
 }
@@ -180,7 +180,30 @@ pub async fn screen(
     } else {
         Vec::new()
     };
-    if scan.enabled() && content_length(headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
+    // An unsized upload (chunked, or HTTP/2 without content-length) is gathered too while it
+    // keeps coming, so that a small one is refused before its head leaves, however it is framed.
+    let mut body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    if scan.enabled()
+        && scan.outbound
+        && !close_delimited
+        && content_length(headers).is_none()
+        && !http_body::Body::is_end_stream(&body)
+    {
+        match gather(body).await.map_err(Screened::Unreadable)? {
+            Gathered::Whole(frames) => {
+                let bytes: Vec<u8> = frames
+                    .iter()
+                    .filter_map(|f| f.data_ref())
+                    .flat_map(|d| d.iter().copied())
+                    .collect();
+                if let Some(f) = scan.find(&bytes) {
+                    return Err(Screened::Found(f));
+                }
+                return Ok(from_frames(frames, None));
+            }
+            Gathered::Partial(frames, rest) => body = from_frames(frames, Some(rest)),
+        }
+    } else if scan.enabled() && content_length(headers).is_some_and(|n| n <= SCAN_BUFFER_LIMIT) {
         let bytes = body
             .collect()
             .await
@@ -199,9 +222,8 @@ pub async fn screen(
             None => Ok(full(bytes)),
         };
     }
-    let inner = body.map_err(|e| Box::new(e) as BoxError).boxed();
     Ok(RelayBody {
-        inner,
+        inner: body,
         scan: scan.enabled().then_some(scan),
         holdback: Holdback::default(),
         parked: None,
@@ -209,6 +231,48 @@ pub async fn screen(
         close_delimited,
     }
     .boxed())
+}
+
+/// How long an unsized upload may pause before what has arrived is sent on (scanned, held back
+/// as any stream): a request that waits for its answer before finishing must not hang.
+const GATHER_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+enum Gathered {
+    /// The body ended within the limit: every frame, trailers included.
+    Whole(Vec<Frame<Bytes>>),
+    /// It paused or grew past the limit: what came so far, and the rest still to come.
+    Partial(Vec<Frame<Bytes>>, Body),
+}
+
+async fn gather(mut body: Body) -> Result<Gathered, BoxError> {
+    let mut frames = Vec::new();
+    let mut size = 0u64;
+    loop {
+        match tokio::time::timeout(GATHER_PAUSE, body.frame()).await {
+            Ok(Some(frame)) => {
+                let frame = frame?;
+                size += frame.data_ref().map_or(0, |d| d.len() as u64);
+                frames.push(frame);
+                if size > SCAN_BUFFER_LIMIT {
+                    return Ok(Gathered::Partial(frames, body));
+                }
+            }
+            Ok(None) => return Ok(Gathered::Whole(frames)),
+            Err(_paused) => return Ok(Gathered::Partial(frames, body)),
+        }
+    }
+}
+
+/// `frames`, then `rest` when there is more to come.
+fn from_frames(frames: Vec<Frame<Bytes>>, rest: Option<Body>) -> Body {
+    use futures_util::StreamExt;
+    let head = futures_util::stream::iter(frames.into_iter().map(Ok::<_, BoxError>));
+    match rest {
+        None => BodyExt::boxed(http_body_util::StreamBody::new(head)),
+        Some(rest) => BodyExt::boxed(http_body_util::StreamBody::new(
+            head.chain(http_body_util::BodyStream::new(rest)),
+        )),
+    }
 }
 
 /// A body relayed frame by frame. With a scan, only bytes scanned together with what follows

@@ -1,0 +1,103 @@
+# The attack suite's "internet": records everything that reaches it, as JSON lines on stdout.
+# HTTPS on 443 (each parsed request: method, path, every header, body; chunked bodies decoded;
+# a connection whose first bytes are not TLS is recorded raw), and raw listeners on TCP 22, 53,
+# 80, 8080, 9418 and UDP 53 that record whatever arrives. CERT and KEY (PEM) come from the env.
+import http.server, json, os, socket, socketserver, ssl, threading
+
+open('/tmp/c.pem', 'w').write(os.environ['CERT'])
+open('/tmp/k.pem', 'w').write(os.environ['KEY'])
+lock = threading.Lock()
+
+
+def record(**fields):
+    with lock:
+        print(json.dumps(fields), flush=True)
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+
+    def body(self):
+        if 'chunked' in (self.headers.get('transfer-encoding') or '').lower():
+            out = b''
+            while True:
+                size = int(self.rfile.readline().split(b';')[0].strip() or b'0', 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b'\r\n', b'\n', b''):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get('content-length') or 0)
+        return self.rfile.read(n) if n > 0 else b''
+
+    def handle_any(self):
+        body = self.body()
+        record(kind='http', method=self.command, path=self.path,
+               headers=[[k, v] for k, v in self.headers.items()],
+               body=body.decode('utf-8', 'replace'))
+        out = b'hello from witness\n'
+        self.send_response(200)
+        self.send_header('content-type', 'text/plain')
+        self.send_header('content-length', str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = handle_any
+
+    def log_message(self, *a):
+        pass
+
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain('/tmp/c.pem', '/tmp/k.pem')
+
+
+class TlsServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def finish_request(self, request, client_address):
+        # Runs on the connection's own thread: peek, then either record raw bytes or speak TLS.
+        request.settimeout(10)
+        try:
+            first = request.recv(4096, socket.MSG_PEEK)
+        except OSError:
+            first = b''
+        if first and first[0] != 0x16:
+            record(kind='raw', port=443, data=first.decode('latin-1'))
+            request.close()
+            return
+        try:
+            tls = ctx.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            record(kind='tls-error', port=443, error=str(e))
+            return
+        self.RequestHandlerClass(tls, client_address, self)
+
+
+class Raw(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.settimeout(5)
+        try:
+            data = self.request.recv(65536)
+        except OSError:
+            data = b''
+        record(kind='tcp', port=self.server.server_address[1], data=data.decode('latin-1'))
+
+
+class Udp(socketserver.BaseRequestHandler):
+    def handle(self):
+        record(kind='udp', port=self.server.server_address[1],
+               data=self.request[0].decode('latin-1'))
+
+
+class ThreadingTcp(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+for port in (22, 53, 80, 8080, 9418):
+    threading.Thread(target=ThreadingTcp(('0.0.0.0', port), Raw).serve_forever, daemon=True).start()
+threading.Thread(target=socketserver.UDPServer(('0.0.0.0', 53), Udp).serve_forever, daemon=True).start()
+record(kind='ready')
+TlsServer(('0.0.0.0', 443), H).serve_forever()
