@@ -4,8 +4,9 @@
 
 use std::sync::OnceLock;
 
+use crate::decision::head_text;
 use crate::policy::{Policy, RequestView, normalise_host};
-use crate::proxy::{head_text, host_port};
+use crate::proxy::host_port;
 
 /// Routes that exercise every kind of match: prefixes, exact and regex paths, methods,
 /// exact and regex headers, git fetch, injected auth and narrowed DLP.

@@ -2,7 +2,9 @@
 //! log, shared by the `bb-sidecar` binary, the benchmarks and the fuzz targets.
 
 pub mod audit;
+pub mod bump;
 pub mod content_coding;
+pub mod decision;
 pub mod delivery;
 pub mod dlp;
 pub mod dlp_views;
@@ -10,6 +12,7 @@ pub mod fuzzing;
 pub mod mint;
 pub mod policy;
 pub mod proxy;
+pub mod relay;
 pub mod relay_body;
 pub mod resolve;
 pub mod secret_files;

@@ -101,18 +101,33 @@ pub struct Policy {
     private_everywhere: bool,
 }
 
-/// Why a request was refused: `rule` is a stable name for the header, `reason` says what to do.
+/// Why a request was refused: `rule` is a stable name for the header, the audit log and the
+/// counters; `reason` says what to do; `status` is what the agent receives (403 unless the
+/// request itself was malformed or the refusal concerns the upstream's answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub rule: &'static str,
     pub reason: String,
+    pub status: http::StatusCode,
+}
+
+impl Refusal {
+    pub fn new(rule: &'static str, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            rule,
+            reason: reason.into(),
+            status: http::StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn with_status(mut self, status: http::StatusCode) -> Refusal {
+        self.status = status;
+        self
+    }
 }
 
 fn refuse(rule: &'static str, reason: impl Into<String>) -> Refusal {
-    Refusal {
-        rule,
-        reason: reason.into(),
-    }
+    Refusal::new(rule, reason)
 }
 
 /// The parts of a request the decision looks at.

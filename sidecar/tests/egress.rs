@@ -651,6 +651,39 @@ fn the_proxy_holds_against_curl() {
         );
     }
     assert!(!audit.contains("x=1") && !audit.contains(TOKEN), "{audit}");
+    // The counters are fed by the same decisions as the audit log: each rule there is counted.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-x",
+            &format!("http://127.0.0.1:{}", sc.port),
+            "http://_egress.local/metrics",
+        ])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let count = |decision: &str, rule: &str| -> usize {
+        lines
+            .iter()
+            .filter(|l| l["decision"] == decision && (rule.is_empty() || l["rule"] == rule))
+            .count()
+    };
+    for (decision, rule, label) in [
+        ("allow", "", "permit"),
+        ("block", "no-match", "refuse"),
+        ("block", "host-mismatch", "refuse"),
+        ("block", "sni-mismatch", "refuse"),
+        ("block", "host-not-allowed", "refuse"),
+    ] {
+        let want = format!(
+            "bb_egress_decisions_total{{decision=\"{label}\",rule=\"{rule}\"}} {}\n",
+            count(decision, rule)
+        );
+        assert!(
+            metrics.contains(&want),
+            "missing {want:?} in:\n{metrics}\naudit:\n{audit}"
+        );
+    }
 
     // Reload on SIGHUP: the file is rewritten in place with its size and mtime kept, so the
     // file watcher cannot notice and only the signal can make the new rule apply.

@@ -1,0 +1,287 @@
+//! The proxy's judgement of one request or CONNECT as a typed value: a permit carrying what the
+//! relay needs, or a refusal carrying the rule. Responses, audit records and counters read it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+pub use crate::policy::Refusal;
+use crate::policy::{Policy, RequestView, Route, normalise_host};
+use crate::relay_body::{Body, Scan, full};
+
+/// Header naming the rule that refused a request (for the agent; nothing reads it back).
+pub const RULE_HEADER: &str = "x-bot-bottle-egress-rule";
+
+/// Where a request goes: the tunnel's target, or an absolute-form `http://` URI's authority.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// Inside a CONNECT tunnel (TLS to the upstream), rather than plain `http://`.
+    pub tls: bool,
+}
+
+impl Target {
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+/// What the proxy decided about one request.
+#[derive(Debug)]
+pub enum Decision<'p> {
+    Permit(Permit<'p>),
+    Refuse(Refusal),
+}
+
+/// A request the policy admitted: the route, the path in the one form rules matched (and the
+/// upstream receives), and the DLP scans its body, response and frames still pass through.
+#[derive(Debug)]
+pub struct Permit<'p> {
+    pub route: &'p Route,
+    pub path: String,
+    pub query: Option<String>,
+    pub outbound: Scan,
+    pub inbound: Scan,
+}
+
+impl Refusal {
+    /// The answer the agent gets: the reason as text, the rule in a header.
+    pub fn response(&self) -> Response<Body> {
+        let mut resp = Response::new(full(format!("{}\n", self.reason)));
+        *resp.status_mut() = self.status;
+        if let Ok(v) = HeaderValue::from_str(self.rule) {
+            resp.headers_mut().insert(RULE_HEADER, v);
+        }
+        resp
+    }
+}
+
+/// Judges `req` bound for `target` under `policy`, in order: fronting, path, policy rules, and
+/// DLP over the request line and headers. The body is judged later, as it arrives.
+pub fn decide<'p>(
+    policy: &'p Arc<Policy>,
+    req: &Request<Incoming>,
+    target: &Target,
+) -> Decision<'p> {
+    if target.tls
+        && let Some(r) = fronted(req, &target.host, target.port)
+    {
+        return Decision::Refuse(r);
+    }
+    let path = match crate::target_path::normalise(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            return Decision::Refuse(
+                Refusal::new("ambiguous-path", e.to_string()).with_status(StatusCode::BAD_REQUEST),
+            );
+        }
+    };
+    let query = req.uri().query().map(str::to_string);
+    let route = match policy.decide(&RequestView {
+        host: &target.host,
+        port: target.port,
+        tls: target.tls,
+        method: req.method().as_str(),
+        path: &path,
+        query: query.as_deref(),
+        headers: req.headers(),
+    }) {
+        Ok(r) => r,
+        Err(r) => return Decision::Refuse(r),
+    };
+    let outbound = Scan::new(policy.clone(), route.dlp, true);
+    let inbound = Scan::new(policy.clone(), route.dlp, false);
+    if outbound.enabled() {
+        let head = head_text(
+            &target.host,
+            &path,
+            query.as_deref(),
+            req.headers(),
+            route.auth.is_some(),
+        );
+        if let Some(f) = outbound.find(&head) {
+            return Decision::Refuse(dlp_refusal(&target.host, &f, "request line or headers"));
+        }
+    }
+    Decision::Permit(Permit {
+        route,
+        path,
+        query,
+        outbound,
+        inbound,
+    })
+}
+
+/// Outbound DLP found `f` in `part` of a request to `host`.
+pub fn dlp_refusal(host: &str, f: &crate::dlp::Finding, part: &str) -> Refusal {
+    tracing::warn!(%host, detector = f.detector, rule = f.rule, view = f.view, part, "request blocked by DLP");
+    let seen = if f.view == "raw" {
+        String::new()
+    } else {
+        format!(", seen {}", f.view)
+    };
+    Refusal::new(
+        "dlp-outbound",
+        format!(
+            "egress: outbound DLP blocked the request to {host}: {} ({}) in the {part}{seen}; remove the secret or ask for the route to be adjusted",
+            f.detector, f.rule
+        ),
+    )
+}
+
+/// A request body outbound DLP cannot read.
+pub fn unscannable(host: &str, why: &str) -> Refusal {
+    tracing::warn!(%host, why, "request refused: its body cannot be scanned");
+    Refusal::new(
+        "dlp-outbound",
+        format!(
+            "egress: outbound DLP cannot read the request body to {host}: {why}; send it without Content-Encoding"
+        ),
+    )
+}
+
+/// Inside a tunnel, every host a request names (its one `Host` header, and the authority of an
+/// absolute-form target or HTTP/2's `:authority`) must be the tunnel's target: otherwise it is
+/// domain fronting, refused here. Two `Host` headers are ambiguous, so refused too (RFC 9112).
+fn fronted(req: &Request<Incoming>, host: &str, port: u16) -> Option<Refusal> {
+    let mismatch = |named: &str| {
+        Some(Refusal::new(
+            "host-mismatch",
+            format!(
+                "egress: the request names host {named} inside a tunnel to {host}; domain fronting is blocked"
+            ),
+        ))
+    };
+    let host_headers: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+    if host_headers.len() > 1 {
+        return mismatch("twice (two Host headers)");
+    }
+    let mut named: Vec<String> = Vec::new();
+    for v in host_headers {
+        match v.to_str() {
+            Ok(v) => named.push(v.to_string()),
+            Err(_) => return mismatch("<not text>"),
+        }
+    }
+    if let Some(a) = req.uri().authority() {
+        named.push(a.to_string());
+    }
+    if named.is_empty() {
+        return mismatch("<none>");
+    }
+    let want = normalise_host(host);
+    for n in &named {
+        if crate::proxy::host_port(n, port).map(|(h, _)| normalise_host(&h)) != Some(want.clone()) {
+            return mismatch(n);
+        }
+    }
+    None
+}
+
+/// The request line and headers as scanned text. The agent's own Authorization is left out on
+/// routes that inject one: it is replaced anyway, and holds only the placeholder.
+pub(crate) fn head_text(
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &http::HeaderMap,
+    skip_auth: bool,
+) -> Vec<u8> {
+    let mut out = format!("{host}\n{path}?{}\n", query.unwrap_or("")).into_bytes();
+    for (k, v) in headers {
+        if skip_auth && *k == header::AUTHORIZATION {
+            continue;
+        }
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// How many requests were permitted and how many refused by each rule, since start.
+#[derive(Debug, Default)]
+pub struct Counters {
+    permitted: AtomicU64,
+    refused: RwLock<HashMap<&'static str, AtomicU64>>,
+}
+
+impl Counters {
+    /// Counts one outcome: `None` for a permit, the rule for a refusal.
+    pub fn count(&self, refused_by: Option<&'static str>) {
+        let Some(rule) = refused_by else {
+            self.permitted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if let Ok(map) = self.refused.read()
+            && let Some(n) = map.get(rule)
+        {
+            n.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Ok(mut map) = self.refused.write() {
+            map.entry(rule).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP bb_egress_decisions_total Requests and CONNECTs judged by the egress proxy.\n# TYPE bb_egress_decisions_total counter\n",
+        );
+        out.push_str(&format!(
+            "bb_egress_decisions_total{{decision=\"permit\",rule=\"\"}} {}\n",
+            self.permitted.load(Ordering::Relaxed)
+        ));
+        if let Ok(map) = self.refused.read() {
+            let mut rules: Vec<_> = map.iter().collect();
+            rules.sort_by_key(|(k, _)| **k);
+            for (rule, n) in rules {
+                out.push_str(&format!(
+                    "bb_egress_decisions_total{{decision=\"refuse\",rule=\"{rule}\"}} {}\n",
+                    n.load(Ordering::Relaxed)
+                ));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_response_carries_status_reason_and_rule() {
+        let r = Refusal::new("no-match", "egress: nope").with_status(StatusCode::BAD_REQUEST);
+        let resp = r.response();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            resp.headers()
+                .get(RULE_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("no-match")
+        );
+    }
+
+    #[test]
+    fn counters_render_every_rule_seen() {
+        let c = Counters::default();
+        c.count(None);
+        c.count(Some("host-not-allowed"));
+        c.count(Some("host-not-allowed"));
+        c.count(Some("dlp-outbound"));
+        let text = c.render();
+        assert!(
+            text.contains("decision=\"permit\",rule=\"\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("rule=\"host-not-allowed\"} 2\n"), "{text}");
+        assert!(text.contains("rule=\"dlp-outbound\"} 1\n"), "{text}");
+    }
+}
