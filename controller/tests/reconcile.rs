@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bb_controller::backend::AgentId;
 use bb_controller::backend::fake::FakeBackend;
+use bb_controller::backend::{AgentId, Step};
 use bb_controller::home::Home;
 use bb_controller::reconcile;
 use bb_crds::{Agent, AgentPhase, Bottle};
@@ -385,10 +385,32 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
     assert!(!logged.contains(SECRET_VALUE), "a secret value was logged");
 }
 
+/// Every failed step shows on the condition of its own part (network on SidecarReady, the agent
+/// container on Provisioned), not only on Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failed_step_reports_on_its_condition() {
+    let h = Harness::start().await;
+    h.backend.fail(Step::Network, 2);
+    h.backend.fail(Step::Agent, 2);
+    h.create().await;
+    for (cond, what) in [("SidecarReady", "network"), ("Provisioned", "agent")] {
+        let a = h
+            .wait_for(what, |a| {
+                condition(a, cond).is_some_and(|c| c.0 == "False" && c.2.starts_with(what))
+            })
+            .await;
+        let (_, reason, message) = condition(&a, cond).expect("condition");
+        assert_eq!(reason, "StepFailed");
+        assert!(message.contains("injected failure"), "{message}");
+    }
+    h.wait_for("recovery", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_band_deletion_is_repaired_and_failures_back_off_then_recover() {
     let h = Harness::start().await;
-    h.backend.fail("sidecar", 3);
+    h.backend.fail(Step::Sidecar, 3);
     h.create().await;
     let a = h
         .wait_for("the injected failure", |a| {
@@ -564,7 +586,7 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_killed_mid_reconcile_converges_without_duplicates_and_sweeps_orphans() {
     let mut h = Harness::start().await;
-    h.backend.hang("agent", Duration::from_secs(2));
+    h.backend.hang(Step::Agent, Duration::from_secs(2));
     h.create().await;
     for _ in 0..200 {
         if h.backend
@@ -576,7 +598,7 @@ async fn controller_killed_mid_reconcile_converges_without_duplicates_and_sweeps
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     h.kill_controller();
-    h.backend.hang("agent", Duration::ZERO);
+    h.backend.hang(Step::Agent, Duration::ZERO);
     h.backend.plant_orphan(AgentId {
         namespace: "default".into(),
         name: "ghost".into(),

@@ -113,6 +113,45 @@ pub enum AgentPhase {
     Terminating,
 }
 
+impl BackendKind {
+    /// The name as written in `spec.backend` (its serde form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Docker => "docker",
+            BackendKind::AppleContainer => "apple-container",
+            BackendKind::Smolvm => "smolvm",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AgentPhase {
+    /// The name as written in `status.phase` (its serde form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentPhase::Pending => "Pending",
+            AgentPhase::Building => "Building",
+            AgentPhase::Starting => "Starting",
+            AgentPhase::Running => "Running",
+            AgentPhase::Suspended => "Suspended",
+            AgentPhase::Failed => "Failed",
+            AgentPhase::Terminating => "Terminating",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where the agent's sidecar listens, as seen from inside the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -155,4 +194,32 @@ pub struct AgentStatus {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_the_serde_names() {
+        for p in [
+            AgentPhase::Pending,
+            AgentPhase::Building,
+            AgentPhase::Starting,
+            AgentPhase::Running,
+            AgentPhase::Suspended,
+            AgentPhase::Failed,
+            AgentPhase::Terminating,
+        ] {
+            assert_eq!(serde_json::to_value(p).ok(), Some(p.to_string().into()));
+        }
+        for b in [
+            BackendKind::Auto,
+            BackendKind::Docker,
+            BackendKind::AppleContainer,
+            BackendKind::Smolvm,
+        ] {
+            assert_eq!(serde_json::to_value(b).ok(), Some(b.to_string().into()));
+        }
+    }
 }

@@ -90,7 +90,7 @@ async fn wait_running(agents: &Api<Agent>, name: &str) -> Result<Agent, CliError
             if status.phase != last {
                 if let Some(p) = status.phase {
                     eprintln!(
-                        "    agent/{name}: {p:?} ({:.1}s)",
+                        "    agent/{name}: {p} ({:.1}s)",
                         started.elapsed().as_secs_f64()
                     );
                 }

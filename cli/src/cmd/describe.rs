@@ -235,7 +235,7 @@ async fn describe_agent(client: &kube::Client, ns: &str, name: &str) -> Result<S
     field(
         &mut out,
         "Phase",
-        st.phase.map_or("<none>".to_string(), |p| format!("{p:?}")),
+        st.phase.map_or("<none>".to_string(), |p| p.to_string()),
     );
     if let Some(m) = &st.message {
         field(&mut out, "Message", m);

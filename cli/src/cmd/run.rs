@@ -103,7 +103,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
                 .map_err(|e| CliError::new(Kind::Unavailable, format!("{what}: {e}")))?;
             let st = a.status.unwrap_or_default();
             if let Some(p) = st.phase {
-                progress.set(&format!("{p:?}"));
+                progress.set(p.as_str());
             }
             match st.phase {
                 Some(AgentPhase::Running) => {

@@ -104,7 +104,7 @@ async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
     if status.phase != Some(AgentPhase::Running) {
         let phase = status
             .phase
-            .map_or("not yet reconciled".to_string(), |p| format!("{p:?}"));
+            .map_or("not yet reconciled".to_string(), |p| p.to_string());
         let why = status.message.map(|m| format!(": {m}")).unwrap_or_default();
         return Err(CliError::new(
             Kind::Conflict,

@@ -1,6 +1,7 @@
 //! Each Agent's own certificate authority: the sidecar signs its TLS-bump leaves with the key,
 //! the agent trusts the certificate. Kept per Agent so one bottle's CA opens no other bottle.
 
+use crate::backend::Step;
 use std::path::Path;
 
 use rcgen::{
@@ -24,7 +25,7 @@ impl std::fmt::Debug for BottleCa {
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
-    BackendError::new("sidecar", format!("bottle CA: {e}"))
+    BackendError::new(Step::Sidecar, format!("bottle CA: {e}"))
 }
 
 /// Loads the CA kept in `dir`, creating it (0600 key) on first use.

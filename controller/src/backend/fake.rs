@@ -9,6 +9,7 @@ use bb_crds::agent::SidecarEndpoints;
 
 use super::{
     AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SecretBytes, SidecarPlan,
+    Step,
 };
 
 /// Stands in for a bottle CA key: the fake's sidecars hash what they "load" with it.
@@ -39,8 +40,8 @@ pub struct FakeAgent {
 
 #[derive(Debug, Default)]
 struct Faults {
-    fail: HashMap<&'static str, u32>,
-    hang: HashMap<&'static str, Duration>,
+    fail: HashMap<Step, u32>,
+    hang: HashMap<Step, Duration>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -57,14 +58,14 @@ impl FakeBackend {
     }
 
     /// The next `times` calls of `step` fail.
-    pub fn fail(&self, step: &'static str, times: u32) {
+    pub fn fail(&self, step: Step, times: u32) {
         if let Ok(mut f) = self.faults.lock() {
             f.fail.insert(step, times);
         }
     }
 
     /// Calls of `step` take `d` before doing anything.
-    pub fn hang(&self, step: &'static str, d: Duration) {
+    pub fn hang(&self, step: Step, d: Duration) {
         if let Ok(mut f) = self.faults.lock() {
             f.hang.insert(step, d);
         }
@@ -122,17 +123,17 @@ impl FakeBackend {
         }
     }
 
-    async fn gate(&self, step: &'static str) -> Result<(), BackendError> {
+    async fn gate(&self, step: Step) -> Result<(), BackendError> {
         let (fail, hang) = match self.faults.lock() {
             Ok(mut f) => {
-                let fail = match f.fail.get_mut(step) {
+                let fail = match f.fail.get_mut(&step) {
                     Some(n) if *n > 0 => {
                         *n -= 1;
                         true
                     }
                     _ => false,
                 };
-                (fail, f.hang.get(step).copied())
+                (fail, f.hang.get(&step).copied())
             }
             Err(_) => (false, None),
         };
@@ -156,7 +157,7 @@ impl Backend for FakeBackend {
     }
 
     async fn observe(&self, id: &AgentId) -> Result<Observed, BackendError> {
-        self.gate("observe").await?;
+        self.gate(Step::Observe).await?;
         Ok(self.with_all(|m| match m.get(id) {
             None => Observed::default(),
             Some(a) => Observed {
@@ -182,7 +183,7 @@ impl Backend for FakeBackend {
         id: &AgentId,
         image: &ImageSource,
     ) -> Result<String, BackendError> {
-        self.gate("image").await?;
+        self.gate(Step::Image).await?;
         let r = match image {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),
@@ -195,7 +196,7 @@ impl Backend for FakeBackend {
     }
 
     async fn ensure_network(&self, id: &AgentId) -> Result<(), BackendError> {
-        self.gate("network").await?;
+        self.gate(Step::Network).await?;
         self.with(id, |a| a.network = true);
         Ok(())
     }
@@ -205,7 +206,7 @@ impl Backend for FakeBackend {
         id: &AgentId,
         plan: &SidecarPlan,
     ) -> Result<SidecarEndpoints, BackendError> {
-        self.gate("sidecar").await?;
+        self.gate(Step::Sidecar).await?;
         self.with(id, |a| {
             if a.sidecar_policy.is_none() || a.stopped {
                 a.sidecar_creates += 1;
@@ -227,7 +228,7 @@ impl Backend for FakeBackend {
     }
 
     async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
-        self.gate("policy").await?;
+        self.gate(Step::Policy).await?;
         self.with(id, |a| {
             a.policy_reloads += 1;
             a.sidecar_policy = Some(plan.applied_hash(FAKE_CA_KEY));
@@ -243,7 +244,7 @@ impl Backend for FakeBackend {
         image: &str,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        self.gate("agent").await?;
+        self.gate(Step::Agent).await?;
         self.with(id, |a| {
             if a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.agent_stopped {
                 a.agent_image = Some(image.to_string());
@@ -257,13 +258,13 @@ impl Backend for FakeBackend {
     }
 
     async fn provision(&self, id: &AgentId, _plan: &AgentPlan) -> Result<(), BackendError> {
-        self.gate("provision").await?;
+        self.gate(Step::Provision).await?;
         self.with(id, |a| a.provisioned = true);
         Ok(())
     }
 
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
-        self.gate("snapshot").await?;
+        self.gate(Step::Snapshot).await?;
         let snap = self.with(id, |a| {
             a.snapshots += 1;
             format!("fake-snapshot/{}:{}", id.name, a.snapshots)
@@ -283,7 +284,7 @@ impl Backend for FakeBackend {
     }
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
-        self.gate("stop").await?;
+        self.gate(Step::Stop).await?;
         self.with(id, |a| {
             a.stopped = true;
             a.agent_stopped = true;
@@ -292,7 +293,7 @@ impl Backend for FakeBackend {
     }
 
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {
-        self.gate("teardown").await?;
+        self.gate(Step::Teardown).await?;
         self.with_all(|m| m.remove(id));
         Ok(())
     }

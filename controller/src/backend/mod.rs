@@ -110,15 +110,69 @@ pub struct Observed {
     pub provisioned: bool,
 }
 
+/// The step of realising an Agent that failed. The reconciler maps each to the condition it
+/// reports on (`reconcile::agent::condition_for`), exhaustively: a new step does not compile
+/// until it says which condition it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Reaching the runtime at all.
+    Connect,
+    /// Listing what exists for an Agent.
+    Observe,
+    Image,
+    Network,
+    Sidecar,
+    Policy,
+    /// Creating or starting the agent container.
+    Agent,
+    Provision,
+    Snapshot,
+    Stop,
+    Teardown,
+    /// Removing resources whose Agent is gone.
+    Sweep,
+    /// An attach or log session.
+    Session,
+    /// A command run in the agent (`bbctl exec`).
+    Exec,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Connect => "connect",
+            Step::Observe => "observe",
+            Step::Image => "image",
+            Step::Network => "network",
+            Step::Sidecar => "sidecar",
+            Step::Policy => "policy",
+            Step::Agent => "agent",
+            Step::Provision => "provision",
+            Step::Snapshot => "snapshot",
+            Step::Stop => "stop",
+            Step::Teardown => "teardown",
+            Step::Sweep => "sweep",
+            Step::Session => "session",
+            Step::Exec => "exec",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{step}: {message}")]
 pub struct BackendError {
-    pub step: &'static str,
+    pub step: Step,
     pub message: String,
 }
 
 impl BackendError {
-    pub fn new(step: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(step: Step, message: impl Into<String>) -> Self {
         BackendError {
             step,
             message: message.into(),

@@ -17,18 +17,13 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{AgentCtx, Error, MANAGER, conditions};
-use crate::backend::{AgentId, Backend, BackendError};
+use crate::backend::{AgentId, Backend, BackendError, Step};
 use crate::plan::{self, PlanError};
 
 pub const FINALIZER: &str = "bot-bottle.dev/cleanup";
 
 fn backend_name(k: BackendKind) -> &'static str {
-    match k {
-        BackendKind::Auto => "auto",
-        BackendKind::Docker => "docker",
-        BackendKind::AppleContainer => "apple-container",
-        BackendKind::Smolvm => "smolvm",
-    }
+    k.as_str()
 }
 
 /// Whether a controller running `running` may hold an Agent that asks for `wanted`.
@@ -78,7 +73,7 @@ impl Report {
                 AgentPhase::Failed => "Failed",
                 AgentPhase::Terminating => "Terminating",
             };
-            self.event(EventType::Normal, reason, format!("phase is now {p:?}"));
+            self.event(EventType::Normal, reason, format!("phase is now {p}"));
         }
         self.status.phase = Some(p);
     }
@@ -136,7 +131,7 @@ async fn write_status<B: Backend>(
     report: Report,
 ) -> Result<(), Error> {
     // Keyed by uid: a recreated Agent with the same name is a different Agent.
-    let phase = report.status.phase.map(|p| format!("{p:?}"));
+    let phase = report.status.phase.map(|p| p.to_string());
     super::metrics::global().set_phase(&agent.uid().unwrap_or_default(), phase.as_deref());
     let old = agent.status.clone().unwrap_or_default();
     let same = conditions::same(&report.status.conditions, &old.conditions)
@@ -295,13 +290,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             Ok(Action::requeue(ctx.resync))
         }
         Err(e) => {
-            let cond = match e.step {
-                "image" => "ImagesReady",
-                "network" | "sidecar" => "SidecarReady",
-                "policy" => "PolicyApplied",
-                "provision" => "Provisioned",
-                _ => "Ready",
-            };
+            let cond = condition_for(e.step);
             let msg = e.to_string();
             if r.status.phase.is_none() {
                 r.phase(AgentPhase::Pending);
@@ -313,6 +302,25 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             write_status(&ctx, &agent, r).await?;
             Err(Error::Backend(e))
         }
+    }
+}
+
+/// The condition a failed step reports on, besides `Ready`. Exhaustive on purpose: a new step
+/// does not compile until it says where its failures show.
+fn condition_for(step: Step) -> &'static str {
+    match step {
+        Step::Image => "ImagesReady",
+        Step::Network | Step::Sidecar => "SidecarReady",
+        Step::Policy => "PolicyApplied",
+        Step::Agent | Step::Provision => "Provisioned",
+        Step::Connect
+        | Step::Observe
+        | Step::Snapshot
+        | Step::Stop
+        | Step::Teardown
+        | Step::Sweep
+        | Step::Session
+        | Step::Exec => "Ready",
     }
 }
 

@@ -1,6 +1,7 @@
 //! The agent container of an Agent: hardened, on the internal network only, with proxy and CA
 //! settings in its env; provisioning copies in what the agent needs to work.
 
+use crate::backend::Step;
 use bb_crds::quantity::parse_quantity;
 use bb_crds::runtime::GvisorMode;
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -19,7 +20,7 @@ impl DockerBackend {
             GvisorMode::Required if self.gvisor => Some("runsc".to_string()),
             GvisorMode::Required => {
                 return Err(BackendError::new(
-                    "agent",
+                    Step::Agent,
                     "runtime.gvisor is required but the Docker engine has no 'runsc' runtime; install gVisor and register it, or set runtime.gvisor: auto",
                 ));
             }
@@ -28,7 +29,7 @@ impl DockerBackend {
             v.as_deref()
                 .map(|s| {
                     parse_quantity(s).map_err(|e| {
-                        BackendError::new("agent", format!("runtime.{field} '{s}' {e}"))
+                        BackendError::new(Step::Agent, format!("runtime.{field} '{s}' {e}"))
                     })
                 })
                 .transpose()
@@ -136,7 +137,7 @@ impl DockerBackend {
                 body,
             )
             .await
-            .map_err(|e| BackendError::new("agent", format!("creating {name}: {e}")))?;
+            .map_err(|e| BackendError::new(Step::Agent, format!("creating {name}: {e}")))?;
         // A new container is known not to be provisioned: no need to look.
         self.learn(&created.id, |f| f.provisioned = Some(false));
         self.docker
@@ -145,7 +146,7 @@ impl DockerBackend {
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(|e| BackendError::new("agent", format!("starting {name}: {e}")))?;
+            .map_err(|e| BackendError::new(Step::Agent, format!("starting {name}: {e}")))?;
         Ok(())
     }
 
@@ -157,7 +158,7 @@ impl DockerBackend {
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Agent);
         let fail =
-            |e: std::io::Error| BackendError::new("provision", format!("packing files: {e}"));
+            |e: std::io::Error| BackendError::new(Step::Provision, format!("packing files: {e}"));
         let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
         let uid = self.config.agent_uid;
         let mut tar = exec::TarBuilder::default();
@@ -203,7 +204,7 @@ impl DockerBackend {
             };
             if !src.is_dir() {
                 return Err(BackendError::new(
-                    "provision",
+                    Step::Provision,
                     format!(
                         "skill '{skill}' is not a directory at {}; create it or fix spec.skills",
                         src.display()
@@ -212,7 +213,7 @@ impl DockerBackend {
             }
             let dst = format!("{}/{name}", plan.skills_dir.trim_matches('/'));
             tar.host_tree(&src, &dst, uid, true).map_err(|e| {
-                BackendError::new("provision", format!("copying skill '{skill}': {e}"))
+                BackendError::new(Step::Provision, format!("copying skill '{skill}': {e}"))
             })?;
         }
         if let Some(ws) = plan.workspace.as_ref().filter(|w| w.copy.unwrap_or(true)) {
@@ -224,7 +225,7 @@ impl DockerBackend {
             )
             .map_err(|e| {
                 BackendError::new(
-                    "provision",
+                    Step::Provision,
                     format!("copying workspace {}: {e}", ws.host_path),
                 )
             })?;
@@ -241,7 +242,7 @@ impl DockerBackend {
             )
             .await
             .map_err(|e| {
-                BackendError::new("provision", format!("copying files into {name}: {e}"))
+                BackendError::new(Step::Provision, format!("copying files into {name}: {e}"))
             })?;
         // The system store too, so tools that ignore the env variables trust the bottle CA.
         // Appending to the bundle is what every TLS stack reads (and SSL_CERT_FILE points at);
@@ -251,11 +252,11 @@ impl DockerBackend {
              { grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; } && \
              touch /etc/bot-bottle/provisioned";
         let out = self
-            .exec(&name, &["sh", "-c", script], None, "provision")
+            .exec(&name, &["sh", "-c", script], None, Step::Provision)
             .await?;
         if !out.success() {
             return Err(BackendError::new(
-                "provision",
+                Step::Provision,
                 format!("installing the bottle CA failed: {}", out.tail()),
             ));
         }

@@ -2,6 +2,7 @@
 //! bb-sidecar binary) and agent images (a reference, or a Dockerfile built on the given base).
 //! Reuse is keyed by a hash of everything that goes into a build, never by tag alone.
 
+use crate::backend::Step;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -19,7 +20,7 @@ use crate::plan::sha256_hex;
 pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar/Dockerfile");
 
 fn err(message: impl Into<String>) -> BackendError {
-    BackendError::new("image", message)
+    BackendError::new(Step::Image, message)
 }
 
 /// The base image's identity: its ID when present locally, else its name (the engine will

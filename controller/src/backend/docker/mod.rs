@@ -8,6 +8,7 @@ pub mod names;
 pub mod session;
 mod sidecar;
 
+use crate::backend::Step;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,7 +98,7 @@ struct Facts {
     provisioned: Option<bool>,
 }
 
-fn step(step: &'static str) -> impl Fn(bollard::errors::Error) -> BackendError {
+fn step(step: Step) -> impl Fn(bollard::errors::Error) -> BackendError {
     move |e| BackendError::new(step, e.to_string())
 }
 
@@ -125,14 +126,15 @@ impl DockerBackend {
     /// Connects to the local engine (DOCKER_HOST or the default socket) and checks it answers.
     pub async fn connect(config: DockerConfig) -> Result<DockerBackend, BackendError> {
         let docker = Docker::connect_with_local_defaults()
-            .map_err(step("connect"))?
+            .map_err(step(Step::Connect))?
             .negotiate_version()
             .await
-            .map_err(|e| BackendError::new("connect", format!("Docker is not reachable: {e}")))?;
-        let info = docker
-            .info()
-            .await
-            .map_err(|e| BackendError::new("connect", format!("Docker is not reachable: {e}")))?;
+            .map_err(|e| {
+                BackendError::new(Step::Connect, format!("Docker is not reachable: {e}"))
+            })?;
+        let info = docker.info().await.map_err(|e| {
+            BackendError::new(Step::Connect, format!("Docker is not reachable: {e}"))
+        })?;
         let gvisor = info
             .runtimes
             .as_ref()
@@ -219,7 +221,7 @@ impl DockerBackend {
                 ..Default::default()
             }))
             .await
-            .map_err(step("observe"))
+            .map_err(step(Step::Observe))
     }
 
     fn role_of(c: &ContainerSummary) -> Option<&str> {
@@ -237,7 +239,7 @@ impl DockerBackend {
         container: &str,
         argv: &[&str],
         stdin: Option<&[u8]>,
-        step_name: &'static str,
+        step_name: Step,
     ) -> Result<ExecOutput, BackendError> {
         exec::run(&self.docker, container, argv, None, stdin)
             .await
@@ -250,7 +252,7 @@ impl DockerBackend {
         sidecar: &str,
         argv: &[&str],
         stdin: Option<&[u8]>,
-        step_name: &'static str,
+        step_name: Step,
     ) -> Result<ExecOutput, BackendError> {
         let argv: Vec<&str> = std::iter::once(SIDECAR_BINARY)
             .chain(argv.iter().copied())
@@ -275,7 +277,7 @@ impl DockerBackend {
             None,
         )
         .await
-        .map_err(step("exec"))
+        .map_err(step(Step::Exec))
     }
 
     async fn remove_container(&self, name: &str) -> Result<(), BackendError> {
@@ -295,7 +297,7 @@ impl DockerBackend {
             Err(e) if is_not_found(&e) => Ok(()),
             // Already being removed by an earlier attempt.
             Err(e) if is_conflict(&e) => Ok(()),
-            Err(e) => Err(BackendError::new("teardown", e.to_string())),
+            Err(e) => Err(BackendError::new(Step::Teardown, e.to_string())),
         }
     }
 
@@ -328,7 +330,7 @@ impl DockerBackend {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
             Err(e) => Err(BackendError::new(
-                "network",
+                Step::Network,
                 format!("creating {name}: {e}"),
             )),
         }
@@ -343,7 +345,7 @@ impl DockerBackend {
                 ..Default::default()
             }))
             .await
-            .map_err(step("teardown"))?;
+            .map_err(step(Step::Teardown))?;
         for img in images {
             match self
                 .docker
@@ -359,7 +361,7 @@ impl DockerBackend {
             {
                 Ok(_) => {}
                 Err(e) if is_not_found(&e) || is_conflict(&e) => {}
-                Err(e) => return Err(BackendError::new("teardown", e.to_string())),
+                Err(e) => return Err(BackendError::new(Step::Teardown, e.to_string())),
             }
         }
         Ok(())
@@ -384,7 +386,7 @@ impl Backend for DockerBackend {
                 filters: Some(names::agent_filter(id)),
             }))
             .await
-            .map_err(step("observe"))?;
+            .map_err(step(Step::Observe))?;
         let mut seen = Observed {
             network: networks.len() >= 2,
             ..Default::default()
@@ -515,7 +517,7 @@ impl Backend for DockerBackend {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(BackendError::new("image", e.to_string())),
+            Err(e) => Err(BackendError::new(Step::Image, e.to_string())),
         }
     }
 
@@ -543,7 +545,7 @@ impl Backend for DockerBackend {
                 config,
             )
             .await
-            .map_err(|e| BackendError::new("snapshot", e.to_string()))?;
+            .map_err(|e| BackendError::new(Step::Snapshot, e.to_string()))?;
         Ok(format!("bot-bottle/snapshot:{tag}"))
     }
 
@@ -565,7 +567,7 @@ impl Backend for DockerBackend {
                 Err(bollard::errors::Error::DockerResponseServerError {
                     status_code: 304, ..
                 }) => {}
-                Err(e) => return Err(BackendError::new("stop", e.to_string())),
+                Err(e) => return Err(BackendError::new(Step::Stop, e.to_string())),
             }
         }
         Ok(())
@@ -586,7 +588,7 @@ impl Backend for DockerBackend {
                 filters: Some(names::agent_filter(id)),
             }))
             .await
-            .map_err(step("teardown"))?;
+            .map_err(step(Step::Teardown))?;
         for n in networks {
             let Some(name) = n.name else { continue };
             // Anything else attached (a debugging container, a test's upstream) would make the
@@ -617,7 +619,7 @@ impl Backend for DockerBackend {
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
                     return Err(BackendError::new(
-                        "teardown",
+                        Step::Teardown,
                         format!("removing network {name}: {e}"),
                     ));
                 }
@@ -628,7 +630,7 @@ impl Backend for DockerBackend {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(BackendError::new(
-                "teardown",
+                Step::Teardown,
                 format!("removing {}: {e}", self.state_dir(id).display()),
             )),
         }
@@ -644,7 +646,7 @@ impl Backend for DockerBackend {
                 ..Default::default()
             }))
             .await
-            .map_err(step("sweep"))?
+            .map_err(step(Step::Sweep))?
         {
             if let Some(id) = c.labels.as_ref().and_then(names::agent_from_labels) {
                 ids.insert(id);
@@ -656,7 +658,7 @@ impl Backend for DockerBackend {
                 filters: Some(names::managed_filter(&self.config.instance)),
             }))
             .await
-            .map_err(step("sweep"))?
+            .map_err(step(Step::Sweep))?
         {
             if let Some(id) = n.labels.as_ref().and_then(names::agent_from_labels) {
                 ids.insert(id);

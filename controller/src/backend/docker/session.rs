@@ -1,6 +1,7 @@
 //! Interactive and one-shot sessions in an Agent's containers (`bbctl attach`, `exec`, `logs`):
 //! streams in and out, TTY resize, and the session's own exit code.
 
+use crate::backend::Step;
 use std::pin::Pin;
 
 pub use bollard::container::LogOutput;
@@ -62,7 +63,7 @@ fn container(id: &AgentId, which: Which) -> String {
 }
 
 fn err(e: bollard::errors::Error) -> BackendError {
-    BackendError::new("session", e.to_string())
+    BackendError::new(Step::Session, e.to_string())
 }
 
 impl DockerBackend {
@@ -95,7 +96,7 @@ impl DockerBackend {
                 },
             )
             .await
-            .map_err(|e| BackendError::new("session", format!("{name}: {e}")))?;
+            .map_err(|e| BackendError::new(Step::Session, format!("{name}: {e}")))?;
         match self
             .docker
             .start_exec(
@@ -119,7 +120,7 @@ impl DockerBackend {
                 })
             }
             StartExecResults::Detached => Err(BackendError::new(
-                "session",
+                Step::Session,
                 "the engine started the session detached",
             )),
         }
@@ -186,11 +187,11 @@ impl DockerBackend {
                 },
             )
             .await
-            .map_err(|e| BackendError::new("session", format!("{name}: {e}")))?;
+            .map_err(|e| BackendError::new(Step::Session, format!("{name}: {e}")))?;
         match self.docker.start_exec(&exec.id, None).await.map_err(err)? {
             StartExecResults::Attached { output, .. } => Ok(output),
             StartExecResults::Detached => Err(BackendError::new(
-                "session",
+                Step::Session,
                 "the engine started the session detached",
             )),
         }

@@ -2,6 +2,7 @@
 //! the egress network, fed CA, tokens and policy through an exec's stdin, watched until it
 //! reports the policy it loaded.
 
+use crate::backend::Step;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ impl DockerBackend {
                 sidecar,
                 &["applied", "--status-file", &status],
                 None,
-                "policy",
+                Step::Policy,
             )
             .await
             .ok()?;
@@ -42,7 +43,8 @@ impl DockerBackend {
         with_ca: bool,
         id: &AgentId,
     ) -> Result<(), BackendError> {
-        let fail = |e: std::io::Error| BackendError::new("policy", format!("packing files: {e}"));
+        let fail =
+            |e: std::io::Error| BackendError::new(Step::Policy, format!("packing files: {e}"));
         let mut tar = exec::TarBuilder::default();
         if with_ca {
             let ca =
@@ -53,7 +55,7 @@ impl DockerBackend {
                 .map_err(fail)?;
             if let Some(path) = &self.config.upstream_ca {
                 let pem = std::fs::read(path).map_err(|e| {
-                    BackendError::new("sidecar", format!("reading {}: {e}", path.display()))
+                    BackendError::new(Step::Sidecar, format!("reading {}: {e}", path.display()))
                 })?;
                 tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
             }
@@ -72,12 +74,12 @@ impl DockerBackend {
                 sidecar,
                 &["receive", "--dir", SIDECAR_RUN],
                 Some(&archive),
-                "policy",
+                Step::Policy,
             )
             .await?;
         if !out.success() {
             return Err(BackendError::new(
-                "policy",
+                Step::Policy,
                 format!("writing the policy into the sidecar failed: {}", out.tail()),
             ));
         }
@@ -120,7 +122,7 @@ impl DockerBackend {
             if let Some(st) = state.filter(|s| s.running != Some(true)) {
                 let logs = self.logs_tail(sidecar).await;
                 return Err(BackendError::new(
-                    "sidecar",
+                    Step::Sidecar,
                     format!(
                         "the sidecar exited (code {}); its log ends: {logs}",
                         st.exit_code.unwrap_or_default()
@@ -131,7 +133,7 @@ impl DockerBackend {
         }
         let logs = self.logs_tail(sidecar).await;
         Err(BackendError::new(
-            "policy",
+            Step::Policy,
             format!("the sidecar did not load policy {hash} within 10s; its log ends: {logs}"),
         ))
     }
@@ -260,13 +262,13 @@ impl DockerBackend {
                 // Left behind by an interrupted attempt: replace it.
                 self.remove_container(&name).await?;
                 return Err(BackendError::new(
-                    "sidecar",
+                    Step::Sidecar,
                     "replaced a half-created sidecar; retrying",
                 ));
             }
             Err(e) => {
                 return Err(BackendError::new(
-                    "sidecar",
+                    Step::Sidecar,
                     format!("creating {name}: {e}"),
                 ));
             }
@@ -281,7 +283,7 @@ impl DockerBackend {
             )
             .await
             .map_err(|e| {
-                BackendError::new("sidecar", format!("attaching {name} to {egress}: {e}"))
+                BackendError::new(Step::Sidecar, format!("attaching {name} to {egress}: {e}"))
             })?;
         self.docker
             .start_container(
@@ -289,7 +291,7 @@ impl DockerBackend {
                 None::<bollard::query_parameters::StartContainerOptions>,
             )
             .await
-            .map_err(|e| BackendError::new("sidecar", format!("starting {name}: {e}")))?;
+            .map_err(|e| BackendError::new(Step::Sidecar, format!("starting {name}: {e}")))?;
         self.deliver(&name, plan, true, id).await?;
         self.await_policy(&name, &self.policy_hash(id, plan)?, false)
             .await?;
