@@ -1,96 +1,13 @@
-//! The sidecar's policy file: `Bottle.spec.egress` after resolution, with each route's `auth`
-//! naming a token file. Parsed with the Bottle CRD's own egress schema so there is one schema.
+//! The sidecar's policy file and its hash, defined in the kube-free policy crate (which the
+//! sidecar links instead of this one); its tests against Bottles live here.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-
-use crate::egress::EgressSpec;
-use crate::error::{FieldPath, ValidationErrors};
-use crate::manifest::{ManifestError, bottle_spec_schema, typed, yaml_documents};
-use crate::validate::{self, PolicyContext, host_key};
-
-/// The identity of what a sidecar enforces: its policy file's bytes and every credential file
-/// it reads (name and bytes, in name order). Keyed by the bottle's CA key: the hash changes when
-/// a token rotates, yet nobody without that key can test a guess of the token against it. The
-/// controller puts it in `status.appliedPolicyHash`; the sidecar reports it after each load.
-pub fn applied_policy_hash<'a>(
-    key: &[u8],
-    policy: &[u8],
-    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
-    let mut ctx = ring::hmac::Context::with_key(&key);
-    // Length-prefixed parts: moving bytes between the policy, a name and a value changes the hash.
-    let mut part = |bytes: &[u8]| {
-        ctx.update(&(bytes.len() as u64).to_be_bytes());
-        ctx.update(bytes);
-    };
-    part(b"bot-bottle applied policy v1");
-    part(policy);
-    for (name, value) in files {
-        part(name.as_bytes());
-        part(value);
-    }
-    ctx.sign()
-        .as_ref()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Parses and validates a sidecar policy file (YAML with `log` and `routes`).
-pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
-    let mut docs = yaml_documents(text)?;
-    let mut errs = ValidationErrors::new("sidecar policy");
-    if docs.len() > 1 {
-        errs.push(&FieldPath::default(), "must be a single YAML document");
-        return Err(ManifestError::Invalid(vec![errs]));
-    }
-    let doc = docs.pop().unwrap_or(Value::Object(Default::default()));
-    let schema = bottle_spec_schema().and_then(|s| s.properties.as_ref()?.get("egress"));
-    match schema {
-        Some(schema) => crate::structural::validate(schema, &doc, &FieldPath::default(), &mut errs),
-        None => errs.push(
-            &FieldPath::default(),
-            "internal error: the Bottle CRD has no egress schema",
-        ),
-    }
-    if !errs.is_empty() {
-        return Err(ManifestError::Invalid(vec![errs]));
-    }
-    let Some(policy) = typed::<EgressSpec>(&doc, &mut errs) else {
-        return Err(ManifestError::Invalid(vec![errs]));
-    };
-    validate::egress(
-        &policy,
-        &FieldPath::default(),
-        PolicyContext::SidecarPolicy,
-        &mut errs,
-    );
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, r) in policy.routes().iter().enumerate() {
-        if let Some(first) = seen.insert(host_key(&r.host), i) {
-            errs.push(
-                &FieldPath::root("routes").index(i).field("host"),
-                format!(
-                    "duplicate host '{}': already allowed by routes[{first}]",
-                    r.host
-                ),
-            );
-            seen.insert(host_key(&r.host), first);
-        }
-    }
-    errs.into_result()
-        .map(|()| policy)
-        .map_err(|e| ManifestError::Invalid(vec![e]))
-}
+pub use bb_policy::file::{applied_policy_hash, parse_sidecar_policy};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Resource;
+    use crate::manifest::ManifestError;
     use crate::manifest::parse_resources;
 
     #[test]
@@ -152,6 +69,42 @@ spec:
         assert_eq!(parse_sidecar_policy(&text).expect("policy"), egress);
     }
 
+    /// The sidecar parses with the types alone (it links no schema): whatever the Bottle CRD's
+    /// schema refuses in an egress block, the sidecar refuses too.
+    #[test]
+    fn the_types_refuse_what_the_crd_schema_refuses() {
+        for egress in [
+            "{bogus: 1}",
+            "{log: 5}",
+            "{log: x}",
+            "{routes: [{host: a.com, role: x}]}",
+            "{routes: [{host: 1}]}",
+            "{routes: [{host: ''}]}",
+            "{routes: [{host: a.com, ports: [x]}]}",
+            "{routes: [{host: a.com, ports: [70000]}]}",
+            "{routes: [{host: a.com, plainHttp: yes}]}",
+            "{routes: [{host: a.com, matches: [{paths: [{value: /a, type: glob}]}]}]}",
+            "{routes: [{host: a.com, matches: [{headers: [{name: '', value: b}]}]}]}",
+            "{routes: [{host: a.com, matches: [{bogus: 1}]}]}",
+            "{routes: [{host: a.com, dlp: {outbound: 7}}]}",
+            "{routes: [{host: a.com, dlp: {sideways: false}}]}",
+            "{routes: [{host: a.com, git: {fetch: 1}}]}",
+            "{routes: [{host: a.com, auth: {scheme: Basic, tokenFile: t}}]}",
+        ] {
+            let bottle = format!(
+                "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {{name: b}}\nspec: {{egress: {egress}}}\n"
+            );
+            assert!(
+                parse_resources(&bottle).is_err(),
+                "the CRD accepts {egress}: the case proves nothing"
+            );
+            assert!(
+                parse_sidecar_policy(egress).is_err(),
+                "the sidecar accepts {egress}, which the CRD refuses"
+            );
+        }
+    }
+
     #[test]
     fn the_sidecar_rejects_what_a_bottle_rejects_and_unresolved_sources() {
         assert_eq!(
@@ -159,7 +112,7 @@ spec:
                 "routes: [{host: a.com, role: x}, {host: a.com, auth: {scheme: Bearer, hostEnv: T}}]"
             ),
             vec![
-                "routes[0].role: unknown field; allowed: allowPrivateAddresses, auth, dlp, git, host, matches, plainHttp, ports",
+                "routes[0].role: unknown field `role`, expected one of `host`, `matches`, `auth`, `dlp`, `git`, `ports`, `plainHttp`, `allowPrivateAddresses`",
             ]
         );
         assert_eq!(

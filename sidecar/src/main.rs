@@ -110,7 +110,7 @@ fn load_policy_with_hash(
         .transpose()?;
     let policy = policy::Policy::parse(&text, secrets.as_ref())
         .with_context(|| format!("{}", path.display()))?;
-    let hash = bb_crds::policy::applied_policy_hash(
+    let hash = bb_policy::file::applied_policy_hash(
         key,
         text.as_bytes(),
         secrets.iter().flat_map(SecretFiles::iter),
@@ -147,7 +147,7 @@ fn check_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
                 .with_context(|| format!("{}", path.display()))?
                 .spec
         }
-        None => bb_crds::policy::parse_sidecar_policy(&read(path)?)
+        None => bb_policy::file::parse_sidecar_policy(&read(path)?)
             .with_context(|| format!("{}", path.display()))?,
     };
     println!(

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use bb_crds::egress::{
+use bb_policy::egress::{
     AuthScheme, DetectorSelection, EgressRoute, EgressSpec, HeaderMatchType, PathMatchType,
 };
 use regex::Regex;
@@ -170,7 +170,7 @@ impl Policy {
 
     /// Parses and compiles a policy file against token files already read.
     pub fn parse(text: &str, secrets: Option<&SecretFiles>) -> Result<Policy, PolicyError> {
-        let spec = bb_crds::policy::parse_sidecar_policy(text)
+        let spec = bb_policy::file::parse_sidecar_policy(text)
             .map_err(|e| PolicyError::Invalid(e.to_string()))?;
         Self::compile(spec, secrets)
     }

@@ -1,0 +1,102 @@
+//! The sidecar's policy file: `Bottle.spec.egress` after resolution, with each route's `auth`
+//! naming a token file; and the hash that identifies what a sidecar enforces.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::egress::EgressSpec;
+use crate::error::{FieldPath, ValidationErrors};
+use crate::validate::{self, PolicyContext, host_key};
+use crate::yaml::{ManifestError, typed, yaml_documents};
+
+/// The identity of what a sidecar enforces: its policy file's bytes and every credential file
+/// it reads (name and bytes, in name order). Keyed by the bottle's CA key: the hash changes when
+/// a token rotates, yet nobody without that key can test a guess of the token against it. The
+/// controller puts it in `status.appliedPolicyHash`; the sidecar reports it after each load.
+pub fn applied_policy_hash<'a>(
+    key: &[u8],
+    policy: &[u8],
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut ctx = ring::hmac::Context::with_key(&key);
+    // Length-prefixed parts: moving bytes between the policy, a name and a value changes the hash.
+    let mut part = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    part(b"bot-bottle applied policy v1");
+    part(policy);
+    for (name, value) in files {
+        part(name.as_bytes());
+        part(value);
+    }
+    ctx.sign()
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parses and validates a sidecar policy file (YAML with `log` and `routes`).
+pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
+    let mut docs = yaml_documents(text)?;
+    let mut errs = ValidationErrors::new("sidecar policy");
+    if docs.len() > 1 {
+        errs.push(&FieldPath::default(), "must be a single YAML document");
+        return Err(ManifestError::Invalid(vec![errs]));
+    }
+    let doc = docs.pop().unwrap_or(Value::Object(Default::default()));
+    // The types are the schema: every struct refuses unknown fields, and what a type cannot say
+    // (ranges, non-empty names) is checked by `validate::egress`, as it is for Bottles.
+    let Some(policy) = typed::<EgressSpec>(&doc, &mut errs) else {
+        return Err(ManifestError::Invalid(vec![errs]));
+    };
+    // What the Bottle CRD's schema says beyond the types (Bottles are held to it by the
+    // structural check; the sidecar, which links no schema, here).
+    if policy.log.is_some_and(|l| l > 2) {
+        errs.push(&FieldPath::root("log"), "must be less than or equal to 2");
+    }
+    for (i, r) in policy.routes().iter().enumerate() {
+        for (k, m) in r.matches.iter().flatten().enumerate() {
+            for (j, h) in m.headers.iter().flatten().enumerate() {
+                if h.name.is_empty() {
+                    errs.push(
+                        &FieldPath::root("routes")
+                            .index(i)
+                            .field("matches")
+                            .index(k)
+                            .field("headers")
+                            .index(j)
+                            .field("name"),
+                        "must not be empty",
+                    );
+                }
+            }
+        }
+    }
+    validate::egress(
+        &policy,
+        &FieldPath::default(),
+        PolicyContext::SidecarPolicy,
+        &mut errs,
+    );
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, r) in policy.routes().iter().enumerate() {
+        if let Some(first) = seen.insert(host_key(&r.host), i) {
+            errs.push(
+                &FieldPath::root("routes").index(i).field("host"),
+                format!(
+                    "duplicate host '{}': already allowed by routes[{first}]",
+                    r.host
+                ),
+            );
+            seen.insert(host_key(&r.host), first);
+        }
+    }
+    errs.into_result()
+        .map(|()| policy)
+        .map_err(|e| ManifestError::Invalid(vec![e]))
+}
