@@ -506,6 +506,50 @@ async fn an_agent_asking_for_another_backend_waits_with_a_reason() {
     panic!("no Ready condition on an Agent asking for smolvm");
 }
 
+/// A snapshot is asked for in the spec and answered in status by the reconciler, once per new
+/// request value; the agent keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_requests_are_answered_in_status() {
+    let h = Harness::start().await;
+    h.create().await;
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let mut images = Vec::new();
+    for request in ["r1", "r2"] {
+        let patch = json!({"spec": {"snapshotRequest": request}});
+        h.agents()
+            .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("request a snapshot");
+        let a = h
+            .wait_for("the request answered", |a| {
+                a.status
+                    .as_ref()
+                    .and_then(|s| s.snapshot_request_handled.as_deref())
+                    == Some(request)
+            })
+            .await;
+        let status = a.status.expect("status");
+        assert_eq!(status.phase, Some(AgentPhase::Running));
+        images.push(status.snapshot.expect("snapshot image"));
+    }
+    assert_ne!(images[0], images[1], "each request is its own snapshot");
+    // An answered request is not taken again on later reconciles.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a = h.agents().get("worker").await.expect("agent");
+    assert_eq!(
+        a.status.and_then(|s| s.snapshot),
+        Some(images[1].clone()),
+        "an answered request was snapshotted again"
+    );
+    let events = events_with(&h.client, &["Snapshotted"]).await;
+    assert_eq!(
+        events.matches("\"reason\":\"Snapshotted\"").count(),
+        2,
+        "{events}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_resume_and_delete_leave_nothing_behind() {
     let h = Harness::start().await;

@@ -57,6 +57,11 @@ pub struct AgentSpec {
     /// Snapshot and stop the agent, keeping its state; false resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
+    /// Asks for a snapshot of the running agent: each new value (`bbctl commit` writes a
+    /// timestamp) is one request, answered in `status.snapshot` and
+    /// `status.snapshotRequestHandled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_request: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -190,6 +195,9 @@ pub struct AgentStatus {
     /// Image (or artifact) holding the latest snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+    /// The `spec.snapshotRequest` that `snapshot` answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_request_handled: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -869,6 +869,22 @@ spec:
         "status.snapshot {snapshot:?}, bbctl said {said:?}"
     );
     ok(&mut docker(&["image", "inspect", &snapshot]));
+    // The CLI asked in the spec; the controller answered in status, and only it wrote status.
+    let handled = cp.jsonpath(&["agent", "sessions"], "{.status.snapshotRequestHandled}");
+    assert!(!handled.is_empty(), "no snapshot request was answered");
+    assert_eq!(
+        handled,
+        cp.jsonpath(&["agent", "sessions"], "{.spec.snapshotRequest}"),
+    );
+    let status_writers = cp.jsonpath(
+        &["agent", "sessions"],
+        "{.metadata.managedFields[?(@.subresource==\"status\")].manager}",
+    );
+    assert_eq!(
+        status_writers.trim(),
+        "bb-controller",
+        "status written by others"
+    );
     ok(&mut cp.kubectl(&["delete", "agent", "sessions", "--timeout=120s"]));
     assert!(
         !run(&mut docker(&["image", "inspect", &snapshot]))

@@ -72,7 +72,7 @@ pub struct DeleteArgs {
 }
 
 /// kubectl's duration flags (`30s`, `5m`, `1h30m`, `500ms`), and a bare number of seconds.
-fn parse_timeout(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
     let invalid = || format!("'{s}' is not a duration; use for example 30s, 5m or 1h30m");
     if let Ok(secs) = s.parse::<u64>() {
         return Ok(Duration::from_secs(secs));

@@ -74,6 +74,23 @@ struct Opened {
 }
 
 async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
+    let (client, agent, id) = running_agent(target, arg).await?;
+    let backend = DockerBackend::connect(DockerConfig::for_home(&target.home_dir()?, ""))
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+    Ok(Opened {
+        backend,
+        id,
+        agent,
+        client,
+    })
+}
+
+/// The Agent named by `arg`, which must be Running, through the API alone.
+async fn running_agent(
+    target: &Target,
+    arg: &str,
+) -> Result<(kube::Client, Agent, AgentId), CliError> {
     let name = agent_name(arg)?;
     let ns = target.namespace();
     let client = target.client().await?;
@@ -113,16 +130,8 @@ async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
             ),
         ));
     }
-    let backend = DockerBackend::connect(DockerConfig::for_home(&target.home_dir()?, ""))
-        .await
-        .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
     let id = bb_controller::reconcile::agent::agent_id(&agent);
-    Ok(Opened {
-        backend,
-        id,
-        agent,
-        client,
-    })
+    Ok((client, agent, id))
 }
 
 async fn resolve(o: &Opened) -> Result<ResolvedBottle, CliError> {
@@ -383,33 +392,55 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
 pub struct CommitArgs {
     /// The Agent: agent/NAME or NAME.
     agent: String,
+    /// How long to wait for the controller to take the snapshot (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = super::apply::parse_timeout)]
+    timeout: std::time::Duration,
     #[command(flatten)]
     target: Target,
 }
 
-/// `bbctl commit agent/NAME`: snapshots the agent container and records the image in
-/// `status.snapshot`, which a later suspend/resume starts from.
+/// `bbctl commit agent/NAME`: asks for a snapshot by writing a new `spec.snapshotRequest`, then
+/// waits for the controller that runs the Agent to answer it in status. The CLI never touches
+/// the runtime or the status itself.
 pub fn commit(args: CommitArgs) -> Result<ExitCode, CliError> {
-    use bb_controller::backend::Backend;
     let rt = super::runtime()?;
     let result = rt.block_on(async {
-        let o = open(&args.target, &args.agent).await?;
-        let image = o
-            .backend
-            .snapshot(&o.id)
-            .await
-            .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
-        let api: Api<Agent> = Api::namespaced(o.client.clone(), &o.id.namespace);
-        let patch = serde_json::json!({"status": {"snapshot": image}});
-        api.patch_status(
-            &o.id.name,
+        let (client, _, id) = running_agent(&args.target, &args.agent).await?;
+        let api: Api<Agent> = Api::namespaced(client, &id.namespace);
+        let request = jiff::Timestamp::now().to_string();
+        let patch = serde_json::json!({"spec": {"snapshotRequest": request}});
+        api.patch(
+            &id.name,
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(&patch),
         )
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, format!("recording the snapshot: {e}")))?;
-        println!("agent/{} committed as {image}", o.id.name);
-        Ok(())
+        .map_err(|e| {
+            CliError::new(Kind::Unavailable, format!("requesting the snapshot: {e}"))
+        })?;
+        let deadline = std::time::Instant::now() + args.timeout;
+        loop {
+            let agent = api.get(&id.name).await.map_err(|e| {
+                CliError::new(Kind::Unavailable, format!("reading agent/{}: {e}", id.name))
+            })?;
+            let status = agent.status.unwrap_or_default();
+            if status.snapshot_request_handled.as_deref() == Some(request.as_str())
+                && let Some(image) = status.snapshot
+            {
+                println!("agent/{} committed as {image}", id.name);
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(CliError::new(
+                    Kind::Unavailable,
+                    format!(
+                        "timed out after {:?} waiting for the controller to snapshot agent/{} (request {request}); `bbctl describe agent {}` shows its events",
+                        args.timeout, id.name, id.name
+                    ),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     });
     rt.shutdown_background();
     result.map(|()| ExitCode::SUCCESS)

@@ -275,6 +275,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         Ok((endpoints, policy_hash)) => {
             r.status.endpoints = Some(endpoints);
             r.status.applied_policy_hash = Some(policy_hash);
+            snapshot_on_request(&ctx, &agent, &id, &mut r).await;
             if r.status.phase != Some(AgentPhase::Running) {
                 r.status.started_at = Some(Time(jiff::Timestamp::now()));
             }
@@ -482,6 +483,39 @@ fn agent_outcome(
         "Provisioned",
         "CA, proxy, prompt and workspace are in place",
     );
+}
+
+/// Answers a new `spec.snapshotRequest` of a running Agent: the snapshot goes to
+/// `status.snapshot`, the request it answers to `status.snapshotRequestHandled`. A failure is a
+/// warning event, and the next reconcile tries again.
+async fn snapshot_on_request<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    id: &AgentId,
+    r: &mut Report,
+) {
+    let Some(request) = agent.spec.snapshot_request.clone() else {
+        return;
+    };
+    if r.status.snapshot_request_handled.as_deref() == Some(request.as_str()) {
+        return;
+    }
+    match ctx.backend.snapshot(id).await {
+        Ok(image) => {
+            r.event(
+                EventType::Normal,
+                "Snapshotted",
+                format!("snapshot {image} (request {request})"),
+            );
+            r.status.snapshot = Some(image);
+            r.status.snapshot_request_handled = Some(request);
+        }
+        Err(e) => r.event(
+            EventType::Warning,
+            "SnapshotFailed",
+            format!("request {request}: {e}"),
+        ),
+    }
 }
 
 async fn suspend<B: Backend>(
