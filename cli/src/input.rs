@@ -6,6 +6,30 @@ use std::path::{Path, PathBuf};
 
 use crate::exit::{CliError, Kind};
 
+/// The manifest flags every verb that reads manifests shares, as kubectl spells them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FileArgs {
+    /// File, directory or `-` (stdin) holding Bottle / Agent YAML. Repeatable.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    pub files: Vec<PathBuf>,
+    /// Descend into subdirectories of directory arguments.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+impl FileArgs {
+    /// For verbs that need manifests: a usage error naming the flag when none was given.
+    pub fn required(&self) -> Result<&Self, CliError> {
+        if self.files.is_empty() {
+            return Err(CliError::new(
+                crate::exit::Kind::Usage,
+                "-f/--filename is required: a file, a directory or - for stdin",
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// One manifest source: where it came from and its text.
 #[derive(Debug)]
 pub struct Source {

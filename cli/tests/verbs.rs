@@ -564,6 +564,23 @@ fn apply_takes_the_reference_markdown_manifests() {
     assert!(err.contains("--trust-bottles"), "{err}");
 }
 
+/// apply, diff, validate and delete share one -f/-R flag set; the verbs that need manifests
+/// say so the same way, as a usage error (exit 2) naming the flag.
+#[test]
+fn manifest_verbs_share_the_filename_flags() {
+    for verb in ["apply", "diff", "validate"] {
+        let (code, _, err) = run_bbctl(&os(&[verb]), None);
+        assert_eq!(code, 2, "{verb} without -f: {err}");
+        assert!(err.contains("-f/--filename is required"), "{verb}: {err}");
+        let (_, help, _) = run_bbctl(&os(&[verb, "--help"]), None);
+        for flag in ["-f, --filename <FILE|DIR|->", "-R, --recursive"] {
+            assert!(help.contains(flag), "{verb} --help lacks {flag}:\n{help}");
+        }
+    }
+    let (_, help, _) = run_bbctl(&os(&["delete", "--help"]), None);
+    assert!(help.contains("-f, --filename <FILE|DIR|->") && help.contains("-R, --recursive"));
+}
+
 #[test]
 fn every_verb_has_help_naming_its_usage() {
     let verbs: &[&[&str]] = &[

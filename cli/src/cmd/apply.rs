@@ -16,17 +16,8 @@ pub const FIELD_MANAGER: &str = "bbctl";
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// File, directory or `-` (stdin) holding Bottle / Agent YAML. Repeatable.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "FILE|DIR|-",
-        required = true
-    )]
-    files: Vec<PathBuf>,
-    /// Descend into subdirectories of directory arguments.
-    #[arg(short = 'R', long)]
-    recursive: bool,
+    #[command(flatten)]
+    files: crate::input::FileArgs,
     /// `client`: validate only; `server`: the server validates and admits but stores nothing.
     #[arg(long, value_name = "none|client|server", default_value = "none", value_parser = ["none", "client", "server"])]
     dry_run: String,
@@ -54,11 +45,9 @@ pub struct DeleteArgs {
     /// TYPE NAME... (bottle|agent NAME...), TYPE/NAME..., or nothing with -f.
     #[arg(value_name = "TYPE NAME")]
     what: Vec<String>,
-    /// Delete what these manifests declare.
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
-    files: Vec<PathBuf>,
-    #[arg(short = 'R', long)]
-    recursive: bool,
+    /// Delete what these manifests declare (instead of TYPE NAME).
+    #[command(flatten)]
+    files: crate::input::FileArgs,
     /// Wait until the objects are gone (an Agent's containers removed); `--wait=false` returns
     /// once deletion is accepted.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
@@ -82,22 +71,12 @@ pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
 }
 
 fn api_error(what: &str, e: kube::Error) -> CliError {
-    match &e {
-        kube::Error::Api(s) if s.code == 409 => CliError::new(
-            Kind::Conflict,
-            format!(
-                "{what}: {}; pass --force-conflicts to take the fields over",
-                s.message
-            ),
-        ),
-        kube::Error::Api(s) if s.code == 404 => {
-            CliError::new(Kind::NotFound, format!("{what}: {}", s.message))
-        }
-        kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
-            CliError::new(Kind::Validation, format!("{what}: {}", s.message))
-        }
-        _ => CliError::new(Kind::Unavailable, format!("{what}: {e}")),
+    let mut err = CliError::api(what, e);
+    if err.kind == Kind::Conflict {
+        err.message
+            .push_str("; pass --force-conflicts to take the fields over");
     }
+    err
 }
 
 /// The git repository holding `path`, if any (its top directory).
@@ -225,7 +204,11 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             resources,
             origins,
             errors,
-        } = super::validate::load_with(&args.files, args.recursive, &known)?;
+        } = super::validate::load_with(
+            &args.files.required()?.files,
+            args.files.recursive,
+            &known,
+        )?;
         if !errors.is_empty() {
             return Err(CliError::new(Kind::Validation, errors.join("\n")));
         }
@@ -462,7 +445,7 @@ impl Deadline {
 }
 
 pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
-    let targets: Vec<(String, String, Option<String>)> = if args.files.is_empty() {
+    let targets: Vec<(String, String, Option<String>)> = if args.files.files.is_empty() {
         match args.what.as_slice() {
             [kind, names @ ..] if !kind.contains('/') && !names.is_empty() => names
                 .iter()
@@ -480,7 +463,8 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
             }
         }
     } else {
-        let (resources, errors) = super::validate::load(&args.files, args.recursive)?;
+        let (resources, errors) =
+            super::validate::load(&args.files.required()?.files, args.files.recursive)?;
         if !errors.is_empty() {
             return Err(CliError::new(Kind::Validation, errors.join("\n")));
         }

@@ -122,7 +122,7 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
     let all: BTreeMap<String, bb_crds::BottleSpec> = api
         .list(&Default::default())
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .map_err(|e| CliError::api("API", e))?
         .items
         .into_iter()
         .map(|b| (b.name_any(), b.spec))
@@ -130,7 +130,7 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
     let b = api
         .get_opt(name)
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .map_err(|e| CliError::api("API", e))?
         .ok_or_else(|| {
             let names: Vec<&str> = all.keys().map(String::as_str).collect();
             CliError::new(
@@ -211,7 +211,7 @@ async fn describe_agent(client: &kube::Client, ns: &str, name: &str) -> Result<S
     let a = api
         .get_opt(name)
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .map_err(|e| CliError::api("API", e))?
         .ok_or_else(|| {
             CliError::new(
                 Kind::NotFound,

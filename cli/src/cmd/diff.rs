@@ -2,8 +2,6 @@
 //! live object against the server's dry-run result), exit 1 when anything differs, like
 //! `kubectl diff`.
 
-use std::path::PathBuf;
-
 use bb_crds::{Agent, Bottle, Resource};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -13,15 +11,8 @@ use crate::exit::{CliError, Kind};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "FILE|DIR|-",
-        required = true
-    )]
-    files: Vec<PathBuf>,
-    #[arg(short = 'R', long)]
-    recursive: bool,
+    #[command(flatten)]
+    files: crate::input::FileArgs,
     #[command(flatten)]
     target: Target,
 }
@@ -99,7 +90,8 @@ pub fn run(args: DiffArgs) -> Result<bool, CliError> {
     let rt = super::runtime()?;
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
-        let (resources, errors) = super::validate::load(&args.files, args.recursive)?;
+        let (resources, errors) =
+            super::validate::load(&args.files.required()?.files, args.files.recursive)?;
         if !errors.is_empty() {
             return Err(CliError::new(Kind::Validation, errors.join("\n")));
         }
@@ -108,7 +100,7 @@ pub fn run(args: DiffArgs) -> Result<bool, CliError> {
         let mut changed = false;
         for r in resources {
             let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
-            let api_err = |e: kube::Error| CliError::new(Kind::Unavailable, format!("{what}: {e}"));
+            let api_err = |e: kube::Error| CliError::api(&what, e);
             let (live, planned) = match r {
                 Resource::Bottle(mut b) => {
                     b.status = None;

@@ -189,16 +189,10 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
             .header(http::header::ACCEPT, accept)
             .body(Vec::new())
             .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
-        let value: serde_json::Value = client.request(req).await.map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 404 => CliError::new(
-                Kind::NotFound,
-                format!(
-                    "{plural}.{GROUP} \"{}\" not found",
-                    args.name.clone().unwrap_or_default()
-                ),
-            ),
-            e => CliError::new(Kind::Unavailable, format!("API: {e}")),
-        })?;
+        let value: serde_json::Value = client
+            .request(req)
+            .await
+            .map_err(|e| CliError::api("", e))?;
         match args.output.as_deref() {
             None | Some("wide") => {
                 let with_ns = args.all_namespaces && namespaced;
@@ -280,10 +274,10 @@ async fn watch_rows(
     let mut events = client
         .request_events::<serde_json::Value>(req)
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, format!("watch: {e}")))?
+        .map_err(|e| CliError::api("watch", e))?
         .boxed();
     while let Some(ev) = events.next().await {
-        let ev = ev.map_err(|e| CliError::new(Kind::Unavailable, format!("watch: {e}")))?;
+        let ev = ev.map_err(|e| CliError::api("watch", e))?;
         let (obj, deleted) = match ev {
             kube::api::WatchEvent::Added(o) | kube::api::WatchEvent::Modified(o) => (o, false),
             kube::api::WatchEvent::Deleted(o) => (o, true),

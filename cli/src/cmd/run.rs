@@ -87,12 +87,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             &Patch::Apply(&value),
         )
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 422 => {
-                CliError::new(Kind::Validation, format!("{what}: {}", s.message))
-            }
-            e => CliError::new(Kind::Unavailable, format!("{what}: {e}")),
-        })?;
+        .map_err(|e| CliError::api(&what, e))?;
         let mut progress =
             crate::progress::Progress::new(&format!("{what} created; waiting for it to run"));
         let started = Instant::now();
@@ -100,7 +95,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
             let a = api
                 .get(&args.name)
                 .await
-                .map_err(|e| CliError::new(Kind::Unavailable, format!("{what}: {e}")))?;
+                .map_err(|e| CliError::api(&what, e))?;
             let st = a.status.unwrap_or_default();
             if let Some(p) = st.phase {
                 progress.set(p.as_str());

@@ -95,7 +95,7 @@ async fn running_agent(
     let ns = target.namespace();
     let client = target.client().await?;
     let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
-    let unreachable = |e: kube::Error| CliError::new(Kind::Unavailable, format!("API: {e}"));
+    let unreachable = |e: kube::Error| CliError::api("API", e);
     let Some(agent) = api.get_opt(&name).await.map_err(unreachable)? else {
         let names: Vec<String> = api
             .list(&Default::default())
@@ -139,7 +139,7 @@ async fn resolve(o: &Opened) -> Result<ResolvedBottle, CliError> {
     let specs: BTreeMap<String, _> = bottles
         .list(&Default::default())
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, format!("API: {e}")))?
+        .map_err(|e| CliError::api("API", e))?
         .items
         .into_iter()
         .map(|b| (b.name_any(), b.spec))
@@ -415,14 +415,13 @@ pub fn commit(args: CommitArgs) -> Result<ExitCode, CliError> {
             &kube::api::Patch::Merge(&patch),
         )
         .await
-        .map_err(|e| {
-            CliError::new(Kind::Unavailable, format!("requesting the snapshot: {e}"))
-        })?;
+        .map_err(|e| CliError::api("requesting the snapshot", e))?;
         let deadline = std::time::Instant::now() + args.timeout;
         loop {
-            let agent = api.get(&id.name).await.map_err(|e| {
-                CliError::new(Kind::Unavailable, format!("reading agent/{}: {e}", id.name))
-            })?;
+            let agent = api
+                .get(&id.name)
+                .await
+                .map_err(|e| CliError::api(&format!("reading agent/{}", id.name), e))?;
             let status = agent.status.unwrap_or_default();
             if status.snapshot_request_handled.as_deref() == Some(request.as_str())
                 && let Some(image) = status.snapshot

@@ -11,21 +11,12 @@ use crate::input::read_sources;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// File, directory or `-` (stdin) holding Bottle / Agent YAML. Repeatable.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "FILE|DIR|-",
-        required = true
-    )]
-    files: Vec<PathBuf>,
-    /// Descend into subdirectories of directory arguments.
-    #[arg(short = 'R', long)]
-    recursive: bool,
+    #[command(flatten)]
+    files: crate::input::FileArgs,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
-    let (resources, errors) = load(&args.files, args.recursive)?;
+    let (resources, errors) = load(&args.files.required()?.files, args.files.recursive)?;
     if !errors.is_empty() {
         return Err(CliError::new(Kind::Validation, errors.join("\n")));
     }
