@@ -169,7 +169,13 @@ impl std::fmt::Debug for Embedded {
 pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunError> {
     let store = Store::open(&home.path("state.db"))?;
     let creds = pki::load_or_create(&home)?;
-    let server = ApiServer::start(listen, &creds, store.clone()).await?;
+    let server = ApiServer::start(
+        listen,
+        &creds,
+        store.clone(),
+        std::sync::Arc::new(|| crate::reconcile::metrics::global().render()),
+    )
+    .await?;
     let url = format!("https://{}", server.local_addr);
     let kubeconfig = pki::write_kubeconfig(&home, &creds, &url)?;
     let client = client_from(&kubeconfig, None).await?;

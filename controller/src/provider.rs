@@ -8,14 +8,7 @@ use bb_crds::egress::EgressRoute;
 use bb_crds::provider::{AgentProvider, ProviderTemplate};
 
 use crate::backend::ImageSource;
-
-/// A file the provider writes into the agent at provisioning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvisionFile {
-    pub guest_path: String,
-    pub contents: Vec<u8>,
-    pub mode: u32,
-}
+pub use crate::backend::ProvisionFile;
 
 /// One harness. Implementations are pure: they describe, the backend does.
 pub trait Provider: Send + Sync {

@@ -10,7 +10,7 @@ use super::objects::{Registry, WriteOpts, deleted_status, now};
 use super::resources::Resource;
 use super::select::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::table;
+use super::table::{self, View};
 use super::watch::{self, WatchParams};
 
 /// A request for one resource, after routing.
@@ -67,13 +67,6 @@ impl Query {
 pub enum Reply {
     Json(u16, Value),
     Watch(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::convert::Infallible>>),
-}
-
-/// How the client asked to see objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Object,
-    Table,
 }
 
 fn name_of(t: &Target) -> Result<&str, ApiError> {

@@ -11,6 +11,7 @@ mod protobuf;
 pub mod resources;
 mod select;
 pub mod status;
+pub mod strategy;
 mod table;
 mod watch;
 
@@ -34,9 +35,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use self::handlers::{Query, Reply, Target, View};
+use self::handlers::{Query, Reply, Target};
 use self::objects::Registry;
 use self::status::ApiError;
+use self::table::View;
 use crate::pki::Credentials;
 use crate::store::Store;
 
@@ -65,12 +67,24 @@ impl http_body::Body for Body {
     }
 }
 
-#[derive(Debug)]
+/// Renders the process's metrics (Prometheus text) for `GET /metrics`. Injected, so the API
+/// server knows nothing of who keeps them (the reconcilers, in the control plane).
+pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
+
 struct State {
     registry: Registry,
+    metrics: MetricsSource,
     token: String,
     server_address: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("server_address", &self.server_address)
+            .finish_non_exhaustive()
+    }
 }
 
 fn json_response(code: u16, v: &Value) -> Response<Body> {
@@ -324,10 +338,7 @@ async fn dispatch(
         return Err(ApiError::unauthorized());
     }
     if req.method() == Method::GET && segs.as_slice() == ["metrics"] {
-        return Ok(text_response(
-            200,
-            &crate::reconcile::metrics::global().render(),
-        ));
+        return Ok(text_response(200, &(state.metrics)()));
     }
     if req.method() == Method::GET {
         let doc = match segs.as_slice() {
@@ -461,6 +472,7 @@ impl ApiServer {
         addr: SocketAddr,
         creds: &Credentials,
         store: Store,
+        metrics: MetricsSource,
     ) -> Result<ApiServer, ServeError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -476,6 +488,7 @@ impl ApiServer {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let state = Arc::new(State {
             registry,
+            metrics,
             token: creds.token.clone(),
             server_address: local_addr.to_string(),
             shutdown: rx.clone(),

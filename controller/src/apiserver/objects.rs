@@ -87,101 +87,53 @@ fn spec_view(obj: &Value) -> Value {
     o
 }
 
-/// Admission: the object must be the resource's kind and pass its schema and rules.
+/// Admission: the object must pass its CRD's schema (bot-bottle kinds), then its kind's own
+/// rules (`Strategy::validate`); every error found is reported, as field causes.
 fn admit(res: &Resource, obj: &Value) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").unwrap_or("");
-    if res.crd.is_some() {
-        let mut errors = match bb_crds::manifest::check_document(obj, 1) {
+    let mut errors = match &res.crd {
+        Some(_) => match bb_crds::manifest::check_document(obj, 1) {
             Ok(_) => Vec::new(),
             Err(e) => e.errors,
-        };
-        if errors.is_empty()
-            && res.kind == "Bottle"
-            && let Some(spec) = obj.get("spec")
-            && let Ok(spec) = serde_json::from_value::<bb_crds::BottleSpec>(spec.clone())
-        {
-            let mut ve = bb_crds::ValidationErrors::default();
-            bb_crds::validate::bottle_spec(&spec, &mut ve);
-            errors = ve.errors;
-        }
-        if !errors.is_empty() {
-            let causes: Vec<Cause> = errors
-                .iter()
-                .map(|e| Cause {
-                    kind: if e.message.starts_with("unknown field") {
-                        "FieldValueNotSupported"
-                    } else if e.message.starts_with("required value") {
-                        "FieldValueRequired"
-                    } else {
-                        "FieldValueInvalid"
-                    },
-                    field: e.path.clone(),
-                    message: e.message.clone(),
-                })
-                .collect();
-            let detail: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(ApiError::invalid(format!(
-                "{} \"{name}\" is invalid: {}",
-                res.kind,
-                detail.join(", ")
-            ))
-            .for_object(res.group, res.kind, name)
-            .with_causes(causes));
-        }
-    }
-    if res.kind == "Secret"
-        && let Some(data) = obj.get("data").and_then(Value::as_object)
+        },
+        None => Vec::new(),
+    };
+    if errors.is_empty()
+        && let Some(rules) = res.strategy.validate
     {
-        use base64::Engine;
-        for (k, v) in data {
-            let ok = v
-                .as_str()
-                .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
-            if !ok {
-                return Err(ApiError::invalid(format!(
-                    "Secret \"{name}\" is invalid: data[{k}]: must be base64"
-                ))
-                .for_object("", "Secret", name)
-                .with_causes(vec![Cause {
-                    kind: "FieldValueInvalid",
-                    field: format!("data[{k}]"),
-                    message: "must be base64".into(),
-                }]));
-            }
-        }
+        errors = rules(obj);
     }
-    Ok(())
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<Cause> = errors
+        .iter()
+        .map(|e| Cause {
+            kind: if e.message.starts_with("unknown field") {
+                "FieldValueNotSupported"
+            } else if e.message.starts_with("required value") {
+                "FieldValueRequired"
+            } else {
+                "FieldValueInvalid"
+            },
+            field: e.path.clone(),
+            message: e.message.clone(),
+        })
+        .collect();
+    let detail: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    Err(ApiError::invalid(format!(
+        "{} \"{name}\" is invalid: {}",
+        res.kind,
+        detail.join(", ")
+    ))
+    .for_object(res.group, res.kind, name)
+    .with_causes(causes))
 }
 
 /// Kind-specific normalisation done by the real apiserver on every write.
 fn normalise(res: &Resource, obj: &mut Value) {
-    match res.kind {
-        "Secret" => {
-            use base64::Engine;
-            if let Some(sd) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
-                && let Some(sd) = sd.as_object()
-            {
-                let data = obj
-                    .as_object_mut()
-                    .map(|m| m.entry("data").or_insert_with(|| json!({})));
-                if let Some(Value::Object(d)) = data {
-                    for (k, v) in sd {
-                        let s = v.as_str().unwrap_or_default();
-                        d.insert(
-                            k.clone(),
-                            json!(base64::engine::general_purpose::STANDARD.encode(s)),
-                        );
-                    }
-                }
-            }
-            if obj.get("type").is_none() {
-                obj["type"] = json!("Opaque");
-            }
-        }
-        "Namespace" => {
-            obj["status"] = json!({"phase": if obj.pointer("/metadata/deletionTimestamp").is_some() { "Terminating" } else { "Active" }});
-        }
-        _ => {}
+    if let Some(f) = res.strategy.normalise {
+        f(obj);
     }
 }
 
@@ -630,7 +582,7 @@ impl Registry {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        if res.kind == "Namespace" {
+        if res.strategy.delete_contents {
             if dry_run {
                 return Ok((current, false));
             }

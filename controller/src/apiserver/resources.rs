@@ -1,6 +1,7 @@
 //! The resources this apiserver serves: their group/version/kind, scope, schema, printer
 //! columns and admission rules. One table drives routing, discovery, OpenAPI and validation.
 
+use super::strategy::{self, Strategy};
 use std::sync::OnceLock;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -22,6 +23,8 @@ pub struct Resource {
     pub status_subresource: bool,
     /// A CRD this server defines (bot-bottle kinds).
     pub crd: Option<CustomResourceDefinition>,
+    /// What this kind adds to the generic write and delete paths.
+    pub strategy: Strategy,
 }
 
 impl Resource {
@@ -98,8 +101,9 @@ fn core(
         short_names: short,
         categories: &[],
         namespaced,
-        status_subresource: kind == "Namespace",
+        status_subresource: false,
         crd: None,
+        strategy: Strategy::default(),
     }
 }
 
@@ -108,10 +112,23 @@ pub fn all() -> &'static [Resource] {
     static ALL: OnceLock<Vec<Resource>> = OnceLock::new();
     ALL.get_or_init(|| {
         vec![
-            core("namespaces", "namespace", "Namespace", &["ns"], false),
-            core("secrets", "secret", "Secret", &[], true),
-            core("configmaps", "configmap", "ConfigMap", &["cm"], true),
-            core("events", "event", "Event", &["ev"], true),
+            Resource {
+                status_subresource: true,
+                strategy: strategy::NAMESPACE,
+                ..core("namespaces", "namespace", "Namespace", &["ns"], false)
+            },
+            Resource {
+                strategy: strategy::SECRET,
+                ..core("secrets", "secret", "Secret", &[], true)
+            },
+            Resource {
+                strategy: strategy::CONFIG_MAP,
+                ..core("configmaps", "configmap", "ConfigMap", &["cm"], true)
+            },
+            Resource {
+                strategy: strategy::EVENT,
+                ..core("events", "event", "Event", &["ev"], true)
+            },
             Resource {
                 group: "events.k8s.io",
                 version: "v1",
@@ -123,6 +140,7 @@ pub fn all() -> &'static [Resource] {
                 namespaced: true,
                 status_subresource: false,
                 crd: None,
+                strategy: strategy::EVENT,
             },
             Resource {
                 group: "apiextensions.k8s.io",
@@ -135,6 +153,7 @@ pub fn all() -> &'static [Resource] {
                 namespaced: false,
                 status_subresource: true,
                 crd: None,
+                strategy: Strategy::default(),
             },
             Resource {
                 group: bb_crds::GROUP,
@@ -147,6 +166,7 @@ pub fn all() -> &'static [Resource] {
                 namespaced: false,
                 status_subresource: true,
                 crd: Some(bb_crds::crd::all().swap_remove(0)),
+                strategy: strategy::BOTTLE,
             },
             Resource {
                 group: bb_crds::GROUP,
@@ -159,6 +179,7 @@ pub fn all() -> &'static [Resource] {
                 namespaced: true,
                 status_subresource: true,
                 crd: Some(bb_crds::crd::all().swap_remove(1)),
+                strategy: Strategy::default(),
             },
         ]
     })

@@ -12,6 +12,13 @@ struct Column {
     description: String,
 }
 
+/// How the client asked to see objects: as themselves, or as a `meta.k8s.io` Table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Object,
+    Table,
+}
+
 fn columns(res: &Resource) -> Vec<Column> {
     let col = |name: &str, ty: &str, path: &str, description: &str| Column {
         name: name.into(),
@@ -31,40 +38,8 @@ fn columns(res: &Resource) -> Vec<Column> {
         ".metadata.name",
         "Name must be unique within a namespace.",
     )];
-    match res.kind {
-        "Namespace" => cols.push(col(
-            "Status",
-            "string",
-            ".status.phase",
-            "The status of the namespace",
-        )),
-        "Secret" => {
-            cols.push(col("Type", "string", ".type", "The type of the secret"));
-            cols.push(col(
-                "Data",
-                "integer",
-                "#data",
-                "Number of keys in the secret",
-            ));
-        }
-        "ConfigMap" => cols.push(col(
-            "Data",
-            "integer",
-            "#data",
-            "Number of keys in the config map (data and binaryData)",
-        )),
-        "Event" => {
-            cols.push(col("Type", "string", ".type", "Event type"));
-            cols.push(col("Reason", "string", ".reason", "Reason"));
-            cols.push(col(
-                "Object",
-                "string",
-                "#involved",
-                "The object the event is about",
-            ));
-            cols.push(col("Message", "string", ".message", "Message"));
-        }
-        _ => {}
+    for c in res.strategy.columns {
+        cols.push(col(c.name, c.ty, c.path, c.description));
     }
     if res.crd.is_some() {
         for c in res.printer_columns() {

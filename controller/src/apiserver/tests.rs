@@ -26,9 +26,14 @@ async fn fixture() -> Fixture {
     let home = Home::open(dir.path()).expect("home");
     let creds = pki::load_or_create(&home).expect("creds");
     let store = Store::open(&home.path("state.db")).expect("store");
-    let server = ApiServer::start("127.0.0.1:0".parse().expect("addr"), &creds, store.clone())
-        .await
-        .expect("start");
+    let server = ApiServer::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        &creds,
+        store.clone(),
+        std::sync::Arc::new(|| "bb_test_metric 1\n".to_string()),
+    )
+    .await
+    .expect("start");
     let ca = home.path("ca.crt");
     Fixture {
         _dir: dir,
@@ -257,4 +262,55 @@ async fn deleting_a_namespace_deletes_what_is_in_it_and_creating_into_a_missing_
     if let Some(s) = f.server.take() {
         s.shutdown().await;
     }
+}
+
+/// `/metrics` serves whatever source the server was given (it imports no metrics of its own),
+/// behind the token like every non-public path.
+#[tokio::test]
+async fn metrics_come_from_the_injected_source() {
+    let f = fixture().await;
+    let (code, body) = f.curl(&[&f.url("/metrics")]).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body, "bb_test_metric 1\n");
+    let mut anonymous = Command::new("curl");
+    anonymous
+        .args([
+            "-s",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+        ])
+        .arg(&f.ca)
+        .arg(f.url("/metrics"));
+    let out = tokio::task::spawn_blocking(move || anonymous.output())
+        .await
+        .expect("join")
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+}
+
+/// A kind's own admission rules run through its strategy: a Bottle whose spec passes the schema
+/// but breaks a rule (`extends` must name a Bottle) is refused with the field named.
+#[tokio::test]
+async fn bottle_rules_are_admission() {
+    let f = fixture().await;
+    let bottle = json!({"apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle",
+        "metadata": {"name": "b"}, "spec": {"extends": "Not_A_Name"}});
+    let (code, body) = f
+        .curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &bottle.to_string(),
+            &f.url("/apis/bot-bottle.dev/v1alpha1/bottles"),
+        ])
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("spec.extends"), "{body}");
 }

@@ -8,12 +8,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::handlers::View;
 use super::objects::{Registry, decode};
 use super::resources::Resource;
 use super::select::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::table;
+use super::table::{self, View};
 use crate::store::EventKind;
 
 /// How often an idle watch with bookmarks enabled reports its progress.

@@ -46,6 +46,14 @@ impl fmt::Debug for SecretBytes {
     }
 }
 
+/// A file written into the agent at provisioning (what a provider asks for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionFile {
+    pub guest_path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+}
+
 /// Where the agent image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
@@ -90,7 +98,7 @@ pub struct AgentPlan {
     /// Copied into the agent at provisioning (not part of the container hash).
     pub workspace: Option<bb_crds::agent::Workspace>,
     pub git_user: Option<bb_crds::common::GitUser>,
-    pub files: Vec<crate::provider::ProvisionFile>,
+    pub files: Vec<ProvisionFile>,
     /// `spec.skills`: names (under the backend's skills root) or absolute host directories.
     pub skills: Vec<String>,
     /// Where the provider reads skills inside the agent.
