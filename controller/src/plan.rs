@@ -38,10 +38,45 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
         .collect()
 }
 
-/// Hash of a resolved Bottle's policy, as Bottle status reports it.
-pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> String {
-    let text = serde_json::to_vec(&resolved.spec).unwrap_or_default();
-    sha256_hex(&[&text])
+/// The sidecar's policy file for a resolved Bottle, each route's auth naming its token file
+/// (`route-N-token`), and the secret source behind each file. Pure: nothing is resolved, so the
+/// Bottle reconciler computes the same text (and hash) the Agent's sidecar will load.
+pub fn sidecar_policy(
+    resolved: &ResolvedBottle,
+    provider: &dyn Provider,
+) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
+    let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
+    let extra = provider.routes();
+    if !extra.is_empty() {
+        egress.routes.get_or_insert_with(Vec::new).extend(extra);
+    }
+    let mut sources = Vec::new();
+    for (i, route) in egress.routes.iter_mut().flatten().enumerate() {
+        if let Some(auth) = route.auth.as_mut() {
+            let file = format!("route-{i}-token");
+            let source = std::mem::replace(
+                &mut auth.token,
+                SecretSource {
+                    token_file: Some(file.clone()),
+                    ..Default::default()
+                },
+            );
+            sources.push((file, source));
+        }
+    }
+    let policy_yaml =
+        serde_yaml::to_string(&egress).map_err(|e| PlanError::Internal(e.to_string()))?;
+    // The sidecar will parse this with the same types; refuse to hand it something it rejects.
+    bb_crds::policy::parse_sidecar_policy(&policy_yaml)
+        .map_err(|e| PlanError::Internal(e.to_string()))?;
+    Ok((policy_yaml, sources))
+}
+
+/// `status.resolvedPolicyHash` of a resolved Bottle: the hash of its sidecar policy text.
+pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> Result<String, PlanError> {
+    let provider = provider(resolved)?;
+    let (policy_yaml, _) = sidecar_policy(resolved, provider.as_ref())?;
+    Ok(bb_crds::policy::policy_hash(policy_yaml.as_bytes()))
 }
 
 /// The sidecar policy with every route's auth pointing at a token file, and those files.
@@ -50,28 +85,11 @@ pub async fn sidecar(
     resolved: &ResolvedBottle,
     provider: &dyn Provider,
 ) -> Result<SidecarPlan, PlanError> {
-    let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
-    let extra = provider.routes();
-    if !extra.is_empty() {
-        egress.routes.get_or_insert_with(Vec::new).extend(extra);
-    }
+    let (policy_yaml, sources) = sidecar_policy(resolved, provider)?;
     let mut files = BTreeMap::new();
-    for (i, route) in egress.routes.iter_mut().flatten().enumerate() {
-        if let Some(auth) = route.auth.as_mut() {
-            let value = secrets::resolve(client, &auth.token).await?;
-            let file = format!("route-{i}-token");
-            files.insert(file.clone(), value);
-            auth.token = SecretSource {
-                token_file: Some(file),
-                ..Default::default()
-            };
-        }
+    for (file, source) in sources {
+        files.insert(file, secrets::resolve(client, &source).await?);
     }
-    let policy_yaml =
-        serde_yaml::to_string(&egress).map_err(|e| PlanError::Internal(e.to_string()))?;
-    // The sidecar will parse this with the same schema; refuse to hand it something it rejects.
-    bb_crds::policy::parse_sidecar_policy(&policy_yaml)
-        .map_err(|e| PlanError::Internal(e.to_string()))?;
     Ok(SidecarPlan {
         policy_yaml,
         secret_files: files,

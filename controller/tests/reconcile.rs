@@ -278,6 +278,11 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
         (bs.provider.as_deref(), bs.route_count),
         (Some("custom"), Some(1))
     );
+    // One hash: what the sidecar applied is what the Bottle resolved to.
+    assert_eq!(
+        bs.resolved_policy_hash.as_deref(),
+        Some(first_hash.as_str())
+    );
 
     // Policy-only change: a new route. The sidecar reloads; the agent is not recreated.
     let patch = json!({"spec": {"egress": {"routes": [

@@ -189,9 +189,14 @@ pub struct AgentStatus {
     pub backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<SidecarEndpoints>,
-    /// Hash of the policy the sidecar has loaded.
+    /// Hash of the policy the sidecar has loaded: equal to its Bottle's `resolvedPolicyHash`
+    /// once the sidecar runs what the Bottle says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_policy_hash: Option<String>,
+    /// Keyed hash (HMAC by the bottle CA key) of the policy and the credential values the
+    /// sidecar has loaded: it changes when a credential rotates, and reveals nothing about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_credentials_hash: Option<String>,
     /// Image (or artifact) holding the latest snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

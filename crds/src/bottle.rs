@@ -89,7 +89,8 @@ pub struct BottleStatus {
     /// The `extends` chain, root first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<String>,
-    /// Hash of the resolved policy; Agents report the hash their sidecar applied.
+    /// Hash of the sidecar policy this Bottle resolves to; an Agent's `appliedPolicyHash` equals
+    /// it once its sidecar runs that policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_policy_hash: Option<String>,
     /// Human-readable summary, set on error.

@@ -434,7 +434,13 @@ fn bottle_holds_on_docker() {
     // 4b. Rotation: a new value in the Secret reaches the running sidecar within the resync
     // bound, for injection and DLP alike; the applied hash moves, the agent container stays,
     // and the old value leaves the sidecar.
-    let hash_before = cp.jsonpath(&["agent", "holds"], "{.status.appliedPolicyHash}");
+    let hash_before = cp.jsonpath(&["agent", "holds"], "{.status.appliedCredentialsHash}");
+    let policy_before = cp.jsonpath(&["agent", "holds"], "{.status.appliedPolicyHash}");
+    assert_eq!(
+        policy_before,
+        cp.jsonpath(&["bottle", "holds"], "{.status.resolvedPolicyHash}"),
+        "the applied policy is not the one the Bottle resolved to"
+    );
     cp.apply(&format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: holds-token, namespace: bot-bottle-system}}\nstringData: {{token: {ROTATED}}}\n"
     ));
@@ -449,10 +455,15 @@ fn bottle_holds_on_docker() {
         },
     );
     println!("secret rotation -> injected in {:.1}s", took.as_secs_f64());
-    let hash_after = cp.jsonpath(&["agent", "holds"], "{.status.appliedPolicyHash}");
+    let hash_after = cp.jsonpath(&["agent", "holds"], "{.status.appliedCredentialsHash}");
     assert!(
         !hash_after.is_empty() && hash_after != hash_before,
-        "appliedPolicyHash did not follow the rotation: {hash_before} -> {hash_after}"
+        "appliedCredentialsHash did not follow the rotation: {hash_before} -> {hash_after}"
+    );
+    assert_eq!(
+        cp.jsonpath(&["agent", "holds"], "{.status.appliedPolicyHash}"),
+        policy_before,
+        "a credential rotation changed the policy hash"
     );
     let (_, out) = in_agent(
         &agent,

@@ -71,6 +71,12 @@ pub struct SidecarPlan {
 }
 
 impl SidecarPlan {
+    /// `status.appliedPolicyHash`: the same function over the same text as the Bottle's
+    /// `resolvedPolicyHash`.
+    pub fn policy_hash(&self) -> String {
+        bb_crds::policy::policy_hash(self.policy_yaml.as_bytes())
+    }
+
     /// The hash a sidecar reports once it has loaded this plan, keyed by its bottle's CA key
     /// (which only the backend and that sidecar hold): it changes when a token value rotates.
     pub fn applied_hash(&self, key: &[u8]) -> String {

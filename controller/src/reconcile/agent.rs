@@ -274,7 +274,10 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     match drive(&ctx, &id, &sidecar, &agent_plan, &mut r).await {
         Ok((endpoints, policy_hash)) => {
             r.status.endpoints = Some(endpoints);
-            r.status.applied_policy_hash = Some(policy_hash);
+            // The sidecar confirmed the keyed hash, which covers the policy text: so it runs
+            // exactly this text, whose plain hash is comparable with the Bottle's.
+            r.status.applied_policy_hash = Some(sidecar.policy_hash());
+            r.status.applied_credentials_hash = Some(policy_hash);
             snapshot_on_request(&ctx, &agent, &id, &mut r).await;
             if r.status.phase != Some(AgentPhase::Running) {
                 r.status.started_at = Some(Time(jiff::Timestamp::now()));

@@ -72,7 +72,8 @@ async fn reconcile_inner(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Act
                     .as_ref()
                     .map_or(0, |e| e.routes().len()) as i64,
             );
-            status.resolved_policy_hash = Some(crate::plan::bottle_policy_hash(&resolved));
+            // A provider the controller cannot plan for leaves the hash unset; the Agent says why.
+            status.resolved_policy_hash = crate::plan::bottle_policy_hash(&resolved).ok();
             status.chain = resolved.chain.clone();
             conditions::set(
                 &mut status.conditions,

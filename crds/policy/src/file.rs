@@ -10,6 +10,19 @@ use crate::error::{FieldPath, ValidationErrors};
 use crate::validate::{self, PolicyContext, host_key};
 use crate::yaml::{ManifestError, typed, yaml_documents};
 
+/// The identity of a policy file's text: 16 hex digits of its SHA-256. The Bottle's
+/// `resolvedPolicyHash` and the Agent's `appliedPolicyHash` are both this function over the same
+/// text (the policy file the controller writes for the sidecar, token files by name only), so
+/// "applied == resolved" is a real check.
+pub fn policy_hash(policy: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, policy)
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The identity of what a sidecar enforces: its policy file's bytes and every credential file
 /// it reads (name and bytes, in name order). Keyed by the bottle's CA key: the hash changes when
 /// a token rotates, yet nobody without that key can test a guess of the token against it. The
