@@ -45,8 +45,15 @@ pub fn sidecar_policy(
     resolved: &ResolvedBottle,
     provider: &dyn Provider,
 ) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
+    policy_with_routes(resolved, provider.routes())
+}
+
+/// `sidecar_policy` with the provider's routes given (none when it cannot be planned).
+fn policy_with_routes(
+    resolved: &ResolvedBottle,
+    extra: Vec<bb_crds::egress::EgressRoute>,
+) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
     let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
-    let extra = provider.routes();
     if !extra.is_empty() {
         egress.routes.get_or_insert_with(Vec::new).extend(extra);
     }
@@ -73,9 +80,11 @@ pub fn sidecar_policy(
 }
 
 /// `status.resolvedPolicyHash` of a resolved Bottle: the hash of its sidecar policy text.
+/// A provider this controller cannot run yet contributes no routes: no Agent of the Bottle can
+/// start (its status says why), and the hash still identifies the Bottle's own policy.
 pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> Result<String, PlanError> {
-    let provider = provider(resolved)?;
-    let (policy_yaml, _) = sidecar_policy(resolved, provider.as_ref())?;
+    let extra = provider(resolved).map(|p| p.routes()).unwrap_or_default();
+    let (policy_yaml, _) = policy_with_routes(resolved, extra)?;
     Ok(bb_crds::policy::policy_hash(policy_yaml.as_bytes()))
 }
 

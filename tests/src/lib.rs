@@ -368,5 +368,52 @@ pub fn test_pki(names: &[&str]) -> (String, String, String) {
 }
 
 /// An HTTPS server that logs every request it receives (one JSON line on stdout) and answers
+/// A stand-in upstream container, removed when dropped.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = run(&mut docker(&["rm", "-f", &self.name]));
+    }
+}
+
+/// Runs the Python `script` in the base image as container `name` on `network`, reachable there
+/// as each of `aliases`, with `CERT` and `KEY` (PEM) in its environment: a test's own "internet".
+pub fn start_upstream(
+    name: &str,
+    network: &str,
+    aliases: &[&str],
+    script: &str,
+    (cert, key): (&str, &str),
+) -> Upstream {
+    let _ = run(&mut docker(&["rm", "-f", name]));
+    let mut args: Vec<String> = ["run", "-d", "--name", name]
+        .into_iter()
+        .chain(["--label", "bot-bottle.e2e=upstream", "--network", network])
+        .map(String::from)
+        .collect();
+    for a in aliases {
+        args.extend(["--network-alias".to_string(), a.to_string()]);
+    }
+    args.extend([
+        "-e".to_string(),
+        format!("CERT={cert}"),
+        "-e".to_string(),
+        format!("KEY={key}"),
+        BASE_IMAGE.to_string(),
+        "python3".to_string(),
+        "-u".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+    ]);
+    ok(&mut docker(&args));
+    Upstream {
+        name: name.to_string(),
+    }
+}
+
 /// `200 hello from upstream`: the test's own "internet" (shared with `bbctl demo`).
 pub const UPSTREAM_PY: &str = include_str!("../../images/demo-upstream/upstream.py");

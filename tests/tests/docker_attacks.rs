@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bb_e2e::{
-    BASE_IMAGE, Cleanup, Controller, containers_with, docker, ensure_base_image, networks_with, ok,
+    Cleanup, Controller, containers_with, docker, ensure_base_image, networks_with, ok,
     remove_all_with, run, test_pki, workspace_root,
 };
 
@@ -145,37 +145,13 @@ fn attacks_from_inside_the_bottle_reach_nothing() {
     .to_string();
 
     let witness = "bb-e2e-witness-atk";
-    let _ = run(&mut docker(&["rm", "-f", witness]));
-    ok(&mut docker(&[
-        "run",
-        "-d",
-        "--name",
+    let _witness = bb_e2e::start_upstream(
         witness,
-        "--label",
-        "bot-bottle.e2e=upstream",
-        "--network",
         &egress_net,
-        "--network-alias",
-        "api.example.test",
-        "--network-alias",
-        "other.example.test",
-        "-e",
-        &format!("CERT={cert}"),
-        "-e",
-        &format!("KEY={key}"),
-        BASE_IMAGE,
-        "python3",
-        "-u",
-        "-c",
+        &["api.example.test", "other.example.test"],
         WITNESS_PY,
-    ]));
-    struct Remove(&'static str);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = run(&mut docker(&["rm", "-f", self.0]));
-        }
-    }
-    let _witness = Remove(witness);
+        (&cert, &key),
+    );
     cp.wait_for("the witness to listen", Duration::from_secs(30), || {
         ok(&mut docker(&["logs", witness])).contains("\"ready\"")
     });

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use bb_e2e::{
-    BASE_IMAGE, Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image,
-    networks_with, ok, remove_all_with, run, test_pki, volumes_with, workspace_root,
+    BASE_IMAGE, Cleanup, Controller, UPSTREAM_PY, Upstream, containers_with, docker,
+    ensure_base_image, networks_with, ok, remove_all_with, run, test_pki, volumes_with,
+    workspace_root,
 };
 
 const TOKEN: &str = "e2e-T0ken-9f8a7b6c5d4e3f2a1b0c";
@@ -52,45 +53,15 @@ spec:
     )
 }
 
-struct Upstream {
-    name: String,
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = run(&mut docker(&["rm", "-f", &self.name]));
-    }
-}
-
 /// The HTTPS upstream, reachable from the sidecar's egress network as api/other.example.test.
 fn start_upstream(name: &str, network: &str, cert: &str, key: &str) -> Upstream {
-    let _ = run(&mut docker(&["rm", "-f", name]));
-    ok(&mut docker(&[
-        "run",
-        "-d",
-        "--name",
+    bb_e2e::start_upstream(
         name,
-        "--label",
-        "bot-bottle.e2e=upstream",
-        "--network",
         network,
-        "--network-alias",
-        "api.example.test",
-        "--network-alias",
-        "other.example.test",
-        "-e",
-        &format!("CERT={cert}"),
-        "-e",
-        &format!("KEY={key}"),
-        BASE_IMAGE,
-        "python3",
-        "-u",
-        "-c",
+        &["api.example.test", "other.example.test"],
         UPSTREAM_PY,
-    ]));
-    Upstream {
-        name: name.to_string(),
-    }
+        (cert, key),
+    )
 }
 
 /// Runs `script` with sh inside the agent container as the agent user.
