@@ -30,12 +30,7 @@ pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
         ctx.update(&(p.len() as u64).to_be_bytes());
         ctx.update(p);
     }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    bb_crds::policy::short_hex(ctx.finish().as_ref())
 }
 
 /// The sidecar's policy file for a resolved Bottle, each route's auth naming its token file

@@ -1,7 +1,7 @@
 //! The sidecar's policy file and its hash, defined in the kube-free policy crate (which the
 //! sidecar links instead of this one); its tests against Bottles live here.
 
-pub use bb_policy::file::{applied_policy_hash, parse_sidecar_policy, policy_hash};
+pub use bb_policy::file::{applied_policy_hash, parse_sidecar_policy, policy_hash, short_hex};
 
 #[cfg(test)]
 mod tests {

@@ -205,12 +205,13 @@ impl Backend for FakeBackend {
         &self,
         id: &AgentId,
         plan: &SidecarPlan,
+        applied: &str,
     ) -> Result<SidecarEndpoints, BackendError> {
         self.gate(Step::Sidecar).await?;
         self.with(id, |a| {
             if a.sidecar_policy.is_none() || a.stopped {
                 a.sidecar_creates += 1;
-                a.sidecar_policy = Some(plan.applied_hash(FAKE_CA_KEY));
+                a.sidecar_policy = Some(applied.to_string());
                 a.sidecar_policy_yaml = Some(plan.policy_yaml.clone());
                 a.secret_files = plan.secret_files.clone();
                 a.stopped = false;
@@ -227,11 +228,16 @@ impl Backend for FakeBackend {
         Ok(plan.applied_hash(FAKE_CA_KEY))
     }
 
-    async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
+    async fn apply_policy(
+        &self,
+        id: &AgentId,
+        plan: &SidecarPlan,
+        applied: &str,
+    ) -> Result<(), BackendError> {
         self.gate(Step::Policy).await?;
         self.with(id, |a| {
             a.policy_reloads += 1;
-            a.sidecar_policy = Some(plan.applied_hash(FAKE_CA_KEY));
+            a.sidecar_policy = Some(applied.to_string());
             a.sidecar_policy_yaml = Some(plan.policy_yaml.clone());
             a.secret_files = plan.secret_files.clone();
         });

@@ -207,18 +207,23 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, BackendError>> + Send;
     fn ensure_network(&self, id: &AgentId)
     -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Creates (or finds running) the sidecar for `plan`; a new one is ready once it reports
+    /// `applied` (what `policy_hash` gave for this plan).
     fn ensure_sidecar(
         &self,
         id: &AgentId,
         plan: &SidecarPlan,
+        applied: &str,
     ) -> impl Future<Output = Result<SidecarEndpoints, BackendError>> + Send;
     /// The applied-policy hash the Agent's sidecar reports once it runs `plan`.
     fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError>;
-    /// Hands a running sidecar a new policy; it reloads without restarting the agent.
+    /// Hands a running sidecar a new policy; it reloads without restarting the agent, and is
+    /// done once the sidecar reports `applied`.
     fn apply_policy(
         &self,
         id: &AgentId,
         plan: &SidecarPlan,
+        applied: &str,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Creates the agent container, replacing one whose hash differs.
     fn ensure_agent(

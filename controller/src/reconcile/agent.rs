@@ -400,7 +400,7 @@ async fn drive<B: Backend>(
     // The sidecar and the agent container need only the network, not each other: bring them
     // up side by side (an agent without its sidecar has no way out, so nothing is exposed).
     let sidecar_side = async {
-        let endpoints = be.ensure_sidecar(id, sidecar).await?;
+        let endpoints = be.ensure_sidecar(id, sidecar, &policy_hash).await?;
         // A sidecar that was running when observed is the one ensure_sidecar kept; only a new
         // one needs looking at again.
         let loaded = match &seen.sidecar_policy {
@@ -409,7 +409,7 @@ async fn drive<B: Backend>(
         };
         let reloaded = loaded.as_deref() != Some(policy_hash.as_str());
         if reloaded {
-            be.apply_policy(id, sidecar).await?;
+            be.apply_policy(id, sidecar, &policy_hash).await?;
         }
         Ok::<_, BackendError>((endpoints, reloaded))
     };

@@ -15,12 +15,12 @@ use crate::yaml::{ManifestError, typed, yaml_documents};
 /// text (the policy file the controller writes for the sidecar, token files by name only), so
 /// "applied == resolved" is a real check.
 pub fn policy_hash(policy: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, policy)
-        .as_ref()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    short_hex(ring::digest::digest(&ring::digest::SHA256, policy).as_ref())
+}
+
+/// The first 8 bytes of a digest as 16 hex digits: the form every bot-bottle hash takes.
+pub fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The identity of what a sidecar enforces: its policy file's bytes and every credential file
@@ -45,12 +45,7 @@ pub fn applied_policy_hash<'a>(
         part(name.as_bytes());
         part(value);
     }
-    ctx.sign()
-        .as_ref()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    short_hex(ctx.sign().as_ref())
 }
 
 /// Parses and validates a sidecar policy file (YAML with `log` and `routes`).

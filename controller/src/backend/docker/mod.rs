@@ -484,8 +484,9 @@ impl Backend for DockerBackend {
         &self,
         id: &AgentId,
         plan: &SidecarPlan,
+        applied: &str,
     ) -> Result<SidecarEndpoints, BackendError> {
-        self.run_sidecar(id, plan).await
+        self.run_sidecar(id, plan, applied).await
     }
 
     fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError> {
@@ -493,11 +494,15 @@ impl Backend for DockerBackend {
         Ok(plan.applied_hash(ca.key_pem.as_bytes()))
     }
 
-    async fn apply_policy(&self, id: &AgentId, plan: &SidecarPlan) -> Result<(), BackendError> {
+    async fn apply_policy(
+        &self,
+        id: &AgentId,
+        plan: &SidecarPlan,
+        applied: &str,
+    ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Sidecar);
         self.deliver(&name, plan, false, id).await?;
-        self.await_policy(&name, &self.policy_hash(id, plan)?, true)
-            .await
+        self.await_policy(&name, applied, true).await
     }
 
     async fn ensure_agent(

@@ -14,7 +14,7 @@ use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
 use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, exec, is_conflict};
-use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
+use crate::backend::{AgentId, BackendError, SidecarPlan};
 
 impl DockerBackend {
     /// The policy hash a running sidecar reports having loaded.
@@ -162,6 +162,7 @@ impl DockerBackend {
         &self,
         id: &AgentId,
         plan: &SidecarPlan,
+        applied: &str,
     ) -> Result<SidecarEndpoints, BackendError> {
         let endpoints = SidecarEndpoints {
             proxy: Some(Self::proxy_url()),
@@ -293,8 +294,7 @@ impl DockerBackend {
             .await
             .map_err(|e| BackendError::new(Step::Sidecar, format!("starting {name}: {e}")))?;
         self.deliver(&name, plan, true, id).await?;
-        self.await_policy(&name, &self.policy_hash(id, plan)?, false)
-            .await?;
+        self.await_policy(&name, applied, false).await?;
         Ok(endpoints)
     }
 }
