@@ -63,6 +63,7 @@ fn main() {
             client,
             backend.clone(),
             Duration::from_secs(60),
+            None,
             async move {
                 let _ = rx.await;
             }

@@ -9,10 +9,13 @@ use crate::apiserver::{ApiServer, ServeError};
 use crate::backend::docker::{DockerBackend, DockerConfig};
 use crate::home::{Home, HomeError};
 use crate::pki::{self, PkiError};
+use crate::sessions::SessionServer;
 use crate::store::{DEFAULT_HISTORY, Store, StoreError};
 
 /// Where the control plane listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
+/// Where the runner serves sessions unless told otherwise: loopback, any free port.
+pub const DEFAULT_SESSION_LISTEN: &str = "127.0.0.1:0";
 
 /// Which runtime holds the bottles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,6 +47,9 @@ pub struct DockerSettings {
 pub struct Options {
     pub home: Option<PathBuf>,
     pub listen: SocketAddr,
+    /// Where the runner serves sessions (attach, exec, logs); port 0 picks a free one, and
+    /// each Agent's status names the address in use.
+    pub session_listen: SocketAddr,
     /// Reconcile against this cluster instead of serving the embedded control plane.
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -89,13 +95,19 @@ async fn client_from(
 
 /// SIGTERM and SIGINT, registered when created: a signal that arrives while the control plane
 /// is still starting is held for `recv` rather than lost.
-struct Signals {
+pub struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signals(SIGTERM, SIGINT)")
+    }
+}
+
 impl Signals {
-    fn register() -> Result<Signals, RunError> {
+    pub fn register() -> Result<Signals, RunError> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             term: signal(SignalKind::terminate()).map_err(RunError::Signal)?,
@@ -103,7 +115,7 @@ impl Signals {
         })
     }
 
-    async fn recv(&mut self) -> &'static str {
+    pub async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
@@ -113,30 +125,6 @@ impl Signals {
 
 /// How long the reconcilers get to finish what they are doing once told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Waits for a signal, then stops the reconcilers: gracefully within `SHUTDOWN_GRACE`, at once on
-/// a second signal. A stuck reconcile never keeps the process (and its home lock) alive.
-async fn stop_on_signal(
-    signals: &mut Signals,
-    tx: tokio::sync::oneshot::Sender<()>,
-    reconcilers: tokio::task::JoinHandle<()>,
-) {
-    let which = signals.recv().await;
-    tracing::info!("{which}: shutting down");
-    let _ = tx.send(());
-    let abort = reconcilers.abort_handle();
-    tokio::select! {
-        _ = reconcilers => {}
-        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not stop in time; stopping them");
-            abort.abort();
-        }
-        which = signals.recv() => {
-            tracing::warn!("{which} again: stopping now");
-            abort.abort();
-        }
-    }
-}
 
 /// What a started control plane tells its caller.
 #[derive(Debug, Clone)]
@@ -154,6 +142,8 @@ pub struct Embedded {
     pub client: kube::Client,
     pub kubeconfig: PathBuf,
     pub home: Home,
+    /// The home's serving credentials, which the runner's session endpoint uses too.
+    pub creds: pki::Credentials,
 }
 
 impl std::fmt::Debug for Embedded {
@@ -185,6 +175,7 @@ pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunErr
         client,
         kubeconfig,
         home,
+        creds,
     })
 }
 
@@ -224,30 +215,84 @@ async fn backend(
     }
 }
 
-/// Starts the reconcilers the backend allows (Bottles only without one); they stop when the
-/// returned sender fires or is dropped.
-pub fn spawn_reconcilers(
-    client: kube::Client,
-    backend: Option<DockerBackend>,
-    resync: Duration,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    use futures_util::FutureExt;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = rx.map(|_| ()).shared();
-    let task = tokio::spawn(async move {
-        match backend {
+/// What runs the Agents of one machine: the reconcilers and, with a backend, the session
+/// endpoint through which clients reach the Agents it runs.
+#[derive(Debug)]
+pub struct Runner {
+    stop: tokio::sync::oneshot::Sender<()>,
+    reconcilers: tokio::task::JoinHandle<()>,
+    pub sessions: Option<SessionServer>,
+}
+
+impl Runner {
+    /// Starts the reconcilers the backend allows (Bottles only without one); with a backend,
+    /// first binds the session endpoint on `session_listen` so every Agent's status can name it.
+    pub async fn start(
+        client: kube::Client,
+        backend: Option<DockerBackend>,
+        resync: Duration,
+        session_listen: SocketAddr,
+        creds: &pki::Credentials,
+    ) -> Result<Runner, RunError> {
+        use futures_util::FutureExt;
+        let sessions = match &backend {
             Some(b) => {
-                if let Err(e) = crate::reconcile::run(client, b, resync, shutdown).await {
-                    tracing::error!(error = %e, "reconcilers stopped");
-                }
+                let s =
+                    SessionServer::start(session_listen, creds, client.clone(), b.clone()).await?;
+                tracing::info!(endpoint = %s.endpoint(), "session endpoint ready");
+                Some(s)
             }
-            None => crate::reconcile::run_bottles(client, shutdown).await,
+            None => None,
+        };
+        let endpoint = sessions.as_ref().map(|s| s.endpoint().to_string());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = rx.map(|_| ()).shared();
+        let reconcilers = tokio::spawn(async move {
+            match backend {
+                Some(b) => {
+                    if let Err(e) =
+                        crate::reconcile::run(client, b, resync, endpoint, shutdown).await
+                    {
+                        tracing::error!(error = %e, "reconcilers stopped");
+                    }
+                }
+                None => crate::reconcile::run_bottles(client, shutdown).await,
+            }
+        });
+        Ok(Runner {
+            stop: tx,
+            reconcilers,
+            sessions,
+        })
+    }
+
+    /// Stops the reconcilers (gracefully within `SHUTDOWN_GRACE`, at once on a second signal
+    /// when `signals` are given) and then the session endpoint.
+    pub async fn shutdown(self, signals: Option<&mut Signals>) {
+        let _ = self.stop.send(());
+        let reconcilers = self.reconcilers;
+        let abort = reconcilers.abort_handle();
+        let again = async {
+            match signals {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = reconcilers => {}
+            _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconcilers did not stop in time; stopping them");
+                abort.abort();
+            }
+            which = again => {
+                tracing::warn!("{which} again: stopping now");
+                abort.abort();
+            }
         }
-    });
-    (tx, task)
+        if let Some(s) = self.sessions {
+            s.shutdown().await;
+        }
+    }
 }
 
 /// A stable identity for this controller: random once per home directory, so the labels it
@@ -275,13 +320,17 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         let home = Home::open(&dir)?;
         let instance = instance_id(&home)?;
         let backend = backend(&opts, &home.path("agents"), &instance).await?;
-        let (tx, reconcilers) = spawn_reconcilers(client, backend, opts.resync);
+        let creds = pki::load_or_create(&home)?;
+        let runner =
+            Runner::start(client, backend, opts.resync, opts.session_listen, &creds).await?;
         on_ready(&Ready {
             url: String::new(),
             kubeconfig: kc.clone(),
             home: PathBuf::new(),
         });
-        stop_on_signal(&mut signals, tx, reconcilers).await;
+        let which = signals.recv().await;
+        tracing::info!("{which}: shutting down");
+        runner.shutdown(Some(&mut signals)).await;
         return Ok(());
     }
     if !opts.listen.ip().is_loopback() {
@@ -317,8 +366,17 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
 
     let instance = instance_id(&emb.home)?;
     let backend = backend(&opts, &emb.home.path("agents"), &instance).await?;
-    let (tx, reconcilers) = spawn_reconcilers(emb.client.clone(), backend, opts.resync);
-    stop_on_signal(&mut signals, tx, reconcilers).await;
+    let runner = Runner::start(
+        emb.client.clone(),
+        backend,
+        opts.resync,
+        opts.session_listen,
+        &emb.creds,
+    )
+    .await?;
+    let which = signals.recv().await;
+    tracing::info!("{which}: shutting down");
+    runner.shutdown(Some(&mut signals)).await;
     compactor.abort();
     emb.server.shutdown().await;
     drop(emb.home);

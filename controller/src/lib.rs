@@ -1,6 +1,7 @@
 //! bot-bottle's control plane: the local Kubernetes-compatible apiserver and its store, the
-//! Bottle and Agent reconcilers, and the backend they drive (Docker, behind the `Backend` trait
-//! that other runtimes implement).
+//! Bottle and Agent reconcilers, the backend they drive (Docker, behind the `Backend` trait
+//! that other runtimes implement) and the session endpoint through which a runner serves
+//! attach, exec and logs of the Agents it runs.
 //!
 //! The resource model and every validation rule come from `bb-crds`; this crate adds I/O.
 
@@ -8,11 +9,13 @@ pub mod apiserver;
 pub mod backend;
 pub mod control_plane;
 pub mod home;
+pub mod https;
 pub mod pki;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;
 pub mod secrets;
+pub mod sessions;
 pub mod store;
 
 pub use bb_crds as crds;

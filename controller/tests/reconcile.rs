@@ -2,181 +2,16 @@
 //! the fake backend: create → Running, live policy change, repair, backoff and recovery,
 //! suspend, delete, restart mid-reconcile, sweep, and secrets never leaking.
 
-use std::sync::{Arc, Mutex, OnceLock};
+mod support;
+
 use std::time::Duration;
 
-use bb_controller::backend::fake::FakeBackend;
 use bb_controller::backend::{AgentId, Step};
-use bb_controller::home::Home;
-use bb_controller::reconcile;
 use bb_crds::{Agent, AgentPhase, Bottle};
-use futures_util::FutureExt;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-const SECRET_VALUE: &str = "tok-4f1d2c9e-never-print-me";
-
-/// Every log line of this test binary, to check that no secret is ever logged.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let writer = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "trace,hyper=info,h2=info,rustls=info,tower=info",
-            ))
-            .with_writer(move || Capture(writer.clone()))
-            .try_init();
-        buf
-    })
-    .clone()
-}
-
-struct Capture(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut g) = self.0.lock() {
-            g.extend_from_slice(b);
-        }
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    _cp: bb_controller::control_plane::Embedded,
-    client: kube::Client,
-    backend: FakeBackend,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Harness {
-    async fn start() -> Harness {
-        logs();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let home = Home::open(dir.path()).expect("home");
-        let cp = bb_controller::control_plane::embedded(home, "127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("control plane");
-        let client = cp.client.clone();
-        let mut h = Harness {
-            _dir: dir,
-            _cp: cp,
-            client,
-            backend: FakeBackend::new(),
-            stop: None,
-            task: None,
-        };
-        h.run_controller();
-        h
-    }
-
-    fn run_controller(&mut self) {
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        }
-        .boxed()
-        .shared();
-        let (client, backend) = (self.client.clone(), self.backend.clone());
-        self.task = Some(tokio::spawn(async move {
-            let _ = reconcile::run(client, backend, Duration::from_millis(500), shutdown).await;
-        }));
-        self.stop = Some(tx);
-    }
-
-    /// Kills the controller task outright, mid-whatever it was doing.
-    fn kill_controller(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-        self.stop = None;
-    }
-
-    fn agents(&self) -> Api<Agent> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    async fn create(&self) {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), "bot-bottle-system");
-        let secret: Secret = serde_json::from_value(
-            json!({"metadata": {"name": "api-token"}, "stringData": {"token": SECRET_VALUE}}),
-        )
-        .expect("secret");
-        secrets
-            .create(&PostParams::default(), &secret)
-            .await
-            .expect("secret");
-        self.create_bottle_and_agent().await;
-    }
-
-    async fn create_bottle_and_agent(&self) {
-        let bottles: Api<Bottle> = Api::all(self.client.clone());
-        let bottle: Bottle = serde_json::from_value(json!({
-            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
-            "spec": {
-                "agentProvider": {"template": "custom", "image": "agent:1", "command": ["bash"]},
-                "env": [{"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "token"}}}, {"name": "MODE", "value": "ci"}],
-                "egress": {"routes": [{"host": "api.example.com", "auth": {"scheme": "Bearer", "secretKeyRef": {"name": "api-token", "key": "token"}}}]}
-            }
-        }))
-        .expect("bottle");
-        bottles
-            .create(&PostParams::default(), &bottle)
-            .await
-            .expect("bottle");
-        let agent: Agent = serde_json::from_value(json!({
-            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
-            "spec": {"bottleRef": {"name": "tools"}, "prompt": "do the thing"}
-        }))
-        .expect("agent");
-        self.agents()
-            .create(&PostParams::default(), &agent)
-            .await
-            .expect("agent");
-    }
-
-    async fn wait_for(&self, what: &str, check: impl Fn(&Agent) -> bool) -> Agent {
-        for _ in 0..300 {
-            if let Ok(Some(a)) = self.agents().get_opt("worker").await
-                && check(&a)
-            {
-                return a;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let last = self.agents().get_opt("worker").await.ok().flatten();
-        let logged = String::from_utf8_lossy(&logs().lock().map(|l| l.clone()).unwrap_or_default())
-            .into_owned();
-        let problems: Vec<&str> = logged
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .take(20)
-            .collect();
-        panic!(
-            "timed out waiting for {what}; last: {:#?}\nwarnings:\n{}",
-            last.and_then(|a| a.status),
-            problems.join("\n")
-        );
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-}
+use support::{Harness, SECRET_VALUE, logs};
 
 fn phase(a: &Agent) -> Option<AgentPhase> {
     a.status.as_ref().and_then(|s| s.phase)
@@ -395,10 +230,15 @@ async fn agent_runs_and_policy_changes_apply_live_without_recreating_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_failed_step_reports_on_its_condition() {
     let h = Harness::start().await;
-    h.backend.fail(Step::Network, 2);
-    h.backend.fail(Step::Agent, 2);
+    // Each step keeps failing until the test has seen its condition: a short burst of
+    // failures can be retried and cleared between two polls (a status write is itself a
+    // watch event, so retries do not wait for the backoff).
+    h.backend.fail(Step::Network, u32::MAX);
     h.create().await;
-    for (cond, what) in [("SidecarReady", "network"), ("Provisioned", "agent")] {
+    for (cond, what, step, next) in [
+        ("SidecarReady", "network", Step::Network, Some(Step::Agent)),
+        ("Provisioned", "agent", Step::Agent, None),
+    ] {
         let a = h
             .wait_for(what, |a| {
                 condition(a, cond).is_some_and(|c| c.0 == "False" && c.2.starts_with(what))
@@ -407,6 +247,19 @@ async fn each_failed_step_reports_on_its_condition() {
         let (_, reason, message) = condition(&a, cond).expect("condition");
         assert_eq!(reason, "StepFailed");
         assert!(message.contains("injected failure"), "{message}");
+        if let Some(n) = next {
+            h.backend.fail(n, u32::MAX);
+        }
+        h.backend.fail(step, 0);
+        // A change to the Agent retries at once instead of after the grown backoff.
+        h.agents()
+            .patch(
+                "worker",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"retry": what}}})),
+            )
+            .await
+            .expect("annotate");
     }
     h.wait_for("recovery", |a| phase(a) == Some(AgentPhase::Running))
         .await;
@@ -465,15 +318,7 @@ async fn missing_secret_waits_then_proceeds() {
         0,
         "nothing is started without its secrets"
     );
-    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), "bot-bottle-system");
-    let secret: Secret = serde_json::from_value(
-        json!({"metadata": {"name": "api-token"}, "stringData": {"token": SECRET_VALUE}}),
-    )
-    .expect("secret");
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("secret");
+    h.create_secret().await;
     h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
         .await;
 }

@@ -197,6 +197,11 @@ pub struct AgentStatus {
     /// sidecar has loaded: it changes when a credential rotates, and reveals nothing about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_credentials_hash: Option<String>,
+    /// Where the runner that runs this Agent serves its sessions (attach, exec, logs): a base
+    /// URL under which `/apis/bot-bottle.dev/v1alpha1/namespaces/NS/agents/NAME/{exec,attach,log}`
+    /// answer. `bbctl` connects there; only that runner touches the Agent's runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_endpoint: Option<String>,
     /// Image (or artifact) holding the latest snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

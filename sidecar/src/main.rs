@@ -208,12 +208,27 @@ fn file_stamp(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
     Some((m.ino(), m.modified().ok()?, m.len()))
 }
 
+/// Crates whose trace output carries payloads (agent traffic, headers with credentials):
+/// kept at info even under a catch-all `trace`, unless the filter names them itself.
+const PAYLOAD_LOGGERS: [&str; 3] = ["tungstenite", "tokio_tungstenite", "h2"];
+
+fn log_filter(spec: Option<&str>, default: &str) -> tracing_subscriber::EnvFilter {
+    let mut spec = spec.unwrap_or(default).to_string();
+    for target in PAYLOAD_LOGGERS {
+        if !spec.split(',').any(|d| d.trim_start().starts_with(target)) {
+            spec.push_str(&format!(",{target}=info"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BB_SIDECAR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(
+            std::env::var("BB_SIDECAR_LOG").ok().as_deref(),
+            "info",
+        ))
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {

@@ -123,12 +123,19 @@ pub struct Controller {
     pub listen: String,
     pub child: Option<Child>,
     pub args: Vec<String>,
+    /// Extra environment of the controller process (and of it alone).
+    pub env: Vec<(String, String)>,
 }
 
 impl Controller {
     /// Starts on a fixed free port (a restart keeps the kubeconfig valid). `extra` is appended
     /// to `controller run`.
     pub fn start(extra: &[&str]) -> Controller {
+        Self::start_with_env(extra, &[])
+    }
+
+    /// `start`, with `env` set on the controller process only.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Controller {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -138,6 +145,10 @@ impl Controller {
             listen: format!("127.0.0.1:{port}"),
             child: None,
             args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         c.spawn();
         c
@@ -176,6 +187,7 @@ impl Controller {
             .args(&self.args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

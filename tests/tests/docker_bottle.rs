@@ -600,7 +600,14 @@ fn controller_killed_while_starting_converges() {
 #[test]
 fn sessions_exec_logs_and_attach_under_tmux() {
     ensure_base_image();
-    let cp = Controller::start(&["--resync-seconds", "5"]);
+    // Known to the controller's process only: a session that shows it was resolved by the
+    // runner, never by bbctl.
+    let runner_only = "runner-only-7e1f";
+    let cp = Controller::start_with_env(
+        &["--resync-seconds", "5"],
+        &[("BB_E2E_RUNNER_ONLY", runner_only)],
+    );
+    assert!(std::env::var_os("BB_E2E_RUNNER_ONLY").is_none());
     let agent_label = "bot-bottle.dev/agent=default/sessions";
     remove_all_with(agent_label);
     let _cleanup = Cleanup(agent_label.to_string());
@@ -625,6 +632,7 @@ spec:
   agentProvider: {{template: custom, dockerfile: {dockerfile}, command: [bash, --norc, -i]}}
   env:
     - {{name: SESSION_TOKEN, valueFrom: {{secretKeyRef: {{name: sessions-env, key: value}}}}}}
+    - {{name: RUNNER_ONLY, valueFrom: {{hostEnv: {{name: BB_E2E_RUNNER_ONLY}}}}}}
   egress: {{log: 1, routes: [{{host: api.example.test}}]}}
 ---
 apiVersion: bot-bottle.dev/v1alpha1
@@ -674,14 +682,34 @@ spec:
     let out = exec(&[
         "sh",
         "-c",
-        "id -u; cat /workspace/hello.txt; test -e /workspace/.git || echo no-git; echo \"$SESSION_TOKEN\"",
+        "id -u; cat /workspace/hello.txt; test -e /workspace/.git || echo no-git; echo \"$SESSION_TOKEN\"; echo \"$RUNNER_ONLY\"",
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
-        ["1000", "hello workspace", "no-git", session_secret],
+        [
+            "1000",
+            "hello workspace",
+            "no-git",
+            session_secret,
+            runner_only
+        ],
         "exec output"
+    );
+    // The session went through the runner's endpoint, which the Agent names.
+    let endpoint = cp.jsonpath(&["agent", "sessions"], "{.status.sessionEndpoint}");
+    assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
+    let out = exec(&["sh", "-c", "id -u"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000");
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["exec", "-u", "0", "agent/sessions", "--home"])
+        .arg(&home)
+        .args(["--", "id", "-u"]);
+    assert_eq!(
+        String::from_utf8_lossy(&run(&mut c).stdout).trim(),
+        "0",
+        "exec -u reaches the runner"
     );
     let agent = one(
         containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),

@@ -31,8 +31,8 @@ const FORBIDDEN: &[(&str, &str, bool)] = &[
     ("bbctl", "bollard", true),
 ];
 
-/// Rules above that do not hold yet (issue 13 closes them).
-const KNOWN_GAPS: &[(&str, &str)] = &[("bbctl", "bollard")];
+/// Rules above that do not hold yet (none today; a new one names the issue that closes it).
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// This machine's target triple: the graph is resolved for it only, so the crates other
 /// platforms would pull need not be downloaded.

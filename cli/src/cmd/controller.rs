@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bb_controller::control_plane::{
-    self, BackendChoice, DEFAULT_LISTEN, DockerSettings, Options, RunError,
+    self, BackendChoice, DEFAULT_LISTEN, DEFAULT_SESSION_LISTEN, DockerSettings, Options, RunError,
 };
 
 use crate::exit::{CliError, Kind};
@@ -26,6 +26,10 @@ enum Sub {
         /// Address to serve the Kubernetes API on; port 0 picks a free port.
         #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// Address of the runner's session endpoint (attach, exec, logs), which each Agent's
+        /// status names; port 0 picks a free port.
+        #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_SESSION_LISTEN)]
+        session_listen: SocketAddr,
         /// Reconcile against the cluster in this kubeconfig instead of serving the embedded
         /// control plane (no local store or listener is started).
         #[arg(long, value_name = "FILE")]
@@ -141,6 +145,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         Sub::Run {
             home,
             listen,
+            session_listen,
             kubeconfig,
             context,
             backend,
@@ -167,6 +172,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let opts = Options {
                 home,
                 listen,
+                session_listen,
                 kubeconfig,
                 context,
                 backend: match backend.as_str() {

@@ -3,16 +3,16 @@
 //! credential the agent never holds) and one is refused; then everything is removed.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use bb_controller::backend::Backend;
 use bb_controller::backend::docker::names::{self, Role};
-use bb_controller::backend::docker::{DockerBackend, DockerConfig};
-use bb_controller::control_plane;
+use bb_controller::backend::docker::{DockerBackend, DockerConfig, Fixture};
+use bb_controller::control_plane::{self, Runner};
 use bb_controller::home::Home;
+use bb_controller::sessions::client;
 use bb_crds::{Agent, AgentPhase};
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -121,31 +121,13 @@ async fn wait_running(agents: &Api<Agent>, name: &str) -> Result<Agent, CliError
 /// The hermetic base when present; else Debian's slim image, pulled if need be; else (no
 /// registry) the hermetic base, built from Debian packages with debootstrap.
 async fn choose_base(backend: &DockerBackend) -> Result<String, CliError> {
-    use futures_util::StreamExt;
-    let docker = backend.docker();
-    if docker.inspect_image(HERMETIC_BASE).await.is_ok() {
+    let present =
+        |image: &'static str| async move { backend.has_image(image).await.unwrap_or(false) };
+    if present(HERMETIC_BASE).await {
         return Ok(HERMETIC_BASE.to_string());
     }
     let slim = "debian:bookworm-slim";
-    if docker.inspect_image(slim).await.is_ok() {
-        return Ok(slim.to_string());
-    }
-    let mut pull = docker.create_image(
-        Some(bollard::query_parameters::CreateImageOptions {
-            from_image: Some(slim.to_string()),
-            ..Default::default()
-        }),
-        None,
-        None,
-    );
-    let mut pulled = true;
-    while let Some(item) = pull.next().await {
-        if item.is_err() {
-            pulled = false;
-            break;
-        }
-    }
-    if pulled && docker.inspect_image(slim).await.is_ok() {
+    if present(slim).await || backend.pull(slim).await {
         return Ok(slim.to_string());
     }
     step(&format!(
@@ -192,71 +174,64 @@ async fn start_upstream(
     cert: &str,
     key: &str,
 ) -> Result<(), CliError> {
-    let docker = backend.docker();
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        cmd: Some(vec![
-            "python3".into(),
-            "-u".into(),
-            "-c".into(),
-            UPSTREAM_PY.into(),
-        ]),
-        env: Some(vec![format!("CERT={cert}"), format!("KEY={key}")]),
-        labels: Some(HashMap::from([(
-            "bot-bottle.dev/demo".to_string(),
-            "upstream".to_string(),
-        )])),
-        host_config: Some(HostConfig {
-            network_mode: Some(network.to_string()),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                network.to_string(),
-                EndpointSettings {
-                    aliases: Some(vec![ALLOWED.to_string()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    let unavailable =
-        |e: bollard::errors::Error| CliError::new(Kind::Unavailable, format!("demo upstream: {e}"));
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.to_string()),
-                ..Default::default()
-            }),
-            body,
-        )
+    backend
+        .run_fixture(&Fixture {
+            name: name.to_string(),
+            image: image.to_string(),
+            command: vec![
+                "python3".into(),
+                "-u".into(),
+                "-c".into(),
+                UPSTREAM_PY.into(),
+            ],
+            env: vec![("CERT".into(), cert.into()), ("KEY".into(), key.into())],
+            labels: HashMap::from([("bot-bottle.dev/demo".to_string(), "upstream".to_string())]),
+            network: network.to_string(),
+            aliases: vec![ALLOWED.to_string()],
+        })
         .await
-        .map_err(unavailable)?;
-    docker
-        .start_container(
-            name,
-            None::<bollard::query_parameters::StartContainerOptions>,
-        )
-        .await
-        .map_err(unavailable)
+        .map_err(|e| CliError::new(Kind::Unavailable, format!("demo upstream: {e}")))
 }
 
-/// Runs `script` in the agent as its user; stdout (and stderr) as text.
-async fn in_agent(
-    backend: &DockerBackend,
-    agent: &Agent,
-    script: &str,
-) -> Result<String, CliError> {
-    let id = bb_controller::reconcile::agent::agent_id(agent);
-    let out = backend
-        .exec_in_agent(&id, &["sh", "-c", script], Some("1000"))
+/// The demo's stand-in internet: a container name and its TLS certificate and key (PEM).
+struct DemoUpstream {
+    name: String,
+    cert: String,
+    key: String,
+}
+
+/// Where the demo reaches its Agent: the private control plane's kubeconfig and the runner's
+/// session endpoint, the same door `bbctl exec` uses.
+struct Door {
+    kubeconfig: PathBuf,
+    endpoint: String,
+}
+
+/// Runs `script` in the agent as its user through the runner; stdout (and stderr) as text.
+async fn in_agent(door: &Door, agent: &Agent, script: &str) -> Result<String, CliError> {
+    let target = super::target::Target {
+        home: None,
+        kubeconfig: Some(door.kubeconfig.clone()),
+        context: None,
+        namespace: None,
+    };
+    let runner = target.runner_client(&door.endpoint).await?;
+    let path = format!(
+        "/apis/{}/namespaces/default/agents/{}/exec?{}",
+        bb_crds::API_VERSION,
+        agent.name_any(),
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([("command", "sh"), ("command", "-c"), ("command", script)])
+            .extend_pairs([("user", "1000"), ("stdout", "true"), ("stderr", "true")])
+            .finish()
+    );
+    let got = client::collect(&runner, &path)
         .await
-        .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+        .map_err(super::session::session_error)?;
     Ok(format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&got.stdout),
+        String::from_utf8_lossy(&got.stderr)
     ))
 }
 
@@ -315,23 +290,30 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     )
     .await
     .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
-    let (stop, reconcilers) = control_plane::spawn_reconcilers(
+    let runner = Runner::start(
         emb.client.clone(),
         Some(backend.clone()),
         Duration::from_secs(2),
-    );
-
-    let upstream_name = format!("bb-demo-upstream-{}", std::process::id());
-    let outcome = run_agent(
-        &emb.client,
-        &backend,
-        &dockerfile,
-        &base,
-        &upstream_name,
-        &cert,
-        &key,
+        ([127, 0, 0, 1], 0).into(),
+        &emb.creds,
     )
-    .await;
+    .await
+    .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+    let door = Door {
+        kubeconfig: emb.kubeconfig.clone(),
+        endpoint: runner
+            .sessions
+            .as_ref()
+            .map(|s| s.endpoint().to_string())
+            .unwrap_or_default(),
+    };
+
+    let upstream = DemoUpstream {
+        name: format!("bb-demo-upstream-{}", std::process::id()),
+        cert,
+        key,
+    };
+    let outcome = run_agent(&emb.client, &backend, &door, &dockerfile, &base, &upstream).await;
 
     step("cleaning up (agent, sidecar, networks, upstream)");
     let agents: Api<Agent> = Api::namespaced(emb.client.clone(), "default");
@@ -340,18 +322,8 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     while Instant::now() < deadline && matches!(agents.get_opt("demo").await, Ok(Some(_))) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = backend
-        .docker()
-        .remove_container(
-            &upstream_name,
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
-    let _ = stop.send(());
-    let _ = reconcilers.await;
+    backend.remove_fixture(&upstream.name).await;
+    runner.shutdown(None).await;
     progress.abort();
     emb.server.shutdown().await;
     if outcome.is_ok() {
@@ -363,12 +335,12 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
 async fn run_agent(
     client: &kube::Client,
     backend: &DockerBackend,
+    door: &Door,
     dockerfile: &Path,
     base: &str,
-    upstream_name: &str,
-    cert: &str,
-    key: &str,
+    upstream: &DemoUpstream,
 ) -> Result<(), CliError> {
+    let (upstream_name, cert, key) = (upstream.name.as_str(), &upstream.cert, &upstream.key);
     let token = format!(
         "demo-token-{}",
         bb_controller::pki::random_hex(8)
@@ -405,7 +377,7 @@ async fn run_agent(
     ));
     let mut allowed = String::new();
     for _ in 0..40 {
-        allowed = in_agent(backend, &agent, &format!("curl -sS -m 5 -H 'Authorization: Bearer egress-placeholder' https://{ALLOWED}/hello")).await?;
+        allowed = in_agent(door, &agent, &format!("curl -sS -m 5 -H 'Authorization: Bearer egress-placeholder' https://{ALLOWED}/hello")).await?;
         if allowed.contains("hello from upstream") {
             break;
         }
@@ -413,7 +385,7 @@ async fn run_agent(
     }
     println!("$ curl https://{ALLOWED}/hello\n{}", allowed.trim_end());
     let blocked = in_agent(
-        backend,
+        door,
         &agent,
         &format!("curl -sS -m 5 -i http://{BLOCKED}/upload"),
     )
@@ -422,8 +394,8 @@ async fn run_agent(
         "\n$ curl -i http://{BLOCKED}/upload\n{}",
         blocked.trim_end()
     );
-    let env = in_agent(backend, &agent, "env | grep -c demo-token- || true").await?;
-    let logs = upstream_log(backend, upstream_name).await;
+    let env = in_agent(door, &agent, "env | grep -c demo-token- || true").await?;
+    let logs = backend.fixture_log(upstream_name).await;
     let injected = logs.contains(&format!("Bearer {token}"));
     println!(
         "\nthe upstream received the real credential: {}; the agent's environment holds it: {}",
@@ -441,22 +413,4 @@ async fn run_agent(
         ));
     }
     Ok(())
-}
-
-async fn upstream_log(backend: &DockerBackend, name: &str) -> String {
-    use futures_util::StreamExt;
-    let mut s = backend.docker().logs(
-        name,
-        Some(bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: "all".into(),
-            ..Default::default()
-        }),
-    );
-    let mut text = String::new();
-    while let Some(Ok(chunk)) = s.next().await {
-        text.push_str(&chunk.to_string());
-    }
-    text
 }

@@ -248,6 +248,12 @@ async fn describe_agent(client: &kube::Client, ns: &str, name: &str) -> Result<S
         "Applied policy",
         st.applied_policy_hash.as_deref().unwrap_or("<none>"),
     );
+    if let Some(h) = &st.applied_credentials_hash {
+        field(&mut out, "Credentials hash", h);
+    }
+    if let Some(e) = &st.session_endpoint {
+        field(&mut out, "Sessions", e);
+    }
     if let Some(s) = &st.snapshot {
         field(&mut out, "Snapshot", s);
     }

@@ -2,7 +2,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use bb_controller::backend::Backend;
 use bb_controller::backend::docker::{DockerBackend, DockerConfig};
+use bb_controller::backend::health::Level;
 
 use super::target::Target;
 use crate::exit::{CliError, Kind};
@@ -48,24 +50,16 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
             Err(_) => r.warn("home", format!("{} does not exist yet (created on the first `bbctl controller run`)", home.display())),
         }
 
-        // Docker, gVisor and the sidecar binary.
+        // The runtime (its own checks, through the backend seam) and the sidecar binary.
         let cfg = DockerConfig::for_home(&home, "doctor");
         match DockerBackend::connect(cfg.clone()).await {
             Ok(b) => {
-                let version = b.docker().version().await.ok().and_then(|v| v.version).unwrap_or_default();
-                r.ok("docker", format!("engine {version} reachable"));
-                let runtimes = b.docker().info().await.ok().and_then(|i| i.runtimes).unwrap_or_default();
-                if runtimes.contains_key("runsc") {
-                    r.ok("gvisor", "runsc registered (runtime.gvisor: auto uses it)");
-                } else {
-                    r.warn("gvisor", "runsc not registered: agents run under runc; Bottles with runtime.gvisor: required will not start");
-                }
-                let base = b.docker().inspect_image("bot-bottle/base:bookworm").await.is_ok();
-                let slim = b.docker().inspect_image("debian:bookworm-slim").await.is_ok();
-                if base || slim {
-                    r.ok("base image", if base { "bot-bottle/base:bookworm present" } else { "debian:bookworm-slim present" });
-                } else {
-                    r.warn("base image", "neither bot-bottle/base:bookworm nor debian:bookworm-slim is present: the first Agent pulls debian:bookworm-slim; offline, run hack/build-base-image.sh and pass --base-image");
+                for c in b.diagnose().await {
+                    match c.level {
+                        Level::Ok => r.ok(&c.name, c.detail),
+                        Level::Warn => r.warn(&c.name, c.detail),
+                        Level::Fail => r.fail(&c.name, c.detail, c.fix.as_deref().unwrap_or("")),
+                    }
                 }
             }
             Err(e) => r.fail("docker", e, "start the Docker engine (or set DOCKER_HOST) so Agents can run"),

@@ -1,18 +1,16 @@
-//! `bbctl attach`, `exec` and `logs`: sessions in a running Agent. The Agent and its Bottle come
-//! from the API; the session itself goes straight to the backend's engine.
+//! `bbctl attach`, `exec`, `logs` and `commit`: sessions in a running Agent. The Agent comes
+//! from the API; the session goes to the runner named in its `status.sessionEndpoint`, which
+//! alone touches the runtime and resolves the Agent's secrets.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use bb_controller::backend::AgentId;
-use bb_controller::backend::docker::session::{LogOutput, Output, SessionSpec, Which};
-use bb_controller::backend::docker::{DockerBackend, DockerConfig};
+use bb_controller::sessions::client::{self, ClientError, Input};
+use bb_controller::sessions::protocol::{Outcome, TerminalSize};
 use bb_crds::agent::Color;
-use bb_crds::{Agent, AgentPhase, Bottle, ResolvedBottle};
-use futures_util::StreamExt;
+use bb_crds::{Agent, AgentPhase};
 use kube::{Api, ResourceExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::target::{Target, agent_name};
 use crate::exit::{CliError, Kind};
@@ -65,24 +63,39 @@ pub struct LogsArgs {
     target: Target,
 }
 
-/// A running Agent, its resolved Bottle, and the engine holding it.
+/// A running Agent and a client for the runner that runs it.
 struct Opened {
-    backend: DockerBackend,
-    id: AgentId,
     agent: Agent,
-    client: kube::Client,
+    runner: kube::Client,
+    /// `/apis/bot-bottle.dev/v1alpha1/namespaces/NS/agents/NAME`
+    path: String,
 }
 
 async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
-    let (client, agent, id) = running_agent(target, arg).await?;
-    let backend = DockerBackend::connect(DockerConfig::for_home(&target.home_dir()?, ""))
-        .await
-        .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+    let (_, agent, id) = running_agent(target, arg).await?;
+    let Some(endpoint) = agent
+        .status
+        .as_ref()
+        .and_then(|s| s.session_endpoint.clone())
+    else {
+        return Err(CliError::new(
+            Kind::Unavailable,
+            format!(
+                "agent/{} names no session endpoint yet: its runner has not reconciled it since starting (`bbctl describe agent {}`)",
+                id.name, id.name
+            ),
+        ));
+    };
+    let runner = target.runner_client(&endpoint).await?;
     Ok(Opened {
-        backend,
-        id,
+        path: format!(
+            "/apis/{}/namespaces/{}/agents/{}",
+            bb_crds::API_VERSION,
+            id.namespace,
+            id.name
+        ),
         agent,
-        client,
+        runner,
     })
 }
 
@@ -134,40 +147,6 @@ async fn running_agent(
     Ok((client, agent, id))
 }
 
-async fn resolve(o: &Opened) -> Result<ResolvedBottle, CliError> {
-    let bottles: Api<Bottle> = Api::all(o.client.clone());
-    let specs: BTreeMap<String, _> = bottles
-        .list(&Default::default())
-        .await
-        .map_err(|e| CliError::api("API", e))?
-        .items
-        .into_iter()
-        .map(|b| (b.name_any(), b.spec))
-        .collect();
-    bb_crds::resolve::validate_bottle(&o.agent.spec.bottle_ref.name, &specs)
-        .map_err(|e| CliError::new(Kind::Validation, e.to_string()))
-}
-
-/// The Agent's provider and container plan (its secret env included), as the controller sees it.
-async fn plan(
-    o: &Opened,
-) -> Result<
-    (
-        Box<dyn bb_controller::provider::Provider>,
-        bb_controller::backend::AgentPlan,
-    ),
-    CliError,
-> {
-    let bottle = resolve(o).await?;
-    let invalid =
-        |e: bb_controller::plan::PlanError| CliError::new(Kind::Validation, e.to_string());
-    let provider = bb_controller::plan::provider(&bottle).map_err(invalid)?;
-    let plan = bb_controller::plan::agent(&o.client, &o.agent, &bottle, provider.as_ref())
-        .await
-        .map_err(invalid)?;
-    Ok((provider, plan))
-}
-
 /// Raw mode on the terminal for the life of the guard.
 struct RawMode {
     saved: rustix::termios::Termios,
@@ -201,87 +180,87 @@ fn term_size() -> Option<(u16, u16)> {
         .filter(|&(w, h)| w > 0 && h > 0)
 }
 
-async fn copy_output(mut output: Output) -> Result<(), CliError> {
-    let mut out = tokio::io::stdout();
-    let mut err = tokio::io::stderr();
-    while let Some(chunk) = output.next().await {
-        let w = match chunk.map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))? {
-            LogOutput::StdErr { message } => err.write_all(&message).await.and(err.flush().await),
-            LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                out.write_all(&message).await.and(out.flush().await)
-            }
-            LogOutput::StdIn { .. } => Ok(()),
-        };
-        if w.is_err() {
-            // The reader went away (a closed pipe): stop quietly.
-            return Ok(());
-        }
+/// What a session asks the runner for, as query parameters.
+struct Query(form_urlencoded::Serializer<'static, String>);
+
+impl Query {
+    fn new() -> Query {
+        Query(form_urlencoded::Serializer::new(String::new()))
     }
-    Ok(())
+    fn set(mut self, key: &str, value: impl AsRef<str>) -> Query {
+        self.0.append_pair(key, value.as_ref());
+        self
+    }
+    fn flag(self, key: &str, on: bool) -> Query {
+        self.set(key, if on { "true" } else { "false" })
+    }
 }
 
-/// Runs one session to its end and returns its exit code (255 when the engine lost it).
-async fn run_session(o: &Opened, spec: SessionSpec, pass_stdin: bool) -> Result<u8, CliError> {
-    let unavailable =
-        |e: bb_controller::backend::BackendError| CliError::new(Kind::Unavailable, e.to_string());
-    let mut session = o
-        .backend
-        .open_session(&o.id, &spec)
+pub(super) fn session_error(e: ClientError) -> CliError {
+    match e {
+        ClientError::Connect(e) => CliError::api("the Agent's runner", e),
+        other => CliError::new(Kind::Unavailable, other.to_string()),
+    }
+}
+
+/// Runs one session on the Agent's runner to its end and returns its exit code.
+async fn run_session(
+    o: &Opened,
+    verb: &str,
+    query: Query,
+    pass_stdin: bool,
+    tty: bool,
+) -> Result<u8, CliError> {
+    let mut query = query;
+    let url = format!("{}/{verb}?{}", o.path, query.0.finish());
+    let connected = client::connect(&o.runner, &url)
         .await
-        .map_err(unavailable)?;
-    let raw = if spec.tty && std::io::stdin().is_terminal() {
+        .map_err(session_error)?;
+    let raw = if tty && std::io::stdin().is_terminal() {
         RawMode::enable()
     } else {
         None
     };
-    let mut input = session.input;
-    let pump = tokio::spawn(async move {
-        if pass_stdin {
-            let mut stdin = tokio::io::stdin();
-            let mut buf = [0u8; 4096];
-            loop {
-                match stdin.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if input.write_all(&buf[..n]).await.is_err() {
-                            return;
-                        }
-                        let _ = input.flush().await;
-                    }
-                }
-            }
-        }
-        let _ = input.shutdown().await;
-    });
-    let resize = spec.tty.then(|| {
-        let backend = o.backend.clone();
-        let exec_id = session.exec_id.clone();
+    let (sizes, resize) = tokio::sync::mpsc::channel::<TerminalSize>(4);
+    let winch = tty.then(|| {
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
+            let send = |s: &tokio::sync::mpsc::Sender<TerminalSize>| {
+                term_size().map(|(width, height)| s.try_send(TerminalSize { width, height }))
+            };
+            send(&sizes);
             let Ok(mut winch) = signal(SignalKind::window_change()) else {
                 return;
             };
             while winch.recv().await.is_some() {
-                if let Some((w, h)) = term_size() {
-                    backend.resize_session(&exec_id, w, h).await;
-                }
+                send(&sizes);
             }
         })
     });
-    let output = std::mem::replace(&mut session.output, Box::pin(futures_util::stream::empty()));
-    let copied = copy_output(output).await;
+    let input = if pass_stdin {
+        Input::Reader(tokio::io::stdin())
+    } else {
+        Input::None
+    };
+    let outcome = client::run(
+        connected,
+        input,
+        tokio::io::stdout(),
+        tokio::io::stderr(),
+        resize,
+    )
+    .await;
     drop(raw);
-    pump.abort();
-    if let Some(r) = resize {
-        r.abort();
+    if let Some(w) = winch {
+        w.abort();
     }
-    copied?;
-    let code = o
-        .backend
-        .session_exit_code(&session.exec_id)
-        .await
-        .map_err(unavailable)?;
-    Ok(code.map_or(255, |c| u8::try_from(c).unwrap_or(255)))
+    match outcome.map_err(session_error)? {
+        Outcome::Exited(code) => Ok(u8::try_from(code).unwrap_or(255)),
+        Outcome::Failed(message) => Err(CliError::new(
+            Kind::Unavailable,
+            format!("agent/{}: {message}", o.agent.name_any()),
+        )),
+    }
 }
 
 fn ansi(color: Color) -> &'static str {
@@ -307,11 +286,6 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, CliError> {
 /// there is none) and returns its exit code.
 pub async fn attach_to(target: &Target, agent: &str) -> Result<u8, CliError> {
     let o = open(target, agent).await?;
-    let (provider, plan) = plan(&o).await?;
-    let mut argv = provider.attach_command();
-    if argv.is_empty() {
-        argv = vec!["/bin/sh".into()];
-    }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if tty {
         let label = o
@@ -331,15 +305,13 @@ pub async fn attach_to(target: &Target, agent: &str) -> Result<u8, CliError> {
             println!("\x1b[{}m── {label} ──\x1b[0m", ansi(c));
         }
     }
-    let spec = SessionSpec {
-        argv,
-        env: plan.secret_env.into_iter().collect(),
-        tty,
-        user: Some("1000".into()),
-        workdir: plan.workspace.as_ref().map(|_| "/workspace".to_string()),
-        size: tty.then(term_size).flatten(),
-    };
-    run_session(&o, spec, true).await
+    // With a TTY the remote side has one output stream, so stderr is not asked for.
+    let query = Query::new()
+        .flag("stdin", true)
+        .flag("stdout", true)
+        .flag("stderr", !tty)
+        .flag("tty", tty);
+    run_session(&o, "attach", query, true, tty).await
 }
 
 /// `bbctl exec agent/NAME -- CMD...`: exits with the command's exit code.
@@ -347,17 +319,17 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, CliError> {
     let rt = super::runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
-        let (_, plan) = plan(&o).await?;
         let tty = args.tty && std::io::stdout().is_terminal();
-        let spec = SessionSpec {
-            argv: args.command.clone(),
-            env: plan.secret_env.into_iter().collect(),
-            tty,
-            user: Some(args.user.clone()),
-            workdir: None,
-            size: tty.then(term_size).flatten(),
-        };
-        run_session(&o, spec, args.stdin).await
+        let mut query = Query::new()
+            .flag("stdin", args.stdin)
+            .flag("stdout", true)
+            .flag("stderr", !tty)
+            .flag("tty", tty)
+            .set("user", &args.user);
+        for c in &args.command {
+            query = query.set("command", c);
+        }
+        run_session(&o, "exec", query, args.stdin, tty).await
     });
     rt.shutdown_background();
     result.map(ExitCode::from)
@@ -368,24 +340,21 @@ pub fn logs(args: LogsArgs) -> Result<ExitCode, CliError> {
     let rt = super::runtime()?;
     let result = rt.block_on(async {
         let o = open(&args.target, &args.agent).await?;
-        let output = if args.egress {
-            o.backend
-                .egress_log(&o.id, args.follow)
-                .await
-                .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?
+        let container = if args.egress {
+            "egress"
         } else {
-            let which = if args.container == "sidecar" {
-                Which::Sidecar
-            } else {
-                Which::Agent
-            };
-            o.backend
-                .container_logs(&o.id, which, args.follow, args.tail)
+            args.container.as_str()
         };
-        copy_output(output).await
+        let mut query = Query::new()
+            .set("container", container)
+            .flag("follow", args.follow);
+        if let Some(n) = args.tail {
+            query = query.set("tailLines", n.to_string());
+        }
+        run_session(&o, "log", query, false, false).await
     });
     rt.shutdown_background();
-    result.map(|()| ExitCode::SUCCESS)
+    result.map(ExitCode::from)
 }
 
 #[derive(Debug, clap::Args)]

@@ -41,6 +41,24 @@ impl Target {
     }
 
     pub async fn client(&self) -> Result<kube::Client, CliError> {
+        let cfg = self.config().await?;
+        kube::Client::try_from(cfg).map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))
+    }
+
+    /// A client for the runner session endpoint `url`, with the kubeconfig's trust and
+    /// credentials (the local runner serves with the control plane's).
+    pub async fn runner_client(&self, url: &str) -> Result<kube::Client, CliError> {
+        let mut cfg = self.config().await?;
+        cfg.cluster_url = url.parse().map_err(|e| {
+            CliError::new(
+                Kind::Unavailable,
+                format!("the Agent's status.sessionEndpoint '{url}' is not a URL: {e}"),
+            )
+        })?;
+        kube::Client::try_from(cfg).map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))
+    }
+
+    async fn config(&self) -> Result<kube::Config, CliError> {
         let path = match &self.kubeconfig {
             Some(p) => p.clone(),
             None => self.home_dir()?.join("kubeconfig"),
@@ -60,10 +78,9 @@ impl Target {
             context: self.context.clone(),
             ..Default::default()
         };
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+        kube::Config::from_custom_kubeconfig(kc, &opts)
             .await
-            .map_err(|e| CliError::new(Kind::Usage, format!("{}: {e}", path.display())))?;
-        kube::Client::try_from(cfg).map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))
+            .map_err(|e| CliError::new(Kind::Usage, format!("{}: {e}", path.display())))
     }
 }
 

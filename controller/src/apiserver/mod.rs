@@ -29,16 +29,15 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 
 use self::handlers::{Query, Reply, Target};
 use self::objects::Registry;
 use self::status::ApiError;
 use self::table::View;
+use crate::https;
+pub use crate::https::ServeError;
 use crate::pki::Credentials;
 use crate::store::Store;
 
@@ -156,22 +155,6 @@ fn text_response(code: u16, text: &str) -> Response<Body> {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::Full(Full::new(Bytes::from(text.to_string()))))
         .unwrap_or_else(|_| Response::new(Body::Full(Full::new(Bytes::new()))))
-}
-
-/// Constant-time token check, so response timing says nothing about the token.
-fn authorized(req: &Request<Incoming>, token: &str) -> bool {
-    let Some(h) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(given) = h.strip_prefix("Bearer ") else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn version_info() -> Value {
@@ -334,7 +317,7 @@ async fn dispatch(
         (&Method::GET, ["version"]) => return Ok(json_response(200, &version_info())),
         _ => {}
     }
-    if !authorized(&req, &state.token) {
+    if !https::authorized(&req, &state.token) {
         return Err(ApiError::unauthorized());
     }
     if req.method() == Method::GET && segs.as_slice() == ["metrics"] {
@@ -453,19 +436,6 @@ pub struct ApiServer {
     task: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("listening on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("TLS configuration: {0}")]
-    Tls(String),
-    #[error("bootstrapping the store: {0}")]
-    Bootstrap(String),
-}
-
 impl ApiServer {
     /// Binds `addr` and serves until [`ApiServer::shutdown`].
     pub async fn start(
@@ -474,13 +444,8 @@ impl ApiServer {
         store: Store,
         metrics: MetricsSource,
     ) -> Result<ApiServer, ServeError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let tls = tls_config(creds)?;
+        let (listener, local_addr) = https::bind(addr).await?;
+        let tls = https::tls_acceptor(creds, &[b"h2", b"http/1.1"])?;
         let registry = Registry::new(store);
         registry
             .bootstrap()
@@ -493,12 +458,9 @@ impl ApiServer {
             server_address: local_addr.to_string(),
             shutdown: rx.clone(),
         });
-        let task = tokio::spawn(accept_loop(
-            listener,
-            TlsAcceptor::from(Arc::new(tls)),
-            state,
-            rx,
-        ));
+        let task = tokio::spawn(https::serve(listener, tls, rx, move |req| {
+            handle(state.clone(), req)
+        }));
         Ok(ApiServer {
             local_addr,
             shutdown: tx,
@@ -510,76 +472,5 @@ impl ApiServer {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-    }
-}
-
-fn tls_config(creds: &Credentials) -> Result<rustls::ServerConfig, ServeError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(creds.server_cert_pem.as_bytes())
-            .chain(CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| ServeError::Tls(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(creds.server_key_pem.as_bytes())
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ServeError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    state: Arc<State>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.changed() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let tls = tls.clone();
-        let state = state.clone();
-        let mut conn_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let stream = match tls.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, req).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                _ = conn_shutdown.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
-                }
-            }
-        });
     }
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use bb_crds::agent::SidecarEndpoints;
 
+use futures_util::StreamExt;
+
 use super::{
-    AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SecretBytes, SidecarPlan,
-    Step,
+    AgentId, AgentPlan, Backend, BackendError, Chunk, ImageSource, LogOptions, LogSource, Observed,
+    Output, OutputStream, SecretBytes, Session, SessionSpec, SidecarPlan, Step,
 };
 
 /// Stands in for a bottle CA key: the fake's sidecars hash what they "load" with it.
@@ -50,6 +52,46 @@ pub struct FakeBackend {
     faults: Arc<Mutex<Faults>>,
     /// Snapshot images that exist (pruning one tests the fresh-image fallback).
     images: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    sessions: Arc<Mutex<Sessions>>,
+}
+
+/// Sessions run as host processes: real streams and exit codes without a container runtime.
+#[derive(Debug, Default)]
+struct Sessions {
+    next: u64,
+    running: HashMap<String, tokio::process::Child>,
+    /// Every session's spec, in order (secret env included, for assertions).
+    opened: Vec<SessionSpec>,
+    resized: Vec<(String, u16, u16)>,
+    logs: HashMap<(String, LogSource), Vec<Chunk>>,
+}
+
+/// A child's pipe as a stream of chunks.
+fn pipe_chunks(
+    pipe: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+    stream: OutputStream,
+) -> Output {
+    use tokio::io::AsyncReadExt;
+    Box::pin(futures_util::stream::unfold(
+        pipe,
+        move |mut pipe| async move {
+            let mut buf = vec![0u8; 8192];
+            match pipe.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((
+                        Ok(Chunk {
+                            stream,
+                            data: bytes::Bytes::from(buf),
+                        }),
+                        pipe,
+                    ))
+                }
+                Err(e) => Some((Err(BackendError::new(Step::Session, e.to_string())), pipe)),
+            }
+        },
+    ))
 }
 
 impl FakeBackend {
@@ -110,6 +152,35 @@ impl FakeBackend {
                 .find(|(id, _)| id.name == name)
                 .map(|(_, a)| a.clone())
         })
+    }
+
+    /// Adds output to one of an Agent's logs.
+    pub fn write_log(&self, name: &str, source: LogSource, stream: OutputStream, text: &str) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.logs
+                .entry((name.to_string(), source))
+                .or_default()
+                .push(Chunk {
+                    stream,
+                    data: bytes::Bytes::copy_from_slice(text.as_bytes()),
+                });
+        }
+    }
+
+    /// Every session opened so far, oldest first.
+    pub fn opened_sessions(&self) -> Vec<SessionSpec> {
+        self.sessions
+            .lock()
+            .map(|s| s.opened.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every resize asked for so far: (session, columns, rows).
+    pub fn resizes(&self) -> Vec<(String, u16, u16)> {
+        self.sessions
+            .lock()
+            .map(|s| s.resized.clone())
+            .unwrap_or_default()
     }
 
     pub fn count(&self) -> usize {
@@ -306,5 +377,120 @@ impl Backend for FakeBackend {
 
     async fn list_managed(&self) -> Result<Vec<AgentId>, BackendError> {
         Ok(self.with_all(|m| m.keys().cloned().collect()))
+    }
+
+    async fn open_session(
+        &self,
+        id: &AgentId,
+        spec: &SessionSpec,
+    ) -> Result<Session, BackendError> {
+        self.gate(Step::Session).await?;
+        let running = self.with_all(|m| {
+            m.get(id)
+                .is_some_and(|a| a.agent_hash.is_some() && !a.agent_stopped)
+        });
+        if !running {
+            return Err(BackendError::new(
+                Step::Session,
+                format!("{id}: the agent container is not running"),
+            ));
+        }
+        let Some((program, args)) = spec.argv.split_first() else {
+            return Err(BackendError::new(Step::Session, "no command"));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .envs(
+                spec.env
+                    .iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(v.expose()).into_owned())),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| BackendError::new(Step::Session, format!("{program}: {e}")))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(BackendError::new(Step::Session, "pipes missing"));
+        };
+        let handle = match self.sessions.lock() {
+            Ok(mut s) => {
+                s.next += 1;
+                let handle = format!("fake-session-{}", s.next);
+                s.running.insert(handle.clone(), child);
+                s.opened.push(spec.clone());
+                if let Some((w, h)) = spec.size {
+                    s.resized.push((handle.clone(), w, h));
+                }
+                handle
+            }
+            Err(_) => return Err(BackendError::new(Step::Session, "session table poisoned")),
+        };
+        Ok(Session {
+            handle,
+            output: Box::pin(futures_util::stream::select(
+                pipe_chunks(stdout, OutputStream::Stdout),
+                pipe_chunks(stderr, OutputStream::Stderr),
+            )),
+            input: Box::pin(stdin),
+        })
+    }
+
+    async fn diagnose(&self) -> Vec<super::health::Check> {
+        vec![super::health::Check::ok(
+            "fake",
+            "in-memory backend for tests",
+        )]
+    }
+
+    async fn resize_session(&self, session: &str, width: u16, height: u16) {
+        if let Ok(mut s) = self.sessions.lock() {
+            s.resized.push((session.to_string(), width, height));
+        }
+    }
+
+    async fn session_exit_code(&self, session: &str) -> Result<Option<i64>, BackendError> {
+        let child = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.running.remove(session));
+        let Some(mut child) = child else {
+            return Ok(None);
+        };
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| BackendError::new(Step::Session, e.to_string()))?;
+        Ok(status.code().map(i64::from))
+    }
+
+    async fn logs(
+        &self,
+        id: &AgentId,
+        source: LogSource,
+        options: LogOptions,
+    ) -> Result<Output, BackendError> {
+        self.gate(Step::Session).await?;
+        let mut chunks = self
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.logs.get(&(id.name.clone(), source)).cloned())
+            .unwrap_or_default();
+        if let Some(n) = options.tail {
+            let keep = usize::try_from(n).unwrap_or(usize::MAX);
+            chunks = chunks.split_off(chunks.len().saturating_sub(keep));
+        }
+        let history = futures_util::stream::iter(chunks.into_iter().map(Ok));
+        Ok(if options.follow {
+            Box::pin(history.chain(futures_util::stream::pending()))
+        } else {
+            Box::pin(history)
+        })
     }
 }

@@ -4,6 +4,8 @@
 pub mod bottle_ca;
 pub mod docker;
 pub mod fake;
+pub mod health;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,6 +13,8 @@ use std::future::Future;
 
 use bb_crds::agent::SidecarEndpoints;
 use bb_crds::runtime::RuntimeSpec;
+
+pub use session::{Chunk, LogOptions, LogSource, Output, OutputStream, Session, SessionSpec};
 
 /// Identifies one Agent's backend resources; the uid keeps a recreated Agent apart.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -247,6 +251,33 @@ pub trait Backend: Send + Sync + 'static {
     fn teardown(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Every Agent this backend holds resources for (from labels, not memory).
     fn list_managed(&self) -> impl Future<Output = Result<Vec<AgentId>, BackendError>> + Send;
+    /// Starts `spec` in the Agent's running agent container.
+    fn open_session(
+        &self,
+        id: &AgentId,
+        spec: &SessionSpec,
+    ) -> impl Future<Output = Result<Session, BackendError>> + Send;
+    /// Resizes a session's TTY; a session that has ended ignores it.
+    fn resize_session(
+        &self,
+        session: &str,
+        width: u16,
+        height: u16,
+    ) -> impl Future<Output = ()> + Send;
+    /// The exit code of a session whose output has ended (`None` if the runtime lost it).
+    fn session_exit_code(
+        &self,
+        session: &str,
+    ) -> impl Future<Output = Result<Option<i64>, BackendError>> + Send;
+    /// The runtime's own prerequisites as `bbctl doctor` reports them.
+    fn diagnose(&self) -> impl Future<Output = Vec<health::Check>> + Send;
+    /// One of the Agent's logs, optionally following it.
+    fn logs(
+        &self,
+        id: &AgentId,
+        source: LogSource,
+        options: LogOptions,
+    ) -> impl Future<Output = Result<Output, BackendError>> + Send;
 }
 
 #[cfg(test)]

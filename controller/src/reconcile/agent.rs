@@ -199,6 +199,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     };
     r.status.observed_generation = generation;
     r.status.backend = Some(ctx.backend.name().to_string());
+    r.status.session_endpoint = ctx.session_endpoint.clone();
 
     let bottle = match resolve_bottle(&ctx, &agent) {
         Ok(b) => b,

@@ -40,6 +40,8 @@ pub struct AgentCtx<B: Backend> {
     /// How often a Running Agent is checked again without a watch event (repairs drift).
     pub resync: Duration,
     pub backend: B,
+    /// This runner's session endpoint, recorded in every Agent it runs.
+    pub session_endpoint: Option<String>,
     pub bottles: Store<Bottle>,
     pub reporter: Reporter,
     failures: Mutex<HashMap<String, u32>>,
@@ -173,11 +175,13 @@ pub async fn run_bottles(
 }
 
 /// Runs both reconcilers until `shutdown` resolves. `resync` is how often a Running Agent is
-/// re-checked against its backend without an API event.
+/// re-checked against its backend without an API event; `session_endpoint` is where this
+/// runner serves sessions of the Agents it runs.
 pub async fn run<B: Backend>(
     client: kube::Client,
     backend: B,
     resync: Duration,
+    session_endpoint: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Error> {
     match sweep(&client, &backend).await {
@@ -205,6 +209,7 @@ pub async fn run<B: Backend>(
         client: client.clone(),
         resync,
         backend,
+        session_endpoint,
         bottles: bottle_store,
         reporter: Reporter {
             controller: MANAGER.into(),

@@ -3,9 +3,10 @@
 
 mod agent;
 mod exec;
+mod fixture;
 pub mod images;
 pub mod names;
-pub mod session;
+mod session;
 mod sidecar;
 
 use crate::backend::Step;
@@ -25,6 +26,7 @@ use tokio::sync::OnceCell;
 use self::names::{CONTAINER_HASH, ROLE, Role};
 use super::{AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SidecarPlan};
 pub use exec::ExecOutput;
+pub use fixture::Fixture;
 
 /// Inside the sidecar: a tmpfs holding CA, tokens and policy, so none touches a disk or env.
 const SIDECAR_RUN: &str = "/run/bot-bottle";
@@ -158,10 +160,6 @@ impl DockerBackend {
         self
     }
 
-    pub fn docker(&self) -> &Docker {
-        &self.docker
-    }
-
     /// Image build steps as they happen (see `images::BuildProgress`).
     pub fn build_progress(&self) -> tokio::sync::broadcast::Receiver<String> {
         self.progress.subscribe()
@@ -260,24 +258,6 @@ impl DockerBackend {
         exec::run(&self.docker, sidecar, &argv, Some(SIDECAR_USER), stdin)
             .await
             .map_err(step(step_name))
-    }
-
-    /// Runs a command in the agent container as `user` (root when `None`): `bbctl exec`.
-    pub async fn exec_in_agent(
-        &self,
-        id: &AgentId,
-        argv: &[&str],
-        user: Option<&str>,
-    ) -> Result<ExecOutput, BackendError> {
-        exec::run(
-            &self.docker,
-            &names::name(id, Role::Agent),
-            argv,
-            user,
-            None,
-        )
-        .await
-        .map_err(step(Step::Exec))
     }
 
     async fn remove_container(&self, name: &str) -> Result<(), BackendError> {
@@ -670,5 +650,34 @@ impl Backend for DockerBackend {
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    async fn open_session(
+        &self,
+        id: &AgentId,
+        spec: &super::SessionSpec,
+    ) -> Result<super::Session, BackendError> {
+        self.open_exec_session(id, spec).await
+    }
+
+    async fn diagnose(&self) -> Vec<super::health::Check> {
+        self.engine_checks().await
+    }
+
+    async fn resize_session(&self, session: &str, width: u16, height: u16) {
+        self.resize_exec(session, width, height).await;
+    }
+
+    async fn session_exit_code(&self, session: &str) -> Result<Option<i64>, BackendError> {
+        self.exec_exit_code(session).await
+    }
+
+    async fn logs(
+        &self,
+        id: &AgentId,
+        source: super::LogSource,
+        options: super::LogOptions,
+    ) -> Result<super::Output, BackendError> {
+        self.log_stream(id, source, options).await
     }
 }

@@ -1,79 +1,46 @@
-//! Interactive and one-shot sessions in an Agent's containers (`bbctl attach`, `exec`, `logs`):
-//! streams in and out, TTY resize, and the session's own exit code.
+//! Sessions in an Agent's Docker containers (what the runner serves for `bbctl attach`, `exec`,
+//! `logs`): engine execs with their streams, TTY resize, exit codes and container logs.
 
-use crate::backend::Step;
-use std::pin::Pin;
-
-pub use bollard::container::LogOutput;
+use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use futures_util::Stream;
-use tokio::io::AsyncWrite;
+use futures_util::{Stream, StreamExt};
 
 use super::names::{self, Role};
 use super::{DockerBackend, SIDECAR_BINARY, SIDECAR_RUN};
-use crate::backend::{AgentId, BackendError, SecretBytes};
-
-pub type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
-
-/// A running exec: write to `input`, read `output`, then ask for the exit code.
-pub struct Session {
-    pub exec_id: String,
-    pub output: Output,
-    pub input: Pin<Box<dyn AsyncWrite + Send>>,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("exec_id", &self.exec_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a session runs and how.
-#[derive(Debug, Clone, Default)]
-pub struct SessionSpec {
-    pub argv: Vec<String>,
-    /// The Agent's secret env (`valueFrom`): given to this process only, never to the
-    /// container's configuration.
-    pub env: Vec<(String, SecretBytes)>,
-    pub tty: bool,
-    /// `uid[:gid]`; `None` runs as the image's user.
-    pub user: Option<String>,
-    pub workdir: Option<String>,
-    /// Initial TTY size (columns, rows).
-    pub size: Option<(u16, u16)>,
-}
-
-/// Which container of an Agent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
-    Agent,
-    Sidecar,
-}
-
-fn container(id: &AgentId, which: Which) -> String {
-    names::name(
-        id,
-        match which {
-            Which::Agent => Role::Agent,
-            Which::Sidecar => Role::Sidecar,
-        },
-    )
-}
+use crate::backend::session::{Chunk, LogOptions, LogSource, Output, OutputStream, Session};
+use crate::backend::{AgentId, BackendError, SessionSpec, Step};
 
 fn err(e: bollard::errors::Error) -> BackendError {
     BackendError::new(Step::Session, e.to_string())
 }
 
+/// The engine's multiplexed output as runtime-neutral chunks (stdin echoes dropped).
+fn chunks(
+    output: impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send + 'static,
+) -> Output {
+    Box::pin(output.filter_map(|item| async move {
+        match item {
+            Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk {
+                stream: OutputStream::Stderr,
+                data: message,
+            })),
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => Some(Ok(Chunk {
+                stream: OutputStream::Stdout,
+                data: message,
+            })),
+            Ok(LogOutput::StdIn { .. }) => None,
+            Err(e) => Some(Err(err(e))),
+        }
+    }))
+}
+
 impl DockerBackend {
-    /// Starts `spec` in the Agent's container.
-    pub async fn open_session(
+    pub(super) async fn open_exec_session(
         &self,
         id: &AgentId,
         spec: &SessionSpec,
     ) -> Result<Session, BackendError> {
-        let name = container(id, Which::Agent);
+        let name = names::name(id, Role::Agent);
         let env = spec
             .env
             .iter()
@@ -111,11 +78,11 @@ impl DockerBackend {
         {
             StartExecResults::Attached { output, input } => {
                 if let Some((w, h)) = spec.size {
-                    self.resize_session(&exec.id, w, h).await;
+                    self.resize_exec(&exec.id, w, h).await;
                 }
                 Ok(Session {
-                    exec_id: exec.id,
-                    output,
+                    handle: exec.id,
+                    output: chunks(output),
                     input,
                 })
             }
@@ -126,15 +93,14 @@ impl DockerBackend {
         }
     }
 
-    pub async fn resize_session(&self, exec_id: &str, width: u16, height: u16) {
+    pub(super) async fn resize_exec(&self, exec_id: &str, width: u16, height: u16) {
         let _ = self
             .docker
             .resize_exec(exec_id, bollard::exec::ResizeExecOptions { width, height })
             .await;
     }
 
-    /// The exit code of a finished session (`None` if the engine does not know it).
-    pub async fn session_exit_code(&self, exec_id: &str) -> Result<Option<i64>, BackendError> {
+    pub(super) async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, BackendError> {
         Ok(self
             .docker
             .inspect_exec(exec_id)
@@ -143,57 +109,67 @@ impl DockerBackend {
             .exit_code)
     }
 
-    /// A container's output, optionally following it.
-    pub fn container_logs(
+    pub(super) async fn log_stream(
         &self,
         id: &AgentId,
-        which: Which,
-        follow: bool,
-        tail: Option<u64>,
-    ) -> Output {
-        Box::pin(self.docker.logs(
-            &container(id, which),
-            Some(bollard::query_parameters::LogsOptions {
-                follow,
-                stdout: true,
-                stderr: true,
-                tail: tail.map_or_else(|| "all".to_string(), |n| n.to_string()),
-                ..Default::default()
-            }),
-        ))
-    }
-
-    /// The sidecar's audit log (JSON lines), optionally following it.
-    pub async fn egress_log(&self, id: &AgentId, follow: bool) -> Result<Output, BackendError> {
-        let mut argv: Vec<String> = vec![
-            SIDECAR_BINARY.into(),
-            "audit-log".into(),
-            "--file".into(),
-            format!("{SIDECAR_RUN}/audit.log"),
-        ];
-        if follow {
-            argv.push("--follow".into());
-        }
-        let name = container(id, Which::Sidecar);
-        let exec = self
-            .docker
-            .create_exec(
-                &name,
-                CreateExecOptions {
-                    cmd: Some(argv),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| BackendError::new(Step::Session, format!("{name}: {e}")))?;
-        match self.docker.start_exec(&exec.id, None).await.map_err(err)? {
-            StartExecResults::Attached { output, .. } => Ok(output),
-            StartExecResults::Detached => Err(BackendError::new(
-                Step::Session,
-                "the engine started the session detached",
-            )),
+        source: LogSource,
+        options: LogOptions,
+    ) -> Result<Output, BackendError> {
+        let container = |role| names::name(id, role);
+        match source {
+            LogSource::Agent | LogSource::Sidecar => {
+                let name = container(if source == LogSource::Agent {
+                    Role::Agent
+                } else {
+                    Role::Sidecar
+                });
+                Ok(chunks(
+                    self.docker.logs(
+                        &name,
+                        Some(bollard::query_parameters::LogsOptions {
+                            follow: options.follow,
+                            stdout: true,
+                            stderr: true,
+                            tail: options
+                                .tail
+                                .map_or_else(|| "all".to_string(), |n| n.to_string()),
+                            ..Default::default()
+                        }),
+                    ),
+                ))
+            }
+            LogSource::Egress => {
+                let mut argv: Vec<String> = vec![
+                    SIDECAR_BINARY.into(),
+                    "audit-log".into(),
+                    "--file".into(),
+                    format!("{SIDECAR_RUN}/audit.log"),
+                ];
+                if options.follow {
+                    argv.push("--follow".into());
+                }
+                let name = container(Role::Sidecar);
+                let exec = self
+                    .docker
+                    .create_exec(
+                        &name,
+                        CreateExecOptions {
+                            cmd: Some(argv),
+                            attach_stdout: Some(true),
+                            attach_stderr: Some(true),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| BackendError::new(Step::Session, format!("{name}: {e}")))?;
+                match self.docker.start_exec(&exec.id, None).await.map_err(err)? {
+                    StartExecResults::Attached { output, .. } => Ok(chunks(output)),
+                    StartExecResults::Detached => Err(BackendError::new(
+                        Step::Session,
+                        "the engine started the session detached",
+                    )),
+                }
+            }
         }
     }
 }
