@@ -41,6 +41,8 @@ pub struct DockerSettings {
     pub upstream_ca: Option<PathBuf>,
     /// Sidecars may reach private addresses on every route (test rigs only).
     pub allow_private_upstreams: bool,
+    /// Prebuilt harness executables provider images take instead of fetching them.
+    pub harness_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +199,7 @@ async fn backend(
     }
     cfg.upstream_ca = opts.docker.upstream_ca.clone();
     cfg.allow_private_upstreams = opts.docker.allow_private_upstreams;
+    cfg.harness_dir = opts.docker.harness_dir.clone();
     if cfg.allow_private_upstreams {
         tracing::warn!(
             "--allow-private-upstreams: every sidecar may reach private, loopback and link-local addresses (a test-rig switch; never in production)"

@@ -49,8 +49,15 @@ fn policy_with_routes(
     extra: Vec<bb_crds::egress::EgressRoute>,
 ) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
     let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
-    if !extra.is_empty() {
-        egress.routes.get_or_insert_with(Vec::new).extend(extra);
+    let routes = egress.routes.get_or_insert_with(Vec::new);
+    // The Bottle's own route for a provider's host wins (it may narrow paths or add DLP).
+    for route in extra {
+        if !routes.iter().any(|r| r.host == route.host) {
+            routes.push(route);
+        }
+    }
+    if routes.is_empty() {
+        egress.routes = None;
     }
     let mut sources = Vec::new();
     for (i, route) in egress.routes.iter_mut().flatten().enumerate() {
@@ -115,7 +122,8 @@ pub async fn agent(
     provider: &dyn Provider,
 ) -> Result<AgentPlan, PlanError> {
     let image = provider.image();
-    let command = provider.command();
+    let view = provider::AgentView::of(agent);
+    let command = provider.attach_command(&view);
     let mut env = provider.env();
     let mut secret_env = BTreeMap::new();
     for var in resolved.spec.env() {
@@ -143,6 +151,11 @@ pub async fn agent(
     let image_key = match &image {
         ImageSource::Reference(r) => format!("ref:{r}"),
         ImageSource::Dockerfile(d) => format!("dockerfile:{d}"),
+        ImageSource::Builtin(b) => format!(
+            "builtin:{}:{}",
+            b.name,
+            sha256_hex(&[b.dockerfile.as_bytes()])
+        ),
     };
     let env_json = serde_json::to_vec(&env).unwrap_or_default();
     let runtime_json = serde_json::to_vec(&runtime).unwrap_or_default();
@@ -163,7 +176,8 @@ pub async fn agent(
         prompt: agent.spec.prompt.clone(),
         workspace: agent.spec.workspace.clone(),
         git_user: agent.spec.git_user.clone(),
-        files: provider.files(),
+        dirs: provider.dirs(),
+        files: provider.files(&view),
         skills: agent.spec.skills.clone().unwrap_or_default(),
         skills_dir: provider.skills_dir(),
         container_hash,

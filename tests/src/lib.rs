@@ -429,3 +429,28 @@ pub fn start_upstream(
 
 /// `200 hello from upstream`: the test's own "internet" (shared with `bbctl demo`).
 pub const UPSTREAM_PY: &str = include_str!("../../images/demo-upstream/upstream.py");
+
+/// Counts `needle` in every process's environment and argv, then lists files holding it. The
+/// needle travels base64-encoded and reaches grep through a pipe, so the scan never finds its
+/// own command line.
+pub fn scan_for(container: &str, needle: &str) -> String {
+    let out = run(&mut docker(&[
+        "exec",
+        container,
+        "bash",
+        "-c",
+        &scan_script(needle, "/"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The shell script behind `scan_for`, searching files under `root`.
+pub fn scan_script(needle: &str, root: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(needle);
+    format!(
+        "T=$(printf %s '{b64}' | base64 -d); \
+         cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -cF -f <(printf %s \"$T\"); \
+         grep -rlsIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -f <(printf %s \"$T\") {root} | head -3"
+    )
+}

@@ -4,12 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-
 use bb_e2e::{
     BASE_IMAGE, Cleanup, Controller, UPSTREAM_PY, Upstream, containers_with, docker,
-    ensure_base_image, networks_with, ok, remove_all_with, run, test_pki, volumes_with,
-    workspace_root,
+    ensure_base_image, networks_with, ok, remove_all_with, run, scan_for, scan_script, test_pki,
+    volumes_with, workspace_root,
 };
 
 const TOKEN: &str = "e2e-T0ken-9f8a7b6c5d4e3f2a1b0c";
@@ -79,20 +77,6 @@ fn in_agent(container: &str, script: &str) -> (bool, String) {
     )
 }
 
-/// Counts `needle` in every process's environment and argv, then lists files holding it. The
-/// needle travels base64-encoded and reaches grep through a pipe, so the scan never finds its
-/// own command line.
-fn scan_for(container: &str, needle: &str) -> String {
-    let out = run(&mut docker(&[
-        "exec",
-        container,
-        "bash",
-        "-c",
-        &scan_script(needle, "/"),
-    ]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// `scan_for` for the sidecar, whose image has no shell: a helper joins its PID namespace as
 /// its user (so it may read its processes' environments) and walks its filesystem through
 /// /proc/1/root; paths are reported as the sidecar sees them.
@@ -112,15 +96,6 @@ fn scan_sidecar(sidecar: &str, needle: &str) -> String {
         &scan_script(needle, "/proc/1/root/"),
     ]));
     String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/")
-}
-
-fn scan_script(needle: &str, root: &str) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(needle);
-    format!(
-        "T=$(printf %s '{b64}' | base64 -d); \
-         cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -cF -f <(printf %s \"$T\"); \
-         grep -rlsIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -f <(printf %s \"$T\") {root} | head -3"
-    )
 }
 
 fn one(ids: Vec<String>, what: &str) -> String {

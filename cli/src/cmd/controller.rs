@@ -19,47 +19,7 @@ pub struct Args {
 enum Sub {
     /// Run the apiserver (and, as they land, the reconcilers) in the foreground until
     /// SIGINT or SIGTERM.
-    Run {
-        /// State directory (default: $BOT_BOTTLE_HOME, else ~/.bot-bottle).
-        #[arg(long, value_name = "DIR")]
-        home: Option<PathBuf>,
-        /// Address to serve the Kubernetes API on; port 0 picks a free port.
-        #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
-        listen: SocketAddr,
-        /// Address of the runner's session endpoint (attach, exec, logs), which each Agent's
-        /// status names; port 0 picks a free port.
-        #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_SESSION_LISTEN)]
-        session_listen: SocketAddr,
-        /// Reconcile against the cluster in this kubeconfig instead of serving the embedded
-        /// control plane (no local store or listener is started).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// Context of --kubeconfig to use (default: its current context).
-        #[arg(long, value_name = "NAME", requires = "kubeconfig")]
-        context: Option<String>,
-        /// Runtime for Agents: auto (Docker when reachable), docker (fail without it), or none
-        /// (reconcile Bottles only).
-        #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "none"])]
-        backend: String,
-        /// Base image (BASE build argument) of the sidecar and agent images; an offline
-        /// machine passes the image built by hack/build-base-image.sh.
-        #[arg(long, value_name = "IMAGE", env = "BOT_BOTTLE_BASE_IMAGE")]
-        base_image: Option<String>,
-        /// The bb-sidecar executable baked into the sidecar image (default: next to bbctl).
-        #[arg(long, value_name = "FILE", env = "BOT_BOTTLE_SIDECAR_BINARY")]
-        sidecar_binary: Option<PathBuf>,
-        /// Extra CA certificate (PEM) every sidecar trusts for upstream servers.
-        #[arg(long, value_name = "FILE")]
-        upstream_ca: Option<PathBuf>,
-        /// Let every sidecar reach private, loopback and link-local addresses on every route.
-        /// For test rigs whose stand-in upstreams live on private networks; it turns off the
-        /// DNS-rebinding and cloud-metadata protection.
-        #[arg(long)]
-        allow_private_upstreams: bool,
-        /// How often a running Agent is checked against its backend without an API event.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-        resync_seconds: u64,
-    },
+    Run(Box<RunArgs>),
     /// Start `controller run` in the background (log: HOME/controller.log); arguments after
     /// `--` are passed to it.
     Start {
@@ -79,6 +39,54 @@ enum Sub {
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// State directory (default: $BOT_BOTTLE_HOME, else ~/.bot-bottle).
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Address to serve the Kubernetes API on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Address of the runner's session endpoint (attach, exec, logs), which each Agent's
+    /// status names; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_SESSION_LISTEN)]
+    session_listen: SocketAddr,
+    /// Reconcile against the cluster in this kubeconfig instead of serving the embedded
+    /// control plane (no local store or listener is started).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Context of --kubeconfig to use (default: its current context).
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    context: Option<String>,
+    /// Runtime for Agents: auto (Docker when reachable), docker (fail without it), or none
+    /// (reconcile Bottles only).
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "none"])]
+    backend: String,
+    /// Base image (BASE build argument) of the sidecar and agent images; an offline
+    /// machine passes the image built by hack/build-base-image.sh.
+    #[arg(long, value_name = "IMAGE", env = "BOT_BOTTLE_BASE_IMAGE")]
+    base_image: Option<String>,
+    /// The bb-sidecar executable baked into the sidecar image (default: next to bbctl).
+    #[arg(long, value_name = "FILE", env = "BOT_BOTTLE_SIDECAR_BINARY")]
+    sidecar_binary: Option<PathBuf>,
+    /// Extra CA certificate (PEM) every sidecar trusts for upstream servers.
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// Let every sidecar reach private, loopback and link-local addresses on every route.
+    /// For test rigs whose stand-in upstreams live on private networks; it turns off the
+    /// DNS-rebinding and cloud-metadata protection.
+    #[arg(long)]
+    allow_private_upstreams: bool,
+    /// Directory of prebuilt harness executables (`claude`) that provider images use
+    /// instead of fetching them at build time: air-gapped machines and CI
+    /// (hack/fetch-harnesses.sh fills it).
+    #[arg(long, value_name = "DIR", env = "BOT_BOTTLE_HARNESS_DIR")]
+    harness_dir: Option<PathBuf>,
+    /// How often a running Agent is checked against its backend without an API event.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    resync_seconds: u64,
 }
 
 fn home_of(home: Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -142,19 +150,21 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 )),
             }
         }
-        Sub::Run {
-            home,
-            listen,
-            session_listen,
-            kubeconfig,
-            context,
-            backend,
-            base_image,
-            sidecar_binary,
-            upstream_ca,
-            allow_private_upstreams,
-            resync_seconds,
-        } => {
+        Sub::Run(run) => {
+            let RunArgs {
+                home,
+                listen,
+                session_listen,
+                kubeconfig,
+                context,
+                backend,
+                base_image,
+                sidecar_binary,
+                upstream_ca,
+                allow_private_upstreams,
+                harness_dir,
+                resync_seconds,
+            } = *run;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -162,6 +172,15 @@ pub fn run(args: Args) -> Result<(), CliError> {
             let external = kubeconfig.is_some();
             if backend != "none" {
                 super::dev_sidecar::ensure_built(sidecar_binary.as_deref())?;
+            }
+            if let Some(d) = harness_dir.as_ref().filter(|d| !d.is_dir()) {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    format!(
+                        "--harness-dir: {} is not a directory (hack/fetch-harnesses.sh DIR fills one)",
+                        d.display()
+                    ),
+                ));
             }
             if let Some(f) = upstream_ca.as_ref().filter(|f| !f.is_file()) {
                 return Err(CliError::new(
@@ -185,6 +204,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     sidecar_binary,
                     upstream_ca,
                     allow_private_upstreams,
+                    harness_dir,
                 },
                 resync: std::time::Duration::from_secs(resync_seconds.max(1)),
             };

@@ -164,27 +164,42 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
             field(&mut out, "Provider", provider.as_str());
             field(&mut out, "Supervise", r.spec.supervise());
             out.push_str("Egress (resolved):\n");
-            let rows: Vec<Vec<String>> = r
+            let injects = |route: &bb_crds::egress::EgressRoute| {
+                route.auth.as_ref().map_or("-".to_string(), |a| {
+                    format!(
+                        "{} from {}",
+                        a.scheme.as_str(),
+                        super::demo::source(&a.token)
+                    )
+                })
+            };
+            let mut rows: Vec<Vec<String>> = r
                 .spec
                 .egress
                 .iter()
                 .flat_map(|e| e.routes())
                 .zip(&r.route_origins)
                 .map(|(route, origin)| {
-                    let auth = route.auth.as_ref().map_or("-".to_string(), |a| {
-                        format!(
-                            "{} from {}",
-                            a.scheme.as_str(),
-                            super::demo::source(&a.token)
-                        )
-                    });
                     vec![
                         route.host.clone(),
-                        auth,
+                        injects(route),
                         format!("bottle/{}", origin.bottle),
                     ]
                 })
                 .collect();
+            // The provider's own routes, where the Bottle has none for the host (as the
+            // sidecar gets them).
+            if let Ok(p) = bb_controller::plan::provider(&r) {
+                for route in p.routes() {
+                    if !rows.iter().any(|row| row[0] == route.host) {
+                        rows.push(vec![
+                            route.host.clone(),
+                            injects(&route),
+                            format!("provider/{}", provider.as_str()),
+                        ]);
+                    }
+                }
+            }
             if rows.is_empty() {
                 out.push_str("  <none: every request is refused>\n");
             } else {

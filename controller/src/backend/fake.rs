@@ -258,6 +258,7 @@ impl Backend for FakeBackend {
         let r = match image {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),
+            ImageSource::Builtin(b) => format!("fake-builtin:{}", b.name),
         };
         self.with(id, |a| {
             a.image = Some(r.clone());

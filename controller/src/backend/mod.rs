@@ -58,6 +58,25 @@ pub struct ProvisionFile {
     pub mode: u32,
 }
 
+/// A directory created in the agent at provisioning, owned by the agent user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProvisionDir {
+    pub guest_path: String,
+    pub mode: u32,
+}
+
+/// A provider image whose Dockerfile the binary carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltinImage {
+    /// Short name (`claude`): the image is `bot-bottle/<name>:<content hash>`.
+    pub name: &'static str,
+    pub dockerfile: &'static str,
+    /// The harness executable a runner may hold prebuilt (`--harness-dir`): when present it
+    /// goes into the build context and `source_arg=context` tells the Dockerfile to use it.
+    pub harness_binary: &'static str,
+    pub source_arg: &'static str,
+}
+
 /// Where the agent image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
@@ -65,6 +84,8 @@ pub enum ImageSource {
     Reference(String),
     /// Build this Dockerfile (a path on the controller host).
     Dockerfile(String),
+    /// Build a provider's own Dockerfile.
+    Builtin(BuiltinImage),
 }
 
 /// The sidecar's desired state: its policy file and the token files it reads.
@@ -108,6 +129,7 @@ pub struct AgentPlan {
     /// Copied into the agent at provisioning (not part of the container hash).
     pub workspace: Option<bb_crds::agent::Workspace>,
     pub git_user: Option<bb_crds::common::GitUser>,
+    pub dirs: Vec<ProvisionDir>,
     pub files: Vec<ProvisionFile>,
     /// `spec.skills`: names (under the backend's skills root) or absolute host directories.
     pub skills: Vec<String>,

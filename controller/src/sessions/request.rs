@@ -277,7 +277,7 @@ pub async fn session_spec(
     let (argv, user, workdir) = match verb {
         Verb::Exec { command, user } => (command.clone(), user.clone(), None),
         Verb::Attach => {
-            let mut argv = provider.attach_command();
+            let mut argv = provider.attach_command(&crate::provider::AgentView::of(agent));
             if argv.is_empty() {
                 argv = vec!["/bin/sh".into()];
             }

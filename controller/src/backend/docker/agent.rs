@@ -176,6 +176,10 @@ impl DockerBackend {
             tar.file("etc/bot-bottle/prompt.md", prompt.as_bytes(), 0o644, 0)
                 .map_err(fail)?;
         }
+        for d in &plan.dirs {
+            tar.dir(d.guest_path.trim_start_matches('/'), d.mode, uid)
+                .map_err(fail)?;
+        }
         for f in &plan.files {
             let path = f.guest_path.trim_start_matches('/');
             tar.file(path, &f.contents, f.mode, uid).map_err(fail)?;

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use super::exec::TarBuilder;
 use super::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
-use crate::backend::BackendError;
+use crate::backend::{BackendError, BuiltinImage};
 use crate::plan::sha256_hex;
 
 /// The sidecar's Dockerfile, shipped inside the controller so an installed binary can build it.
@@ -40,23 +40,26 @@ async fn exists(docker: &Docker, reference: &str) -> bool {
 /// watches (the demo prints them). Nobody listening is fine.
 pub type BuildProgress = broadcast::Sender<String>;
 
-/// Builds `context` (a tar holding a Dockerfile) as `tag`. Each step goes to the log and to
-/// `progress`; a failure carries the build's last lines.
+/// Builds `context` (a tar holding a Dockerfile) as `tag` on `base` with `args` as further
+/// build arguments. Each step goes to the log and to `progress`; a failure carries the
+/// build's last lines.
 async fn build(
     docker: &Docker,
     progress: &BuildProgress,
     tag: &str,
     content_hash: &str,
-    base: &str,
     dockerfile: &str,
     context: Vec<u8>,
+    args: BuildArgs<'_>,
 ) -> Result<(), BackendError> {
+    let mut buildargs = args.extra;
+    buildargs.insert("BASE".to_string(), args.base.to_string());
     let options = BuildImageOptions {
         dockerfile: dockerfile.into(),
         t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
-        buildargs: Some(HashMap::from([("BASE".to_string(), base.to_string())])),
+        buildargs: Some(buildargs),
         labels: Some(HashMap::from([
             (MANAGED_BY.to_string(), MANAGER.to_string()),
             (CONTENT_HASH.to_string(), content_hash.to_string()),
@@ -101,6 +104,21 @@ async fn build(
     Ok(())
 }
 
+/// The build arguments of one build: the shared `BASE` and any the image adds.
+struct BuildArgs<'a> {
+    base: &'a str,
+    extra: HashMap<String, String>,
+}
+
+impl<'a> BuildArgs<'a> {
+    fn base(base: &'a str) -> Self {
+        BuildArgs {
+            base,
+            extra: HashMap::new(),
+        }
+    }
+}
+
 /// `bot-bottle/sidecar:0123456789ab` for a content-hash tag: enough to tell images apart.
 fn short(tag: &str) -> &str {
     tag.rfind(':')
@@ -136,7 +154,16 @@ pub async fn sidecar(
         "building the sidecar image {} on {base}",
         short(&tag)
     ));
-    build(docker, progress, &tag, &h, base, "Dockerfile", context).await?;
+    build(
+        docker,
+        progress,
+        &tag,
+        &h,
+        "Dockerfile",
+        context,
+        BuildArgs::base(base),
+    )
+    .await?;
     Ok(tag)
 }
 
@@ -173,7 +200,86 @@ pub async fn from_dockerfile(
         short(&tag),
         dockerfile.display()
     ));
-    build(docker, progress, &tag, &h, base, &file_name, context).await?;
+    build(
+        docker,
+        progress,
+        &tag,
+        &h,
+        &file_name,
+        context,
+        BuildArgs::base(base),
+    )
+    .await?;
+    Ok(tag)
+}
+
+/// A provider image from the Dockerfile the binary carries. With a prebuilt harness in
+/// `harness_dir`, that executable joins the build context and the Dockerfile is told to use it
+/// (`<source_arg>=context`). The tag hashes the Dockerfile, the base and the harness file's
+/// identity (size and modification time: a harness is hundreds of megabytes, too much to read
+/// on every reconcile), so a new binary is a new image.
+pub async fn builtin(
+    docker: &Docker,
+    progress: &BuildProgress,
+    image: &BuiltinImage,
+    harness_dir: Option<&Path>,
+    base: &str,
+) -> Result<String, BackendError> {
+    let harness = harness_dir.map(|d| d.join(image.harness_binary));
+    let identity = match &harness {
+        Some(bin) => {
+            let m = std::fs::metadata(bin).map_err(|e| {
+                err(format!(
+                    "--harness-dir: {} cannot be read ({e}); put the {} executable there (hack/fetch-harnesses.sh) or drop the flag to fetch it at build time",
+                    bin.display(),
+                    image.harness_binary
+                ))
+            })?;
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            format!("{}:{}:{mtime}", bin.display(), m.len())
+        }
+        None => "fetch".to_string(),
+    };
+    let base_id = base_identity(docker, base).await;
+    let h = sha256_hex(&[
+        image.dockerfile.as_bytes(),
+        base_id.as_bytes(),
+        identity.as_bytes(),
+    ]);
+    let tag = format!("bot-bottle/{}:{h}", image.name);
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    let mut ctx = TarBuilder::default();
+    ctx.file("Dockerfile", image.dockerfile.as_bytes(), 0o644, 0)
+        .map_err(|e| err(e.to_string()))?;
+    let mut extra = HashMap::new();
+    if let Some(bin) = &harness {
+        let data = std::fs::read(bin).map_err(|e| err(format!("{}: {e}", bin.display())))?;
+        ctx.file(image.harness_binary, &data, 0o755, 0)
+            .map_err(|e| err(e.to_string()))?;
+        extra.insert(image.source_arg.to_string(), "context".to_string());
+    }
+    let context = ctx.finish().map_err(|e| err(e.to_string()))?;
+    let _ = progress.send(format!(
+        "building the {} image {} on {base}",
+        image.name,
+        short(&tag)
+    ));
+    build(
+        docker,
+        progress,
+        &tag,
+        &h,
+        "Dockerfile",
+        context,
+        BuildArgs { base, extra },
+    )
+    .await?;
     Ok(tag)
 }
 

@@ -59,6 +59,9 @@ pub struct DockerConfig {
     pub instance: String,
     /// Where `spec.skills` names resolve on the controller host.
     pub skills_root: PathBuf,
+    /// Prebuilt harness executables (`claude`, ...) that provider images take instead of
+    /// fetching them (`--harness-dir`): air-gapped machines and CI.
+    pub harness_dir: Option<PathBuf>,
 }
 
 impl DockerConfig {
@@ -78,6 +81,7 @@ impl DockerConfig {
             agent_uid: 1000,
             instance: instance.to_string(),
             skills_root: home.join("skills"),
+            harness_dir: None,
         }
     }
 }
@@ -444,6 +448,16 @@ impl Backend for DockerBackend {
                     &self.docker,
                     &self.progress,
                     std::path::Path::new(d),
+                    &self.config.base_image,
+                )
+                .await
+            }
+            ImageSource::Builtin(b) => {
+                images::builtin(
+                    &self.docker,
+                    &self.progress,
+                    b,
+                    self.config.harness_dir.as_deref(),
                     &self.config.base_image,
                 )
                 .await

@@ -1,0 +1,196 @@
+//! Claude Code in a bottle on a real Docker engine: the real binary (from the claude-agent-sdk
+//! wheel, fetched by hack/fetch-harnesses.sh) answers `claude -p` through its sidecar against a
+//! stand-in Anthropic API the test starts on the bottle's egress network. The stand-in gets
+//! the real token; the agent holds only the placeholder; other hosts are refused and audited.
+
+use std::time::{Duration, Instant};
+
+use bb_e2e::{
+    Cleanup, Controller, containers_with, ensure_base_image, networks_with, ok, remove_all_with,
+    run, scan_for, start_upstream, test_pki, workspace_root,
+};
+
+const REAL_TOKEN: &str = "sk-ant-oat01-e2e-real-7f3c9a1b5d";
+const ANSWER: &str = "The bottle says hello.";
+const READY_LIMIT: Duration = Duration::from_secs(900);
+
+/// The harness cache CI keeps between runs (like the cargo target directory).
+fn harness_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("BOT_BOTTLE_HARNESS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/bot-bottle/harnesses")
+        });
+    ok(std::process::Command::new("bash")
+        .arg(workspace_root().join("hack/fetch-harnesses.sh"))
+        .arg(&dir));
+    dir
+}
+
+fn one(ids: Vec<String>, what: &str) -> String {
+    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
+    ids.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn claude_code_answers_through_its_sidecar_with_an_injected_token() {
+    ensure_base_image();
+    let harnesses = harness_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(&["api.anthropic.com"]);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let cp = Controller::start_with_env(
+        &[
+            "--upstream-ca",
+            &ca_path.to_string_lossy(),
+            "--harness-dir",
+            &harnesses.to_string_lossy(),
+            "--resync-seconds",
+            "5",
+        ],
+        &[("BB_E2E_CLAUDE_TOKEN", REAL_TOKEN)],
+    );
+    let agent_label = "bot-bottle.dev/agent=default/claude";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+
+    let started = Instant::now();
+    cp.apply(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {name: claude}
+spec:
+  agentProvider: {template: claude, authToken: {hostEnv: BB_E2E_CLAUDE_TOKEN}}
+  egress: {log: 1}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {name: claude, namespace: default}
+spec:
+  bottleRef: {name: claude}
+  label: e2e claude
+  color: blue
+  prompt: "Answer in one sentence."
+"#,
+    );
+    cp.wait_for("the claude Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "claude"], "{.status.phase}") == "Running"
+    });
+    println!(
+        "apply -> Running in {:.1}s (includes the claude image build on a cold engine)",
+        started.elapsed().as_secs_f64()
+    );
+    let egress_net = one(
+        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let api = start_upstream(
+        "bb-e2e-anthropic",
+        &egress_net,
+        &["api.anthropic.com"],
+        include_str!("../fixtures/anthropic_api.py"),
+        (&cert, &key),
+    );
+
+    let bbctl = bb_e2e::workspace_bin("bbctl");
+    let home = cp.home.path().to_path_buf();
+    let exec = |cmd: &[&str]| {
+        let mut c = std::process::Command::new(&bbctl);
+        c.args(["exec", "agent/claude", "--home"])
+            .arg(&home)
+            .arg("--")
+            .args(cmd);
+        run(&mut c)
+    };
+
+    // The files Claude Code reads, owned by the agent user with the modes the provider set.
+    let out = exec(&[
+        "sh",
+        "-c",
+        "stat -c '%U %a %n' ~/.claude.json ~/.claude ~/.claude/settings.json ~/.claude/statusline.sh; ~/.claude/statusline.sh",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "agent 600 /home/agent/.claude.json",
+        "agent 700 /home/agent/.claude",
+        "agent 600 /home/agent/.claude/settings.json",
+        "agent 755 /home/agent/.claude/statusline.sh",
+        "\u{1b}[94me2e claude\u{1b}[0m",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from {text}");
+    }
+
+    // One real run, bounded: the answer comes back through the sidecar.
+    let t = Instant::now();
+    let out = exec(&[
+        "timeout",
+        "60",
+        "claude",
+        "-p",
+        "Say hello from the bottle.",
+        "--dangerously-skip-permissions",
+        "--append-system-prompt-file",
+        "/etc/bot-bottle/prompt.md",
+    ]);
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen = ok(&mut bb_e2e::docker(&["logs", &api.name]));
+    assert!(
+        out.status.success() && stdout.contains(ANSWER),
+        "claude -p failed ({:?}) in {took:?}:\nstdout: {stdout}\nstderr: {}\nstand-in saw:\n{seen}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(60), "claude -p took {took:?}");
+    println!("claude -p answered in {:.1}s", took.as_secs_f64());
+
+    // The stand-in received the real token, and only as the sidecar's Authorization header.
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("/v1/messages") && l.contains(&format!("Bearer {REAL_TOKEN}"))),
+        "the stand-in never saw the real token:\n{seen}"
+    );
+    assert!(
+        !seen.contains("egress-placeholder"),
+        "a placeholder left the bottle:\n{seen}"
+    );
+
+    // The agent holds only the placeholder: environment, argv and files.
+    let agent = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    let found = scan_for(&agent, REAL_TOKEN);
+    assert_eq!(
+        found.lines().collect::<Vec<_>>(),
+        ["0"],
+        "the real token is readable inside the agent: {found}"
+    );
+    let env = String::from_utf8_lossy(&exec(&["env"]).stdout).into_owned();
+    assert!(
+        env.contains("CLAUDE_CODE_OAUTH_TOKEN=egress-placeholder"),
+        "{env}"
+    );
+
+    // Every other host Claude Code tried was refused by the sidecar and audited.
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["logs", "agent/claude", "--egress", "--home"])
+        .arg(&home);
+    let audit = ok(&mut c);
+    for line in audit.lines().filter(|l| !l.contains("api.anthropic.com")) {
+        assert!(
+            line.contains("\"block\"") || line.contains("deny") || line.contains("refuse"),
+            "a request to another host was not refused: {line}"
+        );
+    }
+    println!(
+        "audit: {} records, {} for other hosts",
+        audit.lines().count(),
+        audit
+            .lines()
+            .filter(|l| !l.contains("api.anthropic.com"))
+            .count()
+    );
+}
