@@ -4,6 +4,7 @@
 
 mod claude;
 mod custom;
+mod pi;
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use crate::backend::ImageSource;
 pub use crate::backend::{ProvisionDir, ProvisionFile};
 pub use claude::ClaudeProvider;
 pub use custom::CustomProvider;
+pub use pi::PiProvider;
 
 /// The agent user's home in every provider image (uid 1000, user `agent`).
 pub const AGENT_HOME: &str = "/home/agent";
@@ -79,7 +81,7 @@ pub trait Provider: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    #[error("provider '{0}' is not available yet: claude and custom run in this release")]
+    #[error("provider '{0}' is not available yet: claude, pi and custom run in this release")]
     Unsupported(&'static str),
     #[error("custom provider needs an image or a dockerfile")]
     NoImage,
@@ -106,6 +108,10 @@ pub fn for_bottle(p: &AgentProvider) -> Result<Box<dyn Provider>, ProviderError>
         }
         ProviderTemplate::Claude => Ok(Box::new(ClaudeProvider {
             auth_token: p.auth_token.clone(),
+            dockerfile: p.dockerfile.clone(),
+        })),
+        ProviderTemplate::Pi => Ok(Box::new(PiProvider {
+            settings: p.settings.clone().unwrap_or_default(),
             dockerfile: p.dockerfile.clone(),
         })),
         other => Err(ProviderError::Unsupported(other.as_str())),

@@ -227,21 +227,13 @@ pub async fn builtin(
 ) -> Result<String, BackendError> {
     let harness = harness_dir.map(|d| d.join(image.harness_binary));
     let identity = match &harness {
-        Some(bin) => {
-            let m = std::fs::metadata(bin).map_err(|e| {
-                err(format!(
-                    "--harness-dir: {} cannot be read ({e}); put the {} executable there (hack/fetch-harnesses.sh) or drop the flag to fetch it at build time",
-                    bin.display(),
-                    image.harness_binary
-                ))
-            })?;
-            let mtime = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            format!("{}:{}:{mtime}", bin.display(), m.len())
-        }
+        Some(path) => harness_identity(path).map_err(|e| {
+            err(format!(
+                "--harness-dir: {} cannot be read ({e}); put the {} harness there (hack/fetch-harnesses.sh) or drop the flag to fetch it at build time",
+                path.display(),
+                image.harness_binary
+            ))
+        })?,
         None => "fetch".to_string(),
     };
     let base_id = base_identity(docker, base).await;
@@ -258,10 +250,13 @@ pub async fn builtin(
     ctx.file("Dockerfile", image.dockerfile.as_bytes(), 0o644, 0)
         .map_err(|e| err(e.to_string()))?;
     let mut extra = HashMap::new();
-    if let Some(bin) = &harness {
-        let data = std::fs::read(bin).map_err(|e| err(format!("{}: {e}", bin.display())))?;
-        ctx.file(image.harness_binary, &data, 0o755, 0)
-            .map_err(|e| err(e.to_string()))?;
+    if let Some(path) = &harness {
+        let packed = if path.is_dir() {
+            ctx.host_tree(path, image.harness_binary, 0, false)
+        } else {
+            std::fs::read(path).and_then(|data| ctx.file(image.harness_binary, &data, 0o755, 0))
+        };
+        packed.map_err(|e| err(format!("{}: {e}", path.display())))?;
         extra.insert(image.source_arg.to_string(), "context".to_string());
     }
     let context = ctx.finish().map_err(|e| err(e.to_string()))?;
@@ -281,6 +276,33 @@ pub async fn builtin(
     )
     .await?;
     Ok(tag)
+}
+
+/// Size and modification time of a harness file, or of every file under a harness directory
+/// (a harness is hundreds of megabytes: this is read on every reconcile, the bytes only to build).
+fn harness_identity(path: &Path) -> std::io::Result<String> {
+    fn walk(p: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+        let m = std::fs::metadata(p)?;
+        if m.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(p)?.collect::<Result<_, _>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().into_owned();
+                walk(&e.path(), &format!("{rel}/{name}"), out)?;
+            }
+        } else {
+            let mtime = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            out.push(format!("{rel}:{}:{mtime}", m.len()));
+        }
+        Ok(())
+    }
+    let mut out = vec![path.display().to_string()];
+    walk(path, "", &mut out)?;
+    Ok(out.join("\n"))
 }
 
 /// An image named by reference: used when present, pulled otherwise.
