@@ -514,3 +514,34 @@ async fn controller_killed_mid_reconcile_converges_without_duplicates_and_sweeps
         "the start-up sweep removed the orphan"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_steps_reach_the_agents_events() {
+    let h = Harness::start().await;
+    let bottles: Api<Bottle> = Api::all(h.client.clone());
+    let bottle: Bottle = serde_json::from_value(json!({
+        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
+        "spec": {"agentProvider": {"template": "claude"}}
+    }))
+    .expect("bottle");
+    bottles
+        .create(&Default::default(), &bottle)
+        .await
+        .expect("bottle");
+    let agent: Agent = serde_json::from_value(json!({
+        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
+        "spec": {"bottleRef": {"name": "tools"}}
+    }))
+    .expect("agent");
+    h.agents()
+        .create(&Default::default(), &agent)
+        .await
+        .expect("agent");
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let events = events_with(&h.client, &["Step 1/1 : FROM fake"]).await;
+    assert!(
+        events.contains("\"reason\":\"Building\"") && events.contains("Step 1/1 : FROM fake"),
+        "{events}"
+    );
+}

@@ -56,6 +56,11 @@ fn claude_code_answers_through_its_sidecar_with_an_injected_token() {
     remove_all_with(agent_label);
     let _cleanup = Cleanup(agent_label.to_string());
 
+    // A cold build every run: its steps must reach the Agent's events.
+    let old_images = ok(&mut bb_e2e::docker(&["images", "-q", "bot-bottle/claude"]));
+    for id in old_images.split_whitespace() {
+        let _ = run(&mut bb_e2e::docker(&["rmi", "-f", id]));
+    }
     let started = Instant::now();
     cp.apply(
         r#"apiVersion: bot-bottle.dev/v1alpha1
@@ -81,6 +86,22 @@ spec:
     println!(
         "apply -> Running in {:.1}s (includes the claude image build on a cold engine)",
         started.elapsed().as_secs_f64()
+    );
+    let events = ok(&mut cp.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "involvedObject.name=claude,reason=Building",
+        "-o",
+        "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+    ]));
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("Step ") && l.contains("RUN")),
+        "the build's steps are not in the Agent's events:\n{events}"
     );
     let egress_net = one(
         networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),

@@ -253,8 +253,12 @@ impl Backend for FakeBackend {
         &self,
         id: &AgentId,
         image: &ImageSource,
+        steps: &super::BuildSteps,
     ) -> Result<String, BackendError> {
         self.gate(Step::Image).await?;
+        if let ImageSource::Dockerfile(_) | ImageSource::Builtin(_) = image {
+            let _ = steps.send("Step 1/1 : FROM fake".to_string());
+        }
         let r = match image {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),

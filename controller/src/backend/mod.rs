@@ -77,6 +77,9 @@ pub struct BuiltinImage {
     pub source_arg: &'static str,
 }
 
+/// Where a build reports its steps, one line each.
+pub type BuildSteps = tokio::sync::mpsc::UnboundedSender<String>;
+
 /// Where the agent image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageSource {
@@ -225,11 +228,13 @@ impl BackendError {
 pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn observe(&self, id: &AgentId) -> impl Future<Output = Result<Observed, BackendError>> + Send;
-    /// Builds or finds the image; returns the reference it runs.
+    /// Builds or finds the image; returns the reference it runs. Each build step it takes
+    /// goes to `steps` as one line (the Agent's events show them).
     fn ensure_image(
         &self,
         id: &AgentId,
         image: &ImageSource,
+        steps: &BuildSteps,
     ) -> impl Future<Output = Result<String, BackendError>> + Send;
     fn ensure_network(&self, id: &AgentId)
     -> impl Future<Output = Result<(), BackendError>> + Send;

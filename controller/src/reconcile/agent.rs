@@ -143,18 +143,87 @@ async fn write_status<B: Backend>(
             ..old
         };
     if !same {
-        let api: Api<Agent> =
-            Api::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default());
-        let patch = json!({"apiVersion": bb_crds::API_VERSION, "kind": "Agent", "metadata": {"name": agent.name_any()}, "status": report.status});
-        api.patch_status(
-            &agent.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        apply_status(ctx, agent, &report.status).await?;
     }
     publish(ctx, agent, report.events).await;
     Ok(())
+}
+
+/// Server-side applies the whole status under the controller's field manager.
+async fn apply_status<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    status: &AgentStatus,
+) -> Result<(), kube::Error> {
+    let api: Api<Agent> =
+        Api::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": bb_crds::API_VERSION, "kind": "Agent", "metadata": {"name": agent.name_any()}, "status": status});
+    api.patch_status(
+        &agent.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Builds (or finds) the image while telling the user how far the build is: each Dockerfile
+/// step becomes the Agent's status message and a `Building` event as it starts, instead of
+/// only a line in the controller's log.
+async fn build_image<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    id: &AgentId,
+    image: &crate::backend::ImageSource,
+    r: &Report,
+) -> Result<String, BackendError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let build = ctx.backend.ensure_image(id, image, &tx);
+    tokio::pin!(build);
+    let mut status = r.status.clone();
+    loop {
+        tokio::select! {
+            built = &mut build => {
+                // Steps sent just before the end still get reported.
+                while let Ok(line) = rx.try_recv() {
+                    report_build_step(ctx, agent, &mut status, line).await;
+                }
+                return built;
+            }
+            Some(line) = rx.recv() => report_build_step(ctx, agent, &mut status, line).await,
+        }
+    }
+}
+
+async fn report_build_step<B: Backend>(
+    ctx: &AgentCtx<B>,
+    agent: &Agent,
+    status: &mut AgentStatus,
+    line: String,
+) {
+    let line: String = line.chars().take(200).collect();
+    status.phase = Some(AgentPhase::Building);
+    status.message = Some(format!("building: {line}"));
+    if let Err(e) = apply_status(ctx, agent, status).await {
+        tracing::debug!(error = %e, "reporting a build step failed");
+    }
+    // A distinct action per step keeps the recorder from folding the steps into one.
+    let action = line
+        .find("Step ")
+        .and_then(|i| line[i..].split(" :").next())
+        .unwrap_or("Build")
+        .to_string();
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Building".into(),
+        note: Some(line),
+        action,
+        secondary: None,
+    };
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&ev, &agent.object_ref(&())).await {
+        tracing::debug!(error = %e, "publishing a build step failed");
+    }
 }
 
 fn resolve_bottle<B: Backend>(
@@ -272,7 +341,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         return suspend(&ctx, &agent, &id, r).await;
     }
 
-    match drive(&ctx, &id, &sidecar, &agent_plan, &mut r).await {
+    match drive(&ctx, &agent, &id, &sidecar, &agent_plan, &mut r).await {
         Ok((endpoints, policy_hash)) => {
             r.status.endpoints = Some(endpoints);
             // The sidecar confirmed the keyed hash, which covers the policy text: so it runs
@@ -332,6 +401,7 @@ fn condition_for(step: Step) -> &'static str {
 /// The ordered steps. Each observes first; nothing is recreated that is already right.
 async fn drive<B: Backend>(
     ctx: &AgentCtx<B>,
+    agent: &Agent,
     id: &AgentId,
     sidecar: &crate::backend::SidecarPlan,
     plan: &crate::backend::AgentPlan,
@@ -361,7 +431,7 @@ async fn drive<B: Backend>(
     // on every resync.
     let image = match (&seen.image, create_agent) {
         (Some(running), false) => running.clone(),
-        _ => be.ensure_image(id, &plan.image).await?,
+        _ => build_image(ctx, agent, id, &plan.image, r).await?,
     };
     r.condition("ImagesReady", true, "Ready", format!("image {image}"));
 

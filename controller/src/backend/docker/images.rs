@@ -40,12 +40,29 @@ async fn exists(docker: &Docker, reference: &str) -> bool {
 /// watches (the demo prints them). Nobody listening is fine.
 pub type BuildProgress = broadcast::Sender<String>;
 
+/// Where one build's steps go: everyone watching the engine (the demo) and the Agent that
+/// asked for the image (its events).
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    pub all: &'a BuildProgress,
+    pub agent: Option<&'a crate::backend::BuildSteps>,
+}
+
+impl Progress<'_> {
+    fn send(&self, line: String) {
+        if let Some(a) = self.agent {
+            let _ = a.send(line.clone());
+        }
+        let _ = self.all.send(line);
+    }
+}
+
 /// Builds `context` (a tar holding a Dockerfile) as `tag` on `base` with `args` as further
 /// build arguments. Each step goes to the log and to `progress`; a failure carries the
 /// build's last lines.
 async fn build(
     docker: &Docker,
-    progress: &BuildProgress,
+    progress: Progress<'_>,
     tag: &str,
     content_hash: &str,
     dockerfile: &str,
@@ -78,7 +95,7 @@ async fn build(
         {
             if line.starts_with("Step ") {
                 tracing::info!(image = tag, "{line}");
-                let _ = progress.send(format!("{}: {line}", short(tag)));
+                progress.send(format!("{}: {line}", short(tag)));
             } else {
                 tracing::debug!(image = tag, "{line}");
             }
@@ -129,7 +146,7 @@ fn short(tag: &str) -> &str {
 /// The sidecar image for this binary and base, built once per content.
 pub async fn sidecar(
     docker: &Docker,
-    progress: &BuildProgress,
+    progress: Progress<'_>,
     binary: &Path,
     base: &str,
 ) -> Result<String, BackendError> {
@@ -150,7 +167,7 @@ pub async fn sidecar(
         .and_then(|()| ctx.file("bb-sidecar", &bin, 0o755, 0))
         .map_err(|e| err(format!("packing the sidecar build context: {e}")))?;
     let context = ctx.finish().map_err(|e| err(e.to_string()))?;
-    let _ = progress.send(format!(
+    progress.send(format!(
         "building the sidecar image {} on {base}",
         short(&tag)
     ));
@@ -170,7 +187,7 @@ pub async fn sidecar(
 /// An agent image from a Dockerfile: its directory is the build context (without `.git`).
 pub async fn from_dockerfile(
     docker: &Docker,
-    progress: &BuildProgress,
+    progress: Progress<'_>,
     dockerfile: &Path,
     base: &str,
 ) -> Result<String, BackendError> {
@@ -195,7 +212,7 @@ pub async fn from_dockerfile(
     if exists(docker, &tag).await {
         return Ok(tag);
     }
-    let _ = progress.send(format!(
+    progress.send(format!(
         "building the agent image {} from {} on {base}",
         short(&tag),
         dockerfile.display()
@@ -220,7 +237,7 @@ pub async fn from_dockerfile(
 /// on every reconcile), so a new binary is a new image.
 pub async fn builtin(
     docker: &Docker,
-    progress: &BuildProgress,
+    progress: Progress<'_>,
     image: &BuiltinImage,
     harness_dir: Option<&Path>,
     base: &str,
@@ -260,7 +277,7 @@ pub async fn builtin(
         extra.insert(image.source_arg.to_string(), "context".to_string());
     }
     let context = ctx.finish().map_err(|e| err(e.to_string()))?;
-    let _ = progress.send(format!(
+    progress.send(format!(
         "building the {} image {} on {base}",
         image.name,
         short(&tag)

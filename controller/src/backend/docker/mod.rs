@@ -170,12 +170,18 @@ impl DockerBackend {
     }
 
     /// The sidecar image for this backend's binary and base, built on first use.
-    async fn sidecar_image(&self) -> Result<&String, BackendError> {
+    async fn sidecar_image(
+        &self,
+        steps: Option<&crate::backend::BuildSteps>,
+    ) -> Result<&String, BackendError> {
         self.sidecar_image
             .get_or_try_init(|| {
                 images::sidecar(
                     &self.docker,
-                    &self.progress,
+                    images::Progress {
+                        all: &self.progress,
+                        agent: steps,
+                    },
                     &self.config.sidecar_binary,
                     &self.config.base_image,
                 )
@@ -438,15 +444,20 @@ impl Backend for DockerBackend {
         &self,
         _id: &AgentId,
         image: &ImageSource,
+        steps: &super::BuildSteps,
     ) -> Result<String, BackendError> {
-        let sidecar = self.sidecar_image().await?;
+        let progress = images::Progress {
+            all: &self.progress,
+            agent: Some(steps),
+        };
+        let sidecar = self.sidecar_image(Some(steps)).await?;
         tracing::debug!(sidecar = %sidecar, "sidecar image ready");
         match image {
             ImageSource::Reference(r) => images::reference(&self.docker, r).await,
             ImageSource::Dockerfile(d) => {
                 images::from_dockerfile(
                     &self.docker,
-                    &self.progress,
+                    progress,
                     std::path::Path::new(d),
                     &self.config.base_image,
                 )
@@ -455,7 +466,7 @@ impl Backend for DockerBackend {
             ImageSource::Builtin(b) => {
                 images::builtin(
                     &self.docker,
-                    &self.progress,
+                    progress,
                     b,
                     self.config.harness_dir.as_deref(),
                     &self.config.base_image,

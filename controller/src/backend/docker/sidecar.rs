@@ -181,7 +181,7 @@ impl DockerBackend {
             Some(_) => self.remove_container(&name).await?,
             None => {}
         }
-        let image = self.sidecar_image().await?.clone();
+        let image = self.sidecar_image(None).await?.clone();
         let run = SIDECAR_RUN;
         let mut cmd: Vec<String> = [
             "egress",
