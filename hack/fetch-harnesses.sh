@@ -5,8 +5,9 @@
 #
 #   hack/fetch-harnesses.sh [DIR]   (default: $HOME/.cache/bot-bottle/harnesses)
 #
-# Claude Code: the native binary the claude-agent-sdk wheel bundles, at the version pinned in
-# images/claude/Dockerfile. Fetched again only when the pin changes.
+# Claude Code: the native binary the claude-agent-sdk wheel bundles; Codex: the package the
+# openai-codex-cli-bin wheel carries (bin/codex and its helpers); each at the version pinned in
+# its images/*/Dockerfile, and fetched again only when the pin changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$HOME/.cache/bot-bottle/harnesses}
@@ -37,4 +38,40 @@ PY
     mv "$dir/claude.new" "$dir/claude"
     echo "claude-agent-sdk==$sdk" > "$dir/claude.pin"
     echo "claude: $("$dir/claude" --version) from claude-agent-sdk==$sdk into $dir"
+fi
+
+codex=$(pin CODEX_VERSION images/codex/Dockerfile)
+if [ -z "$codex" ]; then
+    echo "fetch-harnesses: no CODEX_VERSION pin in images/codex/Dockerfile" >&2
+    exit 1
+fi
+if [ -x "$dir/codex/bin/codex" ] && [ "$(cat "$dir/codex.pin" 2>/dev/null)" = "openai-codex-cli-bin==$codex" ]; then
+    echo "codex: openai-codex-cli-bin==$codex already in $dir"
+else
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+        --platform "manylinux_2_17_$(uname -m)" --python-version 3.11 \
+        "openai-codex-cli-bin==$codex" -d "$tmp"
+    rm -rf "$dir/codex.new"
+    python3 - "$tmp" "$dir/codex.new" <<'PY'
+import glob, os, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/openai_codex_cli_bin-*.whl")[0]
+out = sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for info in z.infolist():
+        if not info.filename.startswith("codex_cli_bin/") or info.is_dir():
+            continue
+        rel = info.filename[len("codex_cli_bin/"):]
+        path = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(z.read(info))
+        if rel.startswith(("bin/", "codex-path/", "codex-resources/")):
+            os.chmod(path, 0o755)
+PY
+    rm -rf "$dir/codex"
+    mv "$dir/codex.new" "$dir/codex"
+    echo "openai-codex-cli-bin==$codex" > "$dir/codex.pin"
+    echo "codex: $("$dir/codex/bin/codex" --version) from openai-codex-cli-bin==$codex into $dir"
 fi

@@ -147,6 +147,8 @@ pub async fn agent(
             (None, None) => {}
         }
     }
+    let mut files = provider.files(&view);
+    files.extend(provider.credential_files()?);
     let runtime = resolved.spec.runtime.clone().unwrap_or_default();
     let image_key = match &image {
         ImageSource::Reference(r) => format!("ref:{r}"),
@@ -177,7 +179,7 @@ pub async fn agent(
         workspace: agent.spec.workspace.clone(),
         git_user: agent.spec.git_user.clone(),
         dirs: provider.dirs(),
-        files: provider.files(&view),
+        files,
         skills: agent.spec.skills.clone().unwrap_or_default(),
         skills_dir: provider.skills_dir(),
         container_hash,

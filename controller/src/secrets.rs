@@ -71,5 +71,32 @@ pub async fn resolve(
     if let Some(name) = &src.host_env {
         return host_env(name);
     }
+    if let Some(h) = &src.host_json {
+        return host_json(h);
+    }
     Err(SecretError::Missing("no secret source set".into()))
+}
+
+/// The first non-empty string at one of `h.pointers` in the JSON file `h.path` on this host.
+pub fn host_json(h: &bb_crds::common::HostJson) -> Result<SecretBytes, SecretError> {
+    let missing = |why: String| SecretError::Missing(format!("{why}; {}", h.remedy));
+    let text = std::fs::read(&h.path)
+        .map_err(|e| missing(format!("{} cannot be read ({e})", h.path.display())))?;
+    let doc: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| missing(format!("{} is not JSON ({e})", h.path.display())))?;
+    h.pointers
+        .iter()
+        .find_map(|p| {
+            doc.pointer(p)
+                .and_then(|v| v.as_str())
+                .filter(|s| !s.is_empty())
+        })
+        .map(|v| SecretBytes::new(v.as_bytes().to_vec()))
+        .ok_or_else(|| {
+            missing(format!(
+                "{} holds none of {}",
+                h.path.display(),
+                h.pointers.join(", ")
+            ))
+        })
 }

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use bb_policy::secret::{SecretKeySelector, SecretSource};
+pub use bb_policy::secret::{HostJson, SecretKeySelector, SecretSource};
 
 /// Namespace a `secretKeyRef` without `namespace` reads from. Bottles are cluster-scoped, so
 /// their secrets live in one namespace that only the operator writes.

@@ -3,6 +3,7 @@
 //! provision, egress routes, and the argv a session attaches or resumes with.
 
 mod claude;
+mod codex;
 mod custom;
 mod pi;
 
@@ -16,6 +17,7 @@ use bb_crds::provider::{AgentProvider, ProviderTemplate};
 use crate::backend::ImageSource;
 pub use crate::backend::{ProvisionDir, ProvisionFile};
 pub use claude::ClaudeProvider;
+pub use codex::CodexProvider;
 pub use custom::CustomProvider;
 pub use pi::PiProvider;
 
@@ -62,6 +64,11 @@ pub trait Provider: Send + Sync {
     fn files(&self, _agent: &AgentView) -> Vec<ProvisionFile> {
         Vec::new()
     }
+    /// Files derived from a login on the runner host (placeholder copies of forwarded
+    /// credentials): the one hook that reads the host, so it runs where secrets resolve.
+    fn credential_files(&self) -> Result<Vec<ProvisionFile>, crate::secrets::SecretError> {
+        Ok(Vec::new())
+    }
     /// Routes the provider's own traffic needs (e.g. its model API, with injected auth). A
     /// Bottle route for the same host takes precedence.
     fn routes(&self) -> Vec<EgressRoute> {
@@ -81,8 +88,6 @@ pub trait Provider: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    #[error("provider '{0}' is not available yet: claude, pi and custom run in this release")]
-    Unsupported(&'static str),
     #[error("custom provider needs an image or a dockerfile")]
     NoImage,
 }
@@ -114,7 +119,10 @@ pub fn for_bottle(p: &AgentProvider) -> Result<Box<dyn Provider>, ProviderError>
             settings: p.settings.clone().unwrap_or_default(),
             dockerfile: p.dockerfile.clone(),
         })),
-        other => Err(ProviderError::Unsupported(other.as_str())),
+        ProviderTemplate::Codex => Ok(Box::new(CodexProvider {
+            forward_host_credentials: p.forward_host_credentials.unwrap_or(false),
+            dockerfile: p.dockerfile.clone(),
+        })),
     }
 }
 
@@ -144,8 +152,8 @@ mod tests {
         let codex: AgentProvider =
             serde_json::from_value(serde_json::json!({"template": "codex"})).expect("provider");
         assert_eq!(
-            for_bottle(&codex).err(),
-            Some(ProviderError::Unsupported("codex"))
+            for_bottle(&codex).map(|p| p.template()).ok(),
+            Some(ProviderTemplate::Codex)
         );
     }
 

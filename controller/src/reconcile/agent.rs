@@ -323,7 +323,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         Err(PlanError::Provider(e)) => {
             let m = e.to_string();
             r.phase(AgentPhase::Failed);
-            r.condition("Ready", false, "ProviderUnsupported", &m);
+            r.condition("Ready", false, "ProviderInvalid", &m);
             r.status.message = Some(m);
             write_status(&ctx, &agent, r).await?;
             return Ok(Action::await_change());

@@ -18,6 +18,21 @@ pub struct SecretSource {
     /// policy the controller writes; never in a Bottle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+    /// A value inside a JSON file on the runner host (a harness's forwarded login). Set only
+    /// by a provider, never read from or written to a manifest or a policy file.
+    #[serde(skip)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
+    pub host_json: Option<HostJson>,
+}
+
+/// A JSON file on the runner host and where in it the value is: the first of `pointers`
+/// (RFC 6901) that holds a non-empty string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostJson {
+    pub path: std::path::PathBuf,
+    pub pointers: Vec<String>,
+    /// What to do when the file or value is missing, for the Agent's condition.
+    pub remedy: String,
 }
 
 impl SecretSource {
@@ -39,6 +54,9 @@ impl SecretSource {
         }
         if self.token_file.is_some() {
             v.push("tokenFile");
+        }
+        if self.host_json.is_some() {
+            v.push("hostJson");
         }
         v
     }

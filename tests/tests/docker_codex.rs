@@ -1,0 +1,190 @@
+//! Codex in a bottle on a real Docker engine: the real binary (from the openai-codex-cli-bin
+//! wheel, fetched by hack/fetch-harnesses.sh) answers `codex exec` through its sidecar against
+//! a stand-in OpenAI Responses API on the bottle's egress network. The runner host's Codex
+//! login (an API key here) is forwarded: the stand-in gets the real key, the agent holds only
+//! placeholders, and other hosts are refused and audited.
+
+use std::time::{Duration, Instant};
+
+use bb_e2e::{
+    Cleanup, Controller, containers_with, ensure_base_image, networks_with, ok, remove_all_with,
+    run, scan_for, start_upstream, test_pki, workspace_root,
+};
+
+const REAL_KEY: &str = "sk-proj-e2e-real-5b8d2c7e1f";
+const ANSWER: &str = "The bottle says hello.";
+
+fn harness_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("BOT_BOTTLE_HARNESS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/bot-bottle/harnesses")
+        });
+    ok(std::process::Command::new("bash")
+        .arg(workspace_root().join("hack/fetch-harnesses.sh"))
+        .arg(&dir));
+    dir
+}
+
+fn one(ids: Vec<String>, what: &str) -> String {
+    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
+    ids.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn codex_answers_through_its_sidecar_with_the_forwarded_login() {
+    ensure_base_image();
+    let harnesses = harness_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(&["api.openai.com", "chatgpt.com"]);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    // The runner host's Codex login.
+    let codex_home = dir.path().join("codex-home");
+    std::fs::create_dir(&codex_home).expect("mkdir");
+    std::fs::write(
+        codex_home.join("auth.json"),
+        format!("{{\"OPENAI_API_KEY\": \"{REAL_KEY}\"}}"),
+    )
+    .expect("auth.json");
+    let cp = Controller::start_with_env(
+        &[
+            "--upstream-ca",
+            &ca_path.to_string_lossy(),
+            "--harness-dir",
+            &harnesses.to_string_lossy(),
+            "--resync-seconds",
+            "5",
+        ],
+        &[("CODEX_HOME", &codex_home.to_string_lossy())],
+    );
+    let agent_label = "bot-bottle.dev/agent=default/codex";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+
+    let started = Instant::now();
+    cp.apply(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {name: codex}
+spec:
+  agentProvider: {template: codex, forwardHostCredentials: true}
+  egress: {log: 1}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {name: codex, namespace: default}
+spec:
+  bottleRef: {name: codex}
+  prompt: "Answer in one sentence."
+"#,
+    );
+    cp.wait_for(
+        "the codex Agent to be Running",
+        Duration::from_secs(900),
+        || cp.jsonpath(&["agent", "codex"], "{.status.phase}") == "Running",
+    );
+    println!(
+        "apply -> Running in {:.1}s (includes the codex image build on a cold engine)",
+        started.elapsed().as_secs_f64()
+    );
+    let egress_net = one(
+        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let api = start_upstream(
+        "bb-e2e-openai",
+        &egress_net,
+        &["api.openai.com", "chatgpt.com"],
+        include_str!("../fixtures/openai_api.py"),
+        (&cert, &key),
+    );
+
+    let bbctl = bb_e2e::workspace_bin("bbctl");
+    let home = cp.home.path().to_path_buf();
+    let exec = |cmd: &[&str]| {
+        let mut c = std::process::Command::new(&bbctl);
+        c.args(["exec", "agent/codex", "--home"])
+            .arg(&home)
+            .arg("--")
+            .args(cmd);
+        run(&mut c)
+    };
+
+    let out = exec(&[
+        "sh",
+        "-c",
+        "stat -c '%U %a %n' ~/.codex ~/.codex/config.toml ~/.codex/auth.json; cat ~/.codex/auth.json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "agent 700 /home/agent/.codex",
+        "agent 600 /home/agent/.codex/config.toml",
+        "agent 600 /home/agent/.codex/auth.json",
+        "\"OPENAI_API_KEY\": \"egress-placeholder\"",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from {text}");
+    }
+
+    let t = Instant::now();
+    let out = exec(&[
+        "timeout",
+        "60",
+        "codex",
+        "exec",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "Say hello from the bottle.",
+    ]);
+    let took = t.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let seen = ok(&mut bb_e2e::docker(&["logs", &api.name]));
+    assert!(
+        out.status.success() && stdout.contains(ANSWER),
+        "codex exec failed ({:?}) in {took:?}:\nstdout: {stdout}\nstderr: {}\nstand-in saw:\n{seen}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("codex exec answered in {:.1}s", took.as_secs_f64());
+    assert!(
+        seen.lines()
+            .any(|l| l.contains("/responses") && l.contains(&format!("Bearer {REAL_KEY}"))),
+        "the stand-in never saw the real key:\n{seen}"
+    );
+    assert!(
+        !seen.contains("egress-placeholder"),
+        "a placeholder left the bottle:\n{seen}"
+    );
+
+    let agent = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    let found = scan_for(&agent, REAL_KEY);
+    assert_eq!(
+        found.lines().collect::<Vec<_>>(),
+        ["0"],
+        "the real key is readable inside the agent: {found}"
+    );
+
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["logs", "agent/codex", "--egress", "--home"])
+        .arg(&home);
+    let audit = ok(&mut c);
+    let others: Vec<&str> = audit
+        .lines()
+        .filter(|l| !l.contains("api.openai.com") && !l.contains("chatgpt.com"))
+        .collect();
+    for line in &others {
+        assert!(
+            line.contains("\"block\"") || line.contains("deny") || line.contains("refuse"),
+            "a request to another host was not refused: {line}"
+        );
+    }
+    println!(
+        "audit: {} records, {} for other hosts",
+        audit.lines().count(),
+        others.len()
+    );
+}
