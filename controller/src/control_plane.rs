@@ -322,6 +322,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         let dir = crate::home::resolve(opts.home.clone())?;
         let home = Home::open(&dir)?;
         let instance = instance_id(&home)?;
+        crate::provider::set_contrib_root(home.path("contrib"));
         let backend = backend(&opts, &home.path("agents"), &instance).await?;
         let creds = pki::load_or_create(&home)?;
         let runner =
@@ -368,6 +369,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
     });
 
     let instance = instance_id(&emb.home)?;
+    crate::provider::set_contrib_root(emb.home.path("contrib"));
     let backend = backend(&opts, &emb.home.path("agents"), &instance).await?;
     let runner = Runner::start(
         emb.client.clone(),

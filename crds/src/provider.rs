@@ -14,6 +14,8 @@ pub enum ProviderTemplate {
     Codex,
     Pi,
     Custom,
+    /// A harness installed on the runner under `$BOT_BOTTLE_HOME/contrib/<plugin>/`.
+    Plugin,
 }
 
 impl ProviderTemplate {
@@ -23,6 +25,7 @@ impl ProviderTemplate {
             ProviderTemplate::Codex => "codex",
             ProviderTemplate::Pi => "pi",
             ProviderTemplate::Custom => "custom",
+            ProviderTemplate::Plugin => "plugin",
         }
     }
 }
@@ -31,9 +34,13 @@ impl ProviderTemplate {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentProvider {
-    /// `claude` (default), `codex`, `pi` or `custom`.
+    /// `claude` (default), `codex`, `pi`, `custom` or `plugin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<ProviderTemplate>,
+    /// The runner's harness plugin, `$BOT_BOTTLE_HOME/contrib/<plugin>/` (`plugin` only, and
+    /// required there): a `provider.yaml` and a `Dockerfile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
     /// Image to run (`custom` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,

@@ -92,6 +92,21 @@ fn agent_provider(p: &AgentProvider, path: &FieldPath, errs: &mut ValidationErro
             );
         }
     }
+    match (template == ProviderTemplate::Plugin, &p.plugin) {
+        (true, None) => errs.push(
+            &path.field("plugin"),
+            "required value: template 'plugin' names a harness under the runner's $BOT_BOTTLE_HOME/contrib/, e.g. plugin: aider",
+        ),
+        (true, Some(name)) if !is_plugin_name(name) => errs.push(
+            &path.field("plugin"),
+            format!("'{name}' is not a plugin directory name: lowercase letters, digits and '-', starting and ending with a letter or digit"),
+        ),
+        (false, Some(_)) => errs.push(
+            &path.field("plugin"),
+            format!("is only supported for template 'plugin', not '{t}'"),
+        ),
+        _ => {}
+    }
     if let Some(image) = &p.image
         && (image.is_empty() || image.chars().any(char::is_whitespace))
     {
@@ -136,6 +151,17 @@ fn agent_provider(p: &AgentProvider, path: &FieldPath, errs: &mut ValidationErro
         }
         pi_settings(s, &path.field("settings"), errs);
     }
+}
+
+/// A directory name that cannot leave `contrib/`: a DNS label.
+fn is_plugin_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 fn pi_settings(s: &PiSettings, path: &FieldPath, errs: &mut ValidationErrors) {

@@ -104,7 +104,7 @@ fn types_enums_and_ranges_come_from_the_schema() {
     case(
         bottle("agentProvider: {template: gpt}"),
         &[
-            "spec.agentProvider.template: unsupported value \"gpt\"; supported values: \"claude\", \"codex\", \"pi\", \"custom\"",
+            "spec.agentProvider.template: unsupported value \"gpt\"; supported values: \"claude\", \"codex\", \"pi\", \"custom\", \"plugin\"",
         ],
     );
     case(
@@ -184,6 +184,22 @@ fn agent_provider_rules_in_reference_order() {
             "spec.agentProvider.image: is only supported for template 'custom'; template 'claude' builds its own image (set dockerfile to override it)",
             "spec.agentProvider.command: is only supported for template 'custom'; template 'claude' runs 'claude'",
         ],
+    );
+    case(
+        bottle("agentProvider: {template: plugin}"),
+        &[
+            "spec.agentProvider.plugin: required value: template 'plugin' names a harness under the runner's $BOT_BOTTLE_HOME/contrib/, e.g. plugin: aider",
+        ],
+    );
+    case(
+        bottle("agentProvider: {template: plugin, plugin: ../etc}"),
+        &[
+            "spec.agentProvider.plugin: '../etc' is not a plugin directory name: lowercase letters, digits and '-', starting and ending with a letter or digit",
+        ],
+    );
+    case(
+        bottle("agentProvider: {template: claude, plugin: aider}"),
+        &["spec.agentProvider.plugin: is only supported for template 'plugin', not 'claude'"],
     );
     case(
         bottle("agentProvider: {template: custom}"),

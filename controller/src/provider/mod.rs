@@ -6,6 +6,7 @@ mod claude;
 mod codex;
 mod custom;
 mod pi;
+mod plugin;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ pub use claude::ClaudeProvider;
 pub use codex::CodexProvider;
 pub use custom::CustomProvider;
 pub use pi::PiProvider;
+pub use plugin::{PluginManifest, PluginProvider, contrib_root, set_contrib_root};
 
 /// The agent user's home in every provider image (uid 1000, user `agent`).
 pub const AGENT_HOME: &str = "/home/agent";
@@ -90,6 +92,8 @@ pub trait Provider: Send + Sync {
 pub enum ProviderError {
     #[error("custom provider needs an image or a dockerfile")]
     NoImage,
+    #[error("{0}")]
+    Plugin(String),
 }
 
 /// `s` as one POSIX shell word.
@@ -115,6 +119,16 @@ pub fn for_bottle(p: &AgentProvider) -> Result<Box<dyn Provider>, ProviderError>
             auth_token: p.auth_token.clone(),
             dockerfile: p.dockerfile.clone(),
         })),
+        ProviderTemplate::Plugin => {
+            let name = p.plugin.as_deref().ok_or_else(|| {
+                ProviderError::Plugin("template 'plugin' needs spec.agentProvider.plugin".into())
+            })?;
+            Ok(Box::new(PluginProvider::load(
+                &contrib_root(),
+                name,
+                p.dockerfile.as_deref(),
+            )?))
+        }
         ProviderTemplate::Pi => Ok(Box::new(PiProvider {
             settings: p.settings.clone().unwrap_or_default(),
             dockerfile: p.dockerfile.clone(),
