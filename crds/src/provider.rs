@@ -50,6 +50,11 @@ pub struct AgentProvider {
     /// Command a session runs (`custom` only, required there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// How the Agent's prompt reaches `command` (`custom` only): a flag before the prompt
+    /// file's path, or one argument. Without it the prompt is only provisioned, at
+    /// `/etc/bot-bottle/prompt.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_arg: Option<PromptArg>,
     /// Provider credential the sidecar injects (claude: OAuth token for api.anthropic.com).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<SecretSource>,
@@ -64,6 +69,42 @@ pub struct AgentProvider {
 impl AgentProvider {
     pub fn template(&self) -> ProviderTemplate {
         self.template.unwrap_or_default()
+    }
+}
+
+/// How a prompt is passed on a harness's command line: exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PromptArg {
+    /// This flag followed by the prompt file's path, e.g. `--message-file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    /// One argument: this text with `{path}` replaced by the prompt file's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argument: Option<String>,
+}
+
+impl PromptArg {
+    /// `argv` with the prompt at `path` passed this way.
+    pub fn apply(&self, argv: &mut Vec<String>, path: &str) {
+        if let Some(f) = &self.flag {
+            argv.extend([f.clone(), path.to_string()]);
+        } else if let Some(t) = &self.argument {
+            argv.push(t.replace("{path}", path));
+        }
+    }
+
+    /// What is wrong with it, if anything.
+    pub fn problem(&self) -> Option<&'static str> {
+        match (&self.flag, &self.argument) {
+            (Some(_), Some(_)) => Some("set flag or argument, not both"),
+            (None, None) => {
+                Some("set flag (e.g. --message-file) or argument (e.g. \"Read {path}.\")")
+            }
+            (Some(f), None) if f.is_empty() => Some("flag must not be empty"),
+            (None, Some(a)) if a.is_empty() => Some("argument must not be empty"),
+            _ => None,
+        }
     }
 }
 

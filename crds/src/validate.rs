@@ -92,6 +92,16 @@ fn agent_provider(p: &AgentProvider, path: &FieldPath, errs: &mut ValidationErro
             );
         }
     }
+    if let Some(pa) = &p.prompt_arg {
+        if template != ProviderTemplate::Custom {
+            errs.push(
+                &path.field("promptArg"),
+                format!("is only supported for template 'custom'; template '{t}' passes the prompt its own way"),
+            );
+        } else if let Some(m) = pa.problem() {
+            errs.push(&path.field("promptArg"), m);
+        }
+    }
     match (template == ProviderTemplate::Plugin, &p.plugin) {
         (true, None) => errs.push(
             &path.field("plugin"),

@@ -186,6 +186,18 @@ fn agent_provider_rules_in_reference_order() {
         ],
     );
     case(
+        bottle("agentProvider: {template: claude, promptArg: {flag: -p}}"),
+        &[
+            "spec.agentProvider.promptArg: is only supported for template 'custom'; template 'claude' passes the prompt its own way",
+        ],
+    );
+    case(
+        bottle(
+            "agentProvider: {template: custom, image: h:1, command: [h], promptArg: {flag: -p, argument: x}}",
+        ),
+        &["spec.agentProvider.promptArg: set flag or argument, not both"],
+    );
+    case(
         bottle("agentProvider: {template: plugin}"),
         &[
             "spec.agentProvider.plugin: required value: template 'plugin' names a harness under the runner's $BOT_BOTTLE_HOME/contrib/, e.g. plugin: aider",

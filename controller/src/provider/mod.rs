@@ -113,6 +113,7 @@ pub fn for_bottle(p: &AgentProvider) -> Result<Box<dyn Provider>, ProviderError>
             Ok(Box::new(CustomProvider {
                 image,
                 command: p.command.clone().unwrap_or_default(),
+                prompt_arg: p.prompt_arg.clone(),
             }))
         }
         ProviderTemplate::Claude => Ok(Box::new(ClaudeProvider {
@@ -158,6 +159,18 @@ mod tests {
             vec!["bash", "-l"]
         );
         assert!(prov.routes().is_empty() && prov.env().is_empty());
+        let p: AgentProvider = serde_json::from_value(serde_json::json!({"template": "custom", "image": "h:1", "command": ["h"], "promptArg": {"argument": "Read {path}."}}))
+            .expect("provider");
+        let prov = for_bottle(&p).expect("custom");
+        let view = AgentView {
+            prompt: Some("x"),
+            ..Default::default()
+        };
+        assert_eq!(
+            prov.attach_command(&view),
+            ["h", "Read /etc/bot-bottle/prompt.md."]
+        );
+        assert_eq!(prov.attach_command(&AgentView::default()), ["h"]);
         let claude = AgentProvider::default();
         assert_eq!(
             for_bottle(&claude).map(|p| p.template()).ok(),

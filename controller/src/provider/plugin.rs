@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bb_crds::egress::EgressRoute;
-use bb_crds::provider::ProviderTemplate;
+use bb_crds::provider::{PromptArg, ProviderTemplate};
 use serde::Deserialize;
 
 use super::{AgentView, PROMPT_PATH, Provider, ProviderError};
@@ -29,27 +29,16 @@ pub fn contrib_root() -> PathBuf {
     })
 }
 
-/// How the Agent's prompt reaches the plugin's command: at most one of the two. Without
-/// either, not at all (the harness reads `/etc/bot-bottle/prompt.md` itself, or has none).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PromptArg {
-    /// This flag followed by the prompt file's path.
-    #[serde(default)]
-    pub flag: Option<String>,
-    /// One argument: this text with `{path}` replaced by the prompt file's path.
-    #[serde(default)]
-    pub argument: Option<String>,
-}
-
 /// `contrib/NAME/provider.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PluginManifest {
     /// The argv a session runs.
     pub command: Vec<String>,
+    /// How the prompt is passed; without it the harness reads `/etc/bot-bottle/prompt.md`
+    /// itself (or has no prompt).
     #[serde(default)]
-    pub prompt: PromptArg,
+    pub prompt: Option<PromptArg>,
     /// The argv that continues the last session (default: `command`).
     #[serde(default)]
     pub resume: Option<Vec<String>>,
@@ -69,8 +58,8 @@ impl PluginManifest {
         if self.command.is_empty() || self.command.iter().any(String::is_empty) {
             return Err("command: needs at least one non-empty word, e.g. [aider, --yes]".into());
         }
-        if self.prompt.flag.is_some() && self.prompt.argument.is_some() {
-            return Err("prompt: set flag or argument, not both".into());
+        if let Some(m) = self.prompt.as_ref().and_then(PromptArg::problem) {
+            return Err(format!("prompt: {m}"));
         }
         if let Some(r) = self.routes.iter().find(|r| r.auth.is_some()) {
             return Err(format!(
@@ -181,13 +170,10 @@ impl Provider for PluginProvider {
     }
     fn attach_command(&self, agent: &AgentView) -> Vec<String> {
         let mut argv = self.manifest.command.clone();
-        if agent.prompt.is_some() {
-            let p = &self.manifest.prompt;
-            if let Some(f) = &p.flag {
-                argv.extend([f.clone(), PROMPT_PATH.into()]);
-            } else if let Some(t) = &p.argument {
-                argv.push(t.replace("{path}", PROMPT_PATH));
-            }
+        if agent.prompt.is_some()
+            && let Some(p) = &self.manifest.prompt
+        {
+            p.apply(&mut argv, PROMPT_PATH);
         }
         argv
     }
