@@ -89,6 +89,10 @@ struct EgressOptions {
     /// cloud-metadata protection for every route.
     #[arg(long)]
     pub allow_private_upstreams: bool,
+    /// Once listening, write the address bound (`--listen` with port 0 picks one) here, so a
+    /// test rig or bench never races another process for a port.
+    #[arg(long, value_name = "FILE")]
+    pub listen_file: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -265,6 +269,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         status_file,
         wait_for_policy,
         allow_private_upstreams,
+        listen_file,
     } = opts;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -292,7 +297,14 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         }
         let proxy = Arc::new(proxy);
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-        tracing::info!(listen = %listener.local_addr()?, policy = %hash, "egress proxy ready");
+        let bound = listener.local_addr()?;
+        tracing::info!(listen = %bound, policy = %hash, "egress proxy ready");
+        if let Some(f) = &listen_file {
+            let tmp = f.with_extension("tmp");
+            std::fs::write(&tmp, format!("{bound}\n"))
+                .and_then(|()| std::fs::rename(&tmp, f))
+                .with_context(|| format!("writing {}", f.display()))?;
+        }
         if let Some(f) = &status_file {
             write_status(f, &hash);
         }

@@ -5,7 +5,6 @@
 //! digest with what the upstream sent.
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -354,14 +353,12 @@ fn start() -> Rig {
         "log: 0\nroutes:\n  - host: localhost\n    plainHttp: true\n    ports: [{framed_port}, {raw_port}]\n    matches:\n      - methods: [GET, HEAD, POST, PUT]\n"
     );
     std::fs::write(dir.path().join("policy.yaml"), policy).expect("write");
-    let proxy_port = free_port();
+    // Port 0 and the address written back: no race with another test for a free port.
+    let listen_file = dir.path().join("listen");
     let sidecar = Command::new(env!("CARGO_BIN_EXE_bb-sidecar"))
-        .args([
-            "egress",
-            "--listen",
-            &format!("127.0.0.1:{proxy_port}"),
-            "--ca-cert",
-        ])
+        .args(["egress", "--listen", "127.0.0.1:0", "--listen-file"])
+        .arg(&listen_file)
+        .arg("--ca-cert")
         .arg(dir.path().join("ca.pem"))
         .arg("--ca-key")
         .arg(dir.path().join("ca.key"))
@@ -378,10 +375,17 @@ fn start() -> Rig {
         .spawn()
         .expect("spawn bb-sidecar");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", proxy_port)).is_err() {
+    let proxy_port = loop {
+        if let Some(port) = std::fs::read_to_string(&listen_file)
+            .ok()
+            .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+        {
+            break port;
+        }
         assert!(Instant::now() < deadline, "bb-sidecar did not listen");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     Rig {
         _rt: rt,
         dir,

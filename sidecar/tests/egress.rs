@@ -305,14 +305,13 @@ fn start_sidecar_with(
     std::fs::write(secrets.join("api-token"), TOKEN).expect("write");
     let policy_path = dir.join("policy.yaml");
     std::fs::write(&policy_path, policy).expect("write");
-    let port = free_port();
+    // Port 0 and the address written back: no race with another test for a free port.
+    let listen_file = dir.join("listen");
+    let _ = std::fs::remove_file(&listen_file);
     let child = Command::new(env!("CARGO_BIN_EXE_bb-sidecar"))
-        .args([
-            "egress",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--ca-cert",
-        ])
+        .args(["egress", "--listen", "127.0.0.1:0", "--listen-file"])
+        .arg(&listen_file)
+        .arg("--ca-cert")
         .arg(dir.join("ca.pem"))
         .arg("--ca-key")
         .arg(dir.join("ca.key"))
@@ -331,10 +330,17 @@ fn start_sidecar_with(
         .spawn()
         .expect("spawn bb-sidecar");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    let port = loop {
+        if let Some(port) = std::fs::read_to_string(&listen_file)
+            .ok()
+            .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+        {
+            break port;
+        }
         assert!(Instant::now() < deadline, "bb-sidecar did not listen");
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     Sidecar {
         child,
         port,

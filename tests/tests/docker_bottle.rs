@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bb_e2e::harness::one;
 use bb_e2e::{
     BASE_IMAGE, Cleanup, Controller, UPSTREAM_PY, Upstream, containers_with, docker,
     ensure_base_image, networks_with, ok, remove_all_with, run, scan_for, scan_script, test_pki,
@@ -96,11 +97,6 @@ fn scan_sidecar(sidecar: &str, needle: &str) -> String {
         &scan_script(needle, "/proc/1/root/"),
     ]));
     String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/")
-}
-
-fn one(ids: Vec<String>, what: &str) -> String {
-    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
-    ids.into_iter().next().unwrap_or_default()
 }
 
 #[test]

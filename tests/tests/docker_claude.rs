@@ -5,33 +5,17 @@
 
 use std::time::{Duration, Instant};
 
+use bb_e2e::harness::{
+    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir, one,
+};
 use bb_e2e::{
-    Cleanup, Controller, containers_with, ensure_base_image, networks_with, ok, remove_all_with,
-    run, scan_for, start_upstream, test_pki, workspace_root,
+    Cleanup, Controller, ensure_base_image, networks_with, ok, remove_all_with, run,
+    start_upstream, test_pki,
 };
 
 const REAL_TOKEN: &str = "sk-ant-oat01-e2e-real-7f3c9a1b5d";
 const ANSWER: &str = "The bottle says hello.";
 const READY_LIMIT: Duration = Duration::from_secs(900);
-
-/// The harness cache CI keeps between runs (like the cargo target directory).
-fn harness_dir() -> std::path::PathBuf {
-    let dir = std::env::var_os("BOT_BOTTLE_HARNESS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/bot-bottle/harnesses")
-        });
-    ok(std::process::Command::new("bash")
-        .arg(workspace_root().join("hack/fetch-harnesses.sh"))
-        .arg(&dir));
-    dir
-}
-
-fn one(ids: Vec<String>, what: &str) -> String {
-    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
-    ids.into_iter().next().unwrap_or_default()
-}
 
 #[test]
 fn claude_code_answers_through_its_sidecar_with_an_injected_token() {
@@ -115,16 +99,8 @@ spec:
         (&cert, &key),
     );
 
-    let bbctl = bb_e2e::workspace_bin("bbctl");
-    let home = cp.home.path().to_path_buf();
-    let exec = |cmd: &[&str]| {
-        let mut c = std::process::Command::new(&bbctl);
-        c.args(["exec", "agent/claude", "--home"])
-            .arg(&home)
-            .arg("--")
-            .args(cmd);
-        run(&mut c)
-    };
+    let sessions = AgentSessions::new(&cp, "claude");
+    let exec = |cmd: &[&str]| sessions.exec(cmd);
 
     // The files Claude Code reads, owned by the agent user with the modes the provider set.
     let out = exec(&[
@@ -167,28 +143,8 @@ spec:
     assert!(took < Duration::from_secs(60), "claude -p took {took:?}");
     println!("claude -p answered in {:.1}s", took.as_secs_f64());
 
-    // The stand-in received the real token, and only as the sidecar's Authorization header.
-    assert!(
-        seen.lines()
-            .any(|l| l.contains("/v1/messages") && l.contains(&format!("Bearer {REAL_TOKEN}"))),
-        "the stand-in never saw the real token:\n{seen}"
-    );
-    assert!(
-        !seen.contains("egress-placeholder"),
-        "a placeholder left the bottle:\n{seen}"
-    );
-
-    // The agent holds only the placeholder: environment, argv and files.
-    let agent = one(
-        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
-        "agent container",
-    );
-    let found = scan_for(&agent, REAL_TOKEN);
-    assert_eq!(
-        found.lines().collect::<Vec<_>>(),
-        ["0"],
-        "the real token is readable inside the agent: {found}"
-    );
+    // The stand-in received the real token; the agent holds only the placeholder.
+    assert_injected_and_unreadable(agent_label, &seen, "/v1/messages", REAL_TOKEN);
     let env = String::from_utf8_lossy(&exec(&["env"]).stdout).into_owned();
     assert!(
         env.contains("CLAUDE_CODE_OAUTH_TOKEN=egress-placeholder"),
@@ -196,22 +152,10 @@ spec:
     );
 
     // Every other host Claude Code tried was refused by the sidecar and audited.
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["logs", "agent/claude", "--egress", "--home"])
-        .arg(&home);
-    let audit = ok(&mut c);
-    for line in audit.lines().filter(|l| !l.contains("api.anthropic.com")) {
-        assert!(
-            line.contains("\"block\"") || line.contains("deny") || line.contains("refuse"),
-            "a request to another host was not refused: {line}"
-        );
-    }
+    let audit = sessions.egress_audit();
+    let others = assert_other_hosts_refused(&audit, &["api.anthropic.com"]);
     println!(
-        "audit: {} records, {} for other hosts",
-        audit.lines().count(),
-        audit
-            .lines()
-            .filter(|l| !l.contains("api.anthropic.com"))
-            .count()
+        "audit: {} records, {others} for other hosts",
+        audit.lines().count()
     );
 }

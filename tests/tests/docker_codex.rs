@@ -6,31 +6,16 @@
 
 use std::time::{Duration, Instant};
 
+use bb_e2e::harness::{
+    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir, one,
+};
 use bb_e2e::{
-    Cleanup, Controller, containers_with, ensure_base_image, networks_with, ok, remove_all_with,
-    run, scan_for, start_upstream, test_pki, workspace_root,
+    Cleanup, Controller, ensure_base_image, networks_with, ok, remove_all_with, start_upstream,
+    test_pki,
 };
 
 const REAL_KEY: &str = "sk-proj-e2e-real-5b8d2c7e1f";
 const ANSWER: &str = "The bottle says hello.";
-
-fn harness_dir() -> std::path::PathBuf {
-    let dir = std::env::var_os("BOT_BOTTLE_HARNESS_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/bot-bottle/harnesses")
-        });
-    ok(std::process::Command::new("bash")
-        .arg(workspace_root().join("hack/fetch-harnesses.sh"))
-        .arg(&dir));
-    dir
-}
-
-fn one(ids: Vec<String>, what: &str) -> String {
-    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
-    ids.into_iter().next().unwrap_or_default()
-}
 
 #[test]
 fn codex_answers_through_its_sidecar_with_the_forwarded_login() {
@@ -101,16 +86,8 @@ spec:
         (&cert, &key),
     );
 
-    let bbctl = bb_e2e::workspace_bin("bbctl");
-    let home = cp.home.path().to_path_buf();
-    let exec = |cmd: &[&str]| {
-        let mut c = std::process::Command::new(&bbctl);
-        c.args(["exec", "agent/codex", "--home"])
-            .arg(&home)
-            .arg("--")
-            .args(cmd);
-        run(&mut c)
-    };
+    let sessions = AgentSessions::new(&cp, "codex");
+    let exec = |cmd: &[&str]| sessions.exec(cmd);
 
     let out = exec(&[
         "sh",
@@ -147,44 +124,12 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     println!("codex exec answered in {:.1}s", took.as_secs_f64());
-    assert!(
-        seen.lines()
-            .any(|l| l.contains("/responses") && l.contains(&format!("Bearer {REAL_KEY}"))),
-        "the stand-in never saw the real key:\n{seen}"
-    );
-    assert!(
-        !seen.contains("egress-placeholder"),
-        "a placeholder left the bottle:\n{seen}"
-    );
+    assert_injected_and_unreadable(agent_label, &seen, "/responses", REAL_KEY);
 
-    let agent = one(
-        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
-        "agent container",
-    );
-    let found = scan_for(&agent, REAL_KEY);
-    assert_eq!(
-        found.lines().collect::<Vec<_>>(),
-        ["0"],
-        "the real key is readable inside the agent: {found}"
-    );
-
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["logs", "agent/codex", "--egress", "--home"])
-        .arg(&home);
-    let audit = ok(&mut c);
-    let others: Vec<&str> = audit
-        .lines()
-        .filter(|l| !l.contains("api.openai.com") && !l.contains("chatgpt.com"))
-        .collect();
-    for line in &others {
-        assert!(
-            line.contains("\"block\"") || line.contains("deny") || line.contains("refuse"),
-            "a request to another host was not refused: {line}"
-        );
-    }
+    let audit = sessions.egress_audit();
+    let others = assert_other_hosts_refused(&audit, &["api.openai.com", "chatgpt.com"]);
     println!(
-        "audit: {} records, {} for other hosts",
-        audit.lines().count(),
-        others.len()
+        "audit: {} records, {others} for other hosts",
+        audit.lines().count()
     );
 }

@@ -6,17 +6,13 @@
 
 use std::time::Duration;
 
+use bb_e2e::harness::one;
 use bb_e2e::{
     Cleanup, Controller, containers_with, docker, ensure_base_image, networks_with, ok,
     remove_all_with, run, scan_for, start_upstream, workspace_root,
 };
 
 const KEY: &str = "sk-lan-e2e-0c1d2e3f4a5b";
-
-fn one(ids: Vec<String>, what: &str) -> String {
-    assert_eq!(ids.len(), 1, "expected exactly one {what}, found {ids:?}");
-    ids.into_iter().next().unwrap_or_default()
-}
 
 #[test]
 fn pi_files_argv_and_route() {

@@ -10,7 +10,9 @@ use bb_crds::egress::{AuthScheme, EgressRoute, RouteAuth};
 use bb_crds::provider::ProviderTemplate;
 use serde_json::json;
 
-use super::{AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, shell_quote};
+use super::{
+    AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home_dirs, shell_quote,
+};
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 
 /// The image recipe, built on the shared `BASE` like every image.
@@ -99,17 +101,11 @@ impl Provider for ClaudeProvider {
     }
 
     fn dirs(&self) -> Vec<ProvisionDir> {
-        [
+        home_dirs(&[
             (".claude", 0o700),
             (".claude/themes", 0o755),
             (".claude/skills", 0o755),
-        ]
-        .into_iter()
-        .map(|(rel, mode)| ProvisionDir {
-            guest_path: home(rel),
-            mode,
-        })
-        .collect()
+        ])
     }
 
     fn files(&self, agent: &AgentView) -> Vec<ProvisionFile> {

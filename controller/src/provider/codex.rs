@@ -8,7 +8,7 @@ use bb_crds::egress::{AuthScheme, EgressRoute, RouteAuth};
 use bb_crds::provider::ProviderTemplate;
 use serde_json::{Value, json};
 
-use super::{AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE};
+use super::{AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home_dirs};
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 use crate::secrets::SecretError;
 
@@ -121,13 +121,7 @@ impl Provider for CodexProvider {
     }
 
     fn dirs(&self) -> Vec<ProvisionDir> {
-        [(".codex", 0o700), (".codex/skills", 0o755)]
-            .into_iter()
-            .map(|(rel, mode)| ProvisionDir {
-                guest_path: home(rel),
-                mode,
-            })
-            .collect()
+        home_dirs(&[(".codex", 0o700), (".codex/skills", 0o755)])
     }
 
     fn files(&self, _agent: &AgentView) -> Vec<ProvisionFile> {

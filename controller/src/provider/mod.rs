@@ -96,6 +96,17 @@ pub enum ProviderError {
     Plugin(String),
 }
 
+/// Directories under the agent's home (`rel`, mode), owned by the agent user.
+pub(crate) fn home_dirs(entries: &[(&str, u32)]) -> Vec<ProvisionDir> {
+    entries
+        .iter()
+        .map(|(rel, mode)| ProvisionDir {
+            guest_path: format!("{AGENT_HOME}/{rel}"),
+            mode: *mode,
+        })
+        .collect()
+}
+
 /// `s` as one POSIX shell word.
 pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -7,7 +7,7 @@ use bb_crds::egress::{AuthScheme, EgressRoute, RouteAuth};
 use bb_crds::provider::{PiSettings, ProviderTemplate};
 use serde_json::json;
 
-use super::{AGENT_HOME, AgentView, PLACEHOLDER, Provider};
+use super::{AGENT_HOME, AgentView, PLACEHOLDER, Provider, home_dirs};
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 
 pub const DOCKERFILE: &str = include_str!("../../../images/pi/Dockerfile");
@@ -99,17 +99,11 @@ impl Provider for PiProvider {
     }
 
     fn dirs(&self) -> Vec<ProvisionDir> {
-        [
+        home_dirs(&[
             (".pi", 0o755),
             (".pi/agent", 0o700),
             (".pi/agent/skills", 0o755),
-        ]
-        .into_iter()
-        .map(|(rel, mode)| ProvisionDir {
-            guest_path: home(rel),
-            mode,
-        })
-        .collect()
+        ])
     }
 
     fn files(&self, agent: &AgentView) -> Vec<ProvisionFile> {
