@@ -107,6 +107,8 @@ pub fn source(s: &SecretSource) -> String {
         )
     } else if let Some(h) = &s.host_env {
         format!("host env ${h}")
+    } else if let Some(j) = &s.host_json {
+        format!("the runner's {}", j.path.display())
     } else {
         "a token file".into()
     }
