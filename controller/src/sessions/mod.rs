@@ -251,7 +251,7 @@ async fn run<B: Backend>(
             bridge::log(socket, opened).await;
         }
         (verb, Some(spec)) => {
-            tracing::info!(agent = %id, verb = ?std::mem::discriminant(&verb), argv0 = spec.argv.first().map(String::as_str).unwrap_or(""), "session opened");
+            tracing::info!(agent = %id, verb = verb.name(), argv0 = spec.argv.first().map(String::as_str).unwrap_or(""), "session opened");
             let opened = state.backend.open_session(id, &spec).await;
             bridge::session(&state.backend, socket, opened, req.streams).await;
         }

@@ -44,6 +44,17 @@ pub enum Verb {
     },
 }
 
+impl Verb {
+    /// The subresource's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verb::Exec { .. } => "exec",
+            Verb::Attach => "attach",
+            Verb::Log { .. } => "log",
+        }
+    }
+}
+
 /// Which streams the client wants, from the remote-command query.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Streams {
