@@ -152,8 +152,22 @@ impl Controller {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        c.spawn();
-        c
+        // The port was free a moment ago; another test may have taken it since. Only a lost
+        // race is retried, on a new port.
+        for _ in 0..3 {
+            match c.try_spawn() {
+                Ok(()) => return c,
+                Err(log) if log.contains("Address already in use") => {
+                    let port = std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .expect("free port")
+                        .port();
+                    c.listen = format!("127.0.0.1:{port}");
+                }
+                Err(log) => panic!("controller exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("controller could not find a free port:\n{}", c.log());
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -164,7 +178,15 @@ impl Controller {
         self.home.path().join("controller.log")
     }
 
+    /// (Re)starts the controller on its port and waits until the API answers.
     pub fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("controller exited before it was ready:\n{log}");
+        }
+    }
+
+    /// `spawn`, returning the controller's log when it exits before it is ready.
+    fn try_spawn(&mut self) -> Result<(), String> {
         let _ = std::fs::remove_file(self.kubeconfig());
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -202,15 +224,13 @@ impl Controller {
                     .status
                     .success()
             {
-                return;
+                return Ok(());
             }
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                panic!(
-                    "controller exited ({status}) before it was ready:\n{}",
-                    self.log()
-                );
+                self.child = None;
+                return Err(format!("exit {status}\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
