@@ -324,6 +324,12 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         self.stop();
+        // A test's own Cleanup guard may run while the controller still reconciles and
+        // recreates what it removed; once the controller is stopped, everything this instance
+        // labelled goes.
+        if let Ok(id) = std::fs::read_to_string(self.home.path().join("instance-id")) {
+            remove_all_with(&format!("bot-bottle.dev/controller={}", id.trim()));
+        }
     }
 }
 
