@@ -18,13 +18,18 @@ pub struct FileArgs {
 }
 
 impl FileArgs {
-    /// For verbs that need manifests: a usage error naming the flag when none was given.
+    /// For verbs that need manifests: a usage error naming the flag when none was given, and
+    /// not-found for a path that does not exist. Checked before anything else happens (no
+    /// control plane is started for input that cannot be read).
     pub fn required(&self) -> Result<&Self, CliError> {
         if self.files.is_empty() {
             return Err(CliError::new(
                 crate::exit::Kind::Usage,
                 "-f/--filename is required: a file, a directory or - for stdin",
             ));
+        }
+        for p in self.files.iter().filter(|p| p.as_os_str() != "-") {
+            std::fs::metadata(p).map_err(|e| not_found(p, e))?;
         }
         Ok(self)
     }

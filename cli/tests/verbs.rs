@@ -581,6 +581,30 @@ fn manifest_verbs_share_the_filename_flags() {
     assert!(help.contains("-f, --filename <FILE|DIR|->") && help.contains("-R, --recursive"));
 }
 
+/// Input that cannot be read is refused before anything happens: no local control plane is
+/// started in the background for an `apply` or `diff` that was never going to run.
+#[test]
+fn bad_manifest_input_starts_nothing() {
+    let home = tempfile::tempdir().expect("home");
+    let h = home.path().to_string_lossy().into_owned();
+    for verb in ["apply", "diff"] {
+        let (code, _, err) = run_bbctl(&os(&[verb, "--home", &h]), None);
+        assert_eq!(code, 2, "{verb} without -f: {err}");
+        let (code, _, err) = run_bbctl(
+            &os(&[verb, "-f", "/nonexistent/x.yaml", "--home", &h]),
+            None,
+        );
+        assert_eq!(code, 3, "{verb} -f missing: {err}");
+        assert!(err.contains("/nonexistent/x.yaml"), "{err}");
+        for f in ["kubeconfig", "controller.lock", "state.db"] {
+            assert!(
+                !home.path().join(f).exists(),
+                "{verb} with bad input started a control plane ({f} exists)"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_verb_has_help_naming_its_usage() {
     let verbs: &[&[&str]] = &[

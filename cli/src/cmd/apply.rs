@@ -189,6 +189,8 @@ where
 }
 
 pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
+    // Bad input is refused before the local control plane is started for it.
+    let files = args.files.required()?;
     let rt = super::runtime()?;
     rt.block_on(async {
         let client = if args.dry_run == "client" {
@@ -204,11 +206,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             resources,
             origins,
             errors,
-        } = super::validate::load_with(
-            &args.files.required()?.files,
-            args.files.recursive,
-            &known,
-        )?;
+        } = super::validate::load_with(&files.files, files.recursive, &known)?;
         if !errors.is_empty() {
             return Err(CliError::new(Kind::Validation, errors.join("\n")));
         }

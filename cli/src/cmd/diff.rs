@@ -87,14 +87,15 @@ pub fn unified(old_name: &str, new_name: &str, old: &str, new: &str) -> String {
 }
 
 pub fn run(args: DiffArgs) -> Result<bool, CliError> {
+    // Unreadable or invalid manifests are refused before a control plane is started for them.
+    let (resources, errors) =
+        super::validate::load(&args.files.required()?.files, args.files.recursive)?;
+    if !errors.is_empty() {
+        return Err(CliError::new(Kind::Validation, errors.join("\n")));
+    }
     let rt = super::runtime()?;
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
-        let (resources, errors) =
-            super::validate::load(&args.files.required()?.files, args.files.recursive)?;
-        if !errors.is_empty() {
-            return Err(CliError::new(Kind::Validation, errors.join("\n")));
-        }
         let mut pp = PatchParams::apply(super::apply::FIELD_MANAGER);
         pp.dry_run = true;
         let mut changed = false;
