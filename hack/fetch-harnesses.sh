@@ -15,63 +15,47 @@ mkdir -p "$dir"
 
 pin() { sed -n "s/^ARG $1=//p" "$root/$2" | head -n1; }
 
-sdk=$(pin CLAUDE_AGENT_SDK_VERSION images/claude/Dockerfile)
-if [ -z "$sdk" ]; then
-    echo "fetch-harnesses: no CLAUDE_AGENT_SDK_VERSION pin in images/claude/Dockerfile" >&2
-    exit 1
-fi
-if [ -x "$dir/claude" ] && [ "$(cat "$dir/claude.pin" 2>/dev/null)" = "claude-agent-sdk==$sdk" ]; then
-    echo "claude: claude-agent-sdk==$sdk already in $dir"
-else
+# fetch NAME PIN_ARG PACKAGE MEMBER EXECUTABLE: the wheel PACKAGE at the version pinned as
+# PIN_ARG in images/NAME/Dockerfile; MEMBER (a file, or a directory prefix ending in /) becomes
+# $dir/NAME; EXECUTABLE (relative to it, or empty for the file itself) proves it runs.
+fetch() {
+    local name=$1 arg=$2 package=$3 member=$4 exe=$5 version tmp
+    version=$(pin "$arg" "images/$name/Dockerfile")
+    if [ -z "$version" ]; then
+        echo "fetch-harnesses: no $arg pin in images/$name/Dockerfile" >&2
+        exit 1
+    fi
+    if [ -x "$dir/$name$exe" ] && [ "$(cat "$dir/$name.pin" 2>/dev/null)" = "$package==$version" ]; then
+        echo "$name: $package==$version already in $dir"
+        return
+    fi
     tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
     python3 -m pip download --quiet --no-deps --only-binary=:all: \
         --platform "manylinux_2_17_$(uname -m)" --python-version 3.11 \
-        "claude-agent-sdk==$sdk" -d "$tmp"
-    python3 - "$tmp" "$dir/claude.new" <<'PY'
-import glob, sys, zipfile
-wheel = glob.glob(sys.argv[1] + "/claude_agent_sdk-*.whl")[0]
-with zipfile.ZipFile(wheel) as z, open(sys.argv[2], "wb") as out:
-    out.write(z.read("claude_agent_sdk/_bundled/claude"))
-PY
-    chmod 0755 "$dir/claude.new"
-    mv "$dir/claude.new" "$dir/claude"
-    echo "claude-agent-sdk==$sdk" > "$dir/claude.pin"
-    echo "claude: $("$dir/claude" --version) from claude-agent-sdk==$sdk into $dir"
-fi
-
-codex=$(pin CODEX_VERSION images/codex/Dockerfile)
-if [ -z "$codex" ]; then
-    echo "fetch-harnesses: no CODEX_VERSION pin in images/codex/Dockerfile" >&2
-    exit 1
-fi
-if [ -x "$dir/codex/bin/codex" ] && [ "$(cat "$dir/codex.pin" 2>/dev/null)" = "openai-codex-cli-bin==$codex" ]; then
-    echo "codex: openai-codex-cli-bin==$codex already in $dir"
-else
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    python3 -m pip download --quiet --no-deps --only-binary=:all: \
-        --platform "manylinux_2_17_$(uname -m)" --python-version 3.11 \
-        "openai-codex-cli-bin==$codex" -d "$tmp"
-    rm -rf "$dir/codex.new"
-    python3 - "$tmp" "$dir/codex.new" <<'PY'
+        "$package==$version" -d "$tmp"
+    rm -rf "$dir/$name.new"
+    python3 - "$tmp" "$member" "$dir/$name.new" <<'PY'
 import glob, os, sys, zipfile
-wheel = glob.glob(sys.argv[1] + "/openai_codex_cli_bin-*.whl")[0]
-out = sys.argv[2]
+wheel, member, out = glob.glob(sys.argv[1] + "/*.whl")[0], sys.argv[2], sys.argv[3]
 with zipfile.ZipFile(wheel) as z:
     for info in z.infolist():
-        if not info.filename.startswith("codex_cli_bin/") or info.is_dir():
+        wanted = info.filename.startswith(member) if member.endswith("/") else info.filename == member
+        if info.is_dir() or not wanted:
             continue
-        rel = info.filename[len("codex_cli_bin/"):]
-        path = os.path.join(out, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        rel = info.filename[len(member):]
+        path = os.path.join(out, rel) if rel else out
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "wb") as f:
             f.write(z.read(info))
-        if rel.startswith(("bin/", "codex-path/", "codex-resources/")):
+        # Executables and their helpers keep the execute bit the wheel cannot record.
+        if not rel or rel.startswith(("bin/", "codex-path/", "codex-resources/")):
             os.chmod(path, 0o755)
 PY
-    rm -rf "$dir/codex"
-    mv "$dir/codex.new" "$dir/codex"
-    echo "openai-codex-cli-bin==$codex" > "$dir/codex.pin"
-    echo "codex: $("$dir/codex/bin/codex" --version) from openai-codex-cli-bin==$codex into $dir"
-fi
+    rm -rf "$tmp" "$dir/$name"
+    mv "$dir/$name.new" "$dir/$name"
+    echo "$package==$version" > "$dir/$name.pin"
+    echo "$name: $("$dir/$name$exe" --version) from $package==$version into $dir"
+}
+
+fetch claude CLAUDE_AGENT_SDK_VERSION claude-agent-sdk claude_agent_sdk/_bundled/claude ""
+fetch codex CODEX_VERSION openai-codex-cli-bin codex_cli_bin/ /bin/codex

@@ -1,7 +1,7 @@
 //! What the suites that run real harnesses in a bottle share: the harness cache, sessions
 //! through bbctl, and the checks every provider's credential must pass.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use crate::{Controller, containers_with, ok, run, scan_for, workspace_bin, workspace_root};
@@ -62,10 +62,6 @@ impl AgentSessions {
         let mut c = self.bbctl("logs");
         c.arg("--egress");
         ok(&mut c)
-    }
-
-    pub fn home(&self) -> &Path {
-        &self.home
     }
 }
 

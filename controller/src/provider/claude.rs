@@ -11,7 +11,8 @@ use bb_crds::provider::ProviderTemplate;
 use serde_json::json;
 
 use super::{
-    AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home_dirs, shell_quote,
+    AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home, home_dirs,
+    shell_quote,
 };
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 
@@ -24,10 +25,6 @@ pub struct ClaudeProvider {
     pub(super) auth_token: Option<SecretSource>,
     /// `spec.agentProvider.dockerfile`: the user's own image recipe instead of the built-in.
     pub(super) dockerfile: Option<String>,
-}
-
-fn home(rel: &str) -> String {
-    format!("{AGENT_HOME}/{rel}")
 }
 
 /// The bright ANSI foreground for the status line, and Claude's theme colour name.

@@ -8,7 +8,9 @@ use bb_crds::egress::{AuthScheme, EgressRoute, RouteAuth};
 use bb_crds::provider::ProviderTemplate;
 use serde_json::{Value, json};
 
-use super::{AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home_dirs};
+use super::{
+    AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home, home_dirs,
+};
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 use crate::secrets::SecretError;
 
@@ -22,10 +24,6 @@ const REMEDY: &str = "run `codex login` as the user running the controller (or s
 pub struct CodexProvider {
     pub(super) forward_host_credentials: bool,
     pub(super) dockerfile: Option<String>,
-}
-
-fn home(rel: &str) -> String {
-    format!("{AGENT_HOME}/{rel}")
 }
 
 /// The runner host's Codex login: `$CODEX_HOME/auth.json`, else `~/.codex/auth.json`.

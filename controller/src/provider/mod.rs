@@ -96,12 +96,17 @@ pub enum ProviderError {
     Plugin(String),
 }
 
+/// `rel` under the agent's home.
+pub(crate) fn home(rel: &str) -> String {
+    format!("{AGENT_HOME}/{rel}")
+}
+
 /// Directories under the agent's home (`rel`, mode), owned by the agent user.
 pub(crate) fn home_dirs(entries: &[(&str, u32)]) -> Vec<ProvisionDir> {
     entries
         .iter()
         .map(|(rel, mode)| ProvisionDir {
-            guest_path: format!("{AGENT_HOME}/{rel}"),
+            guest_path: home(rel),
             mode: *mode,
         })
         .collect()

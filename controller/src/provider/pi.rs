@@ -7,7 +7,7 @@ use bb_crds::egress::{AuthScheme, EgressRoute, RouteAuth};
 use bb_crds::provider::{PiSettings, ProviderTemplate};
 use serde_json::json;
 
-use super::{AGENT_HOME, AgentView, PLACEHOLDER, Provider, home_dirs};
+use super::{AgentView, PLACEHOLDER, Provider, home, home_dirs};
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 
 pub const DOCKERFILE: &str = include_str!("../../../images/pi/Dockerfile");
@@ -16,10 +16,6 @@ pub const DOCKERFILE: &str = include_str!("../../../images/pi/Dockerfile");
 pub struct PiProvider {
     pub(super) settings: PiSettings,
     pub(super) dockerfile: Option<String>,
-}
-
-fn home(rel: &str) -> String {
-    format!("{AGENT_HOME}/{rel}")
 }
 
 /// The model server as scheme, host and port (validation has checked it is an absolute

@@ -82,7 +82,6 @@ impl PluginManifest {
 
 #[derive(Debug, Clone)]
 pub struct PluginProvider {
-    name: String,
     image: ImageSource,
     manifest: PluginManifest,
 }
@@ -137,15 +136,7 @@ impl PluginProvider {
                 ImageSource::Dockerfile(d.to_string_lossy().into_owned())
             }
         };
-        Ok(PluginProvider {
-            name: name.to_string(),
-            image,
-            manifest,
-        })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
+        Ok(PluginProvider { image, manifest })
     }
 }
 

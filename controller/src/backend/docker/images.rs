@@ -234,7 +234,7 @@ pub async fn from_dockerfile(
 /// `harness_dir`, that executable joins the build context and the Dockerfile is told to use it
 /// (`<source_arg>=context`). The tag hashes the Dockerfile, the base and the harness file's
 /// identity (size and modification time: a harness is hundreds of megabytes, too much to read
-/// on every reconcile), so a new binary is a new image.
+/// each time an agent container is made), so a new binary is a new image.
 pub async fn builtin(
     docker: &Docker,
     progress: Progress<'_>,
