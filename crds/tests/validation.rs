@@ -197,6 +197,22 @@ fn agent_provider_rules_in_reference_order() {
         ),
         &["spec.agentProvider.promptArg: set flag or argument, not both"],
     );
+    // A host file is a source only a provider may name (a forwarded login); a manifest that
+    // tries is refused, on the provider's token and on a route's.
+    case(
+        bottle("agentProvider: {template: claude, authToken: {hostJson: {path: /etc/shadow}}}"),
+        &[
+            "spec.agentProvider.authToken.hostJson: unknown field; allowed: hostEnv, secretKeyRef, tokenFile",
+        ],
+    );
+    case(
+        bottle(
+            "egress: {routes: [{host: a.test, auth: {scheme: Bearer, hostJson: {path: /root/.codex/auth.json}}}]}",
+        ),
+        &[
+            "spec.egress.routes[0].auth.hostJson: unknown field; allowed: allowPlaintext, hostEnv, scheme, secretKeyRef, tokenFile",
+        ],
+    );
     case(
         bottle("agentProvider: {template: plugin}"),
         &[

@@ -345,3 +345,29 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod log_filter_tests {
+    use super::*;
+
+    fn directives(spec: Option<&str>) -> Vec<String> {
+        log_filter(spec, "warn")
+            .to_string()
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn payload_loggers_stay_at_info_under_a_catch_all_trace() {
+        let d = directives(Some("trace"));
+        for target in PAYLOAD_LOGGERS {
+            assert!(d.contains(&format!("{target}=info")), "{target}: {d:?}");
+        }
+        // Named explicitly, a crate gets what was asked for.
+        let d = directives(Some("trace,tungstenite=trace"));
+        assert!(d.contains(&"tungstenite=trace".to_string()), "{d:?}");
+        assert!(!d.contains(&"tungstenite=info".to_string()), "{d:?}");
+        assert!(directives(None).contains(&"h2=info".to_string()));
+    }
+}

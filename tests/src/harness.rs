@@ -96,7 +96,12 @@ pub fn assert_injected_and_unreadable(
 }
 
 /// Every audit record for a host other than `hosts` is a refusal; returns how many there were.
+/// An empty audit proves nothing, so the allowed hosts must be in it.
 pub fn assert_other_hosts_refused(audit: &str, hosts: &[&str]) -> usize {
+    assert!(
+        audit.lines().any(|l| hosts.iter().any(|h| l.contains(h))),
+        "the audit log holds no record of the allowed traffic:\n{audit}"
+    );
     let others: Vec<&str> = audit
         .lines()
         .filter(|l| !hosts.iter().any(|h| l.contains(h)))
@@ -108,4 +113,20 @@ pub fn assert_other_hosts_refused(audit: &str, hosts: &[&str]) -> usize {
         );
     }
     others.len()
+}
+
+/// A stand-in "internet" server (`script`, with the test PKI's certificate and key) on the
+/// egress network of the Agent labelled `agent_label`, answering there as `aliases`.
+pub fn start_stand_in(
+    agent_label: &str,
+    name: &str,
+    aliases: &[&str],
+    script: &str,
+    pki: (&str, &str),
+) -> crate::Upstream {
+    let egress_net = one(
+        crate::networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    crate::start_upstream(name, &egress_net, aliases, script, pki)
 }

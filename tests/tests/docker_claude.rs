@@ -6,12 +6,10 @@
 use std::time::{Duration, Instant};
 
 use bb_e2e::harness::{
-    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir, one,
+    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir,
+    start_stand_in,
 };
-use bb_e2e::{
-    Cleanup, Controller, ensure_base_image, networks_with, ok, remove_all_with, run,
-    start_upstream, test_pki,
-};
+use bb_e2e::{Cleanup, Controller, ensure_base_image, ok, remove_all_with, run, test_pki};
 
 const REAL_TOKEN: &str = "sk-ant-oat01-e2e-real-7f3c9a1b5d";
 const ANSWER: &str = "The bottle says hello.";
@@ -87,13 +85,9 @@ spec:
             .any(|l| l.contains("Step ") && l.contains("RUN")),
         "the build's steps are not in the Agent's events:\n{events}"
     );
-    let egress_net = one(
-        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
-        "egress network",
-    );
-    let api = start_upstream(
+    let api = start_stand_in(
+        agent_label,
         "bb-e2e-anthropic",
-        &egress_net,
         &["api.anthropic.com"],
         include_str!("../fixtures/anthropic_api.py"),
         (&cert, &key),

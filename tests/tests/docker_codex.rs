@@ -7,12 +7,10 @@
 use std::time::{Duration, Instant};
 
 use bb_e2e::harness::{
-    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir, one,
+    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir,
+    start_stand_in,
 };
-use bb_e2e::{
-    Cleanup, Controller, ensure_base_image, networks_with, ok, remove_all_with, start_upstream,
-    test_pki,
-};
+use bb_e2e::{Cleanup, Controller, ensure_base_image, ok, remove_all_with, test_pki};
 
 const REAL_KEY: &str = "sk-proj-e2e-real-5b8d2c7e1f";
 const ANSWER: &str = "The bottle says hello.";
@@ -74,13 +72,9 @@ spec:
         "apply -> Running in {:.1}s (includes the codex image build on a cold engine)",
         started.elapsed().as_secs_f64()
     );
-    let egress_net = one(
-        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
-        "egress network",
-    );
-    let api = start_upstream(
+    let api = start_stand_in(
+        agent_label,
         "bb-e2e-openai",
-        &egress_net,
         &["api.openai.com", "chatgpt.com"],
         include_str!("../fixtures/openai_api.py"),
         (&cert, &key),

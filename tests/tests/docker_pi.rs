@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use bb_e2e::harness::one;
+use bb_e2e::harness::{one, start_stand_in};
 use bb_e2e::{
-    Cleanup, Controller, containers_with, docker, ensure_base_image, networks_with, ok,
-    remove_all_with, run, scan_for, start_upstream, workspace_root,
+    Cleanup, Controller, containers_with, docker, ensure_base_image, ok, remove_all_with, run,
+    scan_for, workspace_root,
 };
 
 const KEY: &str = "sk-lan-e2e-0c1d2e3f4a5b";
@@ -110,13 +110,9 @@ spec:
     );
 
     // The route: plain HTTP to the LAN host, the key injected by the sidecar.
-    let egress_net = one(
-        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
-        "egress network",
-    );
-    let server = start_upstream(
+    let server = start_stand_in(
+        agent_label,
         "bb-e2e-models-lan",
-        &egress_net,
         &["models.lan"],
         include_str!("../fixtures/plain_http.py"),
         ("", ""),

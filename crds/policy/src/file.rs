@@ -108,3 +108,21 @@ pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
         .map(|()| policy)
         .map_err(|e| ManifestError::Invalid(vec![e]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_file_cannot_name_a_host_file() {
+        let ok =
+            "routes:\n  - host: a.test\n    auth: {scheme: Bearer, tokenFile: route-0-token}\n";
+        assert!(parse_sidecar_policy(ok).is_ok());
+        let sneaky = "routes:\n  - host: a.test\n    auth: {scheme: Bearer, hostJson: {path: /etc/shadow}}\n";
+        let err = parse_sidecar_policy(sneaky)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("hostJson"), "{err}");
+    }
+}
