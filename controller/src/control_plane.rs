@@ -238,6 +238,9 @@ impl Runner {
         creds: &pki::Credentials,
     ) -> Result<Runner, RunError> {
         use futures_util::FutureExt;
+        if !session_listen.ip().is_loopback() {
+            tracing::warn!(listen = %session_listen, "session endpoint beyond loopback: anyone who can reach it and holds the token can exec in every Agent this runner runs");
+        }
         let sessions = match &backend {
             Some(b) => {
                 let s =
