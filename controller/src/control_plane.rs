@@ -184,13 +184,13 @@ pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunErr
 /// The backend `opts` ask for, or `None` when Agents are not to be reconciled.
 async fn backend(
     opts: &Options,
-    state: &std::path::Path,
+    home: &std::path::Path,
     instance: &str,
 ) -> Result<Option<DockerBackend>, RunError> {
     if opts.backend == BackendChoice::None {
         return Ok(None);
     }
-    let mut cfg = DockerConfig::for_home(state, instance);
+    let mut cfg = DockerConfig::for_home(home, instance);
     if let Some(b) = &opts.docker.base_image {
         cfg.base_image = b.clone();
     }
@@ -326,7 +326,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         let home = Home::open(&dir)?;
         let instance = instance_id(&home)?;
         crate::provider::set_contrib_root(home.path("contrib"));
-        let backend = backend(&opts, &home.path("agents"), &instance).await?;
+        let backend = backend(&opts, &home.dir, &instance).await?;
         let creds = pki::load_or_create(&home)?;
         let runner =
             Runner::start(client, backend, opts.resync, opts.session_listen, &creds).await?;
@@ -373,7 +373,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
 
     let instance = instance_id(&emb.home)?;
     crate::provider::set_contrib_root(emb.home.path("contrib"));
-    let backend = backend(&opts, &emb.home.path("agents"), &instance).await?;
+    let backend = backend(&opts, &emb.home.dir, &instance).await?;
     let runner = Runner::start(
         emb.client.clone(),
         backend,

@@ -150,26 +150,7 @@ pub async fn agent(
     let mut files = provider.files(&view);
     files.extend(provider.credential_files()?);
     let runtime = resolved.spec.runtime.clone().unwrap_or_default();
-    let image_key = match &image {
-        ImageSource::Reference(r) => format!("ref:{r}"),
-        ImageSource::Dockerfile(d) => format!("dockerfile:{d}"),
-        ImageSource::Builtin(b) => format!(
-            "builtin:{}:{}",
-            b.name,
-            sha256_hex(&[b.dockerfile.as_bytes()])
-        ),
-    };
-    let env_json = serde_json::to_vec(&env).unwrap_or_default();
-    let runtime_json = serde_json::to_vec(&runtime).unwrap_or_default();
-    let secret_names: Vec<&str> = secret_env.keys().map(String::as_str).collect();
-    let container_hash = sha256_hex(&[
-        image_key.as_bytes(),
-        command.join("\u{0}").as_bytes(),
-        &env_json,
-        &runtime_json,
-        secret_names.join(",").as_bytes(),
-    ]);
-    Ok(AgentPlan {
+    let mut plan = AgentPlan {
         image,
         command,
         env,
@@ -182,6 +163,144 @@ pub async fn agent(
         files,
         skills: agent.spec.skills.clone().unwrap_or_default(),
         skills_dir: provider.skills_dir(),
-        container_hash,
-    })
+        container_hash: String::new(),
+    };
+    plan.container_hash = container_hash(&plan);
+    Ok(plan)
+}
+
+/// The identity of the agent container: everything the container is made or provisioned from.
+/// A change to any of it (prompt, skills, workspace and label included) gives a new container,
+/// so an Agent reported Running at a generation runs exactly that generation's spec. Secret
+/// values are left out (they reach sessions at exec time), their names are not.
+pub fn container_hash(plan: &AgentPlan) -> String {
+    fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap_or_default()
+    }
+    let image_key = match &plan.image {
+        ImageSource::Reference(r) => format!("ref:{r}"),
+        ImageSource::Dockerfile(d) => format!("dockerfile:{d}"),
+        ImageSource::Builtin(b) => format!(
+            "builtin:{}:{}",
+            b.name,
+            sha256_hex(&[b.dockerfile.as_bytes()])
+        ),
+    };
+    let secret_names: Vec<&str> = plan.secret_env.keys().map(String::as_str).collect();
+    let dirs: Vec<String> = plan
+        .dirs
+        .iter()
+        .map(|d| format!("{}:{:o}", d.guest_path, d.mode))
+        .collect();
+    let mut parts: Vec<Vec<u8>> = vec![
+        image_key.into_bytes(),
+        plan.command.join("\u{0}").into_bytes(),
+        json(&plan.env),
+        json(&plan.runtime),
+        secret_names.join(",").into_bytes(),
+        json(&plan.prompt),
+        json(&plan.workspace),
+        json(&plan.git_user),
+        dirs.join(",").into_bytes(),
+        plan.skills.join("\u{0}").into_bytes(),
+        plan.skills_dir.clone().into_bytes(),
+    ];
+    for f in &plan.files {
+        parts.push(format!("{}:{:o}", f.guest_path, f.mode).into_bytes());
+        parts.push(f.contents.clone());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    sha256_hex(&refs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{ProvisionDir, ProvisionFile};
+
+    fn base() -> AgentPlan {
+        AgentPlan {
+            image: ImageSource::Reference("img:1".into()),
+            command: vec!["sh".into()],
+            env: BTreeMap::new(),
+            secret_env: BTreeMap::new(),
+            runtime: Default::default(),
+            prompt: Some("do it".into()),
+            workspace: None,
+            git_user: None,
+            dirs: vec![ProvisionDir {
+                guest_path: "/home/agent/.x".into(),
+                mode: 0o700,
+            }],
+            files: vec![ProvisionFile {
+                guest_path: "/home/agent/.x/label".into(),
+                contents: b"blue".to_vec(),
+                mode: 0o600,
+            }],
+            skills: vec!["review".into()],
+            skills_dir: "/home/agent/.x/skills".into(),
+            container_hash: String::new(),
+        }
+    }
+
+    /// Everything the container is provisioned from is its identity: a change that left the
+    /// hash alone would leave an Agent "Running" with its old prompt, skills or workspace.
+    #[test]
+    fn every_provisioned_input_changes_the_container_hash() {
+        let h = container_hash(&base());
+        type Change = Box<dyn Fn(&mut AgentPlan)>;
+        let changes: Vec<(&str, Change)> = vec![
+            (
+                "image",
+                Box::new(|p| p.image = ImageSource::Reference("img:2".into())),
+            ),
+            ("command", Box::new(|p| p.command.push("-c".into()))),
+            (
+                "env",
+                Box::new(|p| {
+                    p.env.insert("A".into(), "1".into());
+                }),
+            ),
+            ("prompt", Box::new(|p| p.prompt = Some("do that".into()))),
+            (
+                "workspace",
+                Box::new(|p| {
+                    p.workspace = Some(bb_crds::agent::Workspace {
+                        host_path: "/src".into(),
+                        ..Default::default()
+                    })
+                }),
+            ),
+            (
+                "gitUser",
+                Box::new(|p| {
+                    p.git_user = Some(bb_crds::common::GitUser {
+                        name: Some("n".into()),
+                        email: None,
+                    })
+                }),
+            ),
+            ("dirs", Box::new(|p| p.dirs[0].mode = 0o755)),
+            (
+                "file contents",
+                Box::new(|p| p.files[0].contents = b"red".to_vec()),
+            ),
+            ("file mode", Box::new(|p| p.files[0].mode = 0o644)),
+            ("skills", Box::new(|p| p.skills.push("more".into()))),
+            (
+                "skills dir",
+                Box::new(|p| p.skills_dir = "/elsewhere".into()),
+            ),
+        ];
+        for (what, change) in changes {
+            let mut p = base();
+            change(&mut p);
+            assert_ne!(
+                container_hash(&p),
+                h,
+                "{what} left the container hash unchanged"
+            );
+        }
+        assert_eq!(container_hash(&base()), h, "the hash is not deterministic");
+    }
 }

@@ -331,8 +331,12 @@ async fn wait_ready(
         let mut last = String::from("not reconciled yet");
         loop {
             let b = api.get(name).await.map_err(|e| api_error(name, e))?;
+            // A Ready written for an earlier generation says nothing about what was just applied.
+            let current =
+                b.status.as_ref().and_then(|s| s.observed_generation) >= b.metadata.generation;
             match b.status.as_ref().and_then(|s| ready(&s.conditions)) {
-                Some((true, _, _)) => break,
+                Some((true, _, _)) if current => break,
+                Some((true, _, _)) => last = "the applied generation is not reconciled yet".into(),
                 Some((false, reason, message)) => last = format!("{reason}: {message}"),
                 None => {}
             }
@@ -351,9 +355,12 @@ async fn wait_ready(
         loop {
             let a = api.get(name).await.map_err(|e| api_error(name, e))?;
             let st = a.status.unwrap_or_default();
+            // Running from before this apply is the old spec still running: wait for the
+            // reconcile of the applied generation, as `kubectl rollout status` does.
+            let current = st.observed_generation >= a.metadata.generation;
             match st.phase {
-                Some(bb_crds::AgentPhase::Running) => break,
-                Some(bb_crds::AgentPhase::Failed) => {
+                Some(bb_crds::AgentPhase::Running) if current => break,
+                Some(bb_crds::AgentPhase::Failed) if current => {
                     return Err(CliError::new(
                         Kind::General,
                         format!(

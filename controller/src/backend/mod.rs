@@ -118,8 +118,8 @@ impl SidecarPlan {
     }
 }
 
-/// The agent container's desired state. `container_hash` covers everything that needs a new
-/// container when it changes (image, command, env, runtime knobs).
+/// The agent container's desired state. `container_hash` (`plan::container_hash`) covers all of
+/// it: any change gives a new container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentPlan {
     pub image: ImageSource,
@@ -129,7 +129,7 @@ pub struct AgentPlan {
     pub secret_env: BTreeMap<String, SecretBytes>,
     pub runtime: RuntimeSpec,
     pub prompt: Option<String>,
-    /// Copied into the agent at provisioning (not part of the container hash).
+    /// Copied into the agent at provisioning.
     pub workspace: Option<bb_crds::agent::Workspace>,
     pub git_user: Option<bb_crds::common::GitUser>,
     pub dirs: Vec<ProvisionDir>,
