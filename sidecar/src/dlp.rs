@@ -13,7 +13,9 @@ pub const OVERLAP: usize = 512;
 /// Secrets shorter than this are not scanned for: they would match ordinary text.
 const MIN_SECRET_LEN: usize = 8;
 
-const TOKEN_PATTERNS: &[(&str, &str)] = &[
+/// Well-known credential formats (rule name, pattern): the egress detector, and the first rules
+/// of the git-gate scanner.
+pub const TOKEN_PATTERNS: &[(&str, &str)] = &[
     (
         "aws-access-key-id",
         r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",

@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod dlp;
 pub mod dlp_views;
 pub mod fuzzing;
+pub mod git_gate;
 pub mod mint;
 pub mod policy;
 pub mod proxy;

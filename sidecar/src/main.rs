@@ -47,6 +47,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         status_file: PathBuf,
     },
+    /// Run git-gate alone: the smart-HTTP git server of the repositories in --config.
+    GitGate(GitGateOptions),
     /// Print the audit log (JSON lines); with --follow, keep printing what is appended.
     AuditLog {
         #[arg(long, value_name = "FILE")]
@@ -54,6 +56,31 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct GitGateOptions {
+    /// Where the agent reaches git-gate (the sidecar listens on 9420).
+    #[arg(long, default_value = "0.0.0.0:9420")]
+    listen: SocketAddr,
+    /// `git-gate.yaml`: the repositories served (name, upstream url, pinned hostKey).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Mirrors, hook links and known_hosts files.
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// The delivered secret files: push keys (`git-key-NAME`) and the tokens scanned for.
+    #[arg(long, value_name = "DIR")]
+    secrets_dir: PathBuf,
+    /// Where gitleaks:allow proposals wait for a human; without it they are refused at once.
+    #[arg(long, value_name = "DIR")]
+    queue_dir: Option<PathBuf>,
+    /// How long a gitleaks:allow proposal waits for a decision.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    allow_timeout: u64,
+    /// Once listening, write the address bound here.
+    #[arg(long, value_name = "FILE")]
+    listen_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -228,6 +255,19 @@ fn log_filter(spec: Option<&str>, default: &str) -> tracing_subscriber::EnvFilte
 }
 
 fn main() -> ExitCode {
+    // git runs bb-sidecar as git-gate's pre-receive hook and SSH wrapper, by link name.
+    let argv0 = std::env::args_os().next().map(PathBuf::from);
+    match argv0
+        .as_deref()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
+        Some(bb_sidecar::git_gate::HOOK_NAME) => return bb_sidecar::git_gate::hook::run(),
+        Some(bb_sidecar::git_gate::repo::SSH_WRAPPER_NAME) => {
+            return bb_sidecar::git_gate::hook::run_ssh_wrapper();
+        }
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(
             std::env::var("BB_SIDECAR_LOG").ok().as_deref(),
@@ -246,6 +286,7 @@ fn main() -> ExitCode {
         Command::Applied { status_file } => {
             read(&status_file).map(|hash| println!("{}", hash.trim()))
         }
+        Command::GitGate(opts) => run_git_gate(opts),
         Command::AuditLog { file, follow } => print_audit_log(&file, follow),
     };
     match result {
@@ -255,6 +296,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {
+    use bb_sidecar::git_gate::{GateConfig, http::GateServer, repo::GatePaths};
+    let config = GateConfig::load(&opts.config)?;
+    let paths = GatePaths {
+        state: opts.state_dir,
+        secrets: opts.secrets_dir,
+        queue: opts.queue_dir,
+        allow_timeout_secs: opts.allow_timeout,
+        exe: std::env::current_exe().context("locating bb-sidecar")?,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let gate = Arc::new(GateServer::new(config, paths)?);
+        let listener = tokio::net::TcpListener::bind(opts.listen)
+            .await
+            .with_context(|| format!("listening on {}", opts.listen))?;
+        let bound = listener.local_addr()?;
+        tracing::info!(listen = %bound, "git-gate ready");
+        if let Some(f) = &opts.listen_file {
+            let tmp = f.with_extension("tmp");
+            std::fs::write(&tmp, format!("{bound}\n"))
+                .and_then(|()| std::fs::rename(&tmp, f))
+                .with_context(|| format!("writing {}", f.display()))?;
+        }
+        tokio::select! {
+            r = gate.serve(listener) => r.context("serving")?,
+            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        }
+        Ok(())
+    })
 }
 
 fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {

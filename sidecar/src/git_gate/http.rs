@@ -1,0 +1,491 @@
+//! git-gate's smart-HTTP front door: `GET /NAME.git/info/refs?service=...` and `POST
+//! /NAME.git/git-{upload,receive}-pack`, each answered by `git {upload,receive}-pack
+//! --stateless-rpc` on the repository's mirror after refreshing it from upstream.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+use super::MAX_PUSH_BYTES;
+use super::config::GateConfig;
+use super::repo::GatePaths;
+use crate::relay_body::{Body, BoxError, full};
+
+/// The two services git speaks over smart HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    UploadPack,
+    ReceivePack,
+}
+
+impl Service {
+    fn parse(s: &str) -> Option<Service> {
+        match s {
+            "git-upload-pack" => Some(Service::UploadPack),
+            "git-receive-pack" => Some(Service::ReceivePack),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::UploadPack => "git-upload-pack",
+            Service::ReceivePack => "git-receive-pack",
+        }
+    }
+
+    fn subcommand(self) -> &'static str {
+        match self {
+            Service::UploadPack => "upload-pack",
+            Service::ReceivePack => "receive-pack",
+        }
+    }
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Advertise { repo: String, service: Service },
+    Rpc { repo: String, service: Service },
+}
+
+/// Routes a request line; `Err` is the status and message to answer with.
+pub fn route(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Route, (StatusCode, String)> {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            format!(
+                "git-gate serves /NAME.git/info/refs and /NAME.git/git-upload-pack|git-receive-pack, not {path}"
+            ),
+        )
+    };
+    let path = path.strip_prefix('/').ok_or_else(not_found)?;
+    let (repo, rest) = path.split_once(".git/").ok_or_else(not_found)?;
+    if repo.is_empty() || repo.contains('/') {
+        return Err(not_found());
+    }
+    let repo = repo.to_string();
+    match (method, rest) {
+        (&Method::GET, "info/refs") => {
+            let service = query
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .find_map(|kv| kv.strip_prefix("service="))
+                .and_then(Service::parse)
+                .ok_or((
+                    StatusCode::FORBIDDEN,
+                    "git-gate speaks only smart HTTP: info/refs needs ?service=git-upload-pack or git-receive-pack".to_string(),
+                ))?;
+            Ok(Route::Advertise { repo, service })
+        }
+        (&Method::POST, rpc) => {
+            let service = Service::parse(rpc).ok_or_else(not_found)?;
+            Ok(Route::Rpc { repo, service })
+        }
+        _ => Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} {path} is not a git smart-HTTP request"),
+        )),
+    }
+}
+
+/// Checks a request's declared body size before any of it is read: a number no larger than
+/// the push limit, or chunked framing (counted as it arrives).
+pub fn check_length(headers: &http::HeaderMap) -> Result<(), (StatusCode, String)> {
+    let chunked = headers
+        .get(header::TRANSFER_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(v) => {
+            let n: u64 = v.to_str().ok().and_then(|s| s.trim().parse().ok()).ok_or((
+                StatusCode::BAD_REQUEST,
+                "Content-Length must be a non-negative number".to_string(),
+            ))?;
+            if n > MAX_PUSH_BYTES {
+                return Err(too_large());
+            }
+            Ok(())
+        }
+        None if chunked => Ok(()),
+        None => Err((
+            StatusCode::BAD_REQUEST,
+            "a git request body needs Content-Length or chunked transfer encoding".to_string(),
+        )),
+    }
+}
+
+fn too_large() -> (StatusCode, String) {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "git-gate takes request bodies up to {} MiB",
+            MAX_PUSH_BYTES >> 20
+        ),
+    )
+}
+
+fn answer(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(full(format!("{}\n", message.into())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// The git-gate server: its repositories and one lock per mirror (a refresh and a push never
+/// interleave).
+#[derive(Debug)]
+pub struct GateServer {
+    config: GateConfig,
+    paths: GatePaths,
+    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl GateServer {
+    pub fn new(config: GateConfig, paths: GatePaths) -> Result<GateServer, super::repo::RepoError> {
+        paths.prepare()?;
+        let locks = config
+            .repos
+            .keys()
+            .map(|k| (k.clone(), Arc::new(tokio::sync::Mutex::new(()))))
+            .collect();
+        Ok(GateServer {
+            config,
+            paths,
+            locks,
+        })
+    }
+
+    /// Accepts agent connections until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (tcp, peer) = listener.accept().await?;
+            let gate = self.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let gate = gate.clone();
+                    async move { Ok::<_, std::convert::Infallible>(gate.handle(req, peer).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "git-gate connection ended");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let route = match route(req.method(), req.uri().path(), req.uri().query()) {
+            Ok(r) => r,
+            Err((status, msg)) => return answer(status, msg),
+        };
+        let (repo_name, service) = match &route {
+            Route::Advertise { repo, service } | Route::Rpc { repo, service } => {
+                (repo.clone(), *service)
+            }
+        };
+        let (Some(repo), Some(lock)) = (
+            self.config.repos.get(&repo_name),
+            self.locks.get(&repo_name),
+        ) else {
+            let known: Vec<&str> = self.config.repos.keys().map(String::as_str).collect();
+            return answer(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no repository {repo_name:?} behind git-gate; declared: {}",
+                    if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        };
+        let env = match self.paths.env(&repo_name, repo) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(repo = %repo_name, error = %e, "git-gate cannot serve");
+                return answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            }
+        };
+        // Protocol v2 is negotiated by header; only its plain `key=value:...` form passes.
+        let protocol = req
+            .headers()
+            .get("git-protocol")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"=:._-".contains(&b))
+            })
+            .map(str::to_string);
+        let guard = lock.clone().lock_owned().await;
+        let dir = match self.paths.ensure_mirror(&repo_name, &env).await {
+            Ok(d) => d,
+            Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        };
+        if let Route::Advertise { .. } = route {
+            // Every session starts here: the agent sees upstream as it is now.
+            if let Err(e) = self.paths.refresh(&dir, repo, &env).await {
+                tracing::warn!(repo = %repo_name, error = %e, "refreshing the mirror failed");
+                return answer(
+                    StatusCode::BAD_GATEWAY,
+                    format!("git-gate could not reach the upstream of {repo_name}: {e}"),
+                );
+            }
+        }
+        tracing::info!(%peer, repo = %repo_name, service = service.name(), advertise = matches!(route, Route::Advertise { .. }), "git-gate request");
+        let mut cmd = tokio::process::Command::new("git");
+        cmd.arg(service.subcommand())
+            .arg("--stateless-rpc")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(p) = &protocol {
+            cmd.env("GIT_PROTOCOL", p);
+        }
+        match route {
+            Route::Advertise { .. } => {
+                cmd.arg("--advertise-refs").arg(&dir);
+                let out = match cmd.stdin(Stdio::null()).output().await {
+                    Ok(o) if o.status.success() => o.stdout,
+                    Ok(o) => {
+                        return answer(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            String::from_utf8_lossy(&o.stderr).into_owned(),
+                        );
+                    }
+                    Err(e) => {
+                        return answer(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("running git: {e}"),
+                        );
+                    }
+                };
+                let mut body = Vec::with_capacity(out.len() + 64);
+                // v2 clients get the capability advertisement as is; v0 the service header first.
+                if protocol.as_deref().is_none_or(|p| !p.contains("version=2")) {
+                    let line = format!("# service={}\n", service.name());
+                    body.extend(format!("{:04x}{line}0000", line.len() + 4).into_bytes());
+                }
+                body.extend(out);
+                let mut r = Response::new(full(body));
+                let ct = format!("application/x-{}-advertisement", service.name());
+                if let Ok(v) = http::HeaderValue::from_str(&ct) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                r.headers_mut().insert(
+                    header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                );
+                r
+            }
+            Route::Rpc { .. } => {
+                if let Err((status, msg)) = check_length(req.headers()) {
+                    return answer(status, msg);
+                }
+                let gzip = req
+                    .headers()
+                    .get(header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+                let input = match read_body(req.into_body(), gzip).await {
+                    Ok(b) => b,
+                    Err((status, msg)) => return answer(status, msg),
+                };
+                cmd.arg(&dir);
+                // The hook (and its upstream push) runs inside; the response streams as git
+                // writes it, and the lock is held until the request is answered.
+                let out = match run_rpc(cmd, input, guard).await {
+                    Ok(out) => out,
+                    Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e),
+                };
+                let mut r = Response::new(out);
+                let ct = format!("application/x-{}-result", service.name());
+                if let Ok(v) = http::HeaderValue::from_str(&ct) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                r
+            }
+        }
+    }
+}
+
+/// The whole request body (gunzipped when sent so), at most `MAX_PUSH_BYTES`.
+async fn read_body(mut body: Incoming, gzip: bool) -> Result<Vec<u8>, (StatusCode, String)> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() as u64 + data.len() as u64 > MAX_PUSH_BYTES {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    if !gzip {
+        return Ok(buf);
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(buf.as_slice())
+        .take(MAX_PUSH_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("the gzip request body does not decode: {e}"),
+            )
+        })?;
+    if out.len() as u64 > MAX_PUSH_BYTES {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// Feeds `input` to the git process and hands back its stdout as it comes; stderr goes to the
+/// log (what the agent must see, git sends in-band).
+async fn run_rpc(
+    mut cmd: tokio::process::Command,
+    input: Vec<u8>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+) -> Result<Body, String> {
+    let mut child = cmd.spawn().map_err(|e| format!("running git: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("git has no stdin")?;
+    let stdout = child.stdout.take().ok_or("git has no stdout")?;
+    let stderr = child.stderr.take().ok_or("git has no stderr")?;
+    tokio::spawn(async move {
+        if let Err(e) = stdin.write_all(&input).await {
+            tracing::debug!(error = %e, "git stopped reading its request");
+        }
+    });
+    tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            tracing::info!(git = %l, "git-gate");
+        }
+        if let Err(e) = child.wait().await {
+            tracing::warn!(error = %e, "waiting for git");
+        }
+        drop(guard);
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(4);
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut out = stdout;
+        loop {
+            let mut buf = vec![0u8; 64 * 1024];
+            let item = match out.read(&mut buf).await {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(Frame::data(Bytes::from(buf)))
+                }
+                Err(e) => Err(Box::new(e) as BoxError),
+            };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Ok(BodyExt::boxed(StreamBody::new(stream)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_the_smart_http_ones() {
+        assert_eq!(
+            route(
+                &Method::GET,
+                "/app.git/info/refs",
+                Some("service=git-upload-pack")
+            ),
+            Ok(Route::Advertise {
+                repo: "app".into(),
+                service: Service::UploadPack
+            })
+        );
+        assert_eq!(
+            route(&Method::POST, "/app.git/git-receive-pack", None),
+            Ok(Route::Rpc {
+                repo: "app".into(),
+                service: Service::ReceivePack
+            })
+        );
+        assert_eq!(
+            route(&Method::GET, "/app.git/info/refs", None).map_err(|e| e.0),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            route(&Method::GET, "/app.git/HEAD", None).map_err(|e| e.0),
+            Err(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            route(&Method::POST, "/a/b.git/git-upload-pack", None).map_err(|e| e.0),
+            Err(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            route(&Method::POST, "/app.git/git-frob", None).map_err(|e| e.0),
+            Err(StatusCode::NOT_FOUND)
+        );
+    }
+
+    #[test]
+    fn body_sizes_are_checked_before_reading() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(check_length(&h(&[("content-length", "1024")])).is_ok());
+        assert!(check_length(&h(&[("transfer-encoding", "chunked")])).is_ok());
+        assert_eq!(
+            check_length(&h(&[])).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            check_length(&h(&[("content-length", "-1")])).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            check_length(&h(&[("content-length", "ten")])).map_err(|e| e.0),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            check_length(&h(&[("content-length", "104857601")])).map_err(|e| e.0),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! The secret scanner of pushed commits: the added lines of each commit, as `git log -p -U0`
+//! prints them, against credential formats, high-entropy values beside credential words, and the
+//! bottle's own secrets in every encoding DLP knows. Findings carry no secret bytes.
+
+use std::io::BufRead;
+
+use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+
+use crate::dlp::{Detectors, TOKEN_PATTERNS};
+
+/// Formats beyond the egress detector's: kinds that are fine to send to their own API (a JWT,
+/// a webhook URL) yet must never be committed.
+const COMMIT_PATTERNS: &[(&str, &str)] = &[
+    (
+        "jwt",
+        r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
+    ),
+    (
+        "slack-webhook-url",
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}",
+    ),
+    ("stripe-test-key", r"\b(?:sk|rk)_test_[0-9A-Za-z]{24,}\b"),
+    (
+        "sendgrid-api-key",
+        r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b",
+    ),
+    ("twilio-api-key", r"\bSK[0-9a-f]{32}\b"),
+    ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+    ("pypi-token", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"),
+    ("shopify-token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
+    ("digitalocean-token", r"\bdo[opr]_v1_[a-f0-9]{64}\b"),
+    ("databricks-token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b"),
+    ("linear-api-key", r"\blin_api_[A-Za-z0-9]{40}\b"),
+    ("gitlab-runner-token", r"\bglrt-[A-Za-z0-9_-]{20,}\b"),
+    ("azure-storage-key", r"AccountKey=[A-Za-z0-9+/]{86}=="),
+    (
+        "gcp-service-account",
+        r#""private_key_id"\s*:\s*"[a-f0-9]{40}""#,
+    ),
+    (
+        "private-key",
+        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
+    ),
+    (
+        "url-credentials",
+        r"\b[a-z][a-z0-9+.-]{1,15}://[^\s:/@'\x22]{1,64}:[^\s:/@'\x22$\{\}]{8,128}@[A-Za-z0-9.-]+",
+    ),
+];
+
+/// A credential word, an assignment, and a quoted or bare value (group 1).
+const GENERIC: &str = r#"(?i)(?:api[_.-]?key|apikey|secret|token|passw(?:or)?d|pwd|credentials?|auth[_.-]?key|access[_.-]?key|client[_.-]?secret)[A-Za-z0-9_.-]{0,24}["']?\s*(?::=|=>|==|:|=)\s*[@"'`]?([A-Za-z0-9+/_.=~!$%^*-]{16,200})"#;
+
+/// Shannon entropy (bits per byte) a generic value needs: random keys of 16+ characters are
+/// above it; words, paths and identifiers mostly below.
+const MIN_ENTROPY: f64 = 3.5;
+
+/// Inline marker that suppresses a finding on its line. It does not wave the push through: a
+/// human decides (see `allow`).
+pub const ALLOW_MARKER: &[u8] = b"gitleaks:allow";
+
+/// One secret found in one added line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub commit: String,
+    pub file: String,
+    pub line: u64,
+    pub rule: String,
+    /// The line with the secret replaced by `REDACTED` (cut to 160 characters).
+    pub redacted: String,
+    /// The line carries `gitleaks:allow`.
+    pub allowed: bool,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {} in commit {}{}\n    {}",
+            self.file,
+            self.line,
+            self.rule,
+            &self.commit[..self.commit.len().min(12)],
+            if self.allowed {
+                " (marked gitleaks:allow)"
+            } else {
+                ""
+            },
+            self.redacted
+        )
+    }
+}
+
+/// The compiled rules, and the bottle's own secrets.
+pub struct Scanner {
+    any: RegexSet,
+    rules: Vec<(&'static str, Regex)>,
+    generic: Regex,
+    identifier: Regex,
+    known: Detectors,
+}
+
+impl std::fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[allow(clippy::expect_used)] // literal patterns, every one exercised by the tests
+fn regex(p: &str) -> Regex {
+    RegexBuilder::new(p)
+        .unicode(false)
+        .size_limit(1 << 24)
+        .build()
+        .expect("built-in pattern compiles")
+}
+
+fn entropy(v: &[u8]) -> f64 {
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[b as usize] += 1;
+    }
+    let n = v.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+impl Scanner {
+    /// `secrets`: the bottle's own secret values (its token and key files).
+    pub fn new(secrets: &[Vec<u8>]) -> Scanner {
+        let all: Vec<(&'static str, &'static str)> = TOKEN_PATTERNS
+            .iter()
+            .chain(COMMIT_PATTERNS)
+            .copied()
+            .collect();
+        #[allow(clippy::expect_used)] // the same literal patterns as `regex`
+        let any = RegexSetBuilder::new(all.iter().map(|(_, p)| *p))
+            .unicode(false)
+            .size_limit(1 << 25)
+            .build()
+            .expect("built-in patterns compile");
+        Scanner {
+            any,
+            rules: all.iter().map(|(n, p)| (*n, regex(p))).collect(),
+            generic: regex(GENERIC),
+            // `self.token_cache`, `os.environ.API_TOKEN`: code, not a value.
+            identifier: regex(r"^[A-Za-z_][A-Za-z0-9_]*(?:[.:][A-Za-z_][A-Za-z0-9_]*)+$"),
+            known: Detectors::new(secrets),
+        }
+    }
+
+    /// The first secret in `line`: its rule and, when known, where it is.
+    pub fn scan_line(&self, line: &[u8]) -> Option<(&'static str, Option<(usize, usize)>)> {
+        if self.any.is_match(line)
+            && let Some(i) = self.any.matches(line).iter().next()
+        {
+            let (rule, re) = &self.rules[i];
+            let span = re.find(line).map(|m| (m.start(), m.end()));
+            return Some((rule, span));
+        }
+        for c in self.generic.captures_iter(line) {
+            let Some(v) = c.get(1) else { continue };
+            let value = v.as_bytes();
+            if entropy(value) >= MIN_ENTROPY
+                && value.iter().any(u8::is_ascii_digit)
+                && !self.identifier.is_match(value)
+                && !is_placeholder(value)
+            {
+                return Some(("generic-credential", Some((v.start(), v.end()))));
+            }
+        }
+        if self.known.outbound(line, false, true).is_some() {
+            return Some(("bottle-secret", None));
+        }
+        None
+    }
+
+    /// Every finding in `git log -p -U0 --format=%x01%H` output read from `log`.
+    pub fn scan_log(&self, log: impl BufRead) -> std::io::Result<Vec<Finding>> {
+        let mut findings = Vec::new();
+        self.scan_log_with(log, |f| findings.push(f))?;
+        Ok(findings)
+    }
+
+    /// `scan_log`, handing each finding to `found` as it is made.
+    pub fn scan_log_with(
+        &self,
+        mut log: impl BufRead,
+        mut found: impl FnMut(Finding),
+    ) -> std::io::Result<()> {
+        let mut commit = String::new();
+        let mut file: Option<String> = None;
+        let mut in_hunk = false;
+        let mut lineno = 0u64;
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            if log.read_until(b'\n', &mut buf)? == 0 {
+                return Ok(());
+            }
+            let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            if let Some(sha) = line.strip_prefix(b"\x01") {
+                commit = String::from_utf8_lossy(sha).trim().to_string();
+                file = None;
+                in_hunk = false;
+            } else if line.starts_with(b"diff --git ") {
+                file = None;
+                in_hunk = false;
+            } else if !in_hunk && let Some(path) = line.strip_prefix(b"+++ ") {
+                file = (path != b"/dev/null").then(|| diff_path(path));
+            } else if let Some(rest) = line.strip_prefix(b"@@ ") {
+                in_hunk = true;
+                lineno = hunk_start(rest);
+            } else if in_hunk && let Some(added) = line.strip_prefix(b"+") {
+                if let Some(path) = &file
+                    && let Some((rule, span)) = self.scan_line(added)
+                {
+                    found(Finding {
+                        commit: commit.clone(),
+                        file: path.clone(),
+                        line: lineno,
+                        rule: rule.to_string(),
+                        redacted: redact(added, span),
+                        allowed: memchr::memmem::find(added, ALLOW_MARKER).is_some(),
+                    });
+                }
+                lineno += 1;
+            } else if in_hunk && line.starts_with(b" ") {
+                lineno += 1;
+            }
+        }
+    }
+}
+
+/// Values people commit on purpose as stand-ins.
+fn is_placeholder(v: &[u8]) -> bool {
+    let lower = v.to_ascii_lowercase();
+    [
+        &b"example"[..],
+        b"placeholder",
+        b"changeme",
+        b"xxxxxxxx",
+        b"your_",
+        b"your-",
+        b"<",
+        b"${",
+        b"{{",
+    ]
+    .iter()
+    .any(|w| memchr::memmem::find(&lower, w).is_some())
+}
+
+/// `b/path` of a `+++` header (quoted when git escaped it).
+fn diff_path(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    let s = s.trim_end_matches('\t');
+    let s = s
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(s);
+    s.strip_prefix("b/").unwrap_or(s).to_string()
+}
+
+/// The new-file start line of a hunk header's rest (`-a,b +c,d @@ ...`).
+fn hunk_start(rest: &[u8]) -> u64 {
+    let s = String::from_utf8_lossy(rest);
+    s.split_whitespace()
+        .find_map(|w| w.strip_prefix('+'))
+        .and_then(|w| w.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The line with the secret replaced; a line whose secret has no known span is withheld whole.
+fn redact(line: &[u8], span: Option<(usize, usize)>) -> String {
+    let Some((start, end)) = span else {
+        return "(line withheld: it holds one of the bottle's own secrets)".into();
+    };
+    let mut out = String::from_utf8_lossy(&line[..start]).into_owned();
+    out.push_str("REDACTED");
+    out.push_str(&String::from_utf8_lossy(&line[end..]));
+    let out = out.trim().to_string();
+    if out.chars().count() > 160 {
+        let cut: String = out.chars().take(157).collect();
+        format!("{cut}...")
+    } else {
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One planted secret per rule family, each found under its rule name, its bytes gone
+    /// from what is shown.
+    #[test]
+    fn every_rule_family_is_found_and_redacted() {
+        let s = Scanner::new(&[b"bottle-own-secret-93f1c2".to_vec()]);
+        let cases: &[(&str, &str)] = &[
+            ("aws-access-key-id", "AKIAQ3EGRUOPXNVZLM7K"),
+            ("github-token", "ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi"),
+            ("gitlab-token", "glpat-Xy7pQ2rS9tU4vW1zA3bC"),
+            ("slack-token", "xoxb-2741-99318-Zq8LmT3pRx"),
+            ("anthropic-key", "sk-ant-api03-Zq8LmT3pRx7vN2bC4dF6gH"),
+            ("openai-key", "sk-proj-Zq8LmT3pRx7vN2bC4dF6gH1jK5lM9nP0"),
+            ("google-api-key", "AIzaSyD4m9Xq2Lr7Vt1Bw8Kc3Np6Hz0Jf5Gy2Ue"),
+            ("stripe-live-key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+            ("huggingface-token", "hf_ZqLmTpRxvNbCdFgHjKlMnPqRsTuVwXyZ12"),
+            ("private-key-block", "-----BEGIN OPENSSH PRIVATE KEY-----"),
+            (
+                "jwt",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            ),
+            (
+                "slack-webhook-url",
+                "https://hooks.slack.com/services/T0A1B2C3D/B4E5F6G7H/abcdEFGHijklMNOPqrstUVWX",
+            ),
+            (
+                "sendgrid-api-key",
+                "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",
+            ),
+            ("npm-token", "npm_Zq8LmT3pRx7vN2bC4dF6gH1jK5lM9nP0qR2s"),
+            ("stripe-test-key", "sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
+            (
+                "url-credentials",
+                "https://deploy:Zq8LmT3pRx7v@git.internal.corp/x.git",
+            ),
+            (
+                "generic-credential",
+                "db_password = \"Zq8LmT3pRx7vN2bC4dF6\"",
+            ),
+            ("bottle-secret", "bottle-own-secret-93f1c2"),
+        ];
+        for (rule, secret) in cases {
+            let line = format!("config = {secret} # end");
+            let (got, span) = s
+                .scan_line(line.as_bytes())
+                .unwrap_or_else(|| panic!("{rule}: nothing found in {line}"));
+            assert_eq!(got, *rule, "{line}");
+            let shown = redact(line.as_bytes(), span);
+            assert!(
+                !shown.contains(&secret[secret.len() - 8..]),
+                "{rule}: {shown}"
+            );
+        }
+        // The bottle's secret, base64-encoded, is still its secret.
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "bottle-own-secret-93f1c2",
+        );
+        assert_eq!(
+            s.scan_line(format!("blob: {b64}").as_bytes()).map(|f| f.0),
+            Some("bottle-secret")
+        );
+    }
+
+    #[test]
+    fn ordinary_code_is_clean() {
+        let s = Scanner::new(&[]);
+        for line in [
+            "let token = self.tokenizer.next_token();",
+            "password: ${DB_PASSWORD}",
+            "api_key = \"your_api_key_here_12345\"",
+            "secret_name = settings.SECRET_KEY_NAME",
+            "AUTH_TOKEN_HEADER = \"Authorization\"",
+            "fn parse_access_key_id(input: &str) -> Result<AccessKey, Error> {",
+            "token_count: usize = 1024,",
+            "let sk = \"sk-short\";",
+            "password = \"aaaaaaaaaaaaaaaaaaaa1\"",
+            "https://docs.rs/regex/1.10.0/regex/",
+        ] {
+            assert_eq!(s.scan_line(line.as_bytes()), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn log_parsing_names_commit_file_and_line() {
+        let s = Scanner::new(&[]);
+        let log = "\x01aaaa1111\n\
+diff --git a/src/a.rs b/src/a.rs\n\
+index 1..2 100644\n\
+--- a/src/a.rs\n\
++++ b/src/a.rs\n\
+@@ -3,0 +4,2 @@ fn x() {\n\
++let ok = 1;\n\
++let k = \"AKIAQ3EGRUOPXNVZLM7K\"; // gitleaks:allow\n\
+diff --git a/gone.txt b/gone.txt\n\
+--- a/gone.txt\n\
++++ /dev/null\n\
+@@ -1 +0,0 @@\n\
+-ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi\n\
+\x01bbbb2222\n\
+diff --git a/k.pem b/k.pem\n\
+new file mode 100644\n\
+--- /dev/null\n\
++++ b/k.pem\n\
+@@ -0,0 +1,2 @@\n\
+++++ not a header: a line starting with ++\n\
++-----BEGIN RSA PRIVATE KEY-----\n";
+        let f = s.scan_log(log.as_bytes()).expect("scan");
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!(
+            (f[0].commit.as_str(), f[0].file.as_str(), f[0].line),
+            ("aaaa1111", "src/a.rs", 5)
+        );
+        assert!(f[0].allowed && f[0].redacted.contains("REDACTED"));
+        assert_eq!(
+            (
+                f[1].commit.as_str(),
+                f[1].file.as_str(),
+                f[1].line,
+                f[1].rule.as_str()
+            ),
+            ("bbbb2222", "k.pem", 2, "private-key-block")
+        );
+        assert!(!f[1].allowed);
+    }
+
+    #[test]
+    fn entropy_separates_keys_from_words() {
+        assert!(entropy(b"Zq8LmT3pRx7vN2bC4dF6") > MIN_ENTROPY);
+        assert!(entropy(b"aaaaaaaaaaaaaaaaaaaa") < MIN_ENTROPY);
+        assert!(entropy(b"passwordpassword") < MIN_ENTROPY);
+    }
+}

@@ -1,0 +1,455 @@
+//! git-gate with real git on this host: `bb-sidecar git-gate` serving a mirror of a local bare
+//! "upstream", driven by `git clone/fetch/push` over smart HTTP as an agent would. Clean pushes
+//! land upstream with their push options; force pushes and deletions are forwarded; planted
+//! secrets are refused with where they are, redacted, and never reach upstream; upstream's own
+//! refusal reaches the pusher verbatim; gitleaks:allow waits for a human.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BOTTLE_SECRET: &str = "bottle-own-secret-5e1d9c44";
+
+struct Gate {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "agent")
+        .env("GIT_AUTHOR_EMAIL", "agent@bottle.invalid")
+        .env("GIT_COMMITTER_NAME", "agent")
+        .env("GIT_COMMITTER_EMAIL", "agent@bottle.invalid")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("run git")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = git(dir, args);
+    assert!(
+        out.status.success(),
+        "git {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn commit(work: &Path, file: &str, text: &str, msg: &str) -> String {
+    let path = work.join(file);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, text).expect("write");
+    ok(work, &["add", "-A"]);
+    ok(work, &["commit", "-q", "-m", msg]);
+    ok(work, &["rev-parse", "HEAD"])
+}
+
+fn upstream_ref(upstream: &Path, name: &str) -> Option<String> {
+    let out = git(upstream, &["rev-parse", "--verify", "-q", name]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A bare upstream with one commit on main, whose own pre-receive records push options and
+/// refuses `refs/heads/protected` as a forge would.
+fn upstream(root: &Path) -> PathBuf {
+    let up = root.join("upstream.git");
+    ok(
+        root,
+        &["init", "-q", "--bare", "-b", "main", &up.to_string_lossy()],
+    );
+    ok(&up, &["config", "receive.advertisePushOptions", "true"]);
+    let hook = up.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ni=0\nwhile [ \"$i\" -lt \"${{GIT_PUSH_OPTION_COUNT:-0}}\" ]; do\n  eval \"echo \\$GIT_PUSH_OPTION_$i\" >> {opts}\n  i=$((i+1))\ndone\nwhile read old new ref; do\n  if [ \"$ref\" = refs/heads/protected ]; then echo \"forge: refs/heads/protected is a protected branch\" >&2; exit 1; fi\ndone\n",
+            opts = root.join("push-options.log").display()
+        ),
+    )
+    .expect("hook");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let seed = root.join("seed");
+    ok(
+        root,
+        &[
+            "clone",
+            "-q",
+            &up.to_string_lossy(),
+            &seed.to_string_lossy(),
+        ],
+    );
+    commit(&seed, "README.md", "# app\n", "initial");
+    ok(&seed, &["push", "-q", "origin", "HEAD:main"]);
+    up
+}
+
+fn start_gate(root: &Path, upstream: &Path, queue: Option<&Path>, allow_timeout: u64) -> Gate {
+    let secrets = root.join("secrets");
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    std::fs::write(secrets.join("route-0-token"), BOTTLE_SECRET).expect("secret");
+    let cfg = root.join("git-gate.yaml");
+    std::fs::write(
+        &cfg,
+        format!("repos:\n  app:\n    url: {}\n", upstream.display()),
+    )
+    .expect("config");
+    let listen_file = root.join("gate.addr");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bb-sidecar"));
+    cmd.args(["git-gate", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--state-dir")
+        .arg(root.join("state"))
+        .arg("--secrets-dir")
+        .arg(&secrets)
+        .arg("--listen-file")
+        .arg(&listen_file)
+        .args(["--allow-timeout", &allow_timeout.to_string()])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(q) = queue {
+        cmd.arg("--queue-dir").arg(q);
+    }
+    // Dropping the Gate kills and reaps the child, on every path.
+    let mut gate = Gate {
+        child: cmd.spawn().expect("spawn bb-sidecar git-gate"),
+        addr: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(a) = std::fs::read_to_string(&listen_file) {
+            gate.addr = a.trim().to_string();
+            return gate;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("git-gate did not start");
+}
+
+fn push(work: &Path, args: &[&str]) -> (bool, String) {
+    let mut a = vec!["push"];
+    a.extend_from_slice(args);
+    let out = git(work, &a);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn clean_pushes_land_secrets_do_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let up = upstream(root);
+    let gate = start_gate(root, &up, None, 300);
+    let url = format!("http://{}/app.git", gate.addr);
+    let work = root.join("work");
+    // A legitimate clone and push first: a gate that refuses everything proves nothing.
+    ok(root, &["clone", "-q", &url, &work.to_string_lossy()]);
+    assert!(
+        work.join("README.md").is_file(),
+        "the clone lacks upstream's history"
+    );
+    let clean = commit(
+        &work,
+        "src/lib.rs",
+        "pub fn add(a: u8, b: u8) -> u8 { a + b }\n",
+        "add",
+    );
+    let (pushed, err) = push(
+        &work,
+        &[
+            "-o",
+            "ci.skip",
+            "-o",
+            "note=from the bottle",
+            "origin",
+            "main",
+        ],
+    );
+    assert!(pushed, "a clean push was refused:\n{err}");
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(clean.as_str()));
+    let opts = std::fs::read_to_string(root.join("push-options.log")).unwrap_or_default();
+    assert_eq!(
+        opts, "ci.skip\nnote=from the bottle\n",
+        "push options were not forwarded"
+    );
+
+    // Each planted secret is refused with where it is, and upstream stays where it was.
+    /// (what, commits as (file, text), the rule that must be named)
+    type Planted<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let planted: &[Planted] = &[
+        (
+            "aws key",
+            &[("config/aws.env", "AWS_ACCESS_KEY_ID=AKIAQ3EGRUOPXNVZLM7K\n")],
+            "aws-access-key-id",
+        ),
+        (
+            "github token",
+            &[(
+                "ci.yml",
+                "token: ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi\n",
+            )],
+            "github-token",
+        ),
+        (
+            "jwt",
+            &[(
+                "t.txt",
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U\n",
+            )],
+            "jwt",
+        ),
+        (
+            "generic",
+            &[("settings.py", "DB_PASSWORD = \"Zq8LmT3pRx7vN2bC4dF6\"\n")],
+            "generic-credential",
+        ),
+        (
+            "bottle secret, base64",
+            &[("blob.txt", "Ym90dGxlLW93bi1zZWNyZXQtNWUxZDljNDQ=\n")],
+            "bottle-secret",
+        ),
+        (
+            "only in an intermediate commit",
+            &[
+                ("tmp.env", "STRIPE=sk_live_4eC39HqLyjWDarjtT1zdp7dc\n"),
+                ("tmp.env", "STRIPE=\n"),
+            ],
+            "stripe-live-key",
+        ),
+        (
+            "a key split across two commits",
+            &[
+                ("deploy/id", "-----BEGIN OPENSSH PRIVATE KEY-----\n"),
+                (
+                    "deploy/id",
+                    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+                ),
+            ],
+            "private-key-block",
+        ),
+    ];
+    for (what, commits, rule) in planted {
+        let mut last = String::new();
+        for (i, (file, text)) in commits.iter().enumerate() {
+            last = commit(&work, file, text, &format!("{what} {i}"));
+        }
+        let (pushed, err) = push(&work, &["origin", "main"]);
+        assert!(!pushed, "{what}: a push with a secret went through:\n{err}");
+        assert!(err.contains(rule), "{what}: rule {rule} not named:\n{err}");
+        assert!(err.contains("push refused"), "{what}:\n{err}");
+        assert!(
+            err.contains(&format!("{}:", commits[0].0)),
+            "{what}: the file is not named:\n{err}"
+        );
+        for secret in [
+            "AKIAQ3EGRUOPXNVZLM7K",
+            "Zq8LmT3pRx7vN2bC4dF6",
+            "sk_live_4eC39Hq",
+            "ghp_4Tz9q",
+        ] {
+            assert!(
+                !err.contains(secret),
+                "{what}: the secret is in the output:\n{err}"
+            );
+        }
+        assert_eq!(
+            upstream_ref(&up, "main").as_deref(),
+            Some(clean.as_str()),
+            "{what}: upstream moved"
+        );
+        let _ = last;
+        ok(&work, &["reset", "-q", "--hard", &clean]);
+    }
+
+    // Force push and deletion are forwarded as such.
+    let amended = {
+        std::fs::write(
+            work.join("src/lib.rs"),
+            "pub fn add(a: u16, b: u16) -> u16 { a + b }\n",
+        )
+        .expect("write");
+        ok(&work, &["commit", "-q", "-a", "--amend", "-m", "add (u16)"]);
+        ok(&work, &["rev-parse", "HEAD"])
+    };
+    let (pushed, err) = push(&work, &["origin", "main"]);
+    assert!(
+        !pushed,
+        "a non-fast-forward went through without --force:\n{err}"
+    );
+    let (pushed, err) = push(&work, &["--force", "origin", "main"]);
+    assert!(pushed, "force push refused:\n{err}");
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(amended.as_str()));
+    let (pushed, err) = push(&work, &["origin", "main:refs/heads/feature"]);
+    assert!(pushed, "{err}");
+    assert!(upstream_ref(&up, "refs/heads/feature").is_some());
+    let (pushed, err) = push(&work, &["origin", ":refs/heads/feature"]);
+    assert!(pushed, "deletion refused:\n{err}");
+    assert_eq!(upstream_ref(&up, "refs/heads/feature"), None);
+
+    // Upstream's refusal reaches the pusher as upstream said it; the gate's mirror stays.
+    let (pushed, err) = push(&work, &["origin", "main:refs/heads/protected"]);
+    assert!(!pushed, "upstream's refusal was lost:\n{err}");
+    assert!(
+        err.contains("forge: refs/heads/protected is a protected branch"),
+        "{err}"
+    );
+    assert!(
+        upstream_ref(&root.join("state/app.git"), "refs/heads/protected").is_none(),
+        "the mirror took a ref upstream refused"
+    );
+
+    // Someone else pushes upstream directly: the agent's fetch sees it.
+    let other = root.join("other");
+    ok(
+        root,
+        &[
+            "clone",
+            "-q",
+            &up.to_string_lossy(),
+            &other.to_string_lossy(),
+        ],
+    );
+    let theirs = commit(&other, "NEWS", "upstream moved\n", "news");
+    ok(&other, &["push", "-q", "origin", "main"]);
+    ok(&work, &["fetch", "-q", "origin"]);
+    assert_eq!(ok(&work, &["rev-parse", "origin/main"]), theirs);
+
+    // gitleaks:allow without a supervisor is refused at once, saying so.
+    ok(&work, &["reset", "-q", "--hard", "origin/main"]);
+    commit(
+        &work,
+        "fixtures/key.txt",
+        "AKIAQ3EGRUOPXNVZLM7K # gitleaks:allow\n",
+        "fixture",
+    );
+    let t = Instant::now();
+    let (pushed, err) = push(&work, &["origin", "main"]);
+    assert!(!pushed, "gitleaks:allow let a secret through:\n{err}");
+    assert!(
+        err.contains("marked gitleaks:allow") && err.contains("no supervisor"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(theirs.as_str()));
+}
+
+/// A finding marked gitleaks:allow becomes a proposal; the push waits for its decision.
+#[test]
+fn gitleaks_allow_waits_for_a_human() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let up = upstream(root);
+    let queue = root.join("queue");
+    std::fs::create_dir_all(&queue).expect("mkdir");
+    let gate = start_gate(root, &up, Some(&queue), 3);
+    let url = format!("http://{}/app.git", gate.addr);
+    let work = root.join("work");
+    ok(root, &["clone", "-q", &url, &work.to_string_lossy()]);
+    let base = ok(&work, &["rev-parse", "HEAD"]);
+
+    // Nobody answers: refused after the timeout.
+    commit(
+        &work,
+        "fixtures/a.txt",
+        "AKIAQ3EGRUOPXNVZLM7K # gitleaks:allow\n",
+        "fixture",
+    );
+    let (pushed, err) = push(&work, &["origin", "main"]);
+    assert!(!pushed && err.contains("no decision"), "{err}");
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(base.as_str()));
+
+    // Rejected, then approved: a human answers the proposal the gate raised.
+    for (status, should_land) in [("rejected", false), ("approved", true)] {
+        let q = queue.clone();
+        let answer = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                for e in std::fs::read_dir(&q).expect("queue").flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some(id) = name.strip_suffix(".proposal.json") {
+                        let mut text = String::new();
+                        std::fs::File::open(e.path())
+                            .and_then(|mut f| f.read_to_string(&mut text))
+                            .expect("read proposal");
+                        let resp = q.join(format!("{id}.response.json"));
+                        let mut f = std::fs::File::create(&resp).expect("response");
+                        write!(
+                            f,
+                            "{{\"status\": \"{status}\", \"reason\": \"test fixture\"}}"
+                        )
+                        .expect("write");
+                        return text;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("no proposal appeared");
+        });
+        let (pushed, err) = push(&work, &["origin", "main"]);
+        let proposal = answer.join().expect("answer");
+        assert!(
+            proposal.contains("gitleaks-allow") && proposal.contains("fixtures/a.txt"),
+            "{proposal}"
+        );
+        assert!(
+            !proposal.contains("AKIAQ3EGRUOPXNVZLM7K"),
+            "the proposal holds the secret: {proposal}"
+        );
+        assert_eq!(pushed, should_land, "{status}:\n{err}");
+        let head = ok(&work, &["rev-parse", "HEAD"]);
+        assert_eq!(
+            upstream_ref(&up, "main") == Some(head),
+            should_land,
+            "{status}: upstream is wrong"
+        );
+    }
+}
+
+/// The request limits, before any git runs.
+#[test]
+fn oversized_and_unframed_bodies_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let up = upstream(root);
+    let gate = start_gate(root, &up, None, 300);
+    let ask = |head: &str| -> String {
+        let mut s = std::net::TcpStream::connect(&gate.addr).expect("connect");
+        s.write_all(head.as_bytes()).expect("write");
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let post = "POST /app.git/git-receive-pack HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-git-receive-pack-request\r\n";
+    let r = ask(&format!("{post}Content-Length: 104857601\r\n\r\n"));
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    let r = ask(&format!("{post}\r\n"));
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = ask(&format!("{post}Content-Length: -5\r\n\r\n"));
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    let r = ask("GET /nope.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: g\r\n\r\n");
+    assert!(
+        r.starts_with("HTTP/1.1 404") && r.contains("declared: app"),
+        "{r}"
+    );
+}
