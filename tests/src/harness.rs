@@ -1,7 +1,7 @@
 //! What the suites that run real harnesses in a bottle share: the harness cache, sessions
 //! through bbctl, and the checks every provider's credential must pass.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::{Controller, containers_with, ok, run, scan_for, workspace_bin, workspace_root};
@@ -19,6 +19,36 @@ pub fn harness_dir() -> PathBuf {
         .arg(workspace_root().join("hack/fetch-harnesses.sh"))
         .arg(&dir));
     dir
+}
+
+/// A controller that runs real harnesses: the stand-ins' CA (`ca_path`) trusted upstream, the
+/// harness cache for image builds, a 5 s resync, and `env` on the controller process.
+pub fn harness_controller(ca_path: &Path, env: &[(&str, &str)]) -> Controller {
+    let harnesses = harness_dir();
+    Controller::start_with_env(
+        &[
+            "--upstream-ca",
+            &ca_path.to_string_lossy(),
+            "--harness-dir",
+            &harnesses.to_string_lossy(),
+            "--resync-seconds",
+            "5",
+        ],
+        env,
+    )
+}
+
+/// A runner host's Codex login with API key `key`, in `dir/codex-home` (the controller's
+/// `CODEX_HOME`).
+pub fn codex_login(dir: &Path, key: &str) -> PathBuf {
+    let home = dir.join("codex-home");
+    std::fs::create_dir_all(&home).expect("mkdir codex home");
+    std::fs::write(
+        home.join("auth.json"),
+        format!("{{\"OPENAI_API_KEY\": \"{key}\"}}"),
+    )
+    .expect("auth.json");
+    home
 }
 
 /// The only element of `ids`.

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use bb_e2e::harness::{
-    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir,
+    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_controller,
     start_stand_in,
 };
-use bb_e2e::{Cleanup, Controller, ensure_base_image, ok, remove_all_with, run, test_pki};
+use bb_e2e::{Cleanup, ensure_base_image, ok, remove_all_with, run, test_pki};
 
 const REAL_TOKEN: &str = "sk-ant-oat01-e2e-real-7f3c9a1b5d";
 const ANSWER: &str = "The bottle says hello.";
@@ -18,22 +18,11 @@ const READY_LIMIT: Duration = Duration::from_secs(900);
 #[test]
 fn claude_code_answers_through_its_sidecar_with_an_injected_token() {
     ensure_base_image();
-    let harnesses = harness_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = test_pki(&["api.anthropic.com"]);
     let ca_path = dir.path().join("upstream-ca.pem");
     std::fs::write(&ca_path, &ca).expect("write ca");
-    let cp = Controller::start_with_env(
-        &[
-            "--upstream-ca",
-            &ca_path.to_string_lossy(),
-            "--harness-dir",
-            &harnesses.to_string_lossy(),
-            "--resync-seconds",
-            "5",
-        ],
-        &[("BB_E2E_CLAUDE_TOKEN", REAL_TOKEN)],
-    );
+    let cp = harness_controller(&ca_path, &[("BB_E2E_CLAUDE_TOKEN", REAL_TOKEN)]);
     let agent_label = "bot-bottle.dev/agent=default/claude";
     remove_all_with(agent_label);
     let _cleanup = Cleanup(agent_label.to_string());

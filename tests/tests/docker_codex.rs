@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use bb_e2e::harness::{
-    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, harness_dir,
-    start_stand_in,
+    AgentSessions, assert_injected_and_unreadable, assert_other_hosts_refused, codex_login,
+    harness_controller, start_stand_in,
 };
-use bb_e2e::{Cleanup, Controller, ensure_base_image, ok, remove_all_with, test_pki};
+use bb_e2e::{Cleanup, ensure_base_image, ok, remove_all_with, test_pki};
 
 const REAL_KEY: &str = "sk-proj-e2e-real-5b8d2c7e1f";
 const ANSWER: &str = "The bottle says hello.";
@@ -18,30 +18,13 @@ const ANSWER: &str = "The bottle says hello.";
 #[test]
 fn codex_answers_through_its_sidecar_with_the_forwarded_login() {
     ensure_base_image();
-    let harnesses = harness_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = test_pki(&["api.openai.com", "chatgpt.com"]);
     let ca_path = dir.path().join("upstream-ca.pem");
     std::fs::write(&ca_path, &ca).expect("write ca");
     // The runner host's Codex login.
-    let codex_home = dir.path().join("codex-home");
-    std::fs::create_dir(&codex_home).expect("mkdir");
-    std::fs::write(
-        codex_home.join("auth.json"),
-        format!("{{\"OPENAI_API_KEY\": \"{REAL_KEY}\"}}"),
-    )
-    .expect("auth.json");
-    let cp = Controller::start_with_env(
-        &[
-            "--upstream-ca",
-            &ca_path.to_string_lossy(),
-            "--harness-dir",
-            &harnesses.to_string_lossy(),
-            "--resync-seconds",
-            "5",
-        ],
-        &[("CODEX_HOME", &codex_home.to_string_lossy())],
-    );
+    let codex_home = codex_login(dir.path(), REAL_KEY);
+    let cp = harness_controller(&ca_path, &[("CODEX_HOME", &codex_home.to_string_lossy())]);
     let agent_label = "bot-bottle.dev/agent=default/codex";
     remove_all_with(agent_label);
     let _cleanup = Cleanup(agent_label.to_string());

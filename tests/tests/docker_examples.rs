@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use bb_e2e::harness::{AgentSessions, harness_dir, start_stand_in};
+use bb_e2e::harness::{AgentSessions, codex_login, harness_controller, start_stand_in};
 use bb_e2e::{
     Cleanup, Controller, ensure_base_image, ok, remove_all_with, run, test_pki, workspace_bin,
     workspace_root,
@@ -58,7 +58,6 @@ fn bbctl(cp: &Controller, args: &[&str]) -> Command {
 #[test]
 fn readme_and_examples_reach_running() {
     ensure_base_image();
-    let harnesses = harness_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
     let (ca, cert, key) = test_pki(&["gitea.example.com"]);
@@ -74,23 +73,10 @@ fn readme_and_examples_reach_running() {
     std::fs::write(root.join("src/engine/lib.rs"), "// engine\n").expect("write engine");
     std::fs::create_dir_all(root.join("opt-skills/gitea-pr")).expect("mkdir skill");
     std::fs::write(root.join("opt-skills/gitea-pr/SKILL.md"), "# gitea-pr\n").expect("skill");
-    let codex_home = root.join("codex-home");
-    std::fs::create_dir(&codex_home).expect("mkdir");
-    std::fs::write(
-        codex_home.join("auth.json"),
-        format!("{{\"OPENAI_API_KEY\": \"{OPENAI_KEY}\"}}"),
-    )
-    .expect("auth.json");
+    let codex_home = codex_login(root, OPENAI_KEY);
 
-    let cp = Controller::start_with_env(
-        &[
-            "--upstream-ca",
-            &ca_path.to_string_lossy(),
-            "--harness-dir",
-            &harnesses.to_string_lossy(),
-            "--resync-seconds",
-            "5",
-        ],
+    let cp = harness_controller(
+        &ca_path,
         &[
             ("BOT_BOTTLE_CLAUDE_OAUTH_TOKEN", CLAUDE_TOKEN),
             ("CODEX_HOME", &codex_home.to_string_lossy()),
