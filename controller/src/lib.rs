@@ -8,6 +8,7 @@
 pub mod apiserver;
 pub mod backend;
 pub mod control_plane;
+pub mod git_gate;
 pub mod home;
 pub mod https;
 pub mod pki;

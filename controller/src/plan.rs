@@ -8,7 +8,8 @@ use bb_crds::common::SecretSource;
 use bb_crds::egress::EgressSpec;
 use bb_crds::{Agent, ResolvedBottle};
 
-use crate::backend::{AgentPlan, ImageSource, SidecarPlan};
+use crate::backend::{AgentPlan, ImageSource, SecretBytes, SidecarPlan};
+use crate::git_gate;
 use crate::provider::{self, Provider, ProviderError};
 use crate::secrets::{self, SecretError};
 
@@ -101,6 +102,14 @@ pub async fn sidecar(
     for (file, source) in sources {
         files.insert(file, secrets::resolve(client, &source).await?);
     }
+    let repos = git_gate::repos(resolved.spec.git_gate.as_ref());
+    if !repos.is_empty() {
+        files.insert(
+            git_gate::CONFIG_FILE.to_string(),
+            SecretBytes::new(git_gate::sidecar_config(&repos).into_bytes()),
+        );
+        files.extend(git_gate::static_keys(&repos)?);
+    }
     Ok(SidecarPlan {
         policy_yaml,
         secret_files: files,
@@ -150,6 +159,15 @@ pub async fn agent(
     let mut files = provider.files(&view);
     files.extend(provider.credential_files()?);
     let runtime = resolved.spec.runtime.clone().unwrap_or_default();
+    let gate = resolved.spec.git_gate.as_ref();
+    let gitconfig = git_gate::agent_gitconfig(
+        git_gate::identity(
+            gate.and_then(|g| g.user.as_ref()),
+            agent.spec.git_user.as_ref(),
+        )
+        .as_ref(),
+        &git_gate::repos(gate),
+    );
     let mut plan = AgentPlan {
         image,
         command,
@@ -158,7 +176,7 @@ pub async fn agent(
         runtime,
         prompt: agent.spec.prompt.clone(),
         workspace: agent.spec.workspace.clone(),
-        git_user: agent.spec.git_user.clone(),
+        gitconfig,
         dirs: provider.dirs(),
         files,
         skills: agent.spec.skills.clone().unwrap_or_default(),
@@ -200,7 +218,7 @@ pub fn container_hash(plan: &AgentPlan) -> String {
         secret_names.join(",").into_bytes(),
         json(&plan.prompt),
         json(&plan.workspace),
-        json(&plan.git_user),
+        json(&plan.gitconfig),
         dirs.join(",").into_bytes(),
         plan.skills.join("\u{0}").into_bytes(),
         plan.skills_dir.clone().into_bytes(),
@@ -227,7 +245,7 @@ mod tests {
             runtime: Default::default(),
             prompt: Some("do it".into()),
             workspace: None,
-            git_user: None,
+            gitconfig: None,
             dirs: vec![ProvisionDir {
                 guest_path: "/home/agent/.x".into(),
                 mode: 0o700,
@@ -272,13 +290,8 @@ mod tests {
                 }),
             ),
             (
-                "gitUser",
-                Box::new(|p| {
-                    p.git_user = Some(bb_crds::common::GitUser {
-                        name: Some("n".into()),
-                        email: None,
-                    })
-                }),
+                "gitconfig",
+                Box::new(|p| p.gitconfig = Some("[user]\n\tname = n\n".into())),
             ),
             ("dirs", Box::new(|p| p.dirs[0].mode = 0o755)),
             (

@@ -120,6 +120,15 @@ struct EgressOptions {
     /// test rig or bench never races another process for a port.
     #[arg(long, value_name = "FILE")]
     pub listen_file: Option<PathBuf>,
+    /// Also serve git-gate here (the agent's `http://bb-sidecar:9420`).
+    #[arg(long, value_name = "ADDR", requires_all = ["git_gate_config", "git_gate_state"])]
+    pub git_gate_listen: Option<SocketAddr>,
+    /// git-gate's `git-gate.yaml`, read per request (absent: no repositories yet).
+    #[arg(long, value_name = "FILE")]
+    pub git_gate_config: Option<PathBuf>,
+    /// git-gate's mirrors and hook links.
+    #[arg(long, value_name = "DIR")]
+    pub git_gate_state: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -300,7 +309,8 @@ fn main() -> ExitCode {
 
 fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {
     use bb_sidecar::git_gate::{GateConfig, http::GateServer, repo::GatePaths};
-    let config = GateConfig::load(&opts.config)?;
+    // Refuse a bad config at start; the server re-reads it per request.
+    GateConfig::load(&opts.config)?;
     let paths = GatePaths {
         state: opts.state_dir,
         secrets: opts.secrets_dir,
@@ -312,7 +322,7 @@ fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let gate = Arc::new(GateServer::new(config, paths)?);
+        let gate = Arc::new(GateServer::new(opts.config.clone(), paths)?);
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("listening on {}", opts.listen))?;
@@ -345,7 +355,11 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         wait_for_policy,
         allow_private_upstreams,
         listen_file,
+        git_gate_listen,
+        git_gate_config,
+        git_gate_state,
     } = opts;
+    let gate_secrets = secrets_dir.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -412,6 +426,27 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
                 }
             }
         });
+        if let (Some(addr), Some(config), Some(state), Some(secrets)) =
+            (git_gate_listen, git_gate_config, git_gate_state, gate_secrets)
+        {
+            let paths = bb_sidecar::git_gate::repo::GatePaths {
+                state,
+                secrets,
+                queue: None,
+                allow_timeout_secs: 300,
+                exe: std::env::current_exe().context("locating bb-sidecar")?,
+            };
+            let gate = Arc::new(bb_sidecar::git_gate::http::GateServer::new(config, paths)?);
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            tracing::info!(listen = %addr, "git-gate ready");
+            tokio::spawn(async move {
+                if let Err(e) = gate.serve(listener).await {
+                    tracing::error!(error = %e, "git-gate stopped");
+                }
+            });
+        }
         let serve = proxy.serve(listener);
         tokio::select! {
             r = serve => r.context("serving")?,

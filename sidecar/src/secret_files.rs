@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// git-gate's `git-gate.yaml`, delivered in the secrets directory.
+pub const GIT_GATE_CONFIG: &str = "git-gate.yaml";
+
 /// Every regular file of a secrets directory, by name.
 #[derive(Debug, Default, Clone)]
 pub struct SecretFiles(BTreeMap<String, Vec<u8>>);
@@ -35,8 +38,14 @@ impl SecretFiles {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
+    /// The secret values DLP looks for: every file but git-gate's config, which travels here
+    /// only to change atomically with the keys it names.
     pub fn values(&self) -> Vec<Vec<u8>> {
-        self.0.values().cloned().collect()
+        self.0
+            .iter()
+            .filter(|(name, _)| name.as_str() != GIT_GATE_CONFIG)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 

@@ -260,7 +260,8 @@ fn bottle_holds_on_docker() {
         "scan missed a planted canary: {found}"
     );
     // The sidecar: an unprivileged user, no capabilities, a read-only root filesystem that
-    // holds nothing but bb-sidecar and the C runtime (no shell to run), nothing written to it.
+    // holds nothing but bb-sidecar, git, ssh and the C runtime (no shell to run), nothing
+    // written to it.
     let hardening = ok(&mut docker(&[
         "inspect",
         "-f",
@@ -305,10 +306,12 @@ fn bottle_holds_on_docker() {
     let binary = std::fs::metadata(bb_e2e::workspace_bin("bb-sidecar"))
         .expect("bb-sidecar")
         .len();
-    // Everything beside bb-sidecar itself (libc, loader, CA bundle) stays under 5 MB; the
-    // release image's total is measured by hack/bench-egress.sh.
+    // Everything beside bb-sidecar itself stays under 16 MB: libc and the loader, the CA
+    // bundle, and git-gate's git (3.7 MB) and ssh (1.1 MB) with the libraries they link
+    // (libcrypto 4.6 MB, Kerberos, pcre2, zlib). The release image's total is measured by
+    // hack/bench-egress.sh.
     assert!(
-        image_size.saturating_sub(binary) < 5_000_000,
+        image_size.saturating_sub(binary) < 16_000_000,
         "the sidecar image holds {} bytes beside its binary",
         image_size - binary
     );

@@ -131,7 +131,8 @@ pub struct AgentPlan {
     pub prompt: Option<String>,
     /// Copied into the agent at provisioning.
     pub workspace: Option<bb_crds::agent::Workspace>,
-    pub git_user: Option<bb_crds::common::GitUser>,
+    /// The agent's system git config (`/etc/gitconfig`): identity and the git-gate URL map.
+    pub gitconfig: Option<String>,
     pub dirs: Vec<ProvisionDir>,
     pub files: Vec<ProvisionFile>,
     /// `spec.skills`: names (under the backend's skills root) or absolute host directories.

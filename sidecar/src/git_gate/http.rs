@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -149,28 +150,39 @@ fn answer(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     r
 }
 
-/// The git-gate server: its repositories and one lock per mirror (a refresh and a push never
-/// interleave).
+/// The git-gate server: its config file (read per request, so a new delivery applies to the
+/// next one) and one lock per mirror (a refresh and a push never interleave).
 #[derive(Debug)]
 pub struct GateServer {
-    config: GateConfig,
+    config: PathBuf,
     paths: GatePaths,
-    locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl GateServer {
-    pub fn new(config: GateConfig, paths: GatePaths) -> Result<GateServer, super::repo::RepoError> {
+    pub fn new(config: PathBuf, paths: GatePaths) -> Result<GateServer, super::repo::RepoError> {
         paths.prepare()?;
-        let locks = config
-            .repos
-            .keys()
-            .map(|k| (k.clone(), Arc::new(tokio::sync::Mutex::new(()))))
-            .collect();
         Ok(GateServer {
             config,
             paths,
-            locks,
+            locks: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The declared repositories; none before the first delivery.
+    fn config(&self) -> Result<GateConfig, super::config::ConfigError> {
+        if !self.config.exists() {
+            return Ok(GateConfig::default());
+        }
+        GateConfig::load(&self.config)
+    }
+
+    fn lock(&self, repo: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        locks.entry(repo.to_string()).or_default().clone()
     }
 
     /// Accepts agent connections until the listener fails.
@@ -203,11 +215,16 @@ impl GateServer {
                 (repo.clone(), *service)
             }
         };
-        let (Some(repo), Some(lock)) = (
-            self.config.repos.get(&repo_name),
-            self.locks.get(&repo_name),
-        ) else {
-            let known: Vec<&str> = self.config.repos.keys().map(String::as_str).collect();
+        let config = match self.config() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "git-gate config unreadable");
+                return answer(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            }
+        };
+        let lock = self.lock(&repo_name);
+        let Some(repo) = config.repos.get(&repo_name) else {
+            let known: Vec<&str> = config.repos.keys().map(String::as_str).collect();
             return answer(
                 StatusCode::NOT_FOUND,
                 format!(

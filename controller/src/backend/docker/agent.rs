@@ -11,6 +11,9 @@ use super::names::{self, CONTAINER_HASH, PROXY_PORT, Role, SIDECAR_ALIAS};
 use super::{AGENT_ETC, DockerBackend, WORKSPACE, exec};
 use crate::backend::{AgentId, AgentPlan, BackendError};
 
+/// Hosts the agent reaches without the proxy: itself, and the sidecar's git-gate.
+const NO_PROXY: &str = "localhost,127.0.0.1,::1,bb-sidecar";
+
 impl DockerBackend {
     pub(super) fn agent_host_config(&self, plan: &AgentPlan) -> Result<HostConfig, BackendError> {
         let rt = &plan.runtime;
@@ -95,8 +98,9 @@ impl DockerBackend {
             ("HTTPS_PROXY", proxy.as_str()),
             ("http_proxy", proxy.as_str()),
             ("https_proxy", proxy.as_str()),
-            ("NO_PROXY", "localhost,127.0.0.1,::1"),
-            ("no_proxy", "localhost,127.0.0.1,::1"),
+            // git-gate is reached directly, not through the proxy.
+            ("NO_PROXY", NO_PROXY),
+            ("no_proxy", NO_PROXY),
             ("NODE_EXTRA_CA_CERTS", &format!("{AGENT_ETC}/ca.crt")),
             ("SSL_CERT_FILE", bundle),
             ("REQUESTS_CA_BUNDLE", bundle),
@@ -184,14 +188,7 @@ impl DockerBackend {
             let path = f.guest_path.trim_start_matches('/');
             tar.file(path, &f.contents, f.mode, uid).map_err(fail)?;
         }
-        if let Some(user) = &plan.git_user {
-            let mut cfg = String::from("[user]\n");
-            if let Some(n) = &user.name {
-                cfg.push_str(&format!("\tname = {}\n", n.replace(['\n', '\r'], " ")));
-            }
-            if let Some(e) = &user.email {
-                cfg.push_str(&format!("\temail = {}\n", e.replace(['\n', '\r'], " ")));
-            }
+        if let Some(cfg) = &plan.gitconfig {
             tar.file("etc/gitconfig", cfg.as_bytes(), 0o644, 0)
                 .map_err(fail)?;
         }

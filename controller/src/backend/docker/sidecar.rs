@@ -16,6 +16,11 @@ use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, exec, is_conflict};
 use crate::backend::{AgentId, BackendError, SidecarPlan};
 
+/// Where the agent reaches git-gate (`http://bb-sidecar:9420`).
+const GIT_GATE_PORT: u16 = 9420;
+/// git-gate's mirrors, on their own tmpfs.
+const GIT_GATE_STATE: &str = "/var/lib/bot-bottle/git";
+
 impl DockerBackend {
     /// The policy hash a running sidecar reports having loaded.
     pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
@@ -166,7 +171,10 @@ impl DockerBackend {
     ) -> Result<SidecarEndpoints, BackendError> {
         let endpoints = SidecarEndpoints {
             proxy: Some(Self::proxy_url()),
-            git_gate: None,
+            git_gate: plan
+                .secret_files
+                .contains_key(crate::git_gate::CONFIG_FILE)
+                .then(|| crate::git_gate::GATE_BASE.to_string()),
             supervise: None,
         };
         let name = names::name(id, Role::Sidecar);
@@ -201,6 +209,12 @@ impl DockerBackend {
             &format!("{run}/audit.log"),
             "--wait-for-policy",
             "60",
+            "--git-gate-listen",
+            &format!("0.0.0.0:{GIT_GATE_PORT}"),
+            "--git-gate-config",
+            &format!("{run}/secrets/{}", crate::git_gate::CONFIG_FILE),
+            "--git-gate-state",
+            GIT_GATE_STATE,
         ]
         .map(String::from)
         .to_vec();
@@ -223,12 +237,21 @@ impl DockerBackend {
             host_config: Some(HostConfig {
                 network_mode: Some(internal.clone()),
                 // Its only writable place, owned by the image's unprivileged user.
-                tmpfs: Some(HashMap::from([(
-                    run.to_string(),
-                    format!(
-                        "rw,noexec,nosuid,nodev,size=16m,mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID}"
+                tmpfs: Some(HashMap::from([
+                    (
+                        run.to_string(),
+                        format!(
+                            "rw,noexec,nosuid,nodev,size=16m,mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID}"
+                        ),
                     ),
-                )])),
+                    // git-gate's mirrors: memory is only used as repositories fill it.
+                    (
+                        GIT_GATE_STATE.to_string(),
+                        format!(
+                            "rw,noexec,nosuid,nodev,size=2g,mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID}"
+                        ),
+                    ),
+                ])),
                 readonly_rootfs: Some(true),
                 init: Some(true),
                 security_opt: Some(vec!["no-new-privileges:true".into()]),

@@ -1,0 +1,248 @@
+//! git-gate on a real Docker engine with a real forge: Debian's sshd serving bare repositories
+//! on the bottle's egress network, a `static` push key on the controller host, and the agent
+//! using the upstream's own URL. Clone and push go through the gate; a secret never reaches the
+//! forge; a forge presenting another host key is refused; the agent never holds the key.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bb_e2e::harness::{AgentSessions, one};
+use bb_e2e::{
+    BASE_IMAGE, Cleanup, Controller, Upstream, containers_with, docker, ensure_base_image, ok,
+    remove_all_with, run, scan_for, workspace_root,
+};
+
+const FORGE: &str = "git.upstream.test";
+
+fn keygen(path: &Path) -> String {
+    ok(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bb-e2e", "-f"])
+        .arg(path));
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    public
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The forge: sshd with `app.git` and `other.git` (one commit each) for the user `git`.
+fn start_forge(network: &str, keys: &Path) -> Upstream {
+    let image = "bb-e2e/git-upstream:1";
+    ok(&mut docker(&[
+        "build",
+        "-q",
+        "-t",
+        image,
+        "--build-arg",
+        &format!("BASE={BASE_IMAGE}"),
+        &workspace_root()
+            .join("tests/fixtures/git-upstream")
+            .to_string_lossy(),
+    ]));
+    let name = "bb-e2e-git-forge";
+    let _ = run(&mut docker(&["rm", "-f", name]));
+    ok(&mut docker(&[
+        "create",
+        "--name",
+        name,
+        "--label",
+        "bot-bottle.e2e=upstream",
+        "--network",
+        network,
+        "--network-alias",
+        FORGE,
+        image,
+    ]));
+    let upstream = Upstream {
+        name: name.to_string(),
+    };
+    ok(&mut docker(&[
+        "cp",
+        &format!("{}/.", keys.display()),
+        &format!("{name}:/keys/"),
+    ]));
+    ok(&mut docker(&["start", name]));
+    for repo in ["app", "other"] {
+        ok(&mut docker(&[
+            "exec",
+            "-u",
+            "git",
+            name,
+            "sh",
+            "-c",
+            &format!(
+                "set -e; git init -q --bare -b main ~/{repo}.git; d=$(mktemp -d); cd $d; git init -q -b main; \
+                 echo '# {repo}' > README.md; git add README.md; \
+                 git -c user.name=forge -c user.email=f@forge.invalid commit -q -m initial; \
+                 git push -q ~/{repo}.git main"
+            ),
+        ]));
+    }
+    upstream
+}
+
+fn forge_head(forge: &str, repo: &str) -> String {
+    ok(&mut docker(&[
+        "exec",
+        "-u",
+        "git",
+        forge,
+        "git",
+        "--git-dir",
+        &format!("/home/git/{repo}.git"),
+        "rev-parse",
+        "main",
+    ]))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn pushes_go_through_the_gate_and_secrets_stay_in() {
+    ensure_base_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("forge-keys");
+    std::fs::create_dir(&keys).expect("mkdir");
+    let host_key = keygen(&keys.join("host_ed25519"));
+    let other_host_key = keygen(&dir.path().join("impostor_ed25519"));
+    let push_key = dir.path().join("push_ed25519");
+    let push_pub = keygen(&push_key);
+    std::fs::write(keys.join("authorized_keys"), format!("{push_pub}\n")).expect("authorized_keys");
+    let private = std::fs::read_to_string(&push_key).expect("private key");
+    // One line of the key's body: what a leak would contain.
+    let key_line = private
+        .lines()
+        .nth(2)
+        .expect("a private key body line")
+        .to_string();
+
+    let cp = Controller::start(&["--resync-seconds", "5"]);
+    let agent_label = "bot-bottle.dev/agent=default/gated";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    cp.apply(&format!(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: gated}}
+spec:
+  agentProvider: {{template: custom, dockerfile: {dockerfile}, command: [bash]}}
+  gitGate:
+    user: {{name: gate-bottle, email: bottle@bot-bottle.invalid}}
+    repos:
+      app:
+        url: git@{FORGE}:app.git
+        hostKey: {host_key}
+        key: {{provider: static, path: {push_key}}}
+      other:
+        url: git@{FORGE}:other.git
+        hostKey: {other_host_key}
+        key: {{provider: static, path: {push_key}}}
+  egress: {{log: 1}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: gated, namespace: default}}
+spec:
+  bottleRef: {{name: gated}}
+  gitUser: {{name: gate-agent}}
+"#,
+        dockerfile = dockerfile.display(),
+        push_key = push_key.display(),
+    ));
+    cp.wait_for(
+        "the gated Agent to be Running",
+        Duration::from_secs(600),
+        || cp.jsonpath(&["agent", "gated"], "{.status.phase}") == "Running",
+    );
+    assert_eq!(
+        cp.jsonpath(&["agent", "gated"], "{.status.endpoints.gitGate}"),
+        "http://bb-sidecar:9420"
+    );
+    let egress_net = one(
+        bb_e2e::networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let forge = start_forge(&egress_net, &keys);
+    let agent = AgentSessions::new(&cp, "gated");
+    let sh = |script: &str| {
+        let out = agent.exec(&["bash", "-c", script]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+
+    // The upstream URL as the agent knows it, cloned through the gate: a legitimate request
+    // first, so every refusal below means something.
+    let (cloned, out) = sh(&format!(
+        "cd ~ && git clone -q git@{FORGE}:app.git app && cat app/README.md && git -C app config user.name"
+    ));
+    assert!(cloned, "clone through the gate failed:\n{out}");
+    assert!(out.contains("# app") && out.contains("gate-agent"), "{out}");
+    let (pushed, out) = sh(
+        "cd ~/app && echo 'fn main() {}' > main.rs && git add main.rs && git commit -q -m main \
+         && git push -q origin main && git rev-parse HEAD",
+    );
+    assert!(pushed, "a clean push failed:\n{out}");
+    let head = out.lines().last().unwrap_or_default().trim().to_string();
+    assert_eq!(
+        forge_head(&forge.name, "app"),
+        head,
+        "the forge lacks the push"
+    );
+
+    // A secret is refused with where it is, and the forge stays where it was.
+    let (pushed, out) = sh(
+        "cd ~/app && echo 'AWS_ACCESS_KEY_ID=AKIAQ3EGRUOPXNVZLM7K' > aws.env && git add aws.env \
+         && git commit -q -m creds && git push origin main",
+    );
+    assert!(!pushed, "a push with a secret went through:\n{out}");
+    assert!(
+        out.contains("aws-access-key-id")
+            && out.contains("aws.env:1")
+            && !out.contains("AKIAQ3EGRUOPXNVZLM7K"),
+        "{out}"
+    );
+    assert_eq!(
+        forge_head(&forge.name, "app"),
+        head,
+        "the secret reached the forge"
+    );
+
+    // A forge that presents another host key than the pinned one gets nothing.
+    let (cloned, out) = sh(&format!("cd ~ && git clone -q git@{FORGE}:other.git other"));
+    assert!(
+        !cloned,
+        "the gate talked to a forge with the wrong host key:\n{out}"
+    );
+    let sidecar = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=sidecar")),
+        "sidecar",
+    );
+    let logs = String::from_utf8_lossy(&run(&mut docker(&["logs", &sidecar])).stderr).into_owned();
+    assert!(
+        logs.contains("Host key verification failed"),
+        "the refusal is not the host key's:\n{logs}"
+    );
+
+    // Around the gate there is no way to push: egress refuses receive-pack on every route
+    // (sidecar/tests/egress.rs), and the agent has no key to push with.
+    // The push key is nowhere in the agent: not in a file, an env or an argv.
+    let agent_container = one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    let found = scan_for(&agent_container, &key_line);
+    assert_eq!(
+        found.lines().collect::<Vec<_>>(),
+        ["0"],
+        "the push key is readable in the agent: {found}"
+    );
+}
