@@ -19,6 +19,9 @@ pub enum PlanError {
     Secret(#[from] SecretError),
     #[error("{0}")]
     Provider(#[from] ProviderError),
+    /// A forge would not mint a git-gate deploy key; the Agent waits and retries.
+    #[error("{0}")]
+    DeployKey(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -94,6 +97,7 @@ pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> Result<String, PlanError
 /// The sidecar policy with every route's auth pointing at a token file, and those files.
 pub async fn sidecar(
     client: &kube::Client,
+    agent: &Agent,
     resolved: &ResolvedBottle,
     provider: &dyn Provider,
 ) -> Result<SidecarPlan, PlanError> {
@@ -109,6 +113,13 @@ pub async fn sidecar(
             SecretBytes::new(git_gate::sidecar_config(&repos).into_bytes()),
         );
         files.extend(git_gate::static_keys(&repos)?);
+        let minted = git_gate::gitea::keys(client, agent, &repos)
+            .await
+            .map_err(|e| match e {
+                git_gate::gitea::ForgeError::Secret(s) => PlanError::Secret(s),
+                other => PlanError::DeployKey(other.to_string()),
+            })?;
+        files.extend(minted);
     }
     Ok(SidecarPlan {
         policy_yaml,

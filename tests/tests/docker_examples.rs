@@ -32,8 +32,50 @@ fn readme_manifest() -> String {
     block.to_string()
 }
 
-/// `examples/` copied to `to`, workspace and skill paths pointed under `root`.
-fn copy_examples(to: &Path, root: &Path) {
+/// The stand-in Gitea deploy-key API on 127.0.0.1 (tests/fixtures/gitea_keys.py), and its URL.
+struct KeyForge {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for KeyForge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_key_forge(log: &Path) -> KeyForge {
+    use std::io::BufRead;
+    let mut child = Command::new("python3")
+        .arg("-u")
+        .arg(workspace_root().join("tests/fixtures/gitea_keys.py"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 for the stand-in forge");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("forge port");
+    let port = first
+        .trim()
+        .strip_prefix("PORT ")
+        .expect("PORT line")
+        .to_string();
+    let log = log.to_path_buf();
+    std::thread::spawn(move || {
+        let mut f = std::fs::File::create(&log).expect("forge log");
+        let _ = std::io::copy(&mut out, &mut f);
+    });
+    KeyForge {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// `examples/` copied to `to`, workspace and skill paths pointed under `root`, the forge API
+/// at `forge`.
+fn copy_examples(to: &Path, root: &Path, forge: &str) {
     let src = workspace_root().join("examples");
     for sub in ["bottles", "agents"] {
         std::fs::create_dir_all(to.join(sub)).expect("mkdir");
@@ -42,7 +84,11 @@ fn copy_examples(to: &Path, root: &Path) {
             let text = std::fs::read_to_string(&path).expect("read example");
             let text = text
                 .replace("/home/me/src/", &format!("{}/src/", root.display()))
-                .replace("/opt/skills/", &format!("{}/opt-skills/", root.display()));
+                .replace("/opt/skills/", &format!("{}/opt-skills/", root.display()))
+                .replace(
+                    "apiUrl: https://gitea.example.com",
+                    &format!("apiUrl: {forge}"),
+                );
             std::fs::write(to.join(sub).join(path.file_name().expect("name")), text)
                 .expect("write example");
         }
@@ -132,8 +178,10 @@ stringData: {{sentry-dsn: https://e2e@sentry.invalid/1}}
 
     // Then examples/, which redefines the same Bottles and issue-42 with more: `--wait` must
     // wait for the new generation, not return on the old one's Running.
+    let forge_log = root.join("forge.log");
+    let forge = start_key_forge(&forge_log);
     let examples = root.join("examples");
-    copy_examples(&examples, root);
+    copy_examples(&examples, root, &forge.url);
     let out = run(&mut bbctl(
         &cp,
         &["apply", "-f", &examples.to_string_lossy(), "-R", "--wait"],
@@ -188,6 +236,26 @@ stringData: {{sentry-dsn: https://e2e@sentry.invalid/1}}
     let reviewer = AgentSessions::new(&cp, "reviewer");
     let out = reviewer.exec(&["cat", "/workspace/lib.rs"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "// engine\n");
+
+    // gitea-dev's repository got a deploy key minted with the forge token, delivered to the
+    // sidecar only; the agent's git maps the repository's URL to the gate.
+    let minted = std::fs::read_to_string(&forge_log).unwrap_or_default();
+    assert!(
+        minted.lines().any(|l| l.contains("\"POST\"")
+            && l.contains("/api/v1/repos/team/app/keys")
+            && l.contains(&format!("token {GITEA_TOKEN}"))),
+        "no deploy key was minted:\n{minted}"
+    );
+    let out = issue42.exec(&["git", "config", "--get-regexp", "url\\..*insteadof"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("git@gitea.example.com:team/app.git"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        cp.jsonpath(&["agent", "issue-42"], "{.status.endpoints.gitGate}"),
+        "http://bb-sidecar:9420"
+    );
 
     // The forge route of gitea-dev works as written: a stand-in forge gets the token the
     // sidecar injects, on the path the example allows.

@@ -302,7 +302,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     tracing::debug!("planning");
     let plans = async {
         let provider = plan::provider(&bottle)?;
-        let sidecar = plan::sidecar(&ctx.client, &bottle, provider.as_ref()).await?;
+        let sidecar = plan::sidecar(&ctx.client, &agent, &bottle, provider.as_ref()).await?;
         let agent_plan = plan::agent(&ctx.client, &agent, &bottle, provider.as_ref()).await?;
         Ok::<_, PlanError>((sidecar, agent_plan))
     }
@@ -319,6 +319,17 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             r.event(EventType::Warning, "SecretMissing", m);
             write_status(&ctx, &agent, r).await?;
             return Ok(Action::requeue(Duration::from_secs(15)));
+        }
+        Err(PlanError::DeployKey(m)) => {
+            if r.status.phase.is_none() {
+                r.phase(AgentPhase::Pending);
+            }
+            r.condition("SecretsResolved", false, "DeployKeyFailed", &m);
+            r.condition("Ready", false, "DeployKeyFailed", &m);
+            r.status.message = Some(format!("waiting for a git-gate deploy key: {m}"));
+            r.event(EventType::Warning, "DeployKeyFailed", m);
+            write_status(&ctx, &agent, r).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
         }
         Err(PlanError::Provider(e)) => {
             let m = e.to_string();
@@ -619,15 +630,19 @@ async fn cleanup<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result
     let id = agent_id(&agent);
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
     super::metrics::global().set_phase(&id.uid, None);
-    publish(
-        &ctx,
-        &agent,
-        vec![(
-            EventType::Normal,
-            "Deleted",
-            "removed every backend resource".into(),
-        )],
-    )
-    .await;
+    // After the sidecar is gone, so nothing pushes with a key being revoked. A key the forge
+    // would not revoke is reported, never dropped silently, and deletion goes on.
+    let mut events: Vec<(EventType, &'static str, String)> =
+        crate::git_gate::gitea::revoke_all(&ctx.client, &id.uid)
+            .await
+            .into_iter()
+            .map(|why| (EventType::Warning, "DeployKeyRevokeFailed", why))
+            .collect();
+    events.push((
+        EventType::Normal,
+        "Deleted",
+        "removed every backend resource".into(),
+    ));
+    publish(&ctx, &agent, events).await;
     Ok(Action::await_change())
 }

@@ -1,6 +1,8 @@
 //! What git-gate needs from a resolved Bottle and its Agent: the sidecar's `git-gate.yaml` and
 //! push keys, and the agent's git config (identity, and each upstream URL mapped to the gate).
 
+pub mod gitea;
+
 use std::collections::BTreeMap;
 
 use bb_crds::common::GitUser;
