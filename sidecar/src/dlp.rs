@@ -98,10 +98,24 @@ fn set(patterns: &[(&str, &str)]) -> RegexSet {
         .expect("built-in patterns compile")
 }
 
+/// The base64 text `secret` shows as wherever it sits in a longer encoded stream: for each of
+/// the three byte offsets it can start at, the characters that depend on its bytes alone.
+fn base64_aligned(secret: &[u8], engine: &base64::engine::GeneralPurpose) -> Vec<Vec<u8>> {
+    (0..3usize)
+        .map(|k| {
+            let mut padded = vec![0u8; k];
+            padded.extend_from_slice(secret);
+            let text = engine.encode(&padded);
+            let text = text.trim_end_matches('=');
+            let front = [0, 2, 3][k];
+            let back = usize::from(padded.len() % 3 != 0);
+            text.as_bytes()[front..text.len().saturating_sub(back).max(front)].to_vec()
+        })
+        .collect()
+}
+
 /// Every form a secret is looked for in.
 fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
-    let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
     let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let url: String = secret
         .iter()
@@ -115,12 +129,18 @@ fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
         .collect();
     let mut out = vec![
         secret.to_vec(),
-        b64.trim_end_matches('=').as_bytes().to_vec(),
-        b64url.into_bytes(),
         hex.clone().into_bytes(),
         hex.to_uppercase().into_bytes(),
         url.into_bytes(),
     ];
+    out.extend(base64_aligned(
+        secret,
+        &base64::engine::general_purpose::STANDARD,
+    ));
+    out.extend(base64_aligned(
+        secret,
+        &base64::engine::general_purpose::URL_SAFE,
+    ));
     out.sort();
     out.dedup();
     out
@@ -219,6 +239,13 @@ impl Detectors {
                 .then(|| check(&runs, "base64-or-hex-decoded"))
                 .flatten()
         })
+    }
+
+    /// The bottle's own secrets in `data` as it is, in every encoding they are precomputed in
+    /// (raw, base64 and base64url at any alignment, hex, percent-encoded); no decoding, so
+    /// fast enough for whole pushed histories.
+    pub fn known_secret(&self, data: &[u8]) -> bool {
+        self.known.as_ref().is_some_and(|ac| ac.is_match(data))
     }
 
     /// Inbound scan for prompt injection.
@@ -337,6 +364,33 @@ mod tests {
         assert!(!format!("{d:?}").contains("s3cr3t"));
     }
 
+    /// Inside a longer base64 stream a secret starts at any of three byte offsets; each is
+    /// found in the raw text, with no decoding.
+    #[test]
+    fn known_secrets_in_base64_at_any_alignment() {
+        use base64::Engine;
+        let secret = b"s3cr3t/value+1".to_vec();
+        let d = Detectors::new(std::slice::from_ref(&secret));
+        for prefix in ["", "u", "us", "usr:", "user:"] {
+            for suffix in ["", "!", "!!", "@host"] {
+                let mut plain = prefix.as_bytes().to_vec();
+                plain.extend_from_slice(&secret);
+                plain.extend_from_slice(suffix.as_bytes());
+                for engine in [
+                    base64::engine::general_purpose::STANDARD,
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                ] {
+                    let text = engine.encode(&plain);
+                    assert!(
+                        d.known_secret(format!("Basic {text}").as_bytes()),
+                        "{prefix:?} + secret + {suffix:?} as {text}"
+                    );
+                }
+            }
+        }
+        assert!(!d.known_secret(b"nothing to see"));
+    }
+
     /// Every encoding an agent might wrap a known secret or a token in is seen through.
     #[test]
     fn secrets_are_found_through_encodings_nobody_precomputed() {
@@ -365,16 +419,17 @@ mod tests {
                 format!("q=%7B%22k%22%3A%22{}%22%7D", json_u.replace('\\', "%5C")),
                 "percent-decoded-json-unescaped",
             ),
+            // Shifted base64 is precomputed at every alignment, so it shows in the raw text.
             (
                 format!("a={}", b64(&[b"x".as_slice(), secret].concat())),
-                "base64-or-hex-decoded",
+                "raw",
             ),
             (
                 format!("a={}", b64(&[b"xy".as_slice(), secret].concat())),
-                "base64-or-hex-decoded",
+                "raw",
             ),
             (format!("h={hex_mixed}"), "base64-or-hex-decoded"),
-            // Base64 inside a JSON string inside a form field.
+            // Base64 inside a JSON string inside a form field: precomputed, so raw.
             (
                 format!(
                     "payload=%7B%22d%22%3A%22{}%22%7D",
@@ -382,6 +437,11 @@ mod tests {
                         .replace('+', "%2B")
                         .replace('/', "%2F")
                 ),
+                "raw",
+            ),
+            // Mixed-case hex inside a JSON string inside a form field: only decoding finds it.
+            (
+                format!("payload=%7B%22d%22%3A%22{hex_mixed}%22%7D"),
                 "base64-or-hex-decoded",
             ),
         ];

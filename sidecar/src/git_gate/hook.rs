@@ -67,6 +67,11 @@ pub fn refspec(u: &RefUpdate, fast_forward: bool) -> String {
     }
 }
 
+/// `--force-with-lease` holding `u`'s ref to the value the agent replaced.
+pub fn lease(u: &RefUpdate) -> String {
+    format!("--force-with-lease={}:{}", u.name, u.old)
+}
+
 /// `GIT_PUSH_OPTION_COUNT` and `GIT_PUSH_OPTION_<i>`, as `--push-option=` arguments.
 pub fn push_options(get: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, String> {
     let Some(count) = get("GIT_PUSH_OPTION_COUNT") else {
@@ -190,21 +195,24 @@ fn run_inner() -> Result<(), String> {
         super::allow::decide(&repo, &allowed)?;
     }
 
-    let refspecs: Vec<String> = updates
-        .iter()
-        .map(|u| {
-            refspec(
-                u,
-                u.is_delete() || u.is_create() || is_ancestor(&u.old, &u.new),
-            )
-        })
-        .collect();
+    let mut refspecs = Vec::new();
+    let mut leases = Vec::new();
+    for u in &updates {
+        let fast_forward = u.is_delete() || u.is_create() || is_ancestor(&u.old, &u.new);
+        refspecs.push(refspec(u, fast_forward));
+        // A force push or a deletion replaces what the agent saw, and only that: if upstream
+        // moved since the mirror was refreshed, upstream refuses instead of losing commits.
+        if !u.is_create() && (u.is_delete() || !fast_forward) {
+            leases.push(lease(u));
+        }
+    }
     if refspecs.is_empty() {
         return Ok(());
     }
     let status = Command::new("git")
         .args(["push", "--quiet", "--no-verify"])
         .args(&options)
+        .args(&leases)
         .arg(&upstream)
         .args(&refspecs)
         // The marker that forbids ref updates here would reach a local upstream's own
@@ -258,6 +266,7 @@ mod tests {
         assert_eq!(refspec(&u(ZERO, "bb"), false), "bb:refs/heads/main");
         assert_eq!(refspec(&u("aa", "bb"), true), "bb:refs/heads/main");
         assert_eq!(refspec(&u("aa", "bb"), false), "+bb:refs/heads/main");
+        assert_eq!(lease(&u("aa", "bb")), "--force-with-lease=refs/heads/main:aa");
     }
 
     #[test]

@@ -255,13 +255,13 @@ impl GateServer {
             })
             .map(str::to_string);
         let guard = lock.clone().lock_owned().await;
-        let dir = match self.paths.ensure_mirror(&repo_name, &env).await {
+        let (dir, created) = match self.paths.ensure_mirror(&repo_name, &env).await {
             Ok(d) => d,
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
         if let Route::Advertise { .. } = route {
             // Every session starts here: the agent sees upstream as it is now.
-            if let Err(e) = self.paths.refresh(&dir, repo, &env).await {
+            if let Err(e) = self.paths.refresh(&dir, repo, &env, created).await {
                 tracing::warn!(repo = %repo_name, error = %e, "refreshing the mirror failed");
                 return answer(
                     StatusCode::BAD_GATEWAY,

@@ -125,16 +125,19 @@ impl GatePaths {
         Ok(env)
     }
 
-    /// The bare mirror of `name`, created and configured on first use.
+    /// The bare mirror of `name`, created and configured on first use; whether it was just
+    /// created.
     pub async fn ensure_mirror(
         &self,
         name: &str,
         env: &[(String, String)],
-    ) -> Result<PathBuf, RepoError> {
+    ) -> Result<(PathBuf, bool), RepoError> {
         let dir = self.mirror(name);
-        if !dir.join("HEAD").is_file() {
-            git(env, None, &["init", "--bare", "-q"], Some(&dir), "git init").await?;
+        let created = !dir.join("HEAD").is_file();
+        if !created {
+            return Ok((dir, false));
         }
+        git(env, None, &["init", "--bare", "-q"], Some(&dir), "git init").await?;
         let hooks = self.hooks().to_string_lossy().into_owned();
         for (k, v) in [
             ("core.hooksPath", hooks.as_str()),
@@ -146,15 +149,17 @@ impl GatePaths {
         ] {
             git(env, Some(&dir), &["config", k, v], None, "git config").await?;
         }
-        Ok(dir)
+        Ok((dir, true))
     }
 
-    /// Brings the mirror's branches and tags to upstream's.
+    /// Brings the mirror's branches and tags to upstream's; with `set_head` (a new mirror),
+    /// HEAD too.
     pub async fn refresh(
         &self,
         dir: &Path,
         repo: &GateRepo,
         env: &[(String, String)],
+        set_head: bool,
     ) -> Result<(), RepoError> {
         git(
             env,
@@ -173,14 +178,15 @@ impl GatePaths {
         )
         .await?;
         // HEAD follows upstream's default branch, so a clone checks out what upstream would.
-        if let Ok(out) = git(
-            env,
-            Some(dir),
-            &["ls-remote", "--symref", &repo.url, "HEAD"],
-            None,
-            "reading upstream HEAD",
-        )
-        .await
+        if set_head
+            && let Ok(out) = git(
+                env,
+                Some(dir),
+                &["ls-remote", "--symref", &repo.url, "HEAD"],
+                None,
+                "reading upstream HEAD",
+            )
+            .await
             && let Some(target) = out
                 .lines()
                 .find_map(|l| l.strip_prefix("ref: "))

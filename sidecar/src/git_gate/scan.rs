@@ -41,11 +41,11 @@ const COMMIT_PATTERNS: &[(&str, &str)] = &[
         "private-key",
         r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
     ),
-    (
-        "url-credentials",
-        r"\b[a-z][a-z0-9+.-]{1,15}://[^\s:/@'\x22]{1,64}:[^\s:/@'\x22$\{\}]{8,128}@[A-Za-z0-9.-]+",
-    ),
 ];
+
+/// `scheme://user:PASSWORD@host`, the password as group 1.
+const URL_CREDENTIALS: &str =
+    r"\b[a-z][a-z0-9+.-]{1,15}://[^\s:/@'\x22]{1,64}:([^\s:/@'\x22$\{\}]{8,128})@[A-Za-z0-9.-]+";
 
 /// A credential word, an assignment, and a quoted or bare value (group 1).
 const GENERIC: &str = r#"(?i)(?:api[_.-]?key|apikey|secret|token|passw(?:or)?d|pwd|credentials?|auth[_.-]?key|access[_.-]?key|client[_.-]?secret)[A-Za-z0-9_.-]{0,24}["']?\s*(?::=|=>|==|:|=)\s*[@"'`]?([A-Za-z0-9+/_.=~!$%^*-]{16,200})"#;
@@ -95,6 +95,7 @@ pub struct Scanner {
     any: RegexSet,
     rules: Vec<(&'static str, Regex)>,
     generic: Regex,
+    url_credentials: Regex,
     identifier: Regex,
     known: Detectors,
 }
@@ -150,6 +151,7 @@ impl Scanner {
             any,
             rules: all.iter().map(|(n, p)| (*n, regex(p))).collect(),
             generic: regex(GENERIC),
+            url_credentials: regex(URL_CREDENTIALS),
             // `self.token_cache`, `os.environ.API_TOKEN`: code, not a value.
             identifier: regex(r"^[A-Za-z_][A-Za-z0-9_]*(?:[.:][A-Za-z_][A-Za-z0-9_]*)+$"),
             known: Detectors::new(secrets),
@@ -165,6 +167,18 @@ impl Scanner {
             let span = re.find(line).map(|m| (m.start(), m.end()));
             return Some((rule, span));
         }
+        // Documentation's `user:password@` is not a credential; a password with some
+        // randomness in it is.
+        for c in self.url_credentials.captures_iter(line) {
+            let Some(v) = c.get(1) else { continue };
+            let value = v.as_bytes();
+            if entropy(value) >= 3.0
+                && value.iter().any(|b| !b.is_ascii_lowercase())
+                && !is_placeholder(value)
+            {
+                return Some(("url-credentials", Some((v.start(), v.end()))));
+            }
+        }
         for c in self.generic.captures_iter(line) {
             let Some(v) = c.get(1) else { continue };
             let value = v.as_bytes();
@@ -176,7 +190,7 @@ impl Scanner {
                 return Some(("generic-credential", Some((v.start(), v.end()))));
             }
         }
-        if self.known.outbound(line, false, true).is_some() {
+        if self.known.known_secret(line) {
             return Some(("bottle-secret", None));
         }
         None
@@ -189,6 +203,16 @@ impl Scanner {
         Ok(findings)
     }
 
+    /// Whether `block` may hold a finding: every rule at once over a whole file's added
+    /// lines. A superset of the per-line scan (lines are joined by newlines, which no rule
+    /// matches across as a secret), so a clean block needs no per-line look.
+    fn may_hold(&self, block: &[u8]) -> bool {
+        self.any.is_match(block)
+            || self.generic.is_match(block)
+            || self.url_credentials.is_match(block)
+            || self.known.known_secret(block)
+    }
+
     /// `scan_log`, handing each finding to `found` as it is made.
     pub fn scan_log_with(
         &self,
@@ -196,34 +220,54 @@ impl Scanner {
         mut found: impl FnMut(Finding),
     ) -> std::io::Result<()> {
         let mut commit = String::new();
-        let mut file: Option<String> = None;
+        let mut file = FileLines::default();
         let mut in_hunk = false;
         let mut lineno = 0u64;
         let mut buf = Vec::with_capacity(256);
         loop {
             buf.clear();
             if log.read_until(b'\n', &mut buf)? == 0 {
+                self.flush(&commit, &mut file, &mut found);
                 return Ok(());
             }
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
             if let Some(sha) = line.strip_prefix(b"\x01") {
+                self.flush(&commit, &mut file, &mut found);
                 commit = String::from_utf8_lossy(sha).trim().to_string();
-                file = None;
                 in_hunk = false;
             } else if line.starts_with(b"diff --git ") {
-                file = None;
+                self.flush(&commit, &mut file, &mut found);
                 in_hunk = false;
             } else if !in_hunk && let Some(path) = line.strip_prefix(b"+++ ") {
-                file = (path != b"/dev/null").then(|| diff_path(path));
+                file.path = (path != b"/dev/null").then(|| diff_path(path));
             } else if let Some(rest) = line.strip_prefix(b"@@ ") {
                 in_hunk = true;
                 lineno = hunk_start(rest);
             } else if in_hunk && let Some(added) = line.strip_prefix(b"+") {
-                if let Some(path) = &file
-                    && let Some((rule, span)) = self.scan_line(added)
-                {
+                if file.path.is_some() {
+                    file.push(lineno, added);
+                }
+                lineno += 1;
+            } else if in_hunk && line.starts_with(b" ") {
+                lineno += 1;
+            }
+        }
+    }
+
+    /// Scans one file's added lines: the whole block first, line by line only when it may
+    /// hold something.
+    fn flush(&self, commit: &str, file: &mut FileLines, found: &mut impl FnMut(Finding)) {
+        if let Some(path) = &file.path
+            && !file.text.is_empty()
+            && self.may_hold(&file.text)
+        {
+            let mut start = 0;
+            for &(lineno, end) in &file.lines {
+                let added = &file.text[start..end];
+                start = end + 1;
+                if let Some((rule, span)) = self.scan_line(added) {
                     found(Finding {
-                        commit: commit.clone(),
+                        commit: commit.to_string(),
                         file: path.clone(),
                         line: lineno,
                         rule: rule.to_string(),
@@ -231,11 +275,32 @@ impl Scanner {
                         allowed: memchr::memmem::find(added, ALLOW_MARKER).is_some(),
                     });
                 }
-                lineno += 1;
-            } else if in_hunk && line.starts_with(b" ") {
-                lineno += 1;
             }
         }
+        file.clear();
+    }
+}
+
+/// The added lines of one file of one commit: their text joined by newlines, and each line's
+/// number and end offset.
+#[derive(Debug, Default)]
+struct FileLines {
+    path: Option<String>,
+    text: Vec<u8>,
+    lines: Vec<(u64, usize)>,
+}
+
+impl FileLines {
+    fn push(&mut self, lineno: u64, added: &[u8]) {
+        self.text.extend_from_slice(added);
+        self.lines.push((lineno, self.text.len()));
+        self.text.push(b'\n');
+    }
+
+    fn clear(&mut self) {
+        self.path = None;
+        self.text.clear();
+        self.lines.clear();
     }
 }
 
@@ -346,10 +411,12 @@ mod tests {
                 .unwrap_or_else(|| panic!("{rule}: nothing found in {line}"));
             assert_eq!(got, *rule, "{line}");
             let shown = redact(line.as_bytes(), span);
-            assert!(
-                !shown.contains(&secret[secret.len() - 8..]),
-                "{rule}: {shown}"
-            );
+            // A URL keeps its user and host; its password goes.
+            let hidden = match *rule {
+                "url-credentials" => "Zq8LmT3pRx7v",
+                _ => &secret[secret.len() - 8..],
+            };
+            assert!(!shown.contains(hidden), "{rule}: {shown}");
         }
         // The bottle's secret, base64-encoded, is still its secret.
         let b64 = base64::Engine::encode(
@@ -376,6 +443,8 @@ mod tests {
             "let sk = \"sk-short\";",
             "password = \"aaaaaaaaaaaaaaaaaaaa1\"",
             "https://docs.rs/regex/1.10.0/regex/",
+            "/// http://username:password@example.com:123/path/data?key=value",
+            "all(\"http://user:pass@localhost:8887\")",
         ] {
             assert_eq!(s.scan_line(line.as_bytes()), None, "{line}");
         }
