@@ -10,7 +10,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
 work=$(mktemp -d)
-trap 'kill ${gate_pid:-0} 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT
 corpus_mb=${BB_BENCH_CORPUS_MB:-40}
 log_mb=${BB_BENCH_LOG_MB:-200}
 
@@ -90,19 +90,38 @@ ds_corpus=$(lines "$work/ds-corpus.json")
 ds_planted=$(lines "$work/ds-planted.json")
 ds_rate=$(python3 -c "print('%.1f' % ($(val corpus_mb) / ($t1 - $t0)))")
 
-# Push latency: 1 MB through the gate vs straight to the same bare repository.
+# Push latency: 1 MB through the gate vs straight to the same upstream, which is Debian's sshd
+# in a container (tests/fixtures/git-upstream), as an agent's forge would be.
 git() { command git -c user.name=bench -c user.email=b@bench.invalid "$@"; }
-up=$work/upstream.git
-git init -q --bare -b main "$up"
-(cd "$work" && git clone -q "$up" seed 2>/dev/null && cd seed && echo seed > README && git add README && git commit -q -m seed && git push -q origin main)
-mkdir -p "$work/gate"
-printf 'repos:\n  app: {url: %s}\n' "$up" > "$work/gate.yaml"
+forge=bb-bench-git-forge
+docker rm -f "$forge" >/dev/null 2>&1 || true
+trap 'kill ${gate_pid:-0} 2>/dev/null || true; docker rm -f '"$forge"' >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+docker build -q -t bb-e2e/git-upstream:1 --build-arg "BASE=${BB_BASE_IMAGE:-bot-bottle/base:bookworm}" \
+    "$root/tests/fixtures/git-upstream" >/dev/null
+mkdir -p "$work/keys" "$work/gate"
+ssh-keygen -q -t ed25519 -N "" -f "$work/keys/host_ed25519"
+ssh-keygen -q -t ed25519 -N "" -f "$work/client"
+cp "$work/client.pub" "$work/keys/authorized_keys"
+docker create --name "$forge" --label bot-bottle.e2e=upstream bb-e2e/git-upstream:1 >/dev/null
+docker cp "$work/keys/." "$forge:/keys/"
+docker start "$forge" >/dev/null
+ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$forge")
+docker exec -u git "$forge" git init -q --bare -b main /home/git/app.git
+host_key=$(cut -d' ' -f1,2 "$work/keys/host_ed25519.pub")
+echo "$ip $host_key" > "$work/known_hosts"
+export GIT_SSH_COMMAND="ssh -F /dev/null -i $work/client -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts"
+for _ in $(seq 50); do git ls-remote "git@$ip:app.git" >/dev/null 2>&1 && break; sleep 0.2; done
+(cd "$work" && git init -q -b main seed && cd seed && echo seed > README && git add README && git commit -q -m seed \
+    && git push -q "git@$ip:app.git" main)
+cp "$work/client" "$work/gate/git-key-app"
+chmod 600 "$work/gate/git-key-app"
+printf 'repos:\n  app: {url: "git@%s:app.git", hostKey: "%s"}\n' "$ip" "$host_key" > "$work/gate.yaml"
 "$target/release/bb-sidecar" git-gate --listen 127.0.0.1:0 --listen-file "$work/gate.addr" \
-    --config "$work/gate.yaml" --state-dir "$work/gate" --secrets-dir "$work/gate" 2>/dev/null &
+    --config "$work/gate.yaml" --state-dir "$work/gate-state" --secrets-dir "$work/gate" 2>/dev/null &
 gate_pid=$!
 for _ in $(seq 100); do [ -s "$work/gate.addr" ] && break; sleep 0.1; done
 git clone -q "http://$(cat "$work/gate.addr")/app.git" "$work/via-gate"
-git clone -q "$up" "$work/direct"
+git clone -q "git@$ip:app.git" "$work/direct"
 push_ms() { # DIR: commit 1 MB of fresh random text, time the push
     (cd "$1" && git pull -q --rebase origin main && head -c 750000 /dev/urandom | base64 > "blob-$RANDOM" \
         && git add -A && git commit -q -m blob \
@@ -111,14 +130,15 @@ push_ms() { # DIR: commit 1 MB of fresh random text, time the push
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 gate_ms=$(for _ in 1 2 3 4 5; do push_ms "$work/via-gate"; done | median)
 direct_ms=$(for _ in 1 2 3 4 5; do push_ms "$work/direct"; done | median)
+ratio=$(python3 -c "print('%.2f' % ($gate_ms / $direct_ms))")
 
 echo
-echo "| measure | bb-sidecar git-gate | detect-secrets $(PYTHONPATH=$pypi python3 -c 'import detect_secrets; print(detect_secrets.__version__)' 2>/dev/null) |"
+echo "| measure | bb-sidecar git-gate | detect-secrets $(PYTHONPATH=$pypi python3 -c 'from detect_secrets.__version__ import VERSION; print(VERSION)' 2>/dev/null) |"
 echo "|---|---|---|"
 echo "| clean corpus: $(val corpus_files) files, $(val corpus_mb) MB of real code | $(val corpus_findings) lines flagged | $ds_corpus lines flagged |"
 echo "| planted secrets found (13 families x 10) | $(val planted_found) / $(val planted) | $ds_planted / $(val planted) |"
 echo "| scan rate on that corpus | $(val throughput_mb_s) MB/s on a $(val log_mb) MB git log -p | $ds_rate MB/s |"
-echo "| 1 MB push, median of 5 | ${gate_ms} ms through the gate | ${direct_ms} ms direct |"
+echo "| 1 MB push to sshd, median of 5 | ${gate_ms} ms through the gate (${ratio}x) | ${direct_ms} ms direct |"
 echo
 echo "findings on the clean corpus by rule:"
 awk '$1 == "corpus_rule" { print "  " $2 ": " $3 }' <<<"$ours"

@@ -335,6 +335,27 @@ fn clean_pushes_land_secrets_do_not() {
     ok(&work, &["fetch", "-q", "origin"]);
     assert_eq!(ok(&work, &["rev-parse", "origin/main"]), theirs);
 
+    // Upstream moves again while the agent works on a stale base: upstream refuses the
+    // non-fast-forward (the gate does not refresh on push), nothing is lost, and fetch,
+    // rebase and push again works as with any remote.
+    let theirs2 = commit(&other, "NEWS", "upstream moved again\n", "news 2");
+    ok(&other, &["push", "-q", "origin", "main"]);
+    ok(&work, &["reset", "-q", "--hard", "origin/main"]);
+    commit(&work, "src/stale.rs", "// on a stale base\n", "stale");
+    let (pushed, err) = push(&work, &["origin", "main"]);
+    assert!(!pushed, "a push on a stale base went through:\n{err}");
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(theirs2.as_str()));
+    let (pushed, err) = push(&work, &["--force", "origin", "main"]);
+    assert!(
+        !pushed,
+        "a force push over work it never saw went through:\n{err}"
+    );
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(theirs2.as_str()));
+    ok(&work, &["pull", "-q", "--rebase", "origin", "main"]);
+    let (pushed, err) = push(&work, &["origin", "main"]);
+    assert!(pushed, "{err}");
+    let theirs = ok(&work, &["rev-parse", "HEAD"]);
+
     // gitleaks:allow without a supervisor is refused at once, saying so.
     ok(&work, &["reset", "-q", "--hard", "origin/main"]);
     commit(

@@ -216,6 +216,34 @@ spec:
         "the secret reached the forge"
     );
 
+    // A force push and a branch deletion reach the forge as such (the secret commit dropped).
+    let (pushed, out) = sh(
+        "cd ~/app && git reset -q --hard HEAD~1 && git commit -q --amend -m 'main, amended' \
+         && git push -q --force origin main && git push -q origin main:refs/heads/feature \
+         && git push -q origin :refs/heads/feature && git rev-parse HEAD",
+    );
+    assert!(pushed, "force push or deletion failed:\n{out}");
+    let amended = out.lines().last().unwrap_or_default().trim().to_string();
+    assert_eq!(
+        forge_head(&forge.name, "app"),
+        amended,
+        "the force push did not land"
+    );
+    let branches = ok(&mut docker(&[
+        "exec",
+        "-u",
+        "git",
+        &forge.name,
+        "git",
+        "--git-dir",
+        "/home/git/app.git",
+        "branch",
+    ]));
+    assert!(
+        !branches.contains("feature"),
+        "the deletion did not land: {branches}"
+    );
+
     // A forge that presents another host key than the pinned one gets nothing.
     let (cloned, out) = sh(&format!("cd ~ && git clone -q git@{FORGE}:other.git other"));
     assert!(

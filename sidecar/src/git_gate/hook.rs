@@ -242,8 +242,9 @@ pub fn run_ssh_wrapper() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let control = std::env::var("BB_GATE_SSH_CONTROL").ok();
     let err = Command::new("ssh")
-        .args(super::repo::ssh_argv(&key, &kh, &args))
+        .args(super::repo::ssh_argv(&key, &kh, control.as_deref(), &args))
         .exec();
     say(format!("running ssh: {err}"));
     ExitCode::FAILURE
@@ -266,7 +267,10 @@ mod tests {
         assert_eq!(refspec(&u(ZERO, "bb"), false), "bb:refs/heads/main");
         assert_eq!(refspec(&u("aa", "bb"), true), "bb:refs/heads/main");
         assert_eq!(refspec(&u("aa", "bb"), false), "+bb:refs/heads/main");
-        assert_eq!(lease(&u("aa", "bb")), "--force-with-lease=refs/heads/main:aa");
+        assert_eq!(
+            lease(&u("aa", "bb")),
+            "--force-with-lease=refs/heads/main:aa"
+        );
     }
 
     #[test]

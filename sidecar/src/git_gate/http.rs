@@ -259,15 +259,19 @@ impl GateServer {
             Ok(d) => d,
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         };
-        if let Route::Advertise { .. } = route {
-            // Every session starts here: the agent sees upstream as it is now.
-            if let Err(e) = self.paths.refresh(&dir, repo, &env, created).await {
-                tracing::warn!(repo = %repo_name, error = %e, "refreshing the mirror failed");
-                return answer(
-                    StatusCode::BAD_GATEWAY,
-                    format!("git-gate could not reach the upstream of {repo_name}: {e}"),
-                );
-            }
+        // A fetch or clone sees upstream as it is now. A push needs no refresh (a new mirror
+        // aside): upstream itself refuses an update that is not a fast-forward of what it has,
+        // and forced ones carry a lease on what the agent replaced.
+        let refresh = match route {
+            Route::Advertise { service, .. } => service == Service::UploadPack || created,
+            Route::Rpc { .. } => false,
+        };
+        if refresh && let Err(e) = self.paths.refresh(&dir, repo, &env, created).await {
+            tracing::warn!(repo = %repo_name, error = %e, "refreshing the mirror failed");
+            return answer(
+                StatusCode::BAD_GATEWAY,
+                format!("git-gate could not reach the upstream of {repo_name}: {e}"),
+            );
         }
         tracing::info!(%peer, repo = %repo_name, service = service.name(), advertise = matches!(route, Route::Advertise { .. }), "git-gate request");
         let mut cmd = tokio::process::Command::new("git");

@@ -57,6 +57,16 @@ impl GatePaths {
         self.state.join(format!("{name}.git"))
     }
 
+    /// One SSH control socket per repository and upstream: a connection another repository
+    /// opened (checked against that repository's pinned host key) is never reused for this one.
+    /// Hashed so the socket path stays within the 108 bytes a Unix socket allows.
+    fn control_path(&self, name: &str) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        name.hash(&mut h);
+        self.state.join(format!("ssh-{:016x}-%C", h.finish()))
+    }
+
     fn known_hosts(&self, name: &str) -> PathBuf {
         self.state.join(format!("{name}.known_hosts"))
     }
@@ -119,6 +129,10 @@ impl GatePaths {
                 (
                     "BB_GATE_KNOWN_HOSTS".into(),
                     kh.to_string_lossy().into_owned(),
+                ),
+                (
+                    "BB_GATE_SSH_CONTROL".into(),
+                    self.control_path(name).to_string_lossy().into_owned(),
                 ),
             ]);
         }
@@ -240,8 +254,15 @@ async fn git(
 }
 
 /// The ssh argv the wrapper runs for git's `args`: the repository's key only, the pinned host
-/// key only, no agent, no prompts, no user or system config.
-pub fn ssh_argv(key: &str, known_hosts: &str, args: &[String]) -> Vec<String> {
+/// key only, no agent, no prompts, no user or system config. With `control`, connections to
+/// one upstream are shared for a minute, so a push's refresh and its forwarding pay for one
+/// SSH handshake.
+pub fn ssh_argv(
+    key: &str,
+    known_hosts: &str,
+    control: Option<&str>,
+    args: &[String],
+) -> Vec<String> {
     let mut v: Vec<String> = [
         "-F",
         "/dev/null",
@@ -266,6 +287,16 @@ pub fn ssh_argv(key: &str, known_hosts: &str, args: &[String]) -> Vec<String> {
     .collect();
     v.push(format!("UserKnownHostsFile={known_hosts}"));
     v.extend(["-o".into(), "GlobalKnownHostsFile=/dev/null".into()]);
+    if let Some(path) = control {
+        v.extend([
+            "-o".into(),
+            "ControlMaster=auto".into(),
+            "-o".into(),
+            format!("ControlPath={path}"),
+            "-o".into(),
+            "ControlPersist=60".into(),
+        ]);
+    }
     v.extend(args.iter().cloned());
     v
 }
@@ -279,6 +310,7 @@ mod tests {
         let v = ssh_argv(
             "/s/git-key-app",
             "/g/app.known_hosts",
+            Some("/g/ssh-%C"),
             &[
                 "-p".into(),
                 "2222".into(),
@@ -295,6 +327,7 @@ mod tests {
             "BatchMode=yes",
             "UserKnownHostsFile=/g/app.known_hosts",
             "GlobalKnownHostsFile=/dev/null",
+            "ControlPath=/g/ssh-%C",
         ] {
             assert!(joined.contains(want), "{want}: {joined}");
         }
