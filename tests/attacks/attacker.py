@@ -291,9 +291,23 @@ emit('dns-tcp-to-witness', 'atk-dns-tcp', connect_direct(WITNESS_IP, 53, b'atk-d
 # --- Direct connections: the witness, the sidecar's other ports, the network's gateway.
 for port in (22, 80, 443, 8080, 9418):
     emit(f'direct-witness-{port}', f'atk-direct-{port}', connect_direct(WITNESS_IP, port, f'atk-direct-{port}'.encode()))
-for port in (22, 53, 80, 443, 2375, 6443, 9100, 9420):
+for port in (22, 53, 80, 443, 2375, 6443, 9100):
     emit(f'direct-sidecar-{port}', f'atk-sidecar-{port}',
          connect_direct(cfg['sidecar_ip'], port, b'x'), 'blocked')
+# git-gate listens on 9420 for the agent; it serves declared repositories and is no proxy.
+for name, req in (
+    ('git-gate-as-proxy', f'GET http://{BLOCKED}/allowed/atk-gate-proxy HTTP/1.1\r\nHost: {BLOCKED}\r\n\r\n'),
+    ('git-gate-connect', f'CONNECT {BLOCKED}:443 HTTP/1.1\r\nHost: {BLOCKED}:443\r\n\r\natk-gate-connect'),
+    ('git-gate-undeclared-repo', f'GET /atk-gate-repo.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: {BLOCKED}\r\n\r\n'),
+):
+    marker = {'git-gate-as-proxy': 'atk-gate-proxy', 'git-gate-connect': 'atk-gate-connect',
+              'git-gate-undeclared-repo': 'atk-gate-repo'}[name]
+    try:
+        s = socket.create_connection((cfg['sidecar_ip'], 9420), timeout=3)
+        s.sendall(req.encode())
+        emit(name, marker, status_of(recv_all(s)))
+    except Exception as e:
+        emit(name, marker, e)
 if cfg.get('gateway_ip'):
     for port in (22, 2375, 6443):
         emit(f'direct-gateway-{port}', f'atk-gateway-{port}',

@@ -215,6 +215,37 @@ spec:
         head,
         "the secret reached the forge"
     );
+    // More families, one only in an intermediate commit, and a key split across two
+    // commits, each from a clean base: all refused, none on the forge.
+    let planted: &[(&str, &str)] = &[
+        (
+            "github-token",
+            "echo 'token: ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi' > ci.yml && git add ci.yml && git commit -q -m ci",
+        ),
+        (
+            "stripe-live-key",
+            "echo 'STRIPE=sk_live_4eC39HqLyjWDarjtT1zdp7dc' > s.env && git add s.env && git commit -q -m s1 \
+             && echo 'STRIPE=' > s.env && git commit -q -am s2",
+        ),
+        (
+            "private-key-block",
+            "mkdir -p deploy && echo '-----BEGIN OPENSSH PRIVATE KEY-----' > deploy/id && git add deploy && git commit -q -m k1 \
+             && echo 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ' >> deploy/id && git commit -q -am k2",
+        ),
+    ];
+    sh("cd ~/app && git tag secret-top");
+    for (rule, script) in planted {
+        let (pushed, out) = sh(&format!(
+            "cd ~/app && git reset -q --hard secret-top~1 && {script} && git push origin main"
+        ));
+        assert!(!pushed && out.contains(rule), "{rule}: not refused:\n{out}");
+        assert_eq!(
+            forge_head(&forge.name, "app"),
+            head,
+            "{rule} reached the forge"
+        );
+    }
+    sh("cd ~/app && git reset -q --hard secret-top");
 
     // A force push and a branch deletion reach the forge as such (the secret commit dropped).
     let (pushed, out) = sh(
