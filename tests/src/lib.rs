@@ -127,6 +127,8 @@ pub struct Controller {
     pub args: Vec<String>,
     /// Extra environment of the controller process (and of it alone).
     pub env: Vec<(String, String)>,
+    /// The bb-sidecar the controller puts in sidecar images (a test may swap it and respawn).
+    pub sidecar_binary: PathBuf,
 }
 
 impl Controller {
@@ -151,6 +153,7 @@ impl Controller {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            sidecar_binary: workspace_bin("bb-sidecar"),
         };
         // The port was free a moment ago; another test may have taken it since. Only a lost
         // race is retried, on a new port.
@@ -205,7 +208,7 @@ impl Controller {
             ])
             .arg(self.home.path())
             .args(["--base-image", BASE_IMAGE, "--sidecar-binary"])
-            .arg(workspace_bin("bb-sidecar"))
+            .arg(&self.sidecar_binary)
             // The tests' stand-in upstreams live on the bottles' private Docker networks.
             .arg("--allow-private-upstreams")
             .args(&self.args)

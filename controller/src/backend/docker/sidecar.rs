@@ -183,13 +183,22 @@ impl DockerBackend {
             .await?
             .into_iter()
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
+        let image = self.sidecar_image(None).await?.clone();
         match existing {
-            Some(c) if Self::running(&c) => return Ok(endpoints),
+            Some(c) if Self::running(&c) && c.image.as_deref() == Some(image.as_str()) => {
+                return Ok(endpoints);
+            }
+            // Another sidecar image (this controller was upgraded): the new one may serve
+            // more (git-gate did not exist once), so it replaces the old one, and the delivery
+            // below restores what the tmpfs held. The agent container is untouched.
+            Some(c) if Self::running(&c) => {
+                tracing::info!(agent = %id, from = c.image.as_deref().unwrap_or("?"), to = %image, "sidecar image changed; replacing the sidecar");
+                self.remove_container(&name).await?;
+            }
             // A stopped sidecar lost its tmpfs (CA key, tokens): start over.
             Some(_) => self.remove_container(&name).await?,
             None => {}
         }
-        let image = self.sidecar_image(None).await?.clone();
         let run = SIDECAR_RUN;
         let mut cmd: Vec<String> = [
             "egress",
