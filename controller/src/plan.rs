@@ -167,8 +167,8 @@ pub async fn agent(
             (None, None) => {}
         }
     }
-    let mut files = provider.files(&view);
-    files.extend(provider.credential_files()?);
+    let files = provider.files(&view);
+    let credential_files = provider.credential_files()?;
     let runtime = resolved.spec.runtime.clone().unwrap_or_default();
     let gate = resolved.spec.git_gate.as_ref();
     let gitconfig = git_gate::agent_gitconfig(
@@ -190,6 +190,7 @@ pub async fn agent(
         gitconfig,
         dirs: provider.dirs(),
         files,
+        credential_files,
         skills: agent.spec.skills.clone().unwrap_or_default(),
         skills_dir: provider.skills_dir(),
         container_hash: String::new(),
@@ -201,7 +202,8 @@ pub async fn agent(
 /// The identity of the agent container: everything the container is made or provisioned from.
 /// A change to any of it (prompt, skills, workspace and label included) gives a new container,
 /// so an Agent reported Running at a generation runs exactly that generation's spec. Secret
-/// values are left out (they reach sessions at exec time), their names are not.
+/// values are left out (they reach sessions at exec time), their names are not; so are the
+/// placeholder copies of a host login, which change whenever the host refreshes it.
 pub fn container_hash(plan: &AgentPlan) -> String {
     fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
         serde_json::to_vec(v).unwrap_or_default()
@@ -266,6 +268,7 @@ mod tests {
                 contents: b"blue".to_vec(),
                 mode: 0o600,
             }],
+            credential_files: Vec::new(),
             skills: vec!["review".into()],
             skills_dir: "/home/agent/.x/skills".into(),
             container_hash: String::new(),
@@ -326,5 +329,17 @@ mod tests {
             );
         }
         assert_eq!(container_hash(&base()), h, "the hash is not deterministic");
+        // A refreshed host login is not a new container.
+        let mut p = base();
+        p.credential_files.push(ProvisionFile {
+            guest_path: "/home/agent/.codex/auth.json".into(),
+            contents: b"{\"last_refresh\": \"later\"}".to_vec(),
+            mode: 0o600,
+        });
+        assert_eq!(
+            container_hash(&p),
+            h,
+            "a host login refresh would replace the agent"
+        );
     }
 }

@@ -135,6 +135,9 @@ pub struct AgentPlan {
     pub gitconfig: Option<String>,
     pub dirs: Vec<ProvisionDir>,
     pub files: Vec<ProvisionFile>,
+    /// Placeholder copies of a host login (codex's auth.json): provisioned like `files`, but
+    /// outside the container hash, so the host refreshing its login never replaces the agent.
+    pub credential_files: Vec<ProvisionFile>,
     /// `spec.skills`: names (under the backend's skills root) or absolute host directories.
     pub skills: Vec<String>,
     /// Where the provider reads skills inside the agent.

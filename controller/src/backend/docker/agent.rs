@@ -184,7 +184,7 @@ impl DockerBackend {
             tar.dir(d.guest_path.trim_start_matches('/'), d.mode, uid)
                 .map_err(fail)?;
         }
-        for f in &plan.files {
+        for f in plan.files.iter().chain(&plan.credential_files) {
             let path = f.guest_path.trim_start_matches('/');
             tar.file(path, &f.contents, f.mode, uid).map_err(fail)?;
         }
