@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
-use support::Harness;
+use support::{Harness, events_with};
 
 const FORGE_TOKEN: &str = "gitea-token-e2e-71c4";
 
@@ -119,26 +119,6 @@ async fn apply(h: &Harness, api_url: &str) {
         .create(&PostParams::default(), &agent)
         .await
         .expect("agent");
-}
-
-async fn events(client: &kube::Client, want: &str) -> String {
-    let mut last = String::new();
-    for _ in 0..100 {
-        let v: serde_json::Value = client
-            .request(
-                http::Request::get("/api/v1/namespaces/default/events")
-                    .body(Vec::new())
-                    .expect("req"),
-            )
-            .await
-            .expect("events");
-        last = v.to_string();
-        if last.contains(want) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    last
 }
 
 async fn key_secrets(client: &kube::Client) -> usize {
@@ -270,7 +250,7 @@ async fn forge_refusals_are_reported() {
         .delete("worker", &DeleteParams::default())
         .await
         .expect("delete");
-    let ev = events(&h.client, "DeployKeyRevokeFailed").await;
+    let ev = events_with(&h.client, &["DeployKeyRevokeFailed"]).await;
     assert!(
         ev.contains("DeployKeyRevokeFailed") && ev.contains("revoke it by hand"),
         "{ev}"

@@ -11,7 +11,7 @@ use bb_crds::{Agent, AgentPhase, Bottle};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-use support::{Harness, SECRET_VALUE, logs};
+use support::{Harness, SECRET_VALUE, events_with, logs};
 
 fn phase(a: &Agent) -> Option<AgentPhase> {
     a.status.as_ref().and_then(|s| s.phase)
@@ -24,32 +24,6 @@ fn condition(a: &Agent, t: &str) -> Option<(String, String, String)> {
         .iter()
         .find(|c| c.type_ == t)
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Polls the core events list until it mentions every reason in `want` (events are published
-/// after the backend work they describe).
-async fn events_with(client: &kube::Client, want: &[&str]) -> String {
-    let mut last = String::new();
-    for _ in 0..100 {
-        last = events_for(client).await;
-        if want.iter().all(|w| last.contains(w)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    last
-}
-
-async fn events_for(client: &kube::Client) -> String {
-    let v: serde_json::Value = client
-        .request(
-            http::Request::get("/api/v1/namespaces/default/events")
-                .body(Vec::new())
-                .expect("req"),
-        )
-        .await
-        .expect("events");
-    v.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,10 @@
 //! The sidecar's policy file and its hash, defined in the kube-free policy crate (which the
 //! sidecar links instead of this one); its tests against Bottles live here.
 
-pub use bb_policy::file::{applied_policy_hash, parse_sidecar_policy, policy_hash, short_hex};
+pub use bb_policy::file::{
+    GIT_GATE_CONFIG_FILE, applied_policy_hash, git_key_file, parse_sidecar_policy, policy_hash,
+    short_hex,
+};
 
 #[cfg(test)]
 mod tests {

@@ -4,9 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// git-gate's `git-gate.yaml`, delivered in the secrets directory.
-pub const GIT_GATE_CONFIG: &str = "git-gate.yaml";
-
 /// Every regular file of a secrets directory, by name.
 #[derive(Debug, Default, Clone)]
 pub struct SecretFiles(BTreeMap<String, Vec<u8>>);
@@ -43,7 +40,7 @@ impl SecretFiles {
     pub fn values(&self) -> Vec<Vec<u8>> {
         self.0
             .iter()
-            .filter(|(name, _)| name.as_str() != GIT_GATE_CONFIG)
+            .filter(|(name, _)| name.as_str() != bb_policy::file::GIT_GATE_CONFIG_FILE)
             .map(|(_, v)| v.clone())
             .collect()
     }

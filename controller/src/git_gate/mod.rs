@@ -13,14 +13,7 @@ use crate::secrets::SecretError;
 
 /// Where the agent reaches git-gate.
 pub const GATE_BASE: &str = "http://bb-sidecar:9420";
-/// The sidecar's config file, delivered among its secret files so it changes atomically with
-/// the keys it names.
-pub const CONFIG_FILE: &str = "git-gate.yaml";
-
-/// The secret file carrying repository `name`'s push key (the sidecar's `key_file`).
-pub fn key_file(name: &str) -> String {
-    format!("git-key-{name}")
-}
+pub use bb_crds::policy::{GIT_GATE_CONFIG_FILE as CONFIG_FILE, git_key_file as key_file};
 
 /// The declared repositories that have an upstream URL.
 pub fn repos(spec: Option<&GitGateSpec>) -> BTreeMap<String, GitRepo> {

@@ -203,3 +203,29 @@ impl Drop for Harness {
         }
     }
 }
+
+/// Polls the core events list until it mentions every reason in `want` (events are published
+/// after the backend work they describe).
+pub async fn events_with(client: &kube::Client, want: &[&str]) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = events_for(client).await;
+        if want.iter().all(|w| last.contains(w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    last
+}
+
+pub async fn events_for(client: &kube::Client) -> String {
+    let v: serde_json::Value = client
+        .request(
+            http::Request::get("/api/v1/namespaces/default/events")
+                .body(Vec::new())
+                .expect("req"),
+        )
+        .await
+        .expect("events");
+    v.to_string()
+}

@@ -10,6 +10,15 @@ use crate::error::{FieldPath, ValidationErrors};
 use crate::validate::{self, PolicyContext, host_key};
 use crate::yaml::{ManifestError, typed, yaml_documents};
 
+/// git-gate's config in a sidecar's secrets directory: delivered there so it changes atomically
+/// with the keys it names, and covered by the applied hash like them.
+pub const GIT_GATE_CONFIG_FILE: &str = "git-gate.yaml";
+
+/// The secret file carrying git-gate repository `repo`'s push key.
+pub fn git_key_file(repo: &str) -> String {
+    format!("git-key-{repo}")
+}
+
 /// The identity of a policy file's text: 16 hex digits of its SHA-256. The Bottle's
 /// `resolvedPolicyHash` and the Agent's `appliedPolicyHash` are both this function over the same
 /// text (the policy file the controller writes for the sidecar, token files by name only), so

@@ -37,10 +37,7 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// The secret file holding the push key of repository `name`.
-pub fn key_file(name: &str) -> String {
-    format!("git-key-{name}")
-}
+pub use bb_policy::file::git_key_file as key_file;
 
 impl GateConfig {
     pub fn load(path: &Path) -> Result<GateConfig, ConfigError> {

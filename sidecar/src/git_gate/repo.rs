@@ -115,7 +115,10 @@ impl GatePaths {
             let line = known_hosts_line(&repo.url, host_key)
                 .ok_or_else(|| RepoError::NoHostKey(name.to_string()))?;
             let kh = self.known_hosts(name);
-            std::fs::write(&kh, line).map_err(io(format!("writing {}", kh.display())))?;
+            // Every request passes here; the file changes only with a new hostKey.
+            if std::fs::read_to_string(&kh).ok().as_deref() != Some(line.as_str()) {
+                std::fs::write(&kh, &line).map_err(io(format!("writing {}", kh.display())))?;
+            }
             env.extend([
                 (
                     "GIT_SSH".into(),
