@@ -35,7 +35,7 @@ enum Command {
         secrets_dir: Option<PathBuf>,
     },
     /// Run the egress proxy. SIGHUP reloads the policy (an invalid one keeps the old).
-    Egress(EgressOptions),
+    Egress(Box<EgressOptions>),
     /// Install a delivery (a tar of ca.crt, ca.key, upstream-ca.crt, secrets/NAME and
     /// policy.yaml) read from stdin into DIR; the policy is renamed into place last.
     Receive {
@@ -129,6 +129,22 @@ struct EgressOptions {
     /// git-gate's mirrors and hook links.
     #[arg(long, value_name = "DIR")]
     pub git_gate_state: Option<PathBuf>,
+    /// Where proposals wait for a human (gitleaks:allow, the supervise tools); the runner
+    /// mirrors it. Without it gitleaks:allow is refused at once and supervise cannot run.
+    #[arg(long, value_name = "DIR")]
+    pub queue_dir: Option<PathBuf>,
+    /// How long a gitleaks:allow proposal holds its push waiting for a decision.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub allow_timeout: u64,
+    /// Also serve the supervise MCP server here (the agent's `http://bb-sidecar:9100/mcp`).
+    #[arg(long, value_name = "ADDR", requires = "queue_dir")]
+    pub supervise_listen: Option<SocketAddr>,
+    /// Once listening, write the supervise server's address here.
+    #[arg(long, value_name = "FILE", requires = "supervise_listen")]
+    pub supervise_listen_file: Option<PathBuf>,
+    /// How long a supervise tool call waits for the decision before answering "pending".
+    #[arg(long, value_name = "SECONDS", default_value_t = 50)]
+    pub decision_wait: u64,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -289,7 +305,7 @@ fn main() -> ExitCode {
             policy,
             secrets_dir,
         } => check_policy(&policy, secrets_dir.as_deref()),
-        Command::Egress(opts) => run_egress(opts),
+        Command::Egress(opts) => run_egress(*opts),
         Command::Receive { dir } => bb_sidecar::delivery::receive(std::io::stdin().lock(), &dir)
             .with_context(|| format!("installing into {}", dir.display())),
         Command::Applied { status_file } => {
@@ -329,10 +345,7 @@ fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {
         let bound = listener.local_addr()?;
         tracing::info!(listen = %bound, "git-gate ready");
         if let Some(f) = &opts.listen_file {
-            let tmp = f.with_extension("tmp");
-            std::fs::write(&tmp, format!("{bound}\n"))
-                .and_then(|()| std::fs::rename(&tmp, f))
-                .with_context(|| format!("writing {}", f.display()))?;
+            write_listen_file(f, bound)?;
         }
         tokio::select! {
             r = gate.serve(listener) => r.context("serving")?,
@@ -340,6 +353,14 @@ fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Writes the address a listener bound (port 0 picks one) whole, for a rig to read.
+fn write_listen_file(f: &Path, bound: SocketAddr) -> anyhow::Result<()> {
+    let tmp = f.with_extension("tmp");
+    std::fs::write(&tmp, format!("{bound}\n"))
+        .and_then(|()| std::fs::rename(&tmp, f))
+        .with_context(|| format!("writing {}", f.display()))
 }
 
 fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
@@ -358,6 +379,11 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         git_gate_listen,
         git_gate_config,
         git_gate_state,
+        queue_dir,
+        allow_timeout,
+        supervise_listen,
+        supervise_listen_file,
+        decision_wait,
     } = opts;
     let gate_secrets = secrets_dir.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -389,10 +415,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         let bound = listener.local_addr()?;
         tracing::info!(listen = %bound, policy = %hash, "egress proxy ready");
         if let Some(f) = &listen_file {
-            let tmp = f.with_extension("tmp");
-            std::fs::write(&tmp, format!("{bound}\n"))
-                .and_then(|()| std::fs::rename(&tmp, f))
-                .with_context(|| format!("writing {}", f.display()))?;
+            write_listen_file(f, bound)?;
         }
         if let Some(f) = &status_file {
             write_status(f, &hash);
@@ -432,8 +455,8 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
             let paths = bb_sidecar::git_gate::repo::GatePaths {
                 state,
                 secrets,
-                queue: None,
-                allow_timeout_secs: 300,
+                queue: queue_dir.clone(),
+                allow_timeout_secs: allow_timeout,
                 exe: std::env::current_exe().context("locating bb-sidecar")?,
             };
             let gate = Arc::new(bb_sidecar::git_gate::http::GateServer::new(config, paths)?);
@@ -444,6 +467,27 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
             tokio::spawn(async move {
                 if let Err(e) = gate.serve(listener).await {
                     tracing::error!(error = %e, "git-gate stopped");
+                }
+            });
+        }
+        if let (Some(addr), Some(queue)) = (supervise_listen, queue_dir) {
+            let live = proxy.clone();
+            let supervise = Arc::new(bb_sidecar::supervise::Supervise::new(
+                move || live.policy().spec.routes().to_vec(),
+                bb_sidecar::queue::Queue::new(queue),
+                std::time::Duration::from_secs(decision_wait),
+            ));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr}"))?;
+            let bound = listener.local_addr()?;
+            tracing::info!(listen = %bound, "supervise ready");
+            if let Some(f) = &supervise_listen_file {
+                write_listen_file(f, bound)?;
+            }
+            tokio::spawn(async move {
+                if let Err(e) = supervise.serve(listener).await {
+                    tracing::error!(error = %e, "supervise stopped");
                 }
             });
         }

@@ -59,8 +59,18 @@ pub fn applied_policy_hash<'a>(
 
 /// Parses and validates a sidecar policy file (YAML with `log` and `routes`).
 pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
+    parse_policy(text, "sidecar policy", PolicyContext::SidecarPolicy)
+}
+
+/// A policy document held to every rule a Bottle's egress is: the types, the CRD schema's
+/// extra bounds, `validate::egress` with `ctx`'s token sources, and one route per host.
+pub(crate) fn parse_policy(
+    text: &str,
+    object: &str,
+    ctx: PolicyContext,
+) -> Result<EgressSpec, ManifestError> {
     let mut docs = yaml_documents(text)?;
-    let mut errs = ValidationErrors::new("sidecar policy");
+    let mut errs = ValidationErrors::new(object);
     if docs.len() > 1 {
         errs.push(&FieldPath::default(), "must be a single YAML document");
         return Err(ManifestError::Invalid(vec![errs]));
@@ -94,12 +104,7 @@ pub fn parse_sidecar_policy(text: &str) -> Result<EgressSpec, ManifestError> {
             }
         }
     }
-    validate::egress(
-        &policy,
-        &FieldPath::default(),
-        PolicyContext::SidecarPolicy,
-        &mut errs,
-    );
+    validate::egress(&policy, &FieldPath::default(), ctx, &mut errs);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in policy.routes().iter().enumerate() {
         if let Some(first) = seen.insert(host_key(&r.host), i) {

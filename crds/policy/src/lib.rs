@@ -5,6 +5,7 @@
 pub mod egress;
 pub mod error;
 pub mod file;
+pub mod proposal;
 pub mod secret;
 pub mod validate;
 pub mod yaml;

@@ -2,22 +2,14 @@
 //! decision, raised as a `gitleaks-allow` proposal in the sidecar's supervise queue. Only an
 //! approval lets the push go on; rejection, anything malformed, no queue, or the timeout refuse.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use bb_policy::proposal::{QueuedProposal, TOOL_GITLEAKS_ALLOW};
 
 use super::scan::Finding;
+use crate::queue::{Outcome, Queue, new_id};
 
 const JUSTIFICATION: &str = "The agent marked these findings with gitleaks:allow. Approve only dummy test fixtures or confirmed false positives.";
-
-/// A decision written beside a proposal as `<id>.response.json`.
-#[derive(Debug, Deserialize)]
-struct Response {
-    status: String,
-    #[serde(default)]
-    reason: Option<String>,
-}
 
 /// The text a human reviews: each finding, redacted.
 pub fn proposal_text(repo: &str, findings: &[Finding]) -> String {
@@ -29,14 +21,6 @@ pub fn proposal_text(repo: &str, findings: &[Finding]) -> String {
         ));
     }
     s
-}
-
-fn new_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("gitleaks-allow-{:x}-{:x}", nanos, std::process::id())
 }
 
 fn say(line: &str) {
@@ -69,55 +53,55 @@ pub fn decide(repo: &str, findings: &[Finding]) -> Result<(), String> {
             "this bottle has no supervisor to ask (spec.supervise is off); remove the secrets, or enable supervise and push again".into(),
         );
     };
-    let id = new_id();
-    let proposal = serde_json::json!({
-        "id": id,
-        "tool": "gitleaks-allow",
-        "repo": repo,
-        "proposedFile": proposal_text(repo, findings),
-        "justification": JUSTIFICATION,
-        "arrivalTimestamp": jiff::Timestamp::now().to_string(),
-    });
-    let dir = Path::new(&queue);
-    let tmp = dir.join(format!(".{id}.tmp"));
-    let path = dir.join(format!("{id}.proposal.json"));
-    std::fs::write(&tmp, proposal.to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("cannot raise the proposal in {queue}: {e}; refusing the push"))?;
+    let queue = Queue::new(queue);
+    let id = new_id(TOOL_GITLEAKS_ALLOW);
+    let proposal = QueuedProposal {
+        id: id.clone(),
+        tool: TOOL_GITLEAKS_ALLOW.into(),
+        repo: Some(repo.into()),
+        proposed_file: proposal_text(repo, findings),
+        justification: JUSTIFICATION.into(),
+        arrival_timestamp: jiff::Timestamp::now().to_string(),
+    };
+    queue.raise(&proposal).map_err(|e| {
+        format!(
+            "cannot raise the proposal in {}: {e}; refusing the push",
+            queue.dir().display()
+        )
+    })?;
     say(&format!(
         "waiting up to {timeout}s for a decision on proposal {id} (approve it with `bbctl supervise`)"
     ));
-    let response = dir.join(format!("{id}.response.json"));
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
-        if let Ok(text) = std::fs::read_to_string(&response) {
-            let decision: Result<Response, _> = serde_json::from_str(&text);
-            let _ = std::fs::remove_file(&path);
-            let _ = std::fs::remove_file(&response);
-            return match decision {
-                Ok(r) if r.status == "approved" || r.status == "modified" => {
-                    say(&format!(
-                        "approved: {}",
-                        r.reason.as_deref().unwrap_or("(no reason given)")
-                    ));
-                    Ok(())
-                }
-                Ok(r) => Err(format!(
+        match queue.take_decision(&id) {
+            Outcome::Decided(r) if r.approved() => {
+                say(&format!(
+                    "approved: {}",
+                    r.reason.as_deref().unwrap_or("(no reason given)")
+                ));
+                return Ok(());
+            }
+            Outcome::Decided(r) => {
+                return Err(format!(
                     "proposal {id} was {}: {}; refusing the push",
                     r.status,
                     r.reason.as_deref().unwrap_or("no reason given")
-                )),
-                Err(e) => Err(format!(
+                ));
+            }
+            Outcome::Malformed(e) => {
+                return Err(format!(
                     "the decision on {id} is unreadable ({e}); refusing the push"
-                )),
-            };
+                ));
+            }
+            Outcome::Waiting => {}
         }
         if Instant::now() >= deadline {
-            let _ = std::fs::remove_file(&path);
+            queue.withdraw(&id);
             return Err(format!(
                 "no decision on proposal {id} within {timeout}s; refusing the push"
             ));
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
