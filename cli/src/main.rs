@@ -59,6 +59,10 @@ enum Command {
     Resume(cmd::apply::SuspendArgs),
     /// Snapshot an Agent's container as an image and record it in status.snapshot.
     Commit(cmd::session::CommitArgs),
+    /// Approve a Proposal (an agent's request for access) with a reason, optionally for a time.
+    Approve(cmd::decide::ApproveArgs),
+    /// Reject a Proposal with a reason; the agent reads it.
+    Reject(cmd::decide::RejectArgs),
     /// Check Docker, gVisor, images, the sidecar binary, the control plane and file modes.
     Doctor(cmd::doctor::DoctorArgs),
     /// Print a shell completion script: `source <(bbctl completion bash)`.
@@ -118,6 +122,8 @@ fn main() -> ExitCode {
         Command::Logs(a) => cmd::session::logs(a),
         Command::Commit(a) => cmd::session::commit(a),
         Command::Suspend(a) => done(cmd::apply::set_suspend(a, true)),
+        Command::Approve(a) => done(cmd::decide::approve(a)),
+        Command::Reject(a) => done(cmd::decide::reject(a)),
         Command::Resume(a) => done(cmd::apply::set_suspend(a, false)),
         Command::Version => {
             println!("bbctl {}", env!("CARGO_PKG_VERSION"));

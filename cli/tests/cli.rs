@@ -83,7 +83,11 @@ fn crds_prints_the_chart() {
     let (code, out, _) = bbctl(&["crds"], &root());
     assert_eq!(code, 0);
     let mut want = String::new();
-    for f in ["bottles.bot-bottle.dev.yaml", "agents.bot-bottle.dev.yaml"] {
+    for f in [
+        "bottles.bot-bottle.dev.yaml",
+        "agents.bot-bottle.dev.yaml",
+        "proposals.bot-bottle.dev.yaml",
+    ] {
         want.push_str("---\n");
         want.push_str(
             &std::fs::read_to_string(root().join("charts/bot-bottle/crds").join(f)).expect("read"),

@@ -773,7 +773,7 @@ sys.exit(1 if bad else 0)
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        report.contains("bot-bottle.dev/v1alpha1") && report.contains("18 operations"),
+        report.contains("bot-bottle.dev/v1alpha1") && report.contains("27 operations"),
         "{report}"
     );
 }

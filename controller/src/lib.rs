@@ -18,5 +18,6 @@ pub mod reconcile;
 pub mod secrets;
 pub mod sessions;
 pub mod store;
+pub mod supervise;
 
 pub use bb_crds as crds;

@@ -124,6 +124,7 @@ pub async fn sidecar(
     Ok(SidecarPlan {
         policy_yaml,
         secret_files: files,
+        supervise: resolved.spec.supervise(),
     })
 }
 
@@ -140,11 +141,18 @@ pub async fn agent(
     agent: &Agent,
     resolved: &ResolvedBottle,
     provider: &dyn Provider,
+    supervise_url: Option<&str>,
 ) -> Result<AgentPlan, PlanError> {
     let image = provider.image();
-    let view = provider::AgentView::of(agent);
+    let view = provider::AgentView {
+        supervise_url,
+        ..provider::AgentView::of(agent)
+    };
     let command = provider.attach_command(&view);
     let mut env = provider.env();
+    if let Some(url) = supervise_url {
+        env.insert("MCP_SUPERVISE_URL".into(), url.into());
+    }
     let mut secret_env = BTreeMap::new();
     for var in resolved.spec.env() {
         match (&var.value, &var.value_from) {

@@ -223,6 +223,10 @@ pub struct AgentStatus {
     /// answer. `bbctl` connects there; only that runner touches the Agent's runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_endpoint: Option<String>,
+    /// Approved Proposals the sidecar enforces on top of the Bottle: while any is listed,
+    /// `appliedPolicyHash` differs from the Bottle's `resolvedPolicyHash`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
     /// Image (or artifact) holding the latest snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

@@ -15,6 +15,7 @@ pub mod error;
 pub mod git_gate;
 pub mod manifest;
 pub mod policy;
+pub mod proposal;
 pub mod provider;
 pub mod quantity;
 pub mod resolve;
@@ -26,6 +27,7 @@ pub use agent::{Agent, AgentPhase, AgentSpec, AgentStatus};
 pub use bottle::{Bottle, BottleSpec, BottleStatus};
 pub use error::{FieldError, FieldPath, ValidationErrors};
 pub use manifest::{Resource, parse_resources};
+pub use proposal::{Proposal, ProposalSpec, ProposalStatus};
 pub use resolve::{ResolvedBottle, resolve_bottle};
 
 /// API group of every bot-bottle resource.

@@ -63,9 +63,11 @@ const METADATA_FIELDS: &[&str] = &[
 fn schema_of(kind: &str) -> Option<&'static JSONSchemaProps> {
     static BOTTLE: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     static AGENT: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
+    static PROPOSAL: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     let cell = match kind {
         "Bottle" => BOTTLE.get_or_init(|| top_schema(crate::crd::all().swap_remove(0))),
         "Agent" => AGENT.get_or_init(|| top_schema(crate::crd::all().swap_remove(1))),
+        "Proposal" => PROPOSAL.get_or_init(|| top_schema(crate::crd::all().swap_remove(2))),
         _ => return None,
     };
     cell.as_ref()
@@ -91,8 +93,44 @@ fn object_label(doc: &Value, index: usize) -> String {
     }
 }
 
+/// Admission of any bot-bottle object the API server stores: schema, metadata and types. The
+/// manifests users apply with bbctl hold Bottles and Agents (`check_document`); Proposals are
+/// written by runners, `bbctl approve` and `kubectl`.
+pub fn check_object(doc: &Value) -> Vec<crate::FieldError> {
+    if doc.get("kind").and_then(Value::as_str) != Some("Proposal") {
+        return check_document(doc, 1)
+            .err()
+            .map(|e| e.errors)
+            .unwrap_or_default();
+    }
+    let mut errs = match check_shape(doc, 1, true) {
+        Ok(()) => ValidationErrors::new(object_label(doc, 1)),
+        Err(e) => return e.errors,
+    };
+    let _ = typed::<crate::Proposal>(doc, &mut errs);
+    errs.errors
+}
+
 /// Checks one document and returns it typed, or every error it has.
 pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationErrors> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    check_shape(doc, index, false)?;
+    let mut errs = ValidationErrors::new(object_label(doc, index));
+    let resource = match kind {
+        "Bottle" => typed::<Bottle>(doc, &mut errs).map(Resource::Bottle),
+        _ => typed::<Agent>(doc, &mut errs).map(|a| {
+            validate::agent_spec(&a.spec, &mut errs);
+            Resource::Agent(a)
+        }),
+    };
+    match resource {
+        Some(r) if errs.is_empty() => Ok(r),
+        _ => Err(errs),
+    }
+}
+
+/// The checks every kind shares: kind and apiVersion, the CRD's structural schema, metadata.
+fn check_shape(doc: &Value, index: usize, proposals: bool) -> Result<(), ValidationErrors> {
     let mut errs = ValidationErrors::new(object_label(doc, index));
     let root = FieldPath::default();
     let kind = doc.get("kind").and_then(Value::as_str);
@@ -104,7 +142,7 @@ pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationE
         );
         return Err(errs);
     };
-    let Some(schema) = schema_of(kind) else {
+    let Some(schema) = schema_of(kind).filter(|_| proposals || kind != "Proposal") else {
         errs.push(
             &root.field("kind"),
             format!(
@@ -141,27 +179,21 @@ pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationE
             }
         }
     }
-    metadata(doc.get("metadata"), kind == "Agent", &mut errs);
+    metadata(
+        doc.get("metadata"),
+        kind != "Bottle",
+        kind == "Proposal",
+        &mut errs,
+    );
     if doc.get("spec").is_none() {
         errs.push(&root.field("spec"), "required value");
     }
-    if !errs.is_empty() {
-        return Err(errs);
-    }
-    let resource = match kind {
-        "Bottle" => typed::<Bottle>(doc, &mut errs).map(Resource::Bottle),
-        _ => typed::<Agent>(doc, &mut errs).map(|a| {
-            validate::agent_spec(&a.spec, &mut errs);
-            Resource::Agent(a)
-        }),
-    };
-    match resource {
-        Some(r) if errs.is_empty() => Ok(r),
-        _ => Err(errs),
-    }
+    errs.into_result()
 }
 
-fn metadata(meta: Option<&Value>, namespaced: bool, errs: &mut ValidationErrors) {
+/// `long_names`: names are subdomains, not labels (a Proposal's name joins its Agent's and an
+/// id, and names no container).
+fn metadata(meta: Option<&Value>, namespaced: bool, long_names: bool, errs: &mut ValidationErrors) {
     let path = FieldPath::root("metadata");
     let Some(meta) = meta else {
         errs.push(&path, "required value: metadata.name names the object");
@@ -182,7 +214,7 @@ fn metadata(meta: Option<&Value>, namespaced: bool, errs: &mut ValidationErrors)
         }
         None => {}
         Some(name) => {
-            let check = if namespaced {
+            let check = if namespaced && !long_names {
                 check_dns_label(name)
             } else {
                 check_dns_subdomain(name)

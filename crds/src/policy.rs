@@ -5,6 +5,10 @@ pub use bb_policy::file::{
     GIT_GATE_CONFIG_FILE, applied_policy_hash, git_key_file, parse_sidecar_policy, policy_hash,
     short_hex,
 };
+/// Proposed routes documents: parsing, comparison with the live routes, the reach summary,
+/// merging, and the supervise queue's file format.
+pub use bb_policy::proposal;
+pub use bb_policy::validate::one_line;
 
 #[cfg(test)]
 mod tests {

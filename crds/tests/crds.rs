@@ -31,7 +31,11 @@ fn checked_in_crds_match_the_rust_types() {
     files.sort();
     assert_eq!(
         files,
-        vec!["agents.bot-bottle.dev.yaml", "bottles.bot-bottle.dev.yaml"],
+        vec![
+            "agents.bot-bottle.dev.yaml",
+            "bottles.bot-bottle.dev.yaml",
+            "proposals.bot-bottle.dev.yaml"
+        ],
         "stale CRD files in the chart"
     );
 }

@@ -262,6 +262,13 @@ impl Controller {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// `bbctl ARGS` against this controller's home.
+    pub fn bbctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(workspace_bin("bbctl"));
+        c.args(args).arg("--home").arg(self.home.path());
+        c
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Command {
         let mut c = Command::new("kubectl");
         c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);

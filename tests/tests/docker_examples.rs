@@ -7,10 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use bb_e2e::harness::{AgentSessions, codex_login, harness_controller, start_stand_in};
-use bb_e2e::{
-    Cleanup, Controller, ensure_base_image, ok, remove_all_with, run, test_pki, workspace_bin,
-    workspace_root,
-};
+use bb_e2e::{Cleanup, ensure_base_image, ok, remove_all_with, run, test_pki, workspace_root};
 
 const CLAUDE_TOKEN: &str = "sk-ant-oat01-e2e-examples-3e1f";
 const GITEA_TOKEN: &str = "gitea-e2e-examples-9a7c2d";
@@ -95,12 +92,6 @@ fn copy_examples(to: &Path, root: &Path, forge: &str) {
     }
 }
 
-fn bbctl(cp: &Controller, args: &[&str]) -> Command {
-    let mut c = Command::new(workspace_bin("bbctl"));
-    c.args(args).arg("--home").arg(cp.home.path());
-    c
-}
-
 #[test]
 fn readme_and_examples_reach_running() {
     ensure_base_image();
@@ -159,10 +150,7 @@ stringData: {{sentry-dsn: https://e2e@sentry.invalid/1}}
     let readme = readme_manifest().replace("/home/me/src/app", &app.to_string_lossy());
     let readme_path = root.join("readme.yaml");
     std::fs::write(&readme_path, readme).expect("write readme manifest");
-    let out = run(&mut bbctl(
-        &cp,
-        &["apply", "-f", &readme_path.to_string_lossy(), "--wait"],
-    ));
+    let out = run(&mut cp.bbctl(&["apply", "-f", &readme_path.to_string_lossy(), "--wait"]));
     assert!(
         out.status.success(),
         "applying README.md's manifest failed:\n{}\n{}\ncontroller log:\n{}",
@@ -182,10 +170,7 @@ stringData: {{sentry-dsn: https://e2e@sentry.invalid/1}}
     let forge = start_key_forge(&forge_log);
     let examples = root.join("examples");
     copy_examples(&examples, root, &forge.url);
-    let out = run(&mut bbctl(
-        &cp,
-        &["apply", "-f", &examples.to_string_lossy(), "-R", "--wait"],
-    ));
+    let out = run(&mut cp.bbctl(&["apply", "-f", &examples.to_string_lossy(), "-R", "--wait"]));
     assert!(
         out.status.success(),
         "applying examples/ failed:\n{}\n{}\ncontroller log:\n{}",

@@ -92,9 +92,16 @@ fn resource(kind: &str) -> Result<(&'static str, bool), CliError> {
         "agent" | "agents" | "ag" | "agents.bot-bottle.dev" | "agent.bot-bottle.dev" => {
             Ok(("agents", true))
         }
+        "proposal"
+        | "proposals"
+        | "prop"
+        | "proposals.bot-bottle.dev"
+        | "proposal.bot-bottle.dev" => Ok(("proposals", true)),
         other => Err(CliError::new(
             Kind::Usage,
-            format!("unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag)"),
+            format!(
+                "unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag), proposal (proposals, prop)"
+            ),
         )),
     }
 }

@@ -5,6 +5,7 @@ pub mod background;
 pub mod controller;
 pub mod convert;
 pub mod crds;
+pub mod decide;
 pub mod demo;
 pub mod demo_live;
 pub mod describe;

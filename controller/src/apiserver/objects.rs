@@ -92,10 +92,7 @@ fn spec_view(obj: &Value) -> Value {
 fn admit(res: &Resource, obj: &Value) -> Result<(), ApiError> {
     let name = meta_str(obj, "name").unwrap_or("");
     let mut errors = match &res.crd {
-        Some(_) => match bb_crds::manifest::check_document(obj, 1) {
-            Ok(_) => Vec::new(),
-            Err(e) => e.errors,
-        },
+        Some(_) => bb_crds::manifest::check_object(obj),
         None => Vec::new(),
     };
     if errors.is_empty()

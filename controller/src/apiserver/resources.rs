@@ -181,6 +181,19 @@ pub fn all() -> &'static [Resource] {
                 crd: Some(bb_crds::crd::all().swap_remove(1)),
                 strategy: Strategy::default(),
             },
+            Resource {
+                group: bb_crds::GROUP,
+                version: bb_crds::VERSION,
+                plural: "proposals",
+                singular: "proposal",
+                kind: "Proposal",
+                short_names: &["prop"],
+                categories: &["bot-bottle"],
+                namespaced: true,
+                status_subresource: true,
+                crd: Some(bb_crds::crd::all().swap_remove(2)),
+                strategy: strategy::PROPOSAL,
+            },
         ]
     })
 }

@@ -117,6 +117,26 @@ fn bottle_rules(obj: &Value) -> Vec<FieldError> {
     errs.errors
 }
 
+/// Proposals: a decision must fit its tool (`bb_crds::proposal::validate`).
+pub const PROPOSAL: Strategy = Strategy {
+    columns: &[],
+    validate: Some(proposal_rules),
+    normalise: None,
+    delete_contents: false,
+};
+
+fn proposal_rules(obj: &Value) -> Vec<FieldError> {
+    let Some(spec) = obj
+        .get("spec")
+        .and_then(|s| serde_json::from_value::<bb_crds::ProposalSpec>(s.clone()).ok())
+    else {
+        return Vec::new();
+    };
+    let mut errs = bb_crds::ValidationErrors::default();
+    bb_crds::proposal::validate(&spec, &mut errs);
+    errs.errors
+}
+
 fn secret_data_is_base64(obj: &Value) -> Vec<FieldError> {
     use base64::Engine;
     let Some(data) = obj.get("data").and_then(Value::as_object) else {

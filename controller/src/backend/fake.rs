@@ -380,6 +380,17 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    fn supervise_url(&self) -> String {
+        "http://sidecar:9100/mcp".into()
+    }
+
+    /// Under the system temp directory, per process: what a test's sidecar would mount.
+    fn supervise_queue(&self, id: &AgentId) -> std::path::PathBuf {
+        std::env::temp_dir()
+            .join(format!("bb-fake-queue-{}", std::process::id()))
+            .join(&id.uid)
+    }
+
     async fn list_managed(&self) -> Result<Vec<AgentId>, BackendError> {
         Ok(self.with_all(|m| m.keys().cloned().collect()))
     }

@@ -96,6 +96,9 @@ pub enum ImageSource {
 pub struct SidecarPlan {
     pub policy_yaml: String,
     pub secret_files: BTreeMap<String, SecretBytes>,
+    /// Run the supervise MCP server and give git-gate's gitleaks:allow a queue
+    /// (`Bottle.spec.supervise`).
+    pub supervise: bool,
 }
 
 impl SidecarPlan {
@@ -280,6 +283,11 @@ pub trait Backend: Send + Sync + 'static {
     fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Removes everything the Agent owns.
     fn teardown(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Where the agent reaches the supervise MCP server.
+    fn supervise_url(&self) -> String;
+    /// The host directory where the Agent's sidecar queues proposals (`<id>.proposal.json`) and
+    /// reads decisions (`<id>.response.json`); the runner mirrors it.
+    fn supervise_queue(&self, id: &AgentId) -> std::path::PathBuf;
     /// Every Agent this backend holds resources for (from labels, not memory).
     fn list_managed(&self) -> impl Future<Output = Result<Vec<AgentId>, BackendError>> + Send;
     /// Starts `spec` in the Agent's running agent container.
@@ -323,6 +331,7 @@ mod tests {
             SidecarPlan {
                 policy_yaml: String::new(),
                 secret_files: [("t".to_string(), s.clone())].into(),
+                supervise: false,
             }
         );
         assert!(!shown.contains("hunter2"), "{shown}");

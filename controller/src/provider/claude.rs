@@ -120,6 +120,9 @@ impl Provider for ClaudeProvider {
         if let Some(c) = agent.color {
             state["color"] = json!(c.as_str());
         }
+        if let Some(url) = agent.supervise_url {
+            state["mcpServers"] = json!({"supervise": {"type": "http", "url": url}});
+        }
         let mut files = vec![ProvisionFile {
             guest_path: home(".claude.json"),
             contents: serde_json::to_vec_pretty(&state).unwrap_or_default(),
@@ -204,6 +207,7 @@ mod tests {
             label,
             color,
             prompt: prompt.then_some("do the thing"),
+            supervise_url: None,
         }
     }
 

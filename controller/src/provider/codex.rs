@@ -122,11 +122,19 @@ impl Provider for CodexProvider {
         home_dirs(&[(".codex", 0o700), (".codex/skills", 0o755)])
     }
 
-    fn files(&self, _agent: &AgentView) -> Vec<ProvisionFile> {
+    fn files(&self, agent: &AgentView) -> Vec<ProvisionFile> {
         debug_assert!(CONFIG.contains(WORKSPACE) && CONFIG.contains(AGENT_HOME));
+        let mut config = CONFIG.to_string();
+        if let Some(url) = agent.supervise_url {
+            // What `codex mcp add supervise --url URL` writes, without running codex.
+            config.push_str(&format!(
+                "\n[mcp_servers.supervise]\nurl = {}\n",
+                serde_json::Value::String(url.into())
+            ));
+        }
         vec![ProvisionFile {
             guest_path: home(".codex/config.toml"),
-            contents: CONFIG.as_bytes().to_vec(),
+            contents: config.into_bytes(),
             mode: 0o600,
         }]
     }
@@ -211,6 +219,7 @@ mod tests {
         assert_eq!(p.attach_command(&AgentView::default()), ["codex", BYPASS]);
         let with_prompt = AgentView {
             prompt: Some("x"),
+            supervise_url: None,
             ..Default::default()
         };
         assert_eq!(

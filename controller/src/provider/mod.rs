@@ -38,6 +38,8 @@ pub struct AgentView<'a> {
     pub label: Option<&'a str>,
     pub color: Option<Color>,
     pub prompt: Option<&'a str>,
+    /// The supervise MCP server the harness registers, when the Bottle runs one.
+    pub supervise_url: Option<&'a str>,
 }
 
 impl<'a> AgentView<'a> {
@@ -46,6 +48,7 @@ impl<'a> AgentView<'a> {
             label: agent.spec.label.as_deref(),
             color: agent.spec.color,
             prompt: agent.spec.prompt.as_deref().filter(|p| !p.is_empty()),
+            supervise_url: None,
         }
     }
 }
@@ -180,6 +183,7 @@ mod tests {
         let prov = for_bottle(&p).expect("custom");
         let view = AgentView {
             prompt: Some("x"),
+            supervise_url: None,
             ..Default::default()
         };
         assert_eq!(

@@ -243,6 +243,7 @@ mod tests {
         let p = pi(json!({}));
         let files = p.files(&AgentView {
             prompt: Some("be brief"),
+            supervise_url: None,
             ..Default::default()
         });
         let f = files

@@ -200,6 +200,7 @@ mod tests {
         .expect("plugin");
         let with_prompt = AgentView {
             prompt: Some("x"),
+            supervise_url: None,
             ..Default::default()
         };
         assert_eq!(

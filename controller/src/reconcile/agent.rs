@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::{AgentCtx, Error, MANAGER, conditions};
 use crate::backend::{AgentId, Backend, BackendError, Step};
 use crate::plan::{self, PlanError};
+use crate::supervise::grants;
 
 pub const FINALIZER: &str = "bot-bottle.dev/cleanup";
 
@@ -300,10 +301,34 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         return Ok(Action::await_change());
     }
     tracing::debug!("planning");
+    // Approved proposals are this Agent's own layer over its Bottle (which stays untouched).
+    let proposals = grants::of_agent(&ctx.client, &agent).await?;
+    let now = jiff::Timestamp::now();
+    let mut layer = grants::Layer::default();
     let plans = async {
         let provider = plan::provider(&bottle)?;
+        let (base, _) = plan::sidecar_policy(&bottle, provider.as_ref())?;
+        let base = bb_crds::policy::parse_sidecar_policy(&base)
+            .map_err(|e| PlanError::Internal(e.to_string()))?;
+        layer = grants::layer(&proposals, base.routes(), now);
+        let mut bottle = bottle.clone();
+        if !layer.routes.is_empty() {
+            let egress = bottle.spec.egress.get_or_insert_with(Default::default);
+            bb_crds::policy::proposal::merge(
+                egress.routes.get_or_insert_with(Vec::new),
+                &layer.routes,
+            );
+        }
         let sidecar = plan::sidecar(&ctx.client, &agent, &bottle, provider.as_ref()).await?;
-        let agent_plan = plan::agent(&ctx.client, &agent, &bottle, provider.as_ref()).await?;
+        let supervise = bottle.spec.supervise().then(|| ctx.backend.supervise_url());
+        let agent_plan = plan::agent(
+            &ctx.client,
+            &agent,
+            &bottle,
+            provider.as_ref(),
+            supervise.as_deref(),
+        )
+        .await?;
         Ok::<_, PlanError>((sidecar, agent_plan))
     }
     .await;
@@ -352,7 +377,35 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         return suspend(&ctx, &agent, &id, r).await;
     }
 
-    match drive(&ctx, &agent, &id, &sidecar, &agent_plan, &mut r).await {
+    if let Ok(p) = bb_crds::policy::parse_sidecar_policy(&sidecar.policy_yaml)
+        && let (Some(uid), Ok(mut live)) = (agent.uid(), ctx.live_routes.lock())
+    {
+        live.insert(uid, p.routes().to_vec());
+    }
+    r.status.grants = layer.included.clone();
+    let driven = drive(&ctx, &agent, &id, &sidecar, &agent_plan, &mut r).await;
+    let queue = ctx.backend.supervise_queue(&id);
+    let outcome = driven.as_ref().map(|_| ()).map_err(|e| e.to_string());
+    for (t, reason, note) in grants::settle(
+        &ctx.client,
+        &proposals,
+        &layer,
+        &queue,
+        outcome.as_ref().map(|_| ()).map_err(String::as_str),
+        now,
+    )
+    .await
+    {
+        r.event(t, reason, note);
+    }
+    // An expiring grant is withdrawn on time, not at the next resync.
+    let resync = layer
+        .next_expiry
+        .and_then(|e| e.duration_since(jiff::Timestamp::now()).try_into().ok())
+        .map_or(ctx.resync, |d: Duration| {
+            d.min(ctx.resync) + Duration::from_millis(50)
+        });
+    match driven {
         Ok((endpoints, policy_hash)) => {
             r.status.endpoints = Some(endpoints);
             // The sidecar confirmed the keyed hash, which covers the policy text: so it runs
@@ -372,7 +425,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             );
             r.status.message = None;
             write_status(&ctx, &agent, r).await?;
-            Ok(Action::requeue(ctx.resync))
+            Ok(Action::requeue(resync))
         }
         Err(e) => {
             let cond = condition_for(e.step);

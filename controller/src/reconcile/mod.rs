@@ -45,6 +45,8 @@ pub struct AgentCtx<B: Backend> {
     pub bottles: Store<Bottle>,
     pub reporter: Reporter,
     failures: Mutex<HashMap<String, u32>>,
+    /// The routes each Agent's sidecar enforces, for the proposal mirror to diff against.
+    pub live_routes: crate::supervise::mirror::LiveRoutes,
 }
 
 impl<B: Backend> std::fmt::Debug for AgentCtx<B> {
@@ -216,7 +218,10 @@ pub async fn run<B: Backend>(
             instance: std::env::var("HOSTNAME").ok(),
         },
         failures: Mutex::new(HashMap::new()),
+        live_routes: Default::default(),
     });
+    let proposals_api: Api<bb_crds::Proposal> = Api::all(client.clone());
+    let mirror = crate::supervise::mirror::run(ctx.clone(), agent_store.clone(), shutdown.clone());
     let agents_done = agent_controller
         .watches(bottles_api, watcher::Config::default().any_semantic(), move |b: Bottle| {
             let names = descendants(&map_bottles, &b.name_any());
@@ -226,6 +231,10 @@ pub async fn run<B: Backend>(
                 .filter(|a| names.contains(&a.spec.bottle_ref.name))
                 .map(|a| ObjectRef::from_obj(a.as_ref()))
                 .collect::<Vec<_>>()
+        })
+        // A decision (or a deleted grant) reconciles the Agent it belongs to.
+        .watches(proposals_api, watcher::Config::default().any_semantic(), |p: bb_crds::Proposal| {
+            p.namespace().map(|ns| ObjectRef::<Agent>::new(&p.spec.agent_ref.name).within(&ns))
         })
         .graceful_shutdown_on(shutdown)
         .run(
@@ -239,6 +248,6 @@ pub async fn run<B: Backend>(
             ctx,
         )
         .for_each(|_| async {});
-    futures_util::future::join(bottles_done, agents_done).await;
+    futures_util::future::join3(bottles_done, agents_done, mirror).await;
     Ok(())
 }

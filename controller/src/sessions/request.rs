@@ -282,7 +282,12 @@ pub async fn session_spec(
     let bottle = bb_crds::resolve::validate_bottle(&agent.spec.bottle_ref.name, &specs)
         .map_err(|e| invalid(e.to_string()))?;
     let provider = plan::provider(&bottle).map_err(|e| invalid(e.to_string()))?;
-    let plan = plan::agent(client, agent, &bottle, provider.as_ref())
+    let supervise = agent
+        .status
+        .as_ref()
+        .and_then(|s| s.endpoints.as_ref())
+        .and_then(|e| e.supervise.as_deref());
+    let plan = plan::agent(client, agent, &bottle, provider.as_ref(), supervise)
         .await
         .map_err(|e| invalid(e.to_string()))?;
     let (argv, user, workdir) = match verb {

@@ -233,7 +233,11 @@ impl DockerBackend {
     }
 
     fn role_of(c: &ContainerSummary) -> Option<&str> {
-        c.labels.as_ref()?.get(ROLE).map(String::as_str)
+        Self::label(c, ROLE)
+    }
+
+    fn label<'a>(c: &'a ContainerSummary, key: &str) -> Option<&'a str> {
+        c.labels.as_ref()?.get(key).map(String::as_str)
     }
 
     fn running(c: &ContainerSummary) -> bool {
@@ -644,6 +648,18 @@ impl Backend for DockerBackend {
                 format!("removing {}: {e}", self.state_dir(id).display()),
             )),
         }
+    }
+
+    fn supervise_url(&self) -> String {
+        format!(
+            "http://{}:{}/mcp",
+            names::SIDECAR_ALIAS,
+            sidecar::SUPERVISE_PORT
+        )
+    }
+
+    fn supervise_queue(&self, id: &AgentId) -> PathBuf {
+        self.state_dir(id).join("queue")
     }
 
     async fn list_managed(&self) -> Result<Vec<AgentId>, BackendError> {

@@ -14,14 +14,88 @@ use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
 use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, exec, is_conflict};
-use crate::backend::{AgentId, BackendError, SidecarPlan};
+use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
 
 /// Where the agent reaches git-gate (`http://bb-sidecar:9420`).
 const GIT_GATE_PORT: u16 = 9420;
 /// git-gate's mirrors, on their own tmpfs.
 const GIT_GATE_STATE: &str = "/var/lib/bot-bottle/git";
+/// Where the agent reaches the supervise MCP server.
+pub(super) const SUPERVISE_PORT: u16 = 9100;
+/// The supervise queue inside the sidecar: the runner's per-Agent queue directory, mounted.
+const QUEUE_DIR: &str = "/run/bot-bottle-queue";
+/// Identifies how a sidecar was made (image, command, mounts): another value replaces it.
+const SPEC_LABEL: &str = "bot-bottle.dev/sidecar-spec";
+
+/// The supervise queue directory on the host. The sidecar's unprivileged user must write
+/// there whatever uid the runner has, so the directory is open to all; it lives inside the
+/// Agent's state directory, which only the runner's user can enter.
+fn create_queue_dir(dir: &std::path::Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)))
+        .map_err(|e| {
+            BackendError::new(
+                Step::Sidecar,
+                format!("creating the supervise queue {}: {e}", dir.display()),
+            )
+        })
+}
 
 impl DockerBackend {
+    /// The sidecar's command line for `plan`.
+    fn sidecar_command(&self, plan: &SidecarPlan) -> Vec<String> {
+        let run = SIDECAR_RUN;
+        let mut cmd: Vec<String> = [
+            "egress",
+            "--listen",
+            &format!("0.0.0.0:{PROXY_PORT}"),
+            "--ca-cert",
+            &format!("{run}/ca.crt"),
+            "--ca-key",
+            &format!("{run}/ca.key"),
+            "--policy",
+            &format!("{run}/policy.yaml"),
+            "--secrets-dir",
+            &format!("{run}/secrets"),
+            "--status-file",
+            &format!("{run}/applied"),
+            "--audit-log",
+            &format!("{run}/audit.log"),
+            "--wait-for-policy",
+            "60",
+            "--git-gate-listen",
+            &format!("0.0.0.0:{GIT_GATE_PORT}"),
+            "--git-gate-config",
+            &format!("{run}/secrets/{}", crate::git_gate::CONFIG_FILE),
+            "--git-gate-state",
+            GIT_GATE_STATE,
+        ]
+        .map(String::from)
+        .to_vec();
+        if plan.supervise {
+            cmd.extend(
+                [
+                    "--queue-dir",
+                    QUEUE_DIR,
+                    "--supervise-listen",
+                    &format!("0.0.0.0:{SUPERVISE_PORT}"),
+                ]
+                .map(String::from),
+            );
+        }
+        if self.config.upstream_ca.is_some() {
+            cmd.extend([
+                "--upstream-ca".to_string(),
+                format!("{run}/upstream-ca.crt"),
+            ]);
+        }
+        if self.config.allow_private_upstreams {
+            cmd.push("--allow-private-upstreams".to_string());
+        }
+        cmd
+    }
+
     /// The policy hash a running sidecar reports having loaded.
     pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
         let status = format!("{SIDECAR_RUN}/applied");
@@ -175,7 +249,7 @@ impl DockerBackend {
                 .secret_files
                 .contains_key(crate::git_gate::CONFIG_FILE)
                 .then(|| crate::git_gate::GATE_BASE.to_string()),
-            supervise: None,
+            supervise: plan.supervise.then(|| self.supervise_url()),
         };
         let name = names::name(id, Role::Sidecar);
         let existing = self
@@ -184,71 +258,50 @@ impl DockerBackend {
             .into_iter()
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
         let image = self.sidecar_image(None).await?.clone();
+        let queue = self.supervise_queue(id);
+        let cmd = self.sidecar_command(plan);
+        let mounts = if plan.supervise {
+            create_queue_dir(&queue)?;
+            vec![format!("{}:{QUEUE_DIR}:rw", queue.display())]
+        } else {
+            Vec::new()
+        };
+        let spec = crate::plan::sha256_hex(&[
+            image.as_bytes(),
+            cmd.join("\0").as_bytes(),
+            mounts.join("\0").as_bytes(),
+        ]);
         match existing {
-            Some(c) if Self::running(&c) && c.image.as_deref() == Some(image.as_str()) => {
+            Some(c) if Self::running(&c) && Self::label(&c, SPEC_LABEL) == Some(spec.as_str()) => {
                 return Ok(endpoints);
             }
-            // Another sidecar image (this controller was upgraded): the new one may serve
-            // more (git-gate did not exist once), so it replaces the old one, and the delivery
-            // below restores what the tmpfs held. The agent container is untouched.
+            // Another image (this controller was upgraded: the new one may serve more) or
+            // another command (supervise turned on or off): a new sidecar replaces the old one,
+            // and the delivery below restores what the tmpfs held. The agent is untouched.
             Some(c) if Self::running(&c) => {
-                tracing::info!(agent = %id, from = c.image.as_deref().unwrap_or("?"), to = %image, "sidecar image changed; replacing the sidecar");
+                tracing::info!(agent = %id, from = c.image.as_deref().unwrap_or("?"), to = %image, "sidecar changed; replacing the sidecar");
                 self.remove_container(&name).await?;
             }
             // A stopped sidecar lost its tmpfs (CA key, tokens): start over.
             Some(_) => self.remove_container(&name).await?,
             None => {}
         }
-        let run = SIDECAR_RUN;
-        let mut cmd: Vec<String> = [
-            "egress",
-            "--listen",
-            &format!("0.0.0.0:{PROXY_PORT}"),
-            "--ca-cert",
-            &format!("{run}/ca.crt"),
-            "--ca-key",
-            &format!("{run}/ca.key"),
-            "--policy",
-            &format!("{run}/policy.yaml"),
-            "--secrets-dir",
-            &format!("{run}/secrets"),
-            "--status-file",
-            &format!("{run}/applied"),
-            "--audit-log",
-            &format!("{run}/audit.log"),
-            "--wait-for-policy",
-            "60",
-            "--git-gate-listen",
-            &format!("0.0.0.0:{GIT_GATE_PORT}"),
-            "--git-gate-config",
-            &format!("{run}/secrets/{}", crate::git_gate::CONFIG_FILE),
-            "--git-gate-state",
-            GIT_GATE_STATE,
-        ]
-        .map(String::from)
-        .to_vec();
-        if self.config.upstream_ca.is_some() {
-            cmd.extend([
-                "--upstream-ca".to_string(),
-                format!("{run}/upstream-ca.crt"),
-            ]);
-        }
-        if self.config.allow_private_upstreams {
-            cmd.push("--allow-private-upstreams".to_string());
-        }
+        let mut labels = names::labels(id, Role::Sidecar, &self.config.instance);
+        labels.insert(SPEC_LABEL.to_string(), spec);
         let internal = names::name(id, Role::InternalNetwork);
         let egress = names::name(id, Role::EgressNetwork);
         let body = ContainerCreateBody {
             image: Some(image),
             cmd: Some(cmd),
             user: Some(format!("{SIDECAR_UID}:{SIDECAR_UID}")),
-            labels: Some(names::labels(id, Role::Sidecar, &self.config.instance)),
+            labels: Some(labels),
             host_config: Some(HostConfig {
                 network_mode: Some(internal.clone()),
+                binds: (!mounts.is_empty()).then_some(mounts),
                 // Its only writable place, owned by the image's unprivileged user.
                 tmpfs: Some(HashMap::from([
                     (
-                        run.to_string(),
+                        SIDECAR_RUN.to_string(),
                         format!(
                             "rw,noexec,nosuid,nodev,size=16m,mode=0700,uid={SIDECAR_UID},gid={SIDECAR_UID}"
                         ),

@@ -1,0 +1,200 @@
+//! `bbctl approve` and `bbctl reject`: a human decision on a Proposal, written to
+//! `spec.decision`; the runner of its Agent applies it (or answers the waiting push or tool).
+
+use std::time::Duration;
+
+use bb_crds::Proposal;
+use bb_crds::proposal::{ProposalPhase, ProposalTool, Verdict, parse_duration};
+use kube::api::{Api, Patch, PatchParams};
+
+use super::target::Target;
+use crate::exit::{CliError, Kind};
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The Proposal: proposal/NAME or NAME.
+    proposal: String,
+    /// Why it is fine: recorded in the decision, the audit trail and the agent's answer.
+    #[arg(long)]
+    reason: String,
+    /// Egress only: withdraw the grant this long after it is applied (90s, 30m, 8h, 1h30m, 7d).
+    #[arg(long, value_name = "DURATION")]
+    expires_after: Option<String>,
+    /// Wait until the runner applied the decision and print what came of it.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RejectArgs {
+    /// The Proposal: proposal/NAME or NAME.
+    proposal: String,
+    /// Why not: the agent reads it.
+    #[arg(long)]
+    reason: String,
+    /// Wait until the runner answered the agent.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// `proposal/NAME`, `proposals/NAME`, `prop/NAME` or a bare `NAME`.
+fn proposal_name(arg: &str) -> Result<String, CliError> {
+    let name = match arg.split_once('/') {
+        Some(("proposal" | "proposals" | "prop", n)) => n,
+        Some((kind, _)) => {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!(
+                    "'{arg}': only proposals are approved or rejected (use proposal/NAME), not '{kind}'"
+                ),
+            ));
+        }
+        None => arg,
+    };
+    if name.is_empty() {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!("'{arg}': missing the Proposal's name"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `user@host` of whoever runs bbctl.
+fn approver() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{user}@{host}")
+}
+
+pub fn approve(args: ApproveArgs) -> Result<(), CliError> {
+    if let Some(d) = &args.expires_after {
+        parse_duration(d)
+            .map_err(|m| CliError::new(Kind::Usage, format!("--expires-after: {m}")))?;
+    }
+    decide(
+        &args.proposal,
+        &args.target,
+        Verdict::Approved,
+        &args.reason,
+        args.expires_after.as_deref(),
+        args.wait,
+    )
+}
+
+pub fn reject(args: RejectArgs) -> Result<(), CliError> {
+    decide(
+        &args.proposal,
+        &args.target,
+        Verdict::Rejected,
+        &args.reason,
+        None,
+        args.wait,
+    )
+}
+
+fn decide(
+    arg: &str,
+    target: &Target,
+    verdict: Verdict,
+    reason: &str,
+    expires_after: Option<&str>,
+    wait: bool,
+) -> Result<(), CliError> {
+    let name = proposal_name(arg)?;
+    if reason.trim().is_empty() {
+        return Err(CliError::new(Kind::Usage, "--reason must not be empty"));
+    }
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let client = target.client_autostart().await?;
+        let api: Api<Proposal> = Api::namespaced(client, &target.namespace());
+        let what = format!("proposal.bot-bottle.dev/{name}");
+        let p = api.get(&name).await.map_err(|e| CliError::api(&what, e))?;
+        if let Some(d) = &p.spec.decision {
+            return Err(CliError::new(
+                Kind::Conflict,
+                format!(
+                    "{what}: already {} by {} ({}); a decision is not changed (delete the proposal to withdraw an applied grant)",
+                    if d.verdict == Verdict::Approved { "approved" } else { "rejected" },
+                    d.approver.as_deref().unwrap_or("someone"),
+                    d.reason.as_deref().unwrap_or("no reason given")
+                ),
+            ));
+        }
+        if expires_after.is_some() && !p.spec.tool.is_egress() {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("--expires-after: only egress grants expire; {} is a {} proposal", what, p.spec.tool.as_str()),
+            ));
+        }
+        let decision = bb_crds::proposal::ProposalDecision {
+            verdict,
+            reason: Some(reason.to_string()),
+            approver: Some(approver()),
+            expires_after: expires_after.map(Into::into),
+            content: None,
+            decided_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())),
+        };
+        // The resourceVersion makes two deciders race safely: the second one gets a conflict.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": p.metadata.resource_version},
+            "spec": {"decision": decision},
+        });
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| CliError::api(&what, e))?;
+        let verb = if verdict == Verdict::Approved { "approved" } else { "rejected" };
+        if !wait {
+            println!("{what} {verb}");
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = api.get(&name).await.map_err(|e| CliError::api(&what, e))?;
+            let st = now.status.unwrap_or_default();
+            let done = match (verdict, st.phase) {
+                (Verdict::Rejected, Some(ProposalPhase::Rejected)) => true,
+                (Verdict::Approved, Some(ProposalPhase::Applied)) => true,
+                (Verdict::Approved, Some(p)) => p.is_final(),
+                _ => false,
+            };
+            if done || (p.spec.tool == ProposalTool::CapabilityBlock && st.message.is_some()) {
+                println!("{what} {verb}: {}", st.message.unwrap_or_default());
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CliError::new(
+                    Kind::Unavailable,
+                    format!("{what} {verb}, but its runner has not applied it within 60s: {}", st.message.unwrap_or_else(|| "no status yet".into())),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(proposal_name("prop/x").ok(), Some("x".into()));
+        assert_eq!(proposal_name("x").ok(), Some("x".into()));
+        assert!(proposal_name("agent/x").is_err());
+        assert!(proposal_name("proposal/").is_err());
+        assert!(approver().contains('@'));
+    }
+}

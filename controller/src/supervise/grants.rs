@@ -1,0 +1,328 @@
+//! Decided Proposals and their effect: approved egress proposals as the Agent's own policy layer
+//! over its Bottle, and each proposal's status and queue answer once the sidecar enforces it.
+
+use std::path::Path;
+
+use bb_crds::egress::EgressRoute;
+use bb_crds::policy::proposal::{QueueDecision, compare, parse_proposed_routes};
+use bb_crds::proposal::{ProposalPhase, ProposalStatus, ProposalTool, Verdict, parse_duration};
+use bb_crds::{Agent, Proposal};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::queue;
+
+/// Label on every Proposal naming its Agent.
+pub const AGENT_LABEL: &str = "bot-bottle.dev/agent";
+
+/// An event the Agent reconciler publishes.
+pub type Note = (EventType, &'static str, String);
+
+/// The Agent's approved egress grants, ready to merge over its Bottle's routes.
+#[derive(Debug, Default)]
+pub struct Layer {
+    pub routes: Vec<EgressRoute>,
+    /// Proposals whose routes are in `routes`.
+    pub included: Vec<String>,
+    /// Approved proposals that cannot be applied, and why.
+    pub invalid: Vec<(String, String)>,
+    /// The earliest time an included grant expires.
+    pub next_expiry: Option<Timestamp>,
+}
+
+/// The Proposals of `agent` (same namespace, same Agent uid).
+pub async fn of_agent(client: &kube::Client, agent: &Agent) -> Result<Vec<Proposal>, kube::Error> {
+    let ns = agent.namespace().unwrap_or_default();
+    let api: Api<Proposal> = Api::namespaced(client.clone(), &ns);
+    let lp = ListParams::default().labels(&format!("{AGENT_LABEL}={}", agent.name_any()));
+    let uid = agent.uid();
+    let mut items: Vec<Proposal> = api
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| {
+            // A Proposal left by an earlier Agent of the same name grants nothing to this one.
+            p.owner_references()
+                .iter()
+                .all(|o| Some(&o.uid) == uid.as_ref())
+                && p.spec.agent_ref.name == agent.name_any()
+        })
+        .collect();
+    items.sort_by_key(|p| {
+        (
+            p.spec
+                .decision
+                .as_ref()
+                .and_then(|d| d.decided_at.as_ref().map(|t| t.0)),
+            p.creation_timestamp().map(|t| t.0),
+        )
+    });
+    Ok(items)
+}
+
+/// When an applied grant of `p` expires, if it does.
+fn expiry(p: &Proposal) -> Option<Timestamp> {
+    let after = p.spec.decision.as_ref()?.expires_after.as_deref()?;
+    let applied = p.status.as_ref()?.applied_at.as_ref()?.0;
+    let d = parse_duration(after).ok()?;
+    let span = jiff::SignedDuration::try_from(d).ok()?;
+    applied.checked_add(span).ok()
+}
+
+fn approved_egress(p: &Proposal) -> bool {
+    p.spec.tool.is_egress()
+        && p.spec
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.verdict == Verdict::Approved)
+}
+
+/// The layer of `proposals` over `bottle_routes` at `now`: each approved, unexpired egress
+/// proposal's routes that differ from the Bottle's, later decisions over earlier ones.
+pub fn layer(proposals: &[Proposal], bottle_routes: &[EgressRoute], now: Timestamp) -> Layer {
+    let mut out = Layer::default();
+    for p in proposals.iter().filter(|p| approved_egress(p)) {
+        let phase = p.status.as_ref().and_then(|s| s.phase);
+        if phase == Some(ProposalPhase::Expired) {
+            continue;
+        }
+        let expires = expiry(p);
+        if expires.is_some_and(|e| e <= now) {
+            continue;
+        }
+        let text = p
+            .spec
+            .decision
+            .as_ref()
+            .and_then(|d| d.content.as_deref())
+            .unwrap_or(&p.spec.content);
+        match parse_proposed_routes(text) {
+            Ok(routes) => {
+                let changes = compare(bottle_routes, &routes).layer();
+                bb_crds::policy::proposal::merge(&mut out.routes, &changes);
+                out.included.push(p.name_any());
+                if let Some(e) = expires {
+                    out.next_expiry = Some(out.next_expiry.map_or(e, |n| n.min(e)));
+                }
+            }
+            Err(e) => out.invalid.push((p.name_any(), e.to_string())),
+        }
+    }
+    out
+}
+
+async fn set_status(client: &kube::Client, p: &Proposal, status: ProposalStatus) {
+    let ns = p.namespace().unwrap_or_default();
+    let api: Api<Proposal> = Api::namespaced(client.clone(), &ns);
+    let patch = serde_json::json!({"status": status});
+    if let Err(e) = api
+        .patch_status(
+            &p.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        tracing::warn!(proposal = %p.name_any(), error = %e, "writing a proposal's status failed");
+    }
+}
+
+fn answer(dir: &Path, p: &Proposal, status: &str, reason: Option<&str>) {
+    // Only a proposal still waiting is answered: a push that gave up withdrew its file.
+    if !queue::is_waiting(dir, &p.spec.queue_id) {
+        return;
+    }
+    let d = QueueDecision {
+        status: status.into(),
+        reason: reason.map(Into::into),
+    };
+    if let Err(e) = queue::respond(dir, &p.spec.queue_id, &d) {
+        tracing::warn!(proposal = %p.name_any(), error = %e, "answering a proposal in the queue failed");
+    }
+}
+
+/// Brings each decided proposal's status (and queue answer) up to date once the sidecar runs
+/// `layer` (`applied` false: it could not be applied, for `error`). Returns events for the Agent.
+pub async fn settle(
+    client: &kube::Client,
+    proposals: &[Proposal],
+    layer: &Layer,
+    queue_dir: &Path,
+    outcome: Result<(), &str>,
+    now: Timestamp,
+) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for p in proposals {
+        let Some(d) = &p.spec.decision else { continue };
+        let old = p.status.clone().unwrap_or_default();
+        let mut st = old.clone();
+        st.observed_generation = p.meta().generation;
+        let name = p.name_any();
+        let reason = d.reason.as_deref();
+        match (d.verdict, p.spec.tool) {
+            (Verdict::Rejected, _) => {
+                if old.phase != Some(ProposalPhase::Rejected) {
+                    answer(queue_dir, p, "rejected", reason);
+                    st.phase = Some(ProposalPhase::Rejected);
+                    st.message = Some(format!("rejected: {}", reason.unwrap_or("no reason given")));
+                    notes.push((
+                        EventType::Normal,
+                        "ProposalRejected",
+                        format!(
+                            "{} proposal {name} rejected: {}",
+                            p.spec.tool.as_str(),
+                            reason.unwrap_or("no reason given")
+                        ),
+                    ));
+                }
+            }
+            (Verdict::Approved, ProposalTool::GitleaksAllow) => {
+                if old.phase != Some(ProposalPhase::Applied) {
+                    answer(queue_dir, p, "approved", reason);
+                    st.phase = Some(ProposalPhase::Applied);
+                    st.applied_at = Some(Time(now));
+                    st.message = Some("the push was released".into());
+                    notes.push((
+                        EventType::Normal,
+                        "ProposalApplied",
+                        format!("gitleaks-allow proposal {name} approved: the push goes on"),
+                    ));
+                }
+            }
+            (Verdict::Approved, ProposalTool::CapabilityBlock) => {
+                st.phase = Some(ProposalPhase::Pending);
+                st.message = Some(
+                    "approved; image changes from proposals are not applied by this runner yet"
+                        .into(),
+                );
+            }
+            (Verdict::Approved, _) => {
+                if let Some((_, why)) = layer.invalid.iter().find(|(n, _)| *n == name) {
+                    st.phase = Some(ProposalPhase::Pending);
+                    st.message = Some(format!("approved but not applied: {why}"));
+                } else if !layer.included.contains(&name) {
+                    if old.phase == Some(ProposalPhase::Applied) {
+                        st.phase = Some(ProposalPhase::Expired);
+                        st.message = Some("the grant expired and was withdrawn".into());
+                        notes.push((
+                            EventType::Normal,
+                            "ProposalExpired",
+                            format!("grant {name} expired; the sidecar no longer allows it"),
+                        ));
+                    }
+                } else if let Err(e) = outcome {
+                    st.phase = Some(ProposalPhase::Pending);
+                    st.message = Some(format!("approved but not applied yet: {e}"));
+                } else if old.phase != Some(ProposalPhase::Applied) {
+                    answer(queue_dir, p, "approved", reason);
+                    st.phase = Some(ProposalPhase::Applied);
+                    st.applied_at = Some(Time(now));
+                    st.expires_at = None;
+                    let mut applied = p.clone();
+                    applied.status = Some(st.clone());
+                    st.expires_at = expiry(&applied).map(Time);
+                    st.message = Some(match &st.expires_at {
+                        Some(t) => format!("the sidecar enforces it until {}", t.0),
+                        None => "the sidecar enforces it".into(),
+                    });
+                    notes.push((
+                        EventType::Normal,
+                        "ProposalApplied",
+                        format!(
+                            "{} proposal {name} applied: {}",
+                            p.spec.tool.as_str(),
+                            reason.unwrap_or("no reason given")
+                        ),
+                    ));
+                }
+            }
+        }
+        if st != old {
+            set_status(client, p, st).await;
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bb_crds::proposal::{AgentRef, ProposalDecision, ProposalSpec};
+
+    fn proposal(name: &str, content: &str, decision: Option<(Verdict, Option<&str>)>) -> Proposal {
+        let mut p = Proposal::new(
+            name,
+            ProposalSpec {
+                agent_ref: AgentRef { name: "a".into() },
+                tool: ProposalTool::EgressBlock,
+                content: content.into(),
+                justification: "j".into(),
+                repo: None,
+                queue_id: format!("egress-block-{name}"),
+                decision: decision.map(|(verdict, expires)| ProposalDecision {
+                    verdict,
+                    reason: None,
+                    approver: None,
+                    expires_after: expires.map(Into::into),
+                    content: None,
+                    decided_at: None,
+                }),
+            },
+        );
+        p.metadata.namespace = Some("default".into());
+        p
+    }
+
+    #[test]
+    fn only_approved_unexpired_grants_layer_and_only_what_they_change() {
+        let bottle = parse_proposed_routes("routes:\n  - host: a.test\n").expect("routes");
+        let now = Timestamp::now();
+        let approved = proposal(
+            "p1",
+            "routes:\n  - host: a.test\n  - host: b.test\n",
+            Some((Verdict::Approved, None)),
+        );
+        let pending = proposal("p2", "routes:\n  - host: c.test\n", None);
+        let rejected = proposal(
+            "p3",
+            "routes:\n  - host: d.test\n",
+            Some((Verdict::Rejected, None)),
+        );
+        let mut expired = proposal(
+            "p4",
+            "routes:\n  - host: e.test\n",
+            Some((Verdict::Approved, Some("1m"))),
+        );
+        expired.status = Some(ProposalStatus {
+            applied_at: Some(Time(now - jiff::SignedDuration::from_secs(61))),
+            ..Default::default()
+        });
+        let mut expiring = proposal(
+            "p5",
+            "routes:\n  - host: f.test\n",
+            Some((Verdict::Approved, Some("1m"))),
+        );
+        expiring.status = Some(ProposalStatus {
+            applied_at: Some(Time(now)),
+            ..Default::default()
+        });
+        let broken = proposal("p6", "routes: [", Some((Verdict::Approved, None)));
+        let l = layer(
+            &[approved, pending, rejected, expired, expiring, broken],
+            &bottle,
+            now,
+        );
+        let hosts: Vec<_> = l.routes.iter().map(|r| r.host.as_str()).collect();
+        assert_eq!(hosts, ["b.test", "f.test"]);
+        assert_eq!(l.included, ["p1", "p5"]);
+        assert_eq!(l.invalid.len(), 1);
+        assert_eq!(
+            l.next_expiry,
+            Some(now + jiff::SignedDuration::from_secs(60))
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! Supervise end to end on Docker: an agent refused a host asks through the sidecar's MCP server,
+//! a Proposal appears, `bbctl approve` makes the running bottle allow exactly that (no restart),
+//! `bbctl reject` answers the agent, and a time-limited grant is withdrawn when it expires.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use bb_e2e::harness::one;
+use bb_e2e::{
+    Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image, networks_with,
+    ok, remove_all_with, run, test_pki, workspace_root,
+};
+
+const READY_LIMIT: Duration = Duration::from_secs(600);
+const HOSTS: [&str; 3] = [
+    "api.example.test",
+    "docs.example.test",
+    "other.example.test",
+];
+const MCP_CALL: &str = include_str!("../fixtures/mcp_call.py");
+
+fn manifest() -> String {
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    format!(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: sup}}
+spec:
+  agentProvider:
+    template: custom
+    dockerfile: {dockerfile}
+    command: [bash, -l]
+  egress:
+    log: 1
+    routes:
+      - host: api.example.test
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: sup, namespace: default}}
+spec:
+  bottleRef: {{name: sup}}
+"#,
+        dockerfile = dockerfile.display()
+    )
+}
+
+/// The HTTP status of `https://HOST/` from inside the agent (000: refused before a response).
+fn status_from_agent(agent: &str, host: &str) -> String {
+    let out = run(&mut docker(&[
+        "exec",
+        "-u",
+        "1000",
+        agent,
+        "sh",
+        "-c",
+        &format!("curl -s -m 5 -o /dev/null -w '%{{http_connect}} %{{http_code}}' https://{host}/"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn allowed(agent: &str, host: &str) -> bool {
+    status_from_agent(agent, host).ends_with(" 200")
+}
+
+/// Calls a supervise tool from inside the agent, in the background (the call waits for the
+/// human); `finish` returns what the tool answered.
+fn call_tool(agent: &str, tool: &str, args: serde_json::Value) -> Child {
+    let mut child = docker(&[
+        "exec",
+        "-i",
+        "-u",
+        "1000",
+        agent,
+        "sh",
+        "-c",
+        &format!(
+            "cat > /tmp/mcp_call.py && python3 /tmp/mcp_call.py {tool} '{}'",
+            args.to_string().replace('\'', "'\\''")
+        ),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("docker exec");
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(MCP_CALL.as_bytes()).expect("script");
+    drop(stdin);
+    child
+}
+
+fn finish(child: Child) -> String {
+    let out = child.wait_with_output().expect("wait");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The name of the one pending Proposal of the agent `sup` for `tool`, once it appears.
+fn pending_proposal(cp: &Controller, tool: &str, known: &[String]) -> String {
+    let mut name = String::new();
+    cp.wait_for("a Proposal to appear", Duration::from_secs(20), || {
+        let list = cp.jsonpath(
+            &["proposals", "-n", "default"],
+            "{range .items[*]}{.metadata.name} {.spec.tool} {.status.phase}{\"\\n\"}{end}",
+        );
+        name = list
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (n, t, phase) = (f.next()?, f.next()?, f.next()?);
+                (t == tool && phase == "Pending" && !known.iter().any(|k| k == n))
+                    .then(|| n.to_string())
+            })
+            .next()
+            .unwrap_or_default();
+        !name.is_empty()
+    });
+    name
+}
+
+fn routes(hosts: &[&str]) -> String {
+    let mut s = String::from("routes:\n");
+    for h in hosts {
+        s.push_str(&format!("  - host: {h}\n"));
+    }
+    s
+}
+
+#[test]
+fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
+    ensure_base_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(&HOSTS);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    // A long resync: whatever changes below comes from the decision, not a periodic pass.
+    let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "300"]);
+    let label = "bot-bottle.dev/agent=default/sup";
+    remove_all_with(label);
+    let _cleanup = Cleanup(label.to_string());
+
+    cp.apply(&manifest());
+    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "sup"], "{.status.phase}") == "Running"
+    });
+    let agent = one(
+        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+        "agent",
+    );
+    let sidecar = one(
+        containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
+        "sidecar",
+    );
+    let egress_net = one(
+        networks_with(&format!("{label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let _upstream = bb_e2e::start_upstream(
+        "bb-e2e-upstream-sup",
+        &egress_net,
+        &HOSTS,
+        UPSTREAM_PY,
+        (&cert, &key),
+    );
+    assert_eq!(
+        cp.jsonpath(&["agent", "sup"], "{.status.endpoints.supervise}"),
+        "http://bb-sidecar:9100/mcp"
+    );
+
+    // The legitimate request gets through first: the refusals below are the policy's.
+    cp.wait_for(
+        "the allowed host to answer",
+        Duration::from_secs(20),
+        || allowed(&agent, "api.example.test"),
+    );
+    assert_eq!(status_from_agent(&agent, "docs.example.test"), "403 000");
+
+    // The agent sees its live routes and asks for docs.example.test.
+    let listed = finish(call_tool(
+        &agent,
+        "list-egress-routes",
+        serde_json::json!({}),
+    ));
+    assert!(
+        listed.starts_with("OK routes:") && listed.contains("api.example.test"),
+        "{listed}"
+    );
+    let invalid = finish(call_tool(
+        &agent,
+        "egress-block",
+        serde_json::json!({"routes_yaml": "routes: [{host: 'https://x'}]", "justification": "x"}),
+    ));
+    assert!(
+        invalid.contains("ERROR -32602 egress-block: proposed routes.yaml is not valid"),
+        "{invalid}"
+    );
+
+    let asked = Instant::now();
+    let call = call_tool(
+        &agent,
+        "egress-block",
+        serde_json::json!({
+            "routes_yaml": routes(&["api.example.test", "docs.example.test"]),
+            "justification": "the build reads the docs site",
+        }),
+    );
+    let first = pending_proposal(&cp, "egress-block", &[]);
+    let visible = asked.elapsed();
+    let table = ok(&mut cp.kubectl(&["get", "proposals", "-n", "default"]));
+    assert!(
+        table.contains("AGENT") && table.contains("TOOL") && table.contains("egress-block"),
+        "{table}"
+    );
+    assert_eq!(
+        cp.jsonpath(&["proposal", &first, "-n", "default"], "{.status.reach[0]}"),
+        "new host docs.example.test on port(s) 443: any path, any method"
+    );
+    assert!(
+        cp.jsonpath(&["proposal", &first, "-n", "default"], "{.status.diff}")
+            .contains("+ host: docs.example.test")
+    );
+
+    let approved_at = Instant::now();
+    let out = ok(&mut cp.bbctl(&[
+        "approve",
+        &format!("proposal/{first}"),
+        "--reason",
+        "docs are public",
+        "--wait",
+    ]));
+    assert!(out.contains("approved: the sidecar enforces it"), "{out}");
+    let answer = finish(call);
+    assert!(
+        answer.contains("OK Proposal") && answer.contains("approved (docs are public)"),
+        "{answer}"
+    );
+    cp.wait_for(
+        "the approved host to answer",
+        Duration::from_secs(5),
+        || allowed(&agent, "docs.example.test"),
+    );
+    println!(
+        "proposal visible after {:.0} ms; approval enforced after {:.0} ms",
+        visible.as_secs_f64() * 1000.0,
+        approved_at.elapsed().as_secs_f64() * 1000.0
+    );
+    // Exactly what was approved: other hosts are still refused; the Bottle is untouched; the
+    // agent and its sidecar were not restarted.
+    assert_eq!(status_from_agent(&agent, "other.example.test"), "403 000");
+    assert_eq!(
+        cp.jsonpath(&["bottle", "sup"], "{.spec.egress.routes[*].host}"),
+        "api.example.test"
+    );
+    assert_eq!(cp.jsonpath(&["agent", "sup"], "{.status.grants[0]}"), first);
+    assert_eq!(
+        one(
+            containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+            "agent"
+        ),
+        agent
+    );
+    assert_eq!(
+        one(
+            containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
+            "sidecar"
+        ),
+        sidecar
+    );
+    let again = run(&mut cp.bbctl(&["reject", &first, "--reason", "changed my mind"]));
+    assert_eq!(
+        again.status.code(),
+        Some(4),
+        "a decided proposal is not decided again"
+    );
+
+    // Rejected: the agent reads why, and nothing changes.
+    let call = call_tool(
+        &agent,
+        "allow",
+        serde_json::json!({"routes_yaml": routes(&["other.example.test"]), "justification": "curious"}),
+    );
+    let second = pending_proposal(&cp, "allow", std::slice::from_ref(&first));
+    ok(&mut cp.bbctl(&[
+        "reject",
+        &second,
+        "--reason",
+        "not needed for this task",
+        "--wait",
+    ]));
+    let answer = finish(call);
+    assert!(
+        answer.contains("ISERROR") && answer.contains("rejected (not needed for this task)"),
+        "{answer}"
+    );
+    assert_eq!(status_from_agent(&agent, "other.example.test"), "403 000");
+    assert_eq!(
+        cp.jsonpath(&["proposal", &second, "-n", "default"], "{.status.phase}"),
+        "Rejected"
+    );
+
+    // A time-limited grant: allowed, then withdrawn on time.
+    let call = call_tool(
+        &agent,
+        "egress-block",
+        serde_json::json!({"routes_yaml": routes(&["other.example.test"]), "justification": "one download"}),
+    );
+    let third = pending_proposal(&cp, "egress-block", &[first.clone(), second.clone()]);
+    let bad = run(&mut cp.bbctl(&[
+        "approve",
+        &third,
+        "--reason",
+        "x",
+        "--expires-after",
+        "soon",
+    ]));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--expires-after: 'soon' is not a duration")
+    );
+    ok(&mut cp.bbctl(&[
+        "approve",
+        &third,
+        "--reason",
+        "one download",
+        "--expires-after",
+        "4s",
+        "--wait",
+    ]));
+    assert!(finish(call).contains("approved (one download)"));
+    assert!(allowed(&agent, "other.example.test"));
+    cp.wait_for("the grant to expire", Duration::from_secs(15), || {
+        cp.jsonpath(&["proposal", &third, "-n", "default"], "{.status.phase}") == "Expired"
+    });
+    assert_eq!(status_from_agent(&agent, "other.example.test"), "403 000");
+    // The first grant did not expire with it.
+    assert!(allowed(&agent, "docs.example.test"));
+
+    // Deleting an applied grant withdraws it.
+    ok(&mut cp.kubectl(&["delete", "proposal", &first, "-n", "default"]));
+    cp.wait_for(
+        "the deleted grant to be withdrawn",
+        Duration::from_secs(10),
+        || status_from_agent(&agent, "docs.example.test") == "403 000",
+    );
+    let events = ok(&mut cp.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        "involvedObject.name=sup",
+        "-o",
+        "jsonpath={range .items[*]}{.reason} {end}",
+    ]));
+    for reason in [
+        "ProposalRaised",
+        "ProposalApplied",
+        "ProposalRejected",
+        "ProposalExpired",
+    ] {
+        assert!(events.contains(reason), "{reason} missing: {events}");
+    }
+}
