@@ -126,6 +126,18 @@ spec:
     assert!(took < Duration::from_secs(60), "claude -p took {took:?}");
     println!("claude -p answered in {:.1}s", took.as_secs_f64());
 
+    // The supervise MCP server is registered and Claude Code connects to it.
+    let out = exec(&["timeout", "60", "claude", "mcp", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("supervise: http://bb-sidecar:9100/mcp")
+                && l.contains("Connected")),
+        "supervise is not a connected MCP server:\n{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The stand-in received the real token; the agent holds only the placeholder.
     assert_injected_and_unreadable(agent_label, &seen, "/v1/messages", REAL_TOKEN);
     let env = String::from_utf8_lossy(&exec(&["env"]).stdout).into_owned();

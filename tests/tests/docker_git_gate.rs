@@ -291,6 +291,73 @@ spec:
         "the refusal is not the host key's:\n{logs}"
     );
 
+    // A finding marked gitleaks:allow holds the push for a human: a Proposal appears, a
+    // rejection refuses the push, an approval (which needs a reason) releases it.
+    let marked = |file: &str| {
+        format!(
+            "cd ~/app && git fetch -q origin && git reset -q --hard origin/main \
+             && echo 'AWS_ACCESS_KEY_ID=AKIAQ3EGRUOPXNVZLM7K # gitleaks:allow' > {file} \
+             && git add {file} && git commit -q -m {file} && git push origin main"
+        )
+    };
+    let decided_push = |file: &str, known: &[String], decide: &dyn Fn(&str)| {
+        std::thread::scope(|s| {
+            let push = s.spawn(|| sh(&marked(file)));
+            let mut name = String::new();
+            cp.wait_for("a gitleaks-allow Proposal", Duration::from_secs(30), || {
+                name = cp
+                    .jsonpath(
+                        &["proposals", "-n", "default"],
+                        "{range .items[?(@.spec.tool==\"gitleaks-allow\")]}{.metadata.name}{\"\\n\"}{end}",
+                    )
+                    .lines()
+                    .find(|n| !known.iter().any(|k| k == n))
+                    .unwrap_or_default()
+                    .to_string();
+                !name.is_empty()
+            });
+            let content = cp.jsonpath(&["proposal", &name, "-n", "default"], "{.spec.content}");
+            assert!(
+                content.contains(&format!("{file}:1")) && !content.contains("AKIAQ3EGRUOPXNVZLM7K"),
+                "{content}"
+            );
+            decide(&name);
+            let (pushed, out) = push.join().expect("push thread");
+            (name, pushed, out)
+        })
+    };
+    let before = forge_head(&forge.name, "app");
+    let (rejected, pushed, out) = decided_push("rejected.env", &[], &|name| {
+        ok(&mut cp.bbctl(&["reject", name, "--reason", "not a fixture", "--wait"]));
+    });
+    assert!(!pushed && out.contains("not a fixture"), "{out}");
+    assert_eq!(
+        forge_head(&forge.name, "app"),
+        before,
+        "a rejected push landed"
+    );
+    let (_, pushed, out) = decided_push("fixture.env", &[rejected], &|name| {
+        let no_reason = run(&mut cp.bbctl(&["approve", name, "--reason", " "]));
+        assert_eq!(
+            no_reason.status.code(),
+            Some(2),
+            "an approval without a reason"
+        );
+        ok(&mut cp.bbctl(&[
+            "approve",
+            name,
+            "--reason",
+            "a dummy test fixture",
+            "--wait",
+        ]));
+    });
+    assert!(pushed, "the approved push failed:\n{out}");
+    assert_ne!(
+        forge_head(&forge.name, "app"),
+        before,
+        "the approved push did not land"
+    );
+
     // Around the gate there is no way to push: egress refuses receive-pack on every route
     // (sidecar/tests/egress.rs), and the agent has no key to push with.
     // The push key is nowhere in the agent: not in a file, an env or an argv.

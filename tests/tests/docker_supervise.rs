@@ -358,11 +358,34 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "-o",
         "jsonpath={range .items[*]}{.reason} {end}",
     ]));
+    // The audit trail: every proposal and decision, who, and why, through the runner.
+    let described = ok(&mut cp.bbctl(&["describe", "agent", "sup"]));
+    let audit = described
+        .split("Supervise:")
+        .nth(1)
+        .and_then(|s| s.split("Events:").next())
+        .unwrap_or_default();
+    for (action, proposal, why) in [
+        ("raised", first.as_str(), "the build reads the docs site"),
+        ("approved", first.as_str(), "docs are public"),
+        ("rejected", second.as_str(), "not needed for this task"),
+        ("approved", third.as_str(), "one download"),
+        ("expired", third.as_str(), ""),
+        ("withdrawn", first.as_str(), "the Proposal was deleted"),
+    ] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(action) && l.contains(proposal) && l.contains(why)),
+            "no {action} of {proposal} in the audit:\n{described}"
+        );
+    }
     for reason in [
         "ProposalRaised",
         "ProposalApplied",
         "ProposalRejected",
         "ProposalExpired",
+        "ProposalWithdrawn",
     ] {
         assert!(events.contains(reason), "{reason} missing: {events}");
     }

@@ -221,7 +221,67 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
     Ok(out)
 }
 
-async fn describe_agent(client: &kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
+/// The Agent's supervise audit log, from its runner: one row per proposal raised and per
+/// decision and what came of it (`<unavailable>` when the runner cannot be reached).
+async fn supervise_audit(target: &Target, agent: &Agent, out: &mut String) {
+    let (Some(endpoint), Some(ns)) = (
+        agent
+            .status
+            .as_ref()
+            .and_then(|s| s.session_endpoint.as_deref()),
+        agent.namespace(),
+    ) else {
+        return;
+    };
+    let path = format!(
+        "/apis/{}/namespaces/{ns}/agents/{}/log?container=supervise&tailLines=20&stdout=true",
+        bb_crds::API_VERSION,
+        agent.name_any()
+    );
+    out.push_str("Supervise:\n");
+    let collected = match target.runner_client(endpoint).await {
+        Ok(runner) => bb_controller::sessions::client::collect(&runner, &path)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.message),
+    };
+    let c = match collected {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(out, "  <unavailable: {e}>");
+            return;
+        }
+    };
+    let rows: Vec<Vec<String>> = String::from_utf8_lossy(&c.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            vec![
+                s("time"),
+                s("action"),
+                s("proposal"),
+                s("actor"),
+                s("reason"),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        out.push_str("  <none>\n");
+        return;
+    }
+    let header = ["Time", "Action", "Proposal", "By", "Reason"].map(String::from);
+    for line in render(&header, &rows).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+async fn describe_agent(
+    client: &kube::Client,
+    target: &Target,
+    ns: &str,
+    name: &str,
+) -> Result<String, CliError> {
     let api: Api<Agent> = Api::namespaced(client.clone(), ns);
     let a = api
         .get_opt(name)
@@ -272,7 +332,13 @@ async fn describe_agent(client: &kube::Client, ns: &str, name: &str) -> Result<S
     if let Some(s) = &st.snapshot {
         field(&mut out, "Snapshot", s);
     }
+    if !st.grants.is_empty() {
+        field(&mut out, "Grants", st.grants.join(", "));
+    }
     conditions(&mut out, &st.conditions);
+    if st.endpoints.as_ref().is_some_and(|e| e.supervise.is_some()) {
+        supervise_audit(target, &a, &mut out).await;
+    }
     events(client, ns, name, &mut out).await;
     Ok(out)
 }
@@ -294,7 +360,7 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
         match kind.to_ascii_lowercase().as_str() {
             "bottle" | "bottles" | "bt" => describe_bottle(&client, &name).await,
             "agent" | "agents" | "ag" => {
-                describe_agent(&client, &args.target.namespace(), &name).await
+                describe_agent(&client, &args.target, &args.target.namespace(), &name).await
             }
             other => Err(CliError::new(
                 Kind::Usage,

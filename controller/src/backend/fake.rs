@@ -385,7 +385,7 @@ impl Backend for FakeBackend {
     }
 
     /// Under the system temp directory, per process: what a test's sidecar would mount.
-    fn supervise_queue(&self, id: &AgentId) -> std::path::PathBuf {
+    fn supervise_dir(&self, id: &AgentId) -> std::path::PathBuf {
         std::env::temp_dir()
             .join(format!("bb-fake-queue-{}", std::process::id()))
             .join(&id.uid)

@@ -285,9 +285,10 @@ pub trait Backend: Send + Sync + 'static {
     fn teardown(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Where the agent reaches the supervise MCP server.
     fn supervise_url(&self) -> String;
-    /// The host directory where the Agent's sidecar queues proposals (`<id>.proposal.json`) and
-    /// reads decisions (`<id>.response.json`); the runner mirrors it.
-    fn supervise_queue(&self, id: &AgentId) -> std::path::PathBuf;
+    /// The runner's supervise directory of the Agent: its `queue/` (see `crate::supervise`) is
+    /// where the sidecar queues proposals (`<id>.proposal.json`) and reads decisions
+    /// (`<id>.response.json`); the audit log sits beside it.
+    fn supervise_dir(&self, id: &AgentId) -> std::path::PathBuf;
     /// Every Agent this backend holds resources for (from labels, not memory).
     fn list_managed(&self) -> impl Future<Output = Result<Vec<AgentId>, BackendError>> + Send;
     /// Starts `spec` in the Agent's running agent container.

@@ -382,15 +382,16 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     {
         live.insert(uid, p.routes().to_vec());
     }
-    r.status.grants = layer.included.clone();
+    let previous_grants = std::mem::replace(&mut r.status.grants, layer.included.clone());
     let driven = drive(&ctx, &agent, &id, &sidecar, &agent_plan, &mut r).await;
-    let queue = ctx.backend.supervise_queue(&id);
+    let supervise_dir = ctx.backend.supervise_dir(&id);
     let outcome = driven.as_ref().map(|_| ()).map_err(|e| e.to_string());
     for (t, reason, note) in grants::settle(
         &ctx.client,
         &proposals,
         &layer,
-        &queue,
+        &previous_grants,
+        &supervise_dir,
         outcome.as_ref().map(|_| ()).map_err(String::as_str),
         now,
     )

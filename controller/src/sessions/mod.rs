@@ -156,17 +156,20 @@ async fn serve<B: Backend>(
     let (agent, id) = request::running_agent(&state.client, &state.endpoint, &parsed).await?;
     let websocket = wants_websocket(&req);
     if !websocket {
-        let Verb::Log { source, options } = parsed.verb else {
-            return Err(Refusal::bad_request(
-                "exec and attach need a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io)",
-            ));
-        };
         // Plain HTTP logs, as the Kubernetes log endpoint: one merged text stream.
-        let output = state
-            .backend
-            .logs(&id, source, options)
-            .await
-            .map_err(|e| Refusal::new(503, "ServiceUnavailable", e.to_string()))?;
+        let output = match parsed.verb {
+            Verb::Log { source, options } => state
+                .backend
+                .logs(&id, source, options)
+                .await
+                .map_err(|e| Refusal::new(503, "ServiceUnavailable", e.to_string()))?,
+            Verb::SuperviseLog { tail } => supervise_log(&state.backend, &id, tail),
+            _ => {
+                return Err(Refusal::bad_request(
+                    "exec and attach need a WebSocket upgrade (subprotocol v5.channel.k8s.io or v4.channel.k8s.io)",
+                ));
+            }
+        };
         let frames = output.map(|c| {
             c.map(|c| http_body::Frame::data(c.data))
                 .map_err(|e| std::io::Error::other(e.to_string()))
@@ -196,7 +199,7 @@ async fn serve<B: Backend>(
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     // Resolve before upgrading, so a failure is an HTTP error the client can read.
     let spec = match &parsed.verb {
-        Verb::Log { .. } => None,
+        Verb::Log { .. } | Verb::SuperviseLog { .. } => None,
         verb => Some(request::session_spec(&state.client, &agent, verb, parsed.streams).await?),
     };
     let upgrade = hyper::upgrade::on(&mut req);
@@ -250,6 +253,9 @@ async fn run<B: Backend>(
             let opened = state.backend.logs(id, source, options).await;
             bridge::log(socket, opened).await;
         }
+        (Verb::SuperviseLog { tail }, _) => {
+            bridge::log(socket, Ok(supervise_log(&state.backend, id, tail))).await;
+        }
         (verb, Some(spec)) => {
             tracing::info!(agent = %id, verb = verb.name(), argv0 = spec.argv.first().map(String::as_str).unwrap_or(""), "session opened");
             let opened = state.backend.open_session(id, &spec).await;
@@ -257,4 +263,20 @@ async fn run<B: Backend>(
         }
         (_, None) => {}
     }
+}
+
+/// The Agent's supervise audit log, which this runner keeps itself (no runtime involved).
+fn supervise_log<B: Backend>(
+    backend: &B,
+    id: &crate::backend::AgentId,
+    tail: Option<u64>,
+) -> crate::backend::Output {
+    let file = crate::supervise::audit_file(&backend.supervise_dir(id));
+    let data = crate::supervise::audit::read(&file, tail.map(|n| n as usize));
+    Box::pin(futures_util::stream::once(std::future::ready(Ok(
+        crate::backend::Chunk {
+            stream: crate::backend::OutputStream::Stdout,
+            data: data.into(),
+        },
+    ))))
 }

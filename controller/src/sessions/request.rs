@@ -42,6 +42,8 @@ pub enum Verb {
         source: LogSource,
         options: LogOptions,
     },
+    /// The runner's own supervise audit log of the Agent (`log?container=supervise`).
+    SuperviseLog { tail: Option<u64> },
 }
 
 impl Verb {
@@ -50,7 +52,7 @@ impl Verb {
         match self {
             Verb::Exec { .. } => "exec",
             Verb::Attach => "attach",
-            Verb::Log { .. } => "log",
+            Verb::Log { .. } | Verb::SuperviseLog { .. } => "log",
         }
     }
 }
@@ -161,15 +163,24 @@ pub fn parse(path: &str, query: Option<&str>) -> Result<SessionRequest, Refusal>
         }
         "attach" => Verb::Attach,
         "log" => {
-            let source = match container.as_deref() {
-                None => LogSource::Agent,
-                Some(c) => LogSource::parse(c).ok_or_else(|| {
-                    Refusal::bad_request(format!(
-                        "container={c}: valid are agent, sidecar and egress (the audit log)"
-                    ))
-                })?,
-            };
-            Verb::Log { source, options }
+            if container.as_deref() == Some("supervise") {
+                if options.follow {
+                    return Err(Refusal::bad_request(
+                        "container=supervise: the supervise audit log is read whole, without follow",
+                    ));
+                }
+                Verb::SuperviseLog { tail: options.tail }
+            } else {
+                let source = match container.as_deref() {
+                    None => LogSource::Agent,
+                    Some(c) => LogSource::parse(c).ok_or_else(|| {
+                        Refusal::bad_request(format!(
+                            "container={c}: valid are agent, sidecar, egress (the egress audit log) and supervise (the supervise audit log)"
+                        ))
+                    })?,
+                };
+                Verb::Log { source, options }
+            }
         }
         other => {
             return Err(Refusal::new(
@@ -180,7 +191,7 @@ pub fn parse(path: &str, query: Option<&str>) -> Result<SessionRequest, Refusal>
         }
     };
     if let Some(c) = container.as_deref()
-        && !matches!(verb, Verb::Log { .. })
+        && !matches!(verb, Verb::Log { .. } | Verb::SuperviseLog { .. })
         && c != "agent"
     {
         return Err(Refusal::bad_request(format!(
@@ -300,7 +311,9 @@ pub async fn session_spec(
             let workdir = plan.workspace.as_ref().map(|_| "/workspace".to_string());
             (argv, AGENT_USER.to_string(), workdir)
         }
-        Verb::Log { .. } => return Err(Refusal::bad_request("logs are not a session")),
+        Verb::Log { .. } | Verb::SuperviseLog { .. } => {
+            return Err(Refusal::bad_request("logs are not a session"));
+        }
     };
     Ok(SessionSpec {
         argv,
@@ -388,7 +401,7 @@ mod tests {
             (
                 format!("{BASE}/log"),
                 "container=db",
-                "agent, sidecar and egress",
+                "agent, sidecar, egress (the egress audit log) and supervise",
             ),
             (format!("{BASE}/log"), "tailLines=-1", "tailLines=-1"),
             (format!("{BASE}/attach"), "user=0", "exec only"),

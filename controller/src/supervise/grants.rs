@@ -13,6 +13,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
+use super::audit::{self, AuditRecord};
 use super::queue;
 
 /// Label on every Proposal naming its Agent.
@@ -146,16 +147,35 @@ fn answer(dir: &Path, p: &Proposal, status: &str, reason: Option<&str>) {
 }
 
 /// Brings each decided proposal's status (and queue answer) up to date once the sidecar runs
-/// `layer` (`applied` false: it could not be applied, for `error`). Returns events for the Agent.
+/// `layer` (`outcome`: whether it could be applied), recording each decision that took effect
+/// and each grant that ended in the audit log. `previous` are the grants the Agent's status
+/// listed before. Returns events for the Agent.
 pub async fn settle(
     client: &kube::Client,
     proposals: &[Proposal],
     layer: &Layer,
-    queue_dir: &Path,
+    previous: &[String],
+    supervise_dir: &Path,
     outcome: Result<(), &str>,
     now: Timestamp,
 ) -> Vec<Note> {
+    let queue_dir = &super::queue_dir(supervise_dir);
+    let log = |r: AuditRecord| audit::append(&super::audit_file(supervise_dir), &r);
     let mut notes = Vec::new();
+    if outcome.is_ok() {
+        for gone in previous
+            .iter()
+            .filter(|g| !proposals.iter().any(|p| p.name_any() == **g))
+        {
+            log(AuditRecord::new(gone, "egress", "withdrawn", "runner")
+                .reason(Some("the Proposal was deleted")));
+            notes.push((
+                EventType::Normal,
+                "ProposalWithdrawn",
+                format!("grant {gone} was deleted; the sidecar no longer allows it"),
+            ));
+        }
+    }
     for p in proposals {
         let Some(d) = &p.spec.decision else { continue };
         let old = p.status.clone().unwrap_or_default();
@@ -163,10 +183,16 @@ pub async fn settle(
         st.observed_generation = p.meta().generation;
         let name = p.name_any();
         let reason = d.reason.as_deref();
+        let tool = p.spec.tool.as_str();
+        let approver = d.approver.as_deref().unwrap_or("unknown");
+        let reach = old.reach.clone();
         match (d.verdict, p.spec.tool) {
             (Verdict::Rejected, _) => {
                 if old.phase != Some(ProposalPhase::Rejected) {
                     answer(queue_dir, p, "rejected", reason);
+                    log(AuditRecord::new(&name, tool, "rejected", approver)
+                        .reason(reason)
+                        .change(reach));
                     st.phase = Some(ProposalPhase::Rejected);
                     st.message = Some(format!("rejected: {}", reason.unwrap_or("no reason given")));
                     notes.push((
@@ -183,6 +209,9 @@ pub async fn settle(
             (Verdict::Approved, ProposalTool::GitleaksAllow) => {
                 if old.phase != Some(ProposalPhase::Applied) {
                     answer(queue_dir, p, "approved", reason);
+                    log(AuditRecord::new(&name, tool, "approved", approver)
+                        .reason(reason)
+                        .change(reach));
                     st.phase = Some(ProposalPhase::Applied);
                     st.applied_at = Some(Time(now));
                     st.message = Some("the push was released".into());
@@ -208,6 +237,7 @@ pub async fn settle(
                     if old.phase == Some(ProposalPhase::Applied) {
                         st.phase = Some(ProposalPhase::Expired);
                         st.message = Some("the grant expired and was withdrawn".into());
+                        log(AuditRecord::new(&name, tool, "expired", "runner"));
                         notes.push((
                             EventType::Normal,
                             "ProposalExpired",
@@ -219,6 +249,9 @@ pub async fn settle(
                     st.message = Some(format!("approved but not applied yet: {e}"));
                 } else if old.phase != Some(ProposalPhase::Applied) {
                     answer(queue_dir, p, "approved", reason);
+                    log(AuditRecord::new(&name, tool, "approved", approver)
+                        .reason(reason)
+                        .change(reach));
                     st.phase = Some(ProposalPhase::Applied);
                     st.applied_at = Some(Time(now));
                     st.expires_at = None;

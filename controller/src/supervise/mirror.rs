@@ -107,7 +107,8 @@ pub async fn run<B: Backend>(
                     continue;
                 }
                 let id = crate::reconcile::agent::agent_id(&agent);
-                let dir = ctx.backend.supervise_queue(&id);
+                let sdir = ctx.backend.supervise_dir(&id);
+                let dir = super::queue_dir(&sdir);
                 let waiting = queue::waiting(&dir);
                 // Forget what left the queue, so the set stays as small as the queues.
                 mirrored.retain(|(u, i)| *u != uid || waiting.iter().any(|q| q.id == *i));
@@ -121,7 +122,7 @@ pub async fn run<B: Backend>(
                         .ok()
                         .and_then(|m| m.get(&uid).cloned())
                         .unwrap_or_default();
-                    if mirror_one(client, reporter, &agent, &dir, &q, &routes).await {
+                    if mirror_one(client, reporter, &agent, &sdir, &q, &routes).await {
                         mirrored.insert((uid.clone(), q.id.clone()));
                     }
                 }
@@ -140,10 +141,11 @@ async fn mirror_one(
     client: &kube::Client,
     reporter: &Reporter,
     agent: &Agent,
-    dir: &std::path::Path,
+    supervise_dir: &std::path::Path,
     q: &QueuedProposal,
     live: &[EgressRoute],
 ) -> bool {
+    let dir = &super::queue_dir(supervise_dir);
     let refuse = |why: String| {
         tracing::warn!(agent = %agent.name_any(), proposal = %q.id, "refusing a proposal: {why}");
         let _ = queue::respond(
@@ -187,6 +189,17 @@ async fn mirror_one(
         tracing::warn!(proposal = %created.name_any(), error = %e, "writing a proposal's status failed");
     }
     tracing::info!(agent = %agent.name_any(), proposal = %created.name_any(), tool = tool.as_str(), "proposal raised");
+    super::audit::append(
+        &super::audit_file(supervise_dir),
+        &super::audit::AuditRecord::new(
+            &created.name_any(),
+            tool.as_str(),
+            "raised",
+            &agent.name_any(),
+        )
+        .reason(Some(&q.justification))
+        .change(status.reach.clone()),
+    );
     let recorder = Recorder::new(client.clone(), reporter.clone());
     let note = format!(
         "{} proposal {}: {}",

@@ -658,8 +658,8 @@ impl Backend for DockerBackend {
         )
     }
 
-    fn supervise_queue(&self, id: &AgentId) -> PathBuf {
-        self.state_dir(id).join("queue")
+    fn supervise_dir(&self, id: &AgentId) -> PathBuf {
+        self.state_dir(id).join("supervise")
     }
 
     async fn list_managed(&self) -> Result<Vec<AgentId>, BackendError> {

@@ -258,7 +258,7 @@ impl DockerBackend {
             .into_iter()
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
         let image = self.sidecar_image(None).await?.clone();
-        let queue = self.supervise_queue(id);
+        let queue = crate::supervise::queue_dir(&self.supervise_dir(id));
         let cmd = self.sidecar_command(plan);
         let mounts = if plan.supervise {
             create_queue_dir(&queue)?;
