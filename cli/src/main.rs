@@ -59,6 +59,8 @@ enum Command {
     Resume(cmd::apply::SuspendArgs),
     /// Snapshot an Agent's container as an image and record it in status.snapshot.
     Commit(cmd::session::CommitArgs),
+    /// A terminal UI over pending Proposals: approve, modify then approve, or reject.
+    Supervise(cmd::supervise::SuperviseArgs),
     /// Approve a Proposal (an agent's request for access) with a reason, optionally for a time.
     Approve(cmd::decide::ApproveArgs),
     /// Reject a Proposal with a reason; the agent reads it.
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
         Command::Commit(a) => cmd::session::commit(a),
         Command::Suspend(a) => done(cmd::apply::set_suspend(a, true)),
         Command::Approve(a) => done(cmd::decide::approve(a)),
+        Command::Supervise(a) => done(cmd::supervise::run(a)),
         Command::Reject(a) => done(cmd::decide::reject(a)),
         Command::Resume(a) => done(cmd::apply::set_suspend(a, false)),
         Command::Version => {

@@ -104,6 +104,63 @@ pub fn reject(args: RejectArgs) -> Result<(), CliError> {
     )
 }
 
+/// Writes a decision on `p` (as read): refused when one was already made, or when an expiry
+/// is asked for a proposal that grants nothing to withdraw. `content` approves a modified
+/// proposal. The resourceVersion makes two deciders race safely: the second gets a conflict.
+pub async fn write_decision(
+    api: &Api<Proposal>,
+    p: &Proposal,
+    verdict: Verdict,
+    reason: &str,
+    expires_after: Option<&str>,
+    content: Option<String>,
+) -> Result<(), CliError> {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let what = format!("proposal.bot-bottle.dev/{name}");
+    if let Some(d) = &p.spec.decision {
+        return Err(CliError::new(
+            Kind::Conflict,
+            format!(
+                "{what}: already {} by {} ({}); a decision is not changed (delete the proposal to withdraw an applied grant)",
+                if d.verdict == Verdict::Approved {
+                    "approved"
+                } else {
+                    "rejected"
+                },
+                d.approver.as_deref().unwrap_or("someone"),
+                d.reason.as_deref().unwrap_or("no reason given")
+            ),
+        ));
+    }
+    if expires_after.is_some() && !p.spec.tool.is_egress() {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!(
+                "--expires-after: only egress grants expire; {what} is a {} proposal",
+                p.spec.tool.as_str()
+            ),
+        ));
+    }
+    let decision = bb_crds::proposal::ProposalDecision {
+        verdict,
+        reason: Some(reason.to_string()),
+        approver: Some(approver()),
+        expires_after: expires_after.map(Into::into),
+        content,
+        decided_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now(),
+        )),
+    };
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": p.metadata.resource_version},
+        "spec": {"decision": decision},
+    });
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| CliError::api(&what, e))?;
+    Ok(())
+}
+
 fn decide(
     arg: &str,
     target: &Target,
@@ -122,40 +179,12 @@ fn decide(
         let api: Api<Proposal> = Api::namespaced(client, &target.namespace());
         let what = format!("proposal.bot-bottle.dev/{name}");
         let p = api.get(&name).await.map_err(|e| CliError::api(&what, e))?;
-        if let Some(d) = &p.spec.decision {
-            return Err(CliError::new(
-                Kind::Conflict,
-                format!(
-                    "{what}: already {} by {} ({}); a decision is not changed (delete the proposal to withdraw an applied grant)",
-                    if d.verdict == Verdict::Approved { "approved" } else { "rejected" },
-                    d.approver.as_deref().unwrap_or("someone"),
-                    d.reason.as_deref().unwrap_or("no reason given")
-                ),
-            ));
-        }
-        if expires_after.is_some() && !p.spec.tool.is_egress() {
-            return Err(CliError::new(
-                Kind::Usage,
-                format!("--expires-after: only egress grants expire; {} is a {} proposal", what, p.spec.tool.as_str()),
-            ));
-        }
-        let decision = bb_crds::proposal::ProposalDecision {
-            verdict,
-            reason: Some(reason.to_string()),
-            approver: Some(approver()),
-            expires_after: expires_after.map(Into::into),
-            content: None,
-            decided_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())),
+        write_decision(&api, &p, verdict, reason, expires_after, None).await?;
+        let verb = if verdict == Verdict::Approved {
+            "approved"
+        } else {
+            "rejected"
         };
-        // The resourceVersion makes two deciders race safely: the second one gets a conflict.
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": p.metadata.resource_version},
-            "spec": {"decision": decision},
-        });
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| CliError::api(&what, e))?;
-        let verb = if verdict == Verdict::Approved { "approved" } else { "rejected" };
         if !wait {
             println!("{what} {verb}");
             return Ok(());
@@ -177,7 +206,10 @@ fn decide(
             if tokio::time::Instant::now() >= deadline {
                 return Err(CliError::new(
                     Kind::Unavailable,
-                    format!("{what} {verb}, but its runner has not applied it within 60s: {}", st.message.unwrap_or_else(|| "no status yet".into())),
+                    format!(
+                        "{what} {verb}, but its runner has not applied it within 60s: {}",
+                        st.message.unwrap_or_else(|| "no status yet".into())
+                    ),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

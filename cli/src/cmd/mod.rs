@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod get;
 pub mod run;
 pub mod session;
+pub mod supervise;
 pub mod target;
 pub mod validate;
 
