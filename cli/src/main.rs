@@ -45,6 +45,9 @@ enum Command {
     Delete(cmd::apply::DeleteArgs),
     /// Run or manage the local control plane.
     Controller(cmd::controller::Args),
+    /// Learn a policy: `policy suggest agent/NAME` prints the routes covering what the Agent's
+    /// egress let through in report mode.
+    Policy(cmd::policy::Args),
     /// Create an Agent in a Bottle, wait for it, and optionally attach (`--attach --rm`).
     Run(cmd::run::RunArgs),
     /// Open an interactive session running the Agent's provider command; exits with its code.
@@ -125,6 +128,7 @@ fn main() -> ExitCode {
         Command::Commit(a) => cmd::session::commit(a),
         Command::Suspend(a) => done(cmd::apply::set_suspend(a, true)),
         Command::Approve(a) => done(cmd::decide::approve(a)),
+        Command::Policy(a) => done(cmd::policy::run(a)),
         Command::Supervise(a) => done(cmd::supervise::run(a)),
         Command::Reject(a) => done(cmd::decide::reject(a)),
         Command::Resume(a) => done(cmd::apply::set_suspend(a, false)),

@@ -8,6 +8,7 @@ pub use bb_policy::file::{
 /// Proposed routes documents: parsing, comparison with the live routes, the reach summary,
 /// merging, and the supervise queue's file format.
 pub use bb_policy::proposal;
+pub use bb_policy::suggest;
 pub use bb_policy::validate::one_line;
 
 #[cfg(test)]

@@ -157,6 +157,7 @@ fn merge_egress(parent: Option<&EgressSpec>, child: Option<&EgressSpec>) -> Opti
             let any_routes =
                 p.is_some_and(|e| e.routes.is_some()) || c.is_some_and(|e| e.routes.is_some());
             Some(EgressSpec {
+                mode: c.and_then(|e| e.mode).or_else(|| p.and_then(|e| e.mode)),
                 log: c.and_then(|e| e.log).or_else(|| p.and_then(|e| e.log)),
                 routes: any_routes.then_some(routes),
             })

@@ -30,6 +30,10 @@ pub struct Entry<'a> {
     pub rule: Option<&'a str>,
     pub started: Instant,
     pub headers: Option<&'a http::HeaderMap>,
+    /// `report` mode: the rule that would have refused this permitted request.
+    pub reported: Option<&'a str>,
+    /// Port and scheme (`https`, `http`) the request went to, when known.
+    pub target: Option<(u16, &'a str)>,
 }
 
 /// A path as logs may show it: one holding a credential format or a known secret (a token in
@@ -68,7 +72,8 @@ impl Audit {
     pub fn record(&self, policy: &Policy, e: &Entry<'_>) {
         let level = policy.spec.log_level();
         let blocked = e.rule.is_some();
-        if level == 0 && !blocked {
+        // A would-be refusal is recorded at every level: recording it is what report mode is for.
+        if level == 0 && !blocked && e.reported.is_none() {
             return;
         }
         let mut line = json!({
@@ -76,12 +81,20 @@ impl Audit {
             "method": e.method,
             "host": e.host,
             "path": shown_path(policy, e.path),
-            "decision": if blocked { "block" } else { "allow" },
+            "decision": match (blocked, e.reported) {
+                (true, _) => "block",
+                (false, Some(_)) => "report",
+                (false, None) => "allow",
+            },
             "status": e.status,
             "durationMs": (e.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
         });
-        if let Some(rule) = e.rule {
+        if let Some(rule) = e.rule.or(e.reported) {
             line["rule"] = json!(rule);
+        }
+        if let Some((port, scheme)) = e.target {
+            line["port"] = json!(port);
+            line["scheme"] = json!(scheme);
         }
         if level >= 2
             && let Some(h) = e.headers
@@ -142,6 +155,8 @@ mod tests {
                 rule: None,
                 started: Instant::now(),
                 headers: Some(&h),
+                reported: None,
+                target: None,
             },
         );
         let line: Value =
@@ -177,11 +192,26 @@ mod tests {
             rule,
             started: Instant::now(),
             headers: None,
+            reported: None,
+            target: None,
         };
         audit.record(&policy, &e(None));
         audit.record(&policy, &e(Some("no-match")));
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("\"rule\":\"no-match\""));
+        // A would-be refusal of report mode is recorded at level 0 too, as such.
+        audit.record(
+            &policy,
+            &Entry {
+                status: 200,
+                reported: Some("host-not-allowed"),
+                ..e(None)
+            },
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        let last: Value = serde_json::from_str(text.lines().last().unwrap_or("")).expect("json");
+        assert_eq!(last["decision"], "report");
+        assert_eq!(last["rule"], "host-not-allowed");
     }
 }

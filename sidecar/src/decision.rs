@@ -42,6 +42,8 @@ pub enum Decision<'p> {
 #[derive(Debug)]
 pub struct Permit<'p> {
     pub route: &'p Route,
+    /// `report` mode: the rule that would have refused it.
+    pub reported: Option<&'static str>,
     pub path: String,
     pub query: Option<String>,
     pub outbound: Scan,
@@ -81,7 +83,7 @@ pub fn decide<'p>(
         }
     };
     let query = req.uri().query().map(str::to_string);
-    let route = match policy.decide(&RequestView {
+    let route = match policy.decide_reporting(&RequestView {
         host: &target.host,
         port: target.port,
         tls: target.tls,
@@ -93,6 +95,7 @@ pub fn decide<'p>(
         Ok(r) => r,
         Err(r) => return Decision::Refuse(r),
     };
+    let (route, reported) = route;
     let outbound = Scan::new(policy.clone(), route.dlp, true);
     let inbound = Scan::new(policy.clone(), route.dlp, false);
     if outbound.enabled() {
@@ -109,6 +112,7 @@ pub fn decide<'p>(
     }
     Decision::Permit(Permit {
         route,
+        reported,
         path,
         query,
         outbound,

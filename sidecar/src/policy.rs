@@ -99,6 +99,10 @@ pub struct Policy {
     pub spec: EgressSpec,
     /// Every route may reach private addresses (`--allow-private-upstreams`, test rigs only).
     private_everywhere: bool,
+    /// `mode: report`: what the routes would refuse goes through `learning` and is recorded.
+    report: bool,
+    /// The route a reported request travels: no credential, every DLP detector, any port.
+    learning: Route,
 }
 
 /// Why a request was refused: `rule` is a stable name for the header, the audit log and the
@@ -183,11 +187,22 @@ impl Policy {
         }
         let detectors =
             crate::dlp::Detectors::new(&secrets.map(SecretFiles::values).unwrap_or_default());
+        let learning = compile_route(
+            &EgressRoute {
+                host: "(report mode)".into(),
+                plain_http: Some(true),
+                git: Some(bb_policy::egress::RouteGit { fetch: Some(true) }),
+                ..Default::default()
+            },
+            None,
+        )?;
         Ok(Policy {
             routes,
             detectors,
+            report: spec.report(),
             spec,
             private_everywhere: false,
+            learning,
         })
     }
 
@@ -200,6 +215,13 @@ impl Policy {
     #[cfg(test)]
     pub fn route(&self, host: &str) -> Option<&Route> {
         self.routes.get(&normalise_host(host))
+    }
+
+    /// In `report` mode, what a refusal of the routes lets through instead: the learning route
+    /// (no credential, all DLP). `None` for a refusal that holds in every mode.
+    pub fn reported(&self, refusal: &Refusal) -> Option<&Route> {
+        (self.report && bb_policy::egress::REPORTABLE_RULES.contains(&refusal.rule))
+            .then_some(&self.learning)
     }
 
     /// May a tunnel to `host` be opened at all? (CONNECT, before any request is seen.)
@@ -282,6 +304,29 @@ impl Policy {
     /// The decision for one request. Order: host, port and scheme, DNS-over-HTTPS, matches, git.
     pub fn decide(&self, req: &RequestView<'_>) -> Result<&Route, Refusal> {
         let route = self.admit(req.host, req.port, req.tls)?;
+        self.request_rules(route, req)?;
+        Ok(route)
+    }
+
+    /// `decide`, and in `report` mode a refusal of the routes turned into the learning route
+    /// with the rule it would have broken. What holds in every mode (DNS-over-HTTPS, git push)
+    /// is judged again on the learning route: a reported host is no way around it.
+    pub fn decide_reporting(
+        &self,
+        req: &RequestView<'_>,
+    ) -> Result<(&Route, Option<&'static str>), Refusal> {
+        match self.decide(req) {
+            Ok(route) => Ok((route, None)),
+            Err(r) => {
+                let learning = self.reported(&r).ok_or_else(|| r.clone())?;
+                self.request_rules(learning, req)?;
+                Ok((learning, Some(r.rule)))
+            }
+        }
+    }
+
+    /// The rules on a request to an admitted host: DNS-over-HTTPS, the route's matches, git.
+    fn request_rules(&self, route: &Route, req: &RequestView<'_>) -> Result<(), Refusal> {
         let ctype = req
             .headers
             .get(http::header::CONTENT_TYPE)
@@ -322,7 +367,7 @@ impl Policy {
                 "egress: git fetch/clone over HTTPS is not allowed by default; use git-gate for declared repos or set egress.routes[].git.fetch=true for explicit read-only HTTPS Git access.",
             ));
         }
-        Ok(route)
+        Ok(())
     }
 }
 

@@ -162,6 +162,8 @@ impl Proxy {
                     rule: refused_by,
                     started: seen.started,
                     headers: seen.headers.as_ref(),
+                    reported: seen.reported,
+                    target: seen.target,
                 },
             );
         }
@@ -176,6 +178,8 @@ impl Proxy {
             path: String::new(),
             started: std::time::Instant::now(),
             headers: None,
+            reported: None,
+            target: None,
         };
         self.record(policy, &seen, StatusCode::FORBIDDEN, Some(rule));
     }
@@ -282,7 +286,9 @@ impl Proxy {
                 return bad_request("CONNECT needs a host:port target");
             };
             let policy = self.policy();
-            if let Err(r) = policy.admit(&host, port, true) {
+            if let Err(r) = policy.admit(&host, port, true)
+                && policy.reported(&r).is_none()
+            {
                 tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
                 self.record_tunnel(&policy, &host, r.rule);
                 return r.response();

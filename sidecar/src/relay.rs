@@ -47,6 +47,10 @@ pub(crate) struct Seen {
     pub path: String,
     pub started: std::time::Instant,
     pub headers: Option<http::HeaderMap>,
+    /// `report` mode: the rule that would have refused the request.
+    pub reported: Option<&'static str>,
+    /// The upstream port and scheme of a request (not known for a refused CONNECT).
+    pub target: Option<(u16, &'static str)>,
 }
 
 impl Proxy {
@@ -60,7 +64,10 @@ impl Proxy {
             path: req.uri().path().to_string(),
             started: std::time::Instant::now(),
             headers: self.audit.is_some().then(|| req.headers().clone()),
+            reported: None,
+            target: Some((target.port, target.scheme())),
         };
+        let mut seen = seen;
         let outcome = match decision::decide(&policy, &req, &target) {
             Decision::Refuse(r) => {
                 let path = crate::audit::shown_path(&policy, &seen.path);
@@ -71,7 +78,13 @@ impl Proxy {
                     unread: Some((parts, body)),
                 })
             }
-            Decision::Permit(permit) => self.relay(permit, req, &target).await,
+            Decision::Permit(permit) => {
+                if let Some(rule) = permit.reported {
+                    tracing::info!(host = %target.host, method = %seen.method, rule, "reported (mode: report)");
+                    seen.reported = Some(rule);
+                }
+                self.relay(permit, req, &target).await
+            }
         };
         let (resp, refused_by) = match outcome {
             Ok(resp) => (resp, None),
@@ -105,6 +118,7 @@ impl Proxy {
             query,
             outbound,
             inbound,
+            reported: _,
         } = permit;
         let (mut parts, body) = req.into_parts();
         let pq = match &query {

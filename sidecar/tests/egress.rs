@@ -1500,3 +1500,96 @@ fn private_addresses_need_the_routes_consent() {
     let (code, codes, _, body) = curl(&sc, &format!("https://localhost:{up}/x"), &[]);
     assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
 }
+
+/// `mode: report` lets what the routes would refuse through and records it, without a
+/// credential; what protects in every mode (DLP, git push, private addresses) still refuses.
+#[test]
+fn report_mode_records_would_be_refusals_and_still_holds_dlp() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let policy = format!(
+        "mode: report\nroutes:\n  - host: 127.0.0.1\n    ports: [{up}]\n    auth: {{scheme: Bearer, tokenFile: api-token}}\n    matches: [{{paths: [{{value: /api/}}]}}]\n"
+    );
+    let sc = start_sidecar(dir.path(), &up_ca, &policy);
+    // Allowed by the routes: the credential is injected.
+    let (code, codes, _, body) = curl(&sc, &format!("https://127.0.0.1:{up}/api/x"), &[]);
+    assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
+    assert!(body.contains(&format!("auth=Bearer {TOKEN}")), "{body}");
+    // A path no rule matches, another port's host and a host with no route: through, and
+    // never with the route's credential.
+    for url in [
+        format!("https://127.0.0.1:{up}/other"),
+        format!("https://localhost:{up}/docs"),
+    ] {
+        let (code, codes, rule, body) = curl(&sc, &url, &[]);
+        assert!(
+            code == 0 && codes.contains("200"),
+            "{url}: {codes} {rule} {body}"
+        );
+        assert!(
+            !body.contains(TOKEN),
+            "{url}: the credential travelled: {body}"
+        );
+    }
+    // Plain http:// to a host with no route is let through too (this upstream speaks only
+    // TLS, so it answers nothing usable: 502, not the policy's 403).
+    let (_, codes, rule, _) = curl(&sc, &format!("http://localhost:{up}/plain"), &[]);
+    assert!(
+        codes.starts_with("502") && rule.is_empty(),
+        "{codes} {rule}"
+    );
+    // DLP and git push hold in report mode.
+    let (_, codes, rule, _) = curl(
+        &sc,
+        &format!("https://localhost:{up}/docs"),
+        &["-H", &format!("X-Leak: {TOKEN}")],
+    );
+    assert!(
+        codes.starts_with("403") && rule == "dlp-outbound",
+        "{codes} {rule}"
+    );
+    let (_, codes, rule, _) = curl(
+        &sc,
+        &format!("https://localhost:{up}/r.git/git-receive-pack"),
+        &["-X", "POST"],
+    );
+    assert!(
+        codes.starts_with("403") && rule == "git-push",
+        "{codes} {rule}"
+    );
+    let audit = std::fs::read_to_string(sc.dir.join("audit.jsonl")).expect("audit");
+    let reported: Vec<(String, String, String)> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["decision"] == "report")
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            (s("host"), s("path"), s("rule"))
+        })
+        .collect();
+    assert_eq!(
+        reported,
+        [
+            (
+                "127.0.0.1".to_string(),
+                "/other".to_string(),
+                "no-match".to_string()
+            ),
+            (
+                "localhost".into(),
+                "/docs".into(),
+                "host-not-allowed".into()
+            ),
+            (
+                "localhost".into(),
+                "/plain".into(),
+                "host-not-allowed".into()
+            ),
+        ],
+        "{audit}"
+    );
+    assert!(
+        audit.contains("\"rule\":\"dlp-outbound\"") && audit.contains("\"decision\":\"block\"")
+    );
+}

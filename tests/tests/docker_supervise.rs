@@ -45,6 +45,25 @@ spec:
     )
 }
 
+/// The HTTP status of `URL` from inside the agent, as `CONNECT-status status`.
+fn status_of_url(agent: &str, url: &str) -> String {
+    let out = run(&mut docker(&[
+        "exec",
+        "-u",
+        "1000",
+        agent,
+        "sh",
+        "-c",
+        &format!("curl -s -m 5 -o /dev/null -w '%{{http_connect}} %{{http_code}}' {url}"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether a `status_of_url` answer is the proxy's refusal, of the CONNECT or of the request.
+fn refused(statuses: &str) -> bool {
+    statuses.split_whitespace().any(|c| c == "403")
+}
+
 /// The HTTP status of `https://HOST/` from inside the agent (000: refused before a response).
 fn status_from_agent(agent: &str, host: &str) -> String {
     let out = run(&mut docker(&[
@@ -388,5 +407,130 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "ProposalWithdrawn",
     ] {
         assert!(events.contains(reason), "{reason} missing: {events}");
+    }
+}
+
+fn learn_manifest(mode: &str, routes: &str) -> String {
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    format!(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: learn}}
+spec:
+  agentProvider:
+    template: custom
+    dockerfile: {dockerfile}
+    command: [bash, -l]
+  supervise: false
+  egress:
+    mode: {mode}
+    routes:
+{routes}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: learn, namespace: default}}
+spec:
+  bottleRef: {{name: learn}}
+"#,
+        dockerfile = dockerfile.display(),
+        routes = routes
+            .lines()
+            .map(|l| format!("      {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
+}
+
+#[test]
+fn report_mode_learns_a_policy_that_then_allows_exactly_it() {
+    ensure_base_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(&HOSTS);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "300"]);
+    let label = "bot-bottle.dev/agent=default/learn";
+    remove_all_with(label);
+    let _cleanup = Cleanup(label.to_string());
+    let declared =
+        "- host: api.example.test\n  matches: [{paths: [{type: prefix, value: /v1/}]}]\n";
+    cp.apply(&learn_manifest("report", declared));
+    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "learn"], "{.status.phase}") == "Running"
+    });
+    let agent = one(
+        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+        "agent",
+    );
+    let egress_net = one(
+        networks_with(&format!("{label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let _upstream = bb_e2e::start_upstream(
+        "bb-e2e-upstream-learn",
+        &egress_net,
+        &HOSTS,
+        UPSTREAM_PY,
+        (&cert, &key),
+    );
+    let used = [
+        "https://api.example.test/v1/ok",
+        "https://docs.example.test/guide",
+        "https://api.example.test/v2/items",
+    ];
+    // The declared route works first; then what the routes would refuse flows too.
+    cp.wait_for(
+        "the declared route to answer",
+        Duration::from_secs(20),
+        || status_of_url(&agent, used[0]).ends_with(" 200"),
+    );
+    for url in &used[1..] {
+        assert!(
+            status_of_url(&agent, url).ends_with(" 200"),
+            "{url} was refused in report mode"
+        );
+    }
+
+    let suggested = ok(&mut cp.bbctl(&["policy", "suggest", "agent/learn"]));
+    assert!(
+        suggested.contains("# docs.example.test: new route"),
+        "{suggested}"
+    );
+    assert!(
+        suggested.contains("# api.example.test: extends the declared route"),
+        "{suggested}"
+    );
+    let doc: serde_yaml::Value = serde_yaml::from_str(&suggested).expect("yaml");
+    let routes = serde_yaml::to_string(&doc["routes"]).expect("routes");
+
+    // Applied with enforcement on, the suggestion allows exactly what was used.
+    cp.apply(&learn_manifest("enforce", &routes));
+    cp.wait_for(
+        "the learned policy to be applied",
+        Duration::from_secs(30),
+        || {
+            let resolved = cp.jsonpath(&["bottle", "learn"], "{.status.resolvedPolicyHash}");
+            !resolved.is_empty()
+                && cp.jsonpath(&["agent", "learn"], "{.status.appliedPolicyHash}") == resolved
+                && refused(&status_of_url(&agent, "https://docs.example.test/other"))
+        },
+    );
+    for url in used {
+        assert!(
+            status_of_url(&agent, url).ends_with(" 200"),
+            "{url} is refused by the learned policy"
+        );
+    }
+    for url in [
+        "https://docs.example.test/other",
+        "https://api.example.test/v2/other",
+        "https://other.example.test/",
+    ] {
+        assert!(
+            refused(&status_of_url(&agent, url)),
+            "{url} is allowed by the learned policy"
+        );
     }
 }

@@ -64,14 +64,14 @@ pub struct LogsArgs {
 }
 
 /// A running Agent and a client for the runner that runs it.
-struct Opened {
-    agent: Agent,
-    runner: kube::Client,
+pub(super) struct Opened {
+    pub agent: Agent,
+    pub runner: kube::Client,
     /// `/apis/bot-bottle.dev/v1alpha1/namespaces/NS/agents/NAME`
-    path: String,
+    pub path: String,
 }
 
-async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
+pub(super) async fn open(target: &Target, arg: &str) -> Result<Opened, CliError> {
     let (_, agent, id) = running_agent(target, arg).await?;
     let Some(endpoint) = agent
         .status

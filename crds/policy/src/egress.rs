@@ -15,6 +15,12 @@ pub const INBOUND_DETECTORS: &[&str] = &["naive_injection_detection"];
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EgressSpec {
+    /// `enforce` (default) refuses what the routes do not allow; `report` lets would-be
+    /// refusals of the routes through and records them, to learn a policy from (`bbctl policy
+    /// suggest`). DLP, private addresses, IP literals, DNS-over-HTTPS and git push are refused
+    /// in both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<EgressMode>,
     /// Audit log level of the sidecar: 0 off, 1 blocked requests, 2 every request. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 2)))]
@@ -24,7 +30,30 @@ pub struct EgressSpec {
     pub routes: Option<Vec<EgressRoute>>,
 }
 
+/// How the sidecar treats what the routes do not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EgressMode {
+    #[default]
+    Enforce,
+    Report,
+}
+
+/// Refusal rules `report` mode lets through (and records): what a routes document can allow.
+pub const REPORTABLE_RULES: &[&str] = &[
+    "host-not-allowed",
+    "port-not-allowed",
+    "plain-http-not-allowed",
+    "no-match",
+    "git-fetch",
+];
+
 impl EgressSpec {
+    pub fn report(&self) -> bool {
+        self.mode == Some(EgressMode::Report)
+    }
+
     pub fn routes(&self) -> &[EgressRoute] {
         self.routes.as_deref().unwrap_or(&[])
     }

@@ -7,5 +7,6 @@ pub mod error;
 pub mod file;
 pub mod proposal;
 pub mod secret;
+pub mod suggest;
 pub mod validate;
 pub mod yaml;

@@ -70,13 +70,15 @@ pub fn valid_id(id: &str) -> bool {
 /// Bottle's to set, never a proposal's.
 pub fn parse_proposed_routes(text: &str) -> Result<Vec<EgressRoute>, ManifestError> {
     let spec: EgressSpec = parse_policy(text, "proposed routes", PolicyContext::Bottle)?;
-    if spec.log.is_some() {
-        let mut errs = crate::error::ValidationErrors::new("proposed routes");
-        errs.push(
-            &crate::error::FieldPath::root("log"),
-            "is set by the Bottle; a proposal lists routes only",
-        );
-        return Err(ManifestError::Invalid(vec![errs]));
+    for (field, set) in [("log", spec.log.is_some()), ("mode", spec.mode.is_some())] {
+        if set {
+            let mut errs = crate::error::ValidationErrors::new("proposed routes");
+            errs.push(
+                &crate::error::FieldPath::root(field),
+                "is set by the Bottle; a proposal lists routes only",
+            );
+            return Err(ManifestError::Invalid(vec![errs]));
+        }
     }
     Ok(spec.routes.unwrap_or_default())
 }
