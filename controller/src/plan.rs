@@ -216,15 +216,32 @@ pub fn container_hash(plan: &AgentPlan) -> String {
     fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
         serde_json::to_vec(v).unwrap_or_default()
     }
-    let image_key = match &plan.image {
-        ImageSource::Reference(r) => format!("ref:{r}"),
-        ImageSource::Dockerfile(d) => format!("dockerfile:{d}"),
-        ImageSource::Builtin(b) => format!(
-            "builtin:{}:{}",
-            b.name,
-            sha256_hex(&[b.dockerfile.as_bytes()])
-        ),
-    };
+    fn image_key(image: &ImageSource) -> String {
+        match image {
+            ImageSource::Reference(r) => format!("ref:{r}"),
+            ImageSource::Dockerfile(d) => format!("dockerfile:{d}"),
+            ImageSource::Builtin(b) => format!(
+                "builtin:{}:{}",
+                b.name,
+                sha256_hex(&[b.dockerfile.as_bytes()])
+            ),
+            // An approved capability waits for the agent's next start unless asked to restart
+            // it: only then is it part of the running container's identity.
+            ImageSource::Capability {
+                base,
+                dockerfile,
+                restart,
+            } => match restart {
+                true => format!(
+                    "{}+capability:{}",
+                    image_key(base),
+                    sha256_hex(&[dockerfile.as_bytes()])
+                ),
+                false => image_key(base),
+            },
+        }
+    }
+    let image_key = image_key(&plan.image);
     let secret_names: Vec<&str> = plan.secret_env.keys().map(String::as_str).collect();
     let dirs: Vec<String> = plan
         .dirs

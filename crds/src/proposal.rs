@@ -119,6 +119,10 @@ pub struct ProposalDecision {
     /// The content as the approver modified it, applied instead of `spec.content`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// capability-block only: move the running agent to the new image now, rather than at its
+    /// next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<Time>,
 }
@@ -255,6 +259,14 @@ pub fn validate(spec: &ProposalSpec, errs: &mut ValidationErrors) {
             errs.push(&dpath.field("content"), "must not be empty");
         }
     }
+    if d.restart == Some(true)
+        && (spec.tool != ProposalTool::CapabilityBlock || d.verdict != Verdict::Approved)
+    {
+        errs.push(
+            &dpath.field("restart"),
+            "only an approved capability-block proposal restarts the agent",
+        );
+    }
     if let Some(e) = &d.expires_after {
         if !spec.tool.is_egress() {
             errs.push(
@@ -320,9 +332,21 @@ mod tests {
             approver: None,
             expires_after: None,
             content: None,
+            restart: None,
             decided_at: None,
         };
         assert_eq!(errors(&spec(ProposalTool::Allow, Some(approve(None)))), "");
+        let mut restart = approve(None);
+        restart.restart = Some(true);
+        let e = errors(&spec(ProposalTool::Allow, Some(restart.clone())));
+        assert!(
+            e.contains("spec.decision.restart: only an approved capability-block"),
+            "{e}"
+        );
+        assert_eq!(
+            errors(&spec(ProposalTool::CapabilityBlock, Some(restart))),
+            ""
+        );
         let e = errors(&spec(ProposalTool::GitleaksAllow, Some(approve(Some(" ")))));
         assert!(e.contains("spec.decision.reason: is required"), "{e}");
         let mut d = approve(Some("ok"));

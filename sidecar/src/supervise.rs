@@ -96,7 +96,7 @@ pub fn tools() -> Vec<Tool> {
             "When the bottle lacks a tool or package: propose a Dockerfile for your image and why. An approved change applies when the agent restarts.",
             proposal_schema(
                 "dockerfile",
-                "The complete Dockerfile you propose for this agent's image.",
+                "A Dockerfile built on your current image: start with `ARG AGENT_IMAGE` and `FROM ${AGENT_IMAGE}`, then add what you need (RUN apt-get install -y ..., as root; switch back with `USER agent` if you change users).",
             ),
         ),
     ]

@@ -408,6 +408,66 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
     ] {
         assert!(events.contains(reason), "{reason} missing: {events}");
     }
+
+    // A capability: a Dockerfile on the agent's image that does not build fails its proposal
+    // and the agent keeps running; one that builds, approved with --restart, replaces it.
+    let call = call_tool(
+        &agent,
+        "capability-block",
+        serde_json::json!({"dockerfile": "ARG AGENT_IMAGE\nFROM ${AGENT_IMAGE}\nRUN false\n", "justification": "broken"}),
+    );
+    let broken = pending_proposal(&cp, "capability-block", &[]);
+    ok(&mut cp.bbctl(&["approve", &broken, "--reason", "try it", "--restart"]));
+    assert!(finish(call).contains("did not build"));
+    cp.wait_for(
+        "the broken capability to fail",
+        Duration::from_secs(60),
+        || cp.jsonpath(&["proposal", &broken, "-n", "default"], "{.status.phase}") == "Failed",
+    );
+    assert_eq!(
+        one(
+            containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+            "agent"
+        ),
+        agent,
+        "a capability that did not build replaced the agent"
+    );
+    let call = call_tool(
+        &agent,
+        "capability-block",
+        serde_json::json!({"dockerfile": "ARG AGENT_IMAGE\nFROM ${AGENT_IMAGE}\nUSER root\nRUN touch /etc/bb-capability\nUSER agent\n", "justification": "need the marker"}),
+    );
+    let good = pending_proposal(&cp, "capability-block", std::slice::from_ref(&broken));
+    let out = ok(&mut cp.bbctl(&["approve", &good, "--reason", "fine", "--restart", "--wait"]));
+    assert!(out.contains("restarted on the new image"), "{out}");
+    let _ = finish(call);
+    cp.wait_for(
+        "the agent to run the new image",
+        Duration::from_secs(60),
+        || {
+            cp.jsonpath(&["agent", "sup"], "{.status.phase}") == "Running"
+                && containers_with(&format!("{label},bot-bottle.dev/role=agent"))
+                    .first()
+                    .is_some_and(|c| *c != agent)
+        },
+    );
+    let restarted = one(
+        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+        "agent",
+    );
+    let marker = run(&mut docker(&[
+        "exec",
+        &restarted,
+        "test",
+        "-f",
+        "/etc/bb-capability",
+    ]));
+    assert!(
+        marker.status.success(),
+        "the new image lacks what the Dockerfile added"
+    );
+    let wrong = run(&mut cp.bbctl(&["approve", "does-not-matter", "--reason", "x", "--restart"]));
+    assert_ne!(wrong.status.code(), Some(0));
 }
 
 fn learn_manifest(mode: &str, routes: &str) -> String {

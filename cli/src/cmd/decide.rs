@@ -20,6 +20,10 @@ pub struct ApproveArgs {
     /// Egress only: withdraw the grant this long after it is applied (90s, 30m, 8h, 1h30m, 7d).
     #[arg(long, value_name = "DURATION")]
     expires_after: Option<String>,
+    /// capability-block only: move the running agent to the new image now (its container is
+    /// replaced), rather than at its next start.
+    #[arg(long)]
+    restart: bool,
     /// Wait until the runner applied the decision and print what came of it.
     #[arg(long)]
     wait: bool,
@@ -86,9 +90,12 @@ pub fn approve(args: ApproveArgs) -> Result<(), CliError> {
     decide(
         &args.proposal,
         &args.target,
-        Verdict::Approved,
-        &args.reason,
-        args.expires_after.as_deref(),
+        Decision {
+            verdict: Verdict::Approved,
+            reason: &args.reason,
+            expires_after: args.expires_after.as_deref(),
+            restart: args.restart,
+        },
         args.wait,
     )
 }
@@ -97,9 +104,12 @@ pub fn reject(args: RejectArgs) -> Result<(), CliError> {
     decide(
         &args.proposal,
         &args.target,
-        Verdict::Rejected,
-        &args.reason,
-        None,
+        Decision {
+            verdict: Verdict::Rejected,
+            reason: &args.reason,
+            expires_after: None,
+            restart: false,
+        },
         args.wait,
     )
 }
@@ -107,14 +117,27 @@ pub fn reject(args: RejectArgs) -> Result<(), CliError> {
 /// Writes a decision on `p` (as read): refused when one was already made, or when an expiry
 /// is asked for a proposal that grants nothing to withdraw. `content` approves a modified
 /// proposal. The resourceVersion makes two deciders race safely: the second gets a conflict.
+/// A human's decision as the verbs and the terminal UI take it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    pub verdict: Verdict,
+    pub reason: &'a str,
+    pub expires_after: Option<&'a str>,
+    pub restart: bool,
+}
+
 pub async fn write_decision(
     api: &Api<Proposal>,
     p: &Proposal,
-    verdict: Verdict,
-    reason: &str,
-    expires_after: Option<&str>,
+    decision: Decision<'_>,
     content: Option<String>,
 ) -> Result<(), CliError> {
+    let Decision {
+        verdict,
+        reason,
+        expires_after,
+        restart,
+    } = decision;
     let name = p.metadata.name.clone().unwrap_or_default();
     let what = format!("proposal.bot-bottle.dev/{name}");
     if let Some(d) = &p.spec.decision {
@@ -141,12 +164,22 @@ pub async fn write_decision(
             ),
         ));
     }
+    if restart && p.spec.tool != ProposalTool::CapabilityBlock {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!(
+                "--restart: only a capability-block proposal changes the agent's image; {what} is a {} proposal",
+                p.spec.tool.as_str()
+            ),
+        ));
+    }
     let decision = bb_crds::proposal::ProposalDecision {
         verdict,
         reason: Some(reason.to_string()),
         approver: Some(approver()),
         expires_after: expires_after.map(Into::into),
         content,
+        restart: restart.then_some(true),
         decided_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             jiff::Timestamp::now(),
         )),
@@ -161,16 +194,10 @@ pub async fn write_decision(
     Ok(())
 }
 
-fn decide(
-    arg: &str,
-    target: &Target,
-    verdict: Verdict,
-    reason: &str,
-    expires_after: Option<&str>,
-    wait: bool,
-) -> Result<(), CliError> {
+fn decide(arg: &str, target: &Target, decision: Decision<'_>, wait: bool) -> Result<(), CliError> {
     let name = proposal_name(arg)?;
-    if reason.trim().is_empty() {
+    let verdict = decision.verdict;
+    if decision.reason.trim().is_empty() {
         return Err(CliError::new(Kind::Usage, "--reason must not be empty"));
     }
     let rt = super::runtime()?;
@@ -179,7 +206,7 @@ fn decide(
         let api: Api<Proposal> = Api::namespaced(client, &target.namespace());
         let what = format!("proposal.bot-bottle.dev/{name}");
         let p = api.get(&name).await.map_err(|e| CliError::api(&what, e))?;
-        write_decision(&api, &p, verdict, reason, expires_after, None).await?;
+        write_decision(&api, &p, decision, None).await?;
         let verb = if verdict == Verdict::Approved {
             "approved"
         } else {

@@ -263,6 +263,9 @@ impl Backend for FakeBackend {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),
             ImageSource::Builtin(b) => format!("fake-builtin:{}", b.name),
+            ImageSource::Capability { dockerfile, .. } => {
+                format!("fake-capability:{}", dockerfile.len())
+            }
         };
         self.with(id, |a| {
             a.image = Some(r.clone());

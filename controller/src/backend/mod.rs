@@ -89,6 +89,14 @@ pub enum ImageSource {
     Dockerfile(String),
     /// Build a provider's own Dockerfile.
     Builtin(BuiltinImage),
+    /// An approved capability-block proposal: `dockerfile` built on top of `base`'s image,
+    /// which it names as `${AGENT_IMAGE}`. `restart`: the running agent moves to it now rather
+    /// than at its next start.
+    Capability {
+        base: Box<ImageSource>,
+        dockerfile: String,
+        restart: bool,
+    },
 }
 
 /// The sidecar's desired state: its policy file and the token files it reads.

@@ -332,7 +332,7 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         Ok::<_, PlanError>((sidecar, agent_plan))
     }
     .await;
-    let (sidecar, agent_plan) = match plans {
+    let (sidecar, mut agent_plan) = match plans {
         Ok(p) => p,
         Err(PlanError::Secret(crate::secrets::SecretError::Missing(m))) => {
             if r.status.phase.is_none() {
@@ -375,6 +375,29 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
 
     if agent.spec.suspend == Some(true) {
         return suspend(&ctx, &agent, &id, r).await;
+    }
+
+    // An approved capability: its image is built before it is used, so a Dockerfile that does
+    // not build fails the proposal and the Agent keeps the image it has.
+    if let Some((p, dockerfile, restart)) = grants::capability(&proposals) {
+        let source = crate::backend::ImageSource::Capability {
+            base: Box::new(agent_plan.image.clone()),
+            dockerfile,
+            restart,
+        };
+        let name = p.name_any();
+        let built = match p.status.as_ref().and_then(|s| s.phase) {
+            Some(bb_crds::proposal::ProposalPhase::Applied) => Ok(()),
+            _ => build_image(&ctx, &agent, &id, &source, &r)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        if built.is_ok() {
+            agent_plan.image = source;
+            agent_plan.container_hash = plan::container_hash(&agent_plan);
+        }
+        layer.capability = Some((name, built));
     }
 
     if let Ok(p) = bb_crds::policy::parse_sidecar_policy(&sidecar.policy_yaml)

@@ -32,6 +32,29 @@ pub struct Layer {
     pub invalid: Vec<(String, String)>,
     /// The earliest time an included grant expires.
     pub next_expiry: Option<Timestamp>,
+    /// The approved capability-block proposal the agent's image is built from, and whether
+    /// that image built (its error otherwise: the Agent keeps its image).
+    pub capability: Option<(String, Result<(), String>)>,
+}
+
+/// The capability-block proposal an Agent's image follows: the latest approved one that has
+/// not failed to build. With it, its Dockerfile and whether to restart now.
+pub fn capability(proposals: &[Proposal]) -> Option<(&Proposal, String, bool)> {
+    proposals
+        .iter()
+        .rev()
+        .filter(|p| p.spec.tool == ProposalTool::CapabilityBlock)
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase) != Some(ProposalPhase::Failed))
+        .find_map(|p| {
+            let d = p.spec.decision.as_ref()?;
+            (d.verdict == Verdict::Approved).then(|| {
+                (
+                    p,
+                    d.content.clone().unwrap_or_else(|| p.spec.content.clone()),
+                    d.restart == Some(true),
+                )
+            })
+        })
 }
 
 /// The Proposals of `agent` (same namespace, same Agent uid).
@@ -223,11 +246,51 @@ pub async fn settle(
                 }
             }
             (Verdict::Approved, ProposalTool::CapabilityBlock) => {
-                st.phase = Some(ProposalPhase::Pending);
-                st.message = Some(
-                    "approved; image changes from proposals are not applied by this runner yet"
-                        .into(),
-                );
+                match layer.capability.as_ref().filter(|(n, _)| *n == name) {
+                    Some((_, Err(e))) if old.phase != Some(ProposalPhase::Failed) => {
+                        answer(
+                            queue_dir,
+                            p,
+                            "rejected",
+                            Some(&format!("the Dockerfile did not build: {e}")),
+                        );
+                        st.phase = Some(ProposalPhase::Failed);
+                        st.message = Some(format!(
+                            "the Dockerfile did not build; the agent keeps its image: {e}"
+                        ));
+                        notes.push((
+                            EventType::Warning,
+                            "ProposalFailed",
+                            format!(
+                                "capability-block proposal {name}: the Dockerfile did not build"
+                            ),
+                        ));
+                    }
+                    Some((_, Ok(())))
+                        if old.phase != Some(ProposalPhase::Applied) && outcome.is_ok() =>
+                    {
+                        answer(queue_dir, p, "approved", reason);
+                        log(AuditRecord::new(&name, tool, "approved", approver)
+                            .reason(reason)
+                            .change(reach));
+                        st.phase = Some(ProposalPhase::Applied);
+                        st.applied_at = Some(Time(now));
+                        st.message = Some(if d.restart == Some(true) {
+                            "the agent was restarted on the new image".into()
+                        } else {
+                            "the new image is built; the agent runs it from its next start".into()
+                        });
+                        notes.push((
+                            EventType::Normal,
+                            "ProposalApplied",
+                            format!(
+                                "capability-block proposal {name} applied: {}",
+                                reason.unwrap_or("no reason given")
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
             }
             (Verdict::Approved, _) => {
                 if let Some((_, why)) = layer.invalid.iter().find(|(n, _)| *n == name) {
@@ -302,6 +365,7 @@ mod tests {
                     approver: None,
                     expires_after: expires.map(Into::into),
                     content: None,
+                    restart: None,
                     decided_at: None,
                 }),
             },

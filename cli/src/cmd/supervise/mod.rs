@@ -329,9 +329,12 @@ pub fn run(args: SuperviseArgs) -> Result<(), CliError> {
                 let done = rt.block_on(write_decision(
                     &api,
                     &p,
-                    verdict,
-                    &reason,
-                    expires.as_deref(),
+                    super::decide::Decision {
+                        verdict,
+                        reason: &reason,
+                        expires_after: expires.as_deref(),
+                        restart: false,
+                    },
                     content,
                 ));
                 app.message = match done {

@@ -295,6 +295,43 @@ pub async fn builtin(
     Ok(tag)
 }
 
+/// An approved capability Dockerfile built on the agent's image (`${AGENT_IMAGE}`), with only
+/// the Dockerfile as its context: a proposal carries no files. Tagged by its content and the
+/// image it builds on.
+pub async fn capability(
+    docker: &Docker,
+    progress: Progress<'_>,
+    dockerfile: &str,
+    agent_image: &str,
+    base: &str,
+) -> Result<String, BackendError> {
+    let h = sha256_hex(&[dockerfile.as_bytes(), agent_image.as_bytes()]);
+    let tag = format!("bot-bottle/agent-capability:{h}");
+    if exists(docker, &tag).await {
+        return Ok(tag);
+    }
+    let mut ctx = TarBuilder::default();
+    ctx.file("Dockerfile", dockerfile.as_bytes(), 0o644, 0)
+        .map_err(|e| err(e.to_string()))?;
+    let context = ctx.finish().map_err(|e| err(e.to_string()))?;
+    progress.send(format!(
+        "building the approved capability image {} on {agent_image}",
+        short(&tag)
+    ));
+    let extra = HashMap::from([("AGENT_IMAGE".to_string(), agent_image.to_string())]);
+    build(
+        docker,
+        progress,
+        &tag,
+        &h,
+        "Dockerfile",
+        context,
+        BuildArgs { base, extra },
+    )
+    .await?;
+    Ok(tag)
+}
+
 /// Size and modification time of a harness file, or of every file under a harness directory
 /// (a harness is hundreds of megabytes: this is read on every reconcile, the bytes only to build).
 fn harness_identity(path: &Path) -> std::io::Result<String> {

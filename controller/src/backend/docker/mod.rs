@@ -232,6 +232,40 @@ impl DockerBackend {
             .map_err(step(Step::Observe))
     }
 
+    /// The agent image a provider asks for (a capability builds on top of it).
+    async fn provider_image(
+        &self,
+        image: &ImageSource,
+        progress: images::Progress<'_>,
+    ) -> Result<String, BackendError> {
+        match image {
+            ImageSource::Reference(r) => images::reference(&self.docker, r).await,
+            ImageSource::Dockerfile(d) => {
+                images::from_dockerfile(
+                    &self.docker,
+                    progress,
+                    std::path::Path::new(d),
+                    &self.config.base_image,
+                )
+                .await
+            }
+            ImageSource::Builtin(b) => {
+                images::builtin(
+                    &self.docker,
+                    progress,
+                    b,
+                    self.config.harness_dir.as_deref(),
+                    &self.config.base_image,
+                )
+                .await
+            }
+            ImageSource::Capability { .. } => Err(BackendError::new(
+                Step::Image,
+                "a capability image builds on a provider image, not on another capability",
+            )),
+        }
+    }
+
     fn role_of(c: &ContainerSummary) -> Option<&str> {
         Self::label(c, ROLE)
     }
@@ -456,28 +490,21 @@ impl Backend for DockerBackend {
         };
         let sidecar = self.sidecar_image(Some(steps)).await?;
         tracing::debug!(sidecar = %sidecar, "sidecar image ready");
-        match image {
-            ImageSource::Reference(r) => images::reference(&self.docker, r).await,
-            ImageSource::Dockerfile(d) => {
-                images::from_dockerfile(
-                    &self.docker,
-                    progress,
-                    std::path::Path::new(d),
-                    &self.config.base_image,
-                )
-                .await
-            }
-            ImageSource::Builtin(b) => {
-                images::builtin(
-                    &self.docker,
-                    progress,
-                    b,
-                    self.config.harness_dir.as_deref(),
-                    &self.config.base_image,
-                )
-                .await
-            }
+        if let ImageSource::Capability {
+            base, dockerfile, ..
+        } = image
+        {
+            let agent_image = self.provider_image(base, progress).await?;
+            return images::capability(
+                &self.docker,
+                progress,
+                dockerfile,
+                &agent_image,
+                &self.config.base_image,
+            )
+            .await;
         }
+        self.provider_image(image, progress).await
     }
 
     async fn ensure_network(&self, id: &AgentId) -> Result<(), BackendError> {
@@ -488,7 +515,6 @@ impl Backend for DockerBackend {
         .await;
         internal.and(egress)
     }
-
     async fn ensure_sidecar(
         &self,
         id: &AgentId,
