@@ -40,6 +40,12 @@ kind: Agent
 metadata: {{name: sup, namespace: default}}
 spec:
   bottleRef: {{name: sup}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: sup-peer, namespace: default}}
+spec:
+  bottleRef: {{name: sup}}
 "#,
         dockerfile = dockerfile.display()
     )
@@ -161,13 +167,21 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
     // A long resync: whatever changes below comes from the decision, not a periodic pass.
     let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "300"]);
     let label = "bot-bottle.dev/agent=default/sup";
+    let peer_label = "bot-bottle.dev/agent=default/sup-peer";
     remove_all_with(label);
+    remove_all_with(peer_label);
     let _cleanup = Cleanup(label.to_string());
+    let _peer_cleanup = Cleanup(peer_label.to_string());
 
     cp.apply(&manifest());
-    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+    cp.wait_for("both Agents to be Running", READY_LIMIT, || {
         cp.jsonpath(&["agent", "sup"], "{.status.phase}") == "Running"
+            && cp.jsonpath(&["agent", "sup-peer"], "{.status.phase}") == "Running"
     });
+    let peer = one(
+        containers_with(&format!("{peer_label},bot-bottle.dev/role=agent")),
+        "peer agent",
+    );
     let agent = one(
         containers_with(&format!("{label},bot-bottle.dev/role=agent")),
         "agent",
@@ -269,9 +283,36 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         visible.as_secs_f64() * 1000.0,
         approved_at.elapsed().as_secs_f64() * 1000.0
     );
-    // Exactly what was approved: other hosts are still refused; the Bottle is untouched; the
-    // agent and its sidecar were not restarted.
+    // Exactly what was approved: other hosts are still refused; the Bottle is untouched (another
+    // Agent of it is still refused the granted host, through its own sidecar on its own upstream
+    // network); the agent and its sidecar were not restarted.
     assert_eq!(status_from_agent(&agent, "other.example.test"), "403 000");
+    // The peer reconciles at its next change: give it one, and wait until it ran.
+    ok(&mut cp.kubectl(&[
+        "patch",
+        "agent",
+        "sup-peer",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"prompt":"reconcile me"}}"#,
+    ]));
+    cp.wait_for(
+        "the peer to reconcile its change",
+        Duration::from_secs(60),
+        || {
+            cp.jsonpath(&["agent", "sup-peer"], "{.status.observedGeneration}")
+                == cp.jsonpath(&["agent", "sup-peer"], "{.metadata.generation}")
+                && cp.jsonpath(&["agent", "sup-peer"], "{.status.phase}") == "Running"
+        },
+    );
+    let peer = one(
+        containers_with(&format!("{peer_label},bot-bottle.dev/role=agent")),
+        "peer agent",
+    );
+    assert_eq!(cp.jsonpath(&["agent", "sup-peer"], "{.status.grants}"), "");
+    assert_eq!(status_from_agent(&peer, "docs.example.test"), "403 000");
     assert_eq!(
         cp.jsonpath(&["bottle", "sup"], "{.spec.egress.routes[*].host}"),
         "api.example.test"
@@ -468,6 +509,23 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
     );
     let wrong = run(&mut cp.bbctl(&["approve", "does-not-matter", "--reason", "x", "--restart"]));
     assert_ne!(wrong.status.code(), Some(0));
+
+    // Deleting the Agent deletes its proposals (the local control plane has no garbage
+    // collector) and leaves its peer's alone.
+    ok(&mut cp.kubectl(&["delete", "agent", "sup", "-n", "default", "--timeout=120s"]));
+    assert_eq!(
+        cp.jsonpath(
+            &[
+                "proposals",
+                "-n",
+                "default",
+                "-l",
+                "bot-bottle.dev/agent=sup"
+            ],
+            "{.items[*].metadata.name}"
+        ),
+        ""
+    );
 }
 
 fn learn_manifest(mode: &str, routes: &str) -> String {

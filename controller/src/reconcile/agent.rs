@@ -715,6 +715,11 @@ async fn cleanup<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result
             .into_iter()
             .map(|why| (EventType::Warning, "DeployKeyRevokeFailed", why))
             .collect();
+    // A cluster's garbage collector follows the owner reference; the local control plane has
+    // none, so the Agent's proposals go here (a recreated Agent of the same name starts clean).
+    if let Err(e) = grants::delete_all(&ctx.client, &agent).await {
+        tracing::warn!(agent = %id, error = %e, "deleting the Agent's proposals failed");
+    }
     events.push((
         EventType::Normal,
         "Deleted",

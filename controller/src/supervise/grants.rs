@@ -88,6 +88,20 @@ pub async fn of_agent(client: &kube::Client, agent: &Agent) -> Result<Vec<Propos
     Ok(items)
 }
 
+/// Deletes the Proposals of `agent` (this Agent, by uid).
+pub async fn delete_all(client: &kube::Client, agent: &Agent) -> Result<(), kube::Error> {
+    let ns = agent.namespace().unwrap_or_default();
+    let api: Api<Proposal> = Api::namespaced(client.clone(), &ns);
+    for p in of_agent(client, agent).await? {
+        match api.delete(&p.name_any(), &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// When an applied grant of `p` expires, if it does.
 fn expiry(p: &Proposal) -> Option<Timestamp> {
     let after = p.spec.decision.as_ref()?.expires_after.as_deref()?;
