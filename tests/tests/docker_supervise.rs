@@ -178,10 +178,6 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         cp.jsonpath(&["agent", "sup"], "{.status.phase}") == "Running"
             && cp.jsonpath(&["agent", "sup-peer"], "{.status.phase}") == "Running"
     });
-    let peer = one(
-        containers_with(&format!("{peer_label},bot-bottle.dev/role=agent")),
-        "peer agent",
-    );
     let agent = one(
         containers_with(&format!("{label},bot-bottle.dev/role=agent")),
         "agent",
