@@ -291,7 +291,7 @@ emit('dns-tcp-to-witness', 'atk-dns-tcp', connect_direct(WITNESS_IP, 53, b'atk-d
 # --- Direct connections: the witness, the sidecar's other ports, the network's gateway.
 for port in (22, 80, 443, 8080, 9418):
     emit(f'direct-witness-{port}', f'atk-direct-{port}', connect_direct(WITNESS_IP, port, f'atk-direct-{port}'.encode()))
-for port in (22, 53, 80, 443, 2375, 6443, 9100):
+for port in (22, 53, 80, 443, 2375, 6443):
     emit(f'direct-sidecar-{port}', f'atk-sidecar-{port}',
          connect_direct(cfg['sidecar_ip'], port, b'x'), 'blocked')
 # git-gate listens on 9420 for the agent; it serves declared repositories and is no proxy.
@@ -304,6 +304,20 @@ for name, req in (
               'git-gate-undeclared-repo': 'atk-gate-repo'}[name]
     try:
         s = socket.create_connection((cfg['sidecar_ip'], 9420), timeout=3)
+        s.sendall(req.encode())
+        emit(name, marker, status_of(recv_all(s)))
+    except Exception as e:
+        emit(name, marker, e)
+# The supervise MCP server listens on 9100 for the agent: it queues proposals and is no proxy.
+for name, req in (
+    ('supervise-as-proxy', f'GET http://{BLOCKED}/allowed/atk-mcp-proxy HTTP/1.1\r\nHost: {BLOCKED}\r\n\r\n'),
+    ('supervise-connect', f'CONNECT {BLOCKED}:443 HTTP/1.1\r\nHost: {BLOCKED}:443\r\n\r\natk-mcp-connect'),
+    ('supervise-oversized', f'POST /mcp HTTP/1.1\r\nHost: bb-sidecar:9100\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {2 << 20}\r\n\r\n' + '{"atk-mcp-big": "' + 'a' * (2 << 20)),
+):
+    marker = {'supervise-as-proxy': 'atk-mcp-proxy', 'supervise-connect': 'atk-mcp-connect',
+              'supervise-oversized': 'atk-mcp-big'}[name]
+    try:
+        s = socket.create_connection((cfg['sidecar_ip'], 9100), timeout=3)
         s.sendall(req.encode())
         emit(name, marker, status_of(recv_all(s)))
     except Exception as e:

@@ -446,6 +446,52 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         assert!(events.contains(reason), "{reason} missing: {events}");
     }
 
+    // Promoted: the grant goes into the Bottle, so its other Agent gets it too.
+    let call = call_tool(
+        &agent,
+        "allow",
+        serde_json::json!({"routes_yaml": routes(&["other.example.test"]), "justification": "for everyone"}),
+    );
+    let fourth = pending_proposal(&cp, "allow", std::slice::from_ref(&second));
+    let bad = run(&mut cp.bbctl(&[
+        "approve",
+        &fourth,
+        "--reason",
+        "x",
+        "--promote",
+        "--expires-after",
+        "1h",
+    ]));
+    assert_eq!(bad.status.code(), Some(2), "a promoted grant cannot expire");
+    let out = ok(&mut cp.bbctl(&[
+        "approve",
+        &fourth,
+        "--reason",
+        "everyone needs it",
+        "--promote",
+        "--wait",
+    ]));
+    assert!(
+        out.contains("bottle.bot-bottle.dev/sup now allows"),
+        "{out}"
+    );
+    assert!(finish(call).contains("approved (everyone needs it)"));
+    assert_eq!(
+        cp.jsonpath(&["bottle", "sup"], "{.spec.egress.routes[*].host}"),
+        "api.example.test other.example.test"
+    );
+    cp.wait_for(
+        "the peer to get the promoted route",
+        Duration::from_secs(30),
+        || {
+            let peer = containers_with(&format!("{peer_label},bot-bottle.dev/role=agent"));
+            // The peer has no upstream on its network: its CONNECT is admitted, nothing answers.
+            peer.first()
+                .is_some_and(|p| !refused(&status_from_agent(p, "other.example.test")))
+        },
+    );
+    assert!(allowed(&agent, "other.example.test"));
+
     // A capability: a Dockerfile on the agent's image that does not build fails its proposal
     // and the agent keeps running; one that builds, approved with --restart, replaces it.
     let call = call_tool(

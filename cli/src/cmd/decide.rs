@@ -24,6 +24,10 @@ pub struct ApproveArgs {
     /// replaced), rather than at its next start.
     #[arg(long)]
     restart: bool,
+    /// Egress only: also write the grant into the Agent's Bottle, for every Agent of it (the
+    /// live object: with GitOps, change the repository instead).
+    #[arg(long)]
+    promote: bool,
     /// Wait until the runner applied the decision and print what came of it.
     #[arg(long)]
     wait: bool,
@@ -87,6 +91,12 @@ pub fn approve(args: ApproveArgs) -> Result<(), CliError> {
         parse_duration(d)
             .map_err(|m| CliError::new(Kind::Usage, format!("--expires-after: {m}")))?;
     }
+    if args.promote && args.expires_after.is_some() {
+        return Err(CliError::new(
+            Kind::Usage,
+            "--promote writes the grant into the Bottle, where nothing expires; drop --expires-after",
+        ));
+    }
     decide(
         &args.proposal,
         &args.target,
@@ -96,6 +106,7 @@ pub fn approve(args: ApproveArgs) -> Result<(), CliError> {
             expires_after: args.expires_after.as_deref(),
             restart: args.restart,
         },
+        args.promote,
         args.wait,
     )
 }
@@ -110,6 +121,7 @@ pub fn reject(args: RejectArgs) -> Result<(), CliError> {
             expires_after: None,
             restart: false,
         },
+        false,
         args.wait,
     )
 }
@@ -194,7 +206,79 @@ pub async fn write_decision(
     Ok(())
 }
 
-fn decide(arg: &str, target: &Target, decision: Decision<'_>, wait: bool) -> Result<(), CliError> {
+/// Writes an approved egress proposal's grant into the Bottle of its Agent: the routes it adds
+/// or changes, in the Bottle's own routes (guarded by the resourceVersion). Returns the Bottle.
+async fn promote(client: &kube::Client, p: &Proposal) -> Result<String, CliError> {
+    use bb_crds::policy::proposal::{compare, parse_proposed_routes, promote};
+    let what = format!(
+        "proposal.bot-bottle.dev/{}",
+        p.metadata.name.as_deref().unwrap_or("")
+    );
+    if !p.spec.tool.is_egress() {
+        return Err(CliError::new(
+            Kind::Usage,
+            format!(
+                "--promote: {what} is a {} proposal; only egress grants go into a Bottle",
+                p.spec.tool.as_str()
+            ),
+        ));
+    }
+    let ns = p.metadata.namespace.clone().unwrap_or_default();
+    let agents: Api<bb_crds::Agent> = Api::namespaced(client.clone(), &ns);
+    let agent = agents
+        .get(&p.spec.agent_ref.name)
+        .await
+        .map_err(|e| CliError::api(&format!("agent/{}", p.spec.agent_ref.name), e))?;
+    let bottles: Api<bb_crds::Bottle> = Api::all(client.clone());
+    let all = bottles
+        .list(&Default::default())
+        .await
+        .map_err(|e| CliError::api("API", e))?;
+    let name = agent.spec.bottle_ref.name.clone();
+    let bottle = all
+        .items
+        .iter()
+        .find(|b| b.metadata.name.as_deref() == Some(name.as_str()))
+        .cloned()
+        .ok_or_else(|| CliError::new(Kind::NotFound, format!("bottle/{name} not found")))?;
+    let specs = all
+        .items
+        .into_iter()
+        .map(|b| (b.metadata.name.clone().unwrap_or_default(), b.spec))
+        .collect();
+    let resolved = bb_crds::resolve::validate_bottle(&name, &specs)
+        .map_err(|e| CliError::new(Kind::Validation, format!("bottle/{name}: {e}")))?;
+    let live = resolved.spec.egress.clone().unwrap_or_default();
+    let own = bottle.spec.egress.clone().unwrap_or_default();
+    let inherited: Vec<_> = live
+        .routes()
+        .iter()
+        .filter(|r| !own.routes().iter().any(|o| o.host == r.host))
+        .cloned()
+        .collect();
+    let proposed = parse_proposed_routes(&p.spec.content)
+        .map_err(|e| CliError::new(Kind::Validation, format!("{what}: {e}")))?;
+    let layer = compare(live.routes(), &proposed).layer();
+    let routes = promote(own.routes(), &inherited, &layer)
+        .map_err(|m| CliError::new(Kind::Conflict, format!("--promote: {m}")))?;
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": bottle.metadata.resource_version},
+        "spec": {"egress": {"routes": routes}},
+    });
+    bottles
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| CliError::api(&format!("bottle/{name}"), e))?;
+    Ok(name)
+}
+
+fn decide(
+    arg: &str,
+    target: &Target,
+    decision: Decision<'_>,
+    promoting: bool,
+    wait: bool,
+) -> Result<(), CliError> {
     let name = proposal_name(arg)?;
     let verdict = decision.verdict;
     if decision.reason.trim().is_empty() {
@@ -203,9 +287,19 @@ fn decide(arg: &str, target: &Target, decision: Decision<'_>, wait: bool) -> Res
     let rt = super::runtime()?;
     rt.block_on(async {
         let client = target.client_autostart().await?;
-        let api: Api<Proposal> = Api::namespaced(client, &target.namespace());
+        let api: Api<Proposal> = Api::namespaced(client.clone(), &target.namespace());
         let what = format!("proposal.bot-bottle.dev/{name}");
         let p = api.get(&name).await.map_err(|e| CliError::api(&what, e))?;
+        if promoting {
+            if p.spec.decision.is_some() {
+                return Err(CliError::new(
+                    Kind::Conflict,
+                    format!("{what}: already decided"),
+                ));
+            }
+            let bottle = promote(&client, &p).await?;
+            println!("bottle.bot-bottle.dev/{bottle} now allows what {what} asked for");
+        }
         write_decision(&api, &p, decision, None).await?;
         let verb = if verdict == Verdict::Approved {
             "approved"

@@ -173,6 +173,31 @@ pub fn merge(routes: &mut Vec<EgressRoute>, layer: &[EgressRoute]) {
     }
 }
 
+/// A Bottle's own routes with an approved `layer` written into them (the approver promotes a
+/// grant to everyone running the Bottle). A layer route for a host the Bottle inherits from
+/// an `extends` parent is refused: the parent declares it, and promoting there is the
+/// parent's owner's decision.
+pub fn promote(
+    own: &[EgressRoute],
+    inherited: &[EgressRoute],
+    layer: &[EgressRoute],
+) -> Result<Vec<EgressRoute>, String> {
+    let mut out = own.to_vec();
+    for r in layer {
+        let key = host_key(&r.host);
+        if !own.iter().any(|o| host_key(&o.host) == key)
+            && inherited.iter().any(|i| host_key(&i.host) == key)
+        {
+            return Err(format!(
+                "{} comes from a Bottle this one extends; promote it there",
+                r.host
+            ));
+        }
+    }
+    merge(&mut out, layer);
+    Ok(out)
+}
+
 fn source(r: &EgressRoute) -> Option<String> {
     let a = r.auth.as_ref()?;
     let from = if let Some(k) = &a.token.secret_key_ref {
@@ -464,6 +489,28 @@ mod tests {
         assert!(text.contains("@@ new route new.test @@"), "{text}");
         assert!(text.contains("- matches:"), "{text}");
         assert_eq!(diff.layer().len(), 3);
+    }
+
+    #[test]
+    fn promoting_writes_the_grant_into_the_bottles_own_routes_only() {
+        let own = routes("routes:\n  - host: a.test\n    auth: {scheme: Bearer, hostEnv: A}\n");
+        let inherited = routes("routes:\n  - host: p.test\n");
+        let layer = routes("routes:\n  - host: a.test\n    ports: [8443]\n  - host: n.test\n");
+        let promoted = promote(&own, &inherited, &layer).expect("promote");
+        assert_eq!(promoted.len(), 2);
+        assert_eq!(promoted[0].ports, Some(vec![8443]));
+        assert!(
+            promoted[0].auth.is_some(),
+            "the declared credential is kept"
+        );
+        assert_eq!(promoted[1].host, "n.test");
+        let err = promote(&own, &inherited, &routes("routes:\n  - host: p.test\n"))
+            .err()
+            .unwrap_or_default();
+        assert!(
+            err.contains("p.test comes from a Bottle this one extends"),
+            "{err}"
+        );
     }
 
     #[test]
