@@ -283,10 +283,19 @@ fn bottle_holds_on_docker() {
     let shell = run(&mut docker(&["exec", &sidecar, "/bin/sh", "-c", "true"]));
     assert!(!shell.status.success(), "the sidecar image has a shell");
     let written = ok(&mut docker(&["diff", &sidecar]));
-    // The engine's own init binary, bind-mounted by `init: true`, is the only addition.
+    // The only additions are the engine's mount points: its init binary (`init: true`) and
+    // the supervise queue the runner mounts.
     let written: Vec<&str> = written
         .lines()
-        .filter(|l| !["A /sbin", "A /sbin/docker-init"].contains(l))
+        .filter(|l| {
+            ![
+                "A /sbin",
+                "A /sbin/docker-init",
+                "C /run",
+                "A /run/bot-bottle-queue",
+            ]
+            .contains(l)
+        })
         .collect();
     assert!(
         written.is_empty(),

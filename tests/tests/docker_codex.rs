@@ -81,6 +81,17 @@ spec:
         assert!(text.contains(want), "{want:?} missing from {text}");
     }
 
+    // The supervise MCP server is registered where Codex reads it.
+    let out = exec(&["timeout", "30", "codex", "mcp", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("supervise") && l.contains("http://bb-sidecar:9100/mcp")),
+        "codex does not list the supervise server:\n{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let t = Instant::now();
     let out = exec(&[
         "timeout",

@@ -19,6 +19,69 @@ const HOSTS: [&str; 3] = [
 ];
 const MCP_CALL: &str = include_str!("../fixtures/mcp_call.py");
 
+/// A control plane trusting the test's upstream CA (with a long resync: whatever changes comes
+/// from a decision, not a periodic pass), `manifest` applied, `agents` Running, and the test's
+/// "internet" serving HOSTS on the first agent's egress network.
+struct Rig {
+    cp: Controller,
+    /// The first agent's container.
+    agent: String,
+    _upstream: bb_e2e::Upstream,
+    _cleanups: Vec<Cleanup>,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    fn start(manifest: &str, agents: &[&str]) -> Rig {
+        ensure_base_image();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca, cert, key) = test_pki(&HOSTS);
+        let ca_path = dir.path().join("upstream-ca.pem");
+        std::fs::write(&ca_path, &ca).expect("write ca");
+        let ca_arg = ca_path.to_string_lossy().into_owned();
+        let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "300"]);
+        let labels: Vec<String> = agents
+            .iter()
+            .map(|a| format!("bot-bottle.dev/agent=default/{a}"))
+            .collect();
+        let cleanups = labels
+            .iter()
+            .map(|l| {
+                remove_all_with(l);
+                Cleanup(l.clone())
+            })
+            .collect();
+        cp.apply(manifest);
+        cp.wait_for("the Agents to be Running", READY_LIMIT, || {
+            agents
+                .iter()
+                .all(|a| cp.jsonpath(&["agent", a], "{.status.phase}") == "Running")
+        });
+        let agent = one(
+            containers_with(&format!("{},bot-bottle.dev/role=agent", labels[0])),
+            "agent",
+        );
+        let egress_net = one(
+            networks_with(&format!("{},bot-bottle.dev/role=egress-network", labels[0])),
+            "egress network",
+        );
+        let upstream = bb_e2e::start_upstream(
+            &format!("bb-e2e-upstream-{}", agents[0]),
+            &egress_net,
+            &HOSTS,
+            UPSTREAM_PY,
+            (&cert, &key),
+        );
+        Rig {
+            cp,
+            agent,
+            _upstream: upstream,
+            _cleanups: cleanups,
+            _dir: dir,
+        }
+    }
+}
+
 fn manifest() -> String {
     let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
     format!(
@@ -158,44 +221,13 @@ fn routes(hosts: &[&str]) -> String {
 
 #[test]
 fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
-    ensure_base_image();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = test_pki(&HOSTS);
-    let ca_path = dir.path().join("upstream-ca.pem");
-    std::fs::write(&ca_path, &ca).expect("write ca");
-    let ca_arg = ca_path.to_string_lossy().into_owned();
-    // A long resync: whatever changes below comes from the decision, not a periodic pass.
-    let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "300"]);
+    let rig = Rig::start(&manifest(), &["sup", "sup-peer"]);
+    let (cp, agent) = (&rig.cp, rig.agent.clone());
     let label = "bot-bottle.dev/agent=default/sup";
     let peer_label = "bot-bottle.dev/agent=default/sup-peer";
-    remove_all_with(label);
-    remove_all_with(peer_label);
-    let _cleanup = Cleanup(label.to_string());
-    let _peer_cleanup = Cleanup(peer_label.to_string());
-
-    cp.apply(&manifest());
-    cp.wait_for("both Agents to be Running", READY_LIMIT, || {
-        cp.jsonpath(&["agent", "sup"], "{.status.phase}") == "Running"
-            && cp.jsonpath(&["agent", "sup-peer"], "{.status.phase}") == "Running"
-    });
-    let agent = one(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
-        "agent",
-    );
     let sidecar = one(
         containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
         "sidecar",
-    );
-    let egress_net = one(
-        networks_with(&format!("{label},bot-bottle.dev/role=egress-network")),
-        "egress network",
-    );
-    let _upstream = bb_e2e::start_upstream(
-        "bb-e2e-upstream-sup",
-        &egress_net,
-        &HOSTS,
-        UPSTREAM_PY,
-        (&cert, &key),
     );
     assert_eq!(
         cp.jsonpath(&["agent", "sup"], "{.status.endpoints.supervise}"),
@@ -239,7 +271,7 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
             "justification": "the build reads the docs site",
         }),
     );
-    let first = pending_proposal(&cp, "egress-block", &[]);
+    let first = pending_proposal(cp, "egress-block", &[]);
     let visible = asked.elapsed();
     let table = ok(&mut cp.kubectl(&["get", "proposals", "-n", "default"]));
     assert!(
@@ -341,7 +373,7 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "allow",
         serde_json::json!({"routes_yaml": routes(&["other.example.test"]), "justification": "curious"}),
     );
-    let second = pending_proposal(&cp, "allow", std::slice::from_ref(&first));
+    let second = pending_proposal(cp, "allow", std::slice::from_ref(&first));
     ok(&mut cp.bbctl(&[
         "reject",
         &second,
@@ -366,7 +398,7 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "egress-block",
         serde_json::json!({"routes_yaml": routes(&["other.example.test"]), "justification": "one download"}),
     );
-    let third = pending_proposal(&cp, "egress-block", &[first.clone(), second.clone()]);
+    let third = pending_proposal(cp, "egress-block", &[first.clone(), second.clone()]);
     let bad = run(&mut cp.bbctl(&[
         "approve",
         &third,
@@ -452,7 +484,7 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "allow",
         serde_json::json!({"routes_yaml": routes(&["other.example.test"]), "justification": "for everyone"}),
     );
-    let fourth = pending_proposal(&cp, "allow", std::slice::from_ref(&second));
+    let fourth = pending_proposal(cp, "allow", std::slice::from_ref(&second));
     let bad = run(&mut cp.bbctl(&[
         "approve",
         &fourth,
@@ -499,7 +531,7 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "capability-block",
         serde_json::json!({"dockerfile": "ARG AGENT_IMAGE\nFROM ${AGENT_IMAGE}\nRUN false\n", "justification": "broken"}),
     );
-    let broken = pending_proposal(&cp, "capability-block", &[]);
+    let broken = pending_proposal(cp, "capability-block", &[]);
     ok(&mut cp.bbctl(&["approve", &broken, "--reason", "try it", "--restart"]));
     assert!(finish(call).contains("did not build"));
     cp.wait_for(
@@ -520,7 +552,7 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "capability-block",
         serde_json::json!({"dockerfile": "ARG AGENT_IMAGE\nFROM ${AGENT_IMAGE}\nUSER root\nRUN touch /etc/bb-capability\nUSER agent\n", "justification": "need the marker"}),
     );
-    let good = pending_proposal(&cp, "capability-block", std::slice::from_ref(&broken));
+    let good = pending_proposal(cp, "capability-block", std::slice::from_ref(&broken));
     let out = ok(&mut cp.bbctl(&["approve", &good, "--reason", "fine", "--restart", "--wait"]));
     assert!(out.contains("restarted on the new image"), "{out}");
     let _ = finish(call);
@@ -604,37 +636,10 @@ spec:
 
 #[test]
 fn report_mode_learns_a_policy_that_then_allows_exactly_it() {
-    ensure_base_image();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = test_pki(&HOSTS);
-    let ca_path = dir.path().join("upstream-ca.pem");
-    std::fs::write(&ca_path, &ca).expect("write ca");
-    let ca_arg = ca_path.to_string_lossy().into_owned();
-    let cp = Controller::start(&["--upstream-ca", &ca_arg, "--resync-seconds", "300"]);
-    let label = "bot-bottle.dev/agent=default/learn";
-    remove_all_with(label);
-    let _cleanup = Cleanup(label.to_string());
     let declared =
         "- host: api.example.test\n  matches: [{paths: [{type: prefix, value: /v1/}]}]\n";
-    cp.apply(&learn_manifest("report", declared));
-    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
-        cp.jsonpath(&["agent", "learn"], "{.status.phase}") == "Running"
-    });
-    let agent = one(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
-        "agent",
-    );
-    let egress_net = one(
-        networks_with(&format!("{label},bot-bottle.dev/role=egress-network")),
-        "egress network",
-    );
-    let _upstream = bb_e2e::start_upstream(
-        "bb-e2e-upstream-learn",
-        &egress_net,
-        &HOSTS,
-        UPSTREAM_PY,
-        (&cert, &key),
-    );
+    let rig = Rig::start(&learn_manifest("report", declared), &["learn"]);
+    let (cp, agent) = (&rig.cp, rig.agent.clone());
     let used = [
         "https://api.example.test/v1/ok",
         "https://docs.example.test/guide",

@@ -169,6 +169,30 @@ async fn set_status(client: &kube::Client, p: &Proposal, status: ProposalStatus)
     }
 }
 
+/// A decision that took effect: answered in the queue for whoever waits on it, and audited
+/// (`status`: `approved` or `rejected`).
+fn took_effect(supervise_dir: &Path, p: &Proposal, status: &str) {
+    let Some(d) = &p.spec.decision else { return };
+    let reason = d.reason.as_deref();
+    answer(&super::queue_dir(supervise_dir), p, status, reason);
+    audit::append(
+        &super::audit_file(supervise_dir),
+        &AuditRecord::new(
+            &p.name_any(),
+            p.spec.tool.as_str(),
+            status,
+            d.approver.as_deref().unwrap_or("unknown"),
+        )
+        .reason(reason)
+        .change(
+            p.status
+                .as_ref()
+                .map(|s| s.reach.clone())
+                .unwrap_or_default(),
+        ),
+    );
+}
+
 fn answer(dir: &Path, p: &Proposal, status: &str, reason: Option<&str>) {
     // Only a proposal still waiting is answered: a push that gave up withdrew its file.
     if !queue::is_waiting(dir, &p.spec.queue_id) {
@@ -221,15 +245,10 @@ pub async fn settle(
         let name = p.name_any();
         let reason = d.reason.as_deref();
         let tool = p.spec.tool.as_str();
-        let approver = d.approver.as_deref().unwrap_or("unknown");
-        let reach = old.reach.clone();
         match (d.verdict, p.spec.tool) {
             (Verdict::Rejected, _) => {
                 if old.phase != Some(ProposalPhase::Rejected) {
-                    answer(queue_dir, p, "rejected", reason);
-                    log(AuditRecord::new(&name, tool, "rejected", approver)
-                        .reason(reason)
-                        .change(reach));
+                    took_effect(supervise_dir, p, "rejected");
                     st.phase = Some(ProposalPhase::Rejected);
                     st.message = Some(format!("rejected: {}", reason.unwrap_or("no reason given")));
                     notes.push((
@@ -245,10 +264,7 @@ pub async fn settle(
             }
             (Verdict::Approved, ProposalTool::GitleaksAllow) => {
                 if old.phase != Some(ProposalPhase::Applied) {
-                    answer(queue_dir, p, "approved", reason);
-                    log(AuditRecord::new(&name, tool, "approved", approver)
-                        .reason(reason)
-                        .change(reach));
+                    took_effect(supervise_dir, p, "approved");
                     st.phase = Some(ProposalPhase::Applied);
                     st.applied_at = Some(Time(now));
                     st.message = Some("the push was released".into());
@@ -283,10 +299,7 @@ pub async fn settle(
                     Some((_, Ok(())))
                         if old.phase != Some(ProposalPhase::Applied) && outcome.is_ok() =>
                     {
-                        answer(queue_dir, p, "approved", reason);
-                        log(AuditRecord::new(&name, tool, "approved", approver)
-                            .reason(reason)
-                            .change(reach));
+                        took_effect(supervise_dir, p, "approved");
                         st.phase = Some(ProposalPhase::Applied);
                         st.applied_at = Some(Time(now));
                         st.message = Some(if d.restart == Some(true) {
@@ -325,10 +338,7 @@ pub async fn settle(
                     st.phase = Some(ProposalPhase::Pending);
                     st.message = Some(format!("approved but not applied yet: {e}"));
                 } else if old.phase != Some(ProposalPhase::Applied) {
-                    answer(queue_dir, p, "approved", reason);
-                    log(AuditRecord::new(&name, tool, "approved", approver)
-                        .reason(reason)
-                        .change(reach));
+                    took_effect(supervise_dir, p, "approved");
                     st.phase = Some(ProposalPhase::Applied);
                     st.applied_at = Some(Time(now));
                     st.expires_at = None;

@@ -74,7 +74,7 @@ pub fn initial_status(p: &Proposal, live: &[EgressRoute]) -> ProposalStatus {
             }
         }
         ProposalTool::CapabilityBlock => {
-            st.reach = vec!["a new image for this agent: whatever the Dockerfile installs runs inside the bottle on the next restart".into()];
+            st.reach = vec!["a new image for this agent, built by the runner's engine (its RUN steps reach the network builds get, not the sidecar's); whatever it installs runs inside the bottle from the next start".into()];
         }
         _ => {
             st.reach = vec![format!(
