@@ -777,3 +777,61 @@ sys.exit(1 if bad else 0)
         "{report}"
     );
 }
+
+/// Leases (`coordination.k8s.io/v1`), what cluster-mode runners heartbeat and claim with:
+/// created, listed with their holder, renewed with optimistic concurrency, and checked.
+#[test]
+fn leases_are_served_with_optimistic_concurrency() {
+    let cp = ControlPlane::start();
+    let lease = |holder: &str, rv: &str| {
+        format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: runner-a, namespace: default{rv}}}\nspec: {{holderIdentity: {holder}, leaseDurationSeconds: 15, renewTime: \"2026-01-02T03:04:05.000000Z\"}}\n"
+        )
+    };
+    let (code, out, err) = cp.kubectl_stdin(&["create", "-f", "-"], &lease("runner-a", ""));
+    assert_eq!(code, 0, "{out}{err}");
+    let table = cp.ok(&["get", "leases", "-n", "default"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "HOLDER", "AGE"], "{table}");
+    assert!(table.contains("runner-a   runner-a"), "{table}");
+    let rv = cp.ok(&[
+        "get",
+        "lease",
+        "runner-a",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    // A renewal carrying the version read wins; a second one carrying the same version loses,
+    // which is how two runners claiming at once learn which one holds it.
+    let at = |rv: &str| format!(", resourceVersion: \"{rv}\"");
+    let (code, _, err) = cp.kubectl_stdin(&["replace", "-f", "-"], &lease("runner-b", &at(&rv)));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cp.kubectl_stdin(&["replace", "-f", "-"], &lease("runner-c", &at(&rv)));
+    assert_ne!(code, 0);
+    assert!(err.contains("the object has been modified"), "{err}");
+    assert_eq!(
+        cp.ok(&[
+            "get",
+            "lease",
+            "runner-a",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.spec.holderIdentity}"
+        ]),
+        "runner-b"
+    );
+    let (code, _, err) = cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: bad, namespace: default}\nspec: {leaseDurationSeconds: -1}\n",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("spec.leaseDurationSeconds"), "{err}");
+}

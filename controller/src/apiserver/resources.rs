@@ -142,6 +142,21 @@ pub fn all() -> &'static [Resource] {
                 crd: None,
                 strategy: strategy::EVENT,
             },
+            // Runners hold one as their heartbeat and claim Agents against it (cluster mode);
+            // served here so that flow runs unchanged against the local control plane.
+            Resource {
+                group: "coordination.k8s.io",
+                version: "v1",
+                plural: "leases",
+                singular: "lease",
+                kind: "Lease",
+                short_names: &[],
+                categories: &[],
+                namespaced: true,
+                status_subresource: false,
+                crd: None,
+                strategy: strategy::LEASE,
+            },
             Resource {
                 group: "apiextensions.k8s.io",
                 version: "v1",

@@ -105,6 +105,46 @@ pub const EVENT: Strategy = Strategy {
     delete_contents: false,
 };
 
+/// Leases: the holder in the table, as kubectl shows it; the spec's types checked.
+pub const LEASE: Strategy = Strategy {
+    columns: &[column(
+        "Holder",
+        "string",
+        ".spec.holderIdentity",
+        "The holder of the lease",
+    )],
+    validate: Some(lease_rules),
+    normalise: None,
+    delete_contents: false,
+};
+
+fn lease_rules(obj: &Value) -> Vec<FieldError> {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    let Some(spec) = obj.get("spec") else {
+        return Vec::new();
+    };
+    let mut errs = Vec::new();
+    if let Err(e) = serde_json::from_value::<LeaseSpec>(spec.clone()) {
+        errs.push(FieldError {
+            path: "spec".into(),
+            message: e.to_string(),
+        });
+    }
+    for field in ["leaseDurationSeconds", "leaseTransitions"] {
+        if spec
+            .get(field)
+            .and_then(Value::as_i64)
+            .is_some_and(|n| n < 0)
+        {
+            errs.push(FieldError {
+                path: format!("spec.{field}"),
+                message: "must be greater than or equal to 0".into(),
+            });
+        }
+    }
+    errs
+}
+
 fn bottle_rules(obj: &Value) -> Vec<FieldError> {
     let Some(spec) = obj
         .get("spec")
