@@ -142,6 +142,10 @@ struct EgressOptions {
     /// Once listening, write the supervise server's address here.
     #[arg(long, value_name = "FILE", requires = "supervise_listen")]
     pub supervise_listen_file: Option<PathBuf>,
+    /// A name supervise requests may carry in `Host` (repeatable; any port): the sidecar's name
+    /// as the agent knows it. Others are refused, so DNS rebinding cannot reach the server.
+    #[arg(long = "supervise-host", value_name = "NAME", default_values_t = ["bb-sidecar".to_string(), "localhost".to_string(), "127.0.0.1".to_string()])]
+    pub supervise_hosts: Vec<String>,
     /// How long a supervise tool call waits for the decision before answering "pending".
     #[arg(long, value_name = "SECONDS", default_value_t = 50)]
     pub decision_wait: u64,
@@ -383,6 +387,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         allow_timeout,
         supervise_listen,
         supervise_listen_file,
+        supervise_hosts,
         decision_wait,
     } = opts;
     let gate_secrets = secrets_dir.clone();
@@ -476,6 +481,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
                 move || live.policy().spec.routes().to_vec(),
                 bb_sidecar::queue::Queue::new(queue),
                 std::time::Duration::from_secs(decision_wait),
+                supervise_hosts,
             ));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

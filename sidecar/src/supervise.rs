@@ -40,6 +40,9 @@ pub struct Supervise {
     queue: Queue,
     /// How long a tool call waits for the human before answering "pending".
     wait: Duration,
+    /// The names requests may carry in `Host` (any port): a page the agent's browser opens
+    /// cannot reach the server by rebinding a name of its own to the sidecar's address.
+    hosts: Vec<String>,
     awaited: Mutex<Vec<String>>,
 }
 
@@ -152,11 +155,13 @@ impl Supervise {
         live_routes: impl Fn() -> Vec<EgressRoute> + Send + Sync + 'static,
         queue: Queue,
         wait: Duration,
+        hosts: Vec<String>,
     ) -> Self {
         Supervise {
             live_routes: Box::new(live_routes),
             queue,
             wait,
+            hosts,
             awaited: Mutex::new(Vec::new()),
         }
     }
@@ -229,8 +234,7 @@ impl Supervise {
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let this = self.clone();
         let mut config = StreamableHttpServerConfig::default();
-        // The agent names the sidecar by its alias; a test or another backend by address.
-        config.allowed_hosts = Vec::new();
+        config.allowed_hosts = self.hosts.clone();
         config.max_request_body_bytes = MAX_REQUEST;
         config.sse_keep_alive = Some(Duration::from_secs(15));
         let service = StreamableHttpService::new(

@@ -323,6 +323,23 @@ fn requests_over_a_mebibyte_and_other_paths_are_refused() {
     ok.push(&url);
     assert_eq!(curl(&ok), "200");
 
+    // A name that is not the sidecar's (DNS rebinding from a page the agent opened): refused.
+    let mut rebound = vec![
+        "-X",
+        "POST",
+        "--data",
+        init,
+        "-H",
+        "Host: rebound.attacker.test",
+    ];
+    rebound.extend(headers);
+    rebound.push(&url);
+    assert_eq!(curl(&rebound), "403");
+    let mut named = vec!["-X", "POST", "--data", init, "-H", "Host: bb-sidecar:9100"];
+    named.extend(headers);
+    named.push(&url);
+    assert_eq!(curl(&named), "200");
+
     let big = dir.path().join("big.json");
     let pad = "x".repeat((1 << 20) + 1);
     std::fs::write(

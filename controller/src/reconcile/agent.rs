@@ -452,6 +452,8 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             Ok(Action::requeue(resync))
         }
         Err(e) => {
+            // Nothing new reached the sidecar: the grants it enforces are still the old ones.
+            r.status.grants = previous_grants;
             let cond = condition_for(e.step);
             let msg = e.to_string();
             if r.status.phase.is_none() {
