@@ -835,3 +835,64 @@ fn leases_are_served_with_optimistic_concurrency() {
     assert_ne!(code, 0);
     assert!(err.contains("spec.leaseDurationSeconds"), "{err}");
 }
+
+/// The runner's heartbeat: its Lease in bot-bottle-system names it, is renewed while it runs,
+/// and is released when it stops (a restarted runner acquires a new one).
+#[test]
+fn the_runner_holds_a_heartbeat_lease() {
+    let mut cp = ControlPlane::start_fixed_port();
+    let id = std::fs::read_to_string(cp.home.path().join("instance-id")).expect("instance-id");
+    let id = id.trim();
+    let name = format!("runner-{id}");
+    let field = |cp: &ControlPlane, path: &str| {
+        let (_, out, _) = cp.kubectl(&[
+            "get",
+            "lease",
+            &name,
+            "-n",
+            "bot-bottle-system",
+            "-o",
+            &format!("jsonpath={path}"),
+        ]);
+        out
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while field(&cp, "{.spec.holderIdentity}") != id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no runner Lease named {name}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(field(&cp, "{.spec.leaseDurationSeconds}"), "15");
+    assert_eq!(field(&cp, "{.metadata.labels.bot-bottle\\.dev/runner}"), id);
+    let acquired = field(&cp, "{.spec.acquireTime}");
+    let first = field(&cp, "{.spec.renewTime}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    while field(&cp, "{.spec.renewTime}") == first {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Lease was not renewed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(
+        field(&cp, "{.spec.acquireTime}"),
+        acquired,
+        "a renewal re-acquired"
+    );
+    cp.stop();
+    cp.spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = field(&cp, "{.spec.acquireTime}");
+        if !now.is_empty() && now != acquired {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped runner did not release its Lease (acquireTime still {acquired})"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -230,8 +230,10 @@ pub struct Runner {
 impl Runner {
     /// Starts the reconcilers the backend allows (Bottles only without one); with a backend,
     /// first binds the session endpoint on `session_listen` so every Agent's status can name it.
+    /// `identity` names this runner in its heartbeat Lease (`crate::runner_lease`).
     pub async fn start(
         client: kube::Client,
+        identity: &str,
         backend: Option<DockerBackend>,
         resync: Duration,
         session_listen: SocketAddr,
@@ -253,17 +255,26 @@ impl Runner {
         let endpoint = sessions.as_ref().map(|s| s.endpoint().to_string());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = rx.map(|_| ()).shared();
+        let heartbeat = crate::runner_lease::hold(
+            client.clone(),
+            identity.to_string(),
+            if backend.is_some() { "docker" } else { "none" },
+            shutdown.clone(),
+        );
         let reconcilers = tokio::spawn(async move {
-            match backend {
-                Some(b) => {
-                    if let Err(e) =
-                        crate::reconcile::run(client, b, resync, endpoint, shutdown).await
-                    {
-                        tracing::error!(error = %e, "reconcilers stopped");
+            let _ = futures_util::future::join(heartbeat, async {
+                match backend {
+                    Some(b) => {
+                        if let Err(e) =
+                            crate::reconcile::run(client, b, resync, endpoint, shutdown).await
+                        {
+                            tracing::error!(error = %e, "reconcilers stopped");
+                        }
                     }
+                    None => crate::reconcile::run_bottles(client, shutdown).await,
                 }
-                None => crate::reconcile::run_bottles(client, shutdown).await,
-            }
+            })
+            .await;
         });
         Ok(Runner {
             stop: tx,
@@ -328,8 +339,15 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         crate::provider::set_contrib_root(home.path("contrib"));
         let backend = backend(&opts, &home.dir, &instance).await?;
         let creds = pki::load_or_create(&home)?;
-        let runner =
-            Runner::start(client, backend, opts.resync, opts.session_listen, &creds).await?;
+        let runner = Runner::start(
+            client,
+            &instance,
+            backend,
+            opts.resync,
+            opts.session_listen,
+            &creds,
+        )
+        .await?;
         on_ready(&Ready {
             url: String::new(),
             kubeconfig: kc.clone(),
@@ -376,6 +394,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
     let backend = backend(&opts, &emb.home.dir, &instance).await?;
     let runner = Runner::start(
         emb.client.clone(),
+        &instance,
         backend,
         opts.resync,
         opts.session_listen,

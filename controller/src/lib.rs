@@ -15,6 +15,7 @@ pub mod pki;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;
+pub mod runner_lease;
 pub mod secrets;
 pub mod sessions;
 pub mod store;

@@ -292,6 +292,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
     let runner = Runner::start(
         emb.client.clone(),
+        &format!("demo-{}", std::process::id()),
         Some(backend.clone()),
         Duration::from_secs(2),
         ([127, 0, 0, 1], 0).into(),
