@@ -329,18 +329,7 @@ fn start_sidecar_with(
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn bb-sidecar");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let port = loop {
-        if let Some(port) = std::fs::read_to_string(&listen_file)
-            .ok()
-            .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
-            .map(|a| a.port())
-        {
-            break port;
-        }
-        assert!(Instant::now() < deadline, "bb-sidecar did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let port = common::listen_addr(&listen_file, "bb-sidecar").port();
     Sidecar {
         child,
         port,

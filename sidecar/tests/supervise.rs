@@ -1,14 +1,14 @@
 //! The supervise MCP server against the official MCP Python SDK: initialize, list tools, every
 //! tool with valid and invalid input, proposals in the queue, decisions carried back, limits.
 
-// Only the test CA is used here.
+// Only the test CA and the listen file are used here.
 #[allow(dead_code)]
 mod common;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,19 +21,6 @@ impl Drop for Sidecar {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn wait_for_addr(file: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(a) = std::fs::read_to_string(file)
-            && !a.trim().is_empty()
-        {
-            return a.trim().to_string();
-        }
-        assert!(Instant::now() < deadline, "bb-sidecar did not listen");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -73,7 +60,7 @@ fn start(dir: &Path, queue: &Path) -> Sidecar {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn bb-sidecar");
-    let supervise = wait_for_addr(&dir.join("supervise"));
+    let supervise = common::listen_addr(&dir.join("supervise"), "supervise").to_string();
     Sidecar { child, supervise }
 }
 

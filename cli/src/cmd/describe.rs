@@ -1,7 +1,6 @@
 //! `bbctl describe`: one Bottle or Agent the way `kubectl describe` shows objects: a spec
 //! summary (for a Bottle, its resolved policy), status, conditions and recent events.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use bb_crds::{Agent, Bottle};
@@ -119,14 +118,9 @@ async fn events(client: &kube::Client, ns: &str, name: &str, out: &mut String) {
 
 async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, CliError> {
     let api: Api<Bottle> = Api::all(client.clone());
-    let all: BTreeMap<String, bb_crds::BottleSpec> = api
-        .list(&Default::default())
+    let all = bb_controller::reconcile::bottle::listed_bottle_specs(client)
         .await
-        .map_err(|e| CliError::api("API", e))?
-        .items
-        .into_iter()
-        .map(|b| (b.name_any(), b.spec))
-        .collect();
+        .map_err(|e| CliError::api("API", e))?;
     let b = api
         .get_opt(name)
         .await

@@ -1,9 +1,8 @@
 //! `bbctl policy suggest agent/NAME`: the routes that would cover what an Agent did while its
 //! Bottle's egress ran in `report` mode, read from its sidecar's audit log through its runner.
 
-use bb_crds::Bottle;
 use bb_crds::policy::suggest::{Reported, suggest};
-use kube::{Api, ResourceExt};
+use kube::ResourceExt;
 
 use super::target::Target;
 use crate::exit::{CliError, Kind};
@@ -32,15 +31,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let opened = super::session::open(&target, &agent).await?;
         let a = &opened.agent;
         let client = target.client().await?;
-        let bottles: Api<Bottle> = Api::all(client);
-        let specs = bottles
-            .list(&Default::default())
+        let specs = bb_controller::reconcile::bottle::listed_bottle_specs(&client)
             .await
-            .map_err(|e| CliError::api("API", e))?
-            .items
-            .into_iter()
-            .map(|b| (b.name_any(), b.spec))
-            .collect();
+            .map_err(|e| CliError::api("API", e))?;
         let bottle_name = &a.spec.bottle_ref.name;
         let bottle = bb_crds::resolve::validate_bottle(bottle_name, &specs)
             .map_err(|e| CliError::new(Kind::Validation, format!("bottle/{bottle_name}: {e}")))?;

@@ -34,6 +34,21 @@ pub fn bottle_specs(store: &Store<Bottle>) -> BTreeMap<String, BottleSpec> {
         .collect()
 }
 
+/// Every Bottle's spec by name, read from the API: what `extends` resolves against outside a
+/// reconciler's cache (the session endpoint, `bbctl`).
+pub async fn listed_bottle_specs(
+    client: &kube::Client,
+) -> Result<BTreeMap<String, BottleSpec>, kube::Error> {
+    let api: kube::Api<Bottle> = kube::Api::all(client.clone());
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|b| (b.name_any(), b.spec))
+        .collect())
+}
+
 pub async fn reconcile(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let result = reconcile_inner(bottle, ctx).await;

@@ -1,8 +1,8 @@
 //! What a session request asks for: the Agent from the path, the verb and its query, and the
 //! checks that this runner may serve it (the Agent runs here, now).
 
-use bb_crds::{Agent, AgentPhase, Bottle};
-use kube::{Api, ResourceExt};
+use bb_crds::{Agent, AgentPhase};
+use kube::Api;
 
 use crate::backend::{AgentId, LogOptions, LogSource, SessionSpec};
 use crate::plan;
@@ -280,15 +280,9 @@ pub async fn session_spec(
     verb: &Verb,
     streams: Streams,
 ) -> Result<SessionSpec, Refusal> {
-    let bottles: Api<Bottle> = Api::all(client.clone());
-    let specs = bottles
-        .list(&Default::default())
+    let specs = crate::reconcile::bottle::listed_bottle_specs(client)
         .await
-        .map_err(|e| Refusal::new(503, "ServiceUnavailable", e.to_string()))?
-        .items
-        .into_iter()
-        .map(|b| (b.name_any(), b.spec))
-        .collect();
+        .map_err(|e| Refusal::new(503, "ServiceUnavailable", e.to_string()))?;
     let invalid = |m: String| Refusal::new(409, "Conflict", m);
     let bottle = bb_crds::resolve::validate_bottle(&agent.spec.bottle_ref.name, &specs)
         .map_err(|e| invalid(e.to_string()))?;
