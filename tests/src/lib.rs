@@ -468,6 +468,27 @@ pub fn start_upstream(
 /// `200 hello from upstream`: the test's own "internet" (shared with `bbctl demo`).
 pub const UPSTREAM_PY: &str = include_str!("../../images/demo-upstream/upstream.py");
 
+/// `scan_for` for the sidecar, whose image has no shell: a helper joins its PID namespace as
+/// its user (so it may read its processes' environments) and walks its filesystem through
+/// /proc/1/root; paths are reported as the sidecar sees them.
+pub fn scan_sidecar(sidecar: &str, needle: &str) -> String {
+    let out = run(&mut docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pid",
+        &format!("container:{sidecar}"),
+        "--user",
+        "65532:65532",
+        BASE_IMAGE,
+        "bash",
+        "-c",
+        &scan_script(needle, "/proc/1/root/"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/")
+}
+
 /// Counts `needle` in every process's environment and argv, then lists files holding it. The
 /// needle travels base64-encoded and reaches grep through a pipe, so the scan never finds its
 /// own command line.

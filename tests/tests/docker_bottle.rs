@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use bb_e2e::harness::one;
 use bb_e2e::{
-    BASE_IMAGE, Cleanup, Controller, UPSTREAM_PY, Upstream, containers_with, docker,
-    ensure_base_image, networks_with, ok, remove_all_with, run, scan_for, scan_script, test_pki,
-    volumes_with, workspace_root,
+    Cleanup, Controller, UPSTREAM_PY, Upstream, containers_with, docker, ensure_base_image,
+    networks_with, ok, remove_all_with, run, scan_for, test_pki, volumes_with, workspace_root,
 };
 
 const TOKEN: &str = "e2e-T0ken-9f8a7b6c5d4e3f2a1b0c";
@@ -76,27 +75,6 @@ fn in_agent(container: &str, script: &str) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
-}
-
-/// `scan_for` for the sidecar, whose image has no shell: a helper joins its PID namespace as
-/// its user (so it may read its processes' environments) and walks its filesystem through
-/// /proc/1/root; paths are reported as the sidecar sees them.
-fn scan_sidecar(sidecar: &str, needle: &str) -> String {
-    let out = run(&mut docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "--pid",
-        &format!("container:{sidecar}"),
-        "--user",
-        "65532:65532",
-        BASE_IMAGE,
-        "bash",
-        "-c",
-        &scan_script(needle, "/proc/1/root/"),
-    ]));
-    String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/")
 }
 
 #[test]
@@ -327,7 +305,7 @@ fn bottle_holds_on_docker() {
 
     // In the sidecar the token exists only in its tmpfs: in no process's argv or environment
     // and in no file elsewhere (an image layer or a bind mount would show here).
-    let found = scan_sidecar(&sidecar, TOKEN);
+    let found = bb_e2e::scan_sidecar(&sidecar, TOKEN);
     let mut lines = found.lines();
     assert_eq!(
         lines.next(),
@@ -431,7 +409,7 @@ fn bottle_holds_on_docker() {
         "the upstream received the rotated secret"
     );
     assert_eq!(
-        scan_sidecar(&sidecar, TOKEN).trim(),
+        bb_e2e::scan_sidecar(&sidecar, TOKEN).trim(),
         "0",
         "the old token is still in the sidecar"
     );

@@ -233,6 +233,20 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         cp.jsonpath(&["agent", "sup"], "{.status.endpoints.supervise}"),
         "http://bb-sidecar:9100/mcp"
     );
+    // The sidecar raises proposals without any API credential: the control plane's token is
+    // in none of its processes' argv or environment and in no file it can read.
+    let api_token = std::fs::read_to_string(cp.home.path().join("token")).expect("token");
+    let found = bb_e2e::scan_sidecar(&sidecar, api_token.trim());
+    assert_eq!(
+        found.lines().next(),
+        Some("0"),
+        "the sidecar holds the API token: {found}"
+    );
+    assert_eq!(
+        found.lines().count(),
+        1,
+        "the sidecar holds the API token: {found}"
+    );
 
     // The legitimate request gets through first: the refusals below are the policy's.
     cp.wait_for(
