@@ -62,6 +62,10 @@ pub struct AgentSpec {
     /// `status.snapshotRequestHandled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_request: Option<String>,
+    /// Cluster mode: labels a runner must carry (`bbctl controller run --runner-label`) to run
+    /// this Agent; every pair must match. Unset, any runner may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_selector: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -223,6 +227,11 @@ pub struct AgentStatus {
     /// answer. `bbctl` connects there; only that runner touches the Agent's runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_endpoint: Option<String>,
+    /// Cluster mode: the runner that holds this Agent (its identity; its heartbeat is the Lease
+    /// `runner-<identity>` in `bot-bottle-system`). Written only by a claim or a release, each
+    /// conditional on the Agent's resourceVersion; only the holder acts on the Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
     /// Approved Proposals the sidecar enforces on top of the Bottle: while any is listed,
     /// `appliedPolicyHash` differs from the Bottle's `resolvedPolicyHash`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

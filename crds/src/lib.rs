@@ -13,6 +13,7 @@ pub mod egress;
 pub mod env;
 pub mod error;
 pub mod git_gate;
+pub mod labels;
 pub mod manifest;
 pub mod policy;
 pub mod proposal;

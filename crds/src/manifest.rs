@@ -362,6 +362,19 @@ mod tests {
     }
 
     #[test]
+    fn a_runner_selector_takes_label_syntax() {
+        assert_eq!(
+            errors(
+                "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: a}\nspec: {bottleRef: {name: b}, runnerSelector: {zone: eu-1, gpu: 'yes please', -x: y}}\n"
+            ),
+            vec![
+                "Agent/a: spec.runnerSelector.-x: label key '-x' must consist of letters, digits, '-', '_' or '.', and begin and end with a letter or digit",
+                "Agent/a: spec.runnerSelector.gpu: label value 'yes please' must consist of letters, digits, '-', '_' or '.', and begin and end with a letter or digit",
+            ]
+        );
+    }
+
+    #[test]
     fn non_string_keys_and_tags_are_rejected() {
         assert!(errors("apiVersion: x\n1: 2\n")[0].contains("mapping keys must be strings"));
         assert!(errors("a: !secret x\n")[0].contains("YAML tags"));

@@ -420,6 +420,12 @@ pub fn agent_spec(spec: &AgentSpec, errs: &mut ValidationErrors) {
     if let Some(u) = &spec.git_user {
         git_user(u, &root.field("gitUser"), errs);
     }
+    for (k, v) in spec.runner_selector.iter().flatten() {
+        let p = root.field("runnerSelector").field(k);
+        if let Some(e) = crate::labels::key_error(k).or_else(|| crate::labels::value_error(v)) {
+            errs.push(&p, e);
+        }
+    }
     if let Some(label) = &spec.label {
         if label.chars().count() > 64 {
             errs.push(&root.field("label"), "must be at most 64 characters long");
