@@ -605,6 +605,69 @@ fn bad_manifest_input_starts_nothing() {
     }
 }
 
+/// Cluster-mode flags are refused with the flag named before anything starts.
+#[test]
+fn runner_flags_say_what_is_wrong() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let kc = home.path().join("kubeconfig");
+    std::fs::write(&kc, "apiVersion: v1\nkind: Config\n").expect("kubeconfig");
+    let kc = kc.to_string_lossy().into_owned();
+    let h = home.path().to_string_lossy().into_owned();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--runner-label", "zone=a"],
+            "--runner-label and --capacity apply to a runner that syncs from a cluster",
+        ),
+        (
+            &["--kubeconfig", &kc, "--capacity", "0"],
+            "--capacity must be at least 1",
+        ),
+        (
+            &["--kubeconfig", &kc, "--runner-label", "zone"],
+            "--runner-label 'zone': expected KEY=VALUE",
+        ),
+        (
+            &["--kubeconfig", &kc, "--runner-label=-z=a"],
+            "--runner-label: label key '-z'",
+        ),
+        (
+            &[
+                "--kubeconfig",
+                &kc,
+                "--runner-label",
+                "bot-bottle.dev/runner=x",
+            ],
+            "the runner's own identity label",
+        ),
+        (
+            &["--kubeconfig", &kc, "--backend", "fake"],
+            "--backend fake needs --fake-journal FILE",
+        ),
+    ];
+    for (flags, want) in cases {
+        let mut args = os(&["controller", "run", "--home", &h]);
+        args.extend(os(flags));
+        let (code, _, err) = run_bbctl(&args, None);
+        assert_eq!(code, 2, "{flags:?}: {err}");
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    let mut args = os(&[
+        "controller",
+        "run",
+        "--home",
+        &h,
+        "--backend",
+        "none",
+        "--sync-from",
+        "nowhere",
+        "--kubeconfig",
+        &kc,
+    ]);
+    let (code, _, err) = run_bbctl(&args, None);
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("--sync-from: no context 'nowhere'"), "{err}");
+}
+
 #[test]
 fn every_verb_has_help_naming_its_usage() {
     let verbs: &[&[&str]] = &[
@@ -631,6 +694,7 @@ fn every_verb_has_help_naming_its_usage() {
         &["controller", "start"],
         &["controller", "stop"],
         &["controller", "status"],
+        &["controller", "drain"],
     ];
     for verb in verbs {
         let out = Command::new(env!("CARGO_BIN_EXE_bbctl"))

@@ -64,6 +64,7 @@ fn main() {
             backend.clone(),
             Duration::from_secs(60),
             None,
+            None,
             async move {
                 let _ = rx.await;
             }

@@ -6,7 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::apiserver::{ApiServer, ServeError};
+use std::sync::Arc;
+
+use crate::backend::Backend;
 use crate::backend::docker::{DockerBackend, DockerConfig};
+use crate::backend::fake::FakeBackend;
+use crate::cluster::RunnerInfo;
+use crate::cluster::claims::Claims;
+use crate::cluster::lease::Heartbeat;
 use crate::home::{Home, HomeError};
 use crate::pki::{self, PkiError};
 use crate::sessions::SessionServer;
@@ -18,7 +25,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 pub const DEFAULT_SESSION_LISTEN: &str = "127.0.0.1:0";
 
 /// Which runtime holds the bottles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum BackendChoice {
     /// Docker when its engine answers; otherwise only Bottles are reconciled (and a warning
     /// says why Agents stay pending).
@@ -28,6 +35,18 @@ pub enum BackendChoice {
     Docker,
     /// Reconcile Bottles only; Agents are left alone.
     None,
+    /// The in-memory fake (tests and benchmarks of many runners): it runs nothing, and records
+    /// each Agent it starts and stops in `journal`, one JSON line each.
+    Fake { journal: PathBuf },
+}
+
+/// Cluster mode: this runner shares the cluster's Agents with others (`crate::cluster`).
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSettings {
+    /// Labels an Agent's `spec.runnerSelector` is matched against.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The most Agents this runner holds (unset: no limit).
+    pub capacity: Option<u32>,
 }
 
 /// Docker backend settings a user can override.
@@ -52,13 +71,22 @@ pub struct Options {
     /// Where the runner serves sessions (attach, exec, logs); port 0 picks a free one, and
     /// each Agent's status names the address in use.
     pub session_listen: SocketAddr,
-    /// Reconcile against this cluster instead of serving the embedded control plane.
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
+    /// Sync from a cluster instead of serving the embedded control plane: the kubeconfig
+    /// (`None`: $KUBECONFIG, else ~/.kube/config) and context (`None`: its current one).
+    pub sync_from: Option<SyncFrom>,
+    /// What this runner tells the others when it syncs from a cluster.
+    pub cluster: ClusterSettings,
     pub backend: BackendChoice,
     pub docker: DockerSettings,
     /// How often a Running Agent is checked against its backend without an API event.
     pub resync: Duration,
+}
+
+/// The cluster a runner syncs from.
+#[derive(Debug, Clone, Default)]
+pub struct SyncFrom {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +113,20 @@ async fn client_from(
 ) -> Result<kube::Client, RunError> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| RunError::Client(format!("{}: {e}", kubeconfig.display())))?;
+    if let Some(c) = &context
+        && !kc.contexts.iter().any(|n| &n.name == c)
+    {
+        let known: Vec<&str> = kc.contexts.iter().map(|n| n.name.as_str()).collect();
+        return Err(RunError::Client(format!(
+            "--sync-from: no context '{c}' in {}; contexts there: {}",
+            kubeconfig.display(),
+            if known.is_empty() {
+                "(none)".into()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
     let opts = kube::config::KubeConfigOptions {
         context,
         ..Default::default()
@@ -187,7 +229,10 @@ async fn backend(
     home: &std::path::Path,
     instance: &str,
 ) -> Result<Option<DockerBackend>, RunError> {
-    if opts.backend == BackendChoice::None {
+    if matches!(
+        opts.backend,
+        BackendChoice::None | BackendChoice::Fake { .. }
+    ) {
         return Ok(None);
     }
     let mut cfg = DockerConfig::for_home(home, instance);
@@ -220,24 +265,39 @@ async fn backend(
 
 /// What runs the Agents of one machine: the reconcilers and, with a backend, the session
 /// endpoint through which clients reach the Agents it runs.
-#[derive(Debug)]
 pub struct Runner {
     stop: tokio::sync::oneshot::Sender<()>,
     reconcilers: tokio::task::JoinHandle<()>,
     pub sessions: Option<SessionServer>,
+    /// Cluster mode: gives every held Agent back before the runner stops.
+    release: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a stopping runner in cluster mode gets to release its Agents.
+const RELEASE_GRACE: Duration = Duration::from_secs(60);
 
 impl Runner {
     /// Starts the reconcilers the backend allows (Bottles only without one); with a backend,
     /// first binds the session endpoint on `session_listen` so every Agent's status can name it.
-    /// `identity` names this runner in its heartbeat Lease (`crate::runner_lease`).
-    pub async fn start(
+    /// `identity` names this runner in its heartbeat Lease (`crate::cluster::lease`); with
+    /// `cluster`, the runner claims Agents rather than running every one (`crate::cluster`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start<B: Backend + Clone>(
         client: kube::Client,
         identity: &str,
-        backend: Option<DockerBackend>,
+        backend: Option<B>,
         resync: Duration,
         session_listen: SocketAddr,
         creds: &pki::Credentials,
+        cluster: Option<ClusterSettings>,
     ) -> Result<Runner, RunError> {
         use futures_util::FutureExt;
         if !session_listen.ip().is_loopback() {
@@ -253,20 +313,37 @@ impl Runner {
             None => None,
         };
         let endpoint = sessions.as_ref().map(|s| s.endpoint().to_string());
+        let info = RunnerInfo {
+            id: identity.to_string(),
+            backend: backend.as_ref().map_or("none", |b| b.name()).to_string(),
+            labels: cluster
+                .as_ref()
+                .map(|c| c.labels.clone())
+                .unwrap_or_default(),
+            capacity: cluster.as_ref().and_then(|c| c.capacity),
+            session_endpoint: endpoint.clone(),
+        };
+        let heartbeat = Heartbeat::default();
+        let claims = cluster
+            .is_some()
+            .then(|| Arc::new(Claims::new(client.clone(), info.clone(), heartbeat.clone())));
+        let release = match (&claims, &backend) {
+            (Some(c), Some(b)) => {
+                let (c, b) = (c.clone(), b.clone());
+                Some(async move { c.release_all(&b, "runner stopping").await }.boxed())
+            }
+            _ => None,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = rx.map(|_| ()).shared();
-        let heartbeat = crate::runner_lease::hold(
-            client.clone(),
-            identity.to_string(),
-            if backend.is_some() { "docker" } else { "none" },
-            shutdown.clone(),
-        );
+        let lease = crate::cluster::lease::hold(client.clone(), info, heartbeat, shutdown.clone());
         let reconcilers = tokio::spawn(async move {
-            let _ = futures_util::future::join(heartbeat, async {
+            let _ = futures_util::future::join(lease, async {
                 match backend {
                     Some(b) => {
                         if let Err(e) =
-                            crate::reconcile::run(client, b, resync, endpoint, shutdown).await
+                            crate::reconcile::run(client, b, resync, endpoint, claims, shutdown)
+                                .await
                         {
                             tracing::error!(error = %e, "reconcilers stopped");
                         }
@@ -280,12 +357,30 @@ impl Runner {
             stop: tx,
             reconcilers,
             sessions,
+            release,
         })
     }
 
     /// Stops the reconcilers (gracefully within `SHUTDOWN_GRACE`, at once on a second signal
-    /// when `signals` are given) and then the session endpoint.
-    pub async fn shutdown(self, signals: Option<&mut Signals>) {
+    /// when `signals` are given) and then the session endpoint. In cluster mode it first
+    /// releases every Agent it holds, so others take them over at once and none runs twice.
+    pub async fn shutdown(mut self, mut signals: Option<&mut Signals>) {
+        if let Some(release) = self.release.take() {
+            tracing::info!("releasing this runner's Agents");
+            let again = async {
+                match signals.as_deref_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = release => {}
+                _ = tokio::time::sleep(RELEASE_GRACE) => {
+                    tracing::warn!(grace = ?RELEASE_GRACE, "releasing took too long; the rest are fenced when the Lease lapses");
+                }
+                which = again => tracing::warn!("{which} again: not releasing the rest"),
+            }
+        }
         let _ = self.stop.send(());
         let reconcilers = self.reconcilers;
         let abort = reconcilers.abort_handle();
@@ -328,30 +423,81 @@ fn instance_id(home: &Home) -> Result<String, RunError> {
 }
 
 /// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.
-pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), RunError> {
-    if let Some(kc) = &opts.kubeconfig {
-        // Same reconcilers, someone else's API server: no embedded store, no listener.
-        let mut signals = Signals::register()?;
-        let client = client_from(kc, opts.context.clone()).await?;
-        let dir = crate::home::resolve(opts.home.clone())?;
-        let home = Home::open(&dir)?;
-        let instance = instance_id(&home)?;
-        crate::provider::set_contrib_root(home.path("contrib"));
-        let backend = backend(&opts, &home.dir, &instance).await?;
-        let creds = pki::load_or_create(&home)?;
-        let runner = Runner::start(
+/// The kubeconfig a runner syncs from: the one named, else $KUBECONFIG (its first file),
+/// else ~/.kube/config.
+fn sync_kubeconfig(from: &SyncFrom) -> Result<PathBuf, RunError> {
+    if let Some(k) = &from.kubeconfig {
+        return Ok(k.clone());
+    }
+    if let Some(k) = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty())
+        && let Some(first) = std::env::split_paths(&k).next()
+    {
+        return Ok(first);
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".kube").join("config"))
+        .ok_or_else(|| {
+            RunError::Client(
+                "--sync-from: no --kubeconfig, $KUBECONFIG or $HOME to find one".into(),
+            )
+        })
+}
+
+/// Starts the runner with the backend `opts` ask for.
+async fn start_runner(
+    opts: &Options,
+    client: kube::Client,
+    home: &Home,
+    creds: &pki::Credentials,
+    cluster: Option<ClusterSettings>,
+) -> Result<Runner, RunError> {
+    let instance = instance_id(home)?;
+    crate::provider::set_contrib_root(home.path("contrib"));
+    if let BackendChoice::Fake { journal } = &opts.backend {
+        let fake = FakeBackend::new()
+            .with_journal(journal, &instance)
+            .map_err(|e| RunError::Client(format!("--fake-journal {}: {e}", journal.display())))?;
+        tracing::info!("backend: fake (journal {})", journal.display());
+        return Runner::start(
             client,
             &instance,
-            backend,
+            Some(fake),
             opts.resync,
             opts.session_listen,
-            &creds,
+            creds,
+            cluster,
         )
-        .await?;
+        .await;
+    }
+    let backend = backend(opts, &home.dir, &instance).await?;
+    Runner::start(
+        client,
+        &instance,
+        backend,
+        opts.resync,
+        opts.session_listen,
+        creds,
+        cluster,
+    )
+    .await
+}
+
+/// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.
+pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), RunError> {
+    if let Some(from) = &opts.sync_from {
+        // Same reconcilers, the cluster's API server: no embedded store, no listener; Agents
+        // are shared with the cluster's other runners by claims.
+        let mut signals = Signals::register()?;
+        let kc = sync_kubeconfig(from)?;
+        let client = client_from(&kc, from.context.clone()).await?;
+        let dir = crate::home::resolve(opts.home.clone())?;
+        let home = Home::open(&dir)?;
+        let creds = pki::load_or_create(&home)?;
+        let runner = start_runner(&opts, client, &home, &creds, Some(opts.cluster.clone())).await?;
         on_ready(&Ready {
             url: String::new(),
-            kubeconfig: kc.clone(),
-            home: PathBuf::new(),
+            kubeconfig: kc,
+            home: dir,
         });
         let which = signals.recv().await;
         tracing::info!("{which}: shutting down");
@@ -389,18 +535,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         }
     });
 
-    let instance = instance_id(&emb.home)?;
-    crate::provider::set_contrib_root(emb.home.path("contrib"));
-    let backend = backend(&opts, &emb.home.dir, &instance).await?;
-    let runner = Runner::start(
-        emb.client.clone(),
-        &instance,
-        backend,
-        opts.resync,
-        opts.session_listen,
-        &emb.creds,
-    )
-    .await?;
+    let runner = start_runner(&opts, emb.client.clone(), &emb.home, &emb.creds, None).await?;
     let which = signals.recv().await;
     tracing::info!("{which}: shutting down");
     runner.shutdown(Some(&mut signals)).await;

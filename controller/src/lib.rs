@@ -7,6 +7,7 @@
 
 pub mod apiserver;
 pub mod backend;
+pub mod cluster;
 pub mod control_plane;
 pub mod git_gate;
 pub mod home;
@@ -15,7 +16,6 @@ pub mod pki;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;
-pub mod runner_lease;
 pub mod secrets;
 pub mod sessions;
 pub mod store;

@@ -4,6 +4,7 @@
 //! This library holds their harness: locating the built binaries, the hermetic base image, a
 //! controller process on a temporary home, and command helpers that fail loudly.
 
+pub mod cluster;
 pub mod harness;
 
 use std::path::{Path, PathBuf};

@@ -39,6 +39,10 @@ enum Sub {
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
     },
+    /// Cluster mode: ask runner NAME (as `bbctl get runners` lists it) to release every Agent
+    /// it holds, one at a time, each once another runner runs the previous one, and to claim
+    /// none until it restarts.
+    Drain(super::drain::DrainArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,17 +57,29 @@ struct RunArgs {
     /// status names; port 0 picks a free port.
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_SESSION_LISTEN)]
     session_listen: SocketAddr,
-    /// Reconcile against the cluster in this kubeconfig instead of serving the embedded
-    /// control plane (no local store or listener is started).
+    /// Cluster mode: sync from this context of the kubeconfig (--kubeconfig, else $KUBECONFIG,
+    /// else ~/.kube/config) instead of serving the embedded control plane, sharing its Agents
+    /// with every other runner syncing from it.
+    #[arg(long, value_name = "CONTEXT")]
+    sync_from: Option<String>,
+    /// The kubeconfig of --sync-from; given alone, sync from its current context.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// Context of --kubeconfig to use (default: its current context).
-    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
-    context: Option<String>,
+    /// Cluster mode: a label this runner carries, matched by Agents' spec.runnerSelector
+    /// (repeatable).
+    #[arg(long = "runner-label", value_name = "KEY=VALUE")]
+    runner_labels: Vec<String>,
+    /// Cluster mode: the most Agents this runner holds at once (default: no limit).
+    #[arg(long, value_name = "N")]
+    capacity: Option<u32>,
     /// Runtime for Agents: auto (Docker when reachable), docker (fail without it), or none
     /// (reconcile Bottles only).
-    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "none"])]
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "none", "fake"])]
     backend: String,
+    /// With --backend fake (test rigs and benchmarks of many runners: runs nothing): the file
+    /// each Agent start and stop is appended to.
+    #[arg(long, value_name = "FILE", hide = true)]
+    fake_journal: Option<PathBuf>,
     /// Base image (BASE build argument) of the sidecar and agent images; an offline
     /// machine passes the image built by hack/build-base-image.sh.
     #[arg(long, value_name = "IMAGE", env = "BOT_BOTTLE_BASE_IMAGE")]
@@ -87,6 +103,56 @@ struct RunArgs {
     /// How often a running Agent is checked against its backend without an API event.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     resync_seconds: u64,
+}
+
+/// The runner's labels and capacity: only meaningful when it syncs from a cluster.
+fn cluster_settings(
+    external: bool,
+    labels: &[String],
+    capacity: Option<u32>,
+) -> Result<control_plane::ClusterSettings, CliError> {
+    if !external && (!labels.is_empty() || capacity.is_some()) {
+        return Err(CliError::new(
+            Kind::Usage,
+            "--runner-label and --capacity apply to a runner that syncs from a cluster (--sync-from CONTEXT or --kubeconfig FILE)",
+        ));
+    }
+    if capacity == Some(0) {
+        return Err(CliError::new(
+            Kind::Usage,
+            "--capacity must be at least 1 (drain a runner to have it hold none)",
+        ));
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for l in labels {
+        let Some((k, v)) = l.split_once('=') else {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("--runner-label '{l}': expected KEY=VALUE"),
+            ));
+        };
+        if let Some(e) = bb_crds::labels::key_error(k).or_else(|| bb_crds::labels::value_error(v)) {
+            return Err(CliError::new(Kind::Usage, format!("--runner-label: {e}")));
+        }
+        if k == bb_controller::cluster::lease::LABEL {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!(
+                    "--runner-label: {k} is the runner's own identity label; choose another key"
+                ),
+            ));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!("--runner-label: '{k}' given twice"),
+            ));
+        }
+    }
+    Ok(control_plane::ClusterSettings {
+        labels: out,
+        capacity,
+    })
 }
 
 fn home_of(home: Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -130,6 +196,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Sub::Drain(args) => super::drain::run(args),
         Sub::Status { home } => {
             let home = home_of(home)?;
             match background::status(&home) {
@@ -155,9 +222,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 home,
                 listen,
                 session_listen,
+                sync_from,
                 kubeconfig,
-                context,
+                runner_labels,
+                capacity,
                 backend,
+                fake_journal,
                 base_image,
                 sidecar_binary,
                 upstream_ca,
@@ -169,8 +239,27 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
-            let external = kubeconfig.is_some();
-            if backend != "none" {
+            let external = kubeconfig.is_some() || sync_from.is_some();
+            let cluster = cluster_settings(external, &runner_labels, capacity)?;
+            let backend = match (backend.as_str(), fake_journal) {
+                ("fake", Some(journal)) => BackendChoice::Fake { journal },
+                ("fake", None) => {
+                    return Err(CliError::new(
+                        Kind::Usage,
+                        "--backend fake needs --fake-journal FILE (where its starts and stops are recorded)",
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(CliError::new(
+                        Kind::Usage,
+                        "--fake-journal applies only to --backend fake",
+                    ));
+                }
+                ("docker", None) => BackendChoice::Docker,
+                ("none", None) => BackendChoice::None,
+                _ => BackendChoice::Auto,
+            };
+            if matches!(backend, BackendChoice::Auto | BackendChoice::Docker) {
                 super::dev_sidecar::ensure_built(sidecar_binary.as_deref())?;
             }
             if let Some(d) = harness_dir.as_ref().filter(|d| !d.is_dir()) {
@@ -192,13 +281,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 home,
                 listen,
                 session_listen,
-                kubeconfig,
-                context,
-                backend: match backend.as_str() {
-                    "docker" => BackendChoice::Docker,
-                    "none" => BackendChoice::None,
-                    _ => BackendChoice::Auto,
-                },
+                sync_from: external.then_some(control_plane::SyncFrom {
+                    kubeconfig,
+                    context: sync_from,
+                }),
+                cluster,
+                backend,
                 docker: DockerSettings {
                     base_image,
                     sidecar_binary,
@@ -211,7 +299,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             rt.block_on(control_plane::run(opts, |ready| {
                 if external {
                     eprintln!(
-                        "reconciling against the cluster in {}",
+                        "runner syncing from the cluster in {}",
                         ready.kubeconfig.display()
                     );
                     return;

@@ -297,6 +297,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
         Duration::from_secs(2),
         ([127, 0, 0, 1], 0).into(),
         &emb.creds,
+        None,
     )
     .await
     .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;

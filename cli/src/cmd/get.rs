@@ -6,7 +6,7 @@ use crate::exit::{CliError, Kind};
 
 #[derive(Debug, clap::Args)]
 pub struct GetArgs {
-    /// bottle (bottles, bt) or agent (agents, ag).
+    /// bottle (bottles, bt), agent (agents, ag), proposal (proposals, prop) or runner (runners).
     #[arg(value_name = "TYPE")]
     kind: String,
     /// One object by name.
@@ -100,7 +100,7 @@ fn resource(kind: &str) -> Result<(&'static str, bool), CliError> {
         other => Err(CliError::new(
             Kind::Usage,
             format!(
-                "unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag), proposal (proposals, prop)"
+                "unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag), proposal (proposals, prop), runner (runners)"
             ),
         )),
     }
@@ -146,6 +146,16 @@ fn cell_text(v: &serde_json::Value) -> String {
 }
 
 pub fn run(args: GetArgs) -> Result<(), CliError> {
+    if matches!(
+        args.kind.to_ascii_lowercase().as_str(),
+        "runner" | "runners"
+    ) {
+        let rt = super::runtime()?;
+        return rt.block_on(async {
+            let client = args.target.client_autostart().await?;
+            super::runners::print(client, args.output.as_deref()).await
+        });
+    }
     let (plural, namespaced) = resource(&args.kind)?;
     let jsonpath = match args.output.as_deref() {
         None | Some("wide" | "yaml" | "json" | "name") => None,

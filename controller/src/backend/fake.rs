@@ -53,6 +53,35 @@ pub struct FakeBackend {
     /// Snapshot images that exist (pruning one tests the fresh-image fallback).
     images: Arc<Mutex<std::collections::BTreeSet<String>>>,
     sessions: Arc<Mutex<Sessions>>,
+    /// Where starts and stops are recorded, when a process of its own runs it.
+    journal: Option<Arc<Journal>>,
+}
+
+/// An append-only record of the agents this fake ran: one JSON object a line, written before
+/// the call returns, so a killed process has recorded everything it started.
+#[derive(Debug)]
+struct Journal {
+    file: Mutex<std::fs::File>,
+    runner: String,
+}
+
+impl Journal {
+    fn record(&self, event: &str, id: &AgentId, image: Option<&str>) {
+        use std::io::Write;
+        let line = serde_json::json!({
+            "atMs": jiff::Timestamp::now().as_millisecond(),
+            "runner": self.runner,
+            "event": event,
+            "agent": format!("{}/{}", id.namespace, id.name),
+            "uid": id.uid,
+            "image": image,
+        });
+        if let Ok(mut f) = self.file.lock()
+            && let Err(e) = writeln!(f, "{line}")
+        {
+            tracing::warn!(error = %e, "writing the fake backend's journal failed");
+        }
+    }
 }
 
 /// Sessions run as host processes: real streams and exit codes without a container runtime.
@@ -97,6 +126,25 @@ fn pipe_chunks(
 impl FakeBackend {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Records every agent start and stop in `path` (appended), as runner `runner`.
+    pub fn with_journal(mut self, path: &std::path::Path, runner: &str) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        self.journal = Some(Arc::new(Journal {
+            file: Mutex::new(file),
+            runner: runner.to_string(),
+        }));
+        Ok(self)
+    }
+
+    fn record(&self, event: &str, id: &AgentId, image: Option<&str>) {
+        if let Some(j) = &self.journal {
+            j.record(event, id, image);
+        }
     }
 
     /// The next `times` calls of `step` fail.
@@ -330,6 +378,18 @@ impl Backend for FakeBackend {
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         self.gate(Step::Agent).await?;
+        let (stopped, started) = self.with(id, |a| {
+            let running = a.agent_hash.is_some() && !a.agent_stopped;
+            let create =
+                a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.agent_stopped;
+            (running && create, create)
+        });
+        if stopped {
+            self.record("stop", id, None);
+        }
+        if started {
+            self.record("start", id, Some(image));
+        }
         self.with(id, |a| {
             if a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.agent_stopped {
                 a.agent_image = Some(image.to_string());
@@ -370,6 +430,9 @@ impl Backend for FakeBackend {
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
         self.gate(Step::Stop).await?;
+        if self.with(id, |a| a.agent_hash.is_some() && !a.agent_stopped) {
+            self.record("stop", id, None);
+        }
         self.with(id, |a| {
             a.stopped = true;
             a.agent_stopped = true;
@@ -379,7 +442,10 @@ impl Backend for FakeBackend {
 
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {
         self.gate(Step::Teardown).await?;
-        self.with_all(|m| m.remove(id));
+        let removed = self.with_all(|m| m.remove(id));
+        if removed.is_some_and(|a| a.agent_hash.is_some() && !a.agent_stopped) {
+            self.record("stop", id, None);
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use tracing::Instrument;
 
 use super::{AgentCtx, Error, MANAGER, conditions};
 use crate::backend::{AgentId, Backend, BackendError, Step};
+use crate::cluster::claims::Gate;
 use crate::plan::{self, PlanError};
 use crate::supervise::grants;
 
@@ -89,6 +90,14 @@ pub async fn reconcile<B: Backend>(
     let key = format!("{ns}/{}", agent.name_any());
     let span = tracing::info_span!("reconcile_agent", agent = %key);
     let started = std::time::Instant::now();
+    // Cluster mode: act only on an Agent this runner holds, as the API says now.
+    let (agent, _held) = match &ctx.claims {
+        Some(claims) => match claims.gate(&agent, &ctx.backend).await? {
+            Gate::Act(fresh, guard) => (fresh, Some(guard)),
+            Gate::Skip(action) => return Ok(action),
+        },
+        None => (agent, None),
+    };
     let result = finalizer(&api, FINALIZER, agent, |event| async {
         match event {
             // A span entered across awaits would leak onto other tasks: instrument instead.
@@ -158,6 +167,12 @@ async fn apply_status<B: Backend>(
 ) -> Result<(), kube::Error> {
     let api: Api<Agent> =
         Api::namespaced(ctx.client.clone(), &agent.namespace().unwrap_or_default());
+    // `runner` belongs to the claims (`cluster::claims`), written only with a resourceVersion:
+    // a forced apply of a stale copy must never move an Agent between runners.
+    let status = AgentStatus {
+        runner: None,
+        ..status.clone()
+    };
     let patch = json!({"apiVersion": bb_crds::API_VERSION, "kind": "Agent", "metadata": {"name": agent.name_any()}, "status": status});
     api.patch_status(
         &agent.name_any(),
@@ -498,7 +513,9 @@ async fn drive<B: Backend>(
     r: &mut Report,
 ) -> Result<(SidecarEndpoints, String), BackendError> {
     let be = &ctx.backend;
-    let resuming = r.status.phase == Some(AgentPhase::Suspended);
+    // In cluster mode a missing agent container is one handed over from another runner (or
+    // lost): its snapshot, when there is one, is where it was.
+    let resuming = r.status.phase == Some(AgentPhase::Suspended) || ctx.claims.is_some();
     // Covers the token values: a rotated Secret differs here and is delivered below.
     let policy_hash = be.policy_hash(id, sidecar)?;
     let seen = be.observe(id).await?;

@@ -47,6 +47,9 @@ pub struct AgentCtx<B: Backend> {
     failures: Mutex<HashMap<String, u32>>,
     /// The routes each Agent's sidecar enforces, for the proposal mirror to diff against.
     pub live_routes: crate::supervise::mirror::LiveRoutes,
+    /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
+    /// control plane, where the one runner holds every Agent.
+    pub claims: Option<Arc<crate::cluster::claims::Claims>>,
 }
 
 impl<B: Backend> std::fmt::Debug for AgentCtx<B> {
@@ -179,11 +182,12 @@ pub async fn run_bottles(
 /// Runs both reconcilers until `shutdown` resolves. `resync` is how often a Running Agent is
 /// re-checked against its backend without an API event; `session_endpoint` is where this
 /// runner serves sessions of the Agents it runs.
-pub async fn run<B: Backend>(
+pub async fn run<B: Backend + Clone>(
     client: kube::Client,
     backend: B,
     resync: Duration,
     session_endpoint: Option<String>,
+    claims: Option<Arc<crate::cluster::claims::Claims>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Error> {
     match sweep(&client, &backend).await {
@@ -207,6 +211,9 @@ pub async fn run<B: Backend>(
     let agent_controller = Controller::new(agents_api, watcher::Config::default().any_semantic());
     let agent_store = agent_controller.store();
     let map_bottles = bottle_store.clone();
+    let claiming = claims
+        .clone()
+        .map(|c| c.run(agent_store.clone(), backend.clone(), shutdown.clone()));
     let ctx = Arc::new(AgentCtx {
         client: client.clone(),
         resync,
@@ -215,10 +222,15 @@ pub async fn run<B: Backend>(
         bottles: bottle_store,
         reporter: Reporter {
             controller: MANAGER.into(),
-            instance: std::env::var("HOSTNAME").ok(),
+            // Events say which runner acted; on a local control plane, which host.
+            instance: claims
+                .as_ref()
+                .map(|c| c.me.id.clone())
+                .or_else(|| std::env::var("HOSTNAME").ok()),
         },
         failures: Mutex::new(HashMap::new()),
         live_routes: Default::default(),
+        claims,
     });
     let proposals_api: Api<bb_crds::Proposal> = Api::all(client.clone());
     let mirror = crate::supervise::mirror::run(ctx.clone(), agent_store.clone(), shutdown.clone());
@@ -248,6 +260,11 @@ pub async fn run<B: Backend>(
             ctx,
         )
         .for_each(|_| async {});
-    futures_util::future::join3(bottles_done, agents_done, mirror).await;
+    let claiming = async move {
+        if let Some(c) = claiming {
+            c.await;
+        }
+    };
+    futures_util::future::join4(bottles_done, agents_done, mirror, claiming).await;
     Ok(())
 }

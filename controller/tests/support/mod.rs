@@ -105,6 +105,7 @@ impl Harness {
                 backend,
                 Duration::from_millis(500),
                 endpoint,
+                None,
                 shutdown,
             )
             .await;

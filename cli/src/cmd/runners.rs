@@ -1,0 +1,169 @@
+//! `bbctl get runners`: the runners of a cluster as their heartbeat Leases describe them, with
+//! how many Agents each holds (`status.runner`).
+
+use bb_controller::cluster::lease::{LABEL, NAMESPACE};
+use bb_controller::cluster::runners::Runner;
+use bb_crds::Agent;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ListParams};
+
+use crate::exit::{CliError, Kind};
+
+/// One row: NAME, BACKEND, STATUS, AGENTS, CAPACITY, RENEWED and, wide, LABELS and ENDPOINT.
+pub fn rows(
+    leases: &[Lease],
+    agents: &[Agent],
+    now: jiff::Timestamp,
+    wide: bool,
+) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header: Vec<String> = ["NAME", "BACKEND", "STATUS", "AGENTS", "CAPACITY", "RENEWED"]
+        .map(String::from)
+        .to_vec();
+    if wide {
+        header.extend(["LABELS", "ENDPOINT"].map(String::from));
+    }
+    let mut runners: Vec<Runner> = leases.iter().filter_map(Runner::from_lease).collect();
+    runners.sort_by(|a, b| a.id.cmp(&b.id));
+    let rows = runners
+        .iter()
+        .map(|r| {
+            let held = agents
+                .iter()
+                .filter(|a| a.status.as_ref().and_then(|s| s.runner.as_deref()) == Some(&r.id))
+                .count();
+            let status = if r.expired_at(now) {
+                "Expired"
+            } else if r.draining {
+                "Draining"
+            } else {
+                "Ready"
+            };
+            let renewed = r.renewed.map_or("<unknown>".into(), |t| {
+                let secs = now.as_second() - t.as_second();
+                format!("{}s ago", secs.max(0))
+            });
+            let mut row = vec![
+                r.id.clone(),
+                r.backend.clone(),
+                status.into(),
+                held.to_string(),
+                r.capacity.map_or("<none>".into(), |c| c.to_string()),
+                renewed,
+            ];
+            if wide {
+                let labels: Vec<String> =
+                    r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                row.push(if labels.is_empty() {
+                    "<none>".into()
+                } else {
+                    labels.join(",")
+                });
+                row.push(
+                    r.session_endpoint
+                        .clone()
+                        .unwrap_or_else(|| "<none>".into()),
+                );
+            }
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Prints the runners table (`-o wide` adds labels and session endpoints).
+pub async fn print(client: kube::Client, output: Option<&str>) -> Result<(), CliError> {
+    let wide = match output {
+        None => false,
+        Some("wide") => true,
+        Some(o) => {
+            return Err(CliError::new(
+                Kind::Usage,
+                format!(
+                    "-o {o}: runners print as a table (or -o wide); their Leases in full: kubectl get leases -n {NAMESPACE} -l {LABEL} -o yaml"
+                ),
+            ));
+        }
+    };
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    let leases = leases
+        .list(&ListParams::default().labels(LABEL))
+        .await
+        .map_err(|e| CliError::api("", e))?;
+    let agents: Api<Agent> = Api::all(client);
+    let agents = agents
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| CliError::api("", e))?;
+    let (header, rows) = rows(&leases.items, &agents.items, jiff::Timestamp::now(), wide);
+    if rows.is_empty() {
+        eprintln!("No runners found.");
+        return Ok(());
+    }
+    print!("{}", super::get::render(&header, &rows));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use kube::api::ObjectMeta;
+
+    fn lease(id: &str, renewed: jiff::Timestamp, draining: bool) -> Lease {
+        let mut ann = std::collections::BTreeMap::from([
+            ("bot-bottle.dev/backend".to_string(), "fake".to_string()),
+            ("bot-bottle.dev/capacity".into(), "5".into()),
+        ]);
+        if draining {
+            ann.insert("bot-bottle.dev/draining".into(), "true".into());
+        }
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(format!("runner-{id}")),
+                labels: Some(
+                    [
+                        (LABEL.to_string(), id.to_string()),
+                        ("zone".into(), "a".into()),
+                    ]
+                    .into(),
+                ),
+                annotations: Some(ann),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                lease_duration_seconds: Some(15),
+                renew_time: Some(MicroTime(renewed)),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn held_by(id: &str) -> Agent {
+        let mut a = Agent::new("x", Default::default());
+        a.status = Some(bb_crds::AgentStatus {
+            runner: Some(id.into()),
+            ..Default::default()
+        });
+        a
+    }
+
+    #[test]
+    fn each_runner_shows_its_state_and_its_agents() {
+        let now = jiff::Timestamp::now();
+        let old = now - jiff::SignedDuration::from_secs(40);
+        let leases = [
+            lease("b", now, true),
+            lease("a", now, false),
+            lease("c", old, false),
+        ];
+        let agents = [held_by("a"), held_by("a"), held_by("b")];
+        let (header, rows) = rows(&leases, &agents, now, true);
+        assert_eq!(header[..4], ["NAME", "BACKEND", "STATUS", "AGENTS"]);
+        assert_eq!(rows[0][..5], ["a", "fake", "Ready", "2", "5"]);
+        assert_eq!(rows[1][..4], ["b", "fake", "Draining", "1"]);
+        assert_eq!(rows[2][..4], ["c", "fake", "Expired", "0"]);
+        assert_eq!(rows[2][5], "40s ago");
+        assert_eq!(rows[0][6], "zone=a");
+    }
+}

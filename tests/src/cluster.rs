@@ -1,0 +1,367 @@
+//! A cluster on one machine for cluster-mode suites and benchmarks: a control plane process that
+//! stands in for the cluster (it runs no Agents), runner processes syncing from it with the fake
+//! backend, and the journals those runners keep of every agent start and stop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{run, workspace_bin};
+
+fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {limit:?} waiting for {what}\n{}", log());
+}
+
+/// The control plane that plays the cluster: `controller run --backend none`.
+#[derive(Debug)]
+pub struct Cluster {
+    pub home: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let home = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(home.path().join("controller.log")).expect("log");
+        let child = Command::new(workspace_bin("bbctl"))
+            .args([
+                "controller",
+                "run",
+                "--backend",
+                "none",
+                "--listen",
+                "127.0.0.1:0",
+                "--home",
+            ])
+            .arg(home.path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the cluster's control plane");
+        let c = Cluster {
+            home,
+            child: Some(child),
+        };
+        wait_until(
+            "the cluster's control plane",
+            Duration::from_secs(60),
+            || {
+                c.kubeconfig().exists()
+                    && run(&mut c.kubectl(&["get", "--raw", "/readyz"]))
+                        .status
+                        .success()
+            },
+            || c.log(),
+        );
+        c
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.home.path().join("kubeconfig")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("controller.log")).unwrap_or_default()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        c
+    }
+
+    /// `bbctl ARGS --kubeconfig` this cluster.
+    pub fn bbctl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(workspace_bin("bbctl"));
+        c.args(args).arg("--kubeconfig").arg(self.kubeconfig());
+        c
+    }
+
+    /// `kubectl apply -f -` of `yaml`, asserting it succeeded.
+    pub fn apply(&self, yaml: &str) {
+        use std::io::Write;
+        let mut child = self
+            .kubectl(&["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(yaml.as_bytes())
+            .expect("write manifest");
+        let out = child.wait_with_output().expect("kubectl apply");
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Every Agent in `default`: name → (phase, runner).
+    pub fn agents(&self) -> BTreeMap<String, (String, String)> {
+        let out = run(&mut self.kubectl(&["get", "agents", "-o", "json"]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|a| {
+                        let s = |p: &str| {
+                            a.pointer(p)
+                                .and_then(|x| x.as_str())
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        (
+                            s("/metadata/name"),
+                            (s("/status/phase"), s("/status/runner")),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A Bottle the fake backend can run, and `n` Agents in it named `agent-000`...
+pub fn bottle_and_agents(n: usize) -> String {
+    let mut y = String::from(
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: tools}\nspec:\n  agentProvider: {template: custom, image: 'agent:1', command: [bash]}\n",
+    );
+    for i in 0..n {
+        y.push_str(&format!(
+            "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {{name: agent-{i:03}}}\nspec: {{bottleRef: {{name: tools}}}}\n"
+        ));
+    }
+    y
+}
+
+/// One runner process syncing from a `Cluster` with the fake backend.
+#[derive(Debug)]
+pub struct FakeRunner {
+    pub home: tempfile::TempDir,
+    pub journal: PathBuf,
+    pub id: String,
+    child: Option<Child>,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+}
+
+impl FakeRunner {
+    /// Starts a runner with `extra` flags (`--runner-label`, `--capacity`) and waits for its
+    /// identity.
+    pub fn start(cluster: &Cluster, extra: &[&str]) -> FakeRunner {
+        let home = tempfile::tempdir().expect("tempdir");
+        let journal = home.path().join("journal.jsonl");
+        let mut r = FakeRunner {
+            journal,
+            id: String::new(),
+            child: None,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            kubeconfig: cluster.kubeconfig(),
+            home,
+        };
+        r.spawn();
+        r
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log");
+        self.child = Some(
+            Command::new(workspace_bin("bbctl"))
+                .args(["controller", "run", "--backend", "fake", "--fake-journal"])
+                .arg(&self.journal)
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg("--home")
+                .arg(self.home.path())
+                .args(["--resync-seconds", "5"])
+                .args(&self.args)
+                .env("RUST_LOG", "info,bb_controller::cluster=debug")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn a runner"),
+        );
+        let id_file = self.home.path().join("instance-id");
+        wait_until(
+            "the runner's identity",
+            Duration::from_secs(30),
+            || id_file.exists(),
+            || self.log(),
+        );
+        self.id = std::fs::read_to_string(&id_file)
+            .expect("instance-id")
+            .trim()
+            .to_string();
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.home.path().join("runner.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// SIGKILL: the runner gets no chance to release or fence anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for FakeRunner {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One line of a fake backend's journal.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub at_ms: i64,
+    pub runner: String,
+    pub start: bool,
+    pub agent: String,
+}
+
+/// Every record of `journals`, oldest first.
+pub fn read_journals(journals: &[&Path]) -> Vec<Record> {
+    let mut all = Vec::new();
+    for j in journals {
+        let text = std::fs::read_to_string(j).unwrap_or_default();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("journal line is JSON");
+            all.push(Record {
+                at_ms: v["atMs"].as_i64().expect("atMs"),
+                runner: v["runner"].as_str().expect("runner").to_string(),
+                start: v["event"] == "start",
+                agent: v["agent"].as_str().expect("agent").to_string(),
+            });
+        }
+    }
+    all.sort_by_key(|r| r.at_ms);
+    all
+}
+
+/// One stretch of an agent running on one runner: `[from, to)`, `to` `None` while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stint {
+    pub agent: String,
+    pub runner: String,
+    pub from: i64,
+    pub to: Option<i64>,
+}
+
+/// The stints the journals record. `ended` closes the open stints of a runner at a time (one
+/// killed then: it could record no stop).
+pub fn stints(records: &[Record], ended: &BTreeMap<String, i64>) -> Vec<Stint> {
+    let mut open: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for r in records {
+        let key = (r.agent.clone(), r.runner.clone());
+        if r.start {
+            if let Some(from) = open.insert(key.clone(), r.at_ms) {
+                // A restart on the same runner (a recreate) ends the earlier stint.
+                out.push(Stint {
+                    agent: key.0,
+                    runner: key.1,
+                    from,
+                    to: Some(r.at_ms),
+                });
+            }
+        } else if let Some(from) = open.remove(&key) {
+            out.push(Stint {
+                agent: key.0,
+                runner: key.1,
+                from,
+                to: Some(r.at_ms),
+            });
+        }
+    }
+    for ((agent, runner), from) in open {
+        let to = ended.get(&runner).copied();
+        out.push(Stint {
+            agent,
+            runner,
+            from,
+            to,
+        });
+    }
+    out.sort_by(|a, b| (&a.agent, a.from).cmp(&(&b.agent, b.from)));
+    out
+}
+
+/// Pairs of stints of one agent on two runners that overlap in time: an agent that ran twice.
+pub fn overlaps(stints: &[Stint]) -> Vec<(Stint, Stint)> {
+    let mut bad = Vec::new();
+    for (i, a) in stints.iter().enumerate() {
+        for b in &stints[i + 1..] {
+            if a.agent == b.agent
+                && a.runner != b.runner
+                && a.from < b.to.unwrap_or(i64::MAX)
+                && b.from < a.to.unwrap_or(i64::MAX)
+            {
+                bad.push((a.clone(), b.clone()));
+            }
+        }
+    }
+    bad
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

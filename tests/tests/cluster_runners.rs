@@ -1,0 +1,231 @@
+//! Cluster mode with three runner processes (fake backend) syncing from one control plane that
+//! stands in for the cluster: 30 Agents spread so each runs exactly once, a killed runner's
+//! Agents move within the Lease timeout, and a drained runner hands its Agents over one at a
+//! time. "Runs once" is judged on the runners' own journals, not only on status.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bb_e2e::cluster::{
+    Cluster, FakeRunner, bottle_and_agents, now_ms, overlaps, read_journals, stints,
+};
+use bb_e2e::{ok, run};
+
+const AGENTS: usize = 30;
+
+fn wait(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+    logs: impl Fn() -> String,
+) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {limit:?} waiting for {what}\n{}", logs());
+}
+
+/// Each Agent runs exactly once now, on the runner its status names, and never ran on two
+/// runners at the same time.
+fn assert_runs_once(
+    cluster: &Cluster,
+    journals: &[std::path::PathBuf],
+    killed: &BTreeMap<String, i64>,
+) {
+    let journals: Vec<&std::path::Path> = journals.iter().map(|j| j.as_path()).collect();
+    let all = stints(&read_journals(&journals), killed);
+    let twice = overlaps(&all);
+    assert!(
+        twice.is_empty(),
+        "an Agent ran on two runners at once: {twice:#?}"
+    );
+    let agents = cluster.agents();
+    assert_eq!(agents.len(), AGENTS);
+    for (name, (phase, runner)) in &agents {
+        let running: Vec<_> = all
+            .iter()
+            .filter(|s| s.agent == format!("default/{name}") && s.to.is_none())
+            .collect();
+        assert_eq!(
+            running.len(),
+            1,
+            "{name} runs {} times: {running:?}",
+            running.len()
+        );
+        assert_eq!(
+            &running[0].runner, runner,
+            "{name}: status says {runner}, the journals {}",
+            running[0].runner
+        );
+        assert_eq!(phase, "Running", "{name}");
+    }
+}
+
+#[test]
+fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
+    let cluster = Cluster::start();
+    let mut runners: Vec<FakeRunner> = (0..3).map(|_| FakeRunner::start(&cluster, &[])).collect();
+    let logs = |rs: &[FakeRunner]| {
+        rs.iter()
+            .map(|r| format!("--- runner {} ---\n{}", r.id, r.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // The runners announce themselves before any Agent exists.
+    wait(
+        "three ready runners",
+        Duration::from_secs(30),
+        || {
+            let out = String::from_utf8_lossy(&run(&mut cluster.bbctl(&["get", "runners"])).stdout)
+                .into_owned();
+            runners.iter().all(|r| {
+                out.lines()
+                    .any(|l| l.starts_with(&r.id) && l.contains(" Ready "))
+            })
+        },
+        || logs(&runners),
+    );
+
+    cluster.apply(&bottle_and_agents(AGENTS));
+    let all_running = |c: &Cluster| {
+        let a = c.agents();
+        a.len() == AGENTS
+            && a.values()
+                .all(|(phase, runner)| phase == "Running" && !runner.is_empty())
+    };
+    wait(
+        "30 Agents running",
+        Duration::from_secs(90),
+        || all_running(&cluster),
+        || logs(&runners),
+    );
+    let journals: Vec<std::path::PathBuf> = runners.iter().map(|r| r.journal.clone()).collect();
+    assert_runs_once(&cluster, &journals, &BTreeMap::new());
+    let held = |c: &Cluster, id: &str| c.agents().values().filter(|(_, r)| r == id).count();
+    for r in &runners {
+        let n = held(&cluster, &r.id);
+        assert!(
+            (5..=15).contains(&n),
+            "runner {} holds {n} of {AGENTS}: not spread",
+            r.id
+        );
+    }
+    let table = ok(&mut cluster.bbctl(&["get", "runners"]));
+    for r in &runners {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&r.id))
+            .unwrap_or_else(|| panic!("{} not in\n{table}", r.id));
+        assert!(
+            row.contains(&format!(" {} ", held(&cluster, &r.id))),
+            "AGENTS column wrong: {row}"
+        );
+    }
+
+    // kill -9: the runner records nothing more; its Agents move once its Lease has lapsed.
+    let victim = runners[0].id.clone();
+    let moved: Vec<String> = cluster
+        .agents()
+        .into_iter()
+        .filter(|(_, (_, r))| *r == victim)
+        .map(|(n, _)| n)
+        .collect();
+    runners[0].kill();
+    let killed = BTreeMap::from([(victim.clone(), now_ms())]);
+    let took = wait(
+        "the killed runner's Agents running elsewhere",
+        Duration::from_secs(45),
+        || {
+            let a = cluster.agents();
+            moved.iter().all(|n| {
+                a.get(n)
+                    .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && *r != victim)
+            })
+        },
+        || logs(&runners),
+    );
+    assert!(
+        took < Duration::from_secs(15 + 10),
+        "hand-over took {took:?}: more than the Lease duration plus a start"
+    );
+    eprintln!(
+        "hand-over of {} Agents after kill -9: {took:?}",
+        moved.len()
+    );
+    assert_runs_once(&cluster, &journals, &killed);
+
+    // Drain: the runner releases its Agents one at a time; the last runner takes them all.
+    let (drained, last) = (runners[1].id.clone(), runners[2].id.clone());
+    let draining: Vec<String> = cluster
+        .agents()
+        .into_iter()
+        .filter(|(_, (_, r))| *r == drained)
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!draining.is_empty());
+    let out = ok(&mut cluster.bbctl(&[
+        "controller",
+        "drain",
+        &drained,
+        "--wait",
+        "--timeout",
+        "120",
+    ]));
+    assert!(out.contains("holds no Agent"), "{out}");
+    wait(
+        "every Agent on the last runner",
+        Duration::from_secs(30),
+        || {
+            let a = cluster.agents();
+            a.values().all(|(p, r)| p == "Running" && *r == last)
+        },
+        || logs(&runners),
+    );
+    let table = ok(&mut cluster.bbctl(&["get", "runners"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&drained) && l.contains("Draining")),
+        "{table}"
+    );
+    assert_runs_once(&cluster, &journals, &killed);
+    // One at a time: no two of the drained Agents were down at once, and none for long.
+    let records = read_journals(&[runners[1].journal.as_path(), runners[2].journal.as_path()]);
+    let mut gaps: Vec<(i64, i64)> = draining
+        .iter()
+        .map(|n| {
+            let agent = format!("default/{n}");
+            let stop = records
+                .iter()
+                .rfind(|r| r.agent == agent && !r.start && r.runner == drained)
+                .unwrap_or_else(|| panic!("{n} never stopped on the drained runner"))
+                .at_ms;
+            let start = records
+                .iter()
+                .find(|r| r.agent == agent && r.start && r.runner == last && r.at_ms >= stop)
+                .unwrap_or_else(|| panic!("{n} never started on the last runner after it stopped"))
+                .at_ms;
+            (stop, start)
+        })
+        .collect();
+    gaps.sort();
+    for w in gaps.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "two drained Agents were down at once: {w:?}"
+        );
+    }
+    let longest = gaps.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+    assert!(
+        longest < 5_000,
+        "an Agent was down {longest} ms during the drain"
+    );
+    eprintln!(
+        "drain moved {} Agents; longest gap {longest} ms",
+        gaps.len()
+    );
+}
