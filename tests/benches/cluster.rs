@@ -1,0 +1,97 @@
+//! Benchmark: cluster mode with three runner processes (fake backend) against one control plane
+//! standing in for the cluster. (a) Claim throughput: 300 Agents applied at once until every
+//! one runs; (b) hand-over: a runner holding a third of them is killed (-9) until its Agents
+//! run elsewhere (the Lease lapsing as the others see it, then claim and start). Prints a table.
+//! Run with `hack/bench-cluster.sh` (or `cargo bench -p bb-e2e --bench cluster`).
+
+use std::time::{Duration, Instant};
+
+use bb_e2e::cluster::{Cluster, FakeRunner, bottle_and_agents};
+
+const N: usize = 300;
+
+fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+fn main() {
+    let cluster = Cluster::start();
+    let mut runners: Vec<FakeRunner> = (0..3).map(|_| FakeRunner::start(&cluster, &[])).collect();
+    wait("three runner Leases", Duration::from_secs(30), || {
+        let out = bb_e2e::run(&mut cluster.bbctl(&["get", "runners"]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        runners.iter().all(|r| text.contains(&r.id))
+    });
+    let started = Instant::now();
+    cluster.apply(&bottle_and_agents(N));
+    let applied = started.elapsed();
+    let running = |c: &Cluster| {
+        let a = c.agents();
+        a.len() == N && a.values().all(|(p, r)| p == "Running" && !r.is_empty())
+    };
+    wait("300 Agents running", Duration::from_secs(600), || {
+        running(&cluster)
+    });
+    let all = started.elapsed();
+    let held: Vec<usize> = runners
+        .iter()
+        .map(|r| {
+            cluster
+                .agents()
+                .values()
+                .filter(|(_, h)| *h == r.id)
+                .count()
+        })
+        .collect();
+
+    let victim = runners[0].id.clone();
+    let moving: Vec<String> = cluster
+        .agents()
+        .into_iter()
+        .filter(|(_, (_, r))| *r == victim)
+        .map(|(n, _)| n)
+        .collect();
+    runners[0].kill();
+    let handover = wait(
+        "the killed runner's Agents elsewhere",
+        Duration::from_secs(300),
+        || {
+            let a = cluster.agents();
+            moving.iter().all(|n| {
+                a.get(n)
+                    .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && *r != victim)
+            })
+        },
+    );
+
+    println!("| cluster mode, 3 runners, fake backend (2 cores) | value |");
+    println!("|---|---|");
+    println!(
+        "| {N} Agents applied (one kubectl apply) | {:.1} s |",
+        applied.as_secs_f64()
+    );
+    println!(
+        "| {N} Agents claimed and running, from the apply | {:.1} s ({:.0} Agents/s) |",
+        all.as_secs_f64(),
+        N as f64 / all.as_secs_f64()
+    );
+    println!(
+        "| Agents per runner | {} |",
+        held.iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    println!(
+        "| hand-over of {} Agents after kill -9 (Lease 15 s) | {:.1} s |",
+        moving.len(),
+        handover.as_secs_f64()
+    );
+}
