@@ -651,7 +651,7 @@ fn runner_flags_say_what_is_wrong() {
         assert_eq!(code, 2, "{flags:?}: {err}");
         assert!(err.contains(want), "{flags:?}: {err}");
     }
-    let mut args = os(&[
+    let args = os(&[
         "controller",
         "run",
         "--home",

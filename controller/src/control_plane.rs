@@ -271,6 +271,7 @@ pub struct Runner {
     pub sessions: Option<SessionServer>,
     /// Cluster mode: gives every held Agent back before the runner stops.
     release: Option<futures_util::future::BoxFuture<'static, ()>>,
+    heartbeat: Heartbeat,
 }
 
 impl std::fmt::Debug for Runner {
@@ -336,7 +337,8 @@ impl Runner {
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = rx.map(|_| ()).shared();
-        let lease = crate::cluster::lease::hold(client.clone(), info, heartbeat, shutdown.clone());
+        let lease =
+            crate::cluster::lease::hold(client.clone(), info, heartbeat.clone(), shutdown.clone());
         let reconcilers = tokio::spawn(async move {
             let _ = futures_util::future::join(lease, async {
                 match backend {
@@ -358,6 +360,7 @@ impl Runner {
             reconcilers,
             sessions,
             release,
+            heartbeat,
         })
     }
 
@@ -366,6 +369,8 @@ impl Runner {
     /// releases every Agent it holds, so others take them over at once and none runs twice.
     pub async fn shutdown(mut self, mut signals: Option<&mut Signals>) {
         if let Some(release) = self.release.take() {
+            // Nothing released may be claimed back by this runner on its way out.
+            self.heartbeat.stop_claiming();
             tracing::info!("releasing this runner's Agents");
             let again = async {
                 match signals.as_deref_mut() {

@@ -228,4 +228,20 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "drain moved {} Agents; longest gap {longest} ms",
         gaps.len()
     );
+
+    // SIGTERM: the last runner releases everything on its way out, claims none of it back,
+    // and its journal closes every stint (nothing is left running behind it).
+    runners[2].stop();
+    let agents = cluster.agents();
+    assert!(
+        agents.values().all(|(p, r)| r.is_empty() && p == "Pending"),
+        "after SIGTERM some Agents are still held: {agents:?}\n{}",
+        runners[2].log()
+    );
+    let records = read_journals(&[runners[2].journal.as_path()]);
+    let open = stints(&records, &BTreeMap::new())
+        .into_iter()
+        .filter(|s| s.to.is_none())
+        .count();
+    assert_eq!(open, 0, "a stopped runner left {open} Agents running");
 }

@@ -44,6 +44,8 @@ pub fn name(id: &str) -> String {
 pub struct Heartbeat {
     renewed: Arc<Mutex<Option<Instant>>>,
     draining: Arc<AtomicBool>,
+    /// Set by a stopping runner: it claims nothing more, whatever its Lease says.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Heartbeat {
@@ -57,8 +59,14 @@ impl Heartbeat {
             .is_some_and(|t| t.elapsed() < FENCE)
     }
 
+    /// Whether the runner is giving its Agents up: drained through its Lease, or stopping.
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.draining.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The runner is stopping: from now on it claims nothing (what it holds is being released).
+    pub fn stop_claiming(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     fn renewed_at(&self, t: Instant) {
@@ -166,7 +174,7 @@ pub async fn hold(
                 Ok(draining) => {
                     first = false;
                     heartbeat.renewed_at(sent);
-                    if draining && !heartbeat.draining() {
+                    if draining && !heartbeat.draining.load(Ordering::SeqCst) {
                         tracing::info!(runner = %info.id, "asked to drain: releasing every Agent and claiming none");
                     }
                     heartbeat.draining.store(draining, Ordering::SeqCst);
