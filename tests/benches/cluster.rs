@@ -6,20 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use bb_e2e::cluster::{Cluster, FakeRunner, bottle_and_agents};
+fn wait(what: &str, limit: Duration, cond: impl FnMut() -> bool) -> Duration {
+    wait_until(what, limit, cond, String::new)
+}
+
+use bb_e2e::cluster::{Cluster, FakeRunner, bottle_and_agents, wait_until};
 
 const N: usize = 300;
-
-fn wait(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?} waiting for {what}");
-}
 
 fn main() {
     let cluster = Cluster::start();
@@ -52,23 +45,12 @@ fn main() {
         .collect();
 
     let victim = runners[0].id.clone();
-    let moving: Vec<String> = cluster
-        .agents()
-        .into_iter()
-        .filter(|(_, (_, r))| *r == victim)
-        .map(|(n, _)| n)
-        .collect();
+    let moving = cluster.held_by(&victim);
     runners[0].kill();
     let handover = wait(
         "the killed runner's Agents elsewhere",
         Duration::from_secs(300),
-        || {
-            let a = cluster.agents();
-            moving.iter().all(|n| {
-                a.get(n)
-                    .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && *r != victim)
-            })
-        },
+        || cluster.running_elsewhere(&moving, &victim),
     );
 
     println!("| cluster mode, 3 runners, fake backend (2 cores) | value |");

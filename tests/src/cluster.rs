@@ -9,18 +9,20 @@ use std::time::{Duration, Instant};
 
 use crate::{run, workspace_bin};
 
-fn wait_until(
+/// Polls `cond` every 100 ms until it holds, returning how long that took; panics with `what`
+/// and `log()` after `limit`.
+pub fn wait_until(
     what: &str,
     limit: Duration,
     mut cond: impl FnMut() -> bool,
     log: impl Fn() -> String,
-) {
+) -> Duration {
     let start = Instant::now();
     while start.elapsed() < limit {
         if cond() {
-            return;
+            return start.elapsed();
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     panic!("timed out after {limit:?} waiting for {what}\n{}", log());
 }
@@ -93,26 +95,7 @@ impl Cluster {
 
     /// `kubectl apply -f -` of `yaml`, asserting it succeeded.
     pub fn apply(&self, yaml: &str) {
-        use std::io::Write;
-        let mut child = self
-            .kubectl(&["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("write manifest");
-        let out = child.wait_with_output().expect("kubectl apply");
-        assert!(
-            out.status.success(),
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::apply_with(self.kubectl(&["apply", "-f", "-"]), yaml);
     }
 
     /// Every Agent in `default`: name → (phase, runner).
@@ -142,12 +125,29 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The Agents runner `id` holds, by name.
+    pub fn held_by(&self, id: &str) -> Vec<String> {
+        self.agents()
+            .into_iter()
+            .filter(|(_, (_, r))| r == id)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Whether each of `names` runs on a runner other than `not`.
+    pub fn running_elsewhere(&self, names: &[String], not: &str) -> bool {
+        let a = self.agents();
+        names.iter().all(|n| {
+            a.get(n)
+                .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && r != not)
+        })
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::kill_child(&mut self.child);
     }
 }
 
@@ -238,21 +238,12 @@ impl FakeRunner {
 
     /// SIGKILL: the runner gets no chance to release or fence anything.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::kill_child(&mut self.child);
     }
 
     /// SIGTERM, and wait for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
+        crate::term_child(&mut self.child);
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -243,20 +243,11 @@ impl Controller {
 
     /// SIGKILL: no graceful shutdown, as a crash would leave things.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::kill_child(&mut self.child);
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
+        crate::term_child(&mut self.child);
     }
 
     pub fn log(&self) -> String {
@@ -278,26 +269,7 @@ impl Controller {
 
     /// `kubectl apply -f -` of `yaml`.
     pub fn apply(&self, yaml: &str) {
-        use std::io::Write;
-        let mut child = self
-            .kubectl(&["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(yaml.as_bytes())
-            .expect("write manifest");
-        let out = child.wait_with_output().expect("kubectl apply");
-        assert!(
-            out.status.success(),
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        apply_with(self.kubectl(&["apply", "-f", "-"]), yaml);
     }
 
     /// `kubectl get ... -o jsonpath=PATH`, empty when the object or field is absent.
@@ -342,6 +314,48 @@ impl Drop for Controller {
             remove_all_with(&format!("bot-bottle.dev/controller={}", id.trim()));
         }
     }
+}
+
+/// SIGKILL to a child process, and wait for it: no graceful shutdown, as a crash leaves things.
+pub fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// SIGTERM to a child process, and wait for it to exit.
+pub fn term_child(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let _ = c.wait();
+    }
+}
+
+/// Runs `kubectl` (already told `apply -f -`) with `yaml` on stdin, asserting it succeeded.
+pub fn apply_with(mut kubectl: Command, yaml: &str) {
+    use std::io::Write;
+    let mut child = kubectl
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(yaml.as_bytes())
+        .expect("write manifest");
+    let out = child.wait_with_output().expect("kubectl apply");
+    assert!(
+        out.status.success(),
+        "kubectl apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `base` plus one `--filter label=...` per comma-separated `key=value` in `labels` (Docker

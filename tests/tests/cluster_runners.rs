@@ -4,30 +4,14 @@
 //! time. "Runs once" is judged on the runners' own journals, not only on status.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bb_e2e::cluster::{
-    Cluster, FakeRunner, bottle_and_agents, now_ms, overlaps, read_journals, stints,
+    Cluster, FakeRunner, bottle_and_agents, now_ms, overlaps, read_journals, stints, wait_until,
 };
 use bb_e2e::{ok, run};
 
 const AGENTS: usize = 30;
-
-fn wait(
-    what: &str,
-    limit: Duration,
-    mut cond: impl FnMut() -> bool,
-    logs: impl Fn() -> String,
-) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out after {limit:?} waiting for {what}\n{}", logs());
-}
 
 /// Each Agent runs exactly once now, on the runner its status names, and never ran on two
 /// runners at the same time.
@@ -76,7 +60,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
             .join("\n")
     };
     // The runners announce themselves before any Agent exists.
-    wait(
+    wait_until(
         "three ready runners",
         Duration::from_secs(30),
         || {
@@ -97,7 +81,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
             && a.values()
                 .all(|(phase, runner)| phase == "Running" && !runner.is_empty())
     };
-    wait(
+    wait_until(
         "30 Agents running",
         Duration::from_secs(90),
         || all_running(&cluster),
@@ -128,24 +112,13 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
 
     // kill -9: the runner records nothing more; its Agents move once its Lease has lapsed.
     let victim = runners[0].id.clone();
-    let moved: Vec<String> = cluster
-        .agents()
-        .into_iter()
-        .filter(|(_, (_, r))| *r == victim)
-        .map(|(n, _)| n)
-        .collect();
+    let moved = cluster.held_by(&victim);
     runners[0].kill();
     let killed = BTreeMap::from([(victim.clone(), now_ms())]);
-    let took = wait(
+    let took = wait_until(
         "the killed runner's Agents running elsewhere",
         Duration::from_secs(45),
-        || {
-            let a = cluster.agents();
-            moved.iter().all(|n| {
-                a.get(n)
-                    .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && *r != victim)
-            })
-        },
+        || cluster.running_elsewhere(&moved, &victim),
         || logs(&runners),
     );
     assert!(
@@ -160,12 +133,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
 
     // Drain: the runner releases its Agents one at a time; the last runner takes them all.
     let (drained, last) = (runners[1].id.clone(), runners[2].id.clone());
-    let draining: Vec<String> = cluster
-        .agents()
-        .into_iter()
-        .filter(|(_, (_, r))| *r == drained)
-        .map(|(n, _)| n)
-        .collect();
+    let draining = cluster.held_by(&drained);
     assert!(!draining.is_empty());
     let out = ok(&mut cluster.bbctl(&[
         "controller",
@@ -176,7 +144,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "120",
     ]));
     assert!(out.contains("holds no Agent"), "{out}");
-    wait(
+    wait_until(
         "every Agent on the last runner",
         Duration::from_secs(30),
         || {
