@@ -19,6 +19,8 @@ use crate::pki::{self, PkiError};
 use crate::sessions::SessionServer;
 use crate::store::{DEFAULT_HISTORY, Store, StoreError};
 
+/// The User-Agent of a runner syncing from a cluster, before `/<identity>`.
+pub const RUNNER_USER_AGENT: &str = "bb-runner";
 /// Where the control plane listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 /// Where the runner serves sessions unless told otherwise: loopback, any free port.
@@ -80,6 +82,8 @@ pub struct Options {
     pub docker: DockerSettings,
     /// How often a Running Agent is checked against its backend without an API event.
     pub resync: Duration,
+    /// Where the embedded control plane logs every API request (`apiserver::audit`).
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The cluster a runner syncs from.
@@ -110,6 +114,7 @@ pub enum RunError {
 async fn client_from(
     kubeconfig: &std::path::Path,
     context: Option<String>,
+    user_agent: Option<&str>,
 ) -> Result<kube::Client, RunError> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| RunError::Client(format!("{}: {e}", kubeconfig.display())))?;
@@ -131,9 +136,13 @@ async fn client_from(
         context,
         ..Default::default()
     };
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &opts)
         .await
         .map_err(|e| RunError::Client(e.to_string()))?;
+    // A runner names itself, as a kubelet does, so the cluster's audit log tells runners apart.
+    if let Some(ua) = user_agent.and_then(|u| http::HeaderValue::from_str(u).ok()) {
+        cfg.headers.push((http::header::USER_AGENT, ua));
+    }
     kube::Client::try_from(cfg).map_err(|e| RunError::Client(e.to_string()))
 }
 
@@ -201,6 +210,21 @@ impl std::fmt::Debug for Embedded {
 
 /// Starts the apiserver on `home` (locked for this process) listening on `listen`.
 pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunError> {
+    embedded_with(home, listen, None).await
+}
+
+/// `embedded`, logging every API request to `audit_log` when given.
+pub async fn embedded_with(
+    home: Home,
+    listen: SocketAddr,
+    audit_log: Option<&std::path::Path>,
+) -> Result<Embedded, RunError> {
+    let audit = audit_log
+        .map(|p| {
+            crate::apiserver::audit::AuditLog::open(p)
+                .map_err(|e| RunError::Client(format!("--audit-log {}: {e}", p.display())))
+        })
+        .transpose()?;
     let store = Store::open(&home.path("state.db"))?;
     let creds = pki::load_or_create(&home)?;
     let server = ApiServer::start(
@@ -208,11 +232,12 @@ pub async fn embedded(home: Home, listen: SocketAddr) -> Result<Embedded, RunErr
         &creds,
         store.clone(),
         std::sync::Arc::new(|| crate::reconcile::metrics::global().render()),
+        audit,
     )
     .await?;
     let url = format!("https://{}", server.local_addr);
     let kubeconfig = pki::write_kubeconfig(&home, &creds, &url)?;
-    let client = client_from(&kubeconfig, None).await?;
+    let client = client_from(&kubeconfig, None, None).await?;
     Ok(Embedded {
         server,
         store,
@@ -494,9 +519,10 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         // are shared with the cluster's other runners by claims.
         let mut signals = Signals::register()?;
         let kc = sync_kubeconfig(from)?;
-        let client = client_from(&kc, from.context.clone()).await?;
         let dir = crate::home::resolve(opts.home.clone())?;
         let home = Home::open(&dir)?;
+        let agent = format!("{RUNNER_USER_AGENT}/{}", instance_id(&home)?);
+        let client = client_from(&kc, from.context.clone(), Some(&agent)).await?;
         let creds = pki::load_or_create(&home)?;
         let runner = start_runner(&opts, client, &home, &creds, Some(opts.cluster.clone())).await?;
         on_ready(&Ready {
@@ -514,7 +540,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
     }
     let mut signals = Signals::register()?;
     let dir = crate::home::resolve(opts.home.clone())?;
-    let emb = embedded(Home::open(&dir)?, opts.listen).await?;
+    let emb = embedded_with(Home::open(&dir)?, opts.listen, opts.audit_log.as_deref()).await?;
     let url = format!("https://{}", emb.server.local_addr);
     tracing::info!(%url, kubeconfig = %emb.kubeconfig.display(), "control plane ready");
     on_ready(&Ready {

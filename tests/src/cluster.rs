@@ -49,6 +49,9 @@ impl Cluster {
                 "--home",
             ])
             .arg(home.path())
+            // Who asked for what: the runner role is checked against it.
+            .arg("--audit-log")
+            .arg(home.path().join("audit.jsonl"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -74,6 +77,20 @@ impl Cluster {
 
     pub fn kubeconfig(&self) -> PathBuf {
         self.home.path().join("kubeconfig")
+    }
+
+    /// Every request the runners made (User-Agent `bb-runner/...`), one audit line each.
+    pub fn runner_requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.home.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["userAgent"]
+                    .as_str()
+                    .is_some_and(|u| u.starts_with("bb-runner/"))
+            })
+            .collect()
     }
 
     pub fn log(&self) -> String {
@@ -151,10 +168,11 @@ impl Drop for Cluster {
     }
 }
 
-/// A Bottle the fake backend can run, and `n` Agents in it named `agent-000`...
+/// A Secret, a Bottle the fake backend can run (its env read from the Secret, as a runner
+/// reads it from the cluster), and `n` Agents in it named `agent-000`...
 pub fn bottle_and_agents(n: usize) -> String {
     let mut y = String::from(
-        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: tools}\nspec:\n  agentProvider: {template: custom, image: 'agent:1', command: [bash]}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: api-token, namespace: bot-bottle-system}\nstringData: {token: s3cret-value}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: tools}\nspec:\n  agentProvider: {template: custom, image: 'agent:1', command: [bash]}\n  env: [{name: API_TOKEN, valueFrom: {secretKeyRef: {name: api-token, key: token}}}]\n",
     );
     for i in 0..n {
         y.push_str(&format!(

@@ -4,8 +4,10 @@
 //! This library holds their harness: locating the built binaries, the hermetic base image, a
 //! controller process on a temporary home, and command helpers that fail loudly.
 
+pub mod chart;
 pub mod cluster;
 pub mod harness;
+pub mod rbac;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

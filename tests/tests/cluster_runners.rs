@@ -9,7 +9,8 @@ use std::time::Duration;
 use bb_e2e::cluster::{
     Cluster, FakeRunner, bottle_and_agents, now_ms, overlaps, read_journals, stints, wait_until,
 };
-use bb_e2e::{ok, run};
+use bb_e2e::rbac::{Request, allows, grants, permissions};
+use bb_e2e::{ok, run, workspace_root};
 
 const AGENTS: usize = 30;
 
@@ -197,6 +198,63 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         gaps.len()
     );
 
+    // A proposal raised in the last runner's Agent becomes a Proposal; a rejection is answered;
+    // deleting the Agent removes its copy and its Proposals (the runner's cleanup).
+    let uid = ok(&mut cluster.kubectl(&[
+        "get",
+        "agent",
+        "agent-000",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]));
+    let queue = std::env::temp_dir()
+        .join(format!(
+            "bb-fake-queue-{}",
+            runners[2].pid().expect("running")
+        ))
+        .join(uid.trim())
+        .join("queue");
+    std::fs::create_dir_all(&queue).expect("queue dir");
+    let proposal = serde_json::json!({
+        "id": "allow-1", "tool": "allow", "proposedFile": "routes:\n- host: example.org\n",
+        "justification": "docs", "arrivalTimestamp": "2026-11-30T00:00:00Z",
+    });
+    std::fs::write(queue.join("allow-1.proposal.json"), proposal.to_string()).expect("proposal");
+    wait_until(
+        "the Proposal",
+        Duration::from_secs(30),
+        || {
+            run(&mut cluster.kubectl(&["get", "proposal", "agent-000-allow-1"]))
+                .status
+                .success()
+        },
+        || runners[2].log(),
+    );
+    ok(&mut cluster.bbctl(&[
+        "reject",
+        "proposal/agent-000-allow-1",
+        "--reason",
+        "not now",
+    ]));
+    wait_until(
+        "the rejection answered in the queue",
+        Duration::from_secs(30),
+        || queue.join("allow-1.response.json").exists(),
+        || runners[2].log(),
+    );
+    ok(&mut cluster.kubectl(&["delete", "agent", "agent-000", "--timeout=60s"]));
+    assert!(
+        !run(&mut cluster.kubectl(&["get", "proposal", "agent-000-allow-1"]))
+            .status
+            .success(),
+        "the deleted Agent's Proposal is still there"
+    );
+    let journal = read_journals(&[runners[2].journal.as_path()]);
+    assert!(
+        journal.last().is_some_and(|r| !r.start),
+        "the deleted Agent's copy was not stopped"
+    );
+
     // SIGTERM: the last runner releases everything on its way out, claims none of it back,
     // and its journal closes every stint (nothing is left running behind it).
     runners[2].stop();
@@ -212,4 +270,105 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         .filter(|s| s.to.is_none())
         .count();
     assert_eq!(open, 0, "a stopped runner left {open} Agents running");
+
+    assert_runner_role_is_exactly_what_runners_used(&cluster);
+}
+
+/// The chart's objects rendered with its default values; each must parse into its type.
+fn chart_objects() -> Vec<serde_json::Value> {
+    let rendered = bb_e2e::chart::render(&workspace_root().join("charts/bot-bottle"))
+        .expect("render the chart");
+    for r in &rendered {
+        if let Err(e) = bb_e2e::chart::check_typed(&r.object) {
+            panic!("{}: {e}", r.template);
+        }
+    }
+    rendered.into_iter().map(|r| r.object).collect()
+}
+
+/// Least privilege, both ways: the runner role allows every request the runners made, and
+/// each permission it grants was used by some request.
+fn assert_runner_role_is_exactly_what_runners_used(cluster: &Cluster) {
+    let objects = chart_objects();
+    let grants = grants(&objects, "bot-bottle-runner", "bot-bottle-system");
+    assert!(
+        !grants.is_empty(),
+        "nothing is bound to the runner ServiceAccount"
+    );
+    let requests: std::collections::BTreeSet<Request> = cluster
+        .runner_requests()
+        .iter()
+        .map(Request::from_audit)
+        .collect();
+    assert!(
+        requests.len() > 10,
+        "too few runner requests recorded: {requests:?}"
+    );
+    let denied: Vec<&Request> = requests
+        .iter()
+        .filter(|r| !grants.iter().any(|g| allows(g, r)))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the runner role denies requests runners made: {denied:#?}"
+    );
+    let unused: Vec<String> = grants
+        .iter()
+        .flat_map(permissions)
+        .filter(|(_, p)| {
+            !requests.iter().any(|r| {
+                r.verb == p.verb
+                    && r.api_group == p.api_group
+                    && r.resource == p.resource
+                    && r.subresource == p.subresource
+                    && (p.namespace.is_none() || r.namespace == p.namespace)
+            })
+        })
+        .map(|(label, _)| label)
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "the runner role grants what no runner used: {unused:#?}"
+    );
+}
+
+#[test]
+fn the_chart_renders_typed_objects_and_a_token_for_the_runner() {
+    let objects = chart_objects();
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    for k in [
+        "ServiceAccount",
+        "Secret",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ] {
+        assert!(kinds.contains(&k), "no {k} in {kinds:?}");
+    }
+    let token = objects
+        .iter()
+        .find(|o| o["kind"] == "Secret")
+        .expect("token Secret");
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    assert_eq!(
+        token["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+        "bot-bottle-runner"
+    );
+    assert_eq!(token["metadata"]["namespace"], "bot-bottle-system");
+    // Nothing that could touch workloads or read Secrets cluster-wide.
+    for g in grants(&objects, "bot-bottle-runner", "bot-bottle-system") {
+        for (label, p) in permissions(&g) {
+            assert!(
+                !(p.resource == "secrets" && p.namespace.is_none()),
+                "cluster-wide Secrets access: {label}"
+            );
+            assert!(
+                ![&p.verb, &p.api_group, &p.resource]
+                    .iter()
+                    .any(|f| f.contains('*')),
+                "a wildcard: {label}"
+            );
+        }
+    }
 }

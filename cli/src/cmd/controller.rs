@@ -103,6 +103,10 @@ struct RunArgs {
     /// How often a running Agent is checked against its backend without an API event.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     resync_seconds: u64,
+    /// Append one JSON line per API request (verb, group, resource, subresource, namespace,
+    /// name, User-Agent, code) to FILE: who needs which role.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
 }
 
 /// The runner's labels and capacity: only meaningful when it syncs from a cluster.
@@ -234,12 +238,19 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 allow_private_upstreams,
                 harness_dir,
                 resync_seconds,
+                audit_log,
             } = *run;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::new(Kind::General, format!("starting the runtime: {e}")))?;
             let external = kubeconfig.is_some() || sync_from.is_some();
+            if external && audit_log.is_some() {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    "--audit-log logs the embedded control plane's requests; a runner syncing from a cluster serves no API (use the cluster's audit log)",
+                ));
+            }
             let cluster = cluster_settings(external, &runner_labels, capacity)?;
             let backend = match (backend.as_str(), fake_journal) {
                 ("fake", Some(journal)) => BackendChoice::Fake { journal },
@@ -295,6 +306,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     harness_dir,
                 },
                 resync: std::time::Duration::from_secs(resync_seconds.max(1)),
+                audit_log,
             };
             rt.block_on(control_plane::run(opts, |ready| {
                 if external {

@@ -1,6 +1,7 @@
 //! The local apiserver: a Kubernetes-compatible REST API over TLS with bearer-token auth,
 //! serving discovery, OpenAPI and the resources in `resources` from the SQLite `Store`.
 
+pub mod audit;
 mod discovery;
 mod events;
 mod fields;
@@ -76,6 +77,7 @@ struct State {
     token: String,
     server_address: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    audit: Option<audit::AuditLog>,
 }
 
 impl std::fmt::Debug for State {
@@ -292,14 +294,38 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
+    // What the request asks, for the audit log: resource requests only (discovery, health and
+    // metrics are every authenticated client's).
+    let audited = state.audit.as_ref().and_then(|_| {
+        let segs: Vec<&str> = path
+            .trim_end_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let target = route(&segs).ok()?;
+        let agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Some((
+            agent,
+            audit::attributes(&method, &target, &Query::parse(req.uri().query())),
+        ))
+    });
     let result = dispatch(&state, req, encoding).await;
-    match result {
+    let response = match result {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code, reason = e.reason, "request failed");
             object_response(encoding, e.code, &e.to_status())
         }
+    };
+    if let (Some(log), Some((agent, attributes))) = (&state.audit, audited) {
+        log.record(&agent, &attributes, response.status().as_u16());
     }
+    response
 }
 
 async fn dispatch(
@@ -443,6 +469,7 @@ impl ApiServer {
         creds: &Credentials,
         store: Store,
         metrics: MetricsSource,
+        audit: Option<audit::AuditLog>,
     ) -> Result<ApiServer, ServeError> {
         let (listener, local_addr) = https::bind(addr).await?;
         let tls = https::tls_acceptor(creds, &[b"h2", b"http/1.1"])?;
@@ -457,6 +484,7 @@ impl ApiServer {
             token: creds.token.clone(),
             server_address: local_addr.to_string(),
             shutdown: rx.clone(),
+            audit,
         });
         let task = tokio::spawn(https::serve(listener, tls, rx, move |req| {
             handle(state.clone(), req)

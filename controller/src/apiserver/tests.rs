@@ -31,6 +31,7 @@ async fn fixture() -> Fixture {
         &creds,
         store.clone(),
         std::sync::Arc::new(|| "bb_test_metric 1\n".to_string()),
+        None,
     )
     .await
     .expect("start");
