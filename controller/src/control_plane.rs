@@ -226,7 +226,7 @@ pub async fn embedded_with(
         })
         .transpose()?;
     let store = Store::open(&home.path("state.db"))?;
-    let creds = pki::load_or_create(&home)?;
+    let creds = pki::load_or_create_for(&home, Some(listen.ip()))?;
     let server = ApiServer::start(
         listen,
         &creds,

@@ -75,6 +75,15 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 /// Loads the CA and token from `home`, creating them on first start, and issues a fresh serving
 /// certificate for the loopback names.
 pub fn load_or_create(home: &Home) -> Result<Credentials, PkiError> {
+    load_or_create_for(home, None)
+}
+
+/// `load_or_create`, with the serving certificate also valid for `listen` when it is a specific
+/// address beyond loopback (`--listen 10.0.0.5:7443`): clients reach it by that address.
+pub fn load_or_create_for(
+    home: &Home,
+    listen: Option<std::net::IpAddr>,
+) -> Result<Credentials, PkiError> {
     let (ca_key_path, ca_cert_path, token_path) =
         (home.path("ca.key"), home.path("ca.crt"), home.path("token"));
     let (ca_key, ca_pem) = match (read(&ca_key_path)?, read(&ca_cert_path)?) {
@@ -91,11 +100,15 @@ pub fn load_or_create(home: &Home) -> Result<Credentials, PkiError> {
     // certificates that chain to the stored CA certificate.
     let issuer = ca_params().self_signed(&ca_key)?;
     let server_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec![
+    let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
-    ])?;
+    ];
+    if let Some(ip) = listen.filter(|ip| !ip.is_loopback() && !ip.is_unspecified()) {
+        names.push(ip.to_string());
+    }
+    let mut params = CertificateParams::new(names)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "bot-bottle apiserver");
     params.distinguished_name = dn;
@@ -191,5 +204,22 @@ mod tests {
         let kc = write_kubeconfig(&home, &c2, "https://127.0.0.1:1").expect("kubeconfig");
         let mode = std::fs::metadata(&kc).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_serving_certificate_names_a_specific_listen_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::open(dir.path()).expect("home");
+        let sans = |c: &Credentials| {
+            let params =
+                CertificateParams::from_ca_cert_pem(&c.server_cert_pem).expect("parse the cert");
+            format!("{:?}", params.subject_alt_names)
+        };
+        let local = load_or_create(&home).expect("creds");
+        assert!(!sans(&local).contains("10.9.8.7"));
+        let lan = load_or_create_for(&home, Some([10, 9, 8, 7].into())).expect("creds");
+        assert!(sans(&lan).contains("10.9.8.7"), "{}", sans(&lan));
+        let any = load_or_create_for(&home, Some([0, 0, 0, 0].into())).expect("creds");
+        assert!(!sans(&any).contains("0.0.0.0"), "{}", sans(&any));
     }
 }

@@ -36,6 +36,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// A cluster whose API listens on `listen` (its kubeconfig names that address).
+    pub fn start_on(listen: &str) -> Cluster {
         let home = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(home.path().join("controller.log")).expect("log");
         let child = Command::new(workspace_bin("bbctl"))
@@ -45,7 +50,7 @@ impl Cluster {
                 "--backend",
                 "none",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--home",
             ])
             .arg(home.path())
@@ -191,12 +196,18 @@ pub struct FakeRunner {
     child: Option<Child>,
     args: Vec<String>,
     kubeconfig: PathBuf,
+    netns: Option<String>,
 }
 
 impl FakeRunner {
     /// Starts a runner with `extra` flags (`--runner-label`, `--capacity`) and waits for its
     /// identity.
     pub fn start(cluster: &Cluster, extra: &[&str]) -> FakeRunner {
+        Self::start_in(cluster, None, extra)
+    }
+
+    /// `start`, inside network namespace `netns` when given.
+    pub fn start_in(cluster: &Cluster, netns: Option<&str>, extra: &[&str]) -> FakeRunner {
         let home = tempfile::tempdir().expect("tempdir");
         let journal = home.path().join("journal.jsonl");
         let mut r = FakeRunner {
@@ -205,6 +216,7 @@ impl FakeRunner {
             child: None,
             args: extra.iter().map(|s| s.to_string()).collect(),
             kubeconfig: cluster.kubeconfig(),
+            netns: netns.map(str::to_string),
             home,
         };
         r.spawn();
@@ -217,9 +229,17 @@ impl FakeRunner {
             .append(true)
             .open(self.log_path())
             .expect("log");
+        // `ip netns exec` execs the runner itself, so the child is the runner.
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(workspace_bin("bbctl"));
+                c
+            }
+            None => Command::new(workspace_bin("bbctl")),
+        };
         self.child = Some(
-            Command::new(workspace_bin("bbctl"))
-                .args(["controller", "run", "--backend", "fake", "--fake-journal"])
+            cmd.args(["controller", "run", "--backend", "fake", "--fake-journal"])
                 .arg(&self.journal)
                 .arg("--kubeconfig")
                 .arg(&self.kubeconfig)
@@ -373,4 +393,97 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+/// A network namespace joined to the host by a veth pair, whose route to the host can be cut:
+/// a runner inside it is partitioned from the cluster while it keeps running.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+    veth: String,
+    /// The host's end: where the cluster's API listens.
+    pub host_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = run(Command::new("ip").args(args));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    /// Creates it (needs root and `ip`; fails loudly without them, never skips).
+    pub fn create() -> Netns {
+        let n = std::process::id() % 60000;
+        let (a, b) = (10 + (n / 250) % 200, n % 250);
+        let net = Netns {
+            name: format!("bbpart{n}"),
+            veth: format!("bbh{n}"),
+            host_ip: format!("10.231.{a}.{}", b / 64 * 4 + 1),
+        };
+        let peer = format!("bbn{n}");
+        let ns_ip = format!("10.231.{a}.{}", b / 64 * 4 + 2);
+        let _ = run(Command::new("ip").args(["netns", "del", &net.name]));
+        let _ = run(Command::new("ip").args(["link", "del", &net.veth]));
+        ip(&["netns", "add", &net.name]);
+        ip(&[
+            "link", "add", &net.veth, "type", "veth", "peer", "name", &peer,
+        ]);
+        ip(&["link", "set", &peer, "netns", &net.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", net.host_ip),
+            "dev",
+            &net.veth,
+        ]);
+        ip(&["link", "set", &net.veth, "up"]);
+        ip(&[
+            "-n",
+            &net.name,
+            "addr",
+            "add",
+            &format!("{ns_ip}/30"),
+            "dev",
+            &peer,
+        ]);
+        ip(&["-n", &net.name, "link", "set", &peer, "up"]);
+        ip(&["-n", &net.name, "link", "set", "lo", "up"]);
+        net
+    }
+
+    /// Cuts the namespace's route to the host: packets to it are dropped, so requests hang as
+    /// they would across a real partition.
+    pub fn cut(&self) {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "add",
+            "blackhole",
+            &format!("{}/32", self.host_ip),
+        ]);
+    }
+
+    pub fn heal(&self) {
+        ip(&[
+            "-n",
+            &self.name,
+            "route",
+            "del",
+            "blackhole",
+            &format!("{}/32", self.host_ip),
+        ]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["link", "del", &self.veth]));
+        let _ = run(Command::new("ip").args(["netns", "del", &self.name]));
+    }
 }

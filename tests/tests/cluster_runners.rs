@@ -14,12 +14,23 @@ use bb_e2e::{ok, run, workspace_root};
 
 const AGENTS: usize = 30;
 
+/// The suites that start runner processes take turns: their timings are about Leases, not
+/// about two rigs sharing two cores.
+static ONE_RIG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_rig() -> std::sync::MutexGuard<'static, ()> {
+    ONE_RIG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Each Agent runs exactly once now, on the runner its status names, and never ran on two
 /// runners at the same time.
 fn assert_runs_once(
     cluster: &Cluster,
     journals: &[std::path::PathBuf],
     killed: &BTreeMap<String, i64>,
+    count: usize,
 ) {
     let journals: Vec<&std::path::Path> = journals.iter().map(|j| j.as_path()).collect();
     let all = stints(&read_journals(&journals), killed);
@@ -29,7 +40,7 @@ fn assert_runs_once(
         "an Agent ran on two runners at once: {twice:#?}"
     );
     let agents = cluster.agents();
-    assert_eq!(agents.len(), AGENTS);
+    assert_eq!(agents.len(), count);
     for (name, (phase, runner)) in &agents {
         let running: Vec<_> = all
             .iter()
@@ -52,6 +63,7 @@ fn assert_runs_once(
 
 #[test]
 fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
+    let _rig = one_rig();
     let cluster = Cluster::start();
     let mut runners: Vec<FakeRunner> = (0..3).map(|_| FakeRunner::start(&cluster, &[])).collect();
     let logs = |rs: &[FakeRunner]| {
@@ -89,7 +101,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         || logs(&runners),
     );
     let journals: Vec<std::path::PathBuf> = runners.iter().map(|r| r.journal.clone()).collect();
-    assert_runs_once(&cluster, &journals, &BTreeMap::new());
+    assert_runs_once(&cluster, &journals, &BTreeMap::new(), AGENTS);
     let held = |c: &Cluster, id: &str| c.agents().values().filter(|(_, r)| r == id).count();
     for r in &runners {
         let n = held(&cluster, &r.id);
@@ -130,7 +142,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "hand-over of {} Agents after kill -9: {took:?}",
         moved.len()
     );
-    assert_runs_once(&cluster, &journals, &killed);
+    assert_runs_once(&cluster, &journals, &killed, AGENTS);
 
     // Drain: the runner releases its Agents one at a time; the last runner takes them all.
     let (drained, last) = (runners[1].id.clone(), runners[2].id.clone());
@@ -161,7 +173,7 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
             .any(|l| l.starts_with(&drained) && l.contains("Draining")),
         "{table}"
     );
-    assert_runs_once(&cluster, &journals, &killed);
+    assert_runs_once(&cluster, &journals, &killed, AGENTS);
     // One at a time: no two of the drained Agents were down at once, and none for long.
     let records = read_journals(&[runners[1].journal.as_path(), runners[2].journal.as_path()]);
     let mut gaps: Vec<(i64, i64)> = draining
@@ -371,4 +383,94 @@ fn the_chart_renders_typed_objects_and_a_token_for_the_runner() {
             );
         }
     }
+}
+
+/// A runner cut off from the cluster (its own network namespace, the route to the API
+/// blackholed) stops its Agents within the fence, before its Lease can lapse for the others;
+/// they then start them, so no Agent ever runs twice (judged on the runners' journals); healed,
+/// it rejoins holding nothing.
+#[test]
+fn a_partitioned_runner_fences_before_its_agents_move() {
+    const N: usize = 12;
+    let _rig = one_rig();
+    let net = bb_e2e::cluster::Netns::create();
+    let cluster = Cluster::start_on(&format!("{}:0", net.host_ip));
+    let runners = [
+        FakeRunner::start(&cluster, &[]),
+        FakeRunner::start(&cluster, &[]),
+        FakeRunner::start_in(&cluster, Some(&net.name), &[]),
+    ];
+    let logs = || {
+        runners
+            .iter()
+            .map(|r| format!("--- runner {} ---\n{}", r.id, r.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let ready = |id: &str| {
+        let out = String::from_utf8_lossy(&run(&mut cluster.bbctl(&["get", "runners"])).stdout)
+            .into_owned();
+        out.lines()
+            .any(|l| l.starts_with(id) && l.contains(" Ready "))
+    };
+    wait_until(
+        "three ready runners",
+        Duration::from_secs(30),
+        || runners.iter().all(|r| ready(&r.id)),
+        logs,
+    );
+    cluster.apply(&bottle_and_agents(N));
+    wait_until(
+        "the Agents running",
+        Duration::from_secs(60),
+        || {
+            let a = cluster.agents();
+            a.len() == N && a.values().all(|(p, r)| p == "Running" && !r.is_empty())
+        },
+        logs,
+    );
+    let journals: Vec<std::path::PathBuf> = runners.iter().map(|r| r.journal.clone()).collect();
+    assert_runs_once(&cluster, &journals, &BTreeMap::new(), N);
+    let cut_off = runners[2].id.clone();
+    let stranded = cluster.held_by(&cut_off);
+    assert!(!stranded.is_empty(), "the runner to cut off holds nothing");
+
+    net.cut();
+    let cut_at = now_ms();
+    let took = wait_until(
+        "the cut-off runner's Agents running elsewhere",
+        Duration::from_secs(45),
+        || cluster.running_elsewhere(&stranded, &cut_off),
+        logs,
+    );
+    eprintln!(
+        "hand-over of {} Agents from a partitioned runner: {took:?}",
+        stranded.len()
+    );
+    // The cut-off runner stopped each of them itself, within the fence, with no API to ask.
+    let records = read_journals(&[runners[2].journal.as_path()]);
+    for n in &stranded {
+        let stop = records
+            .iter()
+            .rfind(|r| r.agent == format!("default/{n}") && !r.start)
+            .unwrap_or_else(|| {
+                panic!("the cut-off runner never stopped {n}\n{}", runners[2].log())
+            });
+        assert!(
+            stop.at_ms - cut_at < 13_000,
+            "{n} stopped {} ms after the cut: later than the fence",
+            stop.at_ms - cut_at
+        );
+    }
+    assert_runs_once(&cluster, &journals, &BTreeMap::new(), N);
+
+    net.heal();
+    wait_until(
+        "the healed runner renewing again",
+        Duration::from_secs(30),
+        || ready(&cut_off),
+        logs,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_runs_once(&cluster, &journals, &BTreeMap::new(), N);
 }

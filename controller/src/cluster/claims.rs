@@ -31,6 +31,9 @@ const PREFERRED_GRACE: Duration = Duration::from_secs(3);
 const TICK: Duration = Duration::from_millis(500);
 /// How often copies this runner no longer holds are looked for without an event.
 const FENCE_SWEEP: Duration = Duration::from_secs(5);
+/// The longest the claim loop waits on one API call: a partition may hang a request rather than
+/// fail it, and the loop must come back to check the heartbeat.
+const API_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a drain waits for a released Agent to run elsewhere before releasing the next.
 const HANDOVER_WAIT: Duration = Duration::from_secs(60);
 
@@ -380,7 +383,9 @@ impl Claims {
     }
 
     /// Tears down every copy here: the Lease could not be renewed within `FENCE`, so another
-    /// runner may soon hold any of them.
+    /// runner may soon hold any of them. It takes no Agent lock: a reconcile may be stuck on the
+    /// cut-off API while holding one, and the fence must not wait for it (the reconciler checks
+    /// the heartbeat again before it creates anything).
     async fn fence_all<B: Backend>(&self, backend: &B) {
         let ids = match backend.list_managed().await {
             Ok(ids) => ids,
@@ -390,7 +395,6 @@ impl Claims {
             }
         };
         for id in ids {
-            let _guard = self.lock(&id.uid).await;
             match backend.teardown(&id).await {
                 Ok(()) => {
                     tracing::warn!(agent = %id, "the runner Lease lapsed: stopped an Agent it may no longer hold")
@@ -465,10 +469,19 @@ impl Claims {
                 continue;
             }
             was_held = true;
-            let listed = match leases.list(&ListParams::default().labels(LABEL)).await {
-                Ok(l) => l.items,
-                Err(e) => {
+            let listed = match tokio::time::timeout(
+                API_TIMEOUT,
+                leases.list(&ListParams::default().labels(LABEL)),
+            )
+            .await
+            {
+                Ok(Ok(l)) => l.items,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "listing runner Leases failed");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!("listing runner Leases timed out");
                     continue;
                 }
             };
@@ -477,7 +490,8 @@ impl Claims {
                 *l = Some(live.clone());
             }
             if last_sweep.is_none_or(|t| t.elapsed() >= FENCE_SWEEP) {
-                self.fence_sweep(&backend, &agents).await;
+                let _ = tokio::time::timeout(API_TIMEOUT * 4, self.fence_sweep(&backend, &agents))
+                    .await;
                 last_sweep = Some(Instant::now());
             }
             let state = agents.state();
@@ -502,7 +516,12 @@ impl Claims {
                     })
                     .min_by_key(|a| a.uid());
                 if let Some(a) = next {
-                    self.release(a, &backend, "draining").await;
+                    // A release snapshots, so it gets longer than one API call.
+                    let _ = tokio::time::timeout(
+                        API_TIMEOUT * 20,
+                        self.release(a, &backend, "draining"),
+                    )
+                    .await;
                     handing_over = Some((a.clone(), Instant::now()));
                 }
                 continue;
@@ -517,13 +536,19 @@ impl Claims {
                 unclaimed.get(uid).map_or(Duration::ZERO, |t| t.elapsed())
             });
             for uid in wanted {
+                if !self.heartbeat.held() {
+                    break;
+                }
                 let Some(a) = state
                     .iter()
                     .find(|a| a.uid().as_deref() == Some(uid.as_str()))
                 else {
                     continue;
                 };
-                match self.claim(a).await {
+                let claimed = tokio::time::timeout(API_TIMEOUT, self.claim(a))
+                    .await
+                    .unwrap_or(Ok(false));
+                match claimed {
                     Ok(true) => {
                         tracing::info!(agent = %format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any()), "claimed")
                     }

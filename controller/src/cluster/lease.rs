@@ -170,7 +170,12 @@ pub async fn hold(
         loop {
             tick.tick().await;
             let sent = Instant::now();
-            match renew(&api, &info, first).await {
+            // A partition can hang a request rather than fail it: bounded, so the next tick
+            // tries again and the fence is judged on time.
+            let renewed = tokio::time::timeout(RENEW, renew(&api, &info, first))
+                .await
+                .unwrap_or_else(|_| Err(kube::Error::Service("renewal timed out".into())));
+            match renewed {
                 Ok(draining) => {
                     first = false;
                     heartbeat.renewed_at(sent);

@@ -420,6 +420,11 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
     {
         live.insert(uid, p.routes().to_vec());
     }
+    // Cluster mode: planning read the API, which may have taken a while; a runner whose Lease
+    // lapsed meanwhile creates nothing (its fence is tearing copies down).
+    if ctx.claims.as_ref().is_some_and(|c| !c.heartbeat.held()) {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     let previous_grants = std::mem::replace(&mut r.status.grants, layer.included.clone());
     let driven = drive(&ctx, &agent, &id, &sidecar, &agent_plan, &mut r).await;
     let supervise_dir = ctx.backend.supervise_dir(&id);
