@@ -10,13 +10,13 @@ fn wait(what: &str, limit: Duration, cond: impl FnMut() -> bool) -> Duration {
     wait_until(what, limit, cond, String::new)
 }
 
-use bb_e2e::cluster::{Cluster, FakeRunner, bottle_and_agents, wait_until};
+use bb_e2e::cluster::{Cluster, RunnerProc, bottle_and_agents, wait_until};
 
 const N: usize = 300;
 
 fn main() {
     let cluster = Cluster::start();
-    let mut runners: Vec<FakeRunner> = (0..3).map(|_| FakeRunner::start(&cluster, &[])).collect();
+    let mut runners: Vec<RunnerProc> = (0..3).map(|_| RunnerProc::start(&cluster, &[])).collect();
     wait("three runner Leases", Duration::from_secs(30), || {
         let out = bb_e2e::run(&mut cluster.bbctl(&["get", "runners"]));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

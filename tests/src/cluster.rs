@@ -187,9 +187,9 @@ pub fn bottle_and_agents(n: usize) -> String {
     y
 }
 
-/// One runner process syncing from a `Cluster` with the fake backend.
+/// One runner process syncing from a `Cluster`: the fake backend, or Docker (`docker`).
 #[derive(Debug)]
-pub struct FakeRunner {
+pub struct RunnerProc {
     pub home: tempfile::TempDir,
     pub journal: PathBuf,
     pub id: String,
@@ -197,28 +197,61 @@ pub struct FakeRunner {
     args: Vec<String>,
     kubeconfig: PathBuf,
     netns: Option<String>,
+    /// `--backend ...` and what goes with it.
+    backend: Vec<String>,
 }
 
-impl FakeRunner {
+impl RunnerProc {
     /// Starts a runner with `extra` flags (`--runner-label`, `--capacity`) and waits for its
     /// identity.
-    pub fn start(cluster: &Cluster, extra: &[&str]) -> FakeRunner {
+    pub fn start(cluster: &Cluster, extra: &[&str]) -> RunnerProc {
         Self::start_in(cluster, None, extra)
     }
 
+    /// A runner on the Docker engine, with the hermetic base image and this build's sidecar.
+    pub fn docker(cluster: &Cluster) -> RunnerProc {
+        let backend = vec![
+            "--backend".to_string(),
+            "docker".into(),
+            "--base-image".into(),
+            crate::BASE_IMAGE.into(),
+            "--sidecar-binary".into(),
+            workspace_bin("bb-sidecar").to_string_lossy().into_owned(),
+        ];
+        Self::launch(cluster, None, &[], Some(backend))
+    }
+
     /// `start`, inside network namespace `netns` when given.
-    pub fn start_in(cluster: &Cluster, netns: Option<&str>, extra: &[&str]) -> FakeRunner {
+    pub fn start_in(cluster: &Cluster, netns: Option<&str>, extra: &[&str]) -> RunnerProc {
+        Self::launch(cluster, netns, extra, None)
+    }
+
+    fn launch(
+        cluster: &Cluster,
+        netns: Option<&str>,
+        extra: &[&str],
+        backend: Option<Vec<String>>,
+    ) -> RunnerProc {
         let home = tempfile::tempdir().expect("tempdir");
         let journal = home.path().join("journal.jsonl");
-        let mut r = FakeRunner {
+        let mut r = RunnerProc {
             journal,
             id: String::new(),
             child: None,
             args: extra.iter().map(|s| s.to_string()).collect(),
             kubeconfig: cluster.kubeconfig(),
             netns: netns.map(str::to_string),
+            backend: backend.unwrap_or_default(),
             home,
         };
+        if r.backend.is_empty() {
+            r.backend = vec![
+                "--backend".into(),
+                "fake".into(),
+                "--fake-journal".into(),
+                r.journal.to_string_lossy().into_owned(),
+            ];
+        }
         r.spawn();
         r
     }
@@ -239,8 +272,8 @@ impl FakeRunner {
             None => Command::new(workspace_bin("bbctl")),
         };
         self.child = Some(
-            cmd.args(["controller", "run", "--backend", "fake", "--fake-journal"])
-                .arg(&self.journal)
+            cmd.args(["controller", "run"])
+                .args(&self.backend)
                 .arg("--kubeconfig")
                 .arg(&self.kubeconfig)
                 .arg("--home")
@@ -289,7 +322,7 @@ impl FakeRunner {
     }
 }
 
-impl Drop for FakeRunner {
+impl Drop for RunnerProc {
     fn drop(&mut self) {
         self.kill();
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bb_e2e::cluster::{
-    Cluster, FakeRunner, bottle_and_agents, now_ms, overlaps, read_journals, stints, wait_until,
+    Cluster, RunnerProc, bottle_and_agents, now_ms, overlaps, read_journals, stints, wait_until,
 };
 use bb_e2e::rbac::{Request, allows, grants, permissions};
 use bb_e2e::{ok, run, workspace_root};
@@ -65,8 +65,8 @@ fn assert_runs_once(
 fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
     let _rig = one_rig();
     let cluster = Cluster::start();
-    let mut runners: Vec<FakeRunner> = (0..3).map(|_| FakeRunner::start(&cluster, &[])).collect();
-    let logs = |rs: &[FakeRunner]| {
+    let mut runners: Vec<RunnerProc> = (0..3).map(|_| RunnerProc::start(&cluster, &[])).collect();
+    let logs = |rs: &[RunnerProc]| {
         rs.iter()
             .map(|r| format!("--- runner {} ---\n{}", r.id, r.log()))
             .collect::<Vec<_>>()
@@ -396,9 +396,9 @@ fn a_partitioned_runner_fences_before_its_agents_move() {
     let net = bb_e2e::cluster::Netns::create();
     let cluster = Cluster::start_on(&format!("{}:0", net.host_ip));
     let runners = [
-        FakeRunner::start(&cluster, &[]),
-        FakeRunner::start(&cluster, &[]),
-        FakeRunner::start_in(&cluster, Some(&net.name), &[]),
+        RunnerProc::start(&cluster, &[]),
+        RunnerProc::start(&cluster, &[]),
+        RunnerProc::start_in(&cluster, Some(&net.name), &[]),
     ];
     let logs = || {
         runners

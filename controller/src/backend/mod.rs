@@ -291,6 +291,11 @@ pub trait Backend: Send + Sync + 'static {
     fn stop(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Removes everything the Agent owns.
     fn teardown(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Removes this runner's copy of the Agent but keeps its snapshots: the Agent lives on
+    /// elsewhere (cluster mode's release and fence), and its next runner may start from them.
+    fn evict(&self, id: &AgentId) -> impl Future<Output = Result<(), BackendError>> + Send {
+        self.teardown(id)
+    }
     /// Where the agent reaches the supervise MCP server.
     fn supervise_url(&self) -> String;
     /// The runner's supervise directory of the Agent: its `queue/` (see `crate::supervise`) is

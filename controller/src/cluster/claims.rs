@@ -246,7 +246,7 @@ impl Claims {
             }
         };
         if here {
-            match backend.teardown(&id).await {
+            match backend.evict(&id).await {
                 Ok(()) => {
                     tracing::info!(agent = %id, holder = ?holder(agent), "not held by this runner: removed its copy here")
                 }
@@ -305,7 +305,7 @@ impl Claims {
                     }
                 }
             }
-            if let Err(e) = backend.teardown(&id).await {
+            if let Err(e) = backend.evict(&id).await {
                 tracing::warn!(agent = %id, error = %e, "tearing down an Agent to release failed; keeping it");
                 return;
             }
@@ -395,7 +395,7 @@ impl Claims {
             }
         };
         for id in ids {
-            match backend.teardown(&id).await {
+            match backend.evict(&id).await {
                 Ok(()) => {
                     tracing::warn!(agent = %id, "the runner Lease lapsed: stopped an Agent it may no longer hold")
                 }
@@ -427,7 +427,12 @@ impl Claims {
             if fresh.as_ref().and_then(holder) == Some(self.me.id.as_str()) {
                 continue;
             }
-            match backend.teardown(&id).await {
+            // An Agent that is gone takes its snapshots with it; one held elsewhere keeps them.
+            let removed = match &fresh {
+                Some(_) => backend.evict(&id).await,
+                None => backend.teardown(&id).await,
+            };
+            match removed {
                 Ok(()) => {
                     tracing::info!(agent = %id, "not held by this runner: removed its copy here")
                 }

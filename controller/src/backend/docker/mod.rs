@@ -221,6 +221,69 @@ impl DockerBackend {
         self.config.state_dir.join(&id.uid)
     }
 
+    /// The Agent's containers, networks and state directory: everything but its snapshots.
+    async fn remove_copy(&self, id: &AgentId) -> Result<(), BackendError> {
+        for c in self.containers(id).await? {
+            if let (Some(cid), Ok(mut f)) = (c.id.as_deref(), self.facts.lock()) {
+                f.remove(cid);
+            }
+            if let Some(n) = c.names.as_ref().and_then(|n| n.first()) {
+                self.remove_container(n.trim_start_matches('/')).await?;
+            }
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(names::agent_filter(id)),
+            }))
+            .await
+            .map_err(step(Step::Teardown))?;
+        for n in networks {
+            let Some(name) = n.name else { continue };
+            // Anything else attached (a debugging container, a test's upstream) would make the
+            // removal fail forever: detach it first.
+            if let Ok(info) = self
+                .docker
+                .inspect_network(
+                    &name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+            {
+                for container in info.containers.unwrap_or_default().into_keys() {
+                    let _ = self
+                        .docker
+                        .disconnect_network(
+                            &name,
+                            bollard::models::NetworkDisconnectRequest {
+                                container: Some(container),
+                                force: Some(true),
+                            },
+                        )
+                        .await;
+                }
+            }
+            match self.docker.remove_network(&name).await {
+                Ok(()) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(BackendError::new(
+                        Step::Teardown,
+                        format!("removing network {name}: {e}"),
+                    ));
+                }
+            }
+        }
+        match std::fs::remove_dir_all(self.state_dir(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BackendError::new(
+                Step::Teardown,
+                format!("removing {}: {e}", self.state_dir(id).display()),
+            )),
+        }
+    }
+
     async fn containers(&self, id: &AgentId) -> Result<Vec<ContainerSummary>, BackendError> {
         self.docker
             .list_containers(Some(ListContainersOptions {
@@ -614,66 +677,12 @@ impl Backend for DockerBackend {
     }
 
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {
-        for c in self.containers(id).await? {
-            if let (Some(cid), Ok(mut f)) = (c.id.as_deref(), self.facts.lock()) {
-                f.remove(cid);
-            }
-            if let Some(n) = c.names.as_ref().and_then(|n| n.first()) {
-                self.remove_container(n.trim_start_matches('/')).await?;
-            }
-        }
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(names::agent_filter(id)),
-            }))
-            .await
-            .map_err(step(Step::Teardown))?;
-        for n in networks {
-            let Some(name) = n.name else { continue };
-            // Anything else attached (a debugging container, a test's upstream) would make the
-            // removal fail forever: detach it first.
-            if let Ok(info) = self
-                .docker
-                .inspect_network(
-                    &name,
-                    None::<bollard::query_parameters::InspectNetworkOptions>,
-                )
-                .await
-            {
-                for container in info.containers.unwrap_or_default().into_keys() {
-                    let _ = self
-                        .docker
-                        .disconnect_network(
-                            &name,
-                            bollard::models::NetworkDisconnectRequest {
-                                container: Some(container),
-                                force: Some(true),
-                            },
-                        )
-                        .await;
-                }
-            }
-            match self.docker.remove_network(&name).await {
-                Ok(()) => {}
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(BackendError::new(
-                        Step::Teardown,
-                        format!("removing network {name}: {e}"),
-                    ));
-                }
-            }
-        }
-        self.remove_snapshots(id).await?;
-        match std::fs::remove_dir_all(self.state_dir(id)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(BackendError::new(
-                Step::Teardown,
-                format!("removing {}: {e}", self.state_dir(id).display()),
-            )),
-        }
+        self.remove_copy(id).await?;
+        self.remove_snapshots(id).await
+    }
+
+    async fn evict(&self, id: &AgentId) -> Result<(), BackendError> {
+        self.remove_copy(id).await
     }
 
     fn supervise_url(&self) -> String {
