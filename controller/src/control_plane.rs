@@ -331,8 +331,14 @@ impl Runner {
         }
         let sessions = match &backend {
             Some(b) => {
-                let s =
-                    SessionServer::start(session_listen, creds, client.clone(), b.clone()).await?;
+                let s = SessionServer::start_delegating(
+                    session_listen,
+                    creds,
+                    client.clone(),
+                    b.clone(),
+                    cluster.is_some(),
+                )
+                .await?;
                 tracing::info!(endpoint = %s.endpoint(), "session endpoint ready");
                 Some(s)
             }
@@ -348,6 +354,7 @@ impl Runner {
                 .unwrap_or_default(),
             capacity: cluster.as_ref().and_then(|c| c.capacity),
             session_endpoint: endpoint.clone(),
+            session_ca: cluster.is_some().then(|| creds.ca_pem.clone()),
         };
         let heartbeat = Heartbeat::default();
         let claims = cluster
@@ -523,7 +530,8 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         let home = Home::open(&dir)?;
         let agent = format!("{RUNNER_USER_AGENT}/{}", instance_id(&home)?);
         let client = client_from(&kc, from.context.clone(), Some(&agent)).await?;
-        let creds = pki::load_or_create(&home)?;
+        // Clients on other machines reach the session endpoint by its address.
+        let creds = pki::load_or_create_for(&home, Some(opts.session_listen.ip()))?;
         let runner = start_runner(&opts, client, &home, &creds, Some(opts.cluster.clone())).await?;
         on_ready(&Ready {
             url: String::new(),

@@ -62,18 +62,20 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeEr
 }
 
 /// Constant-time bearer-token check, so response timing says nothing about the token.
-pub fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let Some(h) = req
-        .headers()
+/// The bearer token of `req`, if it carries one.
+pub fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+pub fn authorized<B>(req: &Request<B>, token: &str) -> bool {
+    let Some(given) = bearer(req) else {
         return false;
     };
-    let Some(given) = h.strip_prefix("Bearer ") else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    let (a, b) = (given.as_bytes(), token.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

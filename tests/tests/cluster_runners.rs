@@ -210,6 +210,55 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         gaps.len()
     );
 
+    // Sessions reach an Agent on its runner with the cluster's credentials: the runner asks
+    // the cluster who the caller is and whether it may exec (TokenReview, SubjectAccessReview).
+    let mut exec = std::process::Command::new(bb_e2e::workspace_bin("bbctl"));
+    exec.args(["exec", "agent/agent-001", "--kubeconfig"])
+        .arg(cluster.kubeconfig())
+        .args(["--", "echo", "hello-through-the-runner"]);
+    let said = ok(&mut exec);
+    assert_eq!(said.trim(), "hello-through-the-runner");
+    let endpoint = ok(&mut cluster.kubectl(&[
+        "get",
+        "agent",
+        "agent-001",
+        "-o",
+        "jsonpath={.status.sessionEndpoint}",
+    ]));
+    let ca_file = runners[2].home.path().join("published-session-ca.pem");
+    let ca = ok(&mut cluster.kubectl(&[
+        "get",
+        "lease",
+        &format!("runner-{last}"),
+        "-n",
+        "bot-bottle-system",
+        "-o",
+        "jsonpath={.metadata.annotations.bot-bottle\\.dev/session-ca}",
+    ]));
+    std::fs::write(&ca_file, ca).expect("write the CA");
+    let log_url = format!(
+        "{}/apis/bot-bottle.dev/v1alpha1/namespaces/default/agents/agent-001/log",
+        endpoint.trim()
+    );
+    let code_with = |token: &str| {
+        let out = run(std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca_file)
+            .args(["-H", &format!("Authorization: Bearer {token}"), &log_url]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cluster_token = std::fs::read_to_string(cluster.home.path().join("token")).expect("token");
+    assert_eq!(
+        code_with(cluster_token.trim()),
+        "200",
+        "the cluster's own credentials"
+    );
+    assert_eq!(
+        code_with("not-a-token-the-cluster-knows"),
+        "401",
+        "an unknown token"
+    );
+
     // A proposal raised in the last runner's Agent becomes a Proposal; a rejection is answered;
     // deleting the Agent removes its copy and its Proposals (the runner's cleanup).
     let uid = ok(&mut cluster.kubectl(&[

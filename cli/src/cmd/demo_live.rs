@@ -215,7 +215,7 @@ async fn in_agent(door: &Door, agent: &Agent, script: &str) -> Result<String, Cl
         context: None,
         namespace: None,
     };
-    let runner = target.runner_client(&door.endpoint).await?;
+    let runner = target.runner_client(agent, &door.endpoint).await?;
     let path = format!(
         "/apis/{}/namespaces/default/agents/{}/exec?{}",
         bb_crds::API_VERSION,

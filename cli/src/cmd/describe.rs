@@ -233,7 +233,7 @@ async fn supervise_audit(target: &Target, agent: &Agent, out: &mut String) {
         agent.name_any()
     );
     out.push_str("Supervise:\n");
-    let collected = match target.runner_client(endpoint).await {
+    let collected = match target.runner_client(agent, endpoint).await {
         Ok(runner) => bb_controller::sessions::client::collect(&runner, &path)
             .await
             .map_err(|e| e.to_string()),

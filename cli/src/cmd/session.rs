@@ -86,7 +86,7 @@ pub(super) async fn open(target: &Target, arg: &str) -> Result<Opened, CliError>
             ),
         ));
     };
-    let runner = target.runner_client(&endpoint).await?;
+    let runner = target.runner_client(&agent, &endpoint).await?;
     Ok(Opened {
         path: format!(
             "/apis/{}/namespaces/{}/agents/{}",

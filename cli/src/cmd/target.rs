@@ -45,10 +45,34 @@ impl Target {
         kube::Client::try_from(cfg).map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))
     }
 
-    /// A client for the runner session endpoint `url`, with the kubeconfig's trust and
-    /// credentials (the local runner serves with the control plane's).
-    pub async fn runner_client(&self, url: &str) -> Result<kube::Client, CliError> {
+    /// A client for the session endpoint `url` of the runner that holds `agent`, with the
+    /// kubeconfig's credentials. Its trust is the kubeconfig's for a local control plane (whose
+    /// runner serves with the control plane's CA); a cluster runner's CA is read from its
+    /// heartbeat Lease, and the runner asks the cluster about the credentials.
+    pub async fn runner_client(
+        &self,
+        agent: &bb_crds::Agent,
+        url: &str,
+    ) -> Result<kube::Client, CliError> {
         let mut cfg = self.config().await?;
+        if let Some(runner) = agent.status.as_ref().and_then(|s| s.runner.as_deref()) {
+            let api = kube::Client::try_from(cfg.clone())
+                .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+            let trust = bb_controller::sessions::client::runner_trust(&api, runner)
+                .await
+                .map_err(|e| CliError::api("", e))?;
+            match trust {
+                Some(ders) => cfg.root_cert = Some(ders),
+                None => {
+                    return Err(CliError::new(
+                        Kind::Unavailable,
+                        format!(
+                            "runner {runner} publishes no session CA in its Lease (bot-bottle-system/runner-{runner}); is it running?"
+                        ),
+                    ));
+                }
+            }
+        }
         cfg.cluster_url = url.parse().map_err(|e| {
             CliError::new(
                 Kind::Unavailable,

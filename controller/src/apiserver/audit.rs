@@ -50,6 +50,23 @@ pub fn attributes(method: &http::Method, target: &Target, q: &Query) -> Attribut
     }
 }
 
+/// A review (`tokenreviews`, `subjectaccessreviews`): cluster-scoped, created.
+pub fn review_attributes(method: &http::Method, group: &str, resource: &str) -> Attributes {
+    let verb = if method == http::Method::POST {
+        "create".to_string()
+    } else {
+        method.as_str().to_ascii_lowercase()
+    };
+    Attributes {
+        verb,
+        api_group: group.to_string(),
+        resource: resource.to_string(),
+        subresource: None,
+        namespace: None,
+        name: None,
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Line<'a> {

@@ -10,6 +10,7 @@ mod managed;
 pub mod objects;
 mod protobuf;
 pub mod resources;
+pub mod reviews;
 mod select;
 pub mod status;
 pub mod strategy;
@@ -302,13 +303,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
-        let target = route(&segs).ok()?;
         let agent = req
             .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        if let Some(which) = reviews::is_review(&segs) {
+            let group = segs.get(1).copied().unwrap_or_default();
+            return Some((agent, audit::review_attributes(&method, group, which)));
+        }
+        let target = route(&segs).ok()?;
         Some((
             agent,
             audit::attributes(&method, &target, &Query::parse(req.uri().query())),
@@ -372,6 +377,23 @@ async fn dispatch(
                 "the server could not find the requested resource",
             ));
         }
+    }
+    if let Some(which) = reviews::is_review(&segs) {
+        if req.method() != Method::POST {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} is not supported on {path}: reviews are created (POST)",
+                req.method()
+            )));
+        }
+        let ctype = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = read_body(req.into_body()).await?;
+        let answered = reviews::answer(which, &decode_body(&ctype, &body)?, &state.token)?;
+        return Ok(object_response(encoding, 201, &answered));
     }
     let target = route(&segs)?;
     // Refuse an oversized body before reading any of it, so the client gets the 413 rather

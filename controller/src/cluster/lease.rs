@@ -21,6 +21,8 @@ pub const BACKEND_ANNOTATION: &str = "bot-bottle.dev/backend";
 pub const CAPACITY_ANNOTATION: &str = "bot-bottle.dev/capacity";
 /// Annotation with the runner's session endpoint.
 pub const ENDPOINT_ANNOTATION: &str = "bot-bottle.dev/session-endpoint";
+/// Annotation with the CA (PEM) of the runner's session endpoint.
+pub const SESSION_CA_ANNOTATION: &str = "bot-bottle.dev/session-ca";
 /// Annotation `bbctl controller drain` sets: the runner releases its Agents and claims none.
 /// It lasts as long as the runner process; a restarted runner rejoins.
 pub const DRAINING_ANNOTATION: &str = "bot-bottle.dev/draining";
@@ -94,6 +96,9 @@ fn lease(info: &RunnerInfo, resource_version: Option<String>, draining: bool) ->
     }
     if let Some(e) = &info.session_endpoint {
         annotations.insert(ENDPOINT_ANNOTATION.into(), e.clone());
+    }
+    if let Some(ca) = &info.session_ca {
+        annotations.insert(SESSION_CA_ANNOTATION.into(), ca.clone());
     }
     if draining {
         annotations.insert(DRAINING_ANNOTATION.into(), "true".into());
@@ -226,6 +231,7 @@ mod tests {
             labels: [("zone".to_string(), "a".to_string())].into(),
             capacity: Some(7),
             session_endpoint: Some("https://127.0.0.1:1".into()),
+            session_ca: None,
         };
         let l = lease(&info, None, true);
         let labels = l.metadata.labels.unwrap_or_default();

@@ -21,4 +21,6 @@ pub struct RunnerInfo {
     pub capacity: Option<u32>,
     /// Where it serves sessions.
     pub session_endpoint: Option<String>,
+    /// The CA (PEM) its session endpoint's certificate chains to, for clients to trust.
+    pub session_ca: Option<String>,
 }

@@ -28,6 +28,36 @@ pub enum ClientError {
     BadStatus(serde_json::Error),
 }
 
+/// The CA certificates (DER) a cluster-mode runner's session endpoint chains to, as its Lease
+/// publishes them; `None` when the runner publishes none (a local control plane's runner
+/// serves with the control plane's own CA, which the kubeconfig already trusts).
+pub async fn runner_trust(
+    client: &kube::Client,
+    runner: &str,
+) -> Result<Option<Vec<Vec<u8>>>, kube::Error> {
+    use crate::cluster::lease::{NAMESPACE, SESSION_CA_ANNOTATION, name};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(client.clone(), NAMESPACE);
+    let Some(lease) = leases.get_opt(&name(runner)).await? else {
+        return Ok(None);
+    };
+    let Some(pem) = lease
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SESSION_CA_ANNOTATION))
+    else {
+        return Ok(None);
+    };
+    let ders: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    Ok((!ders.is_empty()).then_some(ders))
+}
+
 /// A session opened on a runner: the socket and whether it can signal end of stdin (v5).
 #[derive(Debug)]
 pub struct Connected {

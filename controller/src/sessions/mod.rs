@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod client;
 pub mod protocol;
 pub mod request;
+pub mod review;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,6 +34,9 @@ struct State<B> {
     backend: B,
     token: String,
     endpoint: String,
+    /// Cluster mode: a token other than this runner's own is judged by the cluster
+    /// (`review`), so the cluster's users reach the Agents wherever they run.
+    delegate: bool,
 }
 
 /// A running session endpoint.
@@ -53,6 +57,18 @@ impl SessionServer {
         client: kube::Client,
         backend: B,
     ) -> Result<SessionServer, ServeError> {
+        Self::start_delegating(addr, creds, client, backend, false).await
+    }
+
+    /// `start`; with `delegate`, tokens other than the runner's own are reviewed by the cluster
+    /// `client` talks to (TokenReview, then SubjectAccessReview on the Agent's subresource).
+    pub async fn start_delegating<B: Backend + Clone>(
+        addr: SocketAddr,
+        creds: &Credentials,
+        client: kube::Client,
+        backend: B,
+        delegate: bool,
+    ) -> Result<SessionServer, ServeError> {
         let (listener, local_addr) = https::bind(addr).await?;
         // WebSocket upgrades are HTTP/1.1 only: do not offer h2.
         let tls = https::tls_acceptor(creds, &[b"http/1.1"])?;
@@ -67,6 +83,7 @@ impl SessionServer {
             backend,
             token: creds.token.clone(),
             endpoint: endpoint.clone(),
+            delegate,
         });
         let (tx, rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(https::serve(listener, tls, rx, move |req| {
@@ -142,7 +159,8 @@ async fn serve<B: Backend>(
     if req.method() == Method::GET && req.uri().path() == "/healthz" {
         return Ok(full(StatusCode::OK, "text/plain", b"ok".to_vec()));
     }
-    if !https::authorized(&req, &state.token) {
+    let own = https::authorized(&req, &state.token);
+    if !own && !state.delegate {
         return Err(Refusal::new(401, "Unauthorized", "Unauthorized"));
     }
     if !matches!(*req.method(), Method::GET | Method::POST) {
@@ -153,6 +171,37 @@ async fn serve<B: Backend>(
         ));
     }
     let parsed = request::parse(req.uri().path(), req.uri().query())?;
+    if !own {
+        let Some(token) = https::bearer(&req) else {
+            return Err(Refusal::new(401, "Unauthorized", "Unauthorized"));
+        };
+        let verdict = review::review(&state.client, token, &parsed)
+            .await
+            .map_err(|e| {
+                Refusal::new(
+                    503,
+                    "ServiceUnavailable",
+                    format!("asking the cluster who this is: {e}"),
+                )
+            })?;
+        match verdict {
+            review::Verdict::Allowed => {}
+            review::Verdict::Unauthenticated => {
+                return Err(Refusal::new(401, "Unauthorized", "Unauthorized"));
+            }
+            review::Verdict::Forbidden(user) => {
+                let (verb, sub) = review::access(&parsed);
+                return Err(Refusal::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "user \"{user}\" cannot {verb} agents/{sub} of agent/{} in namespace \"{}\"",
+                        parsed.name, parsed.namespace
+                    ),
+                ));
+            }
+        }
+    }
     let (agent, id) = request::running_agent(&state.client, &state.endpoint, &parsed).await?;
     let websocket = wants_websocket(&req);
     if !websocket {
