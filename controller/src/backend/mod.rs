@@ -1,6 +1,7 @@
 //! The backend seam: what the Agent reconciler asks of Docker, Apple Container or smolvm. Small
 //! and declarative: observe an Agent's resources, ensure each piece exists, tear it all down.
 
+pub mod apple;
 pub mod bottle_ca;
 pub mod docker;
 pub mod fake;
