@@ -523,3 +523,84 @@ fn a_partitioned_runner_fences_before_its_agents_move() {
     std::thread::sleep(Duration::from_secs(3));
     assert_runs_once(&cluster, &journals, &BTreeMap::new(), N);
 }
+
+/// A runner takes only Agents whose `spec.runnerSelector` its labels match, and never more than
+/// its `--capacity`; an Agent no runner may take stays unclaimed, and says so nowhere else.
+#[test]
+fn selectors_and_capacity_decide_who_runs_what() {
+    let _rig = one_rig();
+    let cluster = Cluster::start();
+    let a = RunnerProc::start(&cluster, &["--runner-label", "zone=a", "--capacity", "2"]);
+    let b = RunnerProc::start(
+        &cluster,
+        &["--runner-label", "zone=b", "--runner-label", "gpu=yes"],
+    );
+    let logs = || format!("--- a ---\n{}\n--- b ---\n{}", a.log(), b.log());
+    let mut y = bottle_and_agents(0);
+    for (name, selector) in [
+        ("za-1", "{zone: a}"),
+        ("za-2", "{zone: a}"),
+        ("za-3", "{zone: a}"),
+        ("zb-gpu", "{zone: b, gpu: 'yes'}"),
+        ("nowhere", "{zone: c}"),
+    ] {
+        y.push_str(&format!(
+            "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {{name: {name}}}\nspec: {{bottleRef: {{name: tools}}, runnerSelector: {selector}}}\n"
+        ));
+    }
+    cluster.apply(&y);
+    wait_until(
+        "two zone-a Agents on a and the gpu one on b",
+        Duration::from_secs(60),
+        || {
+            let ag = cluster.agents();
+            let on = |id: &str| {
+                ag.iter()
+                    .filter(|(_, (p, r))| r == id && p == "Running")
+                    .count()
+            };
+            on(&a.id) == 2
+                && ag
+                    .get("zb-gpu")
+                    .is_some_and(|(p, r)| p == "Running" && *r == b.id)
+        },
+        logs,
+    );
+    // Give a wrong claim time to happen before judging that none did.
+    std::thread::sleep(Duration::from_secs(5));
+    let ag = cluster.agents();
+    let za: Vec<String> = ["za-1", "za-2", "za-3"]
+        .iter()
+        .map(|n| ag[*n].1.clone())
+        .collect();
+    assert_eq!(
+        za.iter().filter(|r| **r == a.id).count(),
+        2,
+        "capacity 2: {ag:?}"
+    );
+    assert_eq!(
+        za.iter().filter(|r| r.is_empty()).count(),
+        1,
+        "the third zone-a Agent waits: {ag:?}"
+    );
+    assert!(
+        !za.iter().any(|r| **r == b.id),
+        "b ran a zone-a Agent: {ag:?}"
+    );
+    assert_eq!(
+        ag["nowhere"].1, "",
+        "an Agent no runner matches was claimed: {ag:?}"
+    );
+    let wide = ok(&mut cluster.bbctl(&["get", "runners", "-o", "wide"]));
+    let row = |id: &str| {
+        wide.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row(&a.id).contains(" 2 ") && row(&a.id).contains("zone=a"),
+        "{wide}"
+    );
+    assert!(row(&b.id).contains("gpu=yes,zone=b"), "{wide}");
+}
