@@ -151,6 +151,9 @@ pub struct Claims {
     live: Mutex<Option<Vec<Runner>>>,
     /// One lock per Agent: the reconciler and a release never act on it at once.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Agents (by uid) this process acted on and may still have a copy of. Copies left by an
+    /// earlier run are the fence sweep's.
+    acted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Claims {
@@ -180,6 +183,7 @@ impl Claims {
             client,
             live: Mutex::new(None),
             locks: Mutex::new(HashMap::new()),
+            acted: Mutex::new(Default::default()),
         }
     }
 
@@ -189,6 +193,20 @@ impl Claims {
             Err(_) => Arc::default(),
         };
         m.lock_owned().await
+    }
+
+    fn mark_acted(&self, uid: &str, acted: bool) {
+        if let Ok(mut a) = self.acted.lock() {
+            if acted {
+                a.insert(uid.to_string());
+            } else {
+                a.remove(uid);
+            }
+        }
+    }
+
+    fn may_have_copy(&self, uid: &str) -> bool {
+        self.acted.lock().map_or(true, |a| a.contains(uid))
     }
 
     /// Whether runner `id` is live as last seen; before the first list, every runner is.
@@ -215,6 +233,15 @@ impl Claims {
             return Ok(Gate::Skip(Action::requeue(Duration::from_secs(2))));
         }
         let uid = agent.uid().unwrap_or_default();
+        // Every runner sees every Agent's events (each status write of another runner's): one
+        // that names someone else, is not being deleted and was never acted on here needs no
+        // API call to be skipped. A claim by this runner arrives as an event of its own.
+        if holder(agent) != Some(self.me.id.as_str())
+            && agent.metadata.deletion_timestamp.is_none()
+            && !self.may_have_copy(&uid)
+        {
+            return Ok(Gate::Skip(Action::await_change()));
+        }
         let guard = self.lock(&uid).await;
         let Some(fresh) = self.api(agent).get_opt(&agent.name_any()).await? else {
             return Ok(Gate::Skip(Action::await_change()));
@@ -227,6 +254,7 @@ impl Claims {
         // A deleted Agent whose holder is gone is cleaned up by whoever sees it.
         let orphaned = holder(&fresh).is_none_or(|h| !self.is_live(h));
         if (deleting && (mine || orphaned)) || (mine && !self.heartbeat.draining()) {
+            self.mark_acted(&uid, true);
             return Ok(Gate::Act(Arc::new(fresh), guard));
         }
         if !mine {
@@ -245,14 +273,17 @@ impl Claims {
                 return;
             }
         };
-        if here {
-            match backend.evict(&id).await {
-                Ok(()) => {
-                    tracing::info!(agent = %id, holder = ?holder(agent), "not held by this runner: removed its copy here")
-                }
-                Err(e) => {
-                    tracing::warn!(agent = %id, error = %e, "removing a copy this runner no longer holds failed")
-                }
+        if !here {
+            self.mark_acted(&id.uid, false);
+            return;
+        }
+        match backend.evict(&id).await {
+            Ok(()) => {
+                self.mark_acted(&id.uid, false);
+                tracing::info!(agent = %id, holder = ?holder(agent), "not held by this runner: removed its copy here")
+            }
+            Err(e) => {
+                tracing::warn!(agent = %id, error = %e, "removing a copy this runner no longer holds failed")
             }
         }
     }
@@ -309,6 +340,7 @@ impl Claims {
                 tracing::warn!(agent = %id, error = %e, "tearing down an Agent to release failed; keeping it");
                 return;
             }
+            self.mark_acted(&id.uid, false);
             let mut status = json!({
                 "runner": null,
                 "sessionEndpoint": null,
@@ -397,6 +429,7 @@ impl Claims {
         for id in ids {
             match backend.evict(&id).await {
                 Ok(()) => {
+                    self.mark_acted(&id.uid, false);
                     tracing::warn!(agent = %id, "the runner Lease lapsed: stopped an Agent it may no longer hold")
                 }
                 Err(e) => tracing::warn!(agent = %id, error = %e, "fencing an Agent failed"),
@@ -434,6 +467,7 @@ impl Claims {
             };
             match removed {
                 Ok(()) => {
+                    self.mark_acted(&id.uid, false);
                     tracing::info!(agent = %id, "not held by this runner: removed its copy here")
                 }
                 Err(e) => {
