@@ -10,7 +10,8 @@ fn wait(what: &str, limit: Duration, cond: impl FnMut() -> bool) -> Duration {
     wait_until(what, limit, cond, String::new)
 }
 
-use bb_e2e::cluster::{Cluster, RunnerProc, bottle_and_agents, wait_until};
+use bb_e2e::cluster::{Cluster, RunnerProc, bottle_and_agents};
+use bb_e2e::wait_until;
 
 const N: usize = 300;
 

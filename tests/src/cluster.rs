@@ -5,27 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{run, workspace_bin};
-
-/// Polls `cond` every 100 ms until it holds, returning how long that took; panics with `what`
-/// and `log()` after `limit`.
-pub fn wait_until(
-    what: &str,
-    limit: Duration,
-    mut cond: impl FnMut() -> bool,
-    log: impl Fn() -> String,
-) -> Duration {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return start.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {limit:?} waiting for {what}\n{}", log());
-}
+use crate::{run, wait_until, workspace_bin};
 
 /// The control plane that plays the cluster: `controller run --backend none`.
 #[derive(Debug)]

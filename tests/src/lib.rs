@@ -286,23 +286,10 @@ impl Controller {
 
     /// Waits until `cond` holds, polling every 250 ms; panics with `what` and the log after
     /// `limit`. Returns how long it took.
-    pub fn wait_for(
-        &self,
-        what: &str,
-        limit: Duration,
-        mut cond: impl FnMut() -> bool,
-    ) -> Duration {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if cond() {
-                return start.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!(
-            "timed out after {limit:?} waiting for {what}\ncontroller log:\n{}",
-            self.log()
-        );
+    pub fn wait_for(&self, what: &str, limit: Duration, cond: impl FnMut() -> bool) -> Duration {
+        wait_until(what, limit, cond, || {
+            format!("controller log:\n{}", self.log())
+        })
     }
 }
 
@@ -335,6 +322,24 @@ pub fn term_child(child: &mut Option<Child>) {
             .status();
         let _ = c.wait();
     }
+}
+
+/// Polls `cond` every 100 ms until it holds, returning how long that took; panics with `what`
+/// and `log()` after `limit`.
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut cond: impl FnMut() -> bool,
+    log: impl Fn() -> String,
+) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {limit:?} waiting for {what}\n{}", log());
 }
 
 /// Runs `kubectl` (already told `apply -f -`) with `yaml` on stdin, asserting it succeeded.

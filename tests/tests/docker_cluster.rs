@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use bb_e2e::cluster::{Cluster, RunnerProc, wait_until};
+use bb_e2e::cluster::{Cluster, RunnerProc};
+use bb_e2e::wait_until;
 use bb_e2e::{
     containers_with, docker, ensure_base_image, ok, remove_all_with, run, workspace_root,
 };

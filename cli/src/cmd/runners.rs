@@ -40,7 +40,7 @@ pub fn rows(
             };
             let renewed = r.renewed.map_or("<unknown>".into(), |t| {
                 let secs = now.as_second() - t.as_second();
-                format!("{}s ago", secs.max(0))
+                format!("{} ago", bb_controller::apiserver::human_duration(secs))
             });
             let mut row = vec![
                 r.id.clone(),

@@ -42,6 +42,7 @@ use crate::https;
 pub use crate::https::ServeError;
 use crate::pki::Credentials;
 use crate::store::Store;
+pub use table::human_duration;
 
 /// Largest request body accepted, as in Kubernetes (3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -286,15 +287,19 @@ fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
+/// A request header as text (empty when absent or not text).
+fn header_text<T>(req: &Request<T>, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let encoding = Encoding::negotiate(
-        req.headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
-    );
+    let encoding = Encoding::negotiate(&header_text(&req, header::ACCEPT));
     // What the request asks, for the audit log: resource requests only (discovery, health and
     // metrics are every authenticated client's).
     let audited = state.audit.as_ref().and_then(|_| {
@@ -303,12 +308,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
-        let agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let agent = header_text(&req, header::USER_AGENT);
         if let Some(which) = reviews::is_review(&segs) {
             let group = segs.get(1).copied().unwrap_or_default();
             return Some((agent, audit::review_attributes(&method, group, which)));
@@ -378,24 +378,12 @@ async fn dispatch(
             ));
         }
     }
-    if let Some(which) = reviews::is_review(&segs) {
-        if req.method() != Method::POST {
-            return Err(ApiError::method_not_allowed(format!(
-                "{} is not supported on {path}: reviews are created (POST)",
-                req.method()
-            )));
-        }
-        let ctype = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let body = read_body(req.into_body()).await?;
-        let answered = reviews::answer(which, &decode_body(&ctype, &body)?, &state.token)?;
-        return Ok(object_response(encoding, 201, &answered));
-    }
-    let target = route(&segs)?;
+    // Reviews are answered, not stored: they have no route.
+    let review = reviews::is_review(&segs);
+    let target = match review {
+        Some(_) => None,
+        None => Some(route(&segs)?),
+    };
     // Refuse an oversized body before reading any of it, so the client gets the 413 rather
     // than a reset connection.
     let declared = req
@@ -409,24 +397,26 @@ async fn dispatch(
             "the request body is larger than the {MAX_BODY_BYTES} byte limit"
         )));
     }
+    let Some(target) = target else {
+        let which = review.unwrap_or_default();
+        if req.method() != Method::POST {
+            return Err(ApiError::method_not_allowed(format!(
+                "{} is not supported on {path}: reviews are created (POST)",
+                req.method()
+            )));
+        }
+        let ctype = header_text(&req, header::CONTENT_TYPE);
+        let body = read_body(req.into_body()).await?;
+        let answered = reviews::answer(which, &decode_body(&ctype, &body)?, &state.token)?;
+        return Ok(object_response(encoding, 201, &answered));
+    };
     let q = Query::parse(req.uri().query());
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let view = if accept.contains("as=Table") {
+    let view = if header_text(&req, header::ACCEPT).contains("as=Table") {
         View::Table
     } else {
         View::Object
     };
-    let ctype = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let ctype = header_text(&req, header::CONTENT_TYPE);
     let method = req.method().clone();
     let reg = &state.registry;
     let reply = match (method, target.name.is_some()) {
