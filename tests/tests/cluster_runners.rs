@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bb_e2e::cluster::{
-    Cluster, RunnerProc, bottle_and_agents, now_ms, overlaps, read_journals, stints, wait_until,
+    Cluster, RunnerProc, bottle_and_agents, now_ms, overlaps, read_journals, stints,
 };
 use bb_e2e::rbac::{Request, allows, grants, permissions};
+use bb_e2e::wait_until;
 use bb_e2e::{ok, run, workspace_root};
 
 const AGENTS: usize = 30;
@@ -235,6 +236,11 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "-o",
         "jsonpath={.metadata.annotations.bot-bottle\\.dev/session-ca}",
     ]));
+    // The Lease is readable by anyone who may list runners: it carries the certificate only.
+    assert!(
+        ca.contains("BEGIN CERTIFICATE") && !ca.contains("PRIVATE KEY"),
+        "the published session CA: {ca}"
+    );
     std::fs::write(&ca_file, ca).expect("write the CA");
     let log_url = format!(
         "{}/apis/bot-bottle.dev/v1alpha1/namespaces/default/agents/agent-001/log",
@@ -333,6 +339,17 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
     assert_eq!(open, 0, "a stopped runner left {open} Agents running");
 
     assert_runner_role_is_exactly_what_runners_used(&cluster);
+    // The request log names who asked for what, never a credential: not the token the reviews
+    // carried in their bodies, not the Secret the runners read.
+    let audit =
+        std::fs::read_to_string(cluster.home.path().join("audit.jsonl")).expect("audit log");
+    assert!(
+        audit.contains("tokenreviews"),
+        "the reviews were not logged"
+    );
+    for secret in [cluster_token.trim(), "s3cret-value"] {
+        assert!(!audit.contains(secret), "the audit log holds a credential");
+    }
 }
 
 /// The chart's objects rendered with its default values; each must parse into its type.
