@@ -342,6 +342,16 @@ pub fn wait_until(
     panic!("timed out after {limit:?} waiting for {what}\n{}", log());
 }
 
+/// A Bottle named `name` running `images/test-agent` (a shell and curl, no harness) with
+/// `spec` (YAML lines already indented under `spec:`) after its agent provider.
+pub fn test_agent_bottle(name: &str, spec: &str) -> String {
+    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
+    format!(
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {{name: {name}}}\nspec:\n  agentProvider:\n    template: custom\n    dockerfile: {}\n    command: [bash, -l]\n{spec}",
+        dockerfile.display()
+    )
+}
+
 /// Runs `kubectl` (already told `apply -f -`) with `yaml` on stdin, asserting it succeeded.
 pub fn apply_with(mut kubectl: Command, yaml: &str) {
     use std::io::Write;

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use bb_e2e::cluster::{Cluster, RunnerProc};
 use bb_e2e::wait_until;
-use bb_e2e::{
-    containers_with, docker, ensure_base_image, ok, remove_all_with, run, workspace_root,
-};
+use bb_e2e::{containers_with, docker, ensure_base_image, ok, remove_all_with, run};
 
 fn instance(r: &RunnerProc) -> String {
     format!("bot-bottle.dev/controller={}", r.id)
@@ -38,11 +36,7 @@ fn draining_a_docker_runner_hands_its_agent_over_with_its_snapshot() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
-    cluster.apply(&format!(
-        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {{name: movers}}\nspec:\n  agentProvider: {{template: custom, dockerfile: {}, command: [bash]}}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {{name: mover}}\nspec: {{bottleRef: {{name: movers}}}}\n",
-        dockerfile.display()
-    ));
+    cluster.apply(&(bb_e2e::test_agent_bottle("movers", "") + "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: mover}\nspec: {bottleRef: {name: movers}}\n"));
     let running_on = |c: &Cluster| {
         c.agents()
             .get("mover")

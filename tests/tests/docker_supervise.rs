@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bb_e2e::harness::one;
 use bb_e2e::{
     Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image, networks_with,
-    ok, remove_all_with, run, test_pki, workspace_root,
+    ok, remove_all_with, run, test_agent_bottle, test_pki,
 };
 
 const READY_LIMIT: Duration = Duration::from_secs(600);
@@ -83,35 +83,22 @@ impl Rig {
 }
 
 fn manifest() -> String {
-    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
-    format!(
-        r#"apiVersion: bot-bottle.dev/v1alpha1
-kind: Bottle
-metadata: {{name: sup}}
+    test_agent_bottle(
+        "sup",
+        "  egress:\n    log: 1\n    routes:\n      - host: api.example.test\n",
+    ) + r#"---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {name: sup, namespace: default}
 spec:
-  agentProvider:
-    template: custom
-    dockerfile: {dockerfile}
-    command: [bash, -l]
-  egress:
-    log: 1
-    routes:
-      - host: api.example.test
+  bottleRef: {name: sup}
 ---
 apiVersion: bot-bottle.dev/v1alpha1
 kind: Agent
-metadata: {{name: sup, namespace: default}}
+metadata: {name: sup-peer, namespace: default}
 spec:
-  bottleRef: {{name: sup}}
----
-apiVersion: bot-bottle.dev/v1alpha1
-kind: Agent
-metadata: {{name: sup-peer, namespace: default}}
-spec:
-  bottleRef: {{name: sup}}
-"#,
-        dockerfile = dockerfile.display()
-    )
+  bottleRef: {name: sup}
+"#
 }
 
 /// The HTTP status of `URL` from inside the agent, as `CONNECT-status status`.
@@ -617,35 +604,17 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
 }
 
 fn learn_manifest(mode: &str, routes: &str) -> String {
-    let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
-    format!(
-        r#"apiVersion: bot-bottle.dev/v1alpha1
-kind: Bottle
-metadata: {{name: learn}}
-spec:
-  agentProvider:
-    template: custom
-    dockerfile: {dockerfile}
-    command: [bash, -l]
-  supervise: false
-  egress:
-    mode: {mode}
-    routes:
-{routes}
----
+    let routes: String = routes.lines().map(|l| format!("      {l}\n")).collect();
+    test_agent_bottle(
+        "learn",
+        &format!("  supervise: false\n  egress:\n    mode: {mode}\n    routes:\n{routes}"),
+    ) + r#"---
 apiVersion: bot-bottle.dev/v1alpha1
 kind: Agent
-metadata: {{name: learn, namespace: default}}
+metadata: {name: learn, namespace: default}
 spec:
-  bottleRef: {{name: learn}}
-"#,
-        dockerfile = dockerfile.display(),
-        routes = routes
-            .lines()
-            .map(|l| format!("      {l}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    )
+  bottleRef: {name: learn}
+"#
 }
 
 #[test]
