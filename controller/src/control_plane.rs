@@ -9,7 +9,8 @@ use crate::apiserver::{ApiServer, ServeError};
 use std::sync::Arc;
 
 use crate::backend::Backend;
-use crate::backend::docker::{DockerBackend, DockerConfig};
+use crate::backend::RuntimeConfig;
+use crate::backend::docker::DockerBackend;
 use crate::backend::fake::FakeBackend;
 use crate::cluster::RunnerInfo;
 use crate::cluster::claims::Claims;
@@ -260,7 +261,7 @@ async fn backend(
     ) {
         return Ok(None);
     }
-    let mut cfg = DockerConfig::for_home(home, instance);
+    let mut cfg = RuntimeConfig::for_home(home, instance);
     if let Some(b) = &opts.docker.base_image {
         cfg.base_image = b.clone();
     }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bb_controller::backend::Backend;
+use bb_controller::backend::RuntimeConfig;
 use bb_controller::backend::docker::names::{self, Role};
-use bb_controller::backend::docker::{DockerBackend, DockerConfig, Fixture};
+use bb_controller::backend::docker::{DockerBackend, Fixture};
 use bb_controller::control_plane::{self, Runner};
 use bb_controller::home::Home;
 use bb_controller::sessions::client;
@@ -263,7 +264,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
 
     step("connecting to Docker");
     let mut cfg =
-        DockerConfig::for_home(home.dir.as_path(), &format!("demo-{}", std::process::id()));
+        RuntimeConfig::for_home(home.dir.as_path(), &format!("demo-{}", std::process::id()));
     cfg.upstream_ca = Some(ca_path.clone());
     // The demo's "internet" is a container on the bottle's private egress network.
     cfg.allow_private_upstreams = true;

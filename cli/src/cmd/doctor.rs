@@ -3,7 +3,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use bb_controller::backend::Backend;
-use bb_controller::backend::docker::{DockerBackend, DockerConfig};
+use bb_controller::backend::RuntimeConfig;
+use bb_controller::backend::docker::DockerBackend;
 use bb_controller::backend::health::Level;
 
 use super::target::Target;
@@ -51,7 +52,7 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
         }
 
         // The runtime (its own checks, through the backend seam) and the sidecar binary.
-        let cfg = DockerConfig::for_home(&home, "doctor");
+        let cfg = RuntimeConfig::for_home(&home, "doctor");
         match DockerBackend::connect(cfg.clone()).await {
             Ok(b) => {
                 for c in b.diagnose().await {

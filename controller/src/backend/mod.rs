@@ -2,10 +2,14 @@
 //! and declarative: observe an Agent's resources, ensure each piece exists, tear it all down.
 
 pub mod apple;
+pub mod archive;
 pub mod bottle_ca;
+pub mod config;
 pub mod docker;
 pub mod fake;
 pub mod health;
+pub mod names;
+pub mod output;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -15,6 +19,8 @@ use std::future::Future;
 use bb_crds::agent::SidecarEndpoints;
 use bb_crds::runtime::RuntimeSpec;
 
+pub use config::RuntimeConfig;
+pub use output::ExecOutput;
 pub use session::{Chunk, LogOptions, LogSource, Output, OutputStream, Session, SessionSpec};
 
 /// Identifies one Agent's backend resources; the uid keeps a recreated Agent apart.

@@ -8,7 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions};
 
 use super::names::{self, CONTAINER_HASH, PROXY_PORT, Role, SIDECAR_ALIAS};
-use super::{AGENT_ETC, DockerBackend, WORKSPACE, exec};
+use super::{AGENT_ETC, DockerBackend, WORKSPACE};
 use crate::backend::{AgentId, AgentPlan, BackendError};
 
 /// Hosts the agent reaches without the proxy: itself, and the sidecar's git-gate.
@@ -165,7 +165,7 @@ impl DockerBackend {
             |e: std::io::Error| BackendError::new(Step::Provision, format!("packing files: {e}"));
         let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
         let uid = self.config.agent_uid;
-        let mut tar = exec::TarBuilder::default();
+        let mut tar = crate::backend::archive::TarBuilder::default();
         tar.dir("etc/bot-bottle", 0o755, 0).map_err(fail)?;
         tar.file("etc/bot-bottle/ca.crt", ca.cert_pem.as_bytes(), 0o644, 0)
             .map_err(fail)?;

@@ -5,7 +5,6 @@ mod agent;
 mod exec;
 mod fixture;
 pub mod images;
-pub mod names;
 mod session;
 mod sidecar;
 
@@ -24,8 +23,11 @@ use bollard::query_parameters::{
 use tokio::sync::OnceCell;
 
 use self::names::{CONTAINER_HASH, ROLE, Role};
-use super::{AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SidecarPlan};
-pub use exec::ExecOutput;
+use super::{
+    AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, RuntimeConfig, SidecarPlan,
+};
+pub use crate::backend::ExecOutput;
+pub use crate::backend::names;
 pub use fixture::Fixture;
 
 /// Inside the sidecar: a tmpfs holding CA, tokens and policy, so none touches a disk or env.
@@ -41,55 +43,9 @@ const AGENT_ETC: &str = "/etc/bot-bottle";
 const WORKSPACE: &str = "/workspace";
 
 #[derive(Debug, Clone)]
-pub struct DockerConfig {
-    /// Per-Agent state (the bottle CA) lives in `<state_dir>/<uid>/`.
-    pub state_dir: PathBuf,
-    /// `BASE` build argument of every image the backend builds.
-    pub base_image: String,
-    /// The bb-sidecar executable copied into the sidecar image.
-    pub sidecar_binary: PathBuf,
-    /// Extra CA (PEM) sidecars trust for upstream servers, beside the system roots.
-    pub upstream_ca: Option<PathBuf>,
-    /// Sidecars may reach private addresses on every route (`--allow-private-upstreams`): a
-    /// switch for test rigs whose stand-in upstreams live on private networks.
-    pub allow_private_upstreams: bool,
-    /// The uid owning the workspace and provisioned files in the agent.
-    pub agent_uid: u64,
-    /// Names this controller instance in the labels of what it creates (see `names::CONTROLLER`).
-    pub instance: String,
-    /// Where `spec.skills` names resolve on the controller host.
-    pub skills_root: PathBuf,
-    /// Prebuilt harness executables (`claude`, ...) that provider images take instead of
-    /// fetching them (`--harness-dir`): air-gapped machines and CI.
-    pub harness_dir: Option<PathBuf>,
-}
-
-impl DockerConfig {
-    /// Defaults for a controller whose home is `home`: the stock Debian base and the
-    /// bb-sidecar installed next to the running executable.
-    pub fn for_home(home: &std::path::Path, instance: &str) -> DockerConfig {
-        let sidecar_binary = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("bb-sidecar")))
-            .unwrap_or_else(|| PathBuf::from("bb-sidecar"));
-        DockerConfig {
-            state_dir: home.join("agents"),
-            base_image: "debian:bookworm-slim".into(),
-            sidecar_binary,
-            upstream_ca: None,
-            allow_private_upstreams: false,
-            agent_uid: 1000,
-            instance: instance.to_string(),
-            skills_root: home.join("skills"),
-            harness_dir: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct DockerBackend {
     docker: Docker,
-    config: Arc<DockerConfig>,
+    config: Arc<RuntimeConfig>,
     sidecar_image: Arc<OnceCell<String>>,
     progress: images::BuildProgress,
     gvisor: bool,
@@ -130,7 +86,7 @@ fn is_conflict(e: &bollard::errors::Error) -> bool {
 
 impl DockerBackend {
     /// Connects to the local engine (DOCKER_HOST or the default socket) and checks it answers.
-    pub async fn connect(config: DockerConfig) -> Result<DockerBackend, BackendError> {
+    pub async fn connect(config: RuntimeConfig) -> Result<DockerBackend, BackendError> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(step(Step::Connect))?
             .negotiate_version()

@@ -13,7 +13,7 @@ use bollard::models::{
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
 use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
-use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, exec, is_conflict};
+use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, is_conflict};
 use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
 
 /// Where the agent reaches git-gate (`http://bb-sidecar:9420`).
@@ -124,7 +124,7 @@ impl DockerBackend {
     ) -> Result<(), BackendError> {
         let fail =
             |e: std::io::Error| BackendError::new(Step::Policy, format!("packing files: {e}"));
-        let mut tar = exec::TarBuilder::default();
+        let mut tar = crate::backend::archive::TarBuilder::default();
         if with_ca {
             let ca =
                 crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;

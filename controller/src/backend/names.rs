@@ -1,4 +1,4 @@
-//! The names and labels every Docker resource of an Agent carries. Observe and sweep select by
+//! The names and labels of every runtime resource of an Agent. Observe and sweep select by
 //! label only; names are deterministic so a retried create finds what the first attempt made.
 
 use std::collections::HashMap;

@@ -1,0 +1,89 @@
+//! Tar archives built in memory: how files reach a container on every runtime (an exec's
+//! stdin, an upload, a `cp` of one file), with explicit modes and owners.
+
+/// A tar archive built in memory: files with explicit modes and owners.
+pub struct TarBuilder {
+    inner: tar::Builder<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TarBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarBuilder").finish_non_exhaustive()
+    }
+}
+
+impl Default for TarBuilder {
+    fn default() -> Self {
+        TarBuilder {
+            inner: tar::Builder::new(Vec::new()),
+        }
+    }
+}
+
+fn header(kind: tar::EntryType, size: u64, mode: u32, uid: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(uid);
+    h.set_gid(uid);
+    h.set_mtime(0);
+    h.set_entry_type(kind);
+    h
+}
+
+impl TarBuilder {
+    pub fn file(&mut self, path: &str, data: &[u8], mode: u32, uid: u64) -> std::io::Result<()> {
+        let mut h = header(tar::EntryType::Regular, data.len() as u64, mode, uid);
+        self.inner.append_data(&mut h, path, data)
+    }
+
+    pub fn dir(&mut self, path: &str, mode: u32, uid: u64) -> std::io::Result<()> {
+        let mut h = header(tar::EntryType::Directory, 0, mode, uid);
+        self.inner.append_data(&mut h, path, std::io::empty())
+    }
+
+    /// Adds a host directory's tree under `prefix`, owned by `uid`, skipping `.git` unless asked.
+    pub fn host_tree(
+        &mut self,
+        src: &std::path::Path,
+        prefix: &str,
+        uid: u64,
+        include_git: bool,
+    ) -> std::io::Result<()> {
+        let mut stack = vec![(src.to_path_buf(), prefix.to_string())];
+        while let Some((dir, at)) = stack.pop() {
+            let mode = std::fs::metadata(&dir)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))?;
+            self.dir(&at, mode & 0o7777, uid)?;
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if name == ".git" && !include_git {
+                    continue;
+                }
+                let path = entry.path();
+                let inner = format!("{at}/{}", name.to_string_lossy());
+                // Symlinks are kept as links, never followed: a workspace must not pull in
+                // files from outside itself.
+                let meta = std::fs::symlink_metadata(&path)?;
+                let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&path)?;
+                    let mut h = header(tar::EntryType::Symlink, 0, 0o777, uid);
+                    self.inner.append_link(&mut h, &inner, target)?;
+                } else if meta.is_dir() {
+                    stack.push((path, inner));
+                } else if meta.is_file() {
+                    let f = std::fs::File::open(&path)?;
+                    let mut h = header(tar::EntryType::Regular, meta.len(), mode, uid);
+                    self.inner.append_data(&mut h, &inner, f)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        self.inner.into_inner()
+    }
+}

@@ -1,0 +1,50 @@
+//! Settings every runtime backend shares: where per-Agent state lives, what images build on,
+//! the sidecar binary, and the switches a runner is started with.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Per-Agent state (the bottle CA) lives in `<state_dir>/<uid>/`.
+    pub state_dir: PathBuf,
+    /// `BASE` build argument of every image the backend builds.
+    pub base_image: String,
+    /// The bb-sidecar executable copied into the sidecar image.
+    pub sidecar_binary: PathBuf,
+    /// Extra CA (PEM) sidecars trust for upstream servers, beside the system roots.
+    pub upstream_ca: Option<PathBuf>,
+    /// Sidecars may reach private addresses on every route (`--allow-private-upstreams`): a
+    /// switch for test rigs whose stand-in upstreams live on private networks.
+    pub allow_private_upstreams: bool,
+    /// The uid owning the workspace and provisioned files in the agent.
+    pub agent_uid: u64,
+    /// Names this controller instance in the labels of what it creates (see `names::CONTROLLER`).
+    pub instance: String,
+    /// Where `spec.skills` names resolve on the controller host.
+    pub skills_root: PathBuf,
+    /// Prebuilt harness executables (`claude`, ...) that provider images take instead of
+    /// fetching them (`--harness-dir`): air-gapped machines and CI.
+    pub harness_dir: Option<PathBuf>,
+}
+
+impl RuntimeConfig {
+    /// Defaults for a controller whose home is `home`: the stock Debian base and the
+    /// bb-sidecar installed next to the running executable.
+    pub fn for_home(home: &std::path::Path, instance: &str) -> RuntimeConfig {
+        let sidecar_binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("bb-sidecar")))
+            .unwrap_or_else(|| PathBuf::from("bb-sidecar"));
+        RuntimeConfig {
+            state_dir: home.join("agents"),
+            base_image: "debian:bookworm-slim".into(),
+            sidecar_binary,
+            upstream_ca: None,
+            allow_private_upstreams: false,
+            agent_uid: 1000,
+            instance: instance.to_string(),
+            skills_root: home.join("skills"),
+            harness_dir: None,
+        }
+    }
+}
