@@ -10,6 +10,7 @@ pub mod fake;
 pub mod health;
 pub mod names;
 pub mod output;
+pub mod provision;
 pub mod session;
 
 use std::collections::BTreeMap;

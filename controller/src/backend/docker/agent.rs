@@ -8,7 +8,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, UploadToContainerOptions};
 
 use super::names::{self, CONTAINER_HASH, PROXY_PORT, Role, SIDECAR_ALIAS};
-use super::{AGENT_ETC, DockerBackend, WORKSPACE};
+use super::{AGENT_ETC, DockerBackend};
 use crate::backend::{AgentId, AgentPlan, BackendError};
 
 /// Hosts the agent reaches without the proxy: itself, and the sidecar's git-gate.
@@ -161,77 +161,13 @@ impl DockerBackend {
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Agent);
-        let fail =
-            |e: std::io::Error| BackendError::new(Step::Provision, format!("packing files: {e}"));
         let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
-        let uid = self.config.agent_uid;
-        let mut tar = crate::backend::archive::TarBuilder::default();
-        tar.dir("etc/bot-bottle", 0o755, 0).map_err(fail)?;
-        tar.file("etc/bot-bottle/ca.crt", ca.cert_pem.as_bytes(), 0o644, 0)
-            .map_err(fail)?;
-        tar.file(
-            "usr/local/share/ca-certificates/bot-bottle.crt",
-            ca.cert_pem.as_bytes(),
-            0o644,
-            0,
-        )
-        .map_err(fail)?;
-        if let Some(prompt) = &plan.prompt {
-            tar.file("etc/bot-bottle/prompt.md", prompt.as_bytes(), 0o644, 0)
-                .map_err(fail)?;
-        }
-        for d in &plan.dirs {
-            tar.dir(d.guest_path.trim_start_matches('/'), d.mode, uid)
-                .map_err(fail)?;
-        }
-        for f in plan.files.iter().chain(&plan.credential_files) {
-            let path = f.guest_path.trim_start_matches('/');
-            tar.file(path, &f.contents, f.mode, uid).map_err(fail)?;
-        }
-        if let Some(cfg) = &plan.gitconfig {
-            tar.file("etc/gitconfig", cfg.as_bytes(), 0o644, 0)
-                .map_err(fail)?;
-        }
-        for skill in &plan.skills {
-            let (name, src) = if skill.starts_with('/') {
-                let p = std::path::PathBuf::from(skill);
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (name, p)
-            } else {
-                (skill.clone(), self.config.skills_root.join(skill))
-            };
-            if !src.is_dir() {
-                return Err(BackendError::new(
-                    Step::Provision,
-                    format!(
-                        "skill '{skill}' is not a directory at {}; create it or fix spec.skills",
-                        src.display()
-                    ),
-                ));
-            }
-            let dst = format!("{}/{name}", plan.skills_dir.trim_matches('/'));
-            tar.host_tree(&src, &dst, uid, true).map_err(|e| {
-                BackendError::new(Step::Provision, format!("copying skill '{skill}': {e}"))
-            })?;
-        }
-        if let Some(ws) = plan.workspace.as_ref().filter(|w| w.copy.unwrap_or(true)) {
-            tar.host_tree(
-                std::path::Path::new(&ws.host_path),
-                WORKSPACE.trim_start_matches('/'),
-                uid,
-                ws.include_git.unwrap_or(false),
-            )
-            .map_err(|e| {
-                BackendError::new(
-                    Step::Provision,
-                    format!("copying workspace {}: {e}", ws.host_path),
-                )
-            })?;
-        }
-        let archive = tar.finish().map_err(fail)?;
+        let archive = crate::backend::provision::archive(
+            plan,
+            &ca.cert_pem,
+            self.config.agent_uid,
+            &self.config.skills_root,
+        )?;
         self.docker
             .upload_to_container(
                 &name,
@@ -245,15 +181,13 @@ impl DockerBackend {
             .map_err(|e| {
                 BackendError::new(Step::Provision, format!("copying files into {name}: {e}"))
             })?;
-        // The system store too, so tools that ignore the env variables trust the bottle CA.
-        // Appending to the bundle is what every TLS stack reads (and SSL_CERT_FILE points at);
-        // the copy in /usr/local/share/ca-certificates keeps it across update-ca-certificates.
-        // Running that tool instead costs about a second per start.
-        let script = "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
-             { grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; } && \
-             touch /etc/bot-bottle/provisioned";
         let out = self
-            .exec(&name, &["sh", "-c", script], None, Step::Provision)
+            .exec(
+                &name,
+                &["sh", "-c", crate::backend::provision::FINISH_SCRIPT],
+                None,
+                Step::Provision,
+            )
             .await?;
         if !out.success() {
             return Err(BackendError::new(

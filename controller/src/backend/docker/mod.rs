@@ -40,7 +40,6 @@ const SIDECAR_UID: u32 = 65532;
 const SIDECAR_USER: &str = "65532:65532";
 /// Inside the agent: the CA certificate and provisioning marker.
 const AGENT_ETC: &str = "/etc/bot-bottle";
-const WORKSPACE: &str = "/workspace";
 
 #[derive(Debug, Clone)]
 pub struct DockerBackend {
