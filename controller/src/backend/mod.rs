@@ -12,6 +12,7 @@ pub mod names;
 pub mod output;
 pub mod provision;
 pub mod session;
+pub mod sidecar_command;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -112,6 +112,8 @@ pub struct Run {
     pub dns: Option<String>,
     pub env: Env,
     pub mounts: Vec<Mount>,
+    /// Memory-backed directories: where the sidecar keeps its CA key, tokens and git keys.
+    pub tmpfs: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub image: String,
     pub command: Vec<String>,
@@ -131,6 +133,10 @@ pub fn run(r: &Run) -> Vec<String> {
     a.extend(label_args(&r.labels));
     a.extend(env_args(&r.env));
     a.extend(mount_args(&r.mounts));
+    for t in &r.tmpfs {
+        a.push("--tmpfs".into());
+        a.push(t.clone());
+    }
     a.push(r.image.clone());
     a.extend(r.command.iter().cloned());
     a
@@ -153,6 +159,7 @@ pub fn sidecar_run(
         dns: Some(dns.into()),
         env,
         mounts,
+        tmpfs: vec![],
         labels,
         image: image.into(),
         command: vec![],
@@ -200,6 +207,7 @@ pub fn agent_run(
         dns: None,
         env,
         mounts: vec![],
+        tmpfs: vec![],
         labels,
         image: image.into(),
         command: vec!["sleep".into(), IDLE_SECONDS.into()],
@@ -211,13 +219,15 @@ pub fn delete(name: &str) -> Vec<String> {
     argv(&["delete", "--force", name])
 }
 
-/// `container exec`: `interactive` passes stdin, `tty` allocates a terminal.
+/// `container exec`: `interactive` passes stdin, `tty` allocates a terminal. `env_names` go
+/// by name only: their values travel in the `container` process's own environment.
 pub fn exec(
     name: &str,
     user: Option<&str>,
     workdir: Option<&str>,
     interactive: bool,
     tty: bool,
+    env_names: &[String],
     command: &[String],
 ) -> Vec<String> {
     let mut a = argv(&["exec"]);
@@ -235,6 +245,10 @@ pub fn exec(
         a.push("--workdir".into());
         a.push(w.into());
     }
+    for n in env_names {
+        a.push("--env".into());
+        a.push(n.clone());
+    }
     a.push(name.into());
     a.extend(command.iter().cloned());
     a
@@ -246,14 +260,63 @@ pub fn cp_in(host_path: &str, name: &str, path: &str) -> Vec<String> {
 }
 
 /// `container build`, with the resolver the builder should use.
-pub fn build(tag: &str, dns: &str, dockerfile: Option<&str>, context: &str) -> Vec<String> {
+pub fn build(
+    tag: &str,
+    dns: &str,
+    build_args: &BTreeMap<String, String>,
+    dockerfile: Option<&str>,
+    context: &str,
+) -> Vec<String> {
     let mut a = argv(&["build", "-t", tag, "--dns", dns]);
+    for (k, v) in build_args {
+        a.push("--build-arg".into());
+        a.push(format!("{k}={v}"));
+    }
     if let Some(f) = dockerfile {
         a.push("-f".into());
         a.push(f.into());
     }
     a.push(context.into());
     a
+}
+
+pub fn start(name: &str) -> Vec<String> {
+    argv(&["start", name])
+}
+
+pub fn stop(name: &str) -> Vec<String> {
+    argv(&["stop", name])
+}
+
+/// `container kill --signal`: a hang-up makes the sidecar reload its policy at once.
+pub fn kill(name: &str, signal: &str) -> Vec<String> {
+    argv(&["kill", "--signal", signal, name])
+}
+
+/// `container logs`, the last `tail` lines, optionally following.
+pub fn logs(name: &str, follow: bool, tail: Option<u64>) -> Vec<String> {
+    let mut a = argv(&["logs"]);
+    if follow {
+        a.push("--follow".into());
+    }
+    if let Some(n) = tail {
+        a.push("-n".into());
+        a.push(n.to_string());
+    }
+    a.push(name.into());
+    a
+}
+
+pub fn image_list() -> Vec<String> {
+    argv(&["image", "list", "--format", "json"])
+}
+
+pub fn image_delete(image: &str) -> Vec<String> {
+    argv(&["image", "delete", image])
+}
+
+pub fn image_pull(image: &str) -> Vec<String> {
+    argv(&["image", "pull", image])
 }
 
 pub fn list_all() -> Vec<String> {
@@ -409,6 +472,65 @@ pub fn parse_ipv4(json: &str, name: &str, network: &str) -> Result<String, Parse
     Ok(ip)
 }
 
+/// One network as `network list --format json` prints it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Network {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub configuration: NetworkConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct NetworkConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Network {
+    /// Its name: `configuration.name`, else the id (1.0 prints both, equal).
+    pub fn name(&self) -> &str {
+        self.configuration.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// `network list --format json`, keeping those carrying every label of `selector`.
+pub fn parse_networks(
+    json: &str,
+    selector: &BTreeMap<String, String>,
+) -> Result<Vec<Network>, ParseError> {
+    let all: OneOrMany<Network> =
+        serde_json::from_str(json).map_err(|e| shape("network list", e))?;
+    Ok(all
+        .into_vec()
+        .into_iter()
+        .filter(|n| {
+            selector
+                .iter()
+                .all(|(k, v)| n.configuration.labels.get(k) == Some(v))
+        })
+        .collect())
+}
+
+/// The references `image list --format json` prints: `reference`, else `configuration.name`,
+/// else `name` of each entry.
+pub fn parse_image_names(json: &str) -> Result<Vec<String>, ParseError> {
+    let all: OneOrMany<serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| shape("image list", e))?;
+    Ok(all
+        .into_vec()
+        .iter()
+        .filter_map(|v| {
+            ["/reference", "/configuration/name", "/name"]
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(|s| s.as_str()))
+                .map(str::to_string)
+        })
+        .collect())
+}
+
 /// The image's id from `image inspect`: the first of `id`, `digest`, `ID`.
 pub fn parse_image_id(json: &str) -> Result<String, ParseError> {
     let all: OneOrMany<serde_json::Value> =
@@ -560,7 +682,15 @@ mod tests {
             ),
             (delete("bb-a"), vec!["delete", "--force", "bb-a"]),
             (
-                exec("bb-a", Some("root"), None, true, false, &s(&["sh", "-s"])),
+                exec(
+                    "bb-a",
+                    Some("root"),
+                    None,
+                    true,
+                    false,
+                    &[],
+                    &s(&["sh", "-s"]),
+                ),
                 vec![
                     "exec",
                     "--user",
@@ -572,13 +702,23 @@ mod tests {
                 ],
             ),
             (
-                exec("bb-a", None, Some("/workspace"), true, true, &s(&["codex"])),
+                exec(
+                    "bb-a",
+                    None,
+                    Some("/workspace"),
+                    true,
+                    true,
+                    &s(&["TOKEN"]),
+                    &s(&["codex"]),
+                ),
                 vec![
                     "exec",
                     "--interactive",
                     "--tty",
                     "--workdir",
                     "/workspace",
+                    "--env",
+                    "TOKEN",
                     "bb-a",
                     "codex",
                 ],
@@ -588,23 +728,45 @@ mod tests {
                 vec!["cp", "/tmp/src", "bb-a:/home/agent/src"],
             ),
             (
-                build("bot-bottle/agent:1", "9.9.9.9", Some("/d/Dockerfile"), "/d"),
+                build(
+                    "bot-bottle/agent:1",
+                    "9.9.9.9",
+                    &BTreeMap::from([("BASE".to_string(), "b:1".to_string())]),
+                    Some("/d/Dockerfile"),
+                    "/d",
+                ),
                 vec![
                     "build",
                     "-t",
                     "bot-bottle/agent:1",
                     "--dns",
                     "9.9.9.9",
+                    "--build-arg",
+                    "BASE=b:1",
                     "-f",
                     "/d/Dockerfile",
                     "/d",
                 ],
             ),
             (
-                build("x", "1.1.1.1", None, "."),
+                build("x", "1.1.1.1", &BTreeMap::new(), None, "."),
                 vec!["build", "-t", "x", "--dns", "1.1.1.1", "."],
             ),
             (list_all(), vec!["list", "--all", "--format", "json"]),
+            (start("bb-a"), vec!["start", "bb-a"]),
+            (stop("bb-a"), vec!["stop", "bb-a"]),
+            (
+                kill("bb-s", "SIGHUP"),
+                vec!["kill", "--signal", "SIGHUP", "bb-s"],
+            ),
+            (logs("bb-a", false, None), vec!["logs", "bb-a"]),
+            (
+                logs("bb-a", true, Some(5)),
+                vec!["logs", "--follow", "-n", "5", "bb-a"],
+            ),
+            (image_list(), vec!["image", "list", "--format", "json"]),
+            (image_delete("i:1"), vec!["image", "delete", "i:1"]),
+            (image_pull("i:1"), vec!["image", "pull", "i:1"]),
             (network_list(), vec!["network", "list", "--format", "json"]),
             (inspect("bb-a"), vec!["inspect", "bb-a"]),
             (image_inspect("img"), vec!["image", "inspect", "img"]),
@@ -789,6 +951,31 @@ mod tests {
             }
         );
         assert_eq!(parse_builder("garbage"), Builder::default());
+
+        let nets = r#"[{"id":"bb-net","configuration":{"name":"bb-net","mode":"hostOnly","labels":{"bot-bottle.dev/agent-uid":"u1"}},"status":{"ipv4Subnet":"192.168.128.0/24"}},
+                       {"id":"default","configuration":{"mode":"nat"}}]"#;
+        let mine = parse_networks(nets, &labels()).expect("networks");
+        assert_eq!(
+            mine.iter().map(Network::name).collect::<Vec<_>>(),
+            vec!["bb-net"]
+        );
+        assert_eq!(
+            parse_networks(nets, &BTreeMap::new())
+                .expect("all")
+                .iter()
+                .map(Network::name)
+                .collect::<Vec<_>>(),
+            vec!["bb-net", "default"],
+            "the id names a network without configuration.name"
+        );
+        assert!(parse_networks("{", &BTreeMap::new()).is_err());
+
+        assert_eq!(
+            parse_image_names(
+                r#"[{"reference":"bot-bottle/snapshot:a-1"},{"configuration":{"name":"b:2"}},{"name":"c:3"},{"id":"x"}]"#
+            ),
+            Ok(s(&["bot-bottle/snapshot:a-1", "b:2", "c:3"]))
+        );
     }
 
     #[test]

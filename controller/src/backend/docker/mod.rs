@@ -30,14 +30,8 @@ pub use crate::backend::ExecOutput;
 pub use crate::backend::names;
 pub use fixture::Fixture;
 
-/// Inside the sidecar: a tmpfs holding CA, tokens and policy, so none touches a disk or env.
-const SIDECAR_RUN: &str = "/run/bot-bottle";
-/// Where the sidecar image keeps bb-sidecar (it has no shell and no PATH lookup to rely on).
-const SIDECAR_BINARY: &str = "/usr/local/bin/bb-sidecar";
-/// The unprivileged user the sidecar runs as (the image's USER; nobody else's uid). Execs in
-/// the sidecar run as it too: root there holds no capabilities, so it could not read the tmpfs.
-const SIDECAR_UID: u32 = 65532;
-const SIDECAR_USER: &str = "65532:65532";
+use crate::backend::sidecar_command::{SIDECAR_BINARY, SIDECAR_RUN, SIDECAR_UID, SIDECAR_USER};
+
 /// Inside the agent: the CA certificate and provisioning marker.
 const AGENT_ETC: &str = "/etc/bot-bottle";
 
@@ -644,7 +638,7 @@ impl Backend for DockerBackend {
         format!(
             "http://{}:{}/mcp",
             names::SIDECAR_ALIAS,
-            sidecar::SUPERVISE_PORT
+            crate::backend::sidecar_command::SUPERVISE_PORT
         )
     }
 

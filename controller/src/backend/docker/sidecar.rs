@@ -12,90 +12,13 @@ use bollard::models::{
 };
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
-use super::names::{self, PROXY_PORT, Role, SIDECAR_ALIAS};
+use super::names::{self, Role, SIDECAR_ALIAS};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, is_conflict};
 use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
 
-/// Where the agent reaches git-gate (`http://bb-sidecar:9420`).
-const GIT_GATE_PORT: u16 = 9420;
-/// git-gate's mirrors, on their own tmpfs.
-const GIT_GATE_STATE: &str = "/var/lib/bot-bottle/git";
-/// Where the agent reaches the supervise MCP server.
-pub(super) const SUPERVISE_PORT: u16 = 9100;
-/// The supervise queue inside the sidecar: the runner's per-Agent queue directory, mounted.
-const QUEUE_DIR: &str = "/run/bot-bottle-queue";
-/// Identifies how a sidecar was made (image, command, mounts): another value replaces it.
-const SPEC_LABEL: &str = "bot-bottle.dev/sidecar-spec";
-
-/// The supervise queue directory on the host. The sidecar's unprivileged user must write
-/// there whatever uid the runner has, so the directory is open to all; it lives inside the
-/// Agent's state directory, which only the runner's user can enter.
-fn create_queue_dir(dir: &std::path::Path) -> Result<(), BackendError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)))
-        .map_err(|e| {
-            BackendError::new(
-                Step::Sidecar,
-                format!("creating the supervise queue {}: {e}", dir.display()),
-            )
-        })
-}
+use crate::backend::sidecar_command::{GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, create_queue_dir};
 
 impl DockerBackend {
-    /// The sidecar's command line for `plan`.
-    fn sidecar_command(&self, plan: &SidecarPlan) -> Vec<String> {
-        let run = SIDECAR_RUN;
-        let mut cmd: Vec<String> = [
-            "egress",
-            "--listen",
-            &format!("0.0.0.0:{PROXY_PORT}"),
-            "--ca-cert",
-            &format!("{run}/ca.crt"),
-            "--ca-key",
-            &format!("{run}/ca.key"),
-            "--policy",
-            &format!("{run}/policy.yaml"),
-            "--secrets-dir",
-            &format!("{run}/secrets"),
-            "--status-file",
-            &format!("{run}/applied"),
-            "--audit-log",
-            &format!("{run}/audit.log"),
-            "--wait-for-policy",
-            "60",
-            "--git-gate-listen",
-            &format!("0.0.0.0:{GIT_GATE_PORT}"),
-            "--git-gate-config",
-            &format!("{run}/secrets/{}", crate::git_gate::CONFIG_FILE),
-            "--git-gate-state",
-            GIT_GATE_STATE,
-        ]
-        .map(String::from)
-        .to_vec();
-        if plan.supervise {
-            cmd.extend(
-                [
-                    "--queue-dir",
-                    QUEUE_DIR,
-                    "--supervise-listen",
-                    &format!("0.0.0.0:{SUPERVISE_PORT}"),
-                ]
-                .map(String::from),
-            );
-        }
-        if self.config.upstream_ca.is_some() {
-            cmd.extend([
-                "--upstream-ca".to_string(),
-                format!("{run}/upstream-ca.crt"),
-            ]);
-        }
-        if self.config.allow_private_upstreams {
-            cmd.push("--allow-private-upstreams".to_string());
-        }
-        cmd
-    }
-
     /// The policy hash a running sidecar reports having loaded.
     pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
         let status = format!("{SIDECAR_RUN}/applied");
@@ -259,7 +182,7 @@ impl DockerBackend {
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
         let image = self.sidecar_image(None).await?.clone();
         let queue = crate::supervise::queue_dir(&self.supervise_dir(id));
-        let cmd = self.sidecar_command(plan);
+        let cmd = crate::backend::sidecar_command::command(plan, &self.config);
         let mounts = if plan.supervise {
             create_queue_dir(&queue)?;
             vec![format!("{}:{QUEUE_DIR}:rw", queue.display())]

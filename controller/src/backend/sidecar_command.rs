@@ -1,0 +1,93 @@
+//! How every runtime starts bb-sidecar: its command line, the ports and directories it uses,
+//! and the supervise queue it shares with the runner.
+
+use super::names::PROXY_PORT;
+use super::{BackendError, RuntimeConfig, SidecarPlan, Step};
+
+/// Inside the sidecar: a tmpfs holding CA, tokens and policy, so none touches a disk or env.
+pub const SIDECAR_RUN: &str = "/run/bot-bottle";
+/// Where the sidecar image keeps bb-sidecar (it has no shell and no PATH lookup to rely on).
+pub const SIDECAR_BINARY: &str = "/usr/local/bin/bb-sidecar";
+/// The unprivileged user the sidecar runs as (the image's USER). Execs in the sidecar run as
+/// it too: root there holds no capabilities, so it could not read the tmpfs.
+pub const SIDECAR_UID: u32 = 65532;
+pub const SIDECAR_USER: &str = "65532:65532";
+
+/// Where the agent reaches git-gate (`http://bb-sidecar:9420`).
+pub const GIT_GATE_PORT: u16 = 9420;
+/// git-gate's mirrors, on their own tmpfs.
+pub const GIT_GATE_STATE: &str = "/var/lib/bot-bottle/git";
+/// Where the agent reaches the supervise MCP server.
+pub const SUPERVISE_PORT: u16 = 9100;
+/// The supervise queue inside the sidecar: the runner's per-Agent queue directory, mounted.
+pub const QUEUE_DIR: &str = "/run/bot-bottle-queue";
+/// Identifies how a sidecar was made (image, command, mounts): another value replaces it.
+pub const SPEC_LABEL: &str = "bot-bottle.dev/sidecar-spec";
+
+/// The supervise queue directory on the host. The sidecar's unprivileged user must write
+/// there whatever uid the runner has, so the directory is open to all; it lives inside the
+/// Agent's state directory, which only the runner's user can enter.
+pub fn create_queue_dir(dir: &std::path::Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)))
+        .map_err(|e| {
+            BackendError::new(
+                Step::Sidecar,
+                format!("creating the supervise queue {}: {e}", dir.display()),
+            )
+        })
+}
+
+/// The sidecar's command line for `plan`.
+pub fn command(plan: &SidecarPlan, config: &RuntimeConfig) -> Vec<String> {
+    let run = SIDECAR_RUN;
+    let mut cmd: Vec<String> = [
+        "egress",
+        "--listen",
+        &format!("0.0.0.0:{PROXY_PORT}"),
+        "--ca-cert",
+        &format!("{run}/ca.crt"),
+        "--ca-key",
+        &format!("{run}/ca.key"),
+        "--policy",
+        &format!("{run}/policy.yaml"),
+        "--secrets-dir",
+        &format!("{run}/secrets"),
+        "--status-file",
+        &format!("{run}/applied"),
+        "--audit-log",
+        &format!("{run}/audit.log"),
+        "--wait-for-policy",
+        "60",
+        "--git-gate-listen",
+        &format!("0.0.0.0:{GIT_GATE_PORT}"),
+        "--git-gate-config",
+        &format!("{run}/secrets/{}", crate::git_gate::CONFIG_FILE),
+        "--git-gate-state",
+        GIT_GATE_STATE,
+    ]
+    .map(String::from)
+    .to_vec();
+    if plan.supervise {
+        cmd.extend(
+            [
+                "--queue-dir",
+                QUEUE_DIR,
+                "--supervise-listen",
+                &format!("0.0.0.0:{SUPERVISE_PORT}"),
+            ]
+            .map(String::from),
+        );
+    }
+    if config.upstream_ca.is_some() {
+        cmd.extend([
+            "--upstream-ca".to_string(),
+            format!("{run}/upstream-ca.crt"),
+        ]);
+    }
+    if config.allow_private_upstreams {
+        cmd.push("--allow-private-upstreams".to_string());
+    }
+    cmd
+}
