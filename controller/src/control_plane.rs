@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::backend::Backend;
 use crate::backend::RuntimeConfig;
+use crate::backend::apple::{AppleBackend, AppleConfig};
 use crate::backend::docker::DockerBackend;
 use crate::backend::fake::FakeBackend;
 use crate::cluster::RunnerInfo;
@@ -30,12 +31,15 @@ pub const DEFAULT_SESSION_LISTEN: &str = "127.0.0.1:0";
 /// Which runtime holds the bottles.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// Docker when its engine answers; otherwise only Bottles are reconciled (and a warning
-    /// says why Agents stay pending).
+    /// The host's default: Apple Container on a Mac with its `container` CLI, else Docker;
+    /// when that runtime does not answer, only Bottles are reconciled (and a warning says why
+    /// Agents stay pending).
     #[default]
     Auto,
     /// Docker, or fail to start.
     Docker,
+    /// Apple Container through its `container` CLI, or fail to start.
+    AppleContainer,
     /// Reconcile Bottles only; Agents are left alone.
     None,
     /// The in-memory fake (tests and benchmarks of many runners): it runs nothing, and records
@@ -52,9 +56,9 @@ pub struct ClusterSettings {
     pub capacity: Option<u32>,
 }
 
-/// Docker backend settings a user can override.
+/// Runtime backend settings a user can override (Docker and Apple Container alike).
 #[derive(Debug, Clone, Default)]
-pub struct DockerSettings {
+pub struct RuntimeSettings {
     /// `BASE` build argument of the sidecar and agent images (default debian:bookworm-slim).
     pub base_image: Option<String>,
     /// The bb-sidecar executable (default: next to the running binary).
@@ -65,6 +69,10 @@ pub struct DockerSettings {
     pub allow_private_upstreams: bool,
     /// Prebuilt harness executables provider images take instead of fetching them.
     pub harness_dir: Option<PathBuf>,
+    /// The `container` executable of the Apple Container backend (default: on PATH).
+    pub container_cli: Option<PathBuf>,
+    /// The resolver Apple Container sidecars and builds use (default: the host's).
+    pub container_dns: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +88,7 @@ pub struct Options {
     /// What this runner tells the others when it syncs from a cluster.
     pub cluster: ClusterSettings,
     pub backend: BackendChoice,
-    pub docker: DockerSettings,
+    pub runtime: RuntimeSettings,
     /// How often a Running Agent is checked against its backend without an API event.
     pub resync: Duration,
     /// Where the embedded control plane logs every API request (`apiserver::audit`).
@@ -249,41 +257,73 @@ pub async fn embedded_with(
     })
 }
 
-/// The backend `opts` ask for, or `None` when Agents are not to be reconciled.
-async fn backend(
-    opts: &Options,
-    home: &std::path::Path,
-    instance: &str,
-) -> Result<Option<DockerBackend>, RunError> {
-    if matches!(
-        opts.backend,
-        BackendChoice::None | BackendChoice::Fake { .. }
-    ) {
-        return Ok(None);
-    }
+/// The runtime settings every backend shares, from the defaults and what `opts` override.
+fn runtime_config(opts: &Options, home: &std::path::Path, instance: &str) -> RuntimeConfig {
     let mut cfg = RuntimeConfig::for_home(home, instance);
-    if let Some(b) = &opts.docker.base_image {
+    if let Some(b) = &opts.runtime.base_image {
         cfg.base_image = b.clone();
     }
-    if let Some(b) = &opts.docker.sidecar_binary {
+    if let Some(b) = &opts.runtime.sidecar_binary {
         cfg.sidecar_binary = b.clone();
     }
-    cfg.upstream_ca = opts.docker.upstream_ca.clone();
-    cfg.allow_private_upstreams = opts.docker.allow_private_upstreams;
-    cfg.harness_dir = opts.docker.harness_dir.clone();
+    cfg.upstream_ca = opts.runtime.upstream_ca.clone();
+    cfg.allow_private_upstreams = opts.runtime.allow_private_upstreams;
+    cfg.harness_dir = opts.runtime.harness_dir.clone();
     if cfg.allow_private_upstreams {
         tracing::warn!(
             "--allow-private-upstreams: every sidecar may reach private, loopback and link-local addresses (a test-rig switch; never in production)"
         );
     }
+    cfg
+}
+
+/// The runtime a runner drives: what `--backend` names, or under `auto` the host's default.
+enum Chosen {
+    Docker(Option<DockerBackend>),
+    Apple(Option<AppleBackend>),
+}
+
+/// The backend `opts` ask for; `None` inside when Agents are not to be reconciled.
+async fn backend(
+    opts: &Options,
+    home: &std::path::Path,
+    instance: &str,
+) -> Result<Chosen, RunError> {
+    let apple = match opts.backend {
+        BackendChoice::None | BackendChoice::Fake { .. } => return Ok(Chosen::Docker(None)),
+        BackendChoice::AppleContainer => true,
+        BackendChoice::Auto => crate::backend::apple::host_has_apple_container(),
+        BackendChoice::Docker => false,
+    };
+    let cfg = runtime_config(opts, home, instance);
+    let auto = opts.backend == BackendChoice::Auto;
+    if apple {
+        let mut apple = AppleConfig::for_home(home, instance);
+        apple.runtime = cfg;
+        if let Some(c) = &opts.runtime.container_cli {
+            apple.cli = c.clone();
+        }
+        apple.dns = opts.runtime.container_dns.clone();
+        return match AppleBackend::connect(apple).await {
+            Ok(b) => {
+                tracing::info!("backend: apple-container");
+                Ok(Chosen::Apple(Some(b)))
+            }
+            Err(e) if auto => {
+                tracing::warn!(error = %e, "Apple Container does not answer: Bottles are reconciled, Agents stay pending until the controller restarts with its system service running");
+                Ok(Chosen::Apple(None))
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     match DockerBackend::connect(cfg).await {
         Ok(b) => {
             tracing::info!("backend: docker");
-            Ok(Some(b))
+            Ok(Chosen::Docker(Some(b)))
         }
-        Err(e) if opts.backend == BackendChoice::Auto => {
+        Err(e) if auto => {
             tracing::warn!(error = %e, "no backend is reachable: Bottles are reconciled, Agents stay pending until the controller restarts with Docker running");
-            Ok(None)
+            Ok(Chosen::Docker(None))
         }
         Err(e) => Err(e.into()),
     }
@@ -507,17 +547,15 @@ async fn start_runner(
         )
         .await;
     }
-    let backend = backend(opts, &home.dir, &instance).await?;
-    Runner::start(
-        client,
-        &instance,
-        backend,
-        opts.resync,
-        opts.session_listen,
-        creds,
-        cluster,
-    )
-    .await
+    let listen = opts.session_listen;
+    match backend(opts, &home.dir, &instance).await? {
+        Chosen::Docker(b) => {
+            Runner::start(client, &instance, b, opts.resync, listen, creds, cluster).await
+        }
+        Chosen::Apple(b) => {
+            Runner::start(client, &instance, b, opts.resync, listen, creds, cluster).await
+        }
+    }
 }
 
 /// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.

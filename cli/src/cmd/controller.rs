@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bb_controller::control_plane::{
-    self, BackendChoice, DEFAULT_LISTEN, DEFAULT_SESSION_LISTEN, DockerSettings, Options, RunError,
+    self, BackendChoice, DEFAULT_LISTEN, DEFAULT_SESSION_LISTEN, Options, RunError, RuntimeSettings,
 };
 
 use crate::exit::{CliError, Kind};
@@ -72,10 +72,18 @@ struct RunArgs {
     /// Cluster mode: the most Agents this runner holds at once (default: no limit).
     #[arg(long, value_name = "N")]
     capacity: Option<u32>,
-    /// Runtime for Agents: auto (Docker when reachable), docker (fail without it), or none
+    /// Runtime for Agents: auto (the host's default: Apple Container on a Mac with its
+    /// `container` CLI, else Docker), docker or apple-container (fail without it), or none
     /// (reconcile Bottles only).
-    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "none", "fake"])]
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "apple-container", "none", "fake"])]
     backend: String,
+    /// Apple Container: the `container` executable (default: `container` on PATH).
+    #[arg(long, value_name = "FILE")]
+    container_cli: Option<PathBuf>,
+    /// Apple Container: the resolver sidecars and image builds use (default: the host's, from
+    /// `scutil --dns`); setting it also restarts a builder that lacks it.
+    #[arg(long, value_name = "IP")]
+    container_dns: Option<std::net::Ipv4Addr>,
     /// With --backend fake (test rigs and benchmarks of many runners: runs nothing): the file
     /// each Agent start and stop is appended to.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -231,6 +239,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 runner_labels,
                 capacity,
                 backend,
+                container_cli,
+                container_dns,
                 fake_journal,
                 base_image,
                 sidecar_binary,
@@ -267,10 +277,22 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     ));
                 }
                 ("docker", None) => BackendChoice::Docker,
+                ("apple-container", None) => BackendChoice::AppleContainer,
                 ("none", None) => BackendChoice::None,
                 _ => BackendChoice::Auto,
             };
-            if matches!(backend, BackendChoice::Auto | BackendChoice::Docker) {
+            if (container_cli.is_some() || container_dns.is_some())
+                && !matches!(backend, BackendChoice::Auto | BackendChoice::AppleContainer)
+            {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    "--container-cli and --container-dns apply only to --backend apple-container (or auto on a Mac)",
+                ));
+            }
+            if matches!(
+                backend,
+                BackendChoice::Auto | BackendChoice::Docker | BackendChoice::AppleContainer
+            ) {
                 super::dev_sidecar::ensure_built(sidecar_binary.as_deref())?;
             }
             if let Some(d) = harness_dir.as_ref().filter(|d| !d.is_dir()) {
@@ -298,12 +320,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }),
                 cluster,
                 backend,
-                docker: DockerSettings {
+                runtime: RuntimeSettings {
                     base_image,
                     sidecar_binary,
                     upstream_ca,
                     allow_private_upstreams,
                     harness_dir,
+                    container_cli,
+                    container_dns: container_dns.map(|ip| ip.to_string()),
                 },
                 resync: std::time::Duration::from_secs(resync_seconds.max(1)),
                 audit_log,

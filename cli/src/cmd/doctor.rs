@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use bb_controller::backend::Backend;
 use bb_controller::backend::RuntimeConfig;
+use bb_controller::backend::apple::{self, AppleBackend, AppleConfig};
 use bb_controller::backend::docker::DockerBackend;
 use bb_controller::backend::health::Level;
 
@@ -14,6 +15,10 @@ use crate::exit::{CliError, Kind};
 pub struct DoctorArgs {
     #[command(flatten)]
     target: Target,
+    /// Apple Container's `container` executable to check (default: `container` on PATH, on a
+    /// Mac).
+    #[arg(long, value_name = "FILE")]
+    container_cli: Option<std::path::PathBuf>,
 }
 
 struct Report {
@@ -51,19 +56,48 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
             Err(_) => r.warn("home", format!("{} does not exist yet (created on the first `bbctl controller run`)", home.display())),
         }
 
-        // The runtime (its own checks, through the backend seam) and the sidecar binary.
+        // Each runtime (its own checks, through the backend seam): which can run Agents, and
+        // which one `--backend auto` picks. One usable runtime is enough.
         let cfg = RuntimeConfig::for_home(&home, "doctor");
+        let mut usable = Vec::new();
+        let apple_wanted = args.container_cli.is_some() || apple::host_has_apple_container();
+        if apple_wanted {
+            let mut ac = AppleConfig::for_home(&home, "doctor");
+            if let Some(c) = &args.container_cli {
+                ac.cli = c.clone();
+            }
+            match AppleBackend::connect(ac).await {
+                Ok(b) => {
+                    report_checks(&mut r, b.diagnose().await);
+                    usable.push("apple-container");
+                }
+                Err(e) => r.warn("apple-container", format!("not usable: {e}")),
+            }
+        } else {
+            r.warn("apple-container", "not usable: needs macOS with Apple's `container` CLI on PATH");
+        }
         match DockerBackend::connect(cfg.clone()).await {
             Ok(b) => {
-                for c in b.diagnose().await {
-                    match c.level {
-                        Level::Ok => r.ok(&c.name, c.detail),
-                        Level::Warn => r.warn(&c.name, c.detail),
-                        Level::Fail => r.fail(&c.name, c.detail, c.fix.as_deref().unwrap_or("")),
-                    }
-                }
+                report_checks(&mut r, b.diagnose().await);
+                usable.push("docker");
             }
-            Err(e) => r.fail("docker", e, "start the Docker engine (or set DOCKER_HOST) so Agents can run"),
+            Err(e) => r.warn("docker", format!("not usable: {e}")),
+        }
+        r.warn("smolvm", "not usable: this bbctl does not drive smolvm yet");
+        let auto = if apple::host_has_apple_container() { "apple-container" } else { "docker" };
+        if usable.is_empty() {
+            r.fail(
+                "backends",
+                "no runtime can run Agents",
+                "start the Docker engine (or set DOCKER_HOST), or on a Mac install Apple's container CLI and run `container system start`",
+            );
+        } else if usable.contains(&auto) {
+            r.ok("backends", format!("usable: {}; --backend auto picks {auto}", usable.join(", ")));
+        } else {
+            r.warn(
+                "backends",
+                format!("usable: {}; --backend auto picks {auto}, which is not: pass --backend {}", usable.join(", "), usable[0]),
+            );
         }
         if cfg.sidecar_binary.is_file() {
             r.ok("sidecar binary", cfg.sidecar_binary.display());
@@ -108,4 +142,14 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+fn report_checks(r: &mut Report, checks: Vec<bb_controller::backend::health::Check>) {
+    for c in checks {
+        match c.level {
+            Level::Ok => r.ok(&c.name, c.detail),
+            Level::Warn => r.warn(&c.name, c.detail),
+            Level::Fail => r.fail(&c.name, c.detail, c.fix.as_deref().unwrap_or("")),
+        }
+    }
 }
