@@ -3,8 +3,9 @@
 //!
 //! Shapes follow Apple container 1.0 as the reference recorded them: `inspect` prints a list (or
 //! one object) whose `status.networks[].ipv4Address` carries a CIDR suffix; `image inspect` names
-//! the image by `id`, `digest` or `ID`; `builder status` prints a list or one object. The CLI has
-//! no server-side label filter, so listings are filtered here.
+//! the image by `id`, `digest` or `ID`; `builder status` prints a list or one object. The bare
+//! `status` string with `networks[].address` beside it is read too. The CLI has no server-side
+//! label filter, so listings are filtered here.
 
 use std::collections::BTreeMap;
 
@@ -383,37 +384,85 @@ impl<T> OneOrMany<T> {
     }
 }
 
+/// A container's place on a network. 1.0 records `ipv4Address`; later releases print
+/// `address`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Attachment {
     #[serde(default)]
     pub network: String,
-    #[serde(default, rename = "ipv4Address")]
+    #[serde(default, rename = "ipv4Address", alias = "address")]
     pub ipv4_address: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// `status` as 1.0 records it (an object with `state` and `networks`), or as a bare state
+/// string (later releases, which put `networks` beside it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum StatusField {
+    State(String),
+    Object {
+        #[serde(default)]
+        state: Option<String>,
+        #[serde(default)]
+        networks: Option<Vec<Attachment>>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerStatus {
-    #[serde(default)]
     pub state: Option<String>,
-    #[serde(default)]
     pub networks: Option<Vec<Attachment>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct ContainerConfig {
     #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawContainer {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    configuration: ContainerConfig,
+    #[serde(default)]
+    status: Option<StatusField>,
+    #[serde(default)]
+    networks: Option<Vec<Attachment>>,
 }
 
 /// One container as `list --format json` and `inspect` print it.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(from = "RawContainer")]
 pub struct Container {
-    #[serde(default)]
+    /// Its name (the CLI names containers by id).
     pub id: String,
-    #[serde(default)]
     pub configuration: ContainerConfig,
-    #[serde(default)]
     pub status: ContainerStatus,
+}
+
+impl From<RawContainer> for Container {
+    fn from(r: RawContainer) -> Container {
+        let (state, networks) = match r.status {
+            Some(StatusField::State(s)) => (Some(s), None),
+            Some(StatusField::Object { state, networks }) => (state, networks),
+            None => (None, None),
+        };
+        Container {
+            id: r
+                .id
+                .or_else(|| r.configuration.id.clone())
+                .unwrap_or_default(),
+            configuration: r.configuration,
+            status: ContainerStatus {
+                state,
+                networks: networks.or(r.networks),
+            },
+        }
+    }
 }
 
 impl Container {
@@ -929,6 +978,16 @@ mod tests {
         );
         assert!(mine[0].running());
         assert_eq!(parse_list(list, &BTreeMap::new()).expect("all").len(), 3);
+        // Later releases: status is the bare state, networks sit beside it with `address`,
+        // and the name is only in configuration.id.
+        let later = r#"[{"status":"running","configuration":{"id":"bb-side","labels":{"bot-bottle.dev/agent-uid":"u1"}},"networks":[{"network":"bb-net","address":"192.168.64.3/24"}]}]"#;
+        let c = &parse_list(later, &labels()).expect("later list")[0];
+        assert_eq!(c.id, "bb-side");
+        assert!(c.running());
+        assert_eq!(
+            parse_ipv4(later, "bb-side", "bb-net"),
+            Ok("192.168.64.3".into())
+        );
 
         assert_eq!(
             parse_image_id(r#"{"digest":"sha256:abc"}"#),
