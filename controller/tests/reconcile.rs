@@ -398,6 +398,9 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
             .snapshot_of("worker")
             .is_some_and(|f| f.stopped && f.agent_stopped)
     );
+    // The first attempt to bring the agent back fails: the retry still resumes from the
+    // snapshot (a resume interrupted part-way must not start over from a fresh image).
+    h.backend.fail(Step::Agent, 1);
     let patch = json!({"spec": {"suspend": false}});
     h.agents()
         .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))

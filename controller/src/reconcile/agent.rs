@@ -520,7 +520,10 @@ async fn drive<B: Backend>(
     let be = &ctx.backend;
     // In cluster mode a missing agent container is one handed over from another runner (or
     // lost): its snapshot, when there is one, is where it was.
-    let resuming = r.status.phase == Some(AgentPhase::Suspended) || ctx.claims.is_some();
+    // A resume stays Suspended until its agent container exists: one interrupted part-way
+    // (a failed create, a restart) retries from the snapshot, never from a fresh image.
+    let unsuspending = r.status.phase == Some(AgentPhase::Suspended);
+    let resuming = unsuspending || ctx.claims.is_some();
     // Covers the token values: a rotated Secret differs here and is delivered below.
     let policy_hash = be.policy_hash(id, sidecar)?;
     let seen = be.observe(id).await?;
@@ -535,7 +538,7 @@ async fn drive<B: Backend>(
         .is_some_and(|h| h != plan.container_hash);
     let create_agent = seen.agent_container.is_none() || recreate;
 
-    if seen.image.is_none() {
+    if seen.image.is_none() && !unsuspending {
         r.phase(AgentPhase::Building);
     }
     // A current agent container already runs its image: building (for a Dockerfile, packing
@@ -549,7 +552,9 @@ async fn drive<B: Backend>(
 
     be.ensure_network(id).await?;
     if seen.sidecar_policy.is_none() {
-        r.phase(AgentPhase::Starting);
+        if !unsuspending {
+            r.phase(AgentPhase::Starting);
+        }
         if had_sidecar {
             r.event(
                 EventType::Warning,
@@ -558,7 +563,7 @@ async fn drive<B: Backend>(
             );
         }
     }
-    if create_agent && r.status.phase != Some(AgentPhase::Starting) {
+    if create_agent && !unsuspending && r.status.phase != Some(AgentPhase::Starting) {
         r.phase(AgentPhase::Starting);
     }
     // Coming out of suspension: the snapshot holds the agent's state; a pruned one falls back
