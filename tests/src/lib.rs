@@ -199,16 +199,16 @@ impl Controller {
             .append(true)
             .open(self.log_path())
             .expect("controller log");
+        // Docker unless the test names another backend.
+        let backend: &[&str] = if self.args.iter().any(|a| a == "--backend") {
+            &[]
+        } else {
+            &["--backend", "docker"]
+        };
         let child = Command::new(workspace_bin("bbctl"))
-            .args([
-                "controller",
-                "run",
-                "--backend",
-                "docker",
-                "--listen",
-                &self.listen,
-                "--home",
-            ])
+            .args(["controller", "run"])
+            .args(backend)
+            .args(["--listen", &self.listen, "--home"])
             .arg(self.home.path())
             .args(["--base-image", BASE_IMAGE, "--sidecar-binary"])
             .arg(&self.sidecar_binary)

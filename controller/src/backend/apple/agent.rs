@@ -26,7 +26,7 @@ impl AppleBackend {
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Agent);
         self.remove_container(&name, Step::Agent).await?;
-        let ip = self.sidecar_ip(id, Step::Agent).await?;
+        let ip = self.await_sidecar_ip(id).await?;
         let mut env = plan.env.clone();
         env.extend(cli::agent_proxy_env(
             &ip,
@@ -70,6 +70,24 @@ impl AppleBackend {
         // A new container is known not to be provisioned: no need to look.
         self.learn(&name, |f| f.provisioned = Some(false));
         Ok(())
+    }
+
+    /// The sidecar's address once it has one: the reconciler brings the sidecar up beside the
+    /// agent, and the agent's proxy settings need the address.
+    async fn await_sidecar_ip(&self, id: &AgentId) -> Result<String, BackendError> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match self.sidecar_ip(id, Step::Agent).await {
+                Ok(ip) => return Ok(ip),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(BackendError::new(
+                        Step::Agent,
+                        format!("the sidecar has no address on the agent's network: {e}"),
+                    ));
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            }
+        }
     }
 
     /// Copies the provisioning archive in with `cp`, unpacks it, installs the CA, names the
