@@ -227,7 +227,7 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     let agent_run = runs
         .iter()
         .find(|a| a.iter().any(|x| x == "bot-bottle.dev/role=agent"))
-        .expect("an agent run");
+        .unwrap_or_else(|| panic!("no agent run among {calls:?}"));
     let agent_nets: Vec<&String> = agent_run
         .windows(2)
         .filter(|w| w[0] == "--network")
@@ -311,10 +311,20 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
         ok(&mut docker(&["logs", &upstream.name])).contains(&format!("Bearer {TOKEN}")),
         "the token was not injected"
     );
-    // Direct egress fails with the proxy env unset.
+    // Direct egress fails with the proxy env unset, by name or by address, whatever the
+    // certificate (-k: only the network may stop it).
+    let upstream_ip = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{egress_name}\").IPAddress}}}}"),
+        &upstream.name,
+    ]));
     let (direct, out) = in_agent(
         &agent,
-        "env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy curl -sS -m 5 https://api.example.test/",
+        &format!(
+            "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; curl -sS -k -m 5 https://api.example.test/; curl -sS -k -m 5 https://{}/",
+            upstream_ip.trim()
+        ),
     );
     assert!(
         !direct && !out.contains("hello from upstream"),

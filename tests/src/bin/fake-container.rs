@@ -29,7 +29,8 @@ fn record(args: &[String]) {
         .append(true)
         .open(dir.join("argv.jsonl"))
     {
-        let _ = writeln!(f, "{}", json!(args));
+        // One write per line: concurrent calls append whole lines (O_APPEND).
+        let _ = f.write_all(format!("{}\n", json!(args)).as_bytes());
     }
 }
 
