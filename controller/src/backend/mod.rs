@@ -13,6 +13,7 @@ pub mod output;
 pub mod provision;
 pub mod session;
 pub mod sidecar_command;
+pub mod smolvm;
 
 use std::collections::BTreeMap;
 use std::fmt;
