@@ -500,6 +500,76 @@ pub fn start_upstream(
 /// `200 hello from upstream`: the test's own "internet" (shared with `bbctl demo`).
 pub const UPSTREAM_PY: &str = include_str!("../../images/demo-upstream/upstream.py");
 
+/// A detached tmux session running one shell line under a real terminal (how the suites drive
+/// `bbctl attach` as a person would); killed when dropped.
+#[derive(Debug)]
+pub struct Tmux {
+    pub name: String,
+}
+
+impl Tmux {
+    /// Starts `line` in a new `width`x`height` session named after `tag` and this process.
+    pub fn start(tag: &str, line: &str, (width, height): (u16, u16)) -> Tmux {
+        let name = format!("bb-e2e-{tag}-{}", std::process::id());
+        ok(Command::new("tmux").args([
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            line,
+        ]));
+        Tmux { name }
+    }
+
+    /// What the terminal shows now.
+    pub fn pane(&self) -> String {
+        ok(Command::new("tmux").args(["capture-pane", "-p", "-t", &self.name]))
+    }
+
+    /// Types `keys` and Enter.
+    pub fn send(&self, keys: &str) {
+        ok(Command::new("tmux").args(["send-keys", "-t", &self.name, keys, "Enter"]));
+    }
+
+    pub fn resize(&self, width: u16, height: u16) {
+        ok(Command::new("tmux").args([
+            "resize-window",
+            "-t",
+            &self.name,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+        ]));
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = run(Command::new("tmux").args(["kill-session", "-t", &self.name]));
+    }
+}
+
+/// Runs `script` with sh inside an agent container as the agent user (uid 1000): whether it
+/// succeeded, and its stdout then stderr.
+pub fn in_agent(container: &str, script: &str) -> (bool, String) {
+    let out = run(&mut docker(&[
+        "exec", "-u", "1000", container, "sh", "-c", script,
+    ]));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// `scan_for` for the sidecar, whose image has no shell: a helper joins its PID namespace as
 /// its user (so it may read its processes' environments) and walks its filesystem through
 /// /proc/1/root; paths are reported as the sidecar sees them.

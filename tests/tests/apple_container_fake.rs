@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bb_e2e::harness::one;
 use bb_e2e::{
-    Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image, networks_with,
-    ok, remove_all_with, run, test_pki, workspace_root,
+    Cleanup, Controller, Tmux, UPSTREAM_PY, containers_with, docker, ensure_base_image, in_agent,
+    networks_with, ok, remove_all_with, run, test_pki, workspace_root,
 };
 
 const TOKEN: &str = "e2e-Apple-T0ken-4d3c2b1a0f9e8d7c";
@@ -65,22 +65,6 @@ fn fresh_dockerfile(dir: &std::path::Path) -> std::path::PathBuf {
     )
     .expect("write Dockerfile");
     path
-}
-
-/// Runs `script` with sh in the agent container as the agent user, through Docker (what the
-/// fake's VMs are).
-fn in_agent(container: &str, script: &str) -> (bool, String) {
-    let out = run(&mut docker(&[
-        "exec", "-u", "1000", container, "sh", "-c", script,
-    ]));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// Every `container` argv the backend ran, in order.
@@ -376,71 +360,46 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
         text.starts_with("1000\n") && text.contains(sidecar_ip),
         "{text}"
     );
-    let tmux = format!("bb-e2e-apple-{}", std::process::id());
     let result = dir.path().join("attach-exit");
-    let line = format!(
-        "{} attach agent/apple --home {}; echo EXIT=$? > {}; sleep 120",
-        bbctl.display(),
-        home.display(),
-        result.display()
+    let tmux = Tmux::start(
+        "apple",
+        &format!(
+            "{} attach agent/apple --home {}; echo EXIT=$? > {}; sleep 120",
+            bbctl.display(),
+            home.display(),
+            result.display()
+        ),
+        (100, 30),
     );
-    ok(std::process::Command::new("tmux").args([
-        "new-session",
-        "-d",
-        "-s",
-        &tmux,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &line,
-    ]));
-    let pane = || ok(std::process::Command::new("tmux").args(["capture-pane", "-p", "-t", &tmux]));
     cp.wait_for(
         "the attached shell's prompt",
         Duration::from_secs(30),
-        || pane().contains('$'),
+        || tmux.pane().contains('$'),
     );
-    ok(std::process::Command::new("tmux").args([
-        "send-keys",
-        "-t",
-        &tmux,
-        "tty; stty size; echo hi-$((6*7))",
-        "Enter",
-    ]));
+    tmux.send("tty; echo hi-$((6*7))");
     cp.wait_for("the shell to answer", Duration::from_secs(15), || {
-        pane().contains("hi-42")
+        tmux.pane().contains("hi-42")
     });
-    assert!(pane().contains("/dev/pts/"), "no terminal: {}", pane());
-    ok(std::process::Command::new("tmux").args([
-        "resize-window",
-        "-t",
-        &tmux,
-        "-x",
-        "90",
-        "-y",
-        "20",
-    ]));
+    assert!(
+        tmux.pane().contains("/dev/pts/"),
+        "no terminal: {}",
+        tmux.pane()
+    );
+    tmux.resize(90, 20);
     cp.wait_for(
         "the resize to reach the agent's terminal",
         Duration::from_secs(15),
         || {
-            let _ = run(std::process::Command::new("tmux").args([
-                "send-keys",
-                "-t",
-                &tmux,
-                "stty size",
-                "Enter",
-            ]));
+            tmux.send("stty size");
             std::thread::sleep(Duration::from_millis(300));
-            pane().contains("20 90")
+            tmux.pane().contains("20 90")
         },
     );
-    ok(std::process::Command::new("tmux").args(["send-keys", "-t", &tmux, "exit 7", "Enter"]));
+    tmux.send("exit 7");
     cp.wait_for("attach to exit", Duration::from_secs(15), || {
         std::fs::read_to_string(&result).is_ok_and(|s| s.contains("EXIT="))
     });
-    let _ = run(std::process::Command::new("tmux").args(["kill-session", "-t", &tmux]));
+    drop(tmux);
     assert_eq!(
         std::fs::read_to_string(&result).unwrap_or_default().trim(),
         "EXIT=7",

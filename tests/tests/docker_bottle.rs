@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use bb_e2e::harness::one;
 use bb_e2e::{
     Cleanup, Controller, UPSTREAM_PY, Upstream, containers_with, docker, ensure_base_image,
-    networks_with, ok, remove_all_with, run, scan_for, test_pki, volumes_with, workspace_root,
+    in_agent, networks_with, ok, remove_all_with, run, scan_for, test_pki, volumes_with,
+    workspace_root,
 };
 
 const TOKEN: &str = "e2e-T0ken-9f8a7b6c5d4e3f2a1b0c";
@@ -59,21 +60,6 @@ fn start_upstream(name: &str, network: &str, cert: &str, key: &str) -> Upstream 
         &["api.example.test", "other.example.test"],
         UPSTREAM_PY,
         (cert, key),
-    )
-}
-
-/// Runs `script` with sh inside the agent container as the agent user.
-fn in_agent(container: &str, script: &str) -> (bool, String) {
-    let out = run(&mut docker(&[
-        "exec", "-u", "1000", container, "sh", "-c", script,
-    ]));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
     )
 }
 
@@ -718,51 +704,36 @@ spec:
     assert!(String::from_utf8_lossy(&out.stderr).contains("available: sessions"));
 
     // attach: a real terminal (tmux), a shell, and its exit code back to the caller.
-    let tmux = format!("bb-e2e-{}", std::process::id());
     let result = ws.path().join("attach-exit");
-    let line = format!(
-        "{} attach agent/sessions --home {}; echo EXIT=$? > {}; sleep 120",
-        bbctl.display(),
-        home.display(),
-        result.display()
+    let tmux = bb_e2e::Tmux::start(
+        "sessions",
+        &format!(
+            "{} attach agent/sessions --home {}; echo EXIT=$? > {}; sleep 120",
+            bbctl.display(),
+            home.display(),
+            result.display()
+        ),
+        (120, 30),
     );
-    ok(std::process::Command::new("tmux").args([
-        "new-session",
-        "-d",
-        "-s",
-        &tmux,
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &line,
-    ]));
-    let pane = || ok(std::process::Command::new("tmux").args(["capture-pane", "-p", "-t", &tmux]));
     cp.wait_for(
         "the attached shell's prompt",
         Duration::from_secs(30),
-        || pane().contains('$'),
+        || tmux.pane().contains('$'),
     );
-    ok(std::process::Command::new("tmux").args([
-        "send-keys",
-        "-t",
-        &tmux,
-        "echo hi-$((6*7))",
-        "Enter",
-    ]));
+    tmux.send("echo hi-$((6*7))");
     cp.wait_for("the shell to answer", Duration::from_secs(15), || {
-        pane().contains("hi-42")
+        tmux.pane().contains("hi-42")
     });
     assert!(
-        pane().contains("e2e-session"),
+        tmux.pane().contains("e2e-session"),
         "the label banner: {}",
-        pane()
+        tmux.pane()
     );
-    ok(std::process::Command::new("tmux").args(["send-keys", "-t", &tmux, "exit 7", "Enter"]));
+    tmux.send("exit 7");
     cp.wait_for("attach to exit", Duration::from_secs(15), || {
         std::fs::read_to_string(&result).is_ok_and(|s| s.contains("EXIT="))
     });
-    let _ = run(std::process::Command::new("tmux").args(["kill-session", "-t", &tmux]));
+    drop(tmux);
     assert_eq!(
         std::fs::read_to_string(&result).unwrap_or_default().trim(),
         "EXIT=7",

@@ -1,6 +1,7 @@
 //! How every runtime starts bb-sidecar: its command line, the ports and directories it uses,
 //! and the supervise queue it shares with the runner.
 
+use super::bottle_ca::BottleCa;
 use super::names::PROXY_PORT;
 use super::{BackendError, RuntimeConfig, SidecarPlan, Step};
 
@@ -90,4 +91,48 @@ pub fn command(plan: &SidecarPlan, config: &RuntimeConfig) -> Vec<String> {
         cmd.push("--allow-private-upstreams".to_string());
     }
     cmd
+}
+
+/// What `bb-sidecar receive` installs into `SIDECAR_RUN`: on a new sidecar its CA (and the
+/// upstream CA it trusts), then the token files, and the policy last.
+pub fn delivery(
+    plan: &SidecarPlan,
+    ca: Option<&BottleCa>,
+    upstream_ca: Option<&std::path::Path>,
+) -> Result<Vec<u8>, BackendError> {
+    let fail = |e: std::io::Error| BackendError::new(Step::Policy, format!("packing files: {e}"));
+    let mut tar = super::archive::TarBuilder::default();
+    if let Some(ca) = ca {
+        tar.file("ca.crt", ca.cert_pem.as_bytes(), 0o600, 0)
+            .map_err(fail)?;
+        tar.file("ca.key", ca.key_pem.as_bytes(), 0o600, 0)
+            .map_err(fail)?;
+        if let Some(path) = upstream_ca {
+            let pem = std::fs::read(path).map_err(|e| {
+                BackendError::new(Step::Sidecar, format!("reading {}: {e}", path.display()))
+            })?;
+            tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
+        }
+    }
+    for (name, value) in &plan.secret_files {
+        tar.file(&format!("secrets/{name}"), value.expose(), 0o600, 0)
+            .map_err(fail)?;
+    }
+    tar.file("policy.yaml", plan.policy_yaml.as_bytes(), 0o600, 0)
+        .map_err(fail)?;
+    tar.finish().map_err(fail)
+}
+
+/// `bb-sidecar audit-log`: the egress audit log, optionally followed.
+pub fn audit_log(follow: bool) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        SIDECAR_BINARY.into(),
+        "audit-log".into(),
+        "--file".into(),
+        format!("{SIDECAR_RUN}/audit.log"),
+    ];
+    if follow {
+        argv.push("--follow".into());
+    }
+    argv
 }

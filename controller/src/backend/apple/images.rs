@@ -7,7 +7,7 @@ use std::path::Path;
 use super::process::BUILD_DEADLINE;
 use super::{AppleBackend, cli};
 use crate::backend::archive::TarBuilder;
-use crate::backend::docker::images::SIDECAR_DOCKERFILE;
+use crate::backend::docker::images::{SIDECAR_DOCKERFILE, harness_identity};
 use crate::backend::{BackendError, BuildSteps, ImageSource, Step};
 use crate::plan::sha256_hex;
 
@@ -234,11 +234,10 @@ impl AppleBackend {
                     .as_ref()
                     .map(|d| d.join(b.harness_binary))
                     .filter(|p| p.exists());
+                // The Docker backend's identity: size and mtime of every harness file.
                 let identity = match &harness {
                     Some(p) => {
-                        let m = std::fs::metadata(p)
-                            .map_err(|e| err(format!("{}: {e}", p.display())))?;
-                        format!("{}:{}:{:?}", p.display(), m.len(), m.modified().ok())
+                        harness_identity(p).map_err(|e| err(format!("{}: {e}", p.display())))?
                     }
                     None => "fetch".to_string(),
                 };

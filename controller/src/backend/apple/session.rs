@@ -15,7 +15,7 @@ use super::{AppleBackend, cli};
 use crate::backend::health::Check;
 use crate::backend::names::{self, Role};
 use crate::backend::session::{Chunk, LogOptions, LogSource, Output, OutputStream, Session};
-use crate::backend::sidecar_command::{SIDECAR_BINARY, SIDECAR_RUN, SIDECAR_USER};
+use crate::backend::sidecar_command::SIDECAR_USER;
 use crate::backend::{AgentId, BackendError, SessionSpec, Step};
 
 /// How long an ended session's exit code is awaited once its output has closed.
@@ -203,15 +203,7 @@ impl AppleBackend {
                 cli::logs(&names::name(id, role), options.follow, options.tail)
             }
             LogSource::Egress => {
-                let mut argv: Vec<String> = vec![
-                    SIDECAR_BINARY.into(),
-                    "audit-log".into(),
-                    "--file".into(),
-                    format!("{SIDECAR_RUN}/audit.log"),
-                ];
-                if options.follow {
-                    argv.push("--follow".into());
-                }
+                let argv = crate::backend::sidecar_command::audit_log(options.follow);
                 cli::exec(
                     &names::name(id, Role::Sidecar),
                     Some(SIDECAR_USER),

@@ -51,30 +51,16 @@ impl AppleBackend {
         with_ca: bool,
         id: &AgentId,
     ) -> Result<(), BackendError> {
-        let fail =
-            |e: std::io::Error| BackendError::new(Step::Policy, format!("packing files: {e}"));
-        let mut tar = crate::backend::archive::TarBuilder::default();
-        if with_ca {
-            let ca =
-                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
-            tar.file("ca.crt", ca.cert_pem.as_bytes(), 0o600, 0)
-                .map_err(fail)?;
-            tar.file("ca.key", ca.key_pem.as_bytes(), 0o600, 0)
-                .map_err(fail)?;
-            if let Some(path) = &self.runtime().upstream_ca {
-                let pem = std::fs::read(path).map_err(|e| {
-                    BackendError::new(Step::Sidecar, format!("reading {}: {e}", path.display()))
-                })?;
-                tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
-            }
-        }
-        for (name, value) in &plan.secret_files {
-            tar.file(&format!("secrets/{name}"), value.expose(), 0o600, 0)
-                .map_err(fail)?;
-        }
-        tar.file("policy.yaml", plan.policy_yaml.as_bytes(), 0o600, 0)
-            .map_err(fail)?;
-        let archive = tar.finish().map_err(fail)?;
+        let ca = with_ca
+            .then(|| {
+                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())
+            })
+            .transpose()?;
+        let archive = crate::backend::sidecar_command::delivery(
+            plan,
+            ca.as_ref(),
+            self.runtime().upstream_ca.as_deref(),
+        )?;
         let argv: Vec<String> = [SIDECAR_BINARY, "receive", "--dir", SIDECAR_RUN]
             .map(String::from)
             .to_vec();

@@ -334,7 +334,7 @@ pub async fn capability(
 
 /// Size and modification time of a harness file, or of every file under a harness directory
 /// (a harness is hundreds of megabytes: this is read on every reconcile, the bytes only to build).
-fn harness_identity(path: &Path) -> std::io::Result<String> {
+pub fn harness_identity(path: &Path) -> std::io::Result<String> {
     fn walk(p: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
         let m = std::fs::metadata(p)?;
         if m.is_dir() {

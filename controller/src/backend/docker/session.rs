@@ -5,8 +5,8 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::{Stream, StreamExt};
 
+use super::DockerBackend;
 use super::names::{self, Role};
-use super::{DockerBackend, SIDECAR_BINARY, SIDECAR_RUN};
 use crate::backend::session::{Chunk, LogOptions, LogSource, Output, OutputStream, Session};
 use crate::backend::{AgentId, BackendError, SessionSpec, Step};
 
@@ -139,15 +139,7 @@ impl DockerBackend {
                 ))
             }
             LogSource::Egress => {
-                let mut argv: Vec<String> = vec![
-                    SIDECAR_BINARY.into(),
-                    "audit-log".into(),
-                    "--file".into(),
-                    format!("{SIDECAR_RUN}/audit.log"),
-                ];
-                if options.follow {
-                    argv.push("--follow".into());
-                }
+                let argv = crate::backend::sidecar_command::audit_log(options.follow);
                 let name = container(Role::Sidecar);
                 let exec = self
                     .docker

@@ -45,30 +45,16 @@ impl DockerBackend {
         with_ca: bool,
         id: &AgentId,
     ) -> Result<(), BackendError> {
-        let fail =
-            |e: std::io::Error| BackendError::new(Step::Policy, format!("packing files: {e}"));
-        let mut tar = crate::backend::archive::TarBuilder::default();
-        if with_ca {
-            let ca =
-                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
-            tar.file("ca.crt", ca.cert_pem.as_bytes(), 0o600, 0)
-                .map_err(fail)?;
-            tar.file("ca.key", ca.key_pem.as_bytes(), 0o600, 0)
-                .map_err(fail)?;
-            if let Some(path) = &self.config.upstream_ca {
-                let pem = std::fs::read(path).map_err(|e| {
-                    BackendError::new(Step::Sidecar, format!("reading {}: {e}", path.display()))
-                })?;
-                tar.file("upstream-ca.crt", &pem, 0o644, 0).map_err(fail)?;
-            }
-        }
-        for (name, value) in &plan.secret_files {
-            tar.file(&format!("secrets/{name}"), value.expose(), 0o600, 0)
-                .map_err(fail)?;
-        }
-        tar.file("policy.yaml", plan.policy_yaml.as_bytes(), 0o600, 0)
-            .map_err(fail)?;
-        let archive = tar.finish().map_err(fail)?;
+        let ca = with_ca
+            .then(|| {
+                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())
+            })
+            .transpose()?;
+        let archive = crate::backend::sidecar_command::delivery(
+            plan,
+            ca.as_ref(),
+            self.config.upstream_ca.as_deref(),
+        )?;
         // The image has no shell: bb-sidecar installs its own delivery (token set swapped whole,
         // policy renamed last, so the proxy never reloads half of it).
         let out = self
