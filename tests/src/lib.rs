@@ -210,7 +210,14 @@ impl Controller {
             .args(backend)
             .args(["--listen", &self.listen, "--home"])
             .arg(self.home.path())
-            .args(["--base-image", BASE_IMAGE, "--sidecar-binary"])
+            // The hermetic base, unless the test names another (a runtime other than Docker
+            // has its own image store).
+            .args(if self.args.iter().any(|a| a == "--base-image") {
+                &[][..]
+            } else {
+                &["--base-image", BASE_IMAGE][..]
+            })
+            .arg("--sidecar-binary")
             .arg(&self.sidecar_binary)
             // The tests' stand-in upstreams live on the bottles' private Docker networks.
             .arg("--allow-private-upstreams")
@@ -433,20 +440,57 @@ impl Drop for Cleanup {
 
 /// A test CA and a server certificate for `names`, as PEM (ca, cert, key).
 pub fn test_pki(names: &[&str]) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name
-        .push(DnType::CommonName, "bot-bottle e2e upstream CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().expect("ca key");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-    let leaf = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-        .expect("leaf params");
-    let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf_cert = leaf
-        .signed_by(&leaf_key, &ca_cert, &ca_key)
-        .expect("leaf cert");
-    (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf(names);
+    (ca.pem(), cert, key)
+}
+
+/// A test CA that signs server certificates on demand (when a name, such as a container's
+/// address, is known only after the CA had to be handed out).
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name
+            .push(DnType::CommonName, "bot-bottle e2e upstream CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("ca key");
+        let cert = ca.self_signed(&key).expect("ca cert");
+        TestCa { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A server certificate for `names` (host names or IP addresses), as PEM (cert, key).
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let leaf =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf_cert = leaf
+            .signed_by(&leaf_key, &self.cert, &self.key)
+            .expect("leaf cert");
+        (leaf_cert.pem(), leaf_key.serialize_pem())
+    }
 }
 
 /// An HTTPS server that logs every request it receives (one JSON line on stdout) and answers
