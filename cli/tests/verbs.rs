@@ -890,3 +890,75 @@ fn get_and_delete_take_kubectls_flags() {
     assert_eq!(code, 2);
     assert!(err.contains("a similar argument exists: '--wait'"), "{err}");
 }
+
+#[test]
+fn apple_container_flags_say_what_is_wrong() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path().join("home");
+    let (code, _, err) = bbctl_home(
+        &h,
+        &[
+            "controller",
+            "run",
+            "--backend",
+            "docker",
+            "--container-cli",
+            "/bin/true",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--container-cli and --container-dns apply only to --backend apple-container"),
+        "{err}"
+    );
+    let (code, _, err) = bbctl_home(
+        &h,
+        &[
+            "controller",
+            "run",
+            "--backend",
+            "apple-container",
+            "--container-dns",
+            "dns.example",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--container-dns"), "{err}");
+    // A runtime that is not there: the runner refuses to start and says how to fix it.
+    let (code, _, err) = bbctl_home(
+        &h,
+        &[
+            "controller",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "apple-container",
+            "--container-cli",
+            "/nonexistent/container",
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("/nonexistent/container not found") && err.contains("--container-cli"),
+        "{err}"
+    );
+    let (code, _, err) = bbctl_home(
+        &h,
+        &[
+            "controller",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "apple-container",
+            "--container-cli",
+            "/bin/false",
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("service is not running; start it with `container system start`"),
+        "{err}"
+    );
+}

@@ -83,11 +83,16 @@ impl AppleBackend {
         let args = cli::system_status();
         let out = cli.output(Step::Connect, &args, None).await?;
         if !out.success() {
+            let said = out.tail();
+            let said = if said.is_empty() {
+                String::new()
+            } else {
+                format!(" ({said})")
+            };
             return Err(BackendError::new(
                 Step::Connect,
                 format!(
-                    "Apple's container system service is not running ({}); start it with `container system start`",
-                    out.tail()
+                    "Apple's container system service is not running{said}; start it with `container system start`"
                 ),
             ));
         }
