@@ -4,7 +4,9 @@
 //! Shapes follow smolvm 0.8 as the reference used it: `pack create --image I -o OUT` writes a
 //! launcher at OUT and the bootable artifact at `OUT.smolmachine`; VMs boot `--from` that
 //! artifact (never `--image`, which races a registry pull); `machine ls --json` prints
-//! `[{name, state}]`; the network is TSI, allowlisted below the guest by `--allow-cidr`.
+//! `[{name, state}]`; the network is TSI, allowlisted below the guest by `--allow-cidr`, and
+//! the guest's resolver is smolvm's host-side filter, which answers only `--allow-host` names:
+//! none are given, so every name is NXDOMAIN and only the sidecar's address is reachable.
 //! smolvm 0.8 has no env-file or stdin injection for `machine create`, so nothing secret is
 //! ever given to it: secret env reaches a session through `exec` stdin instead.
 
@@ -130,12 +132,6 @@ pub fn loopback_alias(uid: &str, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr>
         .map(|i| start.wrapping_add(i))
         .map(|n| Ipv4Addr::new(127, 1, (n >> 8) as u8, (n & 0xff) as u8))
         .find(|a| a.octets()[3] != 0 && a.octets()[3] != 255 && !taken.contains(a))
-}
-
-/// Whether the host-side resolver answers `query` for a bottle whose routes name `hosts`:
-/// exactly a route's host (routes have no wildcards), anything else is NXDOMAIN.
-pub fn dns_allows(query: &str, hosts: &BTreeSet<String>) -> bool {
-    hosts.contains(&bb_crds::validate::host_key(query))
 }
 
 /// Quotes `s` for a POSIX shell.
@@ -282,18 +278,6 @@ mod tests {
         assert!(a.octets()[3] != 0 && a.octets()[3] != 255);
         let next = loopback_alias("uid-a", &BTreeSet::from([a])).expect("next");
         assert_ne!(next, a, "a taken alias is stepped past");
-    }
-
-    #[test]
-    fn dns_answers_route_hosts_only() {
-        let hosts = BTreeSet::from(["api.example.com".to_string()]);
-        assert!(dns_allows("api.example.com", &hosts));
-        assert!(dns_allows("API.example.com.", &hosts));
-        assert!(
-            !dns_allows("x.api.example.com", &hosts),
-            "no implied subdomains"
-        );
-        assert!(!dns_allows("exfil-abcdef.attacker.test", &hosts));
     }
 
     #[test]
