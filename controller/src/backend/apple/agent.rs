@@ -209,6 +209,9 @@ impl AppleBackend {
             "--exclude=./dev",
             "--exclude=./run",
             "--exclude=./tmp",
+            // A container made from the snapshot is provisioned anew (the sidecar's address
+            // may differ): it must not look provisioned before that.
+            "--exclude=./etc/bot-bottle/provisioned",
             ".",
         ]
         .map(String::from)

@@ -69,10 +69,13 @@ impl ContainerCli {
         .stderr(Stdio::piped());
         let mut child = c.spawn()?;
         if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A command that exits without reading all of stdin is reported by its exit code,
-            // not as a broken pipe here.
-            let _ = pipe.write_all(data).await;
-            drop(pipe);
+            // Fed beside the output being read, so a command that writes much before it has
+            // read everything cannot deadlock on full pipes. One that exits without reading
+            // all of it is reported by its exit code, not as a broken pipe here.
+            let data = data.to_vec();
+            tokio::spawn(async move {
+                let _ = pipe.write_all(&data).await;
+            });
         }
         let out = tokio::time::timeout(deadline, child.wait_with_output())
             .await
@@ -217,6 +220,23 @@ mod tests {
             .expect_err("missing");
         assert_eq!(e.step, Step::Connect);
         assert!(e.message.contains("--container-cli"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_talks_before_it_listens_does_not_deadlock() {
+        let sh = ContainerCli::new("/bin/sh");
+        let big = vec![b'x'; 1 << 20];
+        let out = sh
+            .run(
+                &s(&["-c", "head -c 1048576 /dev/zero; cat >/dev/null"]),
+                Some(&big),
+                &[],
+                Duration::from_secs(20),
+            )
+            .await
+            .expect("runs");
+        assert_eq!(out.stdout.len(), 1 << 20);
+        assert!(out.success());
     }
 
     #[tokio::test]
