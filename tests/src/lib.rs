@@ -6,6 +6,7 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod forge;
 pub mod harness;
 pub mod rbac;
 

@@ -550,3 +550,126 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     );
     prune();
 }
+
+/// git-gate on Apple Container: the push key travels like the tokens (exec stdin into the
+/// sidecar's tmpfs, never a mount or an argv), and the agent reaches the gate by the sidecar's
+/// name through the hosts entry provisioning writes. Clone and push reach a real forge.
+#[test]
+fn git_gate_works_on_apple_container() {
+    use bb_e2e::forge::{FORGE, forge_head, keygen, start_forge};
+    ensure_base_image();
+    let fake = env!("CARGO_BIN_EXE_fake-container");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("fake-state");
+    let keys = dir.path().join("forge-keys");
+    std::fs::create_dir(&keys).expect("mkdir");
+    let host_key = keygen(&keys.join("host_ed25519"));
+    let push_key = dir.path().join("push_ed25519");
+    let push_pub = keygen(&push_key);
+    std::fs::write(keys.join("authorized_keys"), format!("{push_pub}\n")).expect("authorized_keys");
+    let private = std::fs::read_to_string(&push_key).expect("private key");
+    let key_line = private.lines().nth(2).expect("a key body line").to_string();
+    let state_arg = state.display().to_string();
+    let cp = Controller::start_with_env(
+        &[
+            "--backend",
+            "apple-container",
+            "--container-cli",
+            fake,
+            "--container-dns",
+            "127.0.0.1",
+            "--resync-seconds",
+            "5",
+        ],
+        &[("FAKE_CONTAINER_STATE", &state_arg)],
+    );
+    let agent_label = "bot-bottle.dev/agent=default/apple-gated";
+    remove_all_with(agent_label);
+    let _cleanup = Cleanup(agent_label.to_string());
+    cp.apply(&format!(
+        r#"apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: apple-gated}}
+spec:
+  agentProvider: {{template: custom, dockerfile: {dockerfile}, command: [bash]}}
+  gitGate:
+    user: {{name: gate-bottle, email: bottle@bot-bottle.invalid}}
+    repos:
+      app:
+        url: git@{FORGE}:app.git
+        hostKey: {host_key}
+        key: {{provider: static, path: {push_key}}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: apple-gated, namespace: default}}
+spec:
+  bottleRef: {{name: apple-gated}}
+  backend: apple-container
+  gitUser: {{name: gate-agent}}
+"#,
+        dockerfile = workspace_root()
+            .join("images/test-agent/Dockerfile")
+            .display(),
+        push_key = push_key.display(),
+    ));
+    cp.wait_for("the gated Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "apple-gated"], "{.status.phase}") == "Running"
+    });
+    assert_eq!(
+        cp.jsonpath(&["agent", "apple-gated"], "{.status.endpoints.gitGate}"),
+        "http://bb-sidecar:9420"
+    );
+    let egress_net = one(
+        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    let forge = start_forge(&egress_net, &keys);
+    let agent = bb_e2e::harness::AgentSessions::new(&cp, "apple-gated");
+    let out = agent.exec(&[
+        "bash",
+        "-c",
+        &format!(
+            "cd ~ && git clone -q git@{FORGE}:app.git app && cd app && echo 'fn main() {{}}' > main.rs \
+             && git add main.rs && git commit -q -m main && git push -q origin main && git rev-parse HEAD"
+        ),
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "clone and push through the gate failed:\n{text}"
+    );
+    let head = text.lines().last().unwrap_or_default().trim().to_string();
+    assert_eq!(
+        forge_head(&forge.name, "app"),
+        head,
+        "the forge lacks the push"
+    );
+    let all = std::fs::read_to_string(state.join("argv.jsonl")).unwrap_or_default();
+    assert!(
+        !all.contains(&key_line),
+        "the push key reached a container argv"
+    );
+    let agent_container = role(agent_label, "agent");
+    let (_, found) = in_agent(
+        &agent_container,
+        &format!("grep -rlF -- '{key_line}' /home /etc /tmp 2>/dev/null | head -1"),
+    );
+    assert!(
+        found.trim().is_empty(),
+        "the agent holds the push key: {found}"
+    );
+
+    // (Apple's CLI cannot detach a container from a network: the forge goes first.)
+    drop(forge);
+    let out = run(&mut cp.kubectl(&["delete", "agent", "apple-gated", "--timeout=120s"]));
+    assert!(out.status.success(), "delete: {out:?}\n{}", cp.log());
+    assert!(
+        containers_with(agent_label).is_empty(),
+        "containers left behind"
+    );
+}

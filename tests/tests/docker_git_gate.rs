@@ -3,101 +3,14 @@
 //! using the upstream's own URL. Clone and push go through the gate; a secret never reaches the
 //! forge; a forge presenting another host key is refused; the agent never holds the key.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use bb_e2e::forge::{FORGE, forge_head, keygen, start_forge};
 use bb_e2e::harness::{AgentSessions, one};
 use bb_e2e::{
-    BASE_IMAGE, Cleanup, Controller, Upstream, containers_with, docker, ensure_base_image, ok,
-    remove_all_with, run, scan_for, workspace_root,
+    Cleanup, Controller, containers_with, docker, ensure_base_image, ok, remove_all_with, run,
+    scan_for, workspace_root,
 };
-
-const FORGE: &str = "git.upstream.test";
-
-fn keygen(path: &Path) -> String {
-    ok(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bb-e2e", "-f"])
-        .arg(path));
-    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
-    public
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The forge: sshd with `app.git` and `other.git` (one commit each) for the user `git`.
-fn start_forge(network: &str, keys: &Path) -> Upstream {
-    let image = "bb-e2e/git-upstream:1";
-    ok(&mut docker(&[
-        "build",
-        "-q",
-        "-t",
-        image,
-        "--build-arg",
-        &format!("BASE={BASE_IMAGE}"),
-        &workspace_root()
-            .join("tests/fixtures/git-upstream")
-            .to_string_lossy(),
-    ]));
-    let name = "bb-e2e-git-forge";
-    let _ = run(&mut docker(&["rm", "-f", name]));
-    ok(&mut docker(&[
-        "create",
-        "--name",
-        name,
-        "--label",
-        "bot-bottle.e2e=upstream",
-        "--network",
-        network,
-        "--network-alias",
-        FORGE,
-        image,
-    ]));
-    let upstream = Upstream {
-        name: name.to_string(),
-    };
-    ok(&mut docker(&[
-        "cp",
-        &format!("{}/.", keys.display()),
-        &format!("{name}:/keys/"),
-    ]));
-    ok(&mut docker(&["start", name]));
-    for repo in ["app", "other"] {
-        ok(&mut docker(&[
-            "exec",
-            "-u",
-            "git",
-            name,
-            "sh",
-            "-c",
-            &format!(
-                "set -e; git init -q --bare -b main ~/{repo}.git; d=$(mktemp -d); cd $d; git init -q -b main; \
-                 echo '# {repo}' > README.md; git add README.md; \
-                 git -c user.name=forge -c user.email=f@forge.invalid commit -q -m initial; \
-                 git push -q ~/{repo}.git main"
-            ),
-        ]));
-    }
-    upstream
-}
-
-fn forge_head(forge: &str, repo: &str) -> String {
-    ok(&mut docker(&[
-        "exec",
-        "-u",
-        "git",
-        forge,
-        "git",
-        "--git-dir",
-        &format!("/home/git/{repo}.git"),
-        "rev-parse",
-        "main",
-    ]))
-    .trim()
-    .to_string()
-}
 
 #[test]
 fn pushes_go_through_the_gate_and_secrets_stay_in() {
