@@ -35,15 +35,29 @@ struct Entry {
 }
 
 impl Sessions {
-    fn insert(
-        &self,
-        handle: &str,
-        tty: Option<OwnedFd>,
-        exit: watch::Receiver<Option<Option<i64>>>,
-    ) {
+    /// Tracks `child` as session `handle`: its exit code once it ends, and until then the
+    /// terminal to resize (released as soon as the command is gone, asked for or not).
+    fn track(&self, handle: &str, tty: Option<OwnedFd>, mut child: tokio::process::Child) {
+        let (tx, exit) = watch::channel(None);
         if let Ok(mut m) = self.inner.lock() {
             m.insert(handle.to_string(), Entry { tty, exit });
         }
+        let inner = self.inner.clone();
+        let handle = handle.to_string();
+        tokio::spawn(async move {
+            let code = child
+                .wait()
+                .await
+                .ok()
+                .and_then(|s| s.code())
+                .map(i64::from);
+            if let Ok(mut m) = inner.lock()
+                && let Some(e) = m.get_mut(&handle)
+            {
+                e.tty = None;
+            }
+            let _ = tx.send(Some(code));
+        });
     }
 
     pub(super) fn resize(&self, handle: &str, width: u16, height: u16) {
@@ -89,21 +103,6 @@ fn read_chunks(
             Ok(data) => Ok(Chunk { stream, data }),
             Err(e) => Err(BackendError::new(Step::Session, e.to_string())),
         })
-}
-
-/// Waits for `child` in the background and publishes its exit code.
-fn watch_exit(mut child: tokio::process::Child) -> watch::Receiver<Option<Option<i64>>> {
-    let (tx, rx) = watch::channel(None);
-    tokio::spawn(async move {
-        let code = child
-            .wait()
-            .await
-            .ok()
-            .and_then(|s| s.code())
-            .map(i64::from);
-        let _ = tx.send(Some(code));
-    });
-    rx
 }
 
 /// A child's stdout and stderr as one output stream, kept until both end.
@@ -159,8 +158,7 @@ impl AppleBackend {
                         .spawn_error(Step::Session, &args, std::io::Error::other(e.to_string()))
                 })?;
             let (read, write) = pty.into_split();
-            self.sessions
-                .insert(&handle, Some(resize), watch_exit(child));
+            self.sessions.track(&handle, Some(resize), child);
             return Ok(Session {
                 handle,
                 output: Box::pin(read_chunks(read, OutputStream::Stdout)),
@@ -179,7 +177,7 @@ impl AppleBackend {
             .stdin
             .take()
             .ok_or_else(|| BackendError::new(Step::Session, "the session has no stdin"))?;
-        self.sessions.insert(&handle, None, watch_exit(child));
+        self.sessions.track(&handle, None, child);
         Ok(Session {
             handle,
             output,
