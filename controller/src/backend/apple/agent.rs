@@ -4,8 +4,8 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 
-use super::process::BUILD_DEADLINE;
 use super::{AGENT_ETC, AppleBackend, BASE_IMAGE, IMAGE, SIDECAR_IP, cli};
+use crate::backend::cli_process::BUILD_DEADLINE;
 use crate::backend::names::{self, CONTAINER_HASH, PROXY_PORT, Role, SIDECAR_ALIAS};
 use crate::backend::{AgentId, AgentPlan, BackendError, Step};
 

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::process::BUILD_DEADLINE;
 use super::{AppleBackend, cli};
 use crate::backend::archive::TarBuilder;
+use crate::backend::cli_process::BUILD_DEADLINE;
 use crate::backend::docker::images::{SIDECAR_DOCKERFILE, harness_identity};
 use crate::backend::{BackendError, BuildSteps, ImageSource, Step};
 use crate::plan::sha256_hex;

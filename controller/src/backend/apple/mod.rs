@@ -4,7 +4,6 @@
 mod agent;
 pub mod cli;
 mod images;
-pub mod process;
 mod session;
 mod sidecar;
 
@@ -16,12 +15,12 @@ use bb_crds::agent::SidecarEndpoints;
 use tokio::sync::OnceCell;
 
 use self::cli::Container;
-use self::process::ContainerCli;
 use super::names::{self, AGENT_UID, CONTAINER_HASH, MANAGED_BY, MANAGER, ROLE, Role};
 use super::{
     AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, RuntimeConfig, SidecarPlan,
     Step,
 };
+use crate::backend::cli_process::RuntimeCli;
 
 /// Inside the agent: the CA certificate and provisioning marker.
 const AGENT_ETC: &str = "/etc/bot-bottle";
@@ -29,6 +28,8 @@ const AGENT_ETC: &str = "/etc/bot-bottle";
 const BASE_IMAGE: &str = "bot-bottle.dev/base-image";
 /// On the agent container: the image it runs.
 const IMAGE: &str = "bot-bottle.dev/image";
+/// What a user without the CLI is told.
+const INSTALL_HINT: &str = "install Apple's container CLI (https://github.com/apple/container/releases) or pass --container-cli";
 /// On the agent container: the sidecar address stamped into its proxy settings.
 const SIDECAR_IP: &str = "bot-bottle.dev/sidecar-ip";
 
@@ -53,7 +54,7 @@ impl AppleConfig {
 
 #[derive(Debug, Clone)]
 pub struct AppleBackend {
-    cli: ContainerCli,
+    cli: RuntimeCli,
     config: Arc<AppleConfig>,
     dns: Arc<OnceCell<String>>,
     sidecar_image: Arc<OnceCell<String>>,
@@ -79,7 +80,7 @@ pub fn host_has_apple_container() -> bool {
 impl AppleBackend {
     /// Checks the CLI answers and its system service runs.
     pub async fn connect(config: AppleConfig) -> Result<AppleBackend, BackendError> {
-        let cli = ContainerCli::new(config.cli.clone());
+        let cli = RuntimeCli::new(config.cli.clone(), INSTALL_HINT);
         let args = cli::system_status();
         let out = cli.output(Step::Connect, &args, None).await?;
         if !out.success() {

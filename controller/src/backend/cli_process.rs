@@ -1,5 +1,5 @@
-//! Runs the `container` CLI: argv from `cli`, secret values only in the child's environment,
-//! stdin fed, output collected, a deadline on every call, and the retry right after `run`.
+//! Runs a runtime's CLI (Apple's `container`, `smolvm`): secret values only in the child's
+//! environment, stdin fed, output collected, a deadline on every call, retries after a start.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -15,22 +15,33 @@ use crate::backend::{BackendError, ExecOutput, SecretBytes, Step};
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(120);
 /// Builds and snapshots move whole images.
 pub const BUILD_DEADLINE: Duration = Duration::from_secs(1800);
-/// A container that `run` just started may not take an `exec` or `cp` for a moment (its VM is
-/// still booting): that many attempts, this far apart.
+/// A VM just started may not take an `exec` or `cp` for a moment (it is still booting): that
+/// many attempts, this far apart.
 const RETRY_ATTEMPTS: u32 = 20;
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
-/// The `container` executable this backend drives.
+/// The executable a backend drives, and what to tell a user who does not have it.
 #[derive(Debug, Clone)]
-pub struct ContainerCli {
+pub struct RuntimeCli {
     program: PathBuf,
+    install_hint: &'static str,
 }
 
-impl ContainerCli {
-    pub fn new(program: impl Into<PathBuf>) -> ContainerCli {
-        ContainerCli {
+impl RuntimeCli {
+    /// `install_hint` finishes "PROGRAM not found: ...".
+    pub fn new(program: impl Into<PathBuf>, install_hint: &'static str) -> RuntimeCli {
+        RuntimeCli {
             program: program.into(),
+            install_hint,
         }
+    }
+
+    /// The program's file name, as error messages quote commands.
+    fn short_name(&self) -> String {
+        self.program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.program.display().to_string())
     }
 
     pub fn program(&self) -> &Path {
@@ -119,8 +130,8 @@ impl ContainerCli {
         }
     }
 
-    /// `ok`, retried while a just-started container does not take execs or copies yet. Only
-    /// for commands that are safe to repeat.
+    /// `ok`, retried while a just-started VM does not take execs or copies yet. Only for
+    /// commands that are safe to repeat.
     pub async fn ok_after_run(
         &self,
         step: Step,
@@ -132,7 +143,7 @@ impl ContainerCli {
             match self.ok(step, args, stdin).await {
                 Ok(out) => return Ok(out),
                 Err(e) if attempt < RETRY_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "container not ready yet; retrying");
+                    tracing::debug!(error = %e, attempt, "not ready yet; retrying");
                     attempt += 1;
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
@@ -145,7 +156,8 @@ impl ContainerCli {
         BackendError::new(
             step,
             format!(
-                "`container {}` failed (exit {}): {}",
+                "`{} {}` failed (exit {}): {}",
+                self.short_name(),
                 shown(args),
                 out.exit_code
                     .map_or_else(|| "by signal".to_string(), |c| c.to_string()),
@@ -159,12 +171,16 @@ impl ContainerCli {
             return BackendError::new(
                 Step::Connect,
                 format!(
-                    "{} not found: install Apple's container CLI (https://github.com/apple/container/releases) or pass --container-cli",
-                    self.program.display()
+                    "{} not found: {}",
+                    self.program.display(),
+                    self.install_hint
                 ),
             );
         }
-        BackendError::new(step, format!("`container {}`: {e}", shown(args)))
+        BackendError::new(
+            step,
+            format!("`{} {}`: {e}", self.short_name(), shown(args)),
+        )
     }
 }
 
@@ -188,7 +204,7 @@ mod tests {
 
     #[tokio::test]
     async fn secrets_travel_in_the_environment_and_stdin_is_fed() {
-        let sh = ContainerCli::new("/bin/sh");
+        let sh = RuntimeCli::new("/bin/sh", "install a shell");
         let out = sh
             .run(
                 &s(&["-c", "printf '%s|' \"$TOKEN\"; cat"]),
@@ -204,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_name_the_command_and_a_missing_cli_says_how_to_install() {
-        let sh = ContainerCli::new("/bin/sh");
+        let sh = RuntimeCli::new("/bin/sh", "install a shell");
         let e = sh
             .ok(Step::Agent, &s(&["-c", "echo nope >&2; exit 3"]), None)
             .await
@@ -213,7 +229,7 @@ mod tests {
             e.message.contains("exit 3") && e.message.contains("nope"),
             "{e}"
         );
-        let missing = ContainerCli::new("/nonexistent/container");
+        let missing = RuntimeCli::new("/nonexistent/container", "or pass --container-cli");
         let e = missing
             .ok(Step::Agent, &s(&["list"]), None)
             .await
@@ -224,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_command_that_talks_before_it_listens_does_not_deadlock() {
-        let sh = ContainerCli::new("/bin/sh");
+        let sh = RuntimeCli::new("/bin/sh", "install a shell");
         let big = vec![b'x'; 1 << 20];
         let out = sh
             .run(
@@ -241,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hung_cli_meets_its_deadline() {
-        let sh = ContainerCli::new("/bin/sh");
+        let sh = RuntimeCli::new("/bin/sh", "install a shell");
         let e = sh
             .run(
                 &s(&["-c", "sleep 30"]),
