@@ -12,6 +12,8 @@ use bb_e2e::{
 };
 
 const TOKEN: &str = "e2e-Apple-T0ken-4d3c2b1a0f9e8d7c";
+/// The Agent's secret env: given to its sessions only.
+const SESSION_SECRET: &str = "e2e-Apple-Sess10n-7f6e5d4c3b2a";
 const READY_LIMIT: Duration = Duration::from_secs(600);
 
 fn manifest(name: &str, dockerfile: &std::path::Path, extra_routes: &str) -> String {
@@ -21,6 +23,11 @@ kind: Secret
 metadata: {{name: {name}-token, namespace: bot-bottle-system}}
 stringData: {{token: {TOKEN}}}
 ---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-env, namespace: bot-bottle-system}}
+stringData: {{value: {SESSION_SECRET}}}
+---
 apiVersion: bot-bottle.dev/v1alpha1
 kind: Bottle
 metadata: {{name: {name}}}
@@ -29,6 +36,8 @@ spec:
     template: custom
     dockerfile: {dockerfile}
     command: [bash, -l]
+  env:
+    - {{name: SESSION_TOKEN, valueFrom: {{secretKeyRef: {{name: {name}-env, key: value}}}}}}
   egress:
     routes:
       - host: api.example.test
@@ -354,6 +363,19 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     let out = exec(&["sh", "-c", "echo to-err >&2; exit 3"]);
     assert_eq!(out.status.code(), Some(3), "exec exit code");
     assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"));
+    // The secret env reaches the session, by name on the CLI's argv, never by value, and
+    // stays out of the container's configuration.
+    let out = exec(&["sh", "-c", "echo \"$SESSION_TOKEN\""]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), SESSION_SECRET);
+    let argv_log = std::fs::read_to_string(state.join("argv.jsonl")).unwrap_or_default();
+    assert!(
+        argv_log.contains("\"--env\",\"SESSION_TOKEN\"") && !argv_log.contains(SESSION_SECRET),
+        "the session's secret env on a container argv"
+    );
+    assert!(
+        !ok(&mut docker(&["inspect", &agent])).contains(SESSION_SECRET),
+        "the session's secret env is in the agent's configuration"
+    );
     let out = exec(&["sh", "-c", "id -u; getent hosts bb-sidecar"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
