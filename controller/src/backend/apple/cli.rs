@@ -281,10 +281,6 @@ pub fn build(
     a
 }
 
-pub fn start(name: &str) -> Vec<String> {
-    argv(&["start", name])
-}
-
 pub fn stop(name: &str) -> Vec<String> {
     argv(&["stop", name])
 }
@@ -802,7 +798,6 @@ mod tests {
                 vec!["build", "-t", "x", "--dns", "1.1.1.1", "."],
             ),
             (list_all(), vec!["list", "--all", "--format", "json"]),
-            (start("bb-a"), vec!["start", "bb-a"]),
             (stop("bb-a"), vec!["stop", "bb-a"]),
             (
                 kill("bb-s", "SIGHUP"),
