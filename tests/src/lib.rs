@@ -304,6 +304,16 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         self.stop();
+        // A failing assertion says what went wrong, rarely why: the controller's own account
+        // of the run is the first thing to read.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(200)..].join("\n");
+            eprintln!(
+                "--- controller log (last 200 lines) ---\n{tail}\n--- end of controller log ---"
+            );
+        }
         // A test's own Cleanup guard may run while the controller still reconciles and
         // recreates what it removed; once the controller is stopped, everything this instance
         // labelled goes.

@@ -124,11 +124,13 @@ fn inspect_all(kind: &[&str], ids: &[String]) -> Vec<Value> {
     if ids.is_empty() {
         return Vec::new();
     }
-    let mut c = docker();
-    c.args(kind).args(ids);
-    capture(&mut c)
-        .and_then(|s| serde_json::from_str::<Vec<Value>>(&s).ok())
-        .unwrap_or_default()
+    // `docker inspect` exits 1 when any one of the ids is gone (another test removed it
+    // since `ps`) yet still prints the others: the list is what it printed, so a race never
+    // shows the backend an empty engine, which the real CLI never does either.
+    let Ok(out) = docker().args(kind).args(ids).stderr(Stdio::null()).output() else {
+        return Vec::new();
+    };
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_default()
 }
 
 fn list(all: bool) -> ExitCode {
