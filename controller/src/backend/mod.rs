@@ -5,6 +5,7 @@ pub mod apple;
 pub mod archive;
 pub mod bottle_ca;
 pub mod cli_process;
+pub mod cli_session;
 pub mod config;
 pub mod docker;
 pub mod fake;

@@ -61,7 +61,7 @@ pub struct AppleBackend {
     /// What this process established about a running container, by name; forgotten when the
     /// container is made, removed or seen stopped.
     facts: Arc<Mutex<HashMap<String, Facts>>>,
-    sessions: session::Sessions,
+    sessions: crate::backend::cli_session::Sessions,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,7 +103,7 @@ impl AppleBackend {
             dns: Arc::new(OnceCell::new()),
             sidecar_image: Arc::new(OnceCell::new()),
             facts: Arc::default(),
-            sessions: session::Sessions::default(),
+            sessions: Default::default(),
         })
     }
 

@@ -6,7 +6,7 @@ mod exec;
 mod fixture;
 pub mod images;
 mod session;
-mod sidecar;
+pub mod sidecar;
 
 use crate::backend::Step;
 use std::collections::HashMap;
@@ -533,7 +533,8 @@ impl Backend for DockerBackend {
         plan: &SidecarPlan,
         applied: &str,
     ) -> Result<SidecarEndpoints, BackendError> {
-        self.run_sidecar(id, plan, applied).await
+        self.run_sidecar(id, plan, applied, sidecar::Placement::Internal)
+            .await
     }
 
     fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError> {

@@ -1,14 +1,17 @@
 //! The sidecar container of an Agent: created on the internal network (alias `bb-sidecar`) and
-//! the egress network, fed CA, tokens and policy through an exec's stdin, watched until it
+//! the egress network (or, for a micro-VM agent, on the egress network with its ports published
+//! on one loopback address), fed CA, tokens and policy through an exec's stdin, watched until it
 //! reports the policy it loaded.
 
 use crate::backend::Step;
 use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use bb_crds::agent::SidecarEndpoints;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig,
+    PortBinding,
 };
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
@@ -16,7 +19,37 @@ use super::names::{self, Role, SIDECAR_ALIAS};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, is_conflict};
 use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
 
-use crate::backend::sidecar_command::{GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, create_queue_dir};
+use crate::backend::sidecar_command::{
+    GIT_GATE_PORT, GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, SUPERVISE_PORT, create_queue_dir,
+};
+
+/// Where the agent finds its sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On the agent's internal network, as `bb-sidecar`: the agent is a container beside it.
+    Internal,
+    /// Its ports published on this host loopback address and nowhere else: the agent is a
+    /// micro-VM whose only reachable address is this one.
+    Loopback(Ipv4Addr),
+}
+
+/// The ports the agent uses, published on `alias` only (never on every address).
+pub fn published_ports(alias: Ipv4Addr) -> HashMap<String, Option<Vec<PortBinding>>> {
+    [PROXY_PORT_U16, GIT_GATE_PORT, SUPERVISE_PORT]
+        .into_iter()
+        .map(|port| {
+            (
+                format!("{port}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(alias.to_string()),
+                    host_port: Some(port.to_string()),
+                }]),
+            )
+        })
+        .collect()
+}
+
+const PROXY_PORT_U16: u16 = names::PROXY_PORT;
 
 impl DockerBackend {
     /// The policy hash a running sidecar reports having loaded.
@@ -146,14 +179,18 @@ impl DockerBackend {
 
     /// Creates (or finds running) the sidecar, delivers CA, tokens and policy, and waits until
     /// it reports the policy loaded.
-    pub(super) async fn run_sidecar(
+    pub(crate) async fn run_sidecar(
         &self,
         id: &AgentId,
         plan: &SidecarPlan,
         applied: &str,
+        placement: Placement,
     ) -> Result<SidecarEndpoints, BackendError> {
         let endpoints = SidecarEndpoints {
-            proxy: Some(Self::proxy_url()),
+            proxy: Some(match placement {
+                Placement::Internal => Self::proxy_url(),
+                Placement::Loopback(ip) => format!("http://{ip}:{}", names::PROXY_PORT),
+            }),
             git_gate: plan
                 .secret_files
                 .contains_key(crate::git_gate::CONFIG_FILE)
@@ -175,11 +212,20 @@ impl DockerBackend {
         } else {
             Vec::new()
         };
-        let spec = crate::plan::sha256_hex(&[
+        let published = match placement {
+            Placement::Internal => None,
+            Placement::Loopback(ip) => Some(ip.to_string()),
+        };
+        let (joined_cmd, joined_mounts) = (cmd.join("\0"), mounts.join("\0"));
+        let mut parts = vec![
             image.as_bytes(),
-            cmd.join("\0").as_bytes(),
-            mounts.join("\0").as_bytes(),
-        ]);
+            joined_cmd.as_bytes(),
+            joined_mounts.as_bytes(),
+        ];
+        // Only a published sidecar hashes its address: a Docker bottle's spec (and so its
+        // running sidecar) is what it was before placements existed.
+        parts.extend(published.as_deref().map(str::as_bytes));
+        let spec = crate::plan::sha256_hex(&parts);
         match existing {
             Some(c) if Self::running(&c) && Self::label(&c, SPEC_LABEL) == Some(spec.as_str()) => {
                 return Ok(endpoints);
@@ -199,13 +245,20 @@ impl DockerBackend {
         labels.insert(SPEC_LABEL.to_string(), spec);
         let internal = names::name(id, Role::InternalNetwork);
         let egress = names::name(id, Role::EgressNetwork);
+        // Published ports need a network with a way out; the internal one joins second.
+        let (first, second, ports) = match placement {
+            Placement::Internal => (internal.clone(), Some(egress), None),
+            Placement::Loopback(ip) => (egress, None, Some(published_ports(ip))),
+        };
+        let aliases = (placement == Placement::Internal).then(|| vec![SIDECAR_ALIAS.to_string()]);
         let body = ContainerCreateBody {
             image: Some(image),
             cmd: Some(cmd),
             user: Some(format!("{SIDECAR_UID}:{SIDECAR_UID}")),
             labels: Some(labels),
             host_config: Some(HostConfig {
-                network_mode: Some(internal.clone()),
+                network_mode: Some(first.clone()),
+                port_bindings: ports,
                 binds: (!mounts.is_empty()).then_some(mounts),
                 // Its only writable place, owned by the image's unprivileged user.
                 tmpfs: Some(HashMap::from([
@@ -232,9 +285,9 @@ impl DockerBackend {
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
-                    internal.clone(),
+                    first.clone(),
                     EndpointSettings {
-                        aliases: Some(vec![SIDECAR_ALIAS.to_string()]),
+                        aliases,
                         ..Default::default()
                     },
                 )])),
@@ -268,18 +321,20 @@ impl DockerBackend {
                 ));
             }
         }
-        self.docker
-            .connect_network(
-                &egress,
-                NetworkConnectRequest {
-                    container: Some(name.clone()),
-                    endpoint_config: Some(EndpointSettings::default()),
-                },
-            )
-            .await
-            .map_err(|e| {
-                BackendError::new(Step::Sidecar, format!("attaching {name} to {egress}: {e}"))
-            })?;
+        if let Some(egress) = second {
+            self.docker
+                .connect_network(
+                    &egress,
+                    NetworkConnectRequest {
+                        container: Some(name.clone()),
+                        endpoint_config: Some(EndpointSettings::default()),
+                    },
+                )
+                .await
+                .map_err(|e| {
+                    BackendError::new(Step::Sidecar, format!("attaching {name} to {egress}: {e}"))
+                })?;
+        }
         self.docker
             .start_container(
                 &name,
@@ -290,5 +345,30 @@ impl DockerBackend {
         self.deliver(&name, plan, true, id).await?;
         self.await_policy(&name, applied, false).await?;
         Ok(endpoints)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_sidecar_listens_on_its_loopback_address_only() {
+        let alias = Ipv4Addr::new(127, 1, 2, 3);
+        let ports = published_ports(alias);
+        let mut keys: Vec<&String> = ports.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["3128/tcp", "9100/tcp", "9420/tcp"]);
+        for (port, bindings) in &ports {
+            let bindings = bindings.as_ref().expect("bound");
+            assert_eq!(bindings.len(), 1, "{port}");
+            // An empty or 0.0.0.0 host address would publish the proxy to the whole network.
+            assert_eq!(bindings[0].host_ip.as_deref(), Some("127.1.2.3"));
+            assert_eq!(
+                bindings[0].host_port.as_deref(),
+                port.strip_suffix("/tcp"),
+                "the same port on the alias"
+            );
+        }
     }
 }
