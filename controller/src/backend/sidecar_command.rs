@@ -2,7 +2,7 @@
 //! and the supervise queue it shares with the runner.
 
 use super::bottle_ca::BottleCa;
-use super::names::PROXY_PORT;
+use super::names::{PROXY_PORT, SIDECAR_ALIAS};
 use super::{BackendError, RuntimeConfig, SidecarPlan, Step};
 
 /// Inside the sidecar: a tmpfs holding CA, tokens and policy, so none touches a disk or env.
@@ -135,4 +135,30 @@ pub fn audit_log(follow: bool) -> Vec<String> {
         argv.push("--follow".into());
     }
     argv
+}
+
+/// The environment that points an agent which reaches its sidecar by address (a VM, or a
+/// container without Docker's resolver) at the proxy, and its TLS clients at the bottle CA
+/// (`ca_path`) and the system bundle it was added to. git-gate and supervise are reached by
+/// the name `bb-sidecar` (an /etc/hosts entry), directly, not through the proxy.
+pub fn agent_proxy_env(sidecar: &str, ca_path: &str) -> std::collections::BTreeMap<String, String> {
+    let proxy = format!("http://{sidecar}:{PROXY_PORT}");
+    let no_proxy = format!("localhost,127.0.0.1,::1,{sidecar},{SIDECAR_ALIAS}");
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    [
+        ("HTTPS_PROXY", proxy.as_str()),
+        ("HTTP_PROXY", &proxy),
+        ("https_proxy", &proxy),
+        ("http_proxy", &proxy),
+        ("NO_PROXY", &no_proxy),
+        ("no_proxy", &no_proxy),
+        ("NODE_EXTRA_CA_CERTS", ca_path),
+        ("SSL_CERT_FILE", bundle),
+        ("REQUESTS_CA_BUNDLE", bundle),
+        ("GIT_SSL_CAINFO", bundle),
+        ("CURL_CA_BUNDLE", bundle),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use super::{AGENT_ETC, AppleBackend, BASE_IMAGE, IMAGE, SIDECAR_IP, cli};
 use crate::backend::cli_process::BUILD_DEADLINE;
-use crate::backend::names::{self, CONTAINER_HASH, PROXY_PORT, Role, SIDECAR_ALIAS};
+use crate::backend::names::{self, CONTAINER_HASH, Role, SIDECAR_ALIAS};
 use crate::backend::{AgentId, AgentPlan, BackendError, Step};
 
 /// Where the provisioning archive lands in the agent before it is unpacked.
@@ -28,19 +28,10 @@ impl AppleBackend {
         self.remove_container(&name, Step::Agent).await?;
         let ip = self.await_sidecar_ip(id).await?;
         let mut env = plan.env.clone();
-        env.extend(cli::agent_proxy_env(
+        env.extend(crate::backend::sidecar_command::agent_proxy_env(
             &ip,
-            PROXY_PORT,
             &format!("{AGENT_ETC}/ca.crt"),
         ));
-        // git-gate and supervise are reached directly by the sidecar's name (an /etc/hosts
-        // entry provisioning writes), not through the proxy.
-        let no_proxy = format!("localhost,127.0.0.1,::1,{ip},{SIDECAR_ALIAS}");
-        env.insert("NO_PROXY".into(), no_proxy.clone());
-        env.insert("no_proxy".into(), no_proxy);
-        let bundle = "/etc/ssl/certs/ca-certificates.crt";
-        env.insert("GIT_SSL_CAINFO".into(), bundle.into());
-        env.insert("CURL_CA_BUNDLE".into(), bundle.into());
         let mut labels = self.labels(id, Role::Agent);
         labels.insert(CONTAINER_HASH.to_string(), plan.container_hash.clone());
         labels.insert(IMAGE.to_string(), image.to_string());

@@ -167,33 +167,6 @@ pub fn sidecar_run(
     }
 }
 
-/// The proxy environment stamped into the agent, pointing at the sidecar's internal address.
-pub fn agent_proxy_env(
-    sidecar_ip: &str,
-    proxy_port: u16,
-    ca_path: &str,
-) -> BTreeMap<String, String> {
-    let proxy = format!("http://{sidecar_ip}:{proxy_port}");
-    let no_proxy = format!("localhost,127.0.0.1,{sidecar_ip}");
-    BTreeMap::from([
-        ("HTTPS_PROXY".to_string(), proxy.clone()),
-        ("HTTP_PROXY".into(), proxy.clone()),
-        ("https_proxy".into(), proxy.clone()),
-        ("http_proxy".into(), proxy),
-        ("NO_PROXY".into(), no_proxy.clone()),
-        ("no_proxy".into(), no_proxy),
-        ("NODE_EXTRA_CA_CERTS".into(), ca_path.into()),
-        (
-            "SSL_CERT_FILE".into(),
-            "/etc/ssl/certs/ca-certificates.crt".into(),
-        ),
-        (
-            "REQUESTS_CA_BUNDLE".into(),
-            "/etc/ssl/certs/ca-certificates.crt".into(),
-        ),
-    ])
-}
-
 /// The agent: on the internal network only (no route out, no DNS), idling until exec'd.
 pub fn agent_run(
     name: &str,
@@ -892,9 +865,8 @@ mod tests {
 
     #[test]
     fn the_agent_is_on_the_internal_network_only_and_idles() {
-        let mut literal = agent_proxy_env(
+        let mut literal = crate::backend::sidecar_command::agent_proxy_env(
             "192.168.128.7",
-            3128,
             "/usr/local/share/ca-certificates/bb.crt",
         );
         literal.insert("MODE".into(), "ci".into());
@@ -924,7 +896,7 @@ mod tests {
         for want in [
             "HTTPS_PROXY=http://192.168.128.7:3128",
             "http_proxy=http://192.168.128.7:3128",
-            "NO_PROXY=localhost,127.0.0.1,192.168.128.7",
+            "NO_PROXY=localhost,127.0.0.1,::1,192.168.128.7,bb-sidecar",
             "NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/bb.crt",
             "MODE=ci",
             "OAUTH_TOKEN",

@@ -166,7 +166,7 @@ impl DockerBackend {
         }
     }
 
-    fn state_dir(&self, id: &AgentId) -> PathBuf {
+    pub(crate) fn state_dir(&self, id: &AgentId) -> PathBuf {
         self.config.state_dir.join(&id.uid)
     }
 
@@ -231,6 +231,25 @@ impl DockerBackend {
                 format!("removing {}: {e}", self.state_dir(id).display()),
             )),
         }
+    }
+
+    /// The names of the Agent's networks.
+    pub(crate) async fn network_names(&self, id: &AgentId) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(names::agent_filter(id)),
+            }))
+            .await
+            .map_err(step(Step::Observe))?
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect())
+    }
+
+    /// What this backend was configured with.
+    pub(crate) fn runtime(&self) -> &RuntimeConfig {
+        &self.config
     }
 
     async fn containers(&self, id: &AgentId) -> Result<Vec<ContainerSummary>, BackendError> {
@@ -341,7 +360,7 @@ impl DockerBackend {
         }
     }
 
-    async fn ensure_network_named(
+    pub(crate) async fn ensure_network_named(
         &self,
         id: &AgentId,
         role: Role,

@@ -169,17 +169,40 @@ pub fn secret_env_store(path: &str, uid: u64) -> Vec<String> {
     ]
 }
 
-/// The session's command wrapped so it reads its secret env from `path`, removes the file, and
-/// becomes `command`: the values then live only in that process's environment.
-pub fn with_secret_env(path: &str, command: &[String]) -> Vec<String> {
-    let mut a = vec![
-        "sh".into(),
-        "-c".into(),
-        format!(". {p} && rm -f {p} && exec \"$@\"", p = sh_quote(path)),
-        "bb-session".into(),
-    ];
-    a.extend(command.iter().cloned());
+/// The command a session runs in the VM (smolvm's exec runs as root, with no user or directory
+/// of its own): read and remove the secret env file if there is one, enter `workdir`, take
+/// `uid:gid` (its HOME from the guest's passwd), then become `argv`.
+pub fn session_command(
+    uid: u64,
+    gid: u64,
+    workdir: Option<&str>,
+    env_file: Option<&str>,
+    argv: &[String],
+) -> Vec<String> {
+    let mut script = String::new();
+    if let Some(f) = env_file {
+        script.push_str(&format!(". {p} && rm -f {p} && ", p = sh_quote(f)));
+    }
+    if let Some(w) = workdir {
+        script.push_str(&format!("cd {} && ", sh_quote(w)));
+    }
+    script.push_str(&format!(
+        "HOME=$(getent passwd {uid} | cut -d: -f6) && export HOME=${{HOME:-/}} && \
+         exec setpriv --reuid={uid} --regid={gid} --clear-groups -- \"$@\""
+    ));
+    let mut a = vec!["sh".into(), "-c".into(), script, "bb-session".into()];
+    a.extend(argv.iter().cloned());
     a
+}
+
+/// `uid[:gid]` as numbers; a missing gid is the uid.
+pub fn parse_user(spec: &str) -> Result<(u64, u64), String> {
+    let (u, g) = spec.split_once(':').unwrap_or((spec, spec));
+    let num = |x: &str| {
+        x.parse::<u64>()
+            .map_err(|_| format!("user '{spec}': smolvm sessions take a numeric uid[:gid]"))
+    };
+    Ok((num(u)?, num(g)?))
 }
 
 #[cfg(test)]
@@ -261,6 +284,14 @@ mod tests {
     }
 
     #[test]
+    fn session_users_are_numeric() {
+        assert_eq!(parse_user("1000"), Ok((1000, 1000)));
+        assert_eq!(parse_user("1000:50"), Ok((1000, 50)));
+        let e = parse_user("node").expect_err("a name");
+        assert!(e.contains("numeric uid[:gid]"), "{e}");
+    }
+
+    #[test]
     fn machine_list_parses_and_rejects_garbage() {
         let m = parse_machines(
             r#"[{"name":"bb-a","state":"running"},{"name":"bb-b","state":"stopped"}]"#,
@@ -287,7 +318,13 @@ mod tests {
         let text = String::from_utf8(file).expect("utf8");
         assert_eq!(text, "export TOKEN='s3cr'\\''et $(rm -rf /)'\n");
         let store = secret_env_store("/run/bb/s1.env", 1000);
-        let wrapped = with_secret_env("/run/bb/s1.env", &s(&["bash", "-l"]));
+        let wrapped = session_command(
+            1000,
+            1000,
+            Some("/workspace"),
+            Some("/run/bb/s1.env"),
+            &s(&["bash", "-l"]),
+        );
         for a in store.iter().chain(&wrapped) {
             assert!(!a.contains("s3cr"), "{a}");
         }
@@ -299,21 +336,32 @@ mod tests {
     #[test]
     fn the_secret_env_file_round_trips_through_a_real_shell() {
         let value = "a'b\"c $HOME `id` \\n";
+        // setpriv to the uid the test already runs as: allowed for root (CI) and no-op in
+        // effect.
+        let uid = u64::from(rustix::process::getuid().as_raw());
         let file = secret_env_file(&[("V".into(), value.as_bytes().to_vec())]).expect("file");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("env");
         std::fs::write(&path, file).expect("write");
         let out = std::process::Command::new("sh")
             .args(
-                with_secret_env(
-                    &path.display().to_string(),
-                    &s(&["sh", "-c", "printf %s \"$V\""]),
+                session_command(
+                    uid,
+                    uid,
+                    Some("/"),
+                    Some(&path.display().to_string()),
+                    &s(&["sh", "-c", "printf '%s|%s' \"$V\" \"$(pwd)\""]),
                 )[1..]
                     .iter(),
             )
             .output()
             .expect("sh");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), value);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{value}|/"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!path.exists(), "the file is gone once read");
     }
 }
