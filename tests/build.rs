@@ -9,9 +9,13 @@ fn on_path(name: &str) -> bool {
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(bb_apple_container)");
+    println!("cargo::rustc-check-cfg=cfg(bb_smolvm)");
     println!("cargo:rerun-if-env-changed=PATH");
     let macos = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "macos");
     if macos && on_path("container") {
         println!("cargo:rustc-cfg=bb_apple_container");
+    }
+    if on_path("smolvm") {
+        println!("cargo:rustc-cfg=bb_smolvm");
     }
 }

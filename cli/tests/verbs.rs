@@ -962,3 +962,44 @@ fn apple_container_flags_say_what_is_wrong() {
         "{err}"
     );
 }
+
+#[test]
+fn smolvm_flags_say_what_is_wrong() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let h = home.path().join("home");
+    let (code, _, err) = bbctl_home(
+        &h,
+        &[
+            "controller",
+            "run",
+            "--backend",
+            "docker",
+            "--smolvm-cli",
+            "/bin/true",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--smolvm-cli applies only to --backend smolvm"),
+        "{err}"
+    );
+    // A CLI that is not there: the runner refuses to start and says how to fix it.
+    let (code, _, err) = bbctl_home(
+        &h,
+        &[
+            "controller",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--backend",
+            "smolvm",
+            "--smolvm-cli",
+            "/nonexistent/smolvm",
+        ],
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("/nonexistent/smolvm not found") && err.contains("--smolvm-cli"),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@ use crate::backend::RuntimeConfig;
 use crate::backend::apple::{AppleBackend, AppleConfig};
 use crate::backend::docker::DockerBackend;
 use crate::backend::fake::FakeBackend;
+use crate::backend::smolvm::SmolvmBackend;
 use crate::cluster::RunnerInfo;
 use crate::cluster::claims::Claims;
 use crate::cluster::lease::Heartbeat;
@@ -40,6 +41,8 @@ pub enum BackendChoice {
     Docker,
     /// Apple Container through its `container` CLI, or fail to start.
     AppleContainer,
+    /// smolvm micro-VMs through its CLI, their sidecars on Docker; fail without either.
+    Smolvm,
     /// Reconcile Bottles only; Agents are left alone.
     None,
     /// The in-memory fake (tests and benchmarks of many runners): it runs nothing, and records
@@ -73,6 +76,8 @@ pub struct RuntimeSettings {
     pub container_cli: Option<PathBuf>,
     /// The resolver Apple Container sidecars and builds use (default: the host's).
     pub container_dns: Option<String>,
+    /// The `smolvm` executable of the smolvm backend (default: on PATH).
+    pub smolvm_cli: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +286,7 @@ fn runtime_config(opts: &Options, home: &std::path::Path, instance: &str) -> Run
 enum Chosen {
     Docker(Option<DockerBackend>),
     Apple(Option<AppleBackend>),
+    Smolvm(SmolvmBackend),
 }
 
 /// The backend `opts` ask for; `None` inside when Agents are not to be reconciled.
@@ -293,9 +299,28 @@ async fn backend(
         BackendChoice::None | BackendChoice::Fake { .. } => return Ok(Chosen::Docker(None)),
         BackendChoice::AppleContainer => true,
         BackendChoice::Auto => crate::backend::apple::host_has_apple_container(),
-        BackendChoice::Docker => false,
+        BackendChoice::Docker | BackendChoice::Smolvm => false,
     };
     let cfg = runtime_config(opts, home, instance);
+    if opts.backend == BackendChoice::Smolvm {
+        let docker = DockerBackend::connect(cfg).await.map_err(|e| {
+            crate::backend::BackendError::new(
+                e.step,
+                format!(
+                    "the smolvm backend runs its sidecars on Docker: {}",
+                    e.message
+                ),
+            )
+        })?;
+        let cli = opts
+            .runtime
+            .smolvm_cli
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::backend::smolvm::cli::CLI));
+        let b = SmolvmBackend::connect(docker, cli, home.join("smolvm")).await?;
+        tracing::info!("backend: smolvm");
+        return Ok(Chosen::Smolvm(b));
+    }
     let auto = opts.backend == BackendChoice::Auto;
     if apple {
         let mut apple = AppleConfig::for_home(home, instance);
@@ -554,6 +579,18 @@ async fn start_runner(
         }
         Chosen::Apple(b) => {
             Runner::start(client, &instance, b, opts.resync, listen, creds, cluster).await
+        }
+        Chosen::Smolvm(b) => {
+            Runner::start(
+                client,
+                &instance,
+                Some(b),
+                opts.resync,
+                listen,
+                creds,
+                cluster,
+            )
+            .await
         }
     }
 }

@@ -73,9 +73,9 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     capacity: Option<u32>,
     /// Runtime for Agents: auto (the host's default: Apple Container on a Mac with its
-    /// `container` CLI, else Docker), docker or apple-container (fail without it), or none
-    /// (reconcile Bottles only).
-    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "apple-container", "none", "fake"])]
+    /// `container` CLI, else Docker), docker, apple-container or smolvm (micro-VMs, sidecars on
+    /// Docker; fail without them), or none (reconcile Bottles only).
+    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "apple-container", "smolvm", "none", "fake"])]
     backend: String,
     /// Apple Container: the `container` executable (default: `container` on PATH).
     #[arg(long, value_name = "FILE")]
@@ -84,6 +84,9 @@ struct RunArgs {
     /// `scutil --dns`); setting it also restarts a builder that lacks it.
     #[arg(long, value_name = "IP")]
     container_dns: Option<std::net::Ipv4Addr>,
+    /// smolvm: the `smolvm` executable (default: `smolvm` on PATH).
+    #[arg(long, value_name = "FILE")]
+    smolvm_cli: Option<PathBuf>,
     /// With --backend fake (test rigs and benchmarks of many runners: runs nothing): the file
     /// each Agent start and stop is appended to.
     #[arg(long, value_name = "FILE", hide = true)]
@@ -241,6 +244,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 backend,
                 container_cli,
                 container_dns,
+                smolvm_cli,
                 fake_journal,
                 base_image,
                 sidecar_binary,
@@ -278,6 +282,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 }
                 ("docker", None) => BackendChoice::Docker,
                 ("apple-container", None) => BackendChoice::AppleContainer,
+                ("smolvm", None) => BackendChoice::Smolvm,
                 ("none", None) => BackendChoice::None,
                 _ => BackendChoice::Auto,
             };
@@ -289,9 +294,18 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     "--container-cli and --container-dns apply only to --backend apple-container (or auto on a Mac)",
                 ));
             }
+            if smolvm_cli.is_some() && backend != BackendChoice::Smolvm {
+                return Err(CliError::new(
+                    Kind::Usage,
+                    "--smolvm-cli applies only to --backend smolvm",
+                ));
+            }
             if matches!(
                 backend,
-                BackendChoice::Auto | BackendChoice::Docker | BackendChoice::AppleContainer
+                BackendChoice::Auto
+                    | BackendChoice::Docker
+                    | BackendChoice::AppleContainer
+                    | BackendChoice::Smolvm
             ) {
                 super::dev_sidecar::ensure_built(sidecar_binary.as_deref())?;
             }
@@ -328,6 +342,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                     harness_dir,
                     container_cli,
                     container_dns: container_dns.map(|ip| ip.to_string()),
+                    smolvm_cli,
                 },
                 resync: std::time::Duration::from_secs(resync_seconds.max(1)),
                 audit_log,

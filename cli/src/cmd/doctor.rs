@@ -7,6 +7,7 @@ use bb_controller::backend::RuntimeConfig;
 use bb_controller::backend::apple::{self, AppleBackend, AppleConfig};
 use bb_controller::backend::docker::DockerBackend;
 use bb_controller::backend::health::Level;
+use bb_controller::backend::smolvm;
 
 use super::target::Target;
 use crate::exit::{CliError, Kind};
@@ -19,6 +20,9 @@ pub struct DoctorArgs {
     /// Mac).
     #[arg(long, value_name = "FILE")]
     container_cli: Option<std::path::PathBuf>,
+    /// The `smolvm` executable to check (default: `smolvm` on PATH).
+    #[arg(long, value_name = "FILE")]
+    smolvm_cli: Option<std::path::PathBuf>,
 }
 
 struct Report {
@@ -76,14 +80,29 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
         } else {
             r.warn("apple-container", "not usable: needs macOS with Apple's `container` CLI on PATH");
         }
-        match DockerBackend::connect(cfg.clone()).await {
+        let docker = DockerBackend::connect(cfg.clone()).await;
+        match &docker {
             Ok(b) => {
                 report_checks(&mut r, b.diagnose().await);
                 usable.push("docker");
             }
             Err(e) => r.warn("docker", format!("not usable: {e}")),
         }
-        r.warn("smolvm", "not usable: this bbctl does not drive smolvm yet");
+        let smolvm_cli = args.smolvm_cli.clone().or_else(smolvm::on_path);
+        match (smolvm_cli, docker) {
+            (None, _) => r.warn("smolvm", "not usable: no `smolvm` on PATH (--smolvm-cli names one)"),
+            (Some(_), Err(_)) => r.warn("smolvm", "not usable: its sidecars run on Docker, which does not answer"),
+            (Some(cli), Ok(docker)) => match smolvm::SmolvmBackend::connect(docker, cli, home.join("smolvm")).await {
+                Ok(b) => {
+                    let checks = b.diagnose().await;
+                    if let Some(c) = checks.iter().find(|c| c.name == "smolvm") {
+                        report_checks(&mut r, vec![c.clone()]);
+                    }
+                    usable.push("smolvm");
+                }
+                Err(e) => r.warn("smolvm", format!("not usable: {e}")),
+            },
+        }
         let auto = if apple::host_has_apple_container() { "apple-container" } else { "docker" };
         if usable.is_empty() {
             r.fail(

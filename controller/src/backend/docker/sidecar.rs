@@ -251,8 +251,15 @@ impl DockerBackend {
             Placement::Loopback(ip) => (egress, None, Some(published_ports(ip))),
         };
         let aliases = (placement == Placement::Internal).then(|| vec![SIDECAR_ALIAS.to_string()]);
+        // The engine publishes only ports the container exposes.
+        let exposed = ports.as_ref().map(|p| {
+            p.keys()
+                .map(|k| (k.clone(), HashMap::new()))
+                .collect::<HashMap<_, _>>()
+        });
         let body = ContainerCreateBody {
             image: Some(image),
+            exposed_ports: exposed,
             cmd: Some(cmd),
             user: Some(format!("{SIDECAR_UID}:{SIDECAR_UID}")),
             labels: Some(labels),

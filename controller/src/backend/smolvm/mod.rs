@@ -24,9 +24,17 @@ use crate::backend::{
 
 /// What a user without the CLI is told.
 pub const INSTALL_HINT: &str =
-    "install smolvm (https://smolmachines.com) or pass the path of its CLI";
+    "install smolvm (https://smolmachines.com) or name its CLI with --smolvm-cli";
 /// How often a booting VM is asked whether it takes commands.
 const READY_POLL: Duration = Duration::from_millis(200);
+
+/// `smolvm` on PATH, if there is one.
+pub fn on_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(cli::CLI))
+        .find(|p| p.is_file())
+}
 
 /// The VMs smolvm knows.
 pub async fn machines(smolvm: &RuntimeCli, step: Step) -> Result<Vec<cli::Machine>, BackendError> {
@@ -72,12 +80,18 @@ pub struct SmolvmBackend {
 }
 
 impl SmolvmBackend {
-    /// `docker` runs the sidecars; `smolvm` is the CLI; `dir` holds records and artifacts.
-    pub fn new(docker: DockerBackend, smolvm: PathBuf, dir: PathBuf) -> SmolvmBackend {
-        SmolvmBackend {
-            docker,
-            vms: Vms::new(smolvm, dir),
-        }
+    /// `docker` runs the sidecars; `smolvm` is the CLI, which must answer; `dir` holds records
+    /// and artifacts.
+    pub async fn connect(
+        docker: DockerBackend,
+        smolvm: PathBuf,
+        dir: PathBuf,
+    ) -> Result<SmolvmBackend, BackendError> {
+        let vms = Vms::new(smolvm, dir);
+        vms.cli
+            .ok(Step::Connect, &["--version".to_string()], None)
+            .await?;
+        Ok(SmolvmBackend { docker, vms })
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Vms {
     /// Serialises alias assignment.
     pub(super) assign: std::sync::Arc<tokio::sync::Mutex<()>>,
     pub(super) sessions: crate::backend::cli_session::Sessions,
+    /// VMs this process saw provisioned: spares an exec per observe. A new VM starts unknown.
+    provisioned: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Vms {
@@ -35,6 +37,7 @@ impl Vms {
             dir,
             assign: Default::default(),
             sessions: Default::default(),
+            provisioned: Default::default(),
         }
     }
 
@@ -82,8 +85,19 @@ impl Vms {
         self.cli.output(step, &args, stdin).await
     }
 
+    fn set_provisioned(&self, name: &str, done: bool) {
+        if let Ok(mut p) = self.provisioned.lock() {
+            if done {
+                p.insert(name.to_string());
+            } else {
+                p.remove(name);
+            }
+        }
+    }
+
     /// Stops and deletes VM `name`; one that does not exist is already gone.
     pub(super) async fn remove(&self, name: &str, step: Step) -> Result<(), BackendError> {
+        self.set_provisioned(name, false);
         if !super::machines(&self.cli, step)
             .await?
             .iter()
@@ -140,6 +154,21 @@ impl Vms {
             return Err(self.cli.failed(Step::Agent, &args, &out));
         }
         super::wait_exec_ready(&self.cli, &name, BOOT_LIMIT).await?;
+        // A VM booted from a snapshot carries the old marker: were this VM's provisioning to
+        // fail, the next observe would take it for provisioned (its /etc/hosts names no
+        // sidecar yet).
+        let unmark = [
+            "rm".to_string(),
+            "-f".to_string(),
+            format!("{AGENT_ETC}/provisioned"),
+        ];
+        let out = self.exec(&name, &unmark, None, Step::Agent).await?;
+        if !out.success() {
+            return Err(BackendError::new(
+                Step::Agent,
+                format!("clearing the provisioning marker failed: {}", out.tail()),
+            ));
+        }
         rec.vm = Some(VmMade {
             artifact: artifact.to_string(),
             container_hash: plan.container_hash.clone(),
@@ -183,22 +212,32 @@ impl Vms {
                 format!("unpacking the provisioning archive failed: {}", out.tail()),
             ));
         }
+        self.set_provisioned(&name, true);
         Ok(())
     }
 
     /// Whether the VM's ready marker exists.
     pub(super) async fn provisioned(&self, name: &str) -> bool {
+        if self.provisioned.lock().is_ok_and(|p| p.contains(name)) {
+            return true;
+        }
         let marker = format!("{AGENT_ETC}/provisioned");
         let command = ["test".to_string(), "-f".to_string(), marker];
-        self.exec(name, &command, None, Step::Observe)
+        let done = self
+            .exec(name, &command, None, Step::Observe)
             .await
-            .is_ok_and(|o| o.success())
+            .is_ok_and(|o| o.success());
+        if done {
+            self.set_provisioned(name, true);
+        }
+        done
     }
 
     /// A stopped VM packed as an artifact under the Agent's snapshot directory: what resume
     /// boots from. The VM stays stopped (suspend stops it anyway).
     pub(super) async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
         let name = names::name(id, Role::Agent);
+        self.set_provisioned(&name, false);
         let args = cli::machine_stop(&name);
         let out = self.cli.output(Step::Snapshot, &args, None).await?;
         if !out.success() {

@@ -1,0 +1,412 @@
+//! The smolvm backend driven end to end through a stand-in `smolvm` CLI (`fake-smolvm`: the
+//! backend's argv grammar, each VM a network-less container whose only way out is the fake's
+//! TSI, which carries connections to the `--allow-cidr` addresses on the host's loopback).
+//! The sidecar is a real Docker sidecar published on the bottle's loopback alias. The
+//! reference's integration assertions hold, and so do the reconcile flow and sessions.
+
+use std::time::{Duration, Instant};
+
+use bb_e2e::{
+    Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image, in_agent,
+    networks_with, ok, run, test_pki, workspace_root,
+};
+
+const TOKEN: &str = "e2e-Smol-T0ken-5e4d3c2b1a0f9e8d";
+/// The Agent's secret env: given to its sessions only.
+const SESSION_SECRET: &str = "e2e-Smol-Sess10n-8a7b6c5d4e3f";
+const READY_LIMIT: Duration = Duration::from_secs(600);
+/// The ports the fake's TSI carries: the sidecar's proxy, git-gate and supervise.
+const TSI_PORTS: &str = "3128,9420,9100";
+
+fn manifest(name: &str, extra_routes: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-token, namespace: bot-bottle-system}}
+stringData: {{token: {TOKEN}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: {name}-env, namespace: bot-bottle-system}}
+stringData: {{value: {SESSION_SECRET}}}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Bottle
+metadata: {{name: {name}}}
+spec:
+  agentProvider:
+    template: custom
+    dockerfile: {dockerfile}
+    command: [bash, -l]
+  env:
+    - {{name: SESSION_TOKEN, valueFrom: {{secretKeyRef: {{name: {name}-env, key: value}}}}}}
+  egress:
+    routes:
+      - host: api.example.test
+        auth:
+          scheme: Bearer
+          secretKeyRef: {{name: {name}-token, key: token}}
+{extra_routes}
+---
+apiVersion: bot-bottle.dev/v1alpha1
+kind: Agent
+metadata: {{name: {name}, namespace: default}}
+spec:
+  bottleRef: {{name: {name}}}
+  backend: smolvm
+  prompt: "smol prompt"
+"#,
+        dockerfile = workspace_root()
+            .join("images/test-agent/Dockerfile")
+            .display()
+    )
+}
+
+/// Every `smolvm` argv the backend ran, in order.
+fn argvs(state: &std::path::Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(state.join("argv.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The fake's VM containers for this test's Agent.
+fn vms() -> Vec<String> {
+    ok(&mut docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        "label=fake-smolvm=1",
+        "--filter",
+        "name=fake-smolvm-bb-default-smol-",
+    ]))
+    .split_whitespace()
+    .map(String::from)
+    .collect()
+}
+
+/// The running VM's container (exactly one).
+fn vm() -> String {
+    let running: Vec<String> = vms()
+        .into_iter()
+        .filter(|c| ok(&mut docker(&["inspect", "-f", "{{.State.Running}}", c])).trim() == "true")
+        .collect();
+    assert_eq!(running.len(), 1, "running VMs: {running:?}");
+    running[0].clone()
+}
+
+/// Removes the fake's VMs and stops their network halves, whatever the test left.
+struct VmCleanup(std::path::PathBuf);
+
+impl Drop for VmCleanup {
+    fn drop(&mut self) {
+        for c in vms() {
+            let _ = run(&mut docker(&["rm", "-f", &c]));
+        }
+        if let Ok(dirs) = std::fs::read_dir(self.0.join("tsi")) {
+            for d in dirs.filter_map(Result::ok) {
+                if let Ok(pid) = std::fs::read_to_string(d.path().join("host.pid")) {
+                    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn smolvm_backend_runs_the_full_flow_through_its_cli() {
+    ensure_base_image();
+    let fake = env!("CARGO_BIN_EXE_fake-smolvm");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("fake-state");
+    let (ca, cert, key) = test_pki(&["api.example.test", "other.example.test"]);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let state_arg = state.display().to_string();
+    let _vms = VmCleanup(state.clone());
+    let cp = Controller::start_with_env(
+        &[
+            "--backend",
+            "smolvm",
+            "--smolvm-cli",
+            fake,
+            "--upstream-ca",
+            &ca_path.display().to_string(),
+            "--resync-seconds",
+            "2",
+        ],
+        &[
+            ("FAKE_SMOLVM_STATE", &state_arg),
+            ("FAKE_SMOLVM_PORTS", TSI_PORTS),
+        ],
+    );
+    let agent_label = "bot-bottle.dev/agent=default/smol";
+    let _cleanup = Cleanup(agent_label.to_string());
+
+    // 1. apply -> Running, on the smolvm backend.
+    let started = Instant::now();
+    cp.apply(&manifest("smol", ""));
+    cp.wait_for("the Agent to be Running", READY_LIMIT, || {
+        cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Running"
+    });
+    println!(
+        "apply -> Running in {:.1}s through the fake CLI",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        cp.jsonpath(&["agent", "smol"], "{.status.backend}"),
+        "smolvm"
+    );
+    let agent = vm();
+    let sidecar = bb_e2e::harness::one(
+        containers_with(&format!("{agent_label},bot-bottle.dev/role=sidecar")),
+        "sidecar",
+    );
+    let egress_net = bb_e2e::harness::one(
+        networks_with(&format!("{agent_label},bot-bottle.dev/role=egress-network")),
+        "egress network",
+    );
+    assert!(
+        networks_with(&format!(
+            "{agent_label},bot-bottle.dev/role=internal-network"
+        ))
+        .is_empty(),
+        "a VM's bottle has no internal network"
+    );
+    let upstream = bb_e2e::start_upstream(
+        "bb-e2e-upstream-smol",
+        &egress_net,
+        &["api.example.test", "other.example.test"],
+        UPSTREAM_PY,
+        (&cert, &key),
+    );
+
+    // 2. The argv the backend ran: one /32 allowed, no host names, no secret anywhere.
+    let calls = argvs(&state);
+    let create = calls
+        .iter()
+        .find(|a| a.starts_with(&["machine".to_string(), "create".to_string()]))
+        .expect("a machine create");
+    let cidrs: Vec<&String> = create
+        .windows(2)
+        .filter(|w| w[0] == "--allow-cidr")
+        .map(|w| &w[1])
+        .collect();
+    assert_eq!(cidrs.len(), 1, "{create:?}");
+    let alias = cidrs[0].strip_suffix("/32").expect("a /32").to_string();
+    assert!(alias.starts_with("127.1."), "{alias}");
+    assert!(
+        !create.iter().any(|a| a == "--allow-host"),
+        "no name may resolve in the guest: {create:?}"
+    );
+    assert!(
+        calls.iter().any(
+            |a| a.starts_with(&["pack".to_string(), "create".to_string()])
+                && a.contains(&"--image".to_string())
+        ),
+        "the VM boots from a packed artifact"
+    );
+    let all = std::fs::read_to_string(state.join("argv.jsonl")).unwrap_or_default();
+    assert!(!all.contains(TOKEN), "a token reached a smolvm argv");
+    // The sidecar's ports are published on the alias and nowhere else.
+    let ports = ok(&mut docker(&["port", &sidecar]));
+    assert!(!ports.trim().is_empty(), "nothing published");
+    for line in ports.lines() {
+        assert!(
+            line.contains(&format!("-> {alias}:")),
+            "published beyond the alias: {line}"
+        );
+    }
+
+    // 3. The reference's integration assertions: proxy env points at the sidecar's alias.
+    let (_, env) = in_agent(
+        &agent,
+        "echo \"$HTTPS_PROXY|$HTTP_PROXY|$NO_PROXY|$NODE_EXTRA_CA_CERTS\"",
+    );
+    let parts: Vec<&str> = env.trim().split('|').collect();
+    assert_eq!(parts[0], format!("http://{alias}:3128"), "{env}");
+    assert_eq!(parts[0], parts[1]);
+    assert!(parts[2].split(',').any(|h| h == alias), "{env}");
+    assert_eq!(parts[3], "/etc/bot-bottle/ca.crt");
+    // An allowed host works through the proxy, with the token injected.
+    let mut body = String::new();
+    cp.wait_for(
+        "the allowed host to answer through the proxy",
+        Duration::from_secs(30),
+        || {
+            let (ok, out) = in_agent(&agent, "curl -sS -m 5 https://api.example.test/hello");
+            body = out;
+            ok
+        },
+    );
+    assert!(body.contains("hello from upstream"), "{body}");
+    assert!(
+        ok(&mut docker(&["logs", &upstream.name])).contains(&format!("Bearer {TOKEN}")),
+        "the token was not injected"
+    );
+    // Direct egress fails with the proxy env unset, by name or by address, whatever the
+    // certificate; and no name resolves in the guest.
+    let upstream_ip = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &upstream.name,
+    ]));
+    let (direct, out) = in_agent(
+        &agent,
+        &format!(
+            "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; curl -sS -k -m 5 https://api.example.test/; curl -sS -k -m 5 https://{}/",
+            upstream_ip.trim()
+        ),
+    );
+    assert!(
+        !direct && !out.contains("hello from upstream"),
+        "direct egress worked: {out}"
+    );
+    let (resolved, out) = in_agent(&agent, "getent hosts api.example.test");
+    assert!(!resolved, "a name resolved in the guest: {out}");
+    // A host outside the policy is refused.
+    let (_, code) = in_agent(
+        &agent,
+        "curl -s -m 5 -o /dev/null -w '%{http_connect}' https://other.example.test/",
+    );
+    assert_eq!(code.trim(), "403", "CONNECT to a host outside the policy");
+
+    // 4. Policy change: the new host is allowed without a new VM.
+    cp.apply(&manifest("smol", "      - host: other.example.test\n"));
+    cp.wait_for(
+        "the second host to be allowed",
+        Duration::from_secs(60),
+        || in_agent(&agent, "curl -sS -m 5 https://other.example.test/").0,
+    );
+    assert_eq!(vm(), agent, "a policy edit recreated the VM");
+
+    // 5. Sessions through the runner: exit codes and output, the secret env by stdin only.
+    let bbctl = bb_e2e::workspace_bin("bbctl");
+    let home = cp.home.path().to_path_buf();
+    let exec = |cmd: &[&str]| {
+        let mut c = std::process::Command::new(&bbctl);
+        c.args(["exec", "agent/smol", "--home"])
+            .arg(&home)
+            .arg("--")
+            .args(cmd);
+        run(&mut c)
+    };
+    let out = exec(&["cat", "/etc/bot-bottle/prompt.md"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "smol prompt");
+    let out = exec(&["sh", "-c", "echo to-err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "exec exit code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"));
+    let out = exec(&[
+        "sh",
+        "-c",
+        "echo \"$SESSION_TOKEN|$(id -u)|$HOME\"; ls /run/bb-session-* 2>&1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with(&format!("{SESSION_SECRET}|1000|/home/")),
+        "{text}"
+    );
+    assert!(
+        text.contains("No such file"),
+        "the env file outlived the session start: {text}"
+    );
+    let argv_log = std::fs::read_to_string(state.join("argv.jsonl")).unwrap_or_default();
+    assert!(
+        !argv_log.contains(SESSION_SECRET),
+        "the session's secret env on a smolvm argv"
+    );
+    assert!(
+        !ok(&mut docker(&["inspect", &agent])).contains(SESSION_SECRET),
+        "the session's secret env is in the VM's configuration"
+    );
+    let out = exec(&["getent", "hosts", "bb-sidecar"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&alias),
+        "the sidecar's name: {out:?}"
+    );
+
+    // 6. Drift: a VM deleted out of band comes back, provisioned, egress working.
+    let vm_name = create[create.iter().position(|a| a == "--name").expect("--name") + 1].clone();
+    ok(std::process::Command::new(fake)
+        .env("FAKE_SMOLVM_STATE", &state)
+        .args(["machine", "delete", "--name", &vm_name]));
+    cp.wait_for("the VM to be recreated", Duration::from_secs(120), || {
+        vms().len() == 1
+            && vms()[0] != agent
+            && cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Running"
+    });
+    let agent = vm();
+    cp.wait_for("egress from the new VM", Duration::from_secs(30), || {
+        in_agent(&agent, "curl -sS -m 5 https://api.example.test/again").0
+    });
+
+    // 7. Suspend / resume: the VM's files survive in a packed snapshot.
+    let (wrote, out) = in_agent(&agent, "echo kept-across-suspend > /home/agent/state.txt");
+    assert!(wrote, "{out}");
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["suspend", "agent/smol", "--home"]).arg(&home);
+    ok(&mut c);
+    cp.wait_for(
+        "the Agent to be Suspended",
+        Duration::from_secs(300),
+        || cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Suspended",
+    );
+    let snapshot = cp.jsonpath(&["agent", "smol"], "{.status.snapshot}");
+    assert!(
+        snapshot.ends_with(".smolmachine") && std::path::Path::new(&snapshot).is_file(),
+        "{snapshot}"
+    );
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["resume", "agent/smol", "--home"]).arg(&home);
+    ok(&mut c);
+    cp.wait_for("the Agent to run again", Duration::from_secs(300), || {
+        cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Running"
+    });
+    let agent = vm();
+    let (_, kept) = in_agent(&agent, "cat /home/agent/state.txt");
+    assert!(
+        kept.contains("kept-across-suspend"),
+        "lost across suspend: {kept}"
+    );
+    cp.wait_for("egress after resume", Duration::from_secs(30), || {
+        in_agent(&agent, "curl -sS -m 5 https://api.example.test/resumed").0
+    });
+    // Provisioned again (the snapshot's marker did not count): the sidecar's name is back.
+    let (named, out) = in_agent(&agent, "getent hosts bb-sidecar");
+    assert!(named && out.contains(&alias), "after resume: {out}");
+
+    // 8. doctor finds the runtime (its sidecars' Docker beside it).
+    let mut c = std::process::Command::new(&bbctl);
+    c.args(["doctor", "--smolvm-cli", fake, "--home"])
+        .arg(&home);
+    let report = String::from_utf8_lossy(&run(&mut c).stdout).into_owned();
+    assert!(report.contains("ok    smolvm:"), "{report}");
+    assert!(report.contains("usable: docker, smolvm"), "{report}");
+
+    // 9. Delete: the VM, the sidecar, the network, the record and the snapshots all go.
+    drop(upstream);
+    let out = run(&mut cp.kubectl(&["delete", "agent", "smol", "-n", "default", "--timeout=120s"]));
+    assert!(out.status.success(), "delete: {out:?}\n{}", cp.log());
+    assert!(vms().is_empty(), "VMs left behind");
+    assert!(
+        containers_with(agent_label).is_empty(),
+        "containers left behind"
+    );
+    assert!(
+        networks_with(agent_label).is_empty(),
+        "networks left behind"
+    );
+    assert!(
+        !std::path::Path::new(&snapshot).exists(),
+        "the snapshot outlived its Agent"
+    );
+    let records = home.join("smolvm").join("records");
+    assert_eq!(
+        std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0),
+        0,
+        "a record outlived its Agent"
+    );
+}
