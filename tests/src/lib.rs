@@ -6,8 +6,10 @@
 
 pub mod chart;
 pub mod cluster;
+pub mod fake_cli;
 pub mod forge;
 pub mod harness;
+pub mod integration;
 pub mod rbac;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bb_e2e::harness::one;
+use bb_e2e::integration;
 use bb_e2e::{
     Cleanup, Controller, Tmux, UPSTREAM_PY, containers_with, docker, ensure_base_image, in_agent,
     networks_with, ok, remove_all_with, run, test_pki, workspace_root,
@@ -17,44 +18,13 @@ const SESSION_SECRET: &str = "e2e-Apple-Sess10n-7f6e5d4c3b2a";
 const READY_LIMIT: Duration = Duration::from_secs(600);
 
 fn manifest(name: &str, dockerfile: &std::path::Path, extra_routes: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: {name}-token, namespace: bot-bottle-system}}
-stringData: {{token: {TOKEN}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}-env, namespace: bot-bottle-system}}
-stringData: {{value: {SESSION_SECRET}}}
----
-apiVersion: bot-bottle.dev/v1alpha1
-kind: Bottle
-metadata: {{name: {name}}}
-spec:
-  agentProvider:
-    template: custom
-    dockerfile: {dockerfile}
-    command: [bash, -l]
-  env:
-    - {{name: SESSION_TOKEN, valueFrom: {{secretKeyRef: {{name: {name}-env, key: value}}}}}}
-  egress:
-    routes:
-      - host: api.example.test
-        auth:
-          scheme: Bearer
-          secretKeyRef: {{name: {name}-token, key: token}}
-{extra_routes}
----
-apiVersion: bot-bottle.dev/v1alpha1
-kind: Agent
-metadata: {{name: {name}, namespace: default}}
-spec:
-  bottleRef: {{name: {name}}}
-  backend: apple-container
-  prompt: "apple prompt"
-"#,
-        dockerfile = dockerfile.display()
+    integration::token_bottle(
+        name,
+        "apple-container",
+        dockerfile,
+        (TOKEN, SESSION_SECRET),
+        "apple prompt",
+        extra_routes,
     )
 }
 
@@ -271,7 +241,7 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     let all = std::fs::read_to_string(state.join("argv.jsonl")).unwrap_or_default();
     assert!(!all.contains(TOKEN), "a token reached a container argv");
 
-    // 3. The reference's integration assertions: proxy env points at the sidecar's address.
+    // 3. The reference's integration assertions, the sidecar named by its address.
     let sidecar_ip = ok(&mut docker(&[
         "inspect",
         "-f",
@@ -279,56 +249,7 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
         &sidecar,
     ]));
     let sidecar_ip = sidecar_ip.trim();
-    let (_, env) = in_agent(
-        &agent,
-        "echo \"$HTTPS_PROXY|$HTTP_PROXY|$NO_PROXY|$NODE_EXTRA_CA_CERTS\"",
-    );
-    let parts: Vec<&str> = env.trim().split('|').collect();
-    assert_eq!(parts[0], format!("http://{sidecar_ip}:3128"), "{env}");
-    assert_eq!(parts[0], parts[1]);
-    assert!(parts[2].split(',').any(|h| h == sidecar_ip), "{env}");
-    assert_eq!(parts[3], "/etc/bot-bottle/ca.crt");
-    // An allowed host works through the proxy, with the token injected.
-    let mut body = String::new();
-    cp.wait_for(
-        "the allowed host to answer through the proxy",
-        Duration::from_secs(30),
-        || {
-            let (ok, out) = in_agent(&agent, "curl -sS -m 5 https://api.example.test/hello");
-            body = out;
-            ok
-        },
-    );
-    assert!(body.contains("hello from upstream"), "{body}");
-    assert!(
-        ok(&mut docker(&["logs", &upstream.name])).contains(&format!("Bearer {TOKEN}")),
-        "the token was not injected"
-    );
-    // Direct egress fails with the proxy env unset, by name or by address, whatever the
-    // certificate (-k: only the network may stop it).
-    let upstream_ip = ok(&mut docker(&[
-        "inspect",
-        "-f",
-        &format!("{{{{(index .NetworkSettings.Networks \"{egress_name}\").IPAddress}}}}"),
-        &upstream.name,
-    ]));
-    let (direct, out) = in_agent(
-        &agent,
-        &format!(
-            "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; curl -sS -k -m 5 https://api.example.test/; curl -sS -k -m 5 https://{}/",
-            upstream_ip.trim()
-        ),
-    );
-    assert!(
-        !direct && !out.contains("hello from upstream"),
-        "direct egress worked: {out}"
-    );
-    // A host outside the policy is refused.
-    let (_, code) = in_agent(
-        &agent,
-        "curl -s -m 5 -o /dev/null -w '%{http_connect}' https://other.example.test/",
-    );
-    assert_eq!(code.trim(), "403", "CONNECT to a host outside the policy");
+    integration::assert_reference_checks(&cp, &agent, sidecar_ip, &upstream, TOKEN);
 
     // 4. Policy change: the new host is allowed without a new agent container.
     cp.apply(&manifest(

@@ -6,9 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use bb_e2e::integration;
 use bb_e2e::{
     Cleanup, Controller, UPSTREAM_PY, containers_with, docker, ensure_base_image, in_agent,
-    networks_with, ok, run, test_pki, workspace_root,
+    networks_with, ok, run, test_pki,
 };
 
 const TOKEN: &str = "e2e-Smol-T0ken-5e4d3c2b1a0f9e8d";
@@ -18,47 +19,14 @@ const READY_LIMIT: Duration = Duration::from_secs(600);
 /// The ports the fake's TSI carries: the sidecar's proxy, git-gate and supervise.
 const TSI_PORTS: &str = "3128,9420,9100";
 
-fn manifest(name: &str, extra_routes: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Secret
-metadata: {{name: {name}-token, namespace: bot-bottle-system}}
-stringData: {{token: {TOKEN}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: {name}-env, namespace: bot-bottle-system}}
-stringData: {{value: {SESSION_SECRET}}}
----
-apiVersion: bot-bottle.dev/v1alpha1
-kind: Bottle
-metadata: {{name: {name}}}
-spec:
-  agentProvider:
-    template: custom
-    dockerfile: {dockerfile}
-    command: [bash, -l]
-  env:
-    - {{name: SESSION_TOKEN, valueFrom: {{secretKeyRef: {{name: {name}-env, key: value}}}}}}
-  egress:
-    routes:
-      - host: api.example.test
-        auth:
-          scheme: Bearer
-          secretKeyRef: {{name: {name}-token, key: token}}
-{extra_routes}
----
-apiVersion: bot-bottle.dev/v1alpha1
-kind: Agent
-metadata: {{name: {name}, namespace: default}}
-spec:
-  bottleRef: {{name: {name}}}
-  backend: smolvm
-  prompt: "smol prompt"
-"#,
-        dockerfile = workspace_root()
-            .join("images/test-agent/Dockerfile")
-            .display()
+fn manifest(extra_routes: &str) -> String {
+    integration::token_bottle(
+        "smol",
+        "smolvm",
+        &integration::test_agent_dockerfile(),
+        (TOKEN, SESSION_SECRET),
+        "smol prompt",
+        extra_routes,
     )
 }
 
@@ -73,6 +41,11 @@ fn argvs(state: &std::path::Path) -> Vec<Vec<String>> {
 
 /// The fake's VM containers for this test's Agent.
 fn vms() -> Vec<String> {
+    vms_of("smol")
+}
+
+/// The fake's VM containers for Agent `default/name`.
+fn vms_of(name: &str) -> Vec<String> {
     ok(&mut docker(&[
         "ps",
         "-aq",
@@ -80,7 +53,7 @@ fn vms() -> Vec<String> {
         "--filter",
         "label=fake-smolvm=1",
         "--filter",
-        "name=fake-smolvm-bb-default-smol-",
+        &format!("name=fake-smolvm-bb-default-{name}-"),
     ]))
     .split_whitespace()
     .map(String::from)
@@ -102,7 +75,7 @@ struct VmCleanup(std::path::PathBuf);
 
 impl Drop for VmCleanup {
     fn drop(&mut self) {
-        for c in vms() {
+        for c in vms_of("smol").into_iter().chain(vms_of("ghost")) {
             let _ = run(&mut docker(&["rm", "-f", &c]));
         }
         if let Ok(dirs) = std::fs::read_dir(self.0.join("tsi")) {
@@ -126,7 +99,7 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
     std::fs::write(&ca_path, &ca).expect("write ca");
     let state_arg = state.display().to_string();
     let _vms = VmCleanup(state.clone());
-    let cp = Controller::start_with_env(
+    let mut cp = Controller::start_with_env(
         &[
             "--backend",
             "smolvm",
@@ -147,7 +120,7 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
 
     // 1. apply -> Running, on the smolvm backend.
     let started = Instant::now();
-    cp.apply(&manifest("smol", ""));
+    cp.apply(&manifest(""));
     cp.wait_for("the Agent to be Running", READY_LIMIT, || {
         cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Running"
     });
@@ -220,62 +193,14 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
         );
     }
 
-    // 3. The reference's integration assertions: proxy env points at the sidecar's alias.
-    let (_, env) = in_agent(
-        &agent,
-        "echo \"$HTTPS_PROXY|$HTTP_PROXY|$NO_PROXY|$NODE_EXTRA_CA_CERTS\"",
-    );
-    let parts: Vec<&str> = env.trim().split('|').collect();
-    assert_eq!(parts[0], format!("http://{alias}:3128"), "{env}");
-    assert_eq!(parts[0], parts[1]);
-    assert!(parts[2].split(',').any(|h| h == alias), "{env}");
-    assert_eq!(parts[3], "/etc/bot-bottle/ca.crt");
-    // An allowed host works through the proxy, with the token injected.
-    let mut body = String::new();
-    cp.wait_for(
-        "the allowed host to answer through the proxy",
-        Duration::from_secs(30),
-        || {
-            let (ok, out) = in_agent(&agent, "curl -sS -m 5 https://api.example.test/hello");
-            body = out;
-            ok
-        },
-    );
-    assert!(body.contains("hello from upstream"), "{body}");
-    assert!(
-        ok(&mut docker(&["logs", &upstream.name])).contains(&format!("Bearer {TOKEN}")),
-        "the token was not injected"
-    );
-    // Direct egress fails with the proxy env unset, by name or by address, whatever the
-    // certificate; and no name resolves in the guest.
-    let upstream_ip = ok(&mut docker(&[
-        "inspect",
-        "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        &upstream.name,
-    ]));
-    let (direct, out) = in_agent(
-        &agent,
-        &format!(
-            "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; curl -sS -k -m 5 https://api.example.test/; curl -sS -k -m 5 https://{}/",
-            upstream_ip.trim()
-        ),
-    );
-    assert!(
-        !direct && !out.contains("hello from upstream"),
-        "direct egress worked: {out}"
-    );
+    // 3. The reference's integration assertions, the sidecar named by its alias; and no name
+    // resolves in the guest.
+    integration::assert_reference_checks(&cp, &agent, &alias, &upstream, TOKEN);
     let (resolved, out) = in_agent(&agent, "getent hosts api.example.test");
     assert!(!resolved, "a name resolved in the guest: {out}");
-    // A host outside the policy is refused.
-    let (_, code) = in_agent(
-        &agent,
-        "curl -s -m 5 -o /dev/null -w '%{http_connect}' https://other.example.test/",
-    );
-    assert_eq!(code.trim(), "403", "CONNECT to a host outside the policy");
 
     // 4. Policy change: the new host is allowed without a new VM.
-    cp.apply(&manifest("smol", "      - host: other.example.test\n"));
+    cp.apply(&manifest("      - host: other.example.test\n"));
     cp.wait_for(
         "the second host to be allowed",
         Duration::from_secs(60),
@@ -374,7 +299,7 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
     cp.wait_for("egress after resume", Duration::from_secs(30), || {
         in_agent(&agent, "curl -sS -m 5 https://api.example.test/resumed").0
     });
-    // Provisioned again (the snapshot's marker did not count): the sidecar's name is back.
+    // Provisioned again: the sidecar's name is back in the new VM's hosts file.
     let (named, out) = in_agent(&agent, "getent hosts bb-sidecar");
     assert!(named && out.contains(&alias), "after resume: {out}");
 
@@ -386,7 +311,41 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
     assert!(report.contains("ok    smolvm:"), "{report}");
     assert!(report.contains("usable: docker, smolvm"), "{report}");
 
-    // 9. Delete: the VM, the sidecar, the network, the record and the snapshots all go.
+    // 9. Start-up sweep: a VM and record this runner made for an Agent that no longer exists
+    // go when it starts; the live Agent's VM stays.
+    let records = home.join("smolvm").join("records");
+    let ghost_uid = "0000dead-0000-4000-8000-000000000000";
+    std::fs::write(
+        records.join(format!("{ghost_uid}.json")),
+        serde_json::json!({
+            "namespace": "default", "name": "ghost", "uid": ghost_uid,
+            "alias": "127.1.255.254", "vm": null,
+        })
+        .to_string(),
+    )
+    .expect("ghost record");
+    let ghost_vm = "bb-default-ghost-0000dead-agent";
+    ok(std::process::Command::new(fake)
+        .env("FAKE_SMOLVM_STATE", &state)
+        .args(["machine", "create", "--name", ghost_vm, "--from", &snapshot]));
+    ok(std::process::Command::new(fake)
+        .env("FAKE_SMOLVM_STATE", &state)
+        .env("FAKE_SMOLVM_PORTS", TSI_PORTS)
+        .args(["machine", "start", "--name", ghost_vm]));
+    assert_eq!(vms_of("ghost").len(), 1, "the ghost VM runs");
+    cp.kill();
+    cp.spawn();
+    cp.wait_for("the ghost to be swept", Duration::from_secs(60), || {
+        vms_of("ghost").is_empty() && !records.join(format!("{ghost_uid}.json")).exists()
+    });
+    cp.wait_for(
+        "the Agent to run after the restart",
+        Duration::from_secs(120),
+        || cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Running",
+    );
+    assert_eq!(vm(), agent, "a restart recreated the VM");
+
+    // 10. Delete: the VM, the sidecar, the network, the record and the snapshots all go.
     drop(upstream);
     let out = run(&mut cp.kubectl(&["delete", "agent", "smol", "-n", "default", "--timeout=120s"]));
     assert!(out.status.success(), "delete: {out:?}\n{}", cp.log());
@@ -403,7 +362,6 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
         !std::path::Path::new(&snapshot).exists(),
         "the snapshot outlived its Agent"
     );
-    let records = home.join("smolvm").join("records");
     assert_eq!(
         std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0),
         0,

@@ -194,7 +194,8 @@ pub fn stream(cli: &RuntimeCli, args: &[String]) -> Result<Output, BackendError>
     )))
 }
 
-fn random_id() -> String {
+/// 16 hex digits, for names that must not collide.
+pub fn random_id() -> String {
     let mut b = [0u8; 8];
     let _ = getrandom::getrandom(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -8,35 +8,19 @@
 //! because its DNS probe would reach the internet. An argv the real CLI would not take is
 //! refused with exit 64, so a backend that drifts from the grammar fails its tests.
 
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
+use bb_e2e::fake_cli::{self, usage};
 use serde_json::{Value, json};
 
 fn state_dir() -> PathBuf {
-    std::env::var_os("FAKE_CONTAINER_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("fake-container"))
+    fake_cli::state_dir("FAKE_CONTAINER_STATE", "fake-container")
 }
 
 fn record(args: &[String]) {
-    let dir = state_dir();
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("argv.jsonl"))
-    {
-        // One write per line: concurrent calls append whole lines (O_APPEND).
-        let _ = f.write_all(format!("{}\n", json!(args)).as_bytes());
-    }
-}
-
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("Error: {msg}");
-    ExitCode::from(64)
+    fake_cli::record(&state_dir(), args);
 }
 
 fn docker() -> Command {

@@ -17,32 +17,18 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use bb_e2e::fake_cli::{self, usage};
 use serde_json::{Value, json};
 
 /// Where the guest half finds the fake and the host half's socket.
 const GUEST_DIR: &str = "/run/fake-smolvm";
 
 fn state_dir() -> PathBuf {
-    std::env::var_os("FAKE_SMOLVM_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("fake-smolvm"))
+    fake_cli::state_dir("FAKE_SMOLVM_STATE", "fake-smolvm")
 }
 
 fn record(args: &[String]) {
-    let dir = state_dir();
-    let _ = std::fs::create_dir_all(&dir);
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("argv.jsonl"))
-    {
-        let _ = f.write_all(format!("{}\n", json!(args)).as_bytes());
-    }
-}
-
-fn usage(msg: &str) -> ExitCode {
-    eprintln!("Error: {msg}");
-    ExitCode::from(64)
+    fake_cli::record(&state_dir(), args);
 }
 
 fn fail(msg: &str) -> ExitCode {

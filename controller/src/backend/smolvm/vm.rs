@@ -295,7 +295,10 @@ impl Vms {
                 .collect();
             let file =
                 cli::secret_env_file(&values).map_err(|e| BackendError::new(Step::Session, e))?;
-            let path = format!("/run/bb-session-{}.env", random_suffix());
+            let path = format!(
+                "/run/bb-session-{}.env",
+                crate::backend::cli_session::random_id()
+            );
             let out = self
                 .exec(
                     &name,
@@ -330,10 +333,4 @@ impl Vms {
             spec.size,
         )
     }
-}
-
-fn random_suffix() -> String {
-    let mut b = [0u8; 8];
-    let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
