@@ -6,8 +6,8 @@ pub mod cli;
 mod record;
 mod vm;
 
-pub use record::VmRecord;
-pub use vm::Vms;
+use record::VmRecord;
+use vm::Vms;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -22,9 +22,11 @@ const BOOT_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 pub struct Vms {
     pub(super) cli: RuntimeCli,
     /// `<home>/smolvm`: `records/`, `images/` (packed artifacts), `snapshots/`.
-    pub(super) dir: PathBuf,
+    dir: PathBuf,
     /// Serialises alias assignment.
-    pub(super) assign: std::sync::Arc<tokio::sync::Mutex<()>>,
+    assign: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Serialises packing: two Agents on one image pack it once.
+    packing: std::sync::Arc<tokio::sync::Mutex<()>>,
     pub(super) sessions: crate::backend::cli_session::Sessions,
     /// VMs this process saw provisioned: spares an exec per observe. A new VM starts unknown.
     provisioned: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -36,6 +38,7 @@ impl Vms {
             cli: RuntimeCli::new(program, INSTALL_HINT),
             dir,
             assign: Default::default(),
+            packing: Default::default(),
             sessions: Default::default(),
             provisioned: Default::default(),
         }
@@ -56,6 +59,7 @@ impl Vms {
         let dir = self.dir.join("images").join(key);
         let out = dir.join("agent").display().to_string();
         let artifact = cli::artifact(&out);
+        let _one_at_a_time = self.packing.lock().await;
         if std::path::Path::new(&artifact).is_file() {
             return Ok(artifact);
         }
