@@ -281,7 +281,6 @@ impl Backend for FakeBackend {
             None => Observed::default(),
             Some(a) => Observed {
                 image: a.image.clone(),
-                network: a.network,
                 sidecar_policy: if a.stopped {
                     None
                 } else {

@@ -172,7 +172,6 @@ pub struct AgentPlan {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub image: Option<String>,
-    pub network: bool,
     /// Policy hash loaded by a running sidecar; `None` when there is no running sidecar.
     pub sidecar_policy: Option<String>,
     /// Container hash of a running agent container.

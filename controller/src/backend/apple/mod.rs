@@ -287,11 +287,7 @@ impl Backend for AppleBackend {
     async fn observe(&self, id: &AgentId) -> Result<Observed, BackendError> {
         let selector = Self::agent_selector(id);
         let containers = self.containers(&selector, Step::Observe).await?;
-        let networks = self.networks(&selector, Step::Observe).await?;
-        let mut seen = Observed {
-            network: networks.len() >= 2,
-            ..Default::default()
-        };
+        let mut seen = Observed::default();
         for c in containers.iter().filter(|c| !c.running()) {
             self.forget(&c.id);
         }

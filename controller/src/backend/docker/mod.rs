@@ -233,20 +233,6 @@ impl DockerBackend {
         }
     }
 
-    /// The names of the Agent's networks.
-    pub(crate) async fn network_names(&self, id: &AgentId) -> Result<Vec<String>, BackendError> {
-        Ok(self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(names::agent_filter(id)),
-            }))
-            .await
-            .map_err(step(Step::Observe))?
-            .into_iter()
-            .filter_map(|n| n.name)
-            .collect())
-    }
-
     /// What this backend was configured with.
     pub(crate) fn runtime(&self) -> &RuntimeConfig {
         &self.config
@@ -439,17 +425,7 @@ impl Backend for DockerBackend {
                 .iter()
                 .find(|c| Self::role_of(c) == Some(role.as_str()))
         };
-        let networks = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(names::agent_filter(id)),
-            }))
-            .await
-            .map_err(step(Step::Observe))?;
-        let mut seen = Observed {
-            network: networks.len() >= 2,
-            ..Default::default()
-        };
+        let mut seen = Observed::default();
         // A stopped container loses its tmpfs (the sidecar's policy): forget what was known
         // about it, so a later `docker start` is looked at afresh.
         if let Ok(mut f) = self.facts.lock() {

@@ -101,11 +101,8 @@ impl Backend for SmolvmBackend {
     }
 
     async fn observe(&self, id: &AgentId) -> Result<Observed, BackendError> {
-        let sidecar_side = self.docker.observe(id).await?;
-        let egress = names::name(id, Role::EgressNetwork);
         let mut seen = Observed {
-            network: self.docker.network_names(id).await?.contains(&egress),
-            sidecar_policy: sidecar_side.sidecar_policy,
+            sidecar_policy: self.docker.observe(id).await?.sidecar_policy,
             ..Default::default()
         };
         let name = names::name(id, Role::Agent);
