@@ -28,6 +28,19 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
+    /// Where the Agent's own state (its bottle CA, staged files) lives on the host.
+    pub fn agent_dir(&self, id: &super::AgentId) -> PathBuf {
+        self.state_dir.join(&id.uid)
+    }
+
+    /// The Agent's bottle CA, minted the first time it is asked for.
+    pub fn bottle_ca(
+        &self,
+        id: &super::AgentId,
+    ) -> Result<super::bottle_ca::BottleCa, super::BackendError> {
+        super::bottle_ca::load_or_create(&self.agent_dir(id), &id.to_string())
+    }
+
     /// Defaults for a controller whose home is `home`: the stock Debian base and the
     /// bb-sidecar installed next to the running executable.
     pub fn for_home(home: &std::path::Path, instance: &str) -> RuntimeConfig {

@@ -89,7 +89,7 @@ impl AppleBackend {
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Agent);
-        let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+        let ca = self.runtime().bottle_ca(id)?;
         let archive = crate::backend::provision::archive(
             plan,
             &ca.cert_pem,

@@ -112,7 +112,7 @@ impl AppleBackend {
     }
 
     fn state_dir(&self, id: &AgentId) -> PathBuf {
-        self.runtime().state_dir.join(&id.uid)
+        self.runtime().agent_dir(id)
     }
 
     fn labels(&self, id: &AgentId, role: Role) -> BTreeMap<String, String> {
@@ -372,7 +372,7 @@ impl Backend for AppleBackend {
     }
 
     fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError> {
-        let ca = super::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+        let ca = self.runtime().bottle_ca(id)?;
         Ok(plan.applied_hash(ca.key_pem.as_bytes()))
     }
 

@@ -51,11 +51,7 @@ impl AppleBackend {
         with_ca: bool,
         id: &AgentId,
     ) -> Result<(), BackendError> {
-        let ca = with_ca
-            .then(|| {
-                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())
-            })
-            .transpose()?;
+        let ca = with_ca.then(|| self.runtime().bottle_ca(id)).transpose()?;
         let archive = crate::backend::sidecar_command::delivery(
             plan,
             ca.as_ref(),

@@ -161,7 +161,7 @@ impl DockerBackend {
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Agent);
-        let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+        let ca = self.config.bottle_ca(id)?;
         let archive = crate::backend::provision::archive(
             plan,
             &ca.cert_pem,

@@ -166,8 +166,8 @@ impl DockerBackend {
         }
     }
 
-    pub(crate) fn state_dir(&self, id: &AgentId) -> PathBuf {
-        self.config.state_dir.join(&id.uid)
+    fn state_dir(&self, id: &AgentId) -> PathBuf {
+        self.config.agent_dir(id)
     }
 
     /// The Agent's containers, networks and state directory: everything but its snapshots.
@@ -533,7 +533,7 @@ impl Backend for DockerBackend {
     }
 
     fn policy_hash(&self, id: &AgentId, plan: &SidecarPlan) -> Result<String, BackendError> {
-        let ca = crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())?;
+        let ca = self.config.bottle_ca(id)?;
         Ok(plan.applied_hash(ca.key_pem.as_bytes()))
     }
 

@@ -78,11 +78,7 @@ impl DockerBackend {
         with_ca: bool,
         id: &AgentId,
     ) -> Result<(), BackendError> {
-        let ca = with_ca
-            .then(|| {
-                crate::backend::bottle_ca::load_or_create(&self.state_dir(id), &id.to_string())
-            })
-            .transpose()?;
+        let ca = with_ca.then(|| self.config.bottle_ca(id)).transpose()?;
         let archive = crate::backend::sidecar_command::delivery(
             plan,
             ca.as_ref(),

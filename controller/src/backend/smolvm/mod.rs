@@ -171,7 +171,7 @@ impl Backend for SmolvmBackend {
     }
 
     async fn provision(&self, id: &AgentId, plan: &AgentPlan) -> Result<(), BackendError> {
-        self.vms.provision(id, plan, &self.docker).await
+        self.vms.provision(id, plan, self.docker.runtime()).await
     }
 
     async fn has_image(&self, image: &str) -> Result<bool, BackendError> {

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use super::record::{self, VmMade};
 use super::{INSTALL_HINT, cli};
 use crate::backend::cli_process::{BUILD_DEADLINE, RuntimeCli};
-use crate::backend::docker::DockerBackend;
 use crate::backend::names::{self, Role, SIDECAR_ALIAS};
-use crate::backend::{AgentId, AgentPlan, BackendError, ExecOutput, SessionSpec, Step};
+use crate::backend::{
+    AgentId, AgentPlan, BackendError, ExecOutput, RuntimeConfig, SessionSpec, Step,
+};
 
 /// Inside the VM: the CA certificate and the provisioning marker.
 const AGENT_ETC: &str = "/etc/bot-bottle";
@@ -186,12 +187,11 @@ impl Vms {
         &self,
         id: &AgentId,
         plan: &AgentPlan,
-        docker: &DockerBackend,
+        runtime: &RuntimeConfig,
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Agent);
         let rec = self.record(id).await?;
-        let runtime = docker.runtime();
-        let ca = crate::backend::bottle_ca::load_or_create(&docker.state_dir(id), &id.to_string())?;
+        let ca = runtime.bottle_ca(id)?;
         let archive = crate::backend::provision::archive(
             plan,
             &ca.cert_pem,
