@@ -892,114 +892,70 @@ fn get_and_delete_take_kubectls_flags() {
 }
 
 #[test]
-fn apple_container_flags_say_what_is_wrong() {
+fn runtime_flags_say_what_is_wrong() {
     let home = tempfile::tempdir().expect("tempdir");
     let h = home.path().join("home");
-    let (code, _, err) = bbctl_home(
-        &h,
-        &[
-            "controller",
-            "run",
-            "--backend",
-            "docker",
-            "--container-cli",
-            "/bin/true",
-        ],
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--container-cli and --container-dns apply only to --backend apple-container"),
-        "{err}"
-    );
-    let (code, _, err) = bbctl_home(
-        &h,
-        &[
-            "controller",
-            "run",
-            "--backend",
-            "apple-container",
-            "--container-dns",
-            "dns.example",
-        ],
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--container-dns"), "{err}");
-    // A runtime that is not there: the runner refuses to start and says how to fix it.
-    let (code, _, err) = bbctl_home(
-        &h,
-        &[
-            "controller",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "apple-container",
-            "--container-cli",
-            "/nonexistent/container",
-        ],
-    );
-    assert_ne!(code, 0, "{err}");
-    assert!(
-        err.contains("/nonexistent/container not found") && err.contains("--container-cli"),
-        "{err}"
-    );
-    let (code, _, err) = bbctl_home(
-        &h,
-        &[
-            "controller",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "apple-container",
-            "--container-cli",
-            "/bin/false",
-        ],
-    );
-    assert_ne!(code, 0, "{err}");
-    assert!(
-        err.contains("service is not running; start it with `container system start`"),
-        "{err}"
-    );
-}
-
-#[test]
-fn smolvm_flags_say_what_is_wrong() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let h = home.path().join("home");
-    let (code, _, err) = bbctl_home(
-        &h,
-        &[
-            "controller",
-            "run",
-            "--backend",
-            "docker",
-            "--smolvm-cli",
-            "/bin/true",
-        ],
-    );
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--smolvm-cli applies only to --backend smolvm"),
-        "{err}"
-    );
-    // A CLI that is not there: the runner refuses to start and says how to fix it.
-    let (code, _, err) = bbctl_home(
-        &h,
-        &[
-            "controller",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            "smolvm",
-            "--smolvm-cli",
-            "/nonexistent/smolvm",
-        ],
-    );
-    assert_ne!(code, 0, "{err}");
-    assert!(
-        err.contains("/nonexistent/smolvm not found") && err.contains("--smolvm-cli"),
-        "{err}"
-    );
+    // (the flags after `controller run`, a usage error (2) or a runner that cannot start,
+    // what the error must say)
+    let cases: &[(&[&str], bool, &[&str])] = &[
+        (
+            &["--backend", "docker", "--container-cli", "/bin/true"],
+            true,
+            &["--container-cli and --container-dns apply only to --backend apple-container"],
+        ),
+        (
+            &[
+                "--backend",
+                "apple-container",
+                "--container-dns",
+                "dns.example",
+            ],
+            true,
+            &["--container-dns"],
+        ),
+        (
+            &["--backend", "docker", "--smolvm-cli", "/bin/true"],
+            true,
+            &["--smolvm-cli applies only to --backend smolvm"],
+        ),
+        // A runtime that is not there: the runner refuses to start and says how to fix it.
+        (
+            &[
+                "--backend",
+                "apple-container",
+                "--container-cli",
+                "/nonexistent/container",
+            ],
+            false,
+            &["/nonexistent/container not found", "--container-cli"],
+        ),
+        (
+            &[
+                "--backend",
+                "apple-container",
+                "--container-cli",
+                "/bin/false",
+            ],
+            false,
+            &["service is not running; start it with `container system start`"],
+        ),
+        (
+            &["--backend", "smolvm", "--smolvm-cli", "/nonexistent/smolvm"],
+            false,
+            &["/nonexistent/smolvm not found", "--smolvm-cli"],
+        ),
+    ];
+    for (flags, usage, needles) in cases {
+        let mut args = vec!["controller", "run", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(flags);
+        let (code, _, err) = bbctl_home(&h, &args);
+        if *usage {
+            assert_eq!(code, 2, "{flags:?}: {err}");
+        } else {
+            assert_ne!(code, 0, "{flags:?}: {err}");
+        }
+        for needle in *needles {
+            assert!(err.contains(needle), "{flags:?}: {err}");
+        }
+    }
 }

@@ -126,3 +126,23 @@ pub fn assert_reference_checks(
     );
     assert_eq!(code.trim(), "403", "CONNECT to a host outside the policy");
 }
+
+/// `bbctl suspend agent/NAME` and the wait for `Suspended`; returns the snapshot its status
+/// names.
+pub fn suspend(cp: &Controller, name: &str) -> String {
+    ok(&mut cp.bbctl(&["suspend", &format!("agent/{name}")]));
+    cp.wait_for(
+        "the Agent to be Suspended",
+        Duration::from_secs(300),
+        || cp.jsonpath(&["agent", name], "{.status.phase}") == "Suspended",
+    );
+    cp.jsonpath(&["agent", name], "{.status.snapshot}")
+}
+
+/// `bbctl resume agent/NAME` and the wait for `Running`.
+pub fn resume(cp: &Controller, name: &str) {
+    ok(&mut cp.bbctl(&["resume", &format!("agent/{name}")]));
+    cp.wait_for("the Agent to run again", Duration::from_secs(300), || {
+        cp.jsonpath(&["agent", name], "{.status.phase}") == "Running"
+    });
+}

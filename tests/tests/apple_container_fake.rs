@@ -348,10 +348,7 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
         "EXIT=7",
         "attach's exit code"
     );
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["logs", "agent/apple", "--egress", "--home"])
-        .arg(&home);
-    let audit = ok(&mut c);
+    let audit = ok(&mut cp.bbctl(&["logs", "agent/apple", "--egress"]));
     assert!(
         audit
             .lines()
@@ -380,27 +377,14 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     // stopped container is gone by the time it resumes.
     let (wrote, out) = in_agent(&agent, "echo kept-across-suspend > /home/agent/state.txt");
     assert!(wrote, "{out}");
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["suspend", "agent/apple", "--home"]).arg(&home);
-    ok(&mut c);
-    cp.wait_for(
-        "the Agent to be Suspended",
-        Duration::from_secs(300),
-        || cp.jsonpath(&["agent", "apple"], "{.status.phase}") == "Suspended",
-    );
-    let snapshot = cp.jsonpath(&["agent", "apple"], "{.status.snapshot}");
+    let snapshot = integration::suspend(&cp, "apple");
     assert!(
         snapshot.starts_with("bot-bottle/snapshot:bb-default-apple-"),
         "{snapshot}"
     );
     ok(&mut docker(&["image", "inspect", &snapshot]));
     ok(&mut docker(&["rm", "-f", &agent]));
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["resume", "agent/apple", "--home"]).arg(&home);
-    ok(&mut c);
-    cp.wait_for("the Agent to run again", Duration::from_secs(300), || {
-        cp.jsonpath(&["agent", "apple"], "{.status.phase}") == "Running"
-    });
+    integration::resume(&cp, "apple");
     let agent = role(agent_label, "agent");
     let (_, kept) = in_agent(&agent, "cat /home/agent/state.txt");
     assert!(
@@ -455,10 +439,9 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     );
 
     // 9. doctor names the runtime and says auto would not pick it off a Mac.
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["doctor", "--container-cli", fake, "--home"])
-        .arg(&home);
-    let report = String::from_utf8_lossy(&run(&mut c).stdout).into_owned();
+    let report =
+        String::from_utf8_lossy(&run(&mut cp.bbctl(&["doctor", "--container-cli", fake])).stdout)
+            .into_owned();
     assert!(report.contains("ok    apple-container:"), "{report}");
     assert!(
         report.contains("usable: apple-container, docker"),

@@ -271,25 +271,12 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
     // 7. Suspend / resume: the VM's files survive in a packed snapshot.
     let (wrote, out) = in_agent(&agent, "echo kept-across-suspend > /home/agent/state.txt");
     assert!(wrote, "{out}");
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["suspend", "agent/smol", "--home"]).arg(&home);
-    ok(&mut c);
-    cp.wait_for(
-        "the Agent to be Suspended",
-        Duration::from_secs(300),
-        || cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Suspended",
-    );
-    let snapshot = cp.jsonpath(&["agent", "smol"], "{.status.snapshot}");
+    let snapshot = integration::suspend(&cp, "smol");
     assert!(
         snapshot.ends_with(".smolmachine") && std::path::Path::new(&snapshot).is_file(),
         "{snapshot}"
     );
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["resume", "agent/smol", "--home"]).arg(&home);
-    ok(&mut c);
-    cp.wait_for("the Agent to run again", Duration::from_secs(300), || {
-        cp.jsonpath(&["agent", "smol"], "{.status.phase}") == "Running"
-    });
+    integration::resume(&cp, "smol");
     let agent = vm();
     let (_, kept) = in_agent(&agent, "cat /home/agent/state.txt");
     assert!(
@@ -304,10 +291,9 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
     assert!(named && out.contains(&alias), "after resume: {out}");
 
     // 8. doctor finds the runtime (its sidecars' Docker beside it).
-    let mut c = std::process::Command::new(&bbctl);
-    c.args(["doctor", "--smolvm-cli", fake, "--home"])
-        .arg(&home);
-    let report = String::from_utf8_lossy(&run(&mut c).stdout).into_owned();
+    let report =
+        String::from_utf8_lossy(&run(&mut cp.bbctl(&["doctor", "--smolvm-cli", fake])).stdout)
+            .into_owned();
     assert!(report.contains("ok    smolvm:"), "{report}");
     assert!(report.contains("usable: docker, smolvm"), "{report}");
 
