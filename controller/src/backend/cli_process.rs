@@ -115,6 +115,18 @@ impl RuntimeCli {
             .map_err(|e| self.spawn_error(step, args, e))
     }
 
+    /// `output` for a command that moves whole images (a build, a pull, a pack): the long
+    /// deadline.
+    pub async fn output_slow(
+        &self,
+        step: Step,
+        args: &[String],
+    ) -> Result<ExecOutput, BackendError> {
+        self.run(args, None, &[], BUILD_DEADLINE)
+            .await
+            .map_err(|e| self.spawn_error(step, args, e))
+    }
+
     /// `output`, where a non-zero exit is an error carrying the command's last lines.
     pub async fn ok(
         &self,

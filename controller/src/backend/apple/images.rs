@@ -6,7 +6,6 @@ use std::path::Path;
 
 use super::{AppleBackend, cli};
 use crate::backend::archive::TarBuilder;
-use crate::backend::cli_process::BUILD_DEADLINE;
 use crate::backend::docker::images::{SIDECAR_DOCKERFILE, harness_identity};
 use crate::backend::{BackendError, BuildSteps, ImageSource, Step};
 use crate::plan::sha256_hex;
@@ -99,11 +98,7 @@ impl AppleBackend {
             Some(&file.display().to_string()),
             &dir.display().to_string(),
         );
-        let out = self
-            .cli
-            .run(&argv, None, &[], BUILD_DEADLINE)
-            .await
-            .map_err(|e| self.cli.spawn_error(Step::Image, &argv, e))?;
+        let out = self.cli.output_slow(Step::Image, &argv).await?;
         if !out.success() {
             return Err(err(format!("building {tag}: {}", out.tail())));
         }
@@ -186,9 +181,8 @@ impl AppleBackend {
                 if !self.image_exists(r, Step::Image).await? {
                     let _ = steps.send(format!("pulling {r}"));
                     self.cli
-                        .run(&cli::image_pull(r), None, &[], BUILD_DEADLINE)
+                        .output_slow(Step::Image, &cli::image_pull(r))
                         .await
-                        .map_err(|e| self.cli.spawn_error(Step::Image, &cli::image_pull(r), e))
                         .and_then(|out| {
                             if out.success() {
                                 Ok(())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::record::{self, VmMade};
 use super::{INSTALL_HINT, cli};
-use crate::backend::cli_process::{BUILD_DEADLINE, RuntimeCli};
+use crate::backend::cli_process::RuntimeCli;
 use crate::backend::names::{self, Role, SIDECAR_ALIAS};
 use crate::backend::{
     AgentId, AgentPlan, BackendError, ExecOutput, RuntimeConfig, SessionSpec, Step,
@@ -67,11 +67,7 @@ impl Vms {
         std::fs::create_dir_all(&dir)
             .map_err(|e| BackendError::new(Step::Image, format!("{}: {e}", dir.display())))?;
         let args = cli::pack_image(image, &out);
-        let done = self
-            .cli
-            .run(&args, None, &[], BUILD_DEADLINE)
-            .await
-            .map_err(|e| self.cli.spawn_error(Step::Image, &args, e))?;
+        let done = self.cli.output_slow(Step::Image, &args).await?;
         if !done.success() || !std::path::Path::new(&artifact).is_file() {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(self.cli.failed(Step::Image, &args, &done));
@@ -255,11 +251,7 @@ impl Vms {
             .display()
             .to_string();
         let args = cli::pack_vm(&name, &out_path);
-        let done = self
-            .cli
-            .run(&args, None, &[], BUILD_DEADLINE)
-            .await
-            .map_err(|e| self.cli.spawn_error(Step::Snapshot, &args, e))?;
+        let done = self.cli.output_slow(Step::Snapshot, &args).await?;
         let artifact = cli::artifact(&out_path);
         if !done.success() || !std::path::Path::new(&artifact).is_file() {
             return Err(self.cli.failed(Step::Snapshot, &args, &done));
