@@ -35,7 +35,7 @@ pub enum Placement {
 
 /// The ports the agent uses, published on `alias` only (never on every address).
 pub fn published_ports(alias: Ipv4Addr) -> HashMap<String, Option<Vec<PortBinding>>> {
-    [PROXY_PORT_U16, GIT_GATE_PORT, SUPERVISE_PORT]
+    [names::PROXY_PORT, GIT_GATE_PORT, SUPERVISE_PORT]
         .into_iter()
         .map(|port| {
             (
@@ -48,8 +48,6 @@ pub fn published_ports(alias: Ipv4Addr) -> HashMap<String, Option<Vec<PortBindin
         })
         .collect()
 }
-
-const PROXY_PORT_U16: u16 = names::PROXY_PORT;
 
 impl DockerBackend {
     /// The policy hash a running sidecar reports having loaded.
