@@ -45,10 +45,7 @@ impl AppleBackend {
         let run = cli::agent_run(
             &name,
             &names::name(id, Role::InternalNetwork),
-            cli::Env {
-                literal: env,
-                secret_names: vec![],
-            },
+            env,
             labels,
             image,
         );

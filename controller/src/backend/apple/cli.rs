@@ -80,28 +80,13 @@ fn mount_args(mounts: &[Mount]) -> Vec<String> {
         .collect()
 }
 
-/// Environment for `run`: literals as `K=V`, secrets by name only (their values travel in the
-/// `container` process's own environment, so `ps` never shows them).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Env {
-    pub literal: BTreeMap<String, String>,
-    pub secret_names: Vec<String>,
-}
-
-fn env_args(env: &Env) -> Vec<String> {
-    let mut a: Vec<String> = env
-        .literal
-        .iter()
+/// `--env K=V` for each literal. A container's env is in its configuration, so nothing secret
+/// may be here: secrets reach the sidecar on an exec's stdin and a session through its CLI
+/// process's environment.
+fn env_args(env: &BTreeMap<String, String>) -> Vec<String> {
+    env.iter()
         .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")])
-        .collect();
-    let mut names = env.secret_names.clone();
-    names.sort();
-    names.dedup();
-    for n in names {
-        a.push("--env".into());
-        a.push(n);
-    }
-    a
+        .collect()
 }
 
 /// What `run` starts.
@@ -111,7 +96,7 @@ pub struct Run {
     /// In order: the first becomes eth0 and gives the default route and resolv.conf.
     pub networks: Vec<String>,
     pub dns: Option<String>,
-    pub env: Env,
+    pub env: BTreeMap<String, String>,
     pub mounts: Vec<Mount>,
     /// Memory-backed directories: where the sidecar keeps its CA key, tokens and git keys.
     pub tmpfs: Vec<String>,
@@ -145,11 +130,11 @@ pub fn run(r: &Run) -> Vec<String> {
 
 /// The sidecar: the NAT network first (its route out and resolver), the agent's internal
 /// network second, and an explicit resolver, since the NAT gateway routes but does not resolve.
+/// No env: everything it holds arrives on an exec's stdin.
 pub fn sidecar_run(
     name: &str,
     (egress_network, internal_network): (&str, &str),
     dns: &str,
-    env: Env,
     mounts: Vec<Mount>,
     labels: BTreeMap<String, String>,
     image: &str,
@@ -158,7 +143,7 @@ pub fn sidecar_run(
         name: name.into(),
         networks: vec![egress_network.into(), internal_network.into()],
         dns: Some(dns.into()),
-        env,
+        env: BTreeMap::new(),
         mounts,
         tmpfs: vec![],
         labels,
@@ -171,7 +156,7 @@ pub fn sidecar_run(
 pub fn agent_run(
     name: &str,
     internal_network: &str,
-    env: Env,
+    env: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
     image: &str,
 ) -> Run {
@@ -809,11 +794,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sidecar_takes_nat_first_and_an_explicit_resolver_and_secrets_by_name() {
-        let env = Env {
-            literal: BTreeMap::from([("BB_DAEMONS".to_string(), "egress,supervise".to_string())]),
-            secret_names: s(&["EGRESS_TOKEN_1", "EGRESS_TOKEN_0", "EGRESS_TOKEN_0"]),
-        };
+    fn the_sidecar_takes_nat_first_and_an_explicit_resolver_and_no_env() {
         let mounts = vec![
             Mount {
                 source: "/s/ca".into(),
@@ -830,7 +811,6 @@ mod tests {
             "bb-side",
             ("bb-egress", "bb-net"),
             "9.9.9.9",
-            env,
             mounts,
             labels(),
             "bot-bottle/sidecar:1",
@@ -848,12 +828,6 @@ mod tests {
             "9.9.9.9",
             "--label",
             "bot-bottle.dev/agent-uid=u1",
-            "--env",
-            "BB_DAEMONS=egress,supervise",
-            "--env",
-            "EGRESS_TOKEN_0",
-            "--env",
-            "EGRESS_TOKEN_1",
             "--mount",
             "type=bind,source=/s/ca,target=/run/ca",
             "--mount",
@@ -870,14 +844,10 @@ mod tests {
             "/usr/local/share/ca-certificates/bb.crt",
         );
         literal.insert("MODE".into(), "ci".into());
-        let env = Env {
-            literal,
-            secret_names: s(&["OAUTH_TOKEN"]),
-        };
         let r = run(&agent_run(
             "bb-agent",
             "bb-net",
-            env,
+            literal,
             labels(),
             "bot-bottle/agent:1",
         ));
@@ -899,7 +869,6 @@ mod tests {
             "NO_PROXY=localhost,127.0.0.1,::1,192.168.128.7,bb-sidecar",
             "NODE_EXTRA_CA_CERTS=/usr/local/share/ca-certificates/bb.crt",
             "MODE=ci",
-            "OAUTH_TOKEN",
         ] {
             assert!(r.contains(&want.to_string()), "{want} missing from {r:?}");
         }

@@ -215,7 +215,6 @@ impl AppleBackend {
                 &names::name(id, Role::InternalNetwork),
             ),
             &dns,
-            cli::Env::default(),
             mounts,
             labels,
             &image,
