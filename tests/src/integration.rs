@@ -127,6 +127,16 @@ pub fn assert_reference_checks(
     assert_eq!(code.trim(), "403", "CONNECT to a host outside the policy");
 }
 
+/// `bbctl exec` through the runner: the provisioned prompt reads back, and a command's stderr
+/// and exit code come back as its own.
+pub fn assert_exec_basics(cp: &Controller, name: &str, prompt: &str) {
+    let out = cp.exec(name, &["cat", "/etc/bot-bottle/prompt.md"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), prompt);
+    let out = cp.exec(name, &["sh", "-c", "echo to-err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "exec exit code");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"));
+}
+
 /// `bbctl suspend agent/NAME` and the wait for `Suspended`; returns the snapshot its status
 /// names.
 pub fn suspend(cp: &Controller, name: &str) -> String {

@@ -273,6 +273,16 @@ impl Controller {
         c
     }
 
+    /// `bbctl exec agent/NAME -- CMD` against this controller's home, run to completion.
+    pub fn exec(&self, agent: &str, cmd: &[&str]) -> Output {
+        let mut c = Command::new(workspace_bin("bbctl"));
+        c.args(["exec", &format!("agent/{agent}"), "--home"])
+            .arg(self.home.path())
+            .arg("--")
+            .args(cmd);
+        run(&mut c)
+    }
+
     pub fn kubectl(&self, args: &[&str]) -> Command {
         let mut c = Command::new("kubectl");
         c.arg("--kubeconfig").arg(self.kubeconfig()).args(args);

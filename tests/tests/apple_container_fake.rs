@@ -271,19 +271,8 @@ fn apple_container_backend_runs_the_full_flow_through_its_cli() {
     // 5. Sessions through the runner: exec with exit codes and output, attach under a terminal.
     let bbctl = bb_e2e::workspace_bin("bbctl");
     let home = cp.home.path().to_path_buf();
-    let exec = |cmd: &[&str]| {
-        let mut c = std::process::Command::new(&bbctl);
-        c.args(["exec", "agent/apple", "--home"])
-            .arg(&home)
-            .arg("--")
-            .args(cmd);
-        run(&mut c)
-    };
-    let out = exec(&["cat", "/etc/bot-bottle/prompt.md"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "apple prompt");
-    let out = exec(&["sh", "-c", "echo to-err >&2; exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "exec exit code");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"));
+    let exec = |cmd: &[&str]| cp.exec("apple", cmd);
+    integration::assert_exec_basics(&cp, "apple", "apple prompt");
     // The secret env reaches the session, by name on the CLI's argv, never by value, and
     // stays out of the container's configuration.
     let out = exec(&["sh", "-c", "echo \"$SESSION_TOKEN\""]);

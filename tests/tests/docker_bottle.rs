@@ -601,14 +601,7 @@ spec:
     });
     let bbctl = bb_e2e::workspace_bin("bbctl");
     let home = cp.home.path().to_path_buf();
-    let exec = |cmd: &[&str]| {
-        let mut c = std::process::Command::new(&bbctl);
-        c.args(["exec", "agent/sessions", "--home"])
-            .arg(&home)
-            .arg("--")
-            .args(cmd);
-        run(&mut c)
-    };
+    let exec = |cmd: &[&str]| cp.exec("sessions", cmd);
 
     let skill_name = skill
         .path()

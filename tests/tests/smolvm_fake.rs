@@ -209,21 +209,9 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
     assert_eq!(vm(), agent, "a policy edit recreated the VM");
 
     // 5. Sessions through the runner: exit codes and output, the secret env by stdin only.
-    let bbctl = bb_e2e::workspace_bin("bbctl");
     let home = cp.home.path().to_path_buf();
-    let exec = |cmd: &[&str]| {
-        let mut c = std::process::Command::new(&bbctl);
-        c.args(["exec", "agent/smol", "--home"])
-            .arg(&home)
-            .arg("--")
-            .args(cmd);
-        run(&mut c)
-    };
-    let out = exec(&["cat", "/etc/bot-bottle/prompt.md"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "smol prompt");
-    let out = exec(&["sh", "-c", "echo to-err >&2; exit 3"]);
-    assert_eq!(out.status.code(), Some(3), "exec exit code");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("to-err"));
+    let exec = |cmd: &[&str]| cp.exec("smol", cmd);
+    integration::assert_exec_basics(&cp, "smol", "smol prompt");
     let out = exec(&[
         "sh",
         "-c",
