@@ -228,7 +228,7 @@ async fn stream_latency(route: Route, upstream: u16, runs: usize) -> (u32, u32) 
 /// Outbound DLP throughput (every detector, every decoded view) over a 64 MiB body scanned as
 /// a stream is: 16 KiB chunks behind the 512-byte hold-back. MB/s.
 fn dlp_throughput(body: &[u8]) -> f64 {
-    let d = bb_sidecar::dlp::Detectors::new(&[TOKEN.as_bytes().to_vec()]);
+    let d = bb_sidecar::dlp::Detectors::new(&[bb_sidecar::needles::Needle::own(TOKEN)]);
     let mut h = bb_sidecar::dlp::Holdback::default();
     let t = Instant::now();
     for chunk in body.chunks(16 * 1024) {

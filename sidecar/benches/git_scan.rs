@@ -79,7 +79,9 @@ fn main() {
         return;
     };
     let log_mb: usize = arg("--log-mb").and_then(|v| v.parse().ok()).unwrap_or(200);
-    let scanner = Scanner::new(&[b"bottle-own-secret-bench-7d21".to_vec()]);
+    let scanner = Scanner::new(&[bb_sidecar::needles::Needle::own(
+        "bottle-own-secret-bench-7d21",
+    )]);
 
     // False positives on the clean corpus, by rule.
     let corpus = read_all(Path::new(&corpus));

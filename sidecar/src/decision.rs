@@ -122,16 +122,22 @@ pub fn decide<'p>(
 
 /// Outbound DLP found `f` in `part` of a request to `host`.
 pub fn dlp_refusal(host: &str, f: &crate::dlp::Finding, part: &str) -> Refusal {
-    tracing::warn!(%host, detector = f.detector, rule = f.rule, view = f.view, part, "request blocked by DLP");
+    tracing::warn!(%host, detector = f.detector, rule = f.rule, view = f.view, origin = f.origin.as_deref(), part, "request blocked by DLP");
     let seen = if f.view == "raw" {
         String::new()
     } else {
         format!(", seen {}", f.view)
     };
+    // Where a copied secret came from, so the agent knows which file not to send (never the value).
+    let from = f
+        .origin
+        .as_deref()
+        .map(|o| format!(" from {o}"))
+        .unwrap_or_default();
     Refusal::new(
         "dlp-outbound",
         format!(
-            "egress: outbound DLP blocked the request to {host}: {} ({}) in the {part}{seen}; remove the secret or ask for the route to be adjusted",
+            "egress: outbound DLP blocked the request to {host}: {} ({}{from}) in the {part}{seen}; remove the secret or ask for the route to be adjusted",
             f.detector, f.rule
         ),
     )

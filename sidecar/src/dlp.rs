@@ -2,44 +2,16 @@
 //! secrets in their common encodings) and the inbound prompt-injection detector. Detectors name
 //! what matched, never the matched bytes.
 
-use aho_corasick::AhoCorasick;
-use base64::Engine;
+use std::sync::Arc;
+
+use bb_policy::secret_rules::TOKEN_PATTERNS;
 use regex::bytes::{RegexSet, RegexSetBuilder};
+
+use crate::needles::{Needle, NeedleSet};
 
 /// Longest pattern a chunked scan must see whole: matches are found across chunk borders by
 /// keeping this much of the previous chunk.
 pub const OVERLAP: usize = 512;
-
-/// Secrets shorter than this are not scanned for: they would match ordinary text.
-const MIN_SECRET_LEN: usize = 8;
-
-/// Well-known credential formats (rule name, pattern): the egress detector, and the first rules
-/// of the git-gate scanner.
-pub const TOKEN_PATTERNS: &[(&str, &str)] = &[
-    (
-        "aws-access-key-id",
-        r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b",
-    ),
-    ("github-token", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b"),
-    (
-        "github-fine-grained-token",
-        r"\bgithub_pat_[A-Za-z0-9_]{22,255}\b",
-    ),
-    ("gitlab-token", r"\bglpat-[A-Za-z0-9_\-]{20,}\b"),
-    ("slack-token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-    ("anthropic-key", r"\bsk-ant-[A-Za-z0-9_\-]{20,}"),
-    (
-        "openai-key",
-        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{32,}",
-    ),
-    ("google-api-key", r"\bAIza[0-9A-Za-z_\-]{35}\b"),
-    ("stripe-live-key", r"\b(?:sk|rk)_live_[0-9A-Za-z]{24,}\b"),
-    ("huggingface-token", r"\bhf_[A-Za-z0-9]{34,}\b"),
-    (
-        "private-key-block",
-        r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY(?: BLOCK)?-----",
-    ),
-];
 
 const INJECTION_PATTERNS: &[(&str, &str)] = &[
     (
@@ -68,20 +40,21 @@ pub struct Finding {
     /// `raw`, or the decoding that revealed it (`percent-decoded`, `json-unescaped`,
     /// `base64-or-hex-decoded`).
     pub view: &'static str,
+    /// For a known secret found in a file the runner copied in: that file, line and kind.
+    pub origin: Option<Arc<str>>,
 }
 
 /// The compiled detectors of one policy.
 pub struct Detectors {
     tokens: RegexSet,
     injection: RegexSet,
-    known: Option<AhoCorasick>,
-    known_count: usize,
+    known: NeedleSet,
 }
 
 impl std::fmt::Debug for Detectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Detectors")
-            .field("known_secrets", &self.known_count)
+            .field("known_secrets", &self.known.len())
             .finish_non_exhaustive()
     }
 }
@@ -98,76 +71,14 @@ fn set(patterns: &[(&str, &str)]) -> RegexSet {
         .expect("built-in patterns compile")
 }
 
-/// The base64 text `secret` shows as wherever it sits in a longer encoded stream: for each of
-/// the three byte offsets it can start at, the characters that depend on its bytes alone.
-fn base64_aligned(secret: &[u8], engine: &base64::engine::GeneralPurpose) -> Vec<Vec<u8>> {
-    (0..3usize)
-        .map(|k| {
-            let mut padded = vec![0u8; k];
-            padded.extend_from_slice(secret);
-            let text = engine.encode(&padded);
-            let text = text.trim_end_matches('=');
-            let front = [0, 2, 3][k];
-            let back = usize::from(padded.len() % 3 != 0);
-            text.as_bytes()[front..text.len().saturating_sub(back).max(front)].to_vec()
-        })
-        .collect()
-}
-
-/// Every form a secret is looked for in.
-fn encodings(secret: &[u8]) -> Vec<Vec<u8>> {
-    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-    let url: String = secret
-        .iter()
-        .map(|&b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let mut out = vec![
-        secret.to_vec(),
-        hex.clone().into_bytes(),
-        hex.to_uppercase().into_bytes(),
-        url.into_bytes(),
-    ];
-    out.extend(base64_aligned(
-        secret,
-        &base64::engine::general_purpose::STANDARD,
-    ));
-    out.extend(base64_aligned(
-        secret,
-        &base64::engine::general_purpose::URL_SAFE,
-    ));
-    out.sort();
-    out.dedup();
-    out
-}
-
 impl Detectors {
-    /// `secrets` are the bottle's own secret values (its token files).
-    pub fn new(secrets: &[Vec<u8>]) -> Detectors {
-        let mut needles = Vec::new();
-        let mut count = 0;
-        for s in secrets {
-            let s = s.strip_suffix(b"\n").unwrap_or(s);
-            if s.len() >= MIN_SECRET_LEN {
-                count += 1;
-                needles.extend(encodings(s));
-            }
-        }
-        let known = if needles.is_empty() {
-            None
-        } else {
-            AhoCorasick::new(&needles).ok()
-        };
+    /// `needles`: every secret the bottle holds (its token files, and what the runner found in
+    /// the files it copied into the agent).
+    pub fn new(needles: &[Needle]) -> Detectors {
         Detectors {
             tokens: set(TOKEN_PATTERNS),
             injection: set(INJECTION_PATTERNS),
-            known,
-            known_count: count,
+            known: NeedleSet::new(needles),
         }
     }
 
@@ -193,16 +104,15 @@ impl Detectors {
                     detector: "token_patterns",
                     rule: TOKEN_PATTERNS[i].0,
                     view: name,
+                    origin: None,
                 });
             }
-            if known_secrets
-                && let Some(ac) = &self.known
-                && ac.is_match(view)
-            {
+            if known_secrets && let Some(hit) = self.known.find(view) {
                 return Some(Finding {
                     detector: "known_secrets",
-                    rule: "bottle-secret",
+                    rule: known_rule(&hit.origin),
                     view: name,
+                    origin: hit.origin,
                 });
             }
             None
@@ -241,11 +151,11 @@ impl Detectors {
         })
     }
 
-    /// The bottle's own secrets in `data` as it is, in every encoding they are precomputed in
-    /// (raw, base64 and base64url at any alignment, hex, percent-encoded); no decoding, so
-    /// fast enough for whole pushed histories.
-    pub fn known_secret(&self, data: &[u8]) -> bool {
-        self.known.as_ref().is_some_and(|ac| ac.is_match(data))
+    /// The rule of a known secret in `data` as it is: whole in every encoding it is
+    /// precomputed in (raw, base64 and base64url at any alignment, hex, percent-encoded), or a
+    /// raw run of `needles::MIN_RUN` of it; no decoding, so fast enough for whole histories.
+    pub fn known_secret(&self, data: &[u8]) -> Option<&'static str> {
+        self.known.find(data).map(|hit| known_rule(&hit.origin))
     }
 
     /// Inbound scan for prompt injection.
@@ -254,7 +164,18 @@ impl Detectors {
             detector: "naive_injection_detection",
             rule: INJECTION_PATTERNS[i].0,
             view: "raw",
+            origin: None,
         })
+    }
+}
+
+/// `bottle-secret` for the bottle's own credentials, `workspace-secret` for a value found in a
+/// file the runner copied in (the workspace, a skill, a provider file).
+fn known_rule(origin: &Option<Arc<str>>) -> &'static str {
+    if origin.is_some() {
+        "workspace-secret"
+    } else {
+        "bottle-secret"
     }
 }
 
@@ -299,6 +220,7 @@ impl Holdback {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::needles::encodings;
 
     #[test]
     fn token_patterns_name_the_format() {
@@ -341,7 +263,7 @@ mod tests {
     #[test]
     fn known_secrets_in_every_encoding() {
         let secret = b"s3cr3t/value+1".to_vec();
-        let d = Detectors::new(&[secret.clone(), b"short".to_vec()]);
+        let d = Detectors::new(&[Needle::own(secret.clone()), Needle::own("short")]);
         for form in encodings(&secret) {
             let mut text = b"prefix ".to_vec();
             text.extend_from_slice(&form);
@@ -370,7 +292,7 @@ mod tests {
     fn known_secrets_in_base64_at_any_alignment() {
         use base64::Engine;
         let secret = b"s3cr3t/value+1".to_vec();
-        let d = Detectors::new(std::slice::from_ref(&secret));
+        let d = Detectors::new(&[Needle::own(secret.clone())]);
         for prefix in ["", "u", "us", "usr:", "user:"] {
             for suffix in ["", "!", "!!", "@host"] {
                 let mut plain = prefix.as_bytes().to_vec();
@@ -382,13 +304,13 @@ mod tests {
                 ] {
                     let text = engine.encode(&plain);
                     assert!(
-                        d.known_secret(format!("Basic {text}").as_bytes()),
+                        d.known_secret(format!("Basic {text}").as_bytes()).is_some(),
                         "{prefix:?} + secret + {suffix:?} as {text}"
                     );
                 }
             }
         }
-        assert!(!d.known_secret(b"nothing to see"));
+        assert!(d.known_secret(b"nothing to see").is_none());
     }
 
     /// Every encoding an agent might wrap a known secret or a token in is seen through.
@@ -396,7 +318,7 @@ mod tests {
     fn secrets_are_found_through_encodings_nobody_precomputed() {
         use base64::Engine;
         let secret = b"Zq9-tok_en.7/secret";
-        let d = Detectors::new(&[secret.to_vec()]);
+        let d = Detectors::new(&[Needle::own(secret.to_vec())]);
         let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
         let hex_mixed: String = secret
             .iter()
@@ -412,7 +334,8 @@ mod tests {
         let json_u: String = secret.iter().map(|b| format!("\\u{:04x}", b)).collect();
         let cases: Vec<(String, &str)> = vec![
             ("q=Zq9%2Dtok%5Fen%2E7%2Fsecret".into(), "percent-decoded"),
-            ("q=Zq9-tok_en.7%2fsecret".into(), "percent-decoded"),
+            // No 12-byte run of it is left raw: only decoding shows it.
+            ("q=Zq9-tok%5Fen.7%2fsecret".into(), "percent-decoded"),
             (format!("{{\"k\":\"{json_u}\"}}"), "json-unescaped"),
             // JSON escapes inside a percent-encoded query.
             (
@@ -472,7 +395,7 @@ mod tests {
     #[test]
     fn a_secret_split_across_chunks_is_found_before_any_of_it_is_sent() {
         let secret = b"0123456789-secret";
-        let d = Detectors::new(&[secret.to_vec()]);
+        let d = Detectors::new(&[Needle::own(secret.to_vec())]);
         let mut h = Holdback::default();
         let mut sent = Vec::new();
         let first: Vec<u8> = vec![b'a'; 2000]
@@ -516,6 +439,7 @@ mod tests {
                 detector: "naive_injection_detection",
                 rule: "exfiltration-request",
                 view: "raw",
+                origin: None,
             })
         );
         assert_eq!(

@@ -11,6 +11,7 @@ pub mod dlp_views;
 pub mod fuzzing;
 pub mod git_gate;
 pub mod mint;
+pub mod needles;
 pub mod policy;
 pub mod proxy;
 pub mod queue;

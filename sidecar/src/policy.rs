@@ -185,8 +185,14 @@ impl Policy {
             let route = compile_route(r, secrets)?;
             routes.insert(normalise_host(&r.host), route);
         }
-        let detectors =
-            crate::dlp::Detectors::new(&secrets.map(SecretFiles::values).unwrap_or_default());
+        let needles = secrets
+            .map(SecretFiles::needles)
+            .transpose()
+            .map_err(|e| {
+                PolicyError::Invalid(format!("{}: {e}", bb_policy::guarded::GUARDED_SECRETS_FILE))
+            })?
+            .unwrap_or_default();
+        let detectors = crate::dlp::Detectors::new(&needles);
         let learning = compile_route(
             &EgressRoute {
                 host: "(report mode)".into(),
@@ -503,6 +509,23 @@ mod tests {
 
     fn policy(yaml: &str) -> Policy {
         Policy::load(yaml, None).expect("policy")
+    }
+
+    /// A guarded-secrets file the sidecar cannot read fails the load: the sidecar keeps what
+    /// it enforced (and never reports the new hash) rather than guard less than it was told.
+    #[test]
+    fn an_unreadable_guarded_secrets_file_fails_the_load() {
+        let files: SecretFiles = [(
+            bb_policy::guarded::GUARDED_SECRETS_FILE.to_string(),
+            b"[{\"path\":".to_vec(),
+        )]
+        .into_iter()
+        .collect();
+        let err = Policy::parse("routes: []\n", Some(&files))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("guarded-secrets.json"), "{err}");
     }
 
     fn decide(

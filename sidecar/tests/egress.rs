@@ -1582,3 +1582,68 @@ fn report_mode_records_would_be_refusals_and_still_holds_dlp() {
         audit.contains("\"rule\":\"dlp-outbound\"") && audit.contains("\"decision\":\"block\"")
     );
 }
+
+/// Secrets the runner found in copied files reach the sidecar in `guarded-secrets.json`: any
+/// 12-character run of one, in any view, is refused, and the refusal names the file it came
+/// from, never the value.
+#[test]
+fn guarded_secrets_are_found_in_part_and_named_by_their_file() {
+    use base64::Engine;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    let value = "wS9q-Lr7vXb2Kp4nT8zQ";
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    let guarded = format!(
+        r#"[{{"path":"/workspace/.env","line":2,"kind":"dotenv","value":"{}"}}]"#,
+        value
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    std::fs::write(secrets.join("guarded-secrets.json"), &guarded).expect("write");
+    let sc = start_sidecar(
+        dir.path(),
+        &up_ca,
+        &at(up, "routes:\n  - host: localhost\n"),
+    );
+    let base = format!("https://localhost:{up}");
+    let (_, codes, _, body) = curl(&sc, &format!("{base}/q?page=2&sort=-created"), &[]);
+    assert!(codes.starts_with("200"), "legitimate first: {codes} {body}");
+
+    let prefix = &value[..12];
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("DB_PASSWORD={prefix}"));
+    let hex: String = value[4..].bytes().map(|b| format!("{b:02x}")).collect();
+    for (what, url, extra) in [
+        ("whole in a query", format!("{base}/q?v={value}"), vec![]),
+        ("a 12-byte prefix", format!("{base}/q?v={prefix}"), vec![]),
+        ("base64 of a line", format!("{base}/q?v={b64}"), vec![]),
+        ("hex of a suffix", format!("{base}/q?v={hex}"), vec![]),
+        (
+            "in a header",
+            format!("{base}/h"),
+            vec!["-H".to_string(), format!("X-Note: {}", &value[5..])],
+        ),
+        (
+            "in a body",
+            format!("{base}/upload"),
+            vec!["--data-binary".to_string(), format!("x={}", &value[3..17])],
+        ),
+    ] {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (_, codes, rule, body) = curl(&sc, &url, &extra);
+        assert!(
+            codes.starts_with("403") && rule == "dlp-outbound",
+            "{what}: {codes} {rule} {body}"
+        );
+        assert!(
+            body.contains("workspace-secret from /workspace/.env:2 (dotenv)")
+                && !body.contains(prefix),
+            "{what}: {body}"
+        );
+    }
+    // Eleven characters are not a run.
+    let (_, codes, _, body) = curl(&sc, &format!("{base}/q?v={}", &value[..11]), &[]);
+    assert!(codes.starts_with("200"), "{codes} {body}");
+}

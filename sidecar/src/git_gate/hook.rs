@@ -139,10 +139,16 @@ fn is_ancestor(old: &str, new: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn secrets(dir: Option<&str>) -> Vec<Vec<u8>> {
-    dir.and_then(|d| crate::secret_files::SecretFiles::read(std::path::Path::new(d)).ok())
-        .map(|f| f.values())
-        .unwrap_or_default()
+/// The secrets the scan looks for besides its rules; a directory that cannot be read refuses
+/// the push rather than scanning for less than the sidecar guards.
+fn secrets(dir: Option<&str>) -> Result<Vec<crate::needles::Needle>, String> {
+    let Some(dir) = dir else {
+        return Ok(Vec::new());
+    };
+    crate::secret_files::SecretFiles::read(std::path::Path::new(dir))
+        .map_err(|e| format!("reading the bottle's secrets: {e}; refusing the push"))?
+        .needles()
+        .map_err(|e| format!("reading the guarded secrets: {e}; refusing the push"))
 }
 
 /// The hook's entry point.
@@ -168,7 +174,7 @@ fn run_inner() -> Result<(), String> {
     let updates = parse_updates(&input)?;
     let options = push_options(env)?;
 
-    let scanner = Scanner::new(&secrets(env("BB_GATE_SECRETS").as_deref()));
+    let scanner = Scanner::new(&secrets(env("BB_GATE_SECRETS").as_deref())?);
     let mut blocking = Vec::new();
     let mut allowed = Vec::new();
     for u in updates.iter().filter(|u| !u.is_delete()) {

@@ -4,55 +4,10 @@
 
 use std::io::BufRead;
 
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use bb_policy::secret_rules::LineRules;
 
-use crate::dlp::{Detectors, TOKEN_PATTERNS};
-
-/// Formats beyond the egress detector's: kinds that are fine to send to their own API (a JWT,
-/// a webhook URL) yet must never be committed.
-const COMMIT_PATTERNS: &[(&str, &str)] = &[
-    (
-        "jwt",
-        r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
-    ),
-    (
-        "slack-webhook-url",
-        r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}",
-    ),
-    ("stripe-test-key", r"\b(?:sk|rk)_test_[0-9A-Za-z]{24,}\b"),
-    (
-        "sendgrid-api-key",
-        r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b",
-    ),
-    ("twilio-api-key", r"\bSK[0-9a-f]{32}\b"),
-    ("npm-token", r"\bnpm_[A-Za-z0-9]{36}\b"),
-    ("pypi-token", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"),
-    ("shopify-token", r"\bshp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b"),
-    ("digitalocean-token", r"\bdo[opr]_v1_[a-f0-9]{64}\b"),
-    ("databricks-token", r"\bdapi[a-f0-9]{32}(?:-\d)?\b"),
-    ("linear-api-key", r"\blin_api_[A-Za-z0-9]{40}\b"),
-    ("gitlab-runner-token", r"\bglrt-[A-Za-z0-9_-]{20,}\b"),
-    ("azure-storage-key", r"AccountKey=[A-Za-z0-9+/]{86}=="),
-    (
-        "gcp-service-account",
-        r#""private_key_id"\s*:\s*"[a-f0-9]{40}""#,
-    ),
-    (
-        "private-key",
-        r"-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----",
-    ),
-];
-
-/// `scheme://user:PASSWORD@host`, the password as group 1.
-const URL_CREDENTIALS: &str =
-    r"\b[a-z][a-z0-9+.-]{1,15}://[^\s:/@'\x22]{1,64}:([^\s:/@'\x22$\{\}]{8,128})@[A-Za-z0-9.-]+";
-
-/// A credential word, an assignment, and a quoted or bare value (group 1).
-const GENERIC: &str = r#"(?i)(?:api[_.-]?key|apikey|secret|token|passw(?:or)?d|pwd|credentials?|auth[_.-]?key|access[_.-]?key|client[_.-]?secret)[A-Za-z0-9_.-]{0,24}["']?\s*(?::=|=>|==|:|=)\s*[@"'`]?([A-Za-z0-9+/_.=~!$%^*-]{16,200})"#;
-
-/// Shannon entropy (bits per byte) a generic value needs: random keys of 16+ characters are
-/// above it; words, paths and identifiers mostly below.
-const MIN_ENTROPY: f64 = 3.5;
+use crate::dlp::Detectors;
+use crate::needles::Needle;
 
 /// Inline marker that suppresses a finding on its line. It does not wave the push through: a
 /// human decides (see `allow`).
@@ -92,108 +47,34 @@ impl std::fmt::Display for Finding {
 
 /// The compiled rules, and the bottle's own secrets.
 pub struct Scanner {
-    any: RegexSet,
-    rules: Vec<(&'static str, Regex)>,
-    generic: Regex,
-    url_credentials: Regex,
-    identifier: Regex,
+    rules: LineRules,
     known: Detectors,
 }
 
 impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
-            .field("rules", &self.rules.len())
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
 
-#[allow(clippy::expect_used)] // literal patterns, every one exercised by the tests
-fn regex(p: &str) -> Regex {
-    RegexBuilder::new(p)
-        .unicode(false)
-        .size_limit(1 << 24)
-        .build()
-        .expect("built-in pattern compiles")
-}
-
-fn entropy(v: &[u8]) -> f64 {
-    let mut counts = [0u32; 256];
-    for &b in v {
-        counts[b as usize] += 1;
-    }
-    let n = v.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
-}
-
 impl Scanner {
-    /// `secrets`: the bottle's own secret values (its token and key files).
-    pub fn new(secrets: &[Vec<u8>]) -> Scanner {
-        let all: Vec<(&'static str, &'static str)> = TOKEN_PATTERNS
-            .iter()
-            .chain(COMMIT_PATTERNS)
-            .copied()
-            .collect();
-        #[allow(clippy::expect_used)] // the same literal patterns as `regex`
-        let any = RegexSetBuilder::new(all.iter().map(|(_, p)| *p))
-            .unicode(false)
-            .size_limit(1 << 25)
-            .build()
-            .expect("built-in patterns compile");
+    /// `needles`: the secrets the bottle holds (its token and key files, and what the runner
+    /// copied into the agent).
+    pub fn new(needles: &[Needle]) -> Scanner {
         Scanner {
-            any,
-            rules: all.iter().map(|(n, p)| (*n, regex(p))).collect(),
-            generic: regex(GENERIC),
-            url_credentials: regex(URL_CREDENTIALS),
-            // `self.token_cache`, `os.environ.API_TOKEN`: code, not a value.
-            identifier: regex(r"^[A-Za-z_][A-Za-z0-9_]*(?:[.:][A-Za-z_][A-Za-z0-9_]*)+$"),
-            known: Detectors::new(secrets),
+            rules: LineRules::new(),
+            known: Detectors::new(needles),
         }
     }
 
     /// The first secret in `line`: its rule and, when known, where it is.
     pub fn scan_line(&self, line: &[u8]) -> Option<(&'static str, Option<(usize, usize)>)> {
-        if self.any.is_match(line)
-            && let Some(i) = self.any.matches(line).iter().next()
-        {
-            let (rule, re) = &self.rules[i];
-            let span = re.find(line).map(|m| (m.start(), m.end()));
-            return Some((rule, span));
+        if let Some(found) = self.rules.scan_line(line) {
+            return Some(found);
         }
-        // Documentation's `user:password@` is not a credential; a password with some
-        // randomness in it is.
-        for c in self.url_credentials.captures_iter(line) {
-            let Some(v) = c.get(1) else { continue };
-            let value = v.as_bytes();
-            if entropy(value) >= 3.0
-                && value.iter().any(|b| !b.is_ascii_lowercase())
-                && !is_placeholder(value)
-            {
-                return Some(("url-credentials", Some((v.start(), v.end()))));
-            }
-        }
-        for c in self.generic.captures_iter(line) {
-            let Some(v) = c.get(1) else { continue };
-            let value = v.as_bytes();
-            if entropy(value) >= MIN_ENTROPY
-                && value.iter().any(u8::is_ascii_digit)
-                && !self.identifier.is_match(value)
-                && !is_placeholder(value)
-            {
-                return Some(("generic-credential", Some((v.start(), v.end()))));
-            }
-        }
-        if self.known.known_secret(line) {
-            return Some(("bottle-secret", None));
-        }
-        None
+        self.known.known_secret(line).map(|rule| (rule, None))
     }
 
     /// Every finding in `git log -p -U0 --format=%x01%H` output read from `log`.
@@ -207,10 +88,7 @@ impl Scanner {
     /// lines. A superset of the per-line scan (lines are joined by newlines, which no rule
     /// matches across as a secret), so a clean block needs no per-line look.
     fn may_hold(&self, block: &[u8]) -> bool {
-        self.any.is_match(block)
-            || self.generic.is_match(block)
-            || self.url_credentials.is_match(block)
-            || self.known.known_secret(block)
+        self.rules.may_hold(block) || self.known.known_secret(block).is_some()
     }
 
     /// `scan_log`, handing each finding to `found` as it is made.
@@ -305,23 +183,6 @@ impl FileLines {
 }
 
 /// Values people commit on purpose as stand-ins.
-fn is_placeholder(v: &[u8]) -> bool {
-    let lower = v.to_ascii_lowercase();
-    [
-        &b"example"[..],
-        b"placeholder",
-        b"changeme",
-        b"xxxxxxxx",
-        b"your_",
-        b"your-",
-        b"<",
-        b"${",
-        b"{{",
-    ]
-    .iter()
-    .any(|w| memchr::memmem::find(&lower, w).is_some())
-}
-
 /// `b/path` of a `+++` header (quoted when git escaped it).
 fn diff_path(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
@@ -368,7 +229,7 @@ mod tests {
     /// from what is shown.
     #[test]
     fn every_rule_family_is_found_and_redacted() {
-        let s = Scanner::new(&[b"bottle-own-secret-93f1c2".to_vec()]);
+        let s = Scanner::new(&[crate::needles::Needle::own("bottle-own-secret-93f1c2")]);
         let cases: &[(&str, &str)] = &[
             ("aws-access-key-id", "AKIAQ3EGRUOPXNVZLM7K"),
             ("github-token", "ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi"),
@@ -491,12 +352,5 @@ new file mode 100644\n\
             ("bbbb2222", "k.pem", 2, "private-key-block")
         );
         assert!(!f[1].allowed);
-    }
-
-    #[test]
-    fn entropy_separates_keys_from_words() {
-        assert!(entropy(b"Zq8LmT3pRx7vN2bC4dF6") > MIN_ENTROPY);
-        assert!(entropy(b"aaaaaaaaaaaaaaaaaaaa") < MIN_ENTROPY);
-        assert!(entropy(b"passwordpassword") < MIN_ENTROPY);
     }
 }
