@@ -9,6 +9,7 @@ pub mod apiserver;
 pub mod backend;
 pub mod cluster;
 pub mod control_plane;
+pub mod discovery;
 pub mod git_gate;
 pub mod home;
 pub mod https;

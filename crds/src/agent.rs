@@ -197,6 +197,30 @@ pub struct SidecarEndpoints {
     pub supervise: Option<String>,
 }
 
+/// `status.guardedSecrets`: how many secrets of the copied files the sidecar guards, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardedSecrets {
+    /// How many values are guarded.
+    pub count: i64,
+    /// Where they were found (the first 50), as the agent sees the files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<GuardedSecretLocation>,
+    /// Files not read by rule: larger than 1 MiB, or binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_skipped: Option<i64>,
+}
+
+/// Where one guarded secret was found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardedSecretLocation {
+    pub path: String,
+    pub line: i64,
+    /// The file format or rule that found it (`dotenv`, `kubeconfig`, `aws-access-key-id`).
+    pub kind: String,
+}
+
 /// Observed state of an Agent, written by the Agent reconciler.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -236,6 +260,10 @@ pub struct AgentStatus {
     /// `appliedPolicyHash` differs from the Bottle's `resolvedPolicyHash`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<String>,
+    /// The credentials found in what the runner copied into the agent, whose values the sidecar
+    /// guards (`Bottle.spec.secretDiscovery`): where each is, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarded_secrets: Option<GuardedSecrets>,
     /// Image (or artifact) holding the latest snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

@@ -57,6 +57,26 @@ pub struct BottleSpec {
     /// Isolation and resource limits of the agent container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeSpec>,
+    /// Finding credentials in what the runner copies into the agent (workspace, skills,
+    /// provider files), whose values the sidecar then guards like the bottle's own. On by
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_discovery: Option<SecretDiscovery>,
+}
+
+/// `spec.secretDiscovery`: whether the runner looks for credentials in the files it copies in,
+/// and which workspace paths it leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretDiscovery {
+    /// Look for credentials at all. Default true. Turning it off leaves only the bottle's own
+    /// credentials and the token formats guarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Workspace-relative files or directories not read (`fixtures/`, `test/keys.pem`): each
+    /// entry leaves out that path and everything under it. Concatenated along `extends`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl BottleSpec {

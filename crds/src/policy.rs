@@ -10,6 +10,8 @@ pub use bb_policy::file::{
 pub use bb_policy::proposal;
 pub use bb_policy::suggest;
 pub use bb_policy::validate::one_line;
+/// Credential rules and the guarded-secrets file the runner's discovery shares with the sidecar.
+pub use bb_policy::{guarded, secret_rules};
 
 #[cfg(test)]
 mod tests {

@@ -125,6 +125,13 @@ pub fn merge(parent: &BottleSpec, child: &BottleSpec) -> BottleSpec {
             (Some(p), Some(c)) => Some(p.overlay(c)),
             (p, c) => c.clone().or_else(|| p.clone()),
         },
+        secret_discovery: match (&parent.secret_discovery, &child.secret_discovery) {
+            (Some(p), Some(c)) => Some(crate::bottle::SecretDiscovery {
+                enabled: c.enabled.or(p.enabled),
+                exclude: p.exclude.iter().chain(&c.exclude).cloned().collect(),
+            }),
+            (p, c) => c.clone().or_else(|| p.clone()),
+        },
     }
 }
 

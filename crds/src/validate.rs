@@ -43,6 +43,23 @@ pub fn bottle_spec(spec: &BottleSpec, errs: &mut ValidationErrors) {
     if let Some(r) = &spec.runtime {
         runtime(r, &root.field("runtime"), errs);
     }
+    if let Some(d) = &spec.secret_discovery {
+        for (i, e) in d.exclude.iter().enumerate() {
+            let path = root.field("secretDiscovery").field("exclude").index(i);
+            let rel = e.trim_matches('/');
+            if rel.is_empty() {
+                errs.push(&path, "must name a file or directory inside the workspace");
+            } else if rel
+                .split('/')
+                .any(|c| c == ".." || c == "." || c.is_empty())
+            {
+                errs.push(
+                    &path,
+                    format!("'{e}' must be a plain workspace-relative path (no '.', '..' or '//')"),
+                );
+            }
+        }
+    }
 }
 
 fn agent_provider(p: &AgentProvider, path: &FieldPath, errs: &mut ValidationErrors) {
@@ -532,5 +549,63 @@ mod tests {
         assert!(check_dns_subdomain("claude.base").is_ok());
         assert!(check_dns_subdomain("Claude").is_err());
         assert!(check_dns_label("a.b").is_err());
+    }
+}
+
+#[cfg(test)]
+mod secret_discovery_tests {
+    use super::*;
+    use crate::bottle::SecretDiscovery;
+
+    fn errors(exclude: &[&str]) -> String {
+        let spec = BottleSpec {
+            secret_discovery: Some(SecretDiscovery {
+                enabled: None,
+                exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            }),
+            ..Default::default()
+        };
+        let mut errs = ValidationErrors::new("Bottle/b");
+        bottle_spec(&spec, &mut errs);
+        errs.into_result()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn exclude_paths_stay_inside_the_workspace() {
+        assert_eq!(errors(&["fixtures/", "test/keys.pem", "/docs"]), "");
+        let e = errors(&["ok", "../etc", "a//b", ""]);
+        assert!(e.contains("spec.secretDiscovery.exclude[1]"), "{e}");
+        assert!(e.contains("spec.secretDiscovery.exclude[2]"), "{e}");
+        assert!(e.contains("spec.secretDiscovery.exclude[3]"), "{e}");
+        assert!(!e.contains("exclude[0]"), "{e}");
+    }
+
+    #[test]
+    fn a_child_sets_enabled_and_adds_excludes() {
+        let parent = BottleSpec {
+            secret_discovery: Some(SecretDiscovery {
+                enabled: Some(false),
+                exclude: vec!["a".into()],
+            }),
+            ..Default::default()
+        };
+        let child = BottleSpec {
+            secret_discovery: Some(SecretDiscovery {
+                enabled: Some(true),
+                exclude: vec!["b".into()],
+            }),
+            ..Default::default()
+        };
+        let merged = crate::resolve::merge(&parent, &child);
+        assert_eq!(
+            merged.secret_discovery,
+            Some(SecretDiscovery {
+                enabled: Some(true),
+                exclude: vec!["a".into(), "b".into()],
+            })
+        );
     }
 }

@@ -25,6 +25,31 @@ fn field(out: &mut String, key: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{:<17}{value}", format!("{key}:"));
 }
 
+/// How many copied secrets the sidecar guards and where each was found (never a value).
+fn guarded_secrets(out: &mut String, g: &bb_crds::agent::GuardedSecrets) {
+    let n = g.count;
+    field(
+        out,
+        "Guarded secrets",
+        format!(
+            "{n} workspace secret{} guarded",
+            if n == 1 { "" } else { "s" }
+        ),
+    );
+    for f in &g.found {
+        let _ = writeln!(out, "  {}:{} ({})", f.path, f.line, f.kind);
+    }
+    if let Some(more) = n.checked_sub(g.found.len() as i64).filter(|m| *m > 0) {
+        let _ = writeln!(out, "  ... and {more} more");
+    }
+    if let Some(skipped) = g.files_skipped {
+        let _ = writeln!(
+            out,
+            "  ({skipped} files not read: larger than 1 MiB or binary)"
+        );
+    }
+}
+
 fn conditions(out: &mut String, conds: &[Condition]) {
     out.push_str("Conditions:\n");
     if conds.is_empty() {
@@ -328,6 +353,9 @@ async fn describe_agent(
     }
     if !st.grants.is_empty() {
         field(&mut out, "Grants", st.grants.join(", "));
+    }
+    if let Some(g) = &st.guarded_secrets {
+        guarded_secrets(&mut out, g);
     }
     conditions(&mut out, &st.conditions);
     if st.endpoints.as_ref().is_some_and(|e| e.supervise.is_some()) {

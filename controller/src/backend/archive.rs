@@ -50,40 +50,90 @@ impl TarBuilder {
         uid: u64,
         include_git: bool,
     ) -> std::io::Result<()> {
-        let mut stack = vec![(src.to_path_buf(), prefix.to_string())];
-        while let Some((dir, at)) = stack.pop() {
-            let mode = std::fs::metadata(&dir)
-                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))?;
-            self.dir(&at, mode & 0o7777, uid)?;
-            for entry in std::fs::read_dir(&dir)? {
-                let entry = entry?;
-                let name = entry.file_name();
-                if name == ".git" && !include_git {
-                    continue;
-                }
-                let path = entry.path();
-                let inner = format!("{at}/{}", name.to_string_lossy());
-                // Symlinks are kept as links, never followed: a workspace must not pull in
-                // files from outside itself.
-                let meta = std::fs::symlink_metadata(&path)?;
-                let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
-                if meta.file_type().is_symlink() {
-                    let target = std::fs::read_link(&path)?;
-                    let mut h = header(tar::EntryType::Symlink, 0, 0o777, uid);
-                    self.inner.append_link(&mut h, &inner, target)?;
-                } else if meta.is_dir() {
-                    stack.push((path, inner));
-                } else if meta.is_file() {
-                    let f = std::fs::File::open(&path)?;
-                    let mut h = header(tar::EntryType::Regular, meta.len(), mode, uid);
-                    self.inner.append_data(&mut h, &inner, f)?;
-                }
+        walk_tree(src, prefix, include_git, |entry| match entry {
+            TreeEntry::Dir { at, mode } => self.dir(&at, mode, uid),
+            TreeEntry::Symlink { at, target } => {
+                let mut h = header(tar::EntryType::Symlink, 0, 0o777, uid);
+                self.inner.append_link(&mut h, &at, target)
             }
-        }
-        Ok(())
+            TreeEntry::File {
+                at,
+                path,
+                len,
+                mode,
+            } => {
+                let f = std::fs::File::open(&path)?;
+                let mut h = header(tar::EntryType::Regular, len, mode, uid);
+                self.inner.append_data(&mut h, &at, f)
+            }
+        })
     }
 
     pub fn finish(self) -> std::io::Result<Vec<u8>> {
         self.inner.into_inner()
     }
+}
+
+/// One entry of a host tree as provisioning copies it; `at` is where it lands (under the prefix).
+#[derive(Debug)]
+pub enum TreeEntry {
+    Dir {
+        at: String,
+        mode: u32,
+    },
+    Symlink {
+        at: String,
+        target: std::path::PathBuf,
+    },
+    File {
+        at: String,
+        path: std::path::PathBuf,
+        len: u64,
+        mode: u32,
+    },
+}
+
+/// Walks a host directory the way provisioning copies it: `.git` skipped unless asked, symlinks
+/// kept as links and never followed (a workspace must not pull in files from outside itself),
+/// other special files left out. Discovery walks the same way, so it reads exactly what is copied.
+pub fn walk_tree(
+    src: &std::path::Path,
+    prefix: &str,
+    include_git: bool,
+    mut visit: impl FnMut(TreeEntry) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![(src.to_path_buf(), prefix.to_string())];
+    while let Some((dir, at)) = stack.pop() {
+        let mode = std::fs::metadata(&dir).map(|m| m.permissions().mode())?;
+        visit(TreeEntry::Dir {
+            at: at.clone(),
+            mode: mode & 0o7777,
+        })?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == ".git" && !include_git {
+                continue;
+            }
+            let path = entry.path();
+            let inner = format!("{at}/{}", name.to_string_lossy());
+            let meta = std::fs::symlink_metadata(&path)?;
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path)?;
+                visit(TreeEntry::Symlink { at: inner, target })?;
+            } else if meta.is_dir() {
+                stack.push((path, inner));
+            } else if meta.is_file() {
+                visit(TreeEntry::File {
+                    at: inner,
+                    path,
+                    len: meta.len(),
+                    mode,
+                })?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -448,6 +448,16 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    fn agent_dir(&self, id: &AgentId) -> std::path::PathBuf {
+        std::env::temp_dir()
+            .join(format!("bb-fake-agents-{}", std::process::id()))
+            .join(&id.uid)
+    }
+
+    fn skills_root(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join("bb-fake-skills")
+    }
+
     fn supervise_url(&self) -> String {
         "http://sidecar:9100/mcp".into()
     }

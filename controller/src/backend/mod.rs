@@ -195,6 +195,8 @@ pub enum Step {
     /// Creating or starting the agent container.
     Agent,
     Provision,
+    /// Finding the secrets in what provisioning copies in (`crate::discovery`).
+    Discover,
     Snapshot,
     Stop,
     Teardown,
@@ -217,6 +219,7 @@ impl Step {
             Step::Policy => "policy",
             Step::Agent => "agent",
             Step::Provision => "provision",
+            Step::Discover => "discover",
             Step::Snapshot => "snapshot",
             Step::Stop => "stop",
             Step::Teardown => "teardown",
@@ -309,6 +312,11 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Where the agent reaches the supervise MCP server.
     fn supervise_url(&self) -> String;
+    /// The runner's own directory for the Agent on its host (bottle CA, supervise queue, the
+    /// secrets discovery found in what was copied in).
+    fn agent_dir(&self, id: &AgentId) -> std::path::PathBuf;
+    /// Where `spec.skills` names resolve on this runner's host.
+    fn skills_root(&self) -> std::path::PathBuf;
     /// The runner's supervise directory of the Agent: its `queue/` (see `crate::supervise`) is
     /// where the sidecar queues proposals (`<id>.proposal.json`) and reads decisions
     /// (`<id>.response.json`); the audit log sits beside it.

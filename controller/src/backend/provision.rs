@@ -55,6 +55,31 @@ pub fn archive(
         tar.file("etc/gitconfig", cfg.as_bytes(), 0o644, 0)
             .map_err(fail)?;
     }
+    for tree in copied_trees(plan, skills_root)? {
+        tar.host_tree(&tree.src, &tree.at, uid, tree.include_git)
+            .map_err(|e| {
+                BackendError::new(Step::Provision, format!("copying {}: {e}", tree.what))
+            })?;
+    }
+    tar.finish().map_err(fail)
+}
+
+/// A host directory provisioning copies into the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedTree {
+    pub src: std::path::PathBuf,
+    /// Where it lands, relative to `/`.
+    pub at: String,
+    pub include_git: bool,
+    /// How errors name it (`skill 'lint'`, `workspace /home/me/app`).
+    pub what: String,
+}
+
+/// The host directories `plan` copies in: each skill, then the workspace (unless
+/// `copy: false`). Archive and secret discovery both read this list, so discovery sees exactly
+/// what is copied.
+pub fn copied_trees(plan: &AgentPlan, skills_root: &Path) -> Result<Vec<CopiedTree>, BackendError> {
+    let mut trees = Vec::new();
     for skill in &plan.skills {
         let (name, src) = if skill.starts_with('/') {
             let p = std::path::PathBuf::from(skill);
@@ -75,24 +100,20 @@ pub fn archive(
                 ),
             ));
         }
-        let dst = format!("{}/{name}", plan.skills_dir.trim_matches('/'));
-        tar.host_tree(&src, &dst, uid, true).map_err(|e| {
-            BackendError::new(Step::Provision, format!("copying skill '{skill}': {e}"))
-        })?;
+        trees.push(CopiedTree {
+            src,
+            at: format!("{}/{name}", plan.skills_dir.trim_matches('/')),
+            include_git: true,
+            what: format!("skill '{skill}'"),
+        });
     }
     if let Some(ws) = plan.workspace.as_ref().filter(|w| w.copy.unwrap_or(true)) {
-        tar.host_tree(
-            std::path::Path::new(&ws.host_path),
-            WORKSPACE.trim_start_matches('/'),
-            uid,
-            ws.include_git.unwrap_or(false),
-        )
-        .map_err(|e| {
-            BackendError::new(
-                Step::Provision,
-                format!("copying workspace {}: {e}", ws.host_path),
-            )
-        })?;
+        trees.push(CopiedTree {
+            src: std::path::PathBuf::from(&ws.host_path),
+            at: WORKSPACE.trim_start_matches('/').to_string(),
+            include_git: ws.include_git.unwrap_or(false),
+            what: format!("workspace {}", ws.host_path),
+        });
     }
-    tar.finish().map_err(fail)
+    Ok(trees)
 }

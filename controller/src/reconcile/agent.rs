@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bb_crds::agent::{BackendKind, SidecarEndpoints};
+use bb_crds::agent::{BackendKind, GuardedSecretLocation, GuardedSecrets, SidecarEndpoints};
+use bb_crds::bottle::SecretDiscovery;
+use bb_crds::policy::guarded::{GUARDED_SECRETS_FILE, GuardedSecret};
 use bb_crds::resolve::validate_bottle;
 use bb_crds::{Agent, AgentPhase, AgentStatus, ResolvedBottle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -17,8 +19,9 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{AgentCtx, Error, MANAGER, conditions};
-use crate::backend::{AgentId, Backend, BackendError, Step};
+use crate::backend::{AgentId, Backend, BackendError, SecretBytes, Step};
 use crate::cluster::claims::Gate;
+use crate::discovery;
 use crate::plan::{self, PlanError};
 use crate::supervise::grants;
 
@@ -426,7 +429,15 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
     let previous_grants = std::mem::replace(&mut r.status.grants, layer.included.clone());
-    let driven = drive(&ctx, &agent, &id, &sidecar, &agent_plan, &mut r).await;
+    let driven = drive(
+        &ctx,
+        &agent,
+        &id,
+        (&sidecar, bottle.spec.secret_discovery.as_ref()),
+        &agent_plan,
+        &mut r,
+    )
+    .await;
     let supervise_dir = ctx.backend.supervise_dir(&id);
     let outcome = driven.as_ref().map(|_| ()).map_err(|e| e.to_string());
     for (t, reason, note) in grants::settle(
@@ -497,6 +508,7 @@ fn condition_for(step: Step) -> &'static str {
         Step::Network | Step::Sidecar => "SidecarReady",
         Step::Policy => "PolicyApplied",
         Step::Agent | Step::Provision => "Provisioned",
+        Step::Discover => "SecretsGuarded",
         Step::Connect
         | Step::Observe
         | Step::Snapshot
@@ -513,7 +525,7 @@ async fn drive<B: Backend>(
     ctx: &AgentCtx<B>,
     agent: &Agent,
     id: &AgentId,
-    sidecar: &crate::backend::SidecarPlan,
+    (sidecar, discovery): (&crate::backend::SidecarPlan, Option<&SecretDiscovery>),
     plan: &crate::backend::AgentPlan,
     r: &mut Report,
 ) -> Result<(SidecarEndpoints, String), BackendError> {
@@ -524,8 +536,6 @@ async fn drive<B: Backend>(
     // (a failed create, a restart) retries from the snapshot, never from a fresh image.
     let unsuspending = r.status.phase == Some(AgentPhase::Suspended);
     let resuming = unsuspending || ctx.claims.is_some();
-    // Covers the token values: a rotated Secret differs here and is delivered below.
-    let policy_hash = be.policy_hash(id, sidecar)?;
     let seen = be.observe(id).await?;
     // What earlier reconciles brought up, whether or not they finished: a piece that was up
     // and is gone now was removed out of band, and that gets a warning event.
@@ -585,6 +595,26 @@ async fn drive<B: Backend>(
         }
     }
 
+    // A container made just now starts unprovisioned; a kept one is as observed.
+    let provision = create_agent || !seen.provisioned;
+    // The secrets in what provisioning copies in go to the sidecar with its credentials. A
+    // container resumed from its snapshot still holds the earlier copy: its secrets stay guarded.
+    let from_snapshot = run_image != image;
+    let guarded = guard_secrets(be, id, plan, discovery, provision, from_snapshot, r).await?;
+    let mut sidecar = sidecar.clone();
+    if !guarded.is_empty() {
+        sidecar.secret_files.insert(
+            GUARDED_SECRETS_FILE.to_string(),
+            SecretBytes::new(bb_crds::policy::guarded::to_file(&guarded)),
+        );
+    }
+    let sidecar = &sidecar;
+    // Covers the token values and the guarded secrets: a rotated Secret or a new workspace
+    // differs here and is delivered below.
+    let policy_hash = be.policy_hash(id, sidecar)?;
+    // Copied secrets reach the agent only once its sidecar guards them.
+    let provision_after_sidecar = provision && !guarded.is_empty();
+
     // The sidecar and the agent container need only the network, not each other: bring them
     // up side by side (an agent without its sidecar has no way out, so nothing is exposed).
     let sidecar_side = async {
@@ -605,14 +635,21 @@ async fn drive<B: Backend>(
         if create_agent {
             be.ensure_agent(id, &run_image, plan).await?;
         }
-        // A container made just now starts unprovisioned; a kept one is as observed.
-        let provision = create_agent || !seen.provisioned;
-        if provision {
+        if provision && !provision_after_sidecar {
             be.provision(id, plan).await?;
         }
         Ok::<_, BackendError>(provision)
     };
-    let (sidecar_done, agent_done) = futures_util::future::join(sidecar_side, agent_side).await;
+    let (sidecar_done, mut agent_done) = futures_util::future::join(sidecar_side, agent_side).await;
+    if provision_after_sidecar && agent_done.is_ok() {
+        agent_done = match &sidecar_done {
+            Ok(_) => be.provision(id, plan).await.map(|()| true),
+            Err(_) => Err(BackendError::new(
+                Step::Provision,
+                "waiting for the sidecar to guard the copied secrets",
+            )),
+        };
+    }
 
     let endpoints = match sidecar_done {
         Ok((endpoints, reloaded)) => {
@@ -641,6 +678,59 @@ async fn drive<B: Backend>(
     agent_outcome(r, &agent_done, create_agent, recreate, had_agent);
     agent_done?;
     Ok((endpoints.unwrap_or_default(), policy_hash))
+}
+
+/// The secrets the sidecar guards for what the agent was given: discovered again whenever the
+/// agent is provisioned (and stored in the Agent's directory on the runner), otherwise the set
+/// stored then. Discovery reads the host's files, off the async threads.
+async fn guard_secrets<B: Backend>(
+    be: &B,
+    id: &AgentId,
+    plan: &crate::backend::AgentPlan,
+    settings: Option<&SecretDiscovery>,
+    provision: bool,
+    keep_previous: bool,
+    r: &mut Report,
+) -> Result<Vec<GuardedSecret>, BackendError> {
+    let dir = be.agent_dir(id);
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        BackendError::new(Step::Discover, format!("{what} the guarded secrets: {e}"))
+    };
+    let stored = discovery::load(&dir).map_err(|e| fail("reading", &e))?;
+    if !provision && let Some(stored) = stored {
+        return Ok(stored);
+    }
+    let (plan, root, settings) = (plan.clone(), be.skills_root(), settings.cloned());
+    let found =
+        tokio::task::spawn_blocking(move || discovery::discover(&plan, &root, settings.as_ref()))
+            .await
+            .map_err(|e| fail("finding", &e))??;
+    let mut secrets = found.secrets.clone();
+    if keep_previous {
+        for s in stored.into_iter().flatten() {
+            if !secrets.iter().any(|k| k.value == s.value) {
+                secrets.push(s);
+            }
+        }
+    }
+    discovery::store(&dir, &secrets).map_err(|e| fail("storing", &e))?;
+    let summary = found.summary();
+    r.status.guarded_secrets = Some(GuardedSecrets {
+        count: secrets.len() as i64,
+        found: secrets
+            .iter()
+            .take(50)
+            .map(|s| GuardedSecretLocation {
+                path: s.path.clone(),
+                line: i64::from(s.line),
+                kind: s.kind.clone(),
+            })
+            .collect(),
+        files_skipped: Some((found.skipped_large + found.skipped_binary) as i64).filter(|n| *n > 0),
+    });
+    r.condition("SecretsGuarded", true, "Discovered", &summary);
+    r.event(EventType::Normal, "SecretsGuarded", summary);
+    Ok(secrets)
 }
 
 /// Conditions and events for what the agent side of `drive` did.

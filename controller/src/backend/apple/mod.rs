@@ -430,6 +430,14 @@ impl Backend for AppleBackend {
         self.remove_copy(id).await
     }
 
+    fn agent_dir(&self, id: &AgentId) -> PathBuf {
+        self.state_dir(id)
+    }
+
+    fn skills_root(&self) -> PathBuf {
+        self.runtime().skills_root.clone()
+    }
+
     fn supervise_url(&self) -> String {
         format!(
             "http://{}:{}/mcp",

@@ -630,6 +630,14 @@ impl Backend for DockerBackend {
         self.remove_copy(id).await
     }
 
+    fn agent_dir(&self, id: &AgentId) -> PathBuf {
+        self.state_dir(id)
+    }
+
+    fn skills_root(&self) -> PathBuf {
+        self.config.skills_root.clone()
+    }
+
     fn supervise_url(&self) -> String {
         format!(
             "http://{}:{}/mcp",

@@ -219,6 +219,14 @@ impl Backend for SmolvmBackend {
         record::remove(&self.vms.records(), id)
     }
 
+    fn agent_dir(&self, id: &AgentId) -> PathBuf {
+        self.docker.agent_dir(id)
+    }
+
+    fn skills_root(&self) -> PathBuf {
+        self.docker.skills_root()
+    }
+
     fn supervise_url(&self) -> String {
         self.docker.supervise_url()
     }
