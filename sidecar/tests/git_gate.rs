@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const BOTTLE_SECRET: &str = "bottle-own-secret-5e1d9c44";
+const WORKSPACE_SECRET: &str = "Wq8zpL3xRt7vN2bC-db";
 
 struct Gate {
     child: Child,
@@ -106,6 +107,16 @@ fn start_gate(root: &Path, upstream: &Path, queue: Option<&Path>, allow_timeout:
     let secrets = root.join("secrets");
     std::fs::create_dir_all(&secrets).expect("mkdir");
     std::fs::write(secrets.join("route-0-token"), BOTTLE_SECRET).expect("secret");
+    // A secret the runner found in the workspace it copied in (see `guarded_secrets`).
+    let hex: String = WORKSPACE_SECRET
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        secrets.join("guarded-secrets.json"),
+        format!(r#"[{{"path":"/workspace/.env","line":4,"kind":"dotenv","value":"{hex}"}}]"#),
+    )
+    .expect("guarded secrets");
     let cfg = root.join("git-gate.yaml");
     std::fs::write(
         &cfg,
@@ -230,6 +241,11 @@ fn clean_pushes_land_secrets_do_not() {
             "bottle-secret",
         ),
         (
+            "12 characters of a workspace secret",
+            &[("notes.txt", "the db password starts Wq8zpL3xRt7v\n")],
+            "workspace-secret",
+        ),
+        (
             "only in an intermediate commit",
             &[
                 ("tmp.env", "STRIPE=sk_live_4eC39HqLyjWDarjtT1zdp7dc\n"),
@@ -267,6 +283,7 @@ fn clean_pushes_land_secrets_do_not() {
             "Zq8LmT3pRx7vN2bC4dF6",
             "sk_live_4eC39Hq",
             "ghp_4Tz9q",
+            "Wq8zpL3xRt7v",
         ] {
             assert!(
                 !err.contains(secret),

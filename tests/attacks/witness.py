@@ -1,8 +1,9 @@
 # The attack suite's "internet": records everything that reaches it, as JSON lines on stdout.
 # HTTPS on 443 (each parsed request: method, path, every header, body; chunked bodies decoded;
+# a WebSocket upgrade is accepted and each message it then carries recorded as kind 'ws';
 # a connection whose first bytes are not TLS is recorded raw), and raw listeners on TCP 22, 53,
 # 80, 8080, 9418 and UDP 53 that record whatever arrives. CERT and KEY (PEM) come from the env.
-import http.server, json, os, socket, socketserver, ssl, threading
+import base64, hashlib, http.server, json, os, socket, socketserver, ssl, struct, threading
 
 open('/tmp/c.pem', 'w').write(os.environ['CERT'])
 open('/tmp/k.pem', 'w').write(os.environ['KEY'])
@@ -31,7 +32,39 @@ class H(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get('content-length') or 0)
         return self.rfile.read(n) if n > 0 else b''
 
+    def websocket(self):
+        key = self.headers.get('sec-websocket-key', '')
+        accept = base64.b64encode(hashlib.sha1(
+            (key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').encode()).digest()).decode()
+        self.send_response(101)
+        self.send_header('upgrade', 'websocket')
+        self.send_header('connection', 'Upgrade')
+        self.send_header('sec-websocket-accept', accept)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            op, n = head[0] & 0x0F, head[1] & 0x7F
+            if n == 126:
+                n = struct.unpack('>H', self.rfile.read(2))[0]
+            elif n == 127:
+                n = struct.unpack('>Q', self.rfile.read(8))[0]
+            mask = self.rfile.read(4) if head[1] & 0x80 else b'\0\0\0\0'
+            data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(n)))
+            if op == 8:
+                return
+            record(kind='ws', path=self.path, data=data.decode('utf-8', 'replace'))
+            # Echo it back, unmasked, so a client sees its message arrived.
+            self.wfile.write(bytes([0x81, len(data)]) + data if len(data) < 126 else b'')
+            self.wfile.flush()
+
     def handle_any(self):
+        if (self.headers.get('upgrade') or '').lower() == 'websocket':
+            record(kind='http', method=self.command, path=self.path,
+                   headers=[[k, v] for k, v in self.headers.items()], body='')
+            return self.websocket()
         body = self.body()
         record(kind='http', method=self.command, path=self.path,
                headers=[[k, v] for k, v in self.headers.items()],
