@@ -74,6 +74,17 @@ pub fn decide<'p>(
     {
         return Decision::Refuse(r);
     }
+    // TRACE (and IIS's TRACK) answer with the request as the upstream received it: the
+    // injected credential included. No route allows them.
+    if matches!(req.method().as_str(), "TRACE" | "TRACK") {
+        return Decision::Refuse(Refusal::new(
+            "echo-method",
+            format!(
+                "egress: {} is refused on every route: its answer echoes the request, with the credential the sidecar injects",
+                req.method()
+            ),
+        ));
+    }
     let path = match crate::target_path::normalise(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
@@ -97,7 +108,8 @@ pub fn decide<'p>(
     };
     let (route, reported) = route;
     let outbound = Scan::new(policy.clone(), route.dlp, true);
-    let inbound = Scan::new(policy.clone(), route.dlp, false);
+    let inbound = Scan::new(policy.clone(), route.dlp, false)
+        .guarding(route.auth.as_ref().map(|a| a.reflected.clone()));
     if outbound.enabled() {
         let head = head_text(
             &target.host,

@@ -130,6 +130,10 @@ impl Detectors {
             },
             std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(data),
         };
+        // MIME parts as their reader decodes them: quoted-printable, and base64 wrapped into
+        // lines (whose runs `decoded_runs` then decodes whole).
+        let qp = crate::dlp_views::quoted_printable_decoded(data);
+        let joined = crate::dlp_views::base64_lines_joined(data);
         let mut views: Vec<&[u8]> = vec![data];
         for (view, name) in [
             (&percent, "percent-decoded"),
@@ -143,6 +147,13 @@ impl Detectors {
                 views.push(v);
             }
         }
+        if let Some(v) = &qp {
+            if let Some(f) = check(v, "quoted-printable-decoded") {
+                return Some(f);
+            }
+            views.push(v);
+        }
+        views.extend(joined.as_deref());
         views.into_iter().find_map(|view| {
             let runs = crate::dlp_views::decoded_runs(view);
             (!runs.is_empty())
@@ -205,6 +216,11 @@ impl Holdback {
     /// End of stream: whatever is still held back (already scanned).
     pub fn finish(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// What is held back (already scanned, not yet released).
+    pub fn peek(&self) -> &[u8] {
+        &self.pending
     }
 
     /// Bytes scanned but not yet released.

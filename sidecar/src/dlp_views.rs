@@ -1,7 +1,8 @@
 //! The decoded views outbound DLP scans besides the raw bytes, so an encoding the detectors were
 //! not precomputed for does not carry a secret out: percent-decoding (with `+` as space), JSON
-//! string escapes, and every run of base64 / base64url (at each of its four alignments) or hex
-//! (either case, both nibble alignments).
+//! string escapes, MIME transfer encodings (base64 wrapped into lines, quoted-printable), and
+//! every run of base64 / base64url (at each of its four alignments) or hex (either case, both
+//! nibble alignments).
 
 use std::borrow::Cow;
 
@@ -203,6 +204,75 @@ pub fn decoded_runs(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Base64 lines at least this long that end in a line break are taken to continue on the next
+/// line (MIME wraps at 76 characters, PEM at 64): a secret split by the wrap is whole again.
+const WRAPPED_LINE: usize = 60;
+
+/// Wrapped base64 joined back: every line break that ends a base64 line of `WRAPPED_LINE` or
+/// more characters and is followed by more base64 is removed. `None` when there is none.
+pub fn base64_lines_joined(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut run = 0usize;
+    let mut i = 0;
+    let is_b64 = |b: u8| B64[usize::from(b)] != NOT_B64 || b == b'=';
+    while i < data.len() {
+        let b = data[i];
+        let brk = match (b, data.get(i + 1)) {
+            (b'\r', Some(b'\n')) => 2,
+            (b'\n', _) => 1,
+            _ => 0,
+        };
+        if brk > 0 && run >= WRAPPED_LINE && data.get(i + brk).is_some_and(|&n| is_b64(n)) {
+            out.get_or_insert_with(|| data[..i].to_vec());
+            i += brk;
+            run = 0;
+            continue;
+        }
+        run = if is_b64(b) { run + 1 } else { 0 };
+        if let Some(o) = out.as_mut() {
+            o.push(b);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Quoted-printable decoded (`=XX` bytes, `=` soft line breaks), when the data says it is
+/// quoted-printable or has a soft line break; `None` otherwise.
+pub fn quoted_printable_decoded(data: &[u8]) -> Option<Vec<u8>> {
+    let soft_break = memchr::memmem::find(data, b"=\n").is_some()
+        || memchr::memmem::find(data, b"=\r\n").is_some();
+    let declared = || {
+        data.windows(16)
+            .any(|w| w.eq_ignore_ascii_case(b"quoted-printable"))
+    };
+    if !soft_break && !declared() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] != b'=' {
+            out.push(data[i]);
+            i += 1;
+            continue;
+        }
+        match (data.get(i + 1).copied(), data.get(i + 2).copied()) {
+            (Some(b'\n'), _) => i += 2,
+            (Some(b'\r'), Some(b'\n')) => i += 3,
+            (Some(h), Some(l)) if hex_val(h).is_some() && hex_val(l).is_some() => {
+                out.push(hex_val(h).unwrap_or(0) * 16 + hex_val(l).unwrap_or(0));
+                i += 3;
+            }
+            _ => {
+                out.push(b'=');
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine;
@@ -272,5 +342,41 @@ mod tests {
     #[test]
     fn short_runs_are_skipped() {
         assert!(decoded_runs(b"hello world, q=abc & x=1 (short words only)").is_empty());
+    }
+
+    #[test]
+    fn mime_base64_wrapped_at_76_columns_is_joined() {
+        let secret = b"wrapped-secret-9f8e7d6c5b";
+        let mut plain = vec![b'.'; 50];
+        plain.extend_from_slice(secret);
+        plain.extend(vec![b'.'; 50]);
+        let enc = base64::engine::general_purpose::STANDARD.encode(&plain);
+        let wrapped: Vec<&str> = enc
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        let body = format!(
+            "--b\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            wrapped.join("\r\n")
+        );
+        assert!(
+            !any_run_contains(body.as_bytes(), secret),
+            "split by the wrap"
+        );
+        let joined = base64_lines_joined(body.as_bytes()).expect("joined");
+        assert!(any_run_contains(&joined, secret));
+        assert_eq!(base64_lines_joined(b"short line\nnext line\n"), None);
+    }
+
+    #[test]
+    fn quoted_printable_soft_breaks_and_escapes() {
+        let body = b"Content-Transfer-Encoding: quoted-printable\r\n\r\nsecret=3Dqp-sec=\r\nret-value=\nend";
+        assert_eq!(
+            quoted_printable_decoded(body).expect("decoded"),
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\nsecret=qp-secret-valueend"
+                .to_vec()
+        );
+        assert_eq!(quoted_printable_decoded(b"a=1&b=2"), None);
     }
 }

@@ -51,6 +51,9 @@ pub struct Injected {
     token: String,
     /// Also over plain `http://` (`auth.allowPlaintext`).
     pub plaintext: bool,
+    /// The token as a needle for responses: an upstream that echoes the request (`TRACE`, a
+    /// header-echo endpoint) must not hand the agent the credential it never holds.
+    pub reflected: std::sync::Arc<crate::needles::NeedleSet>,
 }
 
 impl std::fmt::Debug for Injected {
@@ -149,12 +152,9 @@ pub struct RequestView<'a> {
 }
 
 pub fn normalise_host(h: &str) -> String {
-    let h = h.trim_end_matches('.');
-    let h = h
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(h);
-    h.to_ascii_lowercase()
+    // The one canonical form validation also keys routes by: `[::1]`, `::1` and `0:0::1` are
+    // one host.
+    bb_policy::validate::host_key(h)
 }
 
 impl Policy {
@@ -431,9 +431,13 @@ fn compile_route(r: &EgressRoute, secrets: Option<&SecretFiles>) -> Result<Route
                 .ok_or_else(|| token_error(std::io::ErrorKind::NotFound, "no such file"))?;
             let token = std::str::from_utf8(token)
                 .map_err(|_| token_error(std::io::ErrorKind::InvalidData, "not UTF-8"))?;
+            let token = token.trim_end_matches(['\r', '\n']).to_string();
             Some(Injected {
                 scheme: a.scheme,
-                token: token.trim_end_matches(['\r', '\n']).to_string(),
+                reflected: std::sync::Arc::new(crate::needles::NeedleSet::new(&[
+                    crate::needles::Needle::own(token.as_bytes()),
+                ])),
+                token,
                 plaintext: a.allow_plaintext.unwrap_or(false),
             })
         }

@@ -8,7 +8,8 @@ use hyper::body::Incoming;
 use crate::decision::{self, Decision, Permit, Refusal, Target};
 use crate::proxy::{Proxy, empty};
 use crate::relay_body::{
-    Body, BoxError, SCAN_BUFFER_LIMIT, Screened, close_delimited, discard, full, screen,
+    Body, BoxError, REFLECTED_DETECTOR, SCAN_BUFFER_LIMIT, Screened, close_delimited, discard,
+    full, screen,
 };
 
 /// Headers that belong to one hop and never travel on.
@@ -126,10 +127,16 @@ impl Proxy {
             None => path,
         };
         let default_port = if target.tls { 443 } else { 80 };
-        let authority = if target.port == default_port {
-            host.to_string()
+        // An IPv6 literal goes back in brackets, or the URI does not parse.
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            format!("{host}:{}", target.port)
+            host.to_string()
+        };
+        let authority = if target.port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{}", target.port)
         };
         parts.uri = match format!("{}://{authority}{pq}", target.scheme()).parse() {
             Ok(u) => u,
@@ -202,9 +209,9 @@ impl Proxy {
         }
         let upstream_req = Request::from_parts(parts, body);
         if let Some(agent_side) = websocket {
-            return Ok(self
+            return self
                 .relay_websocket(upstream_req, agent_side, host, (outbound, inbound))
-                .await);
+                .await;
         }
         let resp = match self.upstream.request(upstream_req).await {
             Ok(resp) => resp,
@@ -240,19 +247,17 @@ impl Proxy {
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
+        if let Some(c) = &inbound.credential
+            && c.find(&crate::relay_body::header_text(&parts.headers))
+                .is_some()
+        {
+            return Err(response_refusal(host, REFLECTED_DETECTOR, "injected-credential").into());
+        }
         let body = match screen(body, &parts.headers, inbound, until_close).await {
             Ok(b) => b,
             Err(Screened::Found(f)) => {
                 tracing::warn!(%host, detector = f.detector, rule = f.rule, "response blocked");
-                return Err(Refusal::new(
-                    "dlp-inbound",
-                    format!(
-                        "egress: the response from {host} was withheld: it looks like a prompt-injection attempt ({}: {})",
-                        f.detector, f.rule
-                    ),
-                )
-                .with_status(StatusCode::BAD_GATEWAY)
-                .into());
+                return Err(response_refusal(host, f.detector, f.rule).into());
             }
             Err(Screened::Unreadable(e)) => {
                 tracing::info!(%host, error = %e, "upstream response unreadable");
@@ -278,14 +283,30 @@ impl Proxy {
         agent_side: hyper::upgrade::OnUpgrade,
         host: &str,
         (outbound, inbound): (crate::relay_body::Scan, crate::relay_body::Scan),
-    ) -> Response<Body> {
+    ) -> Result<Response<Body>, Refused> {
         let mut resp = match self.upgrades.request(req).await {
             Ok(r) => r,
-            Err(e) => return bad_gateway(format!("egress: upstream {host} failed: {e}")),
+            Err(e) => return Ok(bad_gateway(format!("egress: upstream {host} failed: {e}"))),
         };
+        if let Some(c) = &inbound.credential
+            && c.find(&crate::relay_body::header_text(resp.headers()))
+                .is_some()
+        {
+            return Err(response_refusal(host, REFLECTED_DETECTOR, "injected-credential").into());
+        }
+        // Not upgraded: an ordinary response, screened as any other.
         if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
             let (parts, body) = resp.into_parts();
-            return Response::from_parts(parts, body.map_err(Into::into).boxed());
+            return match screen(body, &parts.headers, inbound, false).await {
+                Ok(b) => Ok(Response::from_parts(parts, b)),
+                Err(Screened::Found(f)) => Err(response_refusal(host, f.detector, f.rule).into()),
+                Err(Screened::Unreadable(e)) => Ok(bad_gateway(format!(
+                    "egress: reading the response from {host}: {e}"
+                ))),
+                Err(Screened::Unscannable(e)) => Ok(bad_gateway(format!(
+                    "egress: the response from {host}: {e}"
+                ))),
+            };
         }
         let upstream_side = hyper::upgrade::on(&mut resp);
         let host_owned = host.to_string();
@@ -300,8 +321,23 @@ impl Proxy {
             }
         });
         let (parts, _) = resp.into_parts();
-        Response::from_parts(parts, empty())
+        Ok(Response::from_parts(parts, empty()))
     }
+}
+
+/// A response withheld from the agent: it carried the route's own credential back, or what
+/// inbound DLP calls a prompt injection.
+fn response_refusal(host: &str, detector: &str, rule: &str) -> Refusal {
+    let why = if detector == REFLECTED_DETECTOR {
+        "it carries the credential this route injects (the upstream echoed the request); the agent never holds it".to_string()
+    } else {
+        format!("it looks like a prompt-injection attempt ({detector}: {rule})")
+    };
+    Refusal::new(
+        "dlp-inbound",
+        format!("egress: the response from {host} was withheld: {why}"),
+    )
+    .with_status(StatusCode::BAD_GATEWAY)
 }
 
 /// `resp` (a refusal) for a request whose body was never read. Closing a connection with unread

@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use crate::dlp::{Finding, Holdback};
+use crate::needles::NeedleSet;
 use crate::policy::{DlpSwitches, Policy};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -102,6 +103,8 @@ pub struct Scan {
     pub dlp: DlpSwitches,
     pub outbound: bool,
     pub cut_off: Arc<std::sync::OnceLock<Finding>>,
+    /// Inbound only: the credential the route injects, which no response may carry back.
+    pub credential: Option<Arc<NeedleSet>>,
 }
 
 impl Scan {
@@ -111,7 +114,14 @@ impl Scan {
             dlp,
             outbound,
             cut_off: Arc::default(),
+            credential: None,
         }
+    }
+
+    /// An inbound scan that also refuses `credential` coming back.
+    pub fn guarding(mut self, credential: Option<Arc<NeedleSet>>) -> Scan {
+        self.credential = credential;
+        self
     }
 }
 
@@ -129,7 +139,7 @@ impl Scan {
         if self.outbound {
             self.dlp.token_patterns || self.dlp.known_secrets
         } else {
-            self.dlp.injection
+            self.dlp.injection || self.credential.is_some()
         }
     }
 
@@ -139,14 +149,50 @@ impl Scan {
             return None;
         }
         if self.outbound {
-            self.policy
-                .detectors
-                .outbound(buf, self.dlp.token_patterns, self.dlp.known_secrets)
-        } else {
-            self.policy.detectors.inbound(buf)
+            return self.policy.detectors.outbound(
+                buf,
+                self.dlp.token_patterns,
+                self.dlp.known_secrets,
+            );
         }
+        if let Some(c) = &self.credential
+            && c.find(buf).is_some()
+        {
+            return Some(Finding {
+                detector: REFLECTED_DETECTOR,
+                rule: "injected-credential",
+                view: "raw",
+                origin: None,
+            });
+        }
+        self.dlp
+            .injection
+            .then(|| self.policy.detectors.inbound(buf))
+            .flatten()
+    }
+
+    /// `find` over a header or trailer map, as `name: value` lines.
+    pub fn find_in_headers(&self, headers: &http::HeaderMap) -> Option<Finding> {
+        self.find(&header_text(headers))
     }
 }
+
+/// The detector that finds a route's own credential in what comes back to the agent.
+pub const REFLECTED_DETECTOR: &str = "credential_reflection";
+
+/// A header map as `name: value` lines, the form every header scan reads.
+pub fn header_text(headers: &http::HeaderMap) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+impl Scan {}
 
 /// Why a body did not pass screening.
 #[derive(Debug)]
@@ -191,11 +237,16 @@ pub async fn screen(
     {
         match gather(body).await.map_err(Screened::Unreadable)? {
             Gathered::Whole(frames) => {
-                let bytes: Vec<u8> = frames
+                let mut bytes: Vec<u8> = frames
                     .iter()
                     .filter_map(|f| f.data_ref())
                     .flat_map(|d| d.iter().copied())
                     .collect();
+                // Trailers are part of what leaves: scanned with the body they end.
+                for t in frames.iter().filter_map(|f| f.trailers_ref()) {
+                    bytes.push(b'\n');
+                    bytes.extend(header_text(t));
+                }
                 if let Some(f) = scan.find(&bytes) {
                     return Err(Screened::Found(f));
                 }
@@ -336,6 +387,25 @@ impl http_body::Body for RelayBody {
                         }
                     }
                     Err(trailers) => {
+                        // Trailers travel only once scanned like headers, with what is still
+                        // held back of the body before them.
+                        if let (Some(scan), Some(t)) = (&this.scan, trailers.trailers_ref()) {
+                            let mut buf = this.holdback.peek().to_vec();
+                            buf.push(b'\n');
+                            buf.extend(header_text(t));
+                            if let Some(f) = scan.find(&buf) {
+                                tracing::warn!(
+                                    detector = f.detector,
+                                    rule = f.rule,
+                                    outbound = scan.outbound,
+                                    "trailers cut off by DLP"
+                                );
+                                let _ = scan.cut_off.set(f.clone());
+                                this.done = true;
+                                this.holdback = Holdback::default();
+                                return Poll::Ready(Some(Err(Box::new(CutOff(f)))));
+                            }
+                        }
                         this.parked = Some(trailers);
                         this.done = true;
                     }

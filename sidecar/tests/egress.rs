@@ -18,6 +18,16 @@ use common::tls;
 
 const TOKEN: &str = "real-upstream-token-7d1c";
 
+/// How the test upstream shows a credential it received: a digest, never the value.
+fn shown(token: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 struct Ca {
     cert_pem: String,
     key_pem: String,
@@ -37,18 +47,25 @@ fn make_ca(name: &str) -> (Ca, rcgen::Certificate, KeyPair) {
 
 /// An HTTPS server on 127.0.0.1 for `localhost` that answers with what it received.
 fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
+    start_upstream_at(rt, dir, "127.0.0.1:0")
+}
+
+/// The test upstream listening on `bind` (`[::1]:0` for an IPv6 literal route).
+fn start_upstream_at(rt: &tokio::runtime::Runtime, dir: &Path, bind: &str) -> (u16, PathBuf) {
     let (ca, ca_cert, ca_key) = make_ca("upstream test CA");
     let ca_path = dir.join("upstream-ca.pem");
     std::fs::write(&ca_path, &ca.cert_pem).expect("write");
     let acceptor = tls::acceptor(
         &ca_cert,
         &ca_key,
-        &["localhost", "127.0.0.1"],
+        &["localhost", "127.0.0.1", "::1"],
         &[b"h2", b"http/1.1"],
     );
     let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .block_on(tokio::net::TcpListener::bind(bind))
         .expect("bind");
+    // Every request trailer the upstream receives, so tests can assert what never arrived.
+    let trailer_log = dir.join("trailers-received.log");
     let port = listener.local_addr().expect("addr").port();
     // `/git/<repo>` is served from here (see git_http_backend).
     let git_root = dir.join("git-root");
@@ -62,6 +79,7 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
             let acceptor = acceptor.clone();
             let git_root = git_root.clone();
             let ws_log = ws_log.clone();
+            let trailer_log = trailer_log.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
@@ -70,10 +88,11 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                 let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                     let git_root = git_root.clone();
                     let ws_log = ws_log.clone();
+                    let trailer_log = trailer_log.clone();
                     async move {
                     use http_body_util::BodyExt;
                     if req.uri().path().starts_with("/git/") {
-                        return Ok(git_http_backend(req, git_root.clone()).await);
+                        return Ok(git_http_backend(req, git_root.clone()).await.map(BodyExt::boxed_unsync));
                     }
                     if let Some(accept) = websocket_accept(&req) {
                         let on = hyper::upgrade::on(&mut req);
@@ -87,11 +106,43 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                             .header("upgrade", "websocket")
                             .header("connection", "Upgrade")
                             .header("sec-websocket-accept", accept)
-                            .body(Full::new(Bytes::new()))
+                            .body(Full::new(Bytes::new()).boxed_unsync())
                             .expect("101");
                         return Ok::<_, std::convert::Infallible>(resp);
                     }
-                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+                    // The credential as a digest: echoing it would hand it to the agent (the
+                    // sidecar refuses such responses; see `reflected_credentials_are_withheld`).
+                    let raw_auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+                    let auth = match raw_auth.split_once(' ') {
+                        Some((scheme, token)) => format!("{scheme} #{}", shown(token)),
+                        None => raw_auth.clone(),
+                    };
+                    match req.uri().path() {
+                        // Reflection endpoints: the request's Authorization back in the body,
+                        // in a header, or in a trailer.
+                        "/echo" => {
+                            return Ok(http::Response::new(Full::new(Bytes::from(format!("you sent: {raw_auth}\n"))).boxed_unsync()));
+                        }
+                        "/echo-header" => {
+                            let mut r = http::Response::new(Full::new(Bytes::from_static(b"see headers\n")).boxed_unsync());
+                            if let Ok(v) = http::HeaderValue::from_str(&raw_auth) {
+                                r.headers_mut().insert("x-you-sent", v);
+                            }
+                            return Ok(r);
+                        }
+                        "/echo-trailer" => {
+                            let mut t = http::HeaderMap::new();
+                            if let Ok(v) = http::HeaderValue::from_str(&raw_auth) {
+                                t.insert("x-you-sent", v);
+                            }
+                            let frames = vec![
+                                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(b"see trailers\n"))),
+                                Ok(hyper::body::Frame::trailers(t)),
+                            ];
+                            return Ok(http::Response::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()));
+                        }
+                        _ => {}
+                    }
                     let head = format!(
                         "{} {} auth={auth} version={:?}",
                         req.method(),
@@ -109,6 +160,13 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                                 if let Some(d) = f.data_ref() {
                                     received.extend_from_slice(d);
                                 }
+                                if let Some(t) = f.trailers_ref() {
+                                    use std::io::Write as _;
+                                    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&trailer_log).expect("trailer log");
+                                    for (k, v) in t {
+                                        let _ = writeln!(log, "{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+                                    }
+                                }
                             }
                             Some(Err(_)) => {
                                 complete = false;
@@ -123,7 +181,7 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                     } else {
                         format!("{head} body={} complete={complete} seen_token={seen}\n", received.len())
                     };
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(text))))
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(text)).boxed_unsync()))
                 }});
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), svc)
@@ -465,7 +523,7 @@ fn the_proxy_holds_against_curl() {
     assert_eq!(code, 0, "{body}");
     assert!(codes.starts_with("200"), "{codes}");
     assert!(
-        body.contains(&format!("GET /api/items?x=1 auth=Bearer {TOKEN}")),
+        body.contains(&format!("GET /api/items?x=1 auth=Bearer #{}", shown(TOKEN))),
         "{body}"
     );
     assert!(!body.contains("egress-placeholder"));
@@ -482,7 +540,10 @@ fn the_proxy_holds_against_curl() {
         "the agent side spoke HTTP/2: {body}"
     );
     assert!(
-        body.contains(&format!("GET /api/h2 auth=Bearer {TOKEN} version=HTTP/2.0")),
+        body.contains(&format!(
+            "GET /api/h2 auth=Bearer #{} version=HTTP/2.0",
+            shown(TOKEN)
+        )),
         "{body}"
     );
     let (_, codes2, rule, _) = curl(&sc, &format!("{base}/admin"), &["--http2"]);
@@ -803,7 +864,7 @@ fn dlp_blocks_secrets_going_out_and_injection_coming_in() {
         &["-H", "Authorization: Bearer egress-placeholder"],
     );
     assert!(
-        codes.starts_with("200") && body.contains(&format!("auth=Bearer {TOKEN}")),
+        codes.starts_with("200") && body.contains(&format!("auth=Bearer #{}", shown(TOKEN))),
         "{codes} {body}"
     );
 
@@ -1088,7 +1149,10 @@ except requests.exceptions.ProxyError as e:
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains(&format!("allowed 200 GET /api/items auth=Bearer {TOKEN}")),
+        text.contains(&format!(
+            "allowed 200 GET /api/items auth=Bearer #{}",
+            shown(TOKEN)
+        )),
         "{text}"
     );
     assert!(text.contains("blocked 403"), "{text}");
@@ -1431,7 +1495,10 @@ fn ports_and_plaintext_are_the_routes_to_allow() {
     // The allowed port works: the refusals below are not an unreachable upstream.
     let (code, codes, _, body) = curl(&sc, &format!("https://localhost:{up}/ok"), &[]);
     assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
-    assert!(body.contains(&format!("auth=Bearer {TOKEN}")), "{body}");
+    assert!(
+        body.contains(&format!("auth=Bearer #{}", shown(TOKEN))),
+        "{body}"
+    );
     // Another port of the same host: refused at CONNECT, naming the field.
     let (_, codes, rule, body) = curl(&sc, &format!("https://localhost:{other}/"), &[]);
     assert!(
@@ -1504,7 +1571,10 @@ fn report_mode_records_would_be_refusals_and_still_holds_dlp() {
     // Allowed by the routes: the credential is injected.
     let (code, codes, _, body) = curl(&sc, &format!("https://127.0.0.1:{up}/api/x"), &[]);
     assert!(code == 0 && codes.starts_with("200"), "{codes} {body}");
-    assert!(body.contains(&format!("auth=Bearer {TOKEN}")), "{body}");
+    assert!(
+        body.contains(&format!("auth=Bearer #{}", shown(TOKEN))),
+        "{body}"
+    );
     // A path no rule matches, another port's host and a host with no route: through, and
     // never with the route's credential.
     for url in [
@@ -1646,4 +1716,211 @@ fn guarded_secrets_are_found_in_part_and_named_by_their_file() {
     // Eleven characters are not a run.
     let (_, codes, _, body) = curl(&sc, &format!("{base}/q?v={}", &value[..11]), &[]);
     assert!(codes.starts_with("200"), "{codes} {body}");
+}
+
+/// An HTTP/2 request through the proxy's tunnel to `localhost:port`, with `trailers` after a
+/// body: what the agent gets (status, body, trailers), or the error it sees.
+fn h2_with_trailers(
+    rt: &tokio::runtime::Runtime,
+    sc: &Sidecar,
+    port: u16,
+    path: &str,
+    trailers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut t = http::HeaderMap::new();
+    for (k, v) in trailers {
+        t.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let trust = sc.dir.join("ca.pem");
+    rt.block_on(async move {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", sc.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        tcp.write_all(
+            format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            tcp.read_exact(&mut b).await.map_err(|e| e.to_string())?;
+            head.push(b[0]);
+        }
+        let mut cfg = (*tls::client_trusting(&trust)).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from_static(
+                b"upload with trailers",
+            ))),
+            Ok(hyper::body::Frame::trailers(t)),
+        ];
+        let req = http::Request::post(format!("https://localhost:{port}{path}"))
+            .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+                frames,
+            )))
+            .expect("request");
+        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let trailers = body
+            .trailers()
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_default();
+        Ok((
+            status,
+            format!("{}{trailers}", String::from_utf8_lossy(&body.to_bytes())),
+        ))
+    })
+}
+
+/// The rest of the message is judged too: request trailers (HTTP/2) are scanned like headers,
+/// MIME bodies as their reader decodes them (base64 wrapped at 76 columns, quoted-printable),
+/// and the route's own injected credential never comes back to the agent (an echo in a body,
+/// a header or a trailer, or TRACE).
+#[test]
+fn trailers_mime_parts_and_reflections_are_judged() {
+    use base64::Engine;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream(&rt, dir.path());
+    // A short guarded secret (16 characters): split in two, neither half is a 12-byte run.
+    let short = "Wq8zpL3xRt7vN2bC";
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).expect("mkdir");
+    let hex: String = short.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        secrets.join("guarded-secrets.json"),
+        format!(r#"[{{"path":"/workspace/.env","line":1,"kind":"dotenv","value":"{hex}"}}]"#),
+    )
+    .expect("write");
+    let policy = "routes:\n  - host: localhost\n    auth: {scheme: Bearer, tokenFile: api-token}\n";
+    let sc = start_sidecar(dir.path(), &up_ca, &at(up, policy));
+    let base = format!("https://localhost:{up}");
+    let trailer_log =
+        || std::fs::read_to_string(dir.path().join("trailers-received.log")).unwrap_or_default();
+
+    // Controls: a clean request, and clean trailers reach the upstream.
+    let (_, codes, _, body) = curl(&sc, &format!("{base}/api/items"), &[]);
+    assert!(
+        codes.starts_with("200") && body.contains(&format!("auth=Bearer #{}", shown(TOKEN))),
+        "{codes} {body}"
+    );
+    let clean = h2_with_trailers(&rt, &sc, up, "/upload", &[("x-checksum", "c0ffee")]);
+    assert!(matches!(clean, Ok((200, _))), "{clean:?}");
+    assert!(
+        trailer_log().contains("x-checksum: c0ffee"),
+        "{}",
+        trailer_log()
+    );
+
+    // A secret in a request trailer is refused before the request leaves.
+    for (what, value) in [
+        ("a token format", "AKIAQ3EGRUOPXNVZLM7K"),
+        ("the bottle's own credential", TOKEN),
+        ("a guarded secret", short),
+    ] {
+        let got = h2_with_trailers(&rt, &sc, up, "/upload", &[("x-leak", value)]);
+        assert!(matches!(&got, Ok((403, _))), "{what}: {got:?}");
+        assert!(
+            !trailer_log().contains(value),
+            "{what} reached the upstream"
+        );
+    }
+
+    // MIME: base64 wrapped at 76 columns with the break inside the secret, and a
+    // quoted-printable part with a soft line break inside it.
+    let mut plain = vec![b'.'; 49];
+    plain.extend_from_slice(short.as_bytes());
+    plain.extend(vec![b'.'; 40]);
+    let enc = base64::engine::general_purpose::STANDARD.encode(&plain);
+    let (l1, l2) = enc.split_at(76);
+    let b64_part = format!(
+        "--b\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n{l1}\r\n{l2}\r\n--b--\r\n"
+    );
+    let qp_part = format!(
+        "--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\npassword=3D{}=\r\n{}\r\n--b--\r\n",
+        &short[..8],
+        &short[8..]
+    );
+    for (what, body) in [("wrapped base64", b64_part), ("quoted-printable", qp_part)] {
+        let (_, codes, rule, text) = curl(
+            &sc,
+            &format!("{base}/upload"),
+            &[
+                "-H",
+                "Content-Type: multipart/form-data; boundary=b",
+                "--data-binary",
+                &body,
+            ],
+        );
+        assert!(
+            codes.starts_with("403") && rule == "dlp-outbound",
+            "{what}: {codes} {text}"
+        );
+    }
+
+    // Reflection: the upstream echoes the credential it was sent, in a body, a header or a
+    // trailer. The agent never receives it.
+    for path in ["/echo", "/echo-header"] {
+        let (_, codes, rule, text) = curl(&sc, &format!("{base}{path}"), &[]);
+        assert!(
+            codes.starts_with("502") && rule == "dlp-inbound" && text.contains("credential"),
+            "{path}: {codes} {text}"
+        );
+        assert!(!text.contains(TOKEN), "{path}: the agent got the token");
+    }
+    for agent in ["--http1.1", "--http2"] {
+        let (_, _, _, text) = curl(&sc, &format!("{base}/echo-trailer"), &[agent]);
+        assert!(!text.contains(TOKEN), "{agent} /echo-trailer: {text}");
+    }
+    let (_, codes, rule, text) = curl(&sc, &format!("{base}/api/items"), &["-X", "TRACE"]);
+    assert!(
+        codes.starts_with("403") && rule == "echo-method",
+        "{codes} {text}"
+    );
+}
+
+/// An IPv6-literal route relays (its authority goes upstream in brackets), and `::1` and
+/// `[::1]` are one host to validation as to the proxy.
+#[test]
+fn ipv6_literal_routes_relay_and_are_one_host() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, up_ca) = start_upstream_at(&rt, dir.path(), "[::1]:0");
+    let policy = format!("routes:\n  - host: \"[::1]\"\n    ports: [{up}]\n");
+    let sc = start_sidecar(dir.path(), &up_ca, &policy);
+    let (_, codes, _, body) = curl(&sc, &format!("https://[::1]:{up}/api/v6"), &[]);
+    assert!(
+        codes.starts_with("200") && body.contains("GET /api/v6"),
+        "{codes} {body}"
+    );
+    let dup = format!(
+        "routes:\n  - host: \"::1\"\n    ports: [{up}]\n  - host: \"[0:0::1]\"\n    ports: [{up}]\n"
+    );
+    let err = bb_policy::file::parse_sidecar_policy(&dup)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("duplicate host"), "{err}");
 }

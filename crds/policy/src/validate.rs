@@ -349,5 +349,29 @@ pub fn check_host(h: &str) -> Result<(), String> {
 
 /// The lowercase host a route is keyed by, for duplicate detection.
 pub fn host_key(h: &str) -> String {
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    let bare = h
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(h);
+    // An IP literal in its one printed form (IPv6 compressed, lowercase, no brackets).
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => bare.to_ascii_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod host_key_tests {
+    use super::host_key;
+
+    #[test]
+    fn one_key_per_host_whatever_its_spelling() {
+        for same in ["::1", "[::1]", "0:0::1", "[0000::0001]", "::1."] {
+            assert_eq!(host_key(same), "::1", "{same}");
+        }
+        assert_eq!(host_key("API.Example.com."), "api.example.com");
+        assert_eq!(host_key("10.0.0.1"), "10.0.0.1");
+        assert_ne!(host_key("::2"), host_key("::1"));
+    }
 }
