@@ -1908,13 +1908,6 @@ fn ipv6_literal_routes_relay_and_are_one_host() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let (up, up_ca) = start_upstream_at(&rt, dir.path(), "[::1]:0");
-    let policy = format!("routes:\n  - host: \"[::1]\"\n    ports: [{up}]\n");
-    let sc = start_sidecar(dir.path(), &up_ca, &policy);
-    let (_, codes, _, body) = curl(&sc, &format!("https://[::1]:{up}/api/v6"), &[]);
-    assert!(
-        codes.starts_with("200") && body.contains("GET /api/v6"),
-        "{codes} {body}"
-    );
     let dup = format!(
         "routes:\n  - host: \"::1\"\n    ports: [{up}]\n  - host: \"[0:0::1]\"\n    ports: [{up}]\n"
     );
@@ -1923,4 +1916,11 @@ fn ipv6_literal_routes_relay_and_are_one_host() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(err.contains("duplicate host"), "{err}");
+    let policy = format!("routes:\n  - host: \"[::1]\"\n    ports: [{up}]\n");
+    let sc = start_sidecar(dir.path(), &up_ca, &policy);
+    let (_, codes, _, body) = curl(&sc, &format!("https://[::1]:{up}/api/v6"), &[]);
+    assert!(
+        codes.starts_with("200") && body.contains("GET /api/v6"),
+        "{codes} {body}"
+    );
 }
