@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine;
 
 /// Any run of this many consecutive bytes of a known secret is a finding (the whole value when
@@ -21,6 +21,22 @@ pub const MIN_SECRET_LEN: usize = 8;
 /// multiple of `STEP` at or after `a`, which ends by `a + STEP - 1 + ANCHOR = a + MIN_RUN`.
 const STEP: usize = 4;
 const ANCHOR: usize = MIN_RUN - STEP + 1;
+
+/// Up to this many anchors (about 330 needles) compile to a DFA, the fastest search at about
+/// 3.5 KiB an anchor; more to a contiguous NFA (a third slower, a fifth of the memory). See
+/// docs/operations.md for both measured with 1,000 needles.
+const MAX_DFA_ANCHORS: usize = 2_000;
+
+fn automaton(patterns: &[&[u8]], kind: Option<AhoCorasickKind>) -> Option<AhoCorasick> {
+    if patterns.is_empty() {
+        return None;
+    }
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .kind(kind)
+        .build(patterns)
+        .ok()
+}
 
 /// One secret value the sidecar guards, and where it came from.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,8 +75,13 @@ pub struct Hit {
 /// The compiled needles of one policy.
 pub struct NeedleSet {
     needles: Vec<Needle>,
-    /// Every whole value in every precomputed encoding; pattern `i` belongs to `whole_of[i]`.
-    whole: Option<AhoCorasick>,
+    /// Needles shorter than `MIN_RUN`, raw: found whole or not at all.
+    short: Option<AhoCorasick>,
+    short_of: Vec<usize>,
+    /// Every whole value in every precomputed encoding (for data read without decoding, such
+    /// as pushed histories), built on first use (egress never needs it); pattern `i` belongs
+    /// to `whole_of[i]`.
+    whole: std::sync::OnceLock<Option<AhoCorasick>>,
     whole_of: Vec<usize>,
     /// The anchors of needles at least `MIN_RUN` long; pattern `i` sits at each of
     /// `anchors_at[i]` (needle, offset).
@@ -137,18 +158,18 @@ impl NeedleSet {
             })
             .filter(|n| n.value.len() >= MIN_SECRET_LEN)
             .collect();
-        let mut whole = Vec::new();
         let mut whole_of = Vec::new();
+        let mut short: Vec<&[u8]> = Vec::new();
+        let mut short_of = Vec::new();
         let mut anchor_ids: HashMap<&[u8], usize> = HashMap::new();
         let mut anchors: Vec<&[u8]> = Vec::new();
         let mut anchors_at: Vec<Vec<(usize, usize)>> = Vec::new();
         for (i, n) in needles.iter().enumerate() {
-            for form in encodings(&n.value) {
-                whole.push(form);
-                whole_of.push(i);
-            }
+            whole_of.extend(std::iter::repeat_n(i, encodings(&n.value).len()));
             let v = n.value.as_slice();
             if v.len() < MIN_RUN {
+                short.push(v);
+                short_of.push(i);
                 continue;
             }
             for off in (0..=v.len() - ANCHOR).step_by(STEP) {
@@ -161,26 +182,30 @@ impl NeedleSet {
                 anchors_at[id].push((i, off));
             }
         }
-        let build = |patterns: &[&[u8]]| {
-            (!patterns.is_empty())
-                .then(|| {
-                    AhoCorasick::builder()
-                        .match_kind(MatchKind::Standard)
-                        .build(patterns)
-                        .ok()
-                })
-                .flatten()
-        };
-        let whole_refs: Vec<&[u8]> = whole.iter().map(Vec::as_slice).collect();
-        let whole_ac = build(&whole_refs);
-        let anchors_ac = build(&anchors);
+        let short_ac = automaton(&short, None);
+        // Anchors are short and few enough per needle for a DFA: the fastest search, and the
+        // one every scanned byte pays for.
+        let dfa = (anchors.len() <= MAX_DFA_ANCHORS).then_some(AhoCorasickKind::DFA);
+        let anchors_ac = automaton(&anchors, dfa);
         NeedleSet {
-            whole: whole_ac,
+            short: short_ac,
+            short_of,
+            whole: std::sync::OnceLock::new(),
             whole_of,
             anchors: anchors_ac,
             anchors_at,
             needles,
         }
+    }
+
+    /// Heap bytes of the compiled automata (what guarding these needles costs in memory).
+    pub fn memory_usage(&self) -> usize {
+        let whole = self.whole.get().and_then(Option::as_ref);
+        [self.short.as_ref(), whole, self.anchors.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(AhoCorasick::memory_usage)
+            .sum()
     }
 
     /// How many secrets are guarded.
@@ -192,14 +217,39 @@ impl NeedleSet {
         self.needles.is_empty()
     }
 
-    /// The first needle found in `hay`: whole in any precomputed encoding, or a run of at least
-    /// `MIN_RUN` of its raw bytes.
+    /// The first needle found in `hay` as it is: a run of at least `MIN_RUN` of its bytes, or
+    /// the whole of a shorter one. Encodings are the caller's views (egress decodes them).
     pub fn find(&self, hay: &[u8]) -> Option<Hit> {
-        if let Some(ac) = &self.whole
+        if let Some(ac) = &self.short
+            && let Some(m) = ac.find(hay)
+        {
+            return Some(self.hit(self.short_of[m.pattern().as_usize()]));
+        }
+        self.find_run(hay)
+    }
+
+    /// `find`, and also any whole needle in each precomputed encoding (raw, hex, percent,
+    /// base64 and base64url at any alignment): for data nobody decodes, such as histories.
+    pub fn find_encoded(&self, hay: &[u8]) -> Option<Hit> {
+        let whole = self.whole.get_or_init(|| {
+            let forms: Vec<Vec<u8>> = self
+                .needles
+                .iter()
+                .flat_map(|n| encodings(&n.value))
+                .collect();
+            let refs: Vec<&[u8]> = forms.iter().map(Vec::as_slice).collect();
+            automaton(&refs, None)
+        });
+        if let Some(ac) = whole
             && let Some(m) = ac.find(hay)
         {
             return Some(self.hit(self.whole_of[m.pattern().as_usize()]));
         }
+        self.find_run(hay)
+    }
+
+    /// A run of at least `MIN_RUN` bytes of a needle, found through its anchors.
+    fn find_run(&self, hay: &[u8]) -> Option<Hit> {
         let ac = self.anchors.as_ref()?;
         for m in ac.find_overlapping_iter(hay) {
             for &(needle, off) in &self.anchors_at[m.pattern().as_usize()] {
