@@ -44,7 +44,7 @@ fn unknown_fields_are_rejected_everywhere() {
     case(
         bottle("bogus: 1"),
         &[
-            "spec.bogus: unknown field; allowed: agentProvider, egress, env, extends, gitGate, runtime, supervise",
+            "spec.bogus: unknown field; allowed: agentProvider, egress, env, extends, gitGate, runtime, secretDiscovery, supervise",
         ],
     );
     case(
