@@ -1,6 +1,7 @@
 //! bb-sidecar as a library: the egress proxy, its policy, DLP, certificate minting and audit
 //! log, shared by the `bb-sidecar` binary, the benchmarks and the fuzz targets.
 
+pub mod accept;
 pub mod audit;
 pub mod bump;
 pub mod content_coding;

@@ -252,10 +252,10 @@ impl Proxy {
         }
     }
 
-    /// Accepts agent connections until the listener fails.
+    /// Accepts agent connections for as long as the process runs (`accept::next`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
-            let (tcp, peer) = listener.accept().await?;
+            let (tcp, peer) = crate::accept::next(&listener, "egress").await;
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
             }

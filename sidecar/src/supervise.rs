@@ -259,7 +259,7 @@ impl Supervise {
             }
         });
         loop {
-            let (stream, peer) = listener.accept().await?;
+            let (stream, peer) = crate::accept::next(&listener, "supervise").await;
             let service = service.clone();
             tokio::spawn(async move {
                 let svc =

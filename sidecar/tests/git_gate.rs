@@ -104,6 +104,17 @@ fn upstream(root: &Path) -> PathBuf {
 }
 
 fn start_gate(root: &Path, upstream: &Path, queue: Option<&Path>, allow_timeout: u64) -> Gate {
+    start_gate_limited(root, upstream, queue, allow_timeout, None)
+}
+
+/// `start_gate`, with the process's file-descriptor limit set to `nofile` when given.
+fn start_gate_limited(
+    root: &Path,
+    upstream: &Path,
+    queue: Option<&Path>,
+    allow_timeout: u64,
+    nofile: Option<u32>,
+) -> Gate {
     let secrets = root.join("secrets");
     std::fs::create_dir_all(&secrets).expect("mkdir");
     std::fs::write(secrets.join("route-0-token"), BOTTLE_SECRET).expect("secret");
@@ -124,7 +135,15 @@ fn start_gate(root: &Path, upstream: &Path, queue: Option<&Path>, allow_timeout:
     )
     .expect("config");
     let listen_file = root.join("gate.addr");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bb-sidecar"));
+    let mut cmd = match nofile {
+        None => Command::new(env!("CARGO_BIN_EXE_bb-sidecar")),
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &format!("ulimit -n {n}; exec \"$0\" \"$@\"")])
+                .arg(env!("CARGO_BIN_EXE_bb-sidecar"));
+            sh
+        }
+    };
     cmd.args(["git-gate", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
         .arg("--state-dir")
@@ -136,7 +155,7 @@ fn start_gate(root: &Path, upstream: &Path, queue: Option<&Path>, allow_timeout:
         .args(["--allow-timeout", &allow_timeout.to_string()])
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(root.join("gate.log")).expect("gate log"));
     if let Some(q) = queue {
         cmd.arg("--queue-dir").arg(q);
     }
@@ -490,4 +509,264 @@ fn oversized_and_unframed_bodies_are_refused() {
         r.starts_with("HTTP/1.1 404") && r.contains("declared: app"),
         "{r}"
     );
+}
+
+/// Every object of upstream (and its push-options log), as one string: the witness that a
+/// secret never arrived, wherever in a push it was.
+fn everything_in(repo: &Path, root: &Path) -> String {
+    let out = Command::new("git")
+        .args(["cat-file", "--batch-all-objects", "--batch", "--unordered"])
+        .current_dir(repo)
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
+        .output()
+        .expect("cat-file");
+    let refs = git(repo, &["for-each-ref", "--format=%(refname)"]);
+    let opts = std::fs::read(root.join("push-options.log")).unwrap_or_default();
+    // UTF-16 content reads as text once NULs are dropped.
+    let text: Vec<u8> = [out.stdout, refs.stdout, opts]
+        .concat()
+        .into_iter()
+        .filter(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Everything a push makes reachable is judged, not only the lines `git log -p` shows: commit
+/// messages and identities, annotated tags, blobs and trees behind tags, binary and UTF-16
+/// files, file names, ref names, push options; replace refs are refused and cannot make the
+/// scan read a look-alike. Upstream's own objects are the witness.
+#[test]
+fn every_object_of_a_push_is_judged() {
+    const KEY: &str = "AKIAQ3EGRUOPXNVZLM7K";
+    const TOKEN: &str = "ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let up = upstream(root);
+    let gate = start_gate(root, &up, None, 300);
+    let url = format!("http://{}/app.git", gate.addr);
+    let work = root.join("work");
+    ok(root, &["clone", "-q", &url, &work.to_string_lossy()]);
+    // Controls: a clean commit with a message, a tag and an option lands.
+    let clean = commit(&work, "src/ok.rs", "fn ok() {}\n", "a clean change");
+    ok(&work, &["tag", "-a", "v0.1", "-m", "first release"]);
+    let (pushed, err) = push(&work, &["-o", "ci.skip", "origin", "main", "v0.1"]);
+    assert!(pushed, "a clean push was refused:\n{err}");
+    assert_eq!(upstream_ref(&up, "main").as_deref(), Some(clean.as_str()));
+    assert!(upstream_ref(&up, "refs/tags/v0.1").is_some());
+
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            format!("token = {TOKEN}\n")
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    std::fs::write(root.join("utf16.txt"), &utf16).expect("write");
+    let utf16_path = root.join("utf16.txt").display().to_string();
+    // (what, shell run in the work tree, what to push, the secret that must not arrive)
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "key only in a commit message",
+            format!("git commit -q --allow-empty -m 'deploy with {KEY}'"),
+            "main",
+            KEY,
+        ),
+        (
+            "the bottle's own secret in a commit message",
+            format!("git commit -q --allow-empty -m 'fix: {BOTTLE_SECRET}'"),
+            "main",
+            BOTTLE_SECRET,
+        ),
+        (
+            "key as the author's name",
+            format!("git commit -q --allow-empty -m x --author='{KEY} <a@b.invalid>'"),
+            "main",
+            KEY,
+        ),
+        (
+            "token in an annotated tag's message",
+            format!("git tag -a v9 -m 'release {TOKEN}'"),
+            "v9",
+            TOKEN,
+        ),
+        (
+            "a lightweight tag pointing at a blob",
+            format!("git tag blobtag $(printf 'k={KEY}\\n' | git hash-object -w --stdin)"),
+            "blobtag",
+            KEY,
+        ),
+        (
+            "an annotated tag pointing at a tree",
+            format!(
+                "git tag -a treetag -m tree $(printf '100644 blob %s\\tcreds.txt\\n' $(printf 'k={KEY}\\n' | git hash-object -w --stdin) | git mktree)"
+            ),
+            "treetag",
+            KEY,
+        ),
+        (
+            "a text file with one NUL byte",
+            format!(
+                "printf 'data\\0\\nkey={KEY}\\n' > nul.bin && git add nul.bin && git commit -q -m nul"
+            ),
+            "main",
+            KEY,
+        ),
+        (
+            "a file git is told not to diff",
+            format!(
+                "printf '* -diff\\n' > .gitattributes && echo 'key={KEY}' > plain.txt && git add -A && git commit -q -m attrs"
+            ),
+            "main",
+            KEY,
+        ),
+        (
+            "a UTF-16 file",
+            format!("cp {utf16_path} u16.txt && git add u16.txt && git commit -q -m u16"),
+            "main",
+            TOKEN,
+        ),
+        (
+            "the token as a file name",
+            format!("touch '{TOKEN}' && git add -A && git commit -q -m name"),
+            "main",
+            TOKEN,
+        ),
+        (
+            "a token in a branch name",
+            format!("git branch 'fix-{TOKEN}'"),
+            "fix-ghp_4Tz9qLmN2vB8xR6yW1pK3sD7fH5jA0cE9gUi",
+            TOKEN,
+        ),
+    ];
+    for (what, script, target, secret) in cases {
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&work)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "agent")
+            .env("GIT_AUTHOR_EMAIL", "agent@bottle.invalid")
+            .env("GIT_COMMITTER_NAME", "agent")
+            .env("GIT_COMMITTER_EMAIL", "agent@bottle.invalid")
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{what}: setup failed: {out:?}");
+        // Positive control: the secret is in what the agent is about to push.
+        let local = everything_in(&work.join(".git"), &work);
+        assert!(local.contains(secret), "{what}: the setup did not plant it");
+        let (pushed, err) = push(&work, &["origin", target]);
+        assert!(!pushed, "{what}: the push went through:\n{err}");
+        assert!(err.contains("push refused"), "{what}:\n{err}");
+        // What the gate says (git's own lines name the refs the agent pushed).
+        let said: String = err.lines().filter(|l| l.starts_with("remote:")).collect();
+        assert!(!said.contains(secret), "{what}: the gate shows it:\n{err}");
+        assert!(
+            !everything_in(&up, root).contains(secret),
+            "{what}: it reached upstream"
+        );
+        ok(&work, &["reset", "-q", "--hard", &clean]);
+        let _ = git(&work, &["tag", "-d", "v9", "blobtag", "treetag"]);
+        let _ = git(&work, &["branch", "-D", &format!("fix-{TOKEN}")]);
+    }
+
+    // A push option carrying the token is refused, and upstream's hook never sees it.
+    let next = commit(&work, "src/next.rs", "fn next() {}\n", "next");
+    let (pushed, err) = push(&work, &["-o", &format!("note={TOKEN}"), "origin", "main"]);
+    assert!(!pushed && err.contains("push option"), "{err}");
+    assert!(!everything_in(&up, root).contains(TOKEN));
+
+    // Replace refs are refused; one planted in the gate's own mirror does not change what the
+    // scan reads: the real commit with the key is judged, not its clean look-alike.
+    let (pushed, err) = push(&work, &["origin", &format!("{next}:refs/replace/{clean}")]);
+    assert!(!pushed && err.contains("replace ref"), "{err}");
+    let dirty = commit(&work, "leak.env", &format!("K={KEY}\n"), "leak");
+    ok(&work, &["reset", "-q", "--hard", &clean]);
+    let look_alike = commit(&work, "leak.env", "K=nothing\n", "leak");
+    let mirror = root.join("state/app.git");
+    // Planted as another writer to the mirror would (the refresh from upstream prunes only
+    // heads and tags): the look-alike, as the replacement of the real commit.
+    ok(
+        &mirror,
+        &[
+            "fetch",
+            "-q",
+            &work.to_string_lossy(),
+            &format!("{look_alike}:refs/replace/{dirty}"),
+        ],
+    );
+    ok(&work, &["reset", "-q", "--hard", &dirty]);
+    let (pushed, err) = push(&work, &["origin", "main"]);
+    assert!(!pushed && err.contains("aws-access-key-id"), "{err}");
+    assert!(
+        !everything_in(&up, root).contains(KEY),
+        "the key reached upstream"
+    );
+}
+
+/// A push whose body stalls holds no lock (a clone of the same repository goes on), and a gate
+/// that runs out of file descriptors sheds the connections it cannot take and keeps serving.
+#[test]
+fn stalls_and_descriptor_exhaustion_do_not_stop_the_gate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let up = upstream(root);
+    let gate = start_gate_limited(root, &up, None, 300, Some(48));
+    let url = format!("http://{}/app.git", gate.addr);
+    let clone = |into: &str| {
+        let out = Command::new("timeout")
+            .args(["20", "git", "clone", "-q", &url, into])
+            .current_dir(root)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .expect("git clone");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (cloned, err) = clone("first");
+    assert!(cloned, "control clone failed: {err}");
+
+    // A push that sends its head and 10 of its 1,000 body bytes, then nothing.
+    let mut stalled = std::net::TcpStream::connect(&gate.addr).expect("connect");
+    stalled
+        .write_all(
+            b"POST /app.git/git-receive-pack HTTP/1.1\r\nHost: gate\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: 1000\r\n\r\n0123456789",
+        )
+        .expect("write");
+    let (cloned, err) = clone("during-stall");
+    assert!(cloned, "a stalled push blocked the repository: {err}");
+    drop(stalled);
+
+    // More connections than descriptors: the gate accepts what it can, the rest wait.
+    let held: Vec<std::net::TcpStream> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(&gate.addr).ok())
+        .collect();
+    assert!(held.len() >= 60, "only {} connections opened", held.len());
+    // Positive control: the gate really ran out (its log says it shed load).
+    let log = || std::fs::read_to_string(root.join("gate.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log().contains("accept failed") {
+        assert!(
+            Instant::now() < deadline,
+            "the gate never ran out of descriptors:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for attempt in 0.. {
+        let (cloned, err) = clone(&format!("after-{attempt}"));
+        if cloned {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gate stopped serving after running out of descriptors: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -1,9 +1,10 @@
 //! The pre-receive step, run by receive-pack as `<hooksPath>/pre-receive` (a link to
-//! bb-sidecar): scan the commits each ref update brings, then push the accepted updates upstream.
+//! bb-sidecar): judge everything the push would make reachable upstream, then push the accepted
+//! updates upstream.
 //! Anything it prints reaches the agent's `git push` as `remote:` lines; a non-zero exit refuses
 //! the whole push, so the mirror's refs move only after upstream took them.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::process::{Command, ExitCode, Stdio};
 
 use super::scan::{Finding, Scanner};
@@ -97,36 +98,39 @@ fn say(line: impl std::fmt::Display) {
     let _ = writeln!(err, "git-gate: {line}");
 }
 
-/// Every finding in the commits `u` brings that the mirror (upstream) does not have yet.
-fn scan_update(scanner: &Scanner, u: &RefUpdate) -> Result<Vec<Finding>, String> {
-    let mut child = Command::new("git")
-        .args([
-            "-c",
-            "core.quotePath=false",
-            "log",
-            "-p",
-            "-U0",
-            "--no-color",
-            "--no-ext-diff",
-            "--no-renames",
-            "--no-textconv",
-            "--diff-merges=first-parent",
-            "--format=format:%x01%H",
-            &u.new,
-            "--not",
-            "--all",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running git log: {e}"))?;
-    let out = child.stdout.take().ok_or("git log has no stdout")?;
-    let findings = scanner
-        .scan_log(BufReader::with_capacity(1 << 16, out))
-        .map_err(|e| format!("reading git log: {e}"))?;
-    let status = child.wait().map_err(|e| format!("git log: {e}"))?;
-    if !status.success() {
-        return Err(format!("git log exited with {status}"));
+/// Every finding in what the push would make reachable upstream: ref names, push options, and
+/// every new object (see `objects`). Replace refs are refused outright: they change how history
+/// reads for everyone who fetches it.
+fn scan_push(
+    scanner: &Scanner,
+    updates: &[RefUpdate],
+    options: &[String],
+) -> Result<Vec<Finding>, String> {
+    if let Some(u) = updates.iter().find(|u| u.name.starts_with("refs/replace/")) {
+        return Err(format!(
+            "{} is a replace ref: it changes how history reads for everyone who fetches it; refusing the push",
+            u.name
+        ));
+    }
+    let mut findings = Vec::new();
+    for u in updates {
+        scanner.scan_lines("-", "<ref name>", &[(1, u.name.as_bytes())], |f| {
+            findings.push(f)
+        });
+    }
+    for o in options {
+        let value = o.strip_prefix("--push-option=").unwrap_or(o);
+        scanner.scan_lines("-", "<push option>", &[(1, value.as_bytes())], |f| {
+            findings.push(f)
+        });
+    }
+    let tips: Vec<&str> = updates
+        .iter()
+        .filter(|u| !u.is_delete())
+        .map(|u| u.new.as_str())
+        .collect();
+    if !tips.is_empty() {
+        findings.extend(super::objects::PushObjects::new(scanner)?.scan(&tips)?);
     }
     Ok(findings)
 }
@@ -175,20 +179,13 @@ fn run_inner() -> Result<(), String> {
     let options = push_options(env)?;
 
     let scanner = Scanner::new(&secrets(env("BB_GATE_SECRETS").as_deref())?);
-    let mut blocking = Vec::new();
-    let mut allowed = Vec::new();
-    for u in updates.iter().filter(|u| !u.is_delete()) {
-        for f in scan_update(&scanner, u)? {
-            if f.allowed {
-                allowed.push(f);
-            } else {
-                blocking.push(f);
-            }
-        }
-    }
+    let (allowed, blocking): (Vec<Finding>, Vec<Finding>) =
+        scan_push(&scanner, &updates, &options)?
+            .into_iter()
+            .partition(|f| f.allowed);
     if !blocking.is_empty() {
         say(format!(
-            "push refused: {} secret(s) in the pushed commits:",
+            "push refused: {} secret(s) in what the push brings:",
             blocking.len()
         ));
         for f in &blocking {

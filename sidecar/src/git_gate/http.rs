@@ -185,10 +185,10 @@ impl GateServer {
         locks.entry(repo.to_string()).or_default().clone()
     }
 
-    /// Accepts agent connections until the listener fails.
+    /// Accepts agent connections for as long as the process runs (`accept::next`).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         loop {
-            let (tcp, peer) = listener.accept().await?;
+            let (tcp, peer) = crate::accept::next(&listener, "git-gate").await;
             let gate = self.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
@@ -254,6 +254,35 @@ impl GateServer {
                     .all(|b| b.is_ascii_alphanumeric() || b"=:._-".contains(&b))
             })
             .map(str::to_string);
+        // A push's body is read whole before the repository is locked, within a deadline: a
+        // client that stalls mid-body holds nothing, and every fetch of the repository goes on.
+        let input = match &route {
+            Route::Rpc { .. } => {
+                if let Err((status, msg)) = check_length(req.headers()) {
+                    return answer(status, msg);
+                }
+                let gzip = req
+                    .headers()
+                    .get(header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+                match tokio::time::timeout(BODY_DEADLINE, read_body(req.into_body(), gzip)).await {
+                    Ok(Ok(b)) => Some(b),
+                    Ok(Err((status, msg))) => return answer(status, msg),
+                    Err(_) => {
+                        tracing::info!(%peer, repo = %repo_name, "request body stalled; dropped");
+                        return answer(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!(
+                                "git-gate: the request body did not arrive within {}s",
+                                BODY_DEADLINE.as_secs()
+                            ),
+                        );
+                    }
+                }
+            }
+            Route::Advertise { .. } => None,
+        };
         let guard = lock.clone().lock_owned().await;
         let (dir, created) = match self.paths.ensure_mirror(&repo_name, &env).await {
             Ok(d) => d,
@@ -322,19 +351,8 @@ impl GateServer {
                 r
             }
             Route::Rpc { .. } => {
-                if let Err((status, msg)) = check_length(req.headers()) {
-                    return answer(status, msg);
-                }
-                let gzip = req
-                    .headers()
-                    .get(header::CONTENT_ENCODING)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-                let input = match read_body(req.into_body(), gzip).await {
-                    Ok(b) => b,
-                    Err((status, msg)) => return answer(status, msg),
-                };
                 cmd.arg(&dir);
+                let input = input.unwrap_or_default();
                 // The hook (and its upstream push) runs inside; the response streams as git
                 // writes it, and the lock is held until the request is answered.
                 let out = match run_rpc(cmd, input, guard).await {
@@ -388,6 +406,11 @@ async fn read_body(mut body: Incoming, gzip: bool) -> Result<Vec<u8>, (StatusCod
     Ok(out)
 }
 
+/// How long a push's request body may take to arrive.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long one git run (with the scan and the forwarded push inside) may hold a repository.
+pub const RPC_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Feeds `input` to the git process and hands back its stdout as it comes; stderr goes to the
 /// log (what the agent must see, git sends in-band).
 async fn run_rpc(
@@ -406,12 +429,22 @@ async fn run_rpc(
     });
     tokio::spawn(async move {
         use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        while let Ok(Some(l)) = lines.next_line().await {
-            tracing::info!(git = %l, "git-gate");
-        }
-        if let Err(e) = child.wait().await {
-            tracing::warn!(error = %e, "waiting for git");
+        // A git that never finishes (upstream stalling the forwarded push, an agent that stops
+        // reading the answer) is killed, and the repository is free again.
+        let run = async {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                tracing::info!(git = %l, "git-gate");
+            }
+            child.wait().await
+        };
+        match tokio::time::timeout(RPC_DEADLINE, run).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "waiting for git"),
+            Err(_) => {
+                tracing::warn!(limit = ?RPC_DEADLINE, "git did not finish; killed it");
+                let _ = child.kill().await;
+            }
+            Ok(Ok(_)) => {}
         }
         drop(guard);
     });

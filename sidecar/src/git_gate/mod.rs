@@ -1,5 +1,6 @@
 //! git-gate: the agent's only way to push. A smart-HTTP git server (one mirror per declared
-//! repository), a pre-receive step that scans pushed commits and forwards clean refs upstream.
+//! repository), a pre-receive step that judges every object a push brings and forwards clean
+//! refs upstream.
 //!
 //! The agent reaches `http://bb-sidecar:9420/NAME.git`; its git config maps the upstream URL
 //! there. Fetches are served from a mirror refreshed from upstream over SSH on every access;
@@ -11,6 +12,7 @@ pub mod allow;
 pub mod config;
 pub mod hook;
 pub mod http;
+pub mod objects;
 pub mod repo;
 pub mod scan;
 

@@ -132,6 +132,50 @@ impl Scanner {
         }
     }
 
+    /// Every finding in `lines` (number, text) of `path` in `commit`: the rules and known
+    /// secrets as `scan_log` applies them, and then the decoded views egress reads (percent,
+    /// JSON escapes, base64 and hex runs, MIME) for what the rules alone do not see.
+    pub fn scan_lines(
+        &self,
+        commit: &str,
+        path: &str,
+        lines: &[(u64, &[u8])],
+        mut found: impl FnMut(Finding),
+    ) {
+        let mut file = FileLines {
+            path: Some(path.to_string()),
+            ..Default::default()
+        };
+        for (n, l) in lines {
+            file.push(*n, l);
+        }
+        let mut any = false;
+        let text = file.text.clone();
+        let numbered = file.lines.clone();
+        self.flush(commit, &mut file, &mut |f| {
+            any = true;
+            found(f)
+        });
+        if any || self.known.outbound(&text, true, true).is_none() {
+            return;
+        }
+        let mut start = 0;
+        for (lineno, end) in numbered {
+            let line = &text[start..end];
+            start = end + 1;
+            if let Some(f) = self.known.outbound(line, true, true) {
+                found(Finding {
+                    commit: commit.to_string(),
+                    file: path.to_string(),
+                    line: lineno,
+                    rule: format!("{} (seen {})", f.rule, f.view),
+                    redacted: "REDACTED (the whole line)".into(),
+                    allowed: memchr::memmem::find(line, ALLOW_MARKER).is_some(),
+                });
+            }
+        }
+    }
+
     /// Scans one file's added lines: the whole block first, line by line only when it may
     /// hold something.
     fn flush(&self, commit: &str, file: &mut FileLines, found: &mut impl FnMut(Finding)) {
@@ -182,7 +226,6 @@ impl FileLines {
     }
 }
 
-/// Values people commit on purpose as stand-ins.
 /// `b/path` of a `+++` header (quoted when git escaped it).
 fn diff_path(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
