@@ -9,9 +9,9 @@ pub use bb_policy::file::{
 /// merging, and the supervise queue's file format.
 pub use bb_policy::proposal;
 pub use bb_policy::suggest;
-pub use bb_policy::validate::one_line;
+pub use bb_policy::validate::{host_key, one_line};
 /// Credential rules and the guarded-secrets file the runner's discovery shares with the sidecar.
-pub use bb_policy::{guarded, secret_rules};
+pub use bb_policy::{guarded, secret_rules, untrusted};
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,11 @@ pub struct ProposalSpec {
     /// The human decision; absent while pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<ProposalDecision>,
+    /// Egress: the hosts this proposal adds that nothing allowed when it was raised (the
+    /// runner writes it, with `content` reduced to what the proposal changes). An approved
+    /// grant keeps a route for a host its Bottle no longer allows only if it added that host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -311,6 +316,7 @@ mod tests {
             repo: None,
             queue_id: "allow-1".into(),
             decision,
+            adds: vec![],
         }
     }
 

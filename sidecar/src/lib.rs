@@ -11,6 +11,7 @@ pub mod dlp;
 pub mod dlp_views;
 pub mod fuzzing;
 pub mod git_gate;
+pub mod mcp_sessions;
 pub mod mint;
 pub mod needles;
 pub mod policy;

@@ -74,6 +74,21 @@ impl Queue {
         }
     }
 
+    /// How many proposals with one of `prefixes` wait in the queue for a decision.
+    pub fn pending(&self, prefixes: &[&str]) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".proposal.json")
+                    .is_some_and(|id| prefixes.iter().any(|p| id.starts_with(&format!("{p}-"))))
+            })
+            .count()
+    }
+
     /// Removes a proposal nobody waits for any more.
     pub fn withdraw(&self, id: &str) {
         let _ = std::fs::remove_file(self.dir.join(proposal_file(id)));

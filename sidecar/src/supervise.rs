@@ -33,6 +33,20 @@ pub const PATH: &str = "/mcp";
 
 pub const TOOL_LIST_EGRESS_ROUTES: &str = "list-egress-routes";
 
+/// The largest proposed file (routes document or Dockerfile) and justification: what a human
+/// can read before deciding, many times over.
+pub const MAX_PROPOSED_FILE: usize = 64 << 10;
+pub const MAX_JUSTIFICATION: usize = 4 << 10;
+/// Proposals of this agent that may wait for a decision at once, and how many it may raise in
+/// `RATE_WINDOW`: a human's queue is not a place to flood.
+pub const MAX_PENDING: usize = 5;
+pub const MAX_PER_WINDOW: usize = 20;
+pub const RATE_WINDOW: Duration = Duration::from_secs(600);
+/// MCP sessions held at once, and how long an idle one is kept: each costs memory, and a
+/// well-behaved agent needs one.
+pub const MAX_SESSIONS: usize = 32;
+pub const SESSION_IDLE: Duration = Duration::from_secs(60);
+
 /// What the proposal tools need to know about the running bottle.
 pub struct Supervise {
     /// The routes the proxy enforces right now.
@@ -44,6 +58,8 @@ pub struct Supervise {
     /// cannot reach the server by rebinding a name of its own to the sidecar's address.
     hosts: Vec<String>,
     awaited: Mutex<Vec<String>>,
+    /// When this server raised each recent proposal (for `MAX_PER_WINDOW`).
+    raised: Mutex<std::collections::VecDeque<Instant>>,
 }
 
 impl std::fmt::Debug for Supervise {
@@ -139,6 +155,17 @@ pub fn validate(
     };
     let file = text(field)?;
     let justification = text("justification")?;
+    for (name, value, max) in [
+        (field, &file, MAX_PROPOSED_FILE),
+        ("justification", &justification, MAX_JUSTIFICATION),
+    ] {
+        if value.len() > max {
+            return Err(invalid(format!(
+                "{tool}: {name} is {} bytes; at most {max} are read (send only what you need)",
+                value.len()
+            )));
+        }
+    }
     if field == "routes_yaml" {
         parse_proposed_routes(&file).map_err(|e| {
             invalid(format!(
@@ -163,7 +190,36 @@ impl Supervise {
             wait,
             hosts,
             awaited: Mutex::new(Vec::new()),
+            raised: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// Why another proposal may not be raised now, if it may not: too many wait for a decision
+    /// already, or too many were raised lately.
+    fn over_limit(&self, now: Instant) -> Option<String> {
+        let pending = self
+            .queue
+            .pending(&[TOOL_ALLOW, TOOL_EGRESS_BLOCK, TOOL_CAPABILITY_BLOCK]);
+        if pending >= MAX_PENDING {
+            return Some(format!(
+                "{pending} of your proposals are waiting for a human decision (at most {MAX_PENDING}); wait for them to be decided before asking again"
+            ));
+        }
+        let mut raised = self.raised.lock().ok()?;
+        while raised
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > RATE_WINDOW)
+        {
+            raised.pop_front();
+        }
+        if raised.len() >= MAX_PER_WINDOW {
+            return Some(format!(
+                "you raised {MAX_PER_WINDOW} proposals in the last {} minutes; wait before asking again",
+                RATE_WINDOW.as_secs() / 60
+            ));
+        }
+        raised.push_back(now);
+        None
     }
 
     fn awaiting(&self, id: &str, on: bool) {
@@ -178,6 +234,10 @@ impl Supervise {
 
     /// Queues a proposal and waits up to `wait` for its decision.
     async fn propose(&self, tool: &str, file: String, justification: String) -> CallToolResult {
+        if let Some(why) = self.over_limit(Instant::now()) {
+            tracing::info!(tool, "proposal refused: {why}");
+            return CallToolResult::error(vec![ContentBlock::text(format!("Not queued: {why}."))]);
+        }
         let id = new_id(tool);
         let p = QueuedProposal {
             id: id.clone(),
@@ -237,9 +297,11 @@ impl Supervise {
         config.allowed_hosts = self.hosts.clone();
         config.max_request_body_bytes = MAX_REQUEST;
         config.sse_keep_alive = Some(Duration::from_secs(15));
+        let mut sessions = LocalSessionManager::default();
+        sessions.session_config.keep_alive = Some(SESSION_IDLE);
         let service = StreamableHttpService::new(
             move || Ok(Handler(this.clone())),
-            Arc::new(LocalSessionManager::default()),
+            Arc::new(crate::mcp_sessions::Capped::new(sessions, MAX_SESSIONS)),
             config,
         );
         let sweeper = self.clone();

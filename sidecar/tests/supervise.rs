@@ -25,6 +25,11 @@ impl Drop for Sidecar {
 }
 
 fn start(dir: &Path, queue: &Path) -> Sidecar {
+    start_waiting(dir, queue, 3)
+}
+
+/// `start`, with tool calls waiting `wait` seconds for a decision.
+fn start_waiting(dir: &Path, queue: &Path, wait: u64) -> Sidecar {
     let (ca, key) = common::tls::ca("bottle CA");
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
     std::fs::write(dir.join("ca.key"), key.serialize_pem()).expect("write");
@@ -55,7 +60,7 @@ fn start(dir: &Path, queue: &Path) -> Sidecar {
         .arg(dir.join("supervise"))
         .arg("--queue-dir")
         .arg(queue)
-        .args(["--decision-wait", "3"])
+        .args(["--decision-wait", &wait.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -344,4 +349,102 @@ fn requests_over_a_mebibyte_and_other_paths_are_refused() {
     assert_eq!(curl(&[&other]), "404");
     // Nothing reached the queue.
     assert_eq!(std::fs::read_dir(&queue).expect("ls").count(), 0);
+}
+
+/// Each agent gets a bounded share of the human's queue and of the server's memory: proposals
+/// are size-limited, at most five wait at once, and MCP sessions are capped (each refusal a
+/// clear answer, never a silent drop).
+#[test]
+fn proposals_and_sessions_are_bounded() {
+    let py = python_with_mcp();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = dir.path().join("queue");
+    std::fs::create_dir(&queue).expect("mkdir");
+    let sc = start_waiting(dir.path(), &queue, 0);
+    let url = format!("http://{}/mcp", sc.supervise);
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mcp_limits.py"
+        ))
+        .arg(&url)
+        .env("PYTHONPATH", &py)
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let step = |name: &str| -> &Value {
+        lines
+            .iter()
+            .find(|l| l["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name} in {lines:#?}"))
+    };
+    let said = |name: &str| {
+        let s = step(name);
+        format!(
+            "{}{}",
+            s["message"].as_str().unwrap_or_default(),
+            s["text"].as_str().unwrap_or_default()
+        )
+    };
+    assert!(
+        said("oversized").contains("at most 65536 are read"),
+        "{}",
+        said("oversized")
+    );
+    assert!(
+        said("long_justification").contains("justification is 5000 bytes"),
+        "{}",
+        said("long_justification")
+    );
+    // Five wait; the sixth and seventh are not queued, and say why.
+    for i in 0..5 {
+        assert!(
+            said(&format!("proposal_{i}")).contains("waiting for a human decision"),
+            "{i}: {}",
+            said(&format!("proposal_{i}"))
+        );
+    }
+    for i in 5..7 {
+        assert!(
+            said(&format!("proposal_{i}")).contains("5 of your proposals are waiting"),
+            "{i}: {}",
+            said(&format!("proposal_{i}"))
+        );
+    }
+    let queued = std::fs::read_dir(&queue)
+        .expect("queue")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".proposal.json"))
+        .count();
+    assert_eq!(queued, 5);
+
+    // Sessions: each initialize without a session id opens one; past the cap, none.
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+    let codes: Vec<String> = (0..40)
+        .map(|_| {
+            curl(&[
+                "-X",
+                "POST",
+                "--data",
+                init,
+                "-H",
+                "content-type: application/json",
+                "-H",
+                "accept: application/json, text/event-stream",
+                &url,
+            ])
+        })
+        .collect();
+    let opened = codes.iter().filter(|c| *c == "200").count();
+    assert_eq!(opened, 32, "sessions opened: {codes:?}");
 }

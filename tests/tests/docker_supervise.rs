@@ -12,10 +12,11 @@ use bb_e2e::{
 };
 
 const READY_LIMIT: Duration = Duration::from_secs(600);
-const HOSTS: [&str; 3] = [
+const HOSTS: [&str; 4] = [
     "api.example.test",
     "docs.example.test",
     "other.example.test",
+    "more.example.test",
 ];
 const MCP_CALL: &str = include_str!("../fixtures/mcp_call.py");
 
@@ -418,15 +419,55 @@ fn an_agent_asks_a_human_decides_and_the_running_bottle_changes() {
         "--reason",
         "one download",
         "--expires-after",
-        "4s",
+        "20s",
         "--wait",
     ]));
     assert!(finish(call).contains("approved (one download)"));
     assert!(allowed(&agent, "other.example.test"));
-    cp.wait_for("the grant to expire", Duration::from_secs(15), || {
+
+    // While it is in force, the agent sends back the whole document it lists (the time-limited
+    // grant included) with one host more. The Proposal holds, and the human approves, only that
+    // host: the time-limited grant is not carried past its expiry.
+    let listed = finish(call_tool(
+        &agent,
+        "list-egress-routes",
+        serde_json::json!({}),
+    ));
+    assert!(listed.contains("other.example.test"), "{listed}");
+    let call = call_tool(
+        &agent,
+        "egress-block",
+        serde_json::json!({
+            "routes_yaml": routes(&["api.example.test", "docs.example.test", "other.example.test", "more.example.test"]),
+            "justification": "one more host",
+        }),
+    );
+    let fourth = pending_proposal(
+        cp,
+        "egress-block",
+        &[first.clone(), second.clone(), third.clone()],
+    );
+    let content = cp.jsonpath(&["proposal", &fourth, "-n", "default"], "{.spec.content}");
+    assert!(
+        content.contains("more.example.test") && !content.contains("other.example.test"),
+        "the proposal holds more than its change:\n{content}"
+    );
+    assert_eq!(
+        cp.jsonpath(&["proposal", &fourth, "-n", "default"], "{.spec.adds[*]}"),
+        "more.example.test"
+    );
+    ok(&mut cp.bbctl(&["approve", &fourth, "--reason", "fine", "--wait"]));
+    assert!(finish(call).contains("approved (fine)"));
+    assert!(allowed(&agent, "more.example.test"));
+    cp.wait_for("the grant to expire", Duration::from_secs(40), || {
         cp.jsonpath(&["proposal", &third, "-n", "default"], "{.status.phase}") == "Expired"
     });
-    assert_eq!(status_from_agent(&agent, "other.example.test"), "403 000");
+    assert_eq!(
+        status_from_agent(&agent, "other.example.test"),
+        "403 000",
+        "the expired grant lives on through a later one"
+    );
+    assert!(allowed(&agent, "more.example.test"));
     // The first grant did not expire with it.
     assert!(allowed(&agent, "docs.example.test"));
 

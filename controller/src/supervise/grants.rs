@@ -120,9 +120,13 @@ fn approved_egress(p: &Proposal) -> bool {
 }
 
 /// The layer of `proposals` over `bottle_routes` at `now`: each approved, unexpired egress
-/// proposal's routes that differ from the Bottle's, later decisions over earlier ones.
+/// proposal's routes that differ from the Bottle's, later decisions over earlier ones. A grant's
+/// route stands on what it changed: a host it added itself, a host the Bottle still allows, or
+/// a host an earlier grant still in force added. So an expired grant takes along every later
+/// change to its host, and a route removed from the Bottle is gone whatever grants changed it.
 pub fn layer(proposals: &[Proposal], bottle_routes: &[EgressRoute], now: Timestamp) -> Layer {
     let mut out = Layer::default();
+    let key = |h: &str| bb_crds::policy::host_key(h);
     for p in proposals.iter().filter(|p| approved_egress(p)) {
         let phase = p.status.as_ref().and_then(|s| s.phase);
         if phase == Some(ProposalPhase::Expired) {
@@ -140,6 +144,14 @@ pub fn layer(proposals: &[Proposal], bottle_routes: &[EgressRoute], now: Timesta
             .unwrap_or(&p.spec.content);
         match parse_proposed_routes(text) {
             Ok(routes) => {
+                let stands = |r: &EgressRoute| {
+                    let h = key(&r.host);
+                    bottle_routes.iter().any(|b| key(&b.host) == h)
+                        || out.routes.iter().any(|g| key(&g.host) == h)
+                        || p.spec.adds.iter().any(|a| key(a) == h)
+                        || typed_by_approver(p, &h)
+                };
+                let routes: Vec<EgressRoute> = routes.into_iter().filter(stands).collect();
                 let changes = compare(bottle_routes, &routes).layer();
                 bb_crds::policy::proposal::merge(&mut out.routes, &changes);
                 out.included.push(p.name_any());
@@ -151,6 +163,21 @@ pub fn layer(proposals: &[Proposal], bottle_routes: &[EgressRoute], now: Timesta
         }
     }
     out
+}
+
+/// Whether host key `h` is one the approver wrote into a modified decision that the proposal
+/// itself never named: a human added it, so it stands as a grant of its own.
+fn typed_by_approver(p: &Proposal, h: &str) -> bool {
+    let Some(modified) = p.spec.decision.as_ref().and_then(|d| d.content.as_deref()) else {
+        return false;
+    };
+    let key = |x: &str| bb_crds::policy::host_key(x);
+    let named = |text: &str| {
+        parse_proposed_routes(text)
+            .map(|rs| rs.iter().any(|r| key(&r.host) == h))
+            .unwrap_or(false)
+    };
+    named(modified) && !named(&p.spec.content)
 }
 
 async fn set_status(client: &kube::Client, p: &Proposal, status: ProposalStatus) {
@@ -392,10 +419,90 @@ mod tests {
                     restart: None,
                     decided_at: None,
                 }),
+                // As the mirror raises it against no live routes: every host is its own.
+                adds: parse_proposed_routes(content)
+                    .map(|rs| rs.into_iter().map(|r| r.host).collect())
+                    .unwrap_or_default(),
             },
         );
         p.metadata.namespace = Some("default".into());
         p
+    }
+
+    /// A grant holds what it changed, not the whole document it came in: a later proposal that
+    /// carried an earlier grant's host along does not keep it past that grant's expiry, a
+    /// change to a Bottle route goes with the route, and a host a grant added (or an approver
+    /// typed in) stays for as long as the grant does.
+    #[test]
+    fn a_grant_is_what_it_changed() {
+        let now = Timestamp::now();
+        let applied = |p: &mut Proposal, secs: i64| {
+            p.status = Some(ProposalStatus {
+                applied_at: Some(Time(now - jiff::SignedDuration::from_secs(secs))),
+                ..Default::default()
+            });
+        };
+        // A: x.test for a minute, applied 61 s ago (expired).
+        let mut a = proposal(
+            "a",
+            "routes:\n  - host: x.test\n",
+            Some((Verdict::Approved, Some("1m"))),
+        );
+        applied(&mut a, 61);
+        // B: raised while A was live, its whole document carrying x.test with one more path.
+        let mut b = proposal(
+            "b",
+            "routes:\n  - host: x.test\n    matches: [{paths: [{value: /more}]}]\n  - host: y.test\n",
+            Some((Verdict::Approved, None)),
+        );
+        b.spec.adds = vec!["y.test".into()];
+        // C: a change to the Bottle's a.test; D: a host it added itself.
+        let mut c = proposal(
+            "c",
+            "routes:\n  - host: a.test\n    matches: [{methods: [POST]}]\n",
+            Some((Verdict::Approved, None)),
+        );
+        c.spec.adds = vec![];
+        let d = proposal(
+            "d",
+            "routes:\n  - host: z.test\n",
+            Some((Verdict::Approved, None)),
+        );
+        // E: the approver modified it, typing in w.test the agent never named.
+        let mut e = proposal(
+            "e",
+            "routes:\n  - host: v.test\n",
+            Some((Verdict::Approved, None)),
+        );
+        e.spec.adds = vec![];
+        if let Some(dec) = e.spec.decision.as_mut() {
+            dec.content = Some("routes:\n  - host: v.test\n  - host: w.test\n".into());
+        }
+        let hosts = |bottle: &str| {
+            let bottle = parse_proposed_routes(bottle).expect("routes");
+            let l = layer(
+                &[a.clone(), b.clone(), c.clone(), d.clone(), e.clone()],
+                &bottle,
+                now,
+            );
+            l.routes.iter().map(|r| r.host.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            hosts("routes:\n  - host: a.test\n"),
+            ["y.test", "a.test", "z.test", "w.test"]
+        );
+        // The operator removes a.test from the Bottle: C's change to it goes too.
+        assert_eq!(hosts("routes: []\n"), ["y.test", "z.test", "w.test"]);
+        // While A is in force, B's change to x.test stands on it.
+        applied(&mut a, 10);
+        let bottle = parse_proposed_routes("routes: []\n").expect("routes");
+        let l = layer(&[a.clone(), b.clone()], &bottle, now);
+        let x = l
+            .routes
+            .iter()
+            .find(|r| r.host == "x.test")
+            .expect("x.test");
+        assert!(x.matches.is_some(), "B's version of x.test");
     }
 
     #[test]

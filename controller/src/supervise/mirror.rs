@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bb_crds::egress::EgressRoute;
-use bb_crds::policy::proposal::{QueueDecision, QueuedProposal, compare, parse_proposed_routes};
+use bb_crds::policy::proposal::{
+    QueueDecision, QueuedProposal, compare, parse_proposed_routes, reduce, routes_yaml,
+};
 use bb_crds::proposal::{AgentRef, ProposalPhase, ProposalSpec, ProposalStatus, ProposalTool};
 use bb_crds::{Agent, Proposal};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -27,8 +29,30 @@ const TICK: Duration = Duration::from_millis(100);
 /// (to diff a proposal against), by Agent uid.
 pub type LiveRoutes = Arc<Mutex<HashMap<String, Vec<EgressRoute>>>>;
 
-/// The Proposal object for a queued proposal of `agent`.
-pub fn proposal_object(agent: &Agent, q: &QueuedProposal, tool: ProposalTool) -> Proposal {
+/// The Proposal object for a queued proposal of `agent`. An egress proposal is reduced to what
+/// it changes against the `live` routes (an agent may send the whole document it listed): the
+/// human approves, and the grant holds, that and nothing else. `Err` says why there is nothing
+/// to propose.
+pub fn proposal_object(
+    agent: &Agent,
+    q: &QueuedProposal,
+    tool: ProposalTool,
+    live: &[EgressRoute],
+) -> Result<Proposal, String> {
+    let mut content = q.proposed_file.clone();
+    let mut adds = Vec::new();
+    if tool.is_egress()
+        && let Ok(proposed) = parse_proposed_routes(&q.proposed_file)
+    {
+        let reduced = reduce(live, &proposed);
+        if reduced.routes.is_empty() {
+            return Err(
+                "nothing new: every route you proposed is already allowed as proposed".into(),
+            );
+        }
+        content = routes_yaml(&reduced.routes);
+        adds = reduced.adds;
+    }
     let agent_name = agent.name_any();
     let mut p = Proposal::new(
         &format!("{agent_name}-{}", q.id),
@@ -37,11 +61,12 @@ pub fn proposal_object(agent: &Agent, q: &QueuedProposal, tool: ProposalTool) ->
                 name: agent_name.clone(),
             },
             tool,
-            content: q.proposed_file.clone(),
+            content,
             justification: q.justification.clone(),
             repo: q.repo.clone(),
             queue_id: q.id.clone(),
             decision: None,
+            adds,
         },
     );
     p.metadata.namespace = agent.namespace();
@@ -55,7 +80,7 @@ pub fn proposal_object(agent: &Agent, q: &QueuedProposal, tool: ProposalTool) ->
         controller: Some(false),
         block_owner_deletion: None,
     }]);
-    p
+    Ok(p)
 }
 
 /// The status a freshly mirrored proposal starts with: pending, with its diff and reach.
@@ -163,7 +188,13 @@ async fn mirror_one(
     };
     let ns = agent.namespace().unwrap_or_default();
     let api: Api<Proposal> = Api::namespaced(client.clone(), &ns);
-    let p = proposal_object(agent, q, tool);
+    let p = match proposal_object(agent, q, tool, live) {
+        Ok(p) => p,
+        Err(why) => {
+            refuse(why);
+            return true;
+        }
+    };
     let created = match api.create(&PostParams::default(), &p).await {
         Ok(created) => created,
         Err(kube::Error::Api(e)) if e.code == 409 => return true,

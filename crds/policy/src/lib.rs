@@ -11,5 +11,6 @@ pub mod proposal;
 pub mod secret;
 pub mod secret_rules;
 pub mod suggest;
+pub mod untrusted;
 pub mod validate;
 pub mod yaml;

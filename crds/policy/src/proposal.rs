@@ -159,6 +159,41 @@ pub fn compare(live: &[EgressRoute], proposed: &[EgressRoute]) -> ProposalDiff {
     diff
 }
 
+/// A proposal reduced to what it changes: the agent's routes for the hosts whose route would
+/// differ from the live one (in the agent's own words, auth as it named it), and of those the
+/// hosts that nothing allowed before. What the human approves is exactly this, never the rest
+/// of the whole document an agent may send back.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reduced {
+    pub routes: Vec<EgressRoute>,
+    pub adds: Vec<String>,
+}
+
+/// `proposed` reduced against the `live` routes (the Bottle and the grants in force).
+pub fn reduce(live: &[EgressRoute], proposed: &[EgressRoute]) -> Reduced {
+    let diff = compare(live, proposed);
+    let mut out = Reduced::default();
+    for c in &diff.changes {
+        let key = host_key(&c.to.host);
+        if let Some(p) = proposed.iter().find(|p| host_key(&p.host) == key) {
+            out.routes.push(p.clone());
+        }
+        if c.from.is_none() {
+            out.adds.push(c.to.host.clone());
+        }
+    }
+    out
+}
+
+/// A routes document of `routes`, as a Proposal's content holds it.
+pub fn routes_yaml(routes: &[EgressRoute]) -> String {
+    let spec = EgressSpec {
+        routes: Some(routes.to_vec()),
+        ..Default::default()
+    };
+    serde_yaml::to_string(&spec).unwrap_or_default()
+}
+
 /// `routes` with each of `layer`'s routes in place of the same host's (or added): how an Agent's
 /// approved grants sit on top of its Bottle.
 pub fn merge(routes: &mut Vec<EgressRoute>, layer: &[EgressRoute]) {
@@ -217,25 +252,32 @@ fn source(r: &EgressRoute) -> Option<String> {
 
 fn paths(r: &EgressRoute) -> String {
     match &r.matches {
+        // The proxy reads `matches: []` (and an empty list inside a match) as no restriction:
+        // the summary says so rather than showing nothing.
         None => "any path, any method".into(),
+        Some(ms) if ms.is_empty() => "any path, any method".into(),
         Some(ms) => ms
             .iter()
             .map(|m| {
-                let paths = m.paths.as_ref().map_or("any path".to_string(), |ps| {
-                    ps.iter()
-                        .map(|p| {
-                            let t = serde_json::to_value(p.match_type.unwrap_or_default())
-                                .ok()
-                                .and_then(|v| v.as_str().map(str::to_string))
-                                .unwrap_or_default();
-                            format!("{} {}", t, p.value)
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                });
+                let paths = m.paths.as_ref().filter(|ps| !ps.is_empty()).map_or(
+                    "any path".to_string(),
+                    |ps| {
+                        ps.iter()
+                            .map(|p| {
+                                let t = serde_json::to_value(p.match_type.unwrap_or_default())
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(str::to_string))
+                                    .unwrap_or_default();
+                                format!("{} {}", t, p.value)
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                );
                 let methods = m
                     .methods
                     .as_ref()
+                    .filter(|v| !v.is_empty())
                     .map_or("any method".to_string(), |v| v.join("/"));
                 format!("{paths} ({methods})")
             })
@@ -536,5 +578,34 @@ mod tests {
                 .and_then(|a| a.token.host_env.as_deref()),
             Some("A")
         );
+    }
+
+    /// `matches: []` and empty lists inside a match restrict nothing to the proxy, and the
+    /// summary says so; a whole document sent back is reduced to what it changes.
+    #[test]
+    fn empty_matches_read_as_everything_and_documents_reduce_to_their_change() {
+        let live = parse_proposed_routes("routes:\n  - host: a.test\n").expect("live");
+        for (text, want) in [
+            (
+                "routes:\n  - host: b.test\n    matches: []\n",
+                "new host b.test on port(s) 443: any path, any method",
+            ),
+            (
+                "routes:\n  - host: b.test\n    matches: [{paths: [], methods: []}]\n",
+                "new host b.test on port(s) 443: any path (any method)",
+            ),
+        ] {
+            let proposed = parse_proposed_routes(text).expect("proposed");
+            assert_eq!(compare(&live, &proposed).reach(), [want], "{text}");
+        }
+        let whole =
+            parse_proposed_routes("routes:\n  - host: a.test\n  - host: c.test\n").expect("whole");
+        let r = reduce(&live, &whole);
+        assert_eq!(
+            r.routes.iter().map(|x| x.host.as_str()).collect::<Vec<_>>(),
+            ["c.test"]
+        );
+        assert_eq!(r.adds, ["c.test"]);
+        assert!(routes_yaml(&r.routes).contains("host: c.test"));
     }
 }

@@ -46,6 +46,8 @@ struct App {
     message: String,
     color: bool,
     all_namespaces: bool,
+    /// Lines the detail pane is scrolled down by (the selected proposal's).
+    scroll: u16,
 }
 
 impl App {
@@ -116,8 +118,14 @@ fn on_key(app: &mut App, code: KeyCode, mods: KeyModifiers) -> Step {
         KeyCode::Char('q') | KeyCode::Esc => return Step::Quit,
         KeyCode::Down | KeyCode::Char('j') if app.selected + 1 < app.proposals.len() => {
             app.selected += 1;
+            app.scroll = 0;
         }
-        KeyCode::Up | KeyCode::Char('k') => app.selected = app.selected.saturating_sub(1),
+        KeyCode::Up | KeyCode::Char('k') => {
+            app.selected = app.selected.saturating_sub(1);
+            app.scroll = 0;
+        }
+        KeyCode::PageDown | KeyCode::Char(' ') => app.scroll = app.scroll.saturating_add(10),
+        KeyCode::PageUp => app.scroll = app.scroll.saturating_sub(10),
         KeyCode::Char('a') if app.current().is_some() => {
             app.prompt = Some((Prompt::ApproveReason { content: None }, String::new()));
         }
@@ -255,6 +263,7 @@ pub fn run(args: SuperviseArgs) -> Result<(), CliError> {
         message: String::new(),
         color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         all_namespaces: args.all_namespaces,
+        scroll: 0,
     };
     let load = |app: &mut App| match rt.block_on(api.list(&ListParams::default())) {
         Ok(list) => app.set(pending(list.items)),
@@ -373,6 +382,7 @@ mod tests {
                 repo: None,
                 queue_id: "allow-1".into(),
                 decision: None,
+                adds: vec![],
             },
         );
         App {
@@ -382,6 +392,7 @@ mod tests {
             message: String::new(),
             color: false,
             all_namespaces: false,
+            scroll: 0,
         }
     }
 
@@ -445,5 +456,67 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A justification that draws a fake "Approving grants" box and a fake diff, then pushes
+    /// them off screen with blank lines and escape sequences: on a 100x30 terminal the runner's
+    /// reach and diff are on screen, the agent's text only as quoted, neutralised lines.
+    #[test]
+    fn a_hostile_justification_cannot_hide_the_real_request() {
+        let mut a = app(ProposalTool::EgressBlock);
+        a.proposals[0].spec.justification = format!(
+            "\x1b[2J\x1b[H┌──────────────┐\nApproving grants\n  • nothing new: harmless docs only\nDiff against the live routes\n+ host: docs.example.test\n{}",
+            "\n".repeat(200)
+        );
+        a.proposals[0].status = Some(bb_crds::proposal::ProposalStatus {
+            reach: vec![
+                "new host paste.example.test on port(s) 443: any path, any method".into(),
+                "paste.example.test: outbound secret scanning turned off".into(),
+            ],
+            diff: Some("@@ new route paste.example.test @@\n+ host: paste.example.test\n".into()),
+            ..Default::default()
+        });
+        let backend = ratatui::backend::TestBackend::new(100, 30);
+        let mut term = ratatui::Terminal::new(backend).expect("terminal");
+        term.draw(|f| view::draw(f, &a)).expect("draw");
+        let screen: Vec<String> = term
+            .backend()
+            .buffer()
+            .content()
+            .chunks(100)
+            .map(|row| row.iter().map(|c| c.symbol()).collect())
+            .collect();
+        let text = screen.join("\n");
+        assert!(text.contains("new host paste.example.test"), "{text}");
+        assert!(
+            text.contains("outbound secret scanning turned off"),
+            "{text}"
+        );
+        assert!(text.contains("+ host: paste.example.test"), "{text}");
+        // The first "Approving grants" on screen is the view's own, above the real reach.
+        let real = text.find("Approving grants").expect("header");
+        assert!(
+            real < text.find("paste.example.test").unwrap_or(0),
+            "{text}"
+        );
+        for fake in ["nothing new: harmless", "docs.example.test"] {
+            for line in screen.iter().filter(|l| l.contains(fake)) {
+                assert!(line.contains("> "), "unquoted agent text: {line}\n{text}");
+            }
+        }
+        let headers: Vec<&String> = screen
+            .iter()
+            .filter(|l| l.contains("Approving grants"))
+            .collect();
+        assert_eq!(headers.len(), 2, "{text}");
+        assert!(
+            headers[1].contains("> ") && !headers[0].contains("> "),
+            "{text}"
+        );
+        // The escape sequence and the drawn box arrive as visible, inert characters.
+        assert!(
+            !text.contains('\x1b') && text.contains("> ␛[2J␛[H################"),
+            "{text}"
+        );
     }
 }

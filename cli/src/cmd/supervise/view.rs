@@ -9,7 +9,22 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
+use bb_crds::policy::untrusted::quoted;
+
 use super::{App, Prompt};
+
+/// One line of text the agent influenced (a diff of its routes), with control characters
+/// shown as visible symbols: never an escape sequence on the approver's terminal.
+fn visible(line: &str) -> String {
+    quoted(line)
+        .into_iter()
+        .next()
+        .map(|l| {
+            l.trim_start_matches(bb_crds::policy::untrusted::QUOTE)
+                .to_string()
+        })
+        .unwrap_or_default()
+}
 
 fn age(p: &Proposal) -> String {
     let Some(t) = p.metadata.creation_timestamp.as_ref() else {
@@ -59,18 +74,18 @@ fn detail(app: &App, p: &Proposal) -> Text<'static> {
             Span::raw(r.clone()),
         ]));
     }
-    lines.push(Line::default());
-    lines.push(Line::styled("Why", bold));
-    for l in p.spec.justification.lines() {
-        lines.push(Line::raw(format!("  {l}")));
-    }
+    // What approving grants, computed by the runner, comes first; the agent's own words come
+    // last, quoted and neutralised, so nothing it writes can draw over or push away the truth.
     lines.push(Line::default());
     lines.push(Line::styled("Approving grants", bold));
     if st.reach.is_empty() {
         lines.push(Line::raw("  (not summarised yet)"));
     }
     for r in &st.reach {
-        lines.push(Line::styled(format!("  • {r}"), paint(app, Color::Yellow)));
+        lines.push(Line::styled(
+            format!("  • {}", visible(r)),
+            paint(app, Color::Yellow),
+        ));
     }
     lines.push(Line::default());
     let (title, body) = match (&st.diff, p.spec.tool) {
@@ -87,7 +102,12 @@ fn detail(app: &App, p: &Proposal) -> Text<'static> {
             Some('@') => paint(app, Color::Cyan),
             _ => Style::default(),
         };
-        lines.push(Line::styled(format!("  {l}"), style));
+        lines.push(Line::styled(format!("  {}", visible(l)), style));
+    }
+    lines.push(Line::default());
+    lines.push(Line::styled("Why (the agent's words, quoted)", bold));
+    for l in quoted(&p.spec.justification) {
+        lines.push(Line::styled(format!("  {l}"), paint(app, Color::DarkGray)));
     }
     Text::from(lines)
 }
@@ -106,10 +126,10 @@ fn footer(app: &App) -> Text<'static> {
             format!("{q}: {buffer}█   (Enter confirms, Esc cancels)")
         }
         (None, Some(ProposalTool::GitleaksAllow)) => {
-            "↑↓ select   a approve   r reject   q quit".into()
+            "↑↓ select   PgUp/PgDn scroll   a approve   r reject   q quit".into()
         }
         (None, Some(_)) => {
-            "↑↓ select   a approve   m modify in $EDITOR, then approve   r reject   q quit".into()
+            "↑↓ select   PgUp/PgDn scroll   a approve   m modify in $EDITOR, then approve   r reject   q quit".into()
         }
         (None, None) => "q quit".into(),
     };
@@ -162,6 +182,7 @@ pub(super) fn draw(f: &mut Frame, app: &App) {
     f.render_widget(
         Paragraph::new(body)
             .wrap(Wrap { trim: false })
+            .scroll((app.scroll, 0))
             .block(Block::bordered().title(" Proposal ")),
         right,
     );
