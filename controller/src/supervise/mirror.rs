@@ -228,7 +228,10 @@ async fn mirror_one(
             "raised",
             &agent.name_any(),
         )
-        .reason(Some(&q.justification))
+        .reason(Some(&bb_crds::policy::untrusted::one_line(
+            &q.justification,
+            bb_crds::policy::untrusted::MAX_CHARS,
+        )))
         .change(status.reach.clone()),
     );
     let recorder = Recorder::new(client.clone(), reporter.clone());
@@ -236,7 +239,7 @@ async fn mirror_one(
         "{} proposal {}: {}",
         tool.as_str(),
         created.name_any(),
-        bb_crds::policy::one_line(&q.justification)
+        bb_crds::policy::untrusted::one_line(&q.justification, 300)
     );
     let ev = Event {
         type_: EventType::Normal,

@@ -57,6 +57,17 @@ pub fn quoted(text: &str) -> Vec<String> {
     out
 }
 
+/// `text` on one line (runs of whitespace as one space), neutralised as `quoted` does, at most
+/// `max` characters: for an event note or an audit record a terminal will print.
+pub fn one_line(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out: String = flat.chars().take(max).map(shown).collect();
+    if flat.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +97,11 @@ mod tests {
                 .sum::<usize>()
                 < MAX_CHARS + 200
         );
+    }
+
+    #[test]
+    fn one_line_is_flat_inert_and_bounded() {
+        assert_eq!(one_line("a\n\x1b[31mred\tb", 100), "a ␛[31mred b");
+        assert_eq!(one_line("abcdef", 3), "abc…");
     }
 }
