@@ -324,6 +324,7 @@ impl Registry {
                 "the body must be a JSON or YAML object",
             ));
         }
+        check_metadata(obj)?;
         let av = obj
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -731,4 +732,72 @@ pub fn deleted_status(res: &Resource, obj: &Value) -> Value {
         "kind": res.plural,
         "uid": meta_str(obj, "uid").unwrap_or(""),
     }))
+}
+
+/// The JSON type a well-known metadata field has in Kubernetes.
+#[derive(Clone, Copy)]
+enum MetaType {
+    Str,
+    Int,
+    MapOfStr,
+    ListOfStr,
+    ListOfObj,
+}
+
+/// `metadata` and its well-known fields have the JSON types Kubernetes gives them (null means
+/// absent): anything else is a 400 naming the field, before any code indexes into it.
+fn check_metadata(obj: &Value) -> Result<(), ApiError> {
+    use MetaType::*;
+    let m = match obj.get("metadata") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(ApiError::bad_request("metadata: must be an object")),
+    };
+    let fields = [
+        ("name", Str),
+        ("generateName", Str),
+        ("namespace", Str),
+        ("uid", Str),
+        ("resourceVersion", Str),
+        ("creationTimestamp", Str),
+        ("deletionTimestamp", Str),
+        ("generation", Int),
+        ("deletionGracePeriodSeconds", Int),
+        ("labels", MapOfStr),
+        ("annotations", MapOfStr),
+        ("finalizers", ListOfStr),
+        ("ownerReferences", ListOfObj),
+        ("managedFields", ListOfObj),
+    ];
+    for (field, want) in fields {
+        let Some(v) = m.get(field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let ok = match want {
+            Str => v.is_string(),
+            Int => v.is_i64() || v.is_u64(),
+            MapOfStr => v
+                .as_object()
+                .is_some_and(|o| o.values().all(Value::is_string)),
+            ListOfStr => v
+                .as_array()
+                .is_some_and(|a| a.iter().all(Value::is_string)),
+            ListOfObj => v
+                .as_array()
+                .is_some_and(|a| a.iter().all(Value::is_object)),
+        };
+        if !ok {
+            let what = match want {
+                Str => "a string",
+                Int => "an integer",
+                MapOfStr => "a map of strings",
+                ListOfStr => "a list of strings",
+                ListOfObj => "a list of objects",
+            };
+            return Err(ApiError::bad_request(format!(
+                "metadata.{field}: must be {what}"
+            )));
+        }
+    }
+    Ok(())
 }
