@@ -243,3 +243,97 @@ fn the_terminal_ui_approves_modifies_and_rejects() {
     keys(&["q"]);
     wait_screen("bbctl to exit", |s| s.contains("EXITED 0"));
 }
+
+/// A Proposal whose justification draws a fake "Approving grants" box and a fake diff, clears
+/// the screen with escape sequences and pushes everything down with blank lines: on a 100x30
+/// terminal the runner's reach and diff are what the approver sees first, and the agent's text
+/// only quoted and inert.
+#[test]
+fn a_hostile_justification_cannot_hide_the_real_request() {
+    const HOSTILE: &str = "bb-supervise-tui-hostile";
+    let cp = ControlPlane::start();
+    let justification = format!(
+        "\\e[2J\\e[H┌────────────────────────┐\\nApproving grants\\n  • nothing new: docs only\\nDiff against the live routes\\n+ host: docs.example.test\\n{}",
+        "\\n".repeat(120)
+    );
+    let manifest = format!(
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Proposal\nmetadata: {{name: hostile, namespace: default}}\nspec:\n  agentRef: {{name: dev}}\n  tool: egress-block\n  queueId: egress-block-hostile\n  justification: \"{justification}\"\n  content: \"routes:\\n  - host: paste.example.test\\n    dlp: {{outbound: false}}\\n\"\n"
+    );
+    let (code, _, err) = cp.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    assert_eq!(code, 0, "{err}");
+    // What the runner writes when it raises a proposal: the reach and the diff.
+    let status = r#"{"status":{"phase":"Pending","reach":["new host paste.example.test on port(s) 443: any path, any method","paste.example.test: outbound secret scanning turned off"],"diff":"@@ new route paste.example.test @@\n+ host: paste.example.test\n+ dlp:\n+   outbound: false\n"}}"#;
+    cp.ok(&[
+        "patch",
+        "proposal",
+        "hostile",
+        "-n",
+        "default",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
+    ]);
+    let pane = || tmux(&["capture-pane", "-p", "-t", HOSTILE]);
+    struct Kill;
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("tmux")
+                .args(["kill-session", "-t", HOSTILE])
+                .status();
+        }
+    }
+    let _ = Command::new("tmux")
+        .args(["kill-session", "-t", HOSTILE])
+        .status();
+    let _guard = Kill;
+    let cmd = format!(
+        "{} supervise --home {}; sleep 30",
+        env!("CARGO_BIN_EXE_bbctl"),
+        cp.home.path().display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        HOSTILE,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut s = pane();
+    while !s.contains("outbound secret scanning turned off") {
+        assert!(Instant::now() < deadline, "the proposal never showed:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+        s = pane();
+    }
+    assert!(
+        s.contains("new host paste.example.test") && s.contains("+ host: paste.example.test"),
+        "{s}"
+    );
+    // The view's own header comes once unquoted, above the real reach; the agent's copy of it,
+    // its fake list item and its fake diff line show only quoted.
+    let lines: Vec<&str> = s.lines().collect();
+    let reach = lines
+        .iter()
+        .position(|l| l.contains("new host paste.example.test"))
+        .unwrap_or(0);
+    let first_header = lines.iter().position(|l| l.contains("Approving grants"));
+    assert!(
+        first_header.is_some_and(|h| h < reach && !lines[h].contains("> ")),
+        "{s}"
+    );
+    for l in lines
+        .iter()
+        .filter(|l| l.contains("docs only") || l.contains("docs.example.test"))
+    {
+        assert!(l.contains("> "), "unquoted agent text: {l}\n{s}");
+    }
+    assert!(
+        s.contains("␛[2J"),
+        "the escape sequence is not shown inert:\n{s}"
+    );
+}

@@ -49,10 +49,20 @@ pub struct RejectArgs {
     target: Target,
 }
 
-/// `proposal/NAME`, `proposals/NAME`, `prop/NAME` or a bare `NAME`.
+/// `proposal/NAME`, `proposals/NAME`, `prop/NAME`, what `get -o name` prints
+/// (`proposal.bot-bottle.dev/NAME`, with or without the version) or a bare `NAME`.
 fn proposal_name(arg: &str) -> Result<String, CliError> {
     let name = match arg.split_once('/') {
-        Some(("proposal" | "proposals" | "prop", n)) => n,
+        Some((
+            "proposal"
+            | "proposals"
+            | "prop"
+            | "proposal.bot-bottle.dev"
+            | "proposals.bot-bottle.dev"
+            | "proposal.v1alpha1.bot-bottle.dev"
+            | "proposals.v1alpha1.bot-bottle.dev",
+            n,
+        )) => n,
         Some((kind, _)) => {
             return Err(CliError::new(
                 Kind::Usage,
@@ -345,6 +355,11 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(proposal_name("prop/x").ok(), Some("x".into()));
+        // `bbctl approve $(bbctl get proposals -o name)`, as with kubectl.
+        assert_eq!(
+            proposal_name("proposal.bot-bottle.dev/x").ok(),
+            Some("x".into())
+        );
         assert_eq!(proposal_name("x").ok(), Some("x".into()));
         assert!(proposal_name("agent/x").is_err());
         assert!(proposal_name("proposal/").is_err());

@@ -21,8 +21,10 @@ pub struct DescribeArgs {
     target: Target,
 }
 
+/// `Key:` padded to one column, and always at least one space before the value (the longest
+/// keys, `Credentials hash:`, once ran into it).
 fn field(out: &mut String, key: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "{:<17}{value}", format!("{key}:"));
+    let _ = writeln!(out, "{:<16} {value}", format!("{key}:"));
 }
 
 /// How many copied secrets the sidecar guards and where each was found (never a value).

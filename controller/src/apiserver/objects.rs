@@ -779,12 +779,8 @@ fn check_metadata(obj: &Value) -> Result<(), ApiError> {
             MapOfStr => v
                 .as_object()
                 .is_some_and(|o| o.values().all(Value::is_string)),
-            ListOfStr => v
-                .as_array()
-                .is_some_and(|a| a.iter().all(Value::is_string)),
-            ListOfObj => v
-                .as_array()
-                .is_some_and(|a| a.iter().all(Value::is_object)),
+            ListOfStr => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+            ListOfObj => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
         };
         if !ok {
             let what = match want {
