@@ -522,3 +522,38 @@ async fn build_steps_reach_the_agents_events() {
         "{events}"
     );
 }
+
+/// A build that keeps failing (reporting its steps, then an error, as a real one does) is
+/// retried with growing gaps: the status it writes each attempt does not wake the next one.
+/// Before, each status write woke a reconcile at once: a retry every ~160 ms for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_build_backs_off_instead_of_retrying_on_its_own_status() {
+    let h = Harness::start().await;
+    h.backend.fail(Step::Image, 1000);
+    let bottles: Api<Bottle> = Api::all(h.client.clone());
+    let bottle: Bottle = serde_json::from_value(json!({
+        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
+        "spec": {"agentProvider": {"template": "claude"}}
+    }))
+    .expect("bottle");
+    bottles
+        .create(&Default::default(), &bottle)
+        .await
+        .expect("bottle");
+    let agent: Agent = serde_json::from_value(json!({
+        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
+        "spec": {"bottleRef": {"name": "tools"}}
+    }))
+    .expect("agent");
+    h.agents()
+        .create(&Default::default(), &agent)
+        .await
+        .expect("agent");
+    // The backoff is 0.5 s, 1 s, 2 s, 4 s...: attempts near 0, 0.5, 1.5, 3.5 and 7.5 s.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let attempts = h.backend.attempts(Step::Image);
+    assert!(
+        (3..=7).contains(&attempts),
+        "{attempts} build attempts in 8 s"
+    );
+}

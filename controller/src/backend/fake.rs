@@ -44,6 +44,8 @@ pub struct FakeAgent {
 struct Faults {
     fail: HashMap<Step, u32>,
     hang: HashMap<Step, Duration>,
+    /// How many times each step was attempted.
+    attempts: HashMap<Step, u32>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -155,6 +157,14 @@ impl FakeBackend {
     }
 
     /// Calls of `step` take `d` before doing anything.
+    /// How many times `step` was attempted, failed or not.
+    pub fn attempts(&self, step: Step) -> u32 {
+        self.faults
+            .lock()
+            .map(|f| f.attempts.get(&step).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
     pub fn hang(&self, step: Step, d: Duration) {
         if let Ok(mut f) = self.faults.lock() {
             f.hang.insert(step, d);
@@ -245,6 +255,7 @@ impl FakeBackend {
     async fn gate(&self, step: Step) -> Result<(), BackendError> {
         let (fail, hang) = match self.faults.lock() {
             Ok(mut f) => {
+                *f.attempts.entry(step).or_default() += 1;
                 let fail = match f.fail.get_mut(&step) {
                     Some(n) if *n > 0 => {
                         *n -= 1;
@@ -302,10 +313,11 @@ impl Backend for FakeBackend {
         image: &ImageSource,
         steps: &super::BuildSteps,
     ) -> Result<String, BackendError> {
-        self.gate(Step::Image).await?;
+        // A build reports its steps before it fails, as a real one does.
         if let ImageSource::Dockerfile(_) | ImageSource::Builtin(_) = image {
             let _ = steps.send("Step 1/1 : FROM fake".to_string());
         }
+        self.gate(Step::Image).await?;
         let r = match image {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),

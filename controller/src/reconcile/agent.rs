@@ -101,6 +101,11 @@ pub async fn reconcile<B: Backend>(
         },
         None => (agent, None),
     };
+    // Woken inside a failure's backoff by nothing that is a reason to act (its own status
+    // write): wait the rest of it out.
+    if let Some(wait) = ctx.held(&key, &agent) {
+        return Ok(Action::requeue(wait));
+    }
     let result = finalizer(&api, FINALIZER, agent, |event| async {
         match event {
             // A span entered across awaits would leak onto other tasks: instrument instead.

@@ -45,6 +45,9 @@ pub struct AgentCtx<B: Backend> {
     pub bottles: Store<Bottle>,
     pub reporter: Reporter,
     failures: Mutex<HashMap<String, u32>>,
+    /// A failed Agent's backoff: what of it was a reason to act (`agent_changed`) and when to
+    /// try again. A reconcile woken earlier by anything else (its own status write) waits.
+    holds: Mutex<HashMap<String, (u64, std::time::Instant)>>,
     /// The routes each Agent's sidecar enforces, for the proposal mirror to diff against.
     pub live_routes: crate::supervise::mirror::LiveRoutes,
     /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
@@ -75,9 +78,31 @@ impl<B: Backend> AgentCtx<B> {
             .min(Duration::from_secs(300))
     }
 
+    /// Remembers that `a` failed and may be tried again after `wait`.
+    fn hold(&self, key: &str, a: &Agent, wait: Duration) {
+        if let Ok(mut h) = self.holds.lock() {
+            h.insert(
+                key.to_string(),
+                (agent_changed(a), std::time::Instant::now() + wait),
+            );
+        }
+    }
+
+    /// How long `a` must still wait out its backoff, if nothing that matters changed since.
+    pub(crate) fn held(&self, key: &str, a: &Agent) -> Option<Duration> {
+        let h = self.holds.lock().ok()?;
+        let (changed, until) = h.get(key)?;
+        (*changed == agent_changed(a))
+            .then(|| until.checked_duration_since(std::time::Instant::now()))
+            .flatten()
+    }
+
     fn reset_failures(&self, key: &str) {
         if let Ok(mut m) = self.failures.lock() {
             m.remove(key);
+        }
+        if let Ok(mut h) = self.holds.lock() {
+            h.remove(key);
         }
     }
 }
@@ -179,6 +204,29 @@ pub async fn run_bottles(
     drive_bottles(client, controller, store, shutdown).await;
 }
 
+/// What of an Agent is a reason to reconcile it: its spec (generation), its deletion and
+/// finalizers, labels and annotations, and which runner holds it (cluster claims). Not the rest
+/// of its status, which the reconciler writes itself: a failing step that writes a new message
+/// each attempt would otherwise wake the next attempt at once, whatever its backoff said.
+pub(crate) fn agent_changed(a: &Agent) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let m = &a.metadata;
+    m.generation.hash(&mut h);
+    m.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.labels.hash(&mut h);
+    m.annotations.hash(&mut h);
+    a.status
+        .as_ref()
+        .and_then(|s| s.runner.as_ref())
+        .hash(&mut h);
+    h.finish()
+}
+
 /// Runs both reconcilers until `shutdown` resolves. `resync` is how often a Running Agent is
 /// re-checked against its backend without an API event; `session_endpoint` is where this
 /// runner serves sessions of the Agents it runs.
@@ -229,6 +277,7 @@ pub async fn run<B: Backend + Clone>(
                 .or_else(|| std::env::var("HOSTNAME").ok()),
         },
         failures: Mutex::new(HashMap::new()),
+        holds: Mutex::new(HashMap::new()),
         live_routes: Default::default(),
         claims,
     });
@@ -254,6 +303,7 @@ pub async fn run<B: Backend + Clone>(
             |a: Arc<Agent>, err: &Error, ctx: Arc<AgentCtx<B>>| {
                 let key = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
                 let wait = ctx.next_backoff(&key);
+                ctx.hold(&key, &a, wait);
                 tracing::warn!(agent = %key, error = %err, retry_in = ?wait, "agent reconcile failed");
                 Action::requeue(wait)
             },
