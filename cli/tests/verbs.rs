@@ -338,6 +338,28 @@ fn apply_get_delete_with_the_trust_boundary() {
     assert!(out.contains("bottle.bot-bottle.dev/extra deleted"));
     let (code, _, _) = bbctl(&cp, &["delete", "bottle", "extra"], None);
     assert_eq!(code, 3, "deleting what is gone is 'not found'");
+    let (code, _, err) = bbctl(
+        &cp,
+        &["delete", "bottle", "extra", "--ignore-not-found"],
+        None,
+    );
+    assert_eq!((code, err.as_str()), (0, ""), "--ignore-not-found");
+    // A missing object does not stop the rest (kubectl's behaviour): reported, then exit 3.
+    let (code, _, err) = bbctl(
+        &cp,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: spare}\nspec: {}\n",
+        ),
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = bbctl(&cp, &["delete", "bottle", "gone", "spare"], None);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("bottle.bot-bottle.dev/gone not found")
+            && out.contains("bottle.bot-bottle.dev/spare deleted"),
+        "{out}{err}"
+    );
 }
 
 #[test]

@@ -56,6 +56,10 @@ pub struct DeleteArgs {
     /// How long --wait waits for everything to be gone (`30s`, `5m`, `1h30m`; `0s`: no limit).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout)]
     timeout: Duration,
+    /// Treat an object that does not exist as deleted (as kubectl's flag does). Without it, a
+    /// missing object is reported, the others are still deleted, and the exit code is 3.
+    #[arg(long)]
+    ignore_not_found: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -389,20 +393,23 @@ async fn wait_ready(
 
 /// Deletes one object and, with a `deadline`, waits until it is gone (an Agent's finalizer
 /// holds it until its containers are removed). `None` returns once deletion is accepted.
+/// `Ok(false)`: there was no such object.
 async fn delete_object<K>(
     api: &Api<K>,
     what: &str,
     name: &str,
     deadline: Option<Deadline>,
-) -> Result<(), CliError>
+) -> Result<bool, CliError>
 where
     K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.delete(name, &DeleteParams::default())
-        .await
-        .map_err(|e| api_error(what, e))?;
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+        Err(e) => return Err(api_error(what, e)),
+    }
     let Some(deadline) = deadline else {
-        return Ok(());
+        return Ok(true);
     };
     while api
         .get_opt(name)
@@ -421,7 +428,7 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// When `delete --wait` gives up: one deadline for everything the command deletes.
@@ -491,20 +498,31 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
     });
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
+        // Like kubectl: a missing object does not stop the rest; it is reported, and fails the
+        // command at the end (unless --ignore-not-found).
+        let mut missing = Vec::new();
+        let mut done = |what: String, deleted: bool| {
+            if deleted {
+                println!("{what} deleted");
+            } else if !args.ignore_not_found {
+                eprintln!("Error from server (NotFound): {what} not found");
+                missing.push(what);
+            }
+        };
         for (kind, name, ns) in targets {
             match kind.as_str() {
                 "bottle" | "bottles" | "bt" => {
                     let what = format!("bottle.bot-bottle.dev/{name}");
                     let api: Api<Bottle> = Api::all(client.clone());
-                    delete_object(&api, &what, &name, deadline).await?;
-                    println!("{what} deleted");
+                    let deleted = delete_object(&api, &what, &name, deadline).await?;
+                    done(what, deleted);
                 }
                 "agent" | "agents" | "ag" => {
                     let ns = ns.unwrap_or_else(|| args.target.namespace());
                     let what = format!("agent.bot-bottle.dev/{name}");
                     let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
-                    delete_object(&api, &what, &name, deadline).await?;
-                    println!("{what} deleted");
+                    let deleted = delete_object(&api, &what, &name, deadline).await?;
+                    done(what, deleted);
                 }
                 other => {
                     return Err(CliError::new(
@@ -514,7 +532,14 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
                 }
             }
         }
-        Ok(())
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::new(
+                Kind::NotFound,
+                format!("not found: {}", missing.join(", ")),
+            ))
+        }
     })
 }
 
