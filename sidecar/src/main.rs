@@ -55,6 +55,9 @@ enum Command {
         file: PathBuf,
         #[arg(long)]
         follow: bool,
+        /// Only the last N lines (then, with --follow, what is appended).
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
     },
 }
 
@@ -221,7 +224,36 @@ fn check_policy(path: &Path, secrets_dir: Option<&Path>) -> anyhow::Result<()> {
 
 /// Copies `path` to stdout; following, polls for appended lines (and starts over when the file
 /// is replaced or truncated) until stdout closes.
-fn print_audit_log(path: &Path, follow: bool) -> anyhow::Result<()> {
+/// Where the last `n` lines of `file` start (a final newline ends the last line).
+fn tail_offset(file: &mut std::fs::File, n: u64) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if n == 0 {
+        return Ok(len);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = len;
+    let mut seen = 0;
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let block = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(block)?;
+        for (i, &b) in block.iter().enumerate().rev() {
+            let at = start + i as u64;
+            if b == b'\n' && at + 1 < len {
+                seen += 1;
+                if seen == n {
+                    return Ok(at + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn print_audit_log(path: &Path, follow: bool, tail: Option<u64>) -> anyhow::Result<()> {
     use std::io::{Read, Seek, Write};
     let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
     let mut file = if follow {
@@ -234,6 +266,10 @@ fn print_audit_log(path: &Path, follow: bool) -> anyhow::Result<()> {
     } else {
         open()?
     };
+    if let Some(n) = tail {
+        let at = tail_offset(&mut file, n)?;
+        file.seek(std::io::SeekFrom::Start(at))?;
+    }
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 64 * 1024];
     let mut stamp = file_stamp(path);
@@ -316,7 +352,7 @@ fn main() -> ExitCode {
             read(&status_file).map(|hash| println!("{}", hash.trim()))
         }
         Command::GitGate(opts) => run_git_gate(opts),
-        Command::AuditLog { file, follow } => print_audit_log(&file, follow),
+        Command::AuditLog { file, follow, tail } => print_audit_log(&file, follow, tail),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -529,5 +565,25 @@ mod log_filter_tests {
         assert!(d.contains(&"tungstenite=trace".to_string()), "{d:?}");
         assert!(!d.contains(&"tungstenite=info".to_string()), "{d:?}");
         assert!(directives(None).contains(&"h2=info".to_string()));
+    }
+
+    #[test]
+    fn tail_offset_finds_the_last_lines() {
+        use std::io::{Read, Seek, SeekFrom};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.log");
+        std::fs::write(&path, "a\nbb\nccc\n").expect("write");
+        let mut f = std::fs::File::open(&path).expect("open");
+        let mut last = |n: u64| {
+            let at = tail_offset(&mut f, n).expect("offset");
+            f.seek(SeekFrom::Start(at)).expect("seek");
+            let mut s = String::new();
+            f.read_to_string(&mut s).expect("read");
+            s
+        };
+        assert_eq!(last(1), "ccc\n");
+        assert_eq!(last(2), "bb\nccc\n");
+        assert_eq!(last(9), "a\nbb\nccc\n");
+        assert_eq!(last(0), "");
     }
 }

@@ -679,6 +679,23 @@ spec:
             .any(|l| l.contains("blocked.example.test") && l.contains("block")),
         "audit log: {audit}"
     );
+    // --tail applies to the audit log as to container output: its last line only.
+    let mut c = std::process::Command::new(&bbctl);
+    c.args([
+        "logs",
+        "agent/sessions",
+        "--egress",
+        "--tail",
+        "1",
+        "--home",
+    ])
+    .arg(&home);
+    let last = ok(&mut c);
+    assert_eq!(
+        last.lines().collect::<Vec<_>>(),
+        audit.lines().last().into_iter().collect::<Vec<_>>(),
+        "--tail 1 of the audit log"
+    );
     let mut c = std::process::Command::new(&bbctl);
     c.args(["logs", "agent/sessions", "-c", "sidecar", "--home"])
         .arg(&home);

@@ -94,7 +94,7 @@ impl std::fmt::Display for LogSource {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogOptions {
     pub follow: bool,
-    /// Only the last N lines (container output only; the audit log is always whole).
+    /// Only the last N lines (of container output, or of the egress audit log).
     pub tail: Option<u64>,
 }
 

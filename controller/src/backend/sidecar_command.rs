@@ -124,7 +124,7 @@ pub fn delivery(
 }
 
 /// `bb-sidecar audit-log`: the egress audit log, optionally followed.
-pub fn audit_log(follow: bool) -> Vec<String> {
+pub fn audit_log(follow: bool, tail: Option<u64>) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         SIDECAR_BINARY.into(),
         "audit-log".into(),
@@ -133,6 +133,10 @@ pub fn audit_log(follow: bool) -> Vec<String> {
     ];
     if follow {
         argv.push("--follow".into());
+    }
+    if let Some(n) = tail {
+        argv.push("--tail".into());
+        argv.push(n.to_string());
     }
     argv
 }

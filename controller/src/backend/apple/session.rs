@@ -52,7 +52,7 @@ impl AppleBackend {
                 cli::logs(&names::name(id, role), options.follow, options.tail)
             }
             LogSource::Egress => {
-                let argv = crate::backend::sidecar_command::audit_log(options.follow);
+                let argv = crate::backend::sidecar_command::audit_log(options.follow, options.tail);
                 cli::exec(
                     &names::name(id, Role::Sidecar),
                     Some(SIDECAR_USER),

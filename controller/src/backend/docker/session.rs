@@ -139,7 +139,7 @@ impl DockerBackend {
                 ))
             }
             LogSource::Egress => {
-                let argv = crate::backend::sidecar_command::audit_log(options.follow);
+                let argv = crate::backend::sidecar_command::audit_log(options.follow, options.tail);
                 let name = container(Role::Sidecar);
                 let exec = self
                     .docker
