@@ -492,9 +492,8 @@ async fn controller_killed_mid_reconcile_converges_without_duplicates_and_sweeps
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn build_steps_reach_the_agents_events() {
-    let h = Harness::start().await;
+/// Agent `worker` of a `claude` Bottle (whose image the fake builds, reporting its steps).
+async fn claude_agent(h: &Harness) {
     let bottles: Api<Bottle> = Api::all(h.client.clone());
     let bottle: Bottle = serde_json::from_value(json!({
         "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
@@ -514,6 +513,12 @@ async fn build_steps_reach_the_agents_events() {
         .create(&Default::default(), &agent)
         .await
         .expect("agent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_steps_reach_the_agents_events() {
+    let h = Harness::start().await;
+    claude_agent(&h).await;
     h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
         .await;
     let events = events_with(&h.client, &["Step 1/1 : FROM fake"]).await;
@@ -530,25 +535,7 @@ async fn build_steps_reach_the_agents_events() {
 async fn a_failing_build_backs_off_instead_of_retrying_on_its_own_status() {
     let h = Harness::start().await;
     h.backend.fail(Step::Image, 1000);
-    let bottles: Api<Bottle> = Api::all(h.client.clone());
-    let bottle: Bottle = serde_json::from_value(json!({
-        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
-        "spec": {"agentProvider": {"template": "claude"}}
-    }))
-    .expect("bottle");
-    bottles
-        .create(&Default::default(), &bottle)
-        .await
-        .expect("bottle");
-    let agent: Agent = serde_json::from_value(json!({
-        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
-        "spec": {"bottleRef": {"name": "tools"}}
-    }))
-    .expect("agent");
-    h.agents()
-        .create(&Default::default(), &agent)
-        .await
-        .expect("agent");
+    claude_agent(&h).await;
     // The backoff is 0.5 s, 1 s, 2 s, 4 s...: attempts near 0, 0.5, 1.5, 3.5 and 7.5 s.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let attempts = h.backend.attempts(Step::Image);

@@ -339,6 +339,25 @@ struct RelayBody {
     close_delimited: bool,
 }
 
+impl RelayBody {
+    /// Ends the transfer on DLP's finding `f` in `what`: the error the peer sees, and the
+    /// finding told to whoever answers the request.
+    fn cut_off(&mut self, f: Finding, what: &str) -> BoxError {
+        if let Some(scan) = &self.scan {
+            tracing::warn!(
+                detector = f.detector,
+                rule = f.rule,
+                outbound = scan.outbound,
+                "{what} cut off by DLP"
+            );
+            let _ = scan.cut_off.set(f.clone());
+        }
+        self.done = true;
+        self.holdback = Holdback::default();
+        Box::new(CutOff(f))
+    }
+}
+
 impl http_body::Body for RelayBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -364,22 +383,13 @@ impl http_body::Body for RelayBody {
                         };
                         let buf = this.holdback.push(&data);
                         if let Some(f) = scan.find(&buf) {
-                            tracing::warn!(
-                                detector = f.detector,
-                                rule = f.rule,
-                                outbound = scan.outbound,
-                                "streaming body cut off by DLP"
-                            );
                             // The agent may still be sending: keep reading (and dropping) so
                             // its refusal is not reset away.
                             if scan.outbound {
                                 let rest = std::mem::replace(&mut this.inner, full(Bytes::new()));
                                 tokio::spawn(discard(rest));
                             }
-                            let _ = scan.cut_off.set(f.clone());
-                            this.done = true;
-                            this.holdback = Holdback::default();
-                            return Poll::Ready(Some(Err(Box::new(CutOff(f)))));
+                            return Poll::Ready(Some(Err(this.cut_off(f, "streaming body"))));
                         }
                         let send = this.holdback.release(buf);
                         if !send.is_empty() {
@@ -394,16 +404,7 @@ impl http_body::Body for RelayBody {
                             buf.push(b'\n');
                             buf.extend(header_text(t));
                             if let Some(f) = scan.find(&buf) {
-                                tracing::warn!(
-                                    detector = f.detector,
-                                    rule = f.rule,
-                                    outbound = scan.outbound,
-                                    "trailers cut off by DLP"
-                                );
-                                let _ = scan.cut_off.set(f.clone());
-                                this.done = true;
-                                this.holdback = Holdback::default();
-                                return Poll::Ready(Some(Err(Box::new(CutOff(f)))));
+                                return Poll::Ready(Some(Err(this.cut_off(f, "trailers"))));
                             }
                         }
                         this.parked = Some(trailers);
