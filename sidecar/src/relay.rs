@@ -247,10 +247,7 @@ impl Proxy {
         for h in HOP_BY_HOP {
             parts.headers.remove(*h);
         }
-        if let Some(c) = &inbound.credential
-            && c.find(&crate::relay_body::header_text(&parts.headers))
-                .is_some()
-        {
+        if inbound.reflected_in(&parts.headers) {
             return Err(response_refusal(host, REFLECTED_DETECTOR, "injected-credential").into());
         }
         let body = match screen(body, &parts.headers, inbound, until_close).await {
@@ -288,10 +285,7 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return Ok(bad_gateway(format!("egress: upstream {host} failed: {e}"))),
         };
-        if let Some(c) = &inbound.credential
-            && c.find(&crate::relay_body::header_text(resp.headers()))
-                .is_some()
-        {
+        if inbound.reflected_in(resp.headers()) {
             return Err(response_refusal(host, REFLECTED_DETECTOR, "injected-credential").into());
         }
         // Not upgraded: an ordinary response, screened as any other.

@@ -171,9 +171,11 @@ impl Scan {
             .flatten()
     }
 
-    /// `find` over a header or trailer map, as `name: value` lines.
-    pub fn find_in_headers(&self, headers: &http::HeaderMap) -> Option<Finding> {
-        self.find(&header_text(headers))
+    /// Whether response `headers` carry the credential this (inbound) scan guards.
+    pub fn reflected_in(&self, headers: &http::HeaderMap) -> bool {
+        self.credential
+            .as_ref()
+            .is_some_and(|c| c.find(&header_text(headers)).is_some())
     }
 }
 

@@ -47,6 +47,36 @@ fn new_objects(tips: &[&str]) -> Result<Vec<(String, String)>, String> {
         .collect())
 }
 
+/// The type of each of `shas` (`git cat-file --batch-check`, one process for all). An object
+/// git cannot name the type of fails the push: it cannot be judged.
+fn kinds<'a>(shas: impl Iterator<Item = &'a str>) -> Result<HashMap<String, String>, String> {
+    let mut child = git()
+        .args(["cat-file", "--batch-check"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running git cat-file --batch-check: {e}"))?;
+    let mut input = child.stdin.take().ok_or("git cat-file has no stdin")?;
+    let list: String = shas.map(|s| format!("{s}\n")).collect();
+    // Written from a thread: git answers as it reads, and a large list fills both pipes.
+    let writer = std::thread::spawn(move || input.write_all(list.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("git cat-file --batch-check: {e}"))?;
+    let _ = writer.join();
+    let mut kinds = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next(), f.next()) {
+            (Some(sha), Some(kind), Some(_size)) => {
+                kinds.insert(sha.to_string(), kind.to_string());
+            }
+            _ => return Err(format!("object {line}: it cannot be judged")),
+        }
+    }
+    Ok(kinds)
+}
+
 /// One `git cat-file --batch`, asked one object at a time.
 struct CatFile {
     child: Child,
@@ -226,9 +256,12 @@ impl<'a> PushObjects<'a> {
             .iter()
             .map(|(s, p)| (s.as_str(), p.as_str()))
             .collect();
+        let kinds = kinds(objects.iter().map(|(sha, _)| sha.as_str()))?;
+        let kind_of = |sha: &str| kinds.get(sha).map(String::as_str).unwrap_or_default();
         let mut judged: HashSet<String> = HashSet::new();
-        // Commits first: the blobs they change are judged on their new lines only.
-        for (sha, _) in &objects {
+        // Commits first: the blobs they change are judged on their new lines only. Blobs are
+        // read only when judged (below or in `blob`), never just to learn their type.
+        for (sha, _) in objects.iter().filter(|(sha, _)| kind_of(sha) != "blob") {
             let (kind, body) = self.cat.read(sha)?;
             match kind.as_str() {
                 "commit" => {
@@ -250,19 +283,14 @@ impl<'a> PushObjects<'a> {
         }
         // Blobs no new commit brings (a tag pointing at a blob, or at a tree): judged whole.
         for (sha, _) in &objects {
-            if judged.contains(sha) {
+            if judged.contains(sha) || kind_of(sha) != "blob" {
                 continue;
             }
-            let path = names.get(sha.as_str()).copied().unwrap_or_default();
-            let (kind, _) = self.cat.read(sha)?;
-            if kind == "blob" {
-                let shown = if path.is_empty() {
-                    format!("<blob {sha}>")
-                } else {
-                    path.to_string()
-                };
-                self.blob(&mut findings, "-", &shown, sha, None)?;
-            }
+            let shown = match names.get(sha.as_str()).copied().unwrap_or_default() {
+                "" => format!("<blob {sha}>"),
+                path => path.to_string(),
+            };
+            self.blob(&mut findings, "-", &shown, sha, None)?;
         }
         Ok(findings)
     }
