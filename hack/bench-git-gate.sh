@@ -18,26 +18,7 @@ log_mb=${BB_BENCH_LOG_MB:-200}
 corpus=$work/corpus
 mkdir -p "$corpus"
 src=${1:-$HOME/.cargo/registry/src}
-python3 - "$src" "$corpus" "$corpus_mb" <<'PY'
-import os, shutil, sys
-src, out, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]) * 1_000_000
-total = 0
-for d, dirs, files in sorted(os.walk(src)):
-    dirs.sort()
-    for f in sorted(files):
-        if not f.endswith(('.rs', '.toml', '.md', '.py', '.json', '.yml', '.yaml', '.sh', '.c', '.h')):
-            continue
-        p = os.path.join(d, f)
-        size = os.path.getsize(p)
-        if size > 512_000:
-            continue
-        dst = os.path.join(out, os.path.relpath(p, src))
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(p, dst)
-        total += size
-        if total >= limit:
-            sys.exit(0)
-PY
+python3 "$(dirname "$0")/corpus.py" "$src" "$corpus" "$corpus_mb"
 
 # Planted secrets: ten fresh ones per family, one per line, in the context code puts them in.
 planted=$work/planted

@@ -12,26 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 corpus=$work/corpus
 mkdir -p "$corpus"
-python3 - "${1:-$HOME/.cargo/registry/src}" "$corpus" "${BB_BENCH_CORPUS_MB:-40}" <<'PY'
-import os, shutil, sys
-src, out, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]) * 1_000_000
-total = 0
-for d, dirs, files in sorted(os.walk(src)):
-    dirs.sort()
-    for f in sorted(files):
-        if not f.endswith(('.rs', '.toml', '.md', '.py', '.json', '.yml', '.yaml', '.sh', '.c', '.h', '.env', '.cfg', '.ini')):
-            continue
-        p = os.path.join(d, f)
-        size = os.path.getsize(p)
-        if size > 512_000:
-            continue
-        dst = os.path.join(out, os.path.relpath(p, src))
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        shutil.copyfile(p, dst)
-        total += size
-        if total >= limit:
-            sys.exit(0)
-PY
+python3 "$(dirname "$0")/corpus.py" "${1:-$HOME/.cargo/registry/src}" "$corpus" "${BB_BENCH_CORPUS_MB:-40}" --config
 cd "$root"
 out=$(cargo bench -q -p bb-e2e --bench workspace_dlp -- --corpus "$corpus")
 get() { awk -v k="$1" '$1 == k {print $2}' <<<"$out"; }
