@@ -48,18 +48,41 @@ pub fn sidecar_policy(
 }
 
 /// `sidecar_policy` with the provider's routes given (none when it cannot be planned).
+/// Adds the provider's routes for hosts the Bottle has none for: the Bottle's own route for a
+/// provider's host wins (it may narrow paths or add DLP).
+fn with_provider_routes(
+    routes: &mut Vec<bb_crds::egress::EgressRoute>,
+    extra: Vec<bb_crds::egress::EgressRoute>,
+) {
+    for route in extra {
+        if !routes.iter().any(|r| r.host == route.host) {
+            routes.push(route);
+        }
+    }
+}
+
+/// How many routes a sidecar of this Bottle enforces: its own and its provider's.
+pub fn route_count(resolved: &ResolvedBottle) -> usize {
+    let mut routes = resolved
+        .spec
+        .egress
+        .as_ref()
+        .map(|e| e.routes().to_vec())
+        .unwrap_or_default();
+    with_provider_routes(
+        &mut routes,
+        provider(resolved).map(|p| p.routes()).unwrap_or_default(),
+    );
+    routes.len()
+}
+
 fn policy_with_routes(
     resolved: &ResolvedBottle,
     extra: Vec<bb_crds::egress::EgressRoute>,
 ) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
     let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
     let routes = egress.routes.get_or_insert_with(Vec::new);
-    // The Bottle's own route for a provider's host wins (it may narrow paths or add DLP).
-    for route in extra {
-        if !routes.iter().any(|r| r.host == route.host) {
-            routes.push(route);
-        }
-    }
+    with_provider_routes(routes, extra);
     if routes.is_empty() {
         egress.routes = None;
     }

@@ -27,8 +27,9 @@ pub async fn secret_key(
         Some(s) => s,
         None => {
             return Err(SecretError::Missing(format!(
-                "Secret {ns}/{} not found",
-                sel.name
+                "Secret {ns}/{name} not found; create it with the key '{key}' (kubectl create secret generic {name} -n {ns} --from-literal={key}=...)",
+                name = sel.name,
+                key = sel.key
             )));
         }
     };
@@ -55,7 +56,7 @@ pub fn host_env(name: &str) -> Result<SecretBytes, SecretError> {
     match std::env::var_os(name) {
         Some(v) if !v.is_empty() => Ok(SecretBytes::new(v.into_encoded_bytes())),
         _ => Err(SecretError::Missing(format!(
-            "host environment variable {name} is not set on the controller"
+            "host environment variable {name} is not set on the controller; export it where the control plane starts (the shell running bbctl), then `bbctl controller stop` so the next command starts it with {name}"
         ))),
     }
 }

@@ -11,7 +11,7 @@ use bb_crds::{Agent, AgentPhase, Bottle};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-use support::{Harness, SECRET_VALUE, events_with, logs};
+use support::{Harness, SECRET_VALUE, events_for, events_with, logs};
 
 fn phase(a: &Agent) -> Option<AgentPhase> {
     a.status.as_ref().and_then(|s| s.phase)
@@ -286,7 +286,10 @@ async fn missing_secret_waits_then_proceeds() {
     assert_eq!(phase(&a), Some(AgentPhase::Pending));
     let (_, reason, message) = condition(&a, "SecretsResolved").expect("condition");
     assert_eq!(reason, "SecretMissing");
-    assert_eq!(message, "Secret bot-bottle-system/api-token not found");
+    assert!(
+        message.starts_with("Secret bot-bottle-system/api-token not found; create it"),
+        "{message}"
+    );
     assert_eq!(
         h.backend.count(),
         0,
@@ -526,21 +529,125 @@ async fn build_steps_reach_the_agents_events() {
         events.contains("\"reason\":\"Building\"") && events.contains("Step 1/1 : FROM fake"),
         "{events}"
     );
+    // A provider Bottle with no routes of its own counts the provider's (what describe lists).
+    let bottles: Api<Bottle> = Api::all(h.client.clone());
+    let mut routes = None;
+    for _ in 0..100 {
+        routes = bottles
+            .get("tools")
+            .await
+            .expect("bottle")
+            .status
+            .and_then(|s| s.route_count);
+        if routes.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(routes.is_some_and(|n| n >= 1), "{routes:?}");
 }
 
 /// A build that keeps failing (reporting its steps, then an error, as a real one does) is
-/// retried with growing gaps: the status it writes each attempt does not wake the next one.
-/// Before, each status write woke a reconcile at once: a retry every ~160 ms for minutes.
+/// retried with growing gaps (its own status writes do not wake the next attempt), then the
+/// Agent is Failed, says what to do, and is not tried again until it changes; the repeats of
+/// its warning fold into one Event. Before: a retry every ~160 ms for minutes, 8,211 Events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_build_backs_off_instead_of_retrying_on_its_own_status() {
+async fn a_failing_build_backs_off_then_gives_up_until_the_agent_changes() {
     let h = Harness::start().await;
-    h.backend.fail(Step::Image, 1000);
+    h.backend.fail(Step::Image, u32::MAX);
     claude_agent(&h).await;
-    // The backoff is 0.5 s, 1 s, 2 s, 4 s...: attempts near 0, 0.5, 1.5, 3.5 and 7.5 s.
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let attempts = h.backend.attempts(Step::Image);
-    assert!(
-        (3..=7).contains(&attempts),
-        "{attempts} build attempts in 8 s"
+    let started = std::time::Instant::now();
+    // Gaps of 1, 2, 4 and 8 s: the fifth attempt, near 15 s, gives up.
+    let a = h
+        .wait_within(Duration::from_secs(40), "Failed", |a| {
+            phase(a) == Some(AgentPhase::Failed)
+        })
+        .await;
+    let took = started.elapsed();
+    assert!(took > Duration::from_secs(12), "gave up after {took:?}");
+    assert_eq!(h.backend.attempts(Step::Image), 5);
+    let (status, reason, message) = condition(&a, "Ready").expect("Ready");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "RetriesExhausted")
     );
+    assert!(
+        message.contains("injected failure")
+            && message.contains("gave up after 5 attempts")
+            && message.contains("bbctl resume agent/worker"),
+        "{message}"
+    );
+    // No more attempts while nothing changes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(h.backend.attempts(Step::Image), 5);
+    // Five failures, one Event: count 5.
+    let events: serde_json::Value =
+        serde_json::from_str(&events_for(&h.client).await).expect("events");
+    let failed: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|e| e["reason"] == "StepFailed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0]["count"], 5, "{failed:#?}");
+
+    // What `bbctl resume` does (an annotation) is a change: tried again, and now it builds.
+    h.backend.fail(Step::Image, 0);
+    h.agents()
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"bot-bottle.dev/retried-at": "now"}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+    h.wait_for("Running after the change", |a| {
+        phase(a) == Some(AgentPhase::Running)
+    })
+    .await;
+    assert_eq!(h.backend.attempts(Step::Image), 6);
+}
+
+/// An Agent naming a Bottle that does not exist says what to change and waits for it without
+/// polling; applying the Bottle is what starts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_waits_for_its_bottle_and_says_so() {
+    let h = Harness::start().await;
+    let agent: Agent = serde_json::from_value(json!({
+        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
+        "spec": {"bottleRef": {"name": "tools"}}
+    }))
+    .expect("agent");
+    h.agents()
+        .create(&Default::default(), &agent)
+        .await
+        .expect("agent");
+    let a = h
+        .wait_for("BottleNotFound", |a| {
+            condition(a, "Ready").is_some_and(|c| c.1 == "BottleNotFound")
+        })
+        .await;
+    assert_eq!(phase(&a), Some(AgentPhase::Pending));
+    let (_, _, message) = condition(&a, "Ready").expect("Ready");
+    assert_eq!(
+        message,
+        "Bottle 'tools' not found (available: none); apply a Bottle named 'tools' or change spec.bottleRef.name"
+    );
+    let bottles: Api<Bottle> = Api::all(h.client.clone());
+    let bottle: Bottle = serde_json::from_value(json!({
+        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
+        "spec": {"agentProvider": {"template": "custom", "image": "agent:1", "command": ["bash"]}}
+    }))
+    .expect("bottle");
+    bottles
+        .create(&Default::default(), &bottle)
+        .await
+        .expect("bottle");
+    h.wait_for("Running once the Bottle exists", |a| {
+        phase(a) == Some(AgentPhase::Running)
+    })
+    .await;
 }

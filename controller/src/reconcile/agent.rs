@@ -12,12 +12,13 @@ use bb_crds::{Agent, AgentPhase, AgentStatus, ResolvedBottle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
+use super::backoff::{self, Wait};
 use super::{AgentCtx, Error, MANAGER, conditions};
 use crate::backend::{AgentId, Backend, BackendError, SecretBytes, Step};
 use crate::cluster::claims::Gate;
@@ -84,13 +85,22 @@ impl Report {
     }
 }
 
+/// The backoff's key of an Agent: `namespace/name`.
+fn key_of(agent: &Agent) -> String {
+    format!(
+        "{}/{}",
+        agent.namespace().unwrap_or_else(|| "default".into()),
+        agent.name_any()
+    )
+}
+
 pub async fn reconcile<B: Backend>(
     agent: Arc<Agent>,
     ctx: Arc<AgentCtx<B>>,
 ) -> Result<Action, Error> {
     let ns = agent.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = format!("{ns}/{}", agent.name_any());
+    let key = key_of(&agent);
     let span = tracing::info_span!("reconcile_agent", agent = %key);
     let started = std::time::Instant::now();
     // Cluster mode: act only on an Agent this runner holds, as the API says now.
@@ -103,8 +113,11 @@ pub async fn reconcile<B: Backend>(
     };
     // Woken inside a failure's backoff by nothing that is a reason to act (its own status
     // write): wait the rest of it out.
-    if let Some(wait) = ctx.held(&key, &agent) {
-        return Ok(Action::requeue(wait));
+    match ctx.backoff.held(&key, ctx.fingerprint(&agent)) {
+        Some(Wait::For(wait)) => return Ok(Action::requeue(wait)),
+        // Gave up: its status says what to change; deletion is a change, so it still goes.
+        Some(Wait::Change) => return Ok(Action::await_change()),
+        None => {}
     }
     let result = finalizer(&api, FINALIZER, agent, |event| async {
         match event {
@@ -116,7 +129,7 @@ pub async fn reconcile<B: Backend>(
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if result.is_ok() {
-        ctx.reset_failures(&key);
+        ctx.backoff.reset(&key);
     }
     super::metrics::global().observe("agent", started.elapsed(), result.is_err());
     result
@@ -127,20 +140,29 @@ async fn publish<B: Backend>(
     agent: &Agent,
     events: Vec<(EventType, &'static str, String)>,
 ) {
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     let reference = agent.object_ref(&());
     for (type_, reason, note) in events {
         let ev = Event {
             type_,
             reason: reason.into(),
+            action: series_action(reason, &note),
             note: Some(note),
-            action: reason.into(),
             secondary: None,
         };
-        if let Err(e) = recorder.publish(&ev, &reference).await {
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(agent = %agent.name_any(), error = %e, "publishing an event failed");
         }
     }
+}
+
+/// The recorder folds events with the same reason and action into one series (count, last
+/// seen), keeping the first note, as client-go's does. Only identical events may fold, or a
+/// second snapshot or build step would show under the first one's note: the action carries a
+/// digest of the note.
+fn series_action(reason: &str, note: &str) -> String {
+    let digest = bb_crds::policy::policy_hash(note.as_bytes());
+    let short = digest.rsplit(':').next().unwrap_or(&digest);
+    format!("{reason}-{}", &short[..short.len().min(8)])
 }
 
 async fn write_status<B: Backend>(
@@ -231,21 +253,14 @@ async fn report_build_step<B: Backend>(
     if let Err(e) = apply_status(ctx, agent, status).await {
         tracing::debug!(error = %e, "reporting a build step failed");
     }
-    // A distinct action per step keeps the recorder from folding the steps into one.
-    let action = line
-        .find("Step ")
-        .and_then(|i| line[i..].split(" :").next())
-        .unwrap_or("Build")
-        .to_string();
     let ev = Event {
         type_: EventType::Normal,
         reason: "Building".into(),
+        action: series_action("Building", &line),
         note: Some(line),
-        action,
         secondary: None,
     };
-    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-    if let Err(e) = recorder.publish(&ev, &agent.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&ev, &agent.object_ref(&())).await {
         tracing::debug!(error = %e, "publishing a build step failed");
     }
 }
@@ -261,9 +276,9 @@ fn resolve_bottle<B: Backend>(
         return Err((
             "BottleNotFound".into(),
             format!(
-                "Bottle '{name}' not found; available: {}",
+                "Bottle '{name}' not found (available: {}); apply a Bottle named '{name}' or change spec.bottleRef.name",
                 if available.is_empty() {
-                    "(none)".into()
+                    "none".into()
                 } else {
                     available
                 }
@@ -304,7 +319,8 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             r.status.message = Some(message.clone());
             r.event(EventType::Warning, "BottleUnresolved", message);
             write_status(&ctx, &agent, r).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            // Bottle changes reconcile the Agents that name them: nothing to poll for.
+            return Ok(Action::await_change());
         }
     };
     let wanted = agent.spec.backend.unwrap_or_default();
@@ -492,13 +508,30 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             r.status.grants = previous_grants;
             let cond = condition_for(e.step);
             let msg = e.to_string();
-            if r.status.phase.is_none() {
-                r.phase(AgentPhase::Pending);
-            }
+            let attempt = ctx.backoff.failures(&key_of(&agent)) + 1;
             r.condition(cond, false, "StepFailed", &msg);
-            r.condition("Ready", false, "StepFailed", &msg);
-            r.status.message = Some(msg.clone());
-            r.event(EventType::Warning, "StepFailed", msg);
+            // The note stays the same across attempts, so repeats fold into one event series.
+            r.event(EventType::Warning, "StepFailed", msg.clone());
+            if attempt >= backoff::ATTEMPTS {
+                r.phase(AgentPhase::Failed);
+                let m = format!(
+                    "{msg}; gave up after {attempt} attempts. Fix the cause, then `bbctl resume agent/{}` to try again (any change to the Agent or its Bottle also does)",
+                    agent.name_any()
+                );
+                r.condition("Ready", false, "RetriesExhausted", &m);
+                r.status.message = Some(m);
+            } else {
+                // A retry after giving up (the user changed something) is pending again.
+                if matches!(r.status.phase, None | Some(AgentPhase::Failed)) {
+                    r.phase(AgentPhase::Pending);
+                }
+                r.condition("Ready", false, "StepFailed", &msg);
+                r.status.message = Some(format!(
+                    "{msg} (attempt {attempt} of {}, next in {}s)",
+                    backoff::ATTEMPTS,
+                    backoff::gap(attempt).as_secs()
+                ));
+            }
             write_status(&ctx, &agent, r).await?;
             Err(Error::Backend(e))
         }
@@ -659,19 +692,17 @@ async fn drive<B: Backend>(
     let endpoints = match sidecar_done {
         Ok((endpoints, reloaded)) => {
             r.condition("SidecarReady", true, "Running", "the sidecar is running");
+            // The plain policy hash (comparable with the Bottle's), not the keyed hash that
+            // also covers credentials.
+            let plain = sidecar.policy_hash();
             if reloaded {
                 r.event(
                     EventType::Normal,
                     "PolicyApplied",
-                    format!("sidecar reloaded policy {policy_hash}"),
+                    format!("sidecar reloaded policy {plain}"),
                 );
             }
-            r.condition(
-                "PolicyApplied",
-                true,
-                "Applied",
-                format!("policy {policy_hash}"),
-            );
+            r.condition("PolicyApplied", true, "Applied", format!("policy {plain}"));
             Some(endpoints)
         }
         Err(e) => {
@@ -823,6 +854,15 @@ async fn suspend<B: Backend>(
     }
     r.phase(AgentPhase::Suspended);
     r.condition("Ready", false, "Suspended", "spec.suspend is true");
+    // Stopped on purpose: a resume that starts them again is not a repair (no warnings).
+    for cond in ["SidecarReady", "Provisioned"] {
+        r.condition(
+            cond,
+            false,
+            "Suspended",
+            "stopped while suspended; started again on resume",
+        );
+    }
     write_status(ctx, agent, r).await?;
     Ok(Action::await_change())
 }

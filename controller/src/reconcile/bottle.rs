@@ -80,13 +80,7 @@ async fn reconcile_inner(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Act
                     .as_str()
                     .to_string(),
             );
-            status.route_count = Some(
-                resolved
-                    .spec
-                    .egress
-                    .as_ref()
-                    .map_or(0, |e| e.routes().len()) as i64,
-            );
+            status.route_count = Some(crate::plan::route_count(&resolved) as i64);
             // A provider the controller cannot plan for leaves the hash unset; the Agent says why.
             status.resolved_policy_hash = crate::plan::bottle_policy_hash(&resolved).ok();
             status.chain = resolved.chain.clone();

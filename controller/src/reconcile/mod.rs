@@ -2,12 +2,13 @@
 //! control plane or a real cluster): per-object serialisation, backoff on errors, resync.
 
 pub mod agent;
+pub mod backoff;
 pub mod bottle;
 mod conditions;
 pub mod metrics;
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bb_crds::{Agent, Bottle};
@@ -44,10 +45,12 @@ pub struct AgentCtx<B: Backend> {
     pub session_endpoint: Option<String>,
     pub bottles: Store<Bottle>,
     pub reporter: Reporter,
-    failures: Mutex<HashMap<String, u32>>,
-    /// A failed Agent's backoff: what of it was a reason to act (`agent_changed`) and when to
-    /// try again. A reconcile woken earlier by anything else (its own status write) waits.
-    holds: Mutex<HashMap<String, (u64, std::time::Instant)>>,
+    /// Failing Agents' gaps and holds: a reconcile woken early by anything that is not a
+    /// reason to act (its own status write) waits the rest out.
+    pub(crate) backoff: backoff::Backoff,
+    /// One recorder for every Agent event, so repeats of an event fold into one series (count,
+    /// last seen) as Kubernetes' own recorders do, instead of one Event object each.
+    pub(crate) recorder: kube::runtime::events::Recorder,
     /// The routes each Agent's sidecar enforces, for the proposal mirror to diff against.
     pub live_routes: crate::supervise::mirror::LiveRoutes,
     /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
@@ -64,46 +67,23 @@ impl<B: Backend> std::fmt::Debug for AgentCtx<B> {
 }
 
 impl<B: Backend> AgentCtx<B> {
-    fn next_backoff(&self, key: &str) -> Duration {
-        let n = match self.failures.lock() {
-            Ok(mut m) => {
-                let n = m.entry(key.to_string()).or_insert(0);
-                *n += 1;
-                *n
+    /// What of `a` and its Bottle chain is a reason to act (see `agent_changed`).
+    pub(crate) fn fingerprint(&self, a: &Agent) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        agent_changed(a).hash(&mut h);
+        // A Bottle edit is a change too: the chain's generations, child to root.
+        let mut seen = BTreeSet::new();
+        let mut cur = Some(a.spec.bottle_ref.name.clone());
+        while let Some(name) = cur.take() {
+            if !seen.insert(name.clone()) {
+                break;
             }
-            Err(_) => 1,
-        };
-        // 500ms, 1s, 2s, ... capped at 5 minutes.
-        Duration::from_millis(500u64.saturating_mul(1u64 << (n - 1).min(10)))
-            .min(Duration::from_secs(300))
-    }
-
-    /// Remembers that `a` failed and may be tried again after `wait`.
-    fn hold(&self, key: &str, a: &Agent, wait: Duration) {
-        if let Ok(mut h) = self.holds.lock() {
-            h.insert(
-                key.to_string(),
-                (agent_changed(a), std::time::Instant::now() + wait),
-            );
+            let b = self.bottles.get(&ObjectRef::new(&name));
+            (&name, b.as_ref().and_then(|b| b.metadata.generation)).hash(&mut h);
+            cur = b.and_then(|b| b.spec.extends.clone());
         }
-    }
-
-    /// How long `a` must still wait out its backoff, if nothing that matters changed since.
-    pub(crate) fn held(&self, key: &str, a: &Agent) -> Option<Duration> {
-        let h = self.holds.lock().ok()?;
-        let (changed, until) = h.get(key)?;
-        (*changed == agent_changed(a))
-            .then(|| until.checked_duration_since(std::time::Instant::now()))
-            .flatten()
-    }
-
-    fn reset_failures(&self, key: &str) {
-        if let Ok(mut m) = self.failures.lock() {
-            m.remove(key);
-        }
-        if let Ok(mut h) = self.holds.lock() {
-            h.remove(key);
-        }
+        h.finish()
     }
 }
 
@@ -262,22 +242,23 @@ pub async fn run<B: Backend + Clone>(
     let claiming = claims
         .clone()
         .map(|c| c.run(agent_store.clone(), backend.clone(), shutdown.clone()));
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        // Events say which runner acted; on a local control plane, which host.
+        instance: claims
+            .as_ref()
+            .map(|c| c.me.id.clone())
+            .or_else(|| std::env::var("HOSTNAME").ok()),
+    };
     let ctx = Arc::new(AgentCtx {
         client: client.clone(),
         resync,
         backend,
         session_endpoint,
         bottles: bottle_store,
-        reporter: Reporter {
-            controller: MANAGER.into(),
-            // Events say which runner acted; on a local control plane, which host.
-            instance: claims
-                .as_ref()
-                .map(|c| c.me.id.clone())
-                .or_else(|| std::env::var("HOSTNAME").ok()),
-        },
-        failures: Mutex::new(HashMap::new()),
-        holds: Mutex::new(HashMap::new()),
+        reporter: reporter.clone(),
+        backoff: Default::default(),
+        recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         live_routes: Default::default(),
         claims,
     });
@@ -285,7 +266,10 @@ pub async fn run<B: Backend + Clone>(
     let mirror = crate::supervise::mirror::run(ctx.clone(), agent_store.clone(), shutdown.clone());
     let agents_done = agent_controller
         .watches(bottles_api, watcher::Config::default().any_semantic(), move |b: Bottle| {
-            let names = descendants(&map_bottles, &b.name_any());
+            let mut names = descendants(&map_bottles, &b.name_any());
+            // The store this reads may not hold a Bottle created just now: its own Agents
+            // still wake (one waiting for it was told to wait for exactly this).
+            names.insert(b.name_any());
             agent_store
                 .state()
                 .iter()
@@ -302,10 +286,16 @@ pub async fn run<B: Backend + Clone>(
             agent::reconcile,
             |a: Arc<Agent>, err: &Error, ctx: Arc<AgentCtx<B>>| {
                 let key = format!("{}/{}", a.namespace().unwrap_or_default(), a.name_any());
-                let wait = ctx.next_backoff(&key);
-                ctx.hold(&key, &a, wait);
-                tracing::warn!(agent = %key, error = %err, retry_in = ?wait, "agent reconcile failed");
-                Action::requeue(wait)
+                match ctx.backoff.failed(&key, ctx.fingerprint(&a)) {
+                    backoff::Wait::For(wait) => {
+                        tracing::warn!(agent = %key, error = %err, retry_in = ?wait, "agent reconcile failed");
+                        Action::requeue(wait)
+                    }
+                    backoff::Wait::Change => {
+                        tracing::warn!(agent = %key, error = %err, attempts = backoff::ATTEMPTS, "agent reconcile failed; not retrying until the Agent or its Bottle changes");
+                        Action::await_change()
+                    }
+                }
             },
             ctx,
         )

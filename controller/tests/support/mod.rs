@@ -170,7 +170,17 @@ impl Harness {
     }
 
     pub async fn wait_for(&self, what: &str, check: impl Fn(&Agent) -> bool) -> Agent {
-        for _ in 0..300 {
+        self.wait_within(Duration::from_secs(15), what, check).await
+    }
+
+    pub async fn wait_within(
+        &self,
+        limit: Duration,
+        what: &str,
+        check: impl Fn(&Agent) -> bool,
+    ) -> Agent {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
             if let Ok(Some(a)) = self.agents().get_opt("worker").await
                 && check(&a)
             {
