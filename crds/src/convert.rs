@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::API_VERSION;
+use crate::error::{FieldError, ValidationErrors};
 use crate::manifest::{Resource, check_document, validate_bottle_set, yaml_documents};
 
 /// Which directory of the reference layout a file came from.
@@ -164,28 +165,44 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
             .is_some_and(|f| f.iter().any(|p| under(field, p)))
     };
     let mut resources = Vec::new();
+    // Objects that failed the structural checks, minus the elements that failed them: still
+    // checked against the set's rules, so their other problems are not hidden behind the first.
+    let mut pruned = Vec::new();
+    let mut removed: BTreeMap<String, Removed> = BTreeMap::new();
     let mut origin: BTreeMap<(bool, String), String> = BTreeMap::new();
     for (is_bottle, set) in [(true, &bottles), (false, &agents)] {
         for (name, (path, obj)) in set {
             origin.insert((is_bottle, name.clone()), path.clone());
             match check_document(obj, 0) {
                 Ok(r) => resources.push(r),
-                Err(e) => errors.extend(
-                    e.errors
-                        .iter()
-                        .filter(|fe| !already_said(path, &fe.path.to_string()))
-                        .map(|fe| format!("{path}: {} {fe}", e.object)),
-                ),
+                Err(e) => {
+                    errors.extend(
+                        e.errors
+                            .iter()
+                            .filter(|fe| !already_said(path, &fe.path.to_string()))
+                            .map(|fe| format!("{path}: {} {fe}", e.object)),
+                    );
+                    if let Some((r, gone)) = without_failing_elements(obj, &e) {
+                        removed.insert(path.clone(), gone);
+                        pruned.push(r);
+                    }
+                }
             }
         }
     }
-    for e in validate_bottle_set(&resources, &BTreeMap::new()) {
+    let checked: Vec<Resource> = resources.iter().chain(&pruned).cloned().collect();
+    for e in validate_bottle_set(&checked, &BTreeMap::new()) {
         let name = e.object.trim_start_matches("Bottle/").to_string();
         let path = origin.get(&(true, name)).cloned().unwrap_or_default();
+        let gone = removed.get(&path);
         errors.extend(
             e.errors
                 .iter()
-                .filter(|fe| !already_said(&path, &fe.path.to_string()))
+                .map(|fe| FieldError {
+                    path: gone.map_or(fe.path.clone(), |g| g.original(&fe.path)),
+                    message: fe.message.clone(),
+                })
+                .filter(|fe| !already_said(&path, &fe.path))
                 .map(|fe| format!("{path}: {} {fe}", e.object)),
         );
     }
@@ -206,6 +223,61 @@ pub fn convert(files: &[SourceFile]) -> Result<Converted, ConvertError> {
         errors.sort_by_key(rank);
         Err(ConvertError(errors))
     }
+}
+
+/// The array elements taken out of an object, by array path (`spec.egress.routes`).
+#[derive(Debug, Default)]
+struct Removed(BTreeMap<String, Vec<usize>>);
+
+impl Removed {
+    /// `path` in the pruned object as it reads in the original (indices shifted back).
+    fn original(&self, path: &str) -> String {
+        let mut out = path.to_string();
+        for (array, gone) in &self.0 {
+            let prefix = format!("{array}[");
+            let Some(rest) = out.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((n, tail)) = rest.split_once(']') else {
+                continue;
+            };
+            let Ok(mut i) = n.parse::<usize>() else {
+                continue;
+            };
+            for g in gone {
+                if *g <= i {
+                    i += 1;
+                }
+            }
+            out = format!("{prefix}{i}]{tail}");
+        }
+        out
+    }
+}
+
+/// `obj` without the array elements its structural errors are inside, when that passes the
+/// structural checks; `None` when an error is not inside an array element.
+fn without_failing_elements(obj: &Value, errs: &ValidationErrors) -> Option<(Resource, Removed)> {
+    let mut gone: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for fe in &errs.errors {
+        let p = fe.path.to_string();
+        let open = p.rfind('[')?;
+        let close = open + p[open..].find(']')?;
+        let i: usize = p[open + 1..close].parse().ok()?;
+        gone.entry(p[..open].to_string()).or_default().push(i);
+    }
+    let mut copy = obj.clone();
+    for (array, idx) in &mut gone {
+        idx.sort_unstable();
+        idx.dedup();
+        let pointer = format!("/{}", array.replace('.', "/"));
+        let items = copy.pointer_mut(&pointer)?.as_array_mut()?;
+        for i in idx.iter().rev() {
+            (*i < items.len()).then(|| items.remove(*i))?;
+        }
+    }
+    let r = check_document(&copy, 0).ok()?;
+    Some((r, Removed(gone)))
 }
 
 fn kind_word(k: ManifestKind) -> &'static str {

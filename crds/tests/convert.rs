@@ -174,3 +174,26 @@ fn reference_problems_and_validation_problems_are_reported_together_once() {
         ]
     );
 }
+
+/// A route the reference cannot read does not hide the other routes' problems: the converted
+/// object is still checked without it, and the problems keep their own indices.
+#[test]
+fn a_broken_element_does_not_hide_the_rest_of_the_object() {
+    let files = [SourceFile {
+        path: "bottles/b.md".into(),
+        kind: ManifestKind::Bottle,
+        contents: "---\nsupervise: 1\negress:\n  routes:\n    - host: \"a.com:443\"\n    - \"http://x.example.com\"\n    - host: \"http://y.example.com\"\nenv: [1, 2]\n---\n".into(),
+    }];
+    let errors = convert(&files).expect_err("invalid").0;
+    assert_eq!(
+        errors,
+        vec![
+            "bottles/b.md: bottle 'b' supervise must be a boolean",
+            "bottles/b.md: bottle 'b' env must be an object (was list)",
+            "bottles/b.md: bottle 'b' egress.routes[1] must be an object (was str)",
+            "bottles/b.md: Bottle/b spec.egress.routes[1].host: required value",
+            "bottles/b.md: Bottle/b spec.egress.routes[0].host: 'a.com:443' must not include a port; list ports in the route's `ports` (default [443], or [80] with plainHttp)",
+            "bottles/b.md: Bottle/b spec.egress.routes[2].host: 'http://y.example.com' must be a bare hostname without a scheme, e.g. 'api.example.com'",
+        ]
+    );
+}

@@ -378,7 +378,7 @@ fn egress_route_rules() {
         ),
         &[
             "spec.egress.routes[0].host: 'https://a.com' must be a bare hostname without a scheme, e.g. 'api.example.com'",
-            "spec.egress.routes[1].host: 'a.com:443' must not include a port; a route covers every port of its host",
+            "spec.egress.routes[1].host: 'a.com:443' must not include a port; list ports in the route's `ports` (default [443], or [80] with plainHttp)",
             "spec.egress.routes[2].host: 'A.com' must be lowercase ('a.com')",
             "spec.egress.routes[3].host: '*.a.com': wildcards are not supported; list each host as its own route",
             "spec.egress.routes[4].host: 'a.com/x' must be a bare hostname without a path; use matches[].paths to restrict paths",

@@ -320,7 +320,7 @@ pub fn check_host(h: &str) -> Result<(), String> {
     }
     if h.contains(':') {
         return Err(format!(
-            "'{h}' must not include a port; a route covers every port of its host"
+            "'{h}' must not include a port; list ports in the route's `ports` (default [443], or [80] with plainHttp)"
         ));
     }
     if h.bytes().any(|b| b.is_ascii_uppercase()) {
