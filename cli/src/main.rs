@@ -101,6 +101,11 @@ fn main() -> ExitCode {
             "warn",
         ))
         .with_writer(std::io::stderr)
+        // Escapes only for a person: not in controller.log, a pipe or under NO_COLOR.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let cli = Cli::parse();
     let done = |r: Result<(), exit::CliError>| r.map(|()| ExitCode::SUCCESS);

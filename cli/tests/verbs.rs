@@ -76,8 +76,8 @@ fn apply_get_delete_with_the_trust_boundary() {
     );
     assert_eq!(code, 0);
     assert!(
-        out.contains("bottle.bot-bottle.dev/claude configured (dry run)"),
-        "{out}"
+        out.contains("bottle.bot-bottle.dev/claude created (dry run)"),
+        "as kubectl: nothing exists yet: {out}"
     );
     let (code, out, err) = bbctl(
         &cp,
@@ -129,6 +129,21 @@ fn apply_get_delete_with_the_trust_boundary() {
     );
     assert!(
         out.contains("bottle.bot-bottle.dev/gitea-dev unchanged"),
+        "{out}"
+    );
+    let (_, out, _) = bbctl(
+        &cp,
+        &[
+            "apply",
+            "--trust-bottles",
+            "--dry-run=client",
+            "-f",
+            path_str(&bottles),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("bottle.bot-bottle.dev/gitea-dev configured (dry run)"),
         "{out}"
     );
 
@@ -290,11 +305,26 @@ fn apply_get_delete_with_the_trust_boundary() {
         "{err}"
     );
 
-    // suspend / resume set spec.suspend.
-    let (code, out, err) = bbctl(&cp, &["suspend", "agent/reviewer", "-n", "team"], None);
+    // suspend / resume set spec.suspend and wait for the runner (this control plane has
+    // none): the wait ends at --timeout, naming what it waited for.
+    let (code, out, err) = bbctl(
+        &cp,
+        &["suspend", "agent/reviewer", "-n", "team", "--timeout", "1s"],
+        None,
+    );
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(
+        err.contains("timed out after 1s (--timeout) waiting for agent.bot-bottle.dev/reviewer to be Suspended; last seen: not reconciled yet"),
+        "{err}"
+    );
+    let (code, out, err) = bbctl(
+        &cp,
+        &["suspend", "agent/reviewer", "-n", "team", "--wait=false"],
+        None,
+    );
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("agent.bot-bottle.dev/reviewer suspended"),
+        out.contains("agent.bot-bottle.dev/reviewer suspend requested"),
         "{out}"
     );
     let spec = cp.ok(&[
@@ -307,8 +337,23 @@ fn apply_get_delete_with_the_trust_boundary() {
         "jsonpath={.spec.suspend}",
     ]);
     assert_eq!(spec.trim(), "true");
-    let (code, _, _) = bbctl(&cp, &["resume", "reviewer", "-n", "team"], None);
+    let (code, _, _) = bbctl(
+        &cp,
+        &["resume", "reviewer", "-n", "team", "--wait=false"],
+        None,
+    );
     assert_eq!(code, 0);
+    // Resume is also how a Failed Agent tries again: it marks the Agent changed.
+    let retried = cp.ok(&[
+        "get",
+        "agent",
+        "reviewer",
+        "-n",
+        "team",
+        "-o",
+        r"jsonpath={.metadata.annotations.bot-bottle\.dev/retried-at}",
+    ]);
+    assert!(retried.starts_with("20"), "{retried}");
     let spec = cp.ok(&[
         "get",
         "agent",
@@ -381,13 +426,28 @@ fn doctor_says_what_is_wrong_and_how_to_fix_it() {
         "{out}"
     );
 
-    // A home with no control plane: one failing check, its fix, exit 5.
+    // A fresh home with no control plane is normal: commands start it themselves.
     let cold = tempfile::tempdir().expect("tempdir");
-    let (code, text, err) = bbctl_home(&cold.path().join("home"), &["doctor"]);
+    let (_, text, _) = bbctl_home(&cold.path().join("home"), &["doctor"]);
+    assert!(
+        text.contains("ok    control plane: not running; the first command that needs it"),
+        "{text}"
+    );
+    assert!(!text.contains("fail  control plane"), "{text}");
+    // A named cluster that does not answer is a failure: its fix, exit 5.
+    let kubeconfig = cold.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .expect("kubeconfig");
+    let (code, text, err) = bbctl_home(
+        &cold.path().join("home"),
+        &["doctor", "--kubeconfig", path_str(&kubeconfig)],
+    );
     assert_eq!(code, 5, "{text}");
     assert!(
-        text.contains("fail  control plane")
-            && text.contains("fix: start it with `bbctl controller run`"),
+        text.contains("fail  control plane") && text.contains("fix: `bbctl controller start`"),
         "{text}"
     );
     assert!(err.contains("check(s) failed"));
@@ -478,7 +538,91 @@ fn a_cold_home_gets_a_control_plane_in_the_background() {
         ],
     );
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("control plane started (pid "), "{out}");
+    assert!(
+        out.contains("control plane started (pid ")
+            && out.contains("with flags `--listen 127.0.0.1:0 --backend none`"),
+        "{out}"
+    );
+    assert_eq!(
+        run_flags(&home),
+        ["--listen", "127.0.0.1:0", "--backend", "none"],
+        "what the running control plane was given"
+    );
+
+    // A second start with other flags says it did not apply them, and saves them.
+    let (code, out, err) = bbctl_home(
+        &home,
+        &[
+            "controller",
+            "start",
+            "--",
+            "--backend",
+            "none",
+            "--resync-seconds",
+            "7",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("already running (pid ")
+            && out.contains("with flags `--listen 127.0.0.1:0 --backend none`")
+            && out.contains("saved flags `--backend none --resync-seconds 7` for the next start")
+            && out.contains("bbctl controller stop && bbctl controller start"),
+        "{out}"
+    );
+    // Flags `controller run` refuses are not saved.
+    let (code, _, err) = bbctl_home(&home, &["controller", "start", "--", "--backend", "bogus"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("flags after `--`") && err.contains("bogus"),
+        "{err}"
+    );
+
+    // The automatic start of the next command uses the saved flags (on a free port).
+    let (code, _, _) = bbctl_home(&home, &["controller", "stop"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = bbctl_home(&home, &["get", "bottles"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("flags saved by `bbctl controller start`"),
+        "{err}"
+    );
+    assert_eq!(
+        run_flags(&home),
+        [
+            "--backend",
+            "none",
+            "--resync-seconds",
+            "7",
+            "--listen",
+            "127.0.0.1:0"
+        ]
+    );
+    // --default-flags forgets them.
+    let (code, _, _) = bbctl_home(&home, &["controller", "stop"]);
+    assert_eq!(code, 0);
+    let (code, out, err) = bbctl_home(&home, &["controller", "start", "--default-flags"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("with the default flags"), "{out}");
+    assert!(!home.join("controller-flags.json").exists());
+}
+
+/// The flags of the running control plane's process, read from the kernel (not from anything
+/// bbctl wrote): after `controller run --home HOME`.
+fn run_flags(home: &std::path::Path) -> Vec<String> {
+    let (_, out, _) = bbctl_home(home, &["controller", "status"]);
+    let pid = out
+        .strip_prefix("running (pid ")
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("no pid in {out}"));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let at = args.iter().position(|a| a == "--home").expect("--home") + 2;
+    args[at..].to_vec()
 }
 
 #[test]
@@ -980,4 +1124,84 @@ fn runtime_flags_say_what_is_wrong() {
             assert!(err.contains(needle), "{flags:?}: {err}");
         }
     }
+}
+
+/// kubectl's output habits, against bbctl and kubectl on the same objects: the same bytes.
+#[test]
+fn kubectl_idioms_print_what_kubectl_prints() {
+    let cp = ControlPlane::start();
+    let agent = |name: &str, bottle: &str, suspend: bool| {
+        format!(
+            "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {{name: {name}, namespace: team, annotations: {{bot-bottle.dev/note: '{name} note'}}}}\nspec: {{bottleRef: {{name: {bottle}}}, suspend: {suspend}}}\n---\n"
+        )
+    };
+    let manifests = [
+        agent("a1", "alpha", false),
+        agent("a2", "beta", true),
+        agent("a3", "alpha", false),
+    ]
+    .concat();
+    cp.ok(&["create", "namespace", "team"]);
+    let (code, _, err) = bbctl(&cp, &["apply", "-f", "-"], Some(&manifests));
+    assert_eq!(code, 0, "{err}");
+    // Phases as a runner would write them (this control plane runs none).
+    for (name, phase) in [("a1", "Pending"), ("a2", "Running"), ("a3", "Pending")] {
+        cp.ok(&[
+            "patch",
+            "agent",
+            name,
+            "-n",
+            "team",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!("{{\"status\":{{\"phase\":\"{phase}\"}}}}"),
+        ]);
+    }
+    let list: &[&str] = &["get", "agents", "-n", "team", "-o"];
+    let one: &[&str] = &["get", "agent", "a1", "-n", "team", "-o"];
+    for (args, output) in [
+        (list, "name"),
+        (list, "jsonpath={.items[*].metadata.name}"),
+        (
+            list,
+            r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.phase}{"\n"}{end}"#,
+        ),
+        (
+            list,
+            r#"jsonpath={.items[?(@.status.phase=="Pending")].metadata.name}"#,
+        ),
+        (
+            list,
+            "jsonpath={.items[?(@.spec.suspend==true)].metadata.name}",
+        ),
+        (
+            list,
+            r#"jsonpath={.items[?(@.spec.bottleRef.name!="alpha")].metadata.name}"#,
+        ),
+        (list, "jsonpath={.items[-1:].metadata.name}"),
+        (list, "jsonpath={.items[0].spec}"),
+        (one, r#"jsonpath={.metadata.name}{"\n"}"#),
+        (
+            one,
+            r"jsonpath={.metadata.annotations.bot-bottle\.dev/note}",
+        ),
+        (one, "jsonpath={.status.nothing}"),
+    ] {
+        let mut argv = args.to_vec();
+        argv.push(output);
+        let from_kubectl = cp.ok(&argv);
+        let (code, from_bbctl, err) = bbctl(&cp, &argv, None);
+        assert_eq!(code, 0, "{output}: {err}");
+        assert_eq!(from_bbctl, from_kubectl, "-o {output}");
+        assert!(
+            !from_kubectl.is_empty() || output.contains("nothing"),
+            "{output} printed nothing"
+        );
+    }
+    // What `-o name` prints is what the verbs take.
+    let name = cp.ok(&["get", "agent", "a1", "-n", "team", "-o", "name"]);
+    let (code, out, err) = bbctl(&cp, &["describe", name.trim(), "-n", "team"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Name:            a1\n"), "{out}");
 }

@@ -62,7 +62,7 @@ pub struct ClusterSettings {
 /// Runtime backend settings a user can override (Docker and Apple Container alike).
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeSettings {
-    /// `BASE` build argument of the sidecar and agent images (default debian:bookworm-slim).
+    /// `BASE` build argument of the sidecar and agent images (default: `config::default_base`).
     pub base_image: Option<String>,
     /// The bb-sidecar executable (default: next to the running binary).
     pub sidecar_binary: Option<PathBuf>,
@@ -282,6 +282,17 @@ fn runtime_config(opts: &Options, home: &std::path::Path, instance: &str) -> Run
     cfg
 }
 
+/// Without --base-image, the base `doctor` and `demo` would choose (the hermetic one when
+/// present): an offline machine that built it needs no flag.
+async fn with_default_base(b: DockerBackend, opts: &Options) -> DockerBackend {
+    if opts.runtime.base_image.is_some() {
+        return b;
+    }
+    let base = crate::backend::config::default_base(&b).await;
+    tracing::info!(base, "base image (no --base-image given)");
+    b.with_base_image(base)
+}
+
 /// The runtime a runner drives: what `--backend` names, or under `auto` the host's default.
 enum Chosen {
     Docker(Option<DockerBackend>),
@@ -317,6 +328,7 @@ async fn backend(
             .smolvm_cli
             .clone()
             .unwrap_or_else(|| PathBuf::from(crate::backend::smolvm::cli::CLI));
+        let docker = with_default_base(docker, opts).await;
         let b = SmolvmBackend::connect(docker, cli, home.join("smolvm")).await?;
         tracing::info!("backend: smolvm");
         return Ok(Chosen::Smolvm(b));
@@ -343,6 +355,7 @@ async fn backend(
     }
     match DockerBackend::connect(cfg).await {
         Ok(b) => {
+            let b = with_default_base(b, opts).await;
             tracing::info!("backend: docker");
             Ok(Chosen::Docker(Some(b)))
         }

@@ -18,7 +18,8 @@ pub const FIELD_MANAGER: &str = "bbctl";
 pub struct ApplyArgs {
     #[command(flatten)]
     files: crate::input::FileArgs,
-    /// `client`: validate only; `server`: the server validates and admits but stores nothing.
+    /// `client`: validate here and say what would change (compared with the server when one
+    /// runs; none is started); `server`: the server validates and admits but stores nothing.
     #[arg(long, value_name = "none|client|server", default_value = "none", value_parser = ["none", "client", "server"])]
     dry_run: String,
     /// Accept Bottles read from a git repository other than $BOT_BOTTLE_HOME/bottles.
@@ -33,9 +34,14 @@ pub struct ApplyArgs {
     /// Label selector of what --prune may delete (`app=review`).
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     selector: Option<String>,
-    /// Wait until every applied Bottle is Ready and every Agent Running (or failed).
+    /// Wait until every applied Bottle is Ready and every Agent Running (or failed), showing
+    /// what each is waiting on.
     #[arg(long)]
     wait: bool,
+    /// How long --wait waits (`30s`, `5m`, `1h30m`; `0s`: no limit); a first image build can
+    /// take minutes.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout, requires = "wait")]
+    timeout: Duration,
     #[command(flatten)]
     target: Target,
 }
@@ -198,7 +204,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
     let rt = super::runtime()?;
     rt.block_on(async {
         let client = if args.dry_run == "client" {
-            None
+            args.target.client_if_running().await?
         } else {
             Some(args.target.client_autostart().await?)
         };
@@ -223,13 +229,36 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         let Some(client) = client else {
             for r in &resources {
                 println!(
-                    "{}.bot-bottle.dev/{} configured (dry run)",
+                    "{}.bot-bottle.dev/{} valid (dry run; no control plane runs to compare with)",
                     r.kind().to_lowercase(),
                     r.name()
                 );
             }
             return Ok(());
         };
+        if args.dry_run == "client" {
+            // As kubectl: created for what does not exist yet, configured for what does.
+            for r in &resources {
+                let exists = match r {
+                    Resource::Bottle(b) => Api::<Bottle>::all(client.clone())
+                        .get_opt(&b.name_any())
+                        .await
+                        .map(|o| o.is_some()),
+                    Resource::Agent(a) => Api::<Agent>::namespaced(
+                        client.clone(),
+                        &a.namespace().unwrap_or_else(|| args.target.namespace()),
+                    )
+                    .get_opt(&a.name_any())
+                    .await
+                    .map(|o| o.is_some()),
+                };
+                let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
+                let exists = exists.map_err(|e| api_error(&what, e))?;
+                let verb = if exists { "configured" } else { "created" };
+                println!("{what} {verb} (dry run)");
+            }
+            return Ok(());
+        }
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = args.force_conflicts;
         pp.dry_run = args.dry_run == "server";
@@ -273,7 +302,8 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             println!("{what} {outcome}{suffix}");
         }
         if args.wait && !pp.dry_run {
-            wait_ready(&client, &applied_bottles, &applied_agents).await?;
+            let deadline = Deadline::new(args.timeout);
+            wait_ready(&client, &applied_bottles, &applied_agents, deadline).await?;
         }
         if let (true, Some(sel)) = (args.prune, &args.selector) {
             let lp = kube::api::ListParams::default().labels(sel);
@@ -314,81 +344,120 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
     })
 }
 
-/// Waits for Bottles to be Ready and Agents to run; a Failed Agent or an invalid Bottle ends the
-/// wait with its message.
+/// Waits for Bottles to be Ready and Agents to run, showing each one's state as it changes; a
+/// Failed Agent or the deadline ends the wait with what it was waiting on.
 async fn wait_ready(
     client: &kube::Client,
     bottles: &std::collections::BTreeSet<String>,
     agents: &std::collections::BTreeSet<(String, String)>,
+    deadline: Deadline,
 ) -> Result<(), CliError> {
-    let started = Instant::now();
-    let ready = |conds: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]| {
-        conds
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .map(|c| (c.status == "True", c.reason.clone(), c.message.clone()))
-    };
     for name in bottles {
         let api: Api<Bottle> = Api::all(client.clone());
-        // Not ready yet may only mean a parent in the same batch has not been seen yet: wait a
-        // while before calling it a failure.
+        let what = format!("bottle.bot-bottle.dev/{name}");
+        let mut progress = crate::progress::Progress::new(&format!("{what}: waiting for Ready"));
+        // Not ready yet may only mean a parent in the same batch has not been seen yet: the
+        // deadline, not the first False, ends the wait.
         let mut last = String::from("not reconciled yet");
         loop {
             let b = api.get(name).await.map_err(|e| api_error(name, e))?;
             // A Ready written for an earlier generation says nothing about what was just applied.
             let current =
                 b.status.as_ref().and_then(|s| s.observed_generation) >= b.metadata.generation;
-            match b.status.as_ref().and_then(|s| ready(&s.conditions)) {
-                Some((true, _, _)) if current => break,
-                Some((true, _, _)) => last = "the applied generation is not reconciled yet".into(),
-                Some((false, reason, message)) => last = format!("{reason}: {message}"),
+            let conds = b.status.map(|s| s.conditions).unwrap_or_default();
+            match conds.iter().find(|c| c.type_ == "Ready") {
+                Some(c) if c.status == "True" && current => break,
+                Some(c) if c.status == "True" => {
+                    last = "the applied generation is not reconciled yet".into()
+                }
+                Some(c) => last = format!("Ready=False {}: {}", c.reason, c.message),
                 None => {}
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                return Err(CliError::new(
-                    Kind::Validation,
-                    format!("bottle.bot-bottle.dev/{name} is not ready ({last})"),
-                ));
+            progress.set(&last);
+            if deadline.passed() {
+                return Err(timed_out(&what, "Ready", &deadline, &last));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        eprintln!("bottle.bot-bottle.dev/{name} ready");
+        progress.finish("ready");
+        eprintln!("{what} ready");
     }
     for (ns, name) in agents {
         let api: Api<Agent> = Api::namespaced(client.clone(), ns);
-        loop {
-            let a = api.get(name).await.map_err(|e| api_error(name, e))?;
-            let st = a.status.unwrap_or_default();
-            // Running from before this apply is the old spec still running: wait for the
-            // reconcile of the applied generation, as `kubectl rollout status` does.
-            let current = st.observed_generation >= a.metadata.generation;
-            match st.phase {
-                Some(bb_crds::AgentPhase::Running) if current => break,
-                Some(bb_crds::AgentPhase::Failed) if current => {
-                    return Err(CliError::new(
-                        Kind::General,
-                        format!(
-                            "agent.bot-bottle.dev/{name} failed: {}",
-                            st.message.unwrap_or_default()
-                        ),
-                    ));
-                }
-                _ => {}
-            }
-            if started.elapsed() > Duration::from_secs(900) {
-                return Err(CliError::new(
-                    Kind::Unavailable,
-                    format!(
-                        "agent.bot-bottle.dev/{name} not running after 15 minutes: {}",
-                        st.message.unwrap_or_default()
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_running(&api, name, deadline).await?;
         eprintln!("agent.bot-bottle.dev/{name} running");
     }
     Ok(())
+}
+
+/// Waits until the Agent runs its current generation, showing its phase and what it waits on
+/// as they change. A Failed Agent ends the wait at once (exit 1), the deadline with exit 5.
+pub(super) async fn wait_running(
+    api: &Api<Agent>,
+    name: &str,
+    deadline: Deadline,
+) -> Result<(), CliError> {
+    let what = format!("agent.bot-bottle.dev/{name}");
+    let mut progress = crate::progress::Progress::new(&format!("{what}: waiting for Running"));
+    loop {
+        let a = api.get(name).await.map_err(|e| api_error(&what, e))?;
+        let st = a.status.unwrap_or_default();
+        // Running from before this apply is the old spec still running: wait for the
+        // reconcile of the applied generation, as `kubectl rollout status` does.
+        let current = st.observed_generation >= a.metadata.generation;
+        let state = agent_state(&st, current);
+        match st.phase {
+            Some(bb_crds::AgentPhase::Running) if current => {
+                progress.finish(&format!(
+                    "Running ({:.1}s)",
+                    deadline.elapsed().as_secs_f64()
+                ));
+                return Ok(());
+            }
+            Some(bb_crds::AgentPhase::Failed) if current => {
+                progress.finish("Failed");
+                return Err(CliError::new(
+                    Kind::General,
+                    format!("{what} failed: {}", st.message.unwrap_or_default()),
+                ));
+            }
+            _ => progress.set(&state),
+        }
+        if deadline.passed() {
+            return Err(timed_out(&what, "Running", &deadline, &state));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An Agent's phase and what it waits on, in one line: `Pending: Ready=False SecretMissing: ...`.
+fn agent_state(st: &bb_crds::AgentStatus, current: bool) -> String {
+    let Some(phase) = st.phase.map(|p| p.as_str()) else {
+        return "not reconciled yet".into();
+    };
+    if !current {
+        return format!("{phase}: the applied generation is not reconciled yet");
+    }
+    let ready = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status != "True");
+    match (ready, &st.message) {
+        (_, Some(m)) if m.starts_with("building") => format!("{phase}: {m}"),
+        (Some(c), _) => format!("{phase}: Ready=False {}: {}", c.reason, c.message),
+        (None, Some(m)) => format!("{phase}: {m}"),
+        (None, None) => phase.to_string(),
+    }
+}
+
+fn timed_out(what: &str, condition: &str, deadline: &Deadline, last: &str) -> CliError {
+    CliError::new(
+        Kind::Unavailable,
+        format!(
+            "timed out after {} (--timeout) waiting for {what} to be {condition}; last seen: {last}. `bbctl describe {what}` says more",
+            deadline.timeout_text()
+        ),
+    )
 }
 
 /// Deletes one object and, with a `deadline`, waits until it is gone (an Agent's finalizer
@@ -431,15 +500,27 @@ where
     Ok(true)
 }
 
-/// When `delete --wait` gives up: one deadline for everything the command deletes.
+/// When a wait gives up: one deadline for everything the command waits on.
 #[derive(Debug, Clone, Copy)]
-struct Deadline {
+pub(super) struct Deadline {
     started: Instant,
     /// `None`: no limit (`--timeout=0s`).
     timeout: Option<Duration>,
 }
 
 impl Deadline {
+    /// From now; a zero `timeout` is no limit.
+    pub(super) fn new(timeout: Duration) -> Deadline {
+        Deadline {
+            started: Instant::now(),
+            timeout: (!timeout.is_zero()).then_some(timeout),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
     fn passed(&self) -> bool {
         self.timeout.is_some_and(|t| self.started.elapsed() > t)
     }
@@ -492,10 +573,7 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
             .collect()
     };
     let rt = super::runtime()?;
-    let deadline = args.wait.then(|| Deadline {
-        started: Instant::now(),
-        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
-    });
+    let deadline = args.wait.then(|| Deadline::new(args.timeout));
     rt.block_on(async {
         let client = args.target.client_autostart().await?;
         // Like kubectl: a missing object does not stop the rest; it is reported, and fails the
@@ -510,7 +588,7 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
             }
         };
         for (kind, name, ns) in targets {
-            match kind.as_str() {
+            match super::target::bare_kind(&kind.to_ascii_lowercase()) {
                 "bottle" | "bottles" | "bt" => {
                     let what = format!("bottle.bot-bottle.dev/{name}");
                     let api: Api<Bottle> = Api::all(client.clone());
@@ -547,12 +625,24 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
 pub struct SuspendArgs {
     /// The Agent: agent/NAME or NAME.
     agent: String,
+    /// Wait until the Agent is Suspended (suspend) or Running (resume); `--wait=false` returns
+    /// once the request is recorded.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    wait: bool,
+    /// How long --wait waits (`30s`, `5m`; `0s`: no limit).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     target: Target,
 }
 
-/// `bbctl suspend` / `bbctl resume`: sets `spec.suspend` (the controller snapshots and stops
-/// the agent, or starts it again from the snapshot).
+/// The annotation `bbctl resume` sets: a change to the Agent, so one that gave up after failing
+/// (`RetriesExhausted`) tries again even when its spec did not change.
+pub const RETRY_ANNOTATION: &str = "bot-bottle.dev/retried-at";
+
+/// `bbctl suspend` / `bbctl resume`: sets `spec.suspend` (the runner snapshots and stops the
+/// agent, or starts it again from the snapshot) and, by default, waits until it has.
 pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
     let name = super::target::agent_name(&args.agent)?;
     let rt = super::runtime()?;
@@ -560,11 +650,48 @@ pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
         let client = args.target.client_autostart().await?;
         let api: Api<Agent> = Api::namespaced(client, &args.target.namespace());
         let what = format!("agent.bot-bottle.dev/{name}");
-        let patch = serde_json::json!({"spec": {"suspend": suspend}});
+        let mut patch = serde_json::json!({"spec": {"suspend": suspend}});
+        if !suspend {
+            patch["metadata"] = serde_json::json!({"annotations": {
+                RETRY_ANNOTATION: jiff::Timestamp::now().to_string()
+            }});
+        }
         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(|e| api_error(&what, e))?;
-        println!("{what} {}", if suspend { "suspended" } else { "resumed" });
+        let asked = if suspend { "suspend" } else { "resume" };
+        if !args.wait {
+            println!("{what} {asked} requested");
+            return Ok(());
+        }
+        let deadline = Deadline::new(args.timeout);
+        if suspend {
+            wait_suspended(&api, &name, deadline).await?;
+            println!("{what} suspended");
+        } else {
+            wait_running(&api, &name, deadline).await?;
+            println!("{what} resumed");
+        }
         Ok(())
     })
+}
+
+async fn wait_suspended(api: &Api<Agent>, name: &str, deadline: Deadline) -> Result<(), CliError> {
+    let what = format!("agent.bot-bottle.dev/{name}");
+    let mut progress = crate::progress::Progress::new(&format!("{what}: waiting for Suspended"));
+    loop {
+        let a = api.get(name).await.map_err(|e| api_error(&what, e))?;
+        let st = a.status.unwrap_or_default();
+        let current = st.observed_generation >= a.metadata.generation;
+        if current && st.phase == Some(bb_crds::AgentPhase::Suspended) {
+            progress.finish("Suspended");
+            return Ok(());
+        }
+        let state = agent_state(&st, current);
+        progress.set(&state);
+        if deadline.passed() {
+            return Err(timed_out(&what, "Suspended", &deadline, &state));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

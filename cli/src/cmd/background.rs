@@ -74,6 +74,7 @@ pub fn start(home: &Path, args: &[String]) -> Result<Running, CliError> {
         .append(true)
         .open(&log_path)
         .map_err(io)?;
+    write_flags(&home.join(FLAGS_IN_USE), args)?;
     let exe = std::env::current_exe().map_err(io)?;
     let mut child = Command::new(exe)
         .args(["controller", "run", "--home"])
@@ -147,16 +148,82 @@ pub fn stop(home: &Path) -> Result<Option<Running>, CliError> {
 }
 
 /// For commands that need the API on the default target: a cold home gets a control plane in
-/// the background (on a free port), and the user is told so.
+/// the background, with the flags `controller start` saved (on a free port unless they name
+/// one), and the user is told so.
 pub fn ensure_running(home: &Path) -> Result<(), CliError> {
     if status(home).is_some() {
         return Ok(());
     }
-    let r = start(home, &["--listen".to_string(), "127.0.0.1:0".to_string()])?;
+    let mut flags = saved_flags(home)?.unwrap_or_default();
+    if !flags
+        .iter()
+        .any(|f| f == "--listen" || f.starts_with("--listen="))
+    {
+        flags.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+    }
+    let r = start(home, &flags)?;
     eprintln!(
-        "started the local control plane in the background (pid {}, {}); stop it with `bbctl controller stop`",
+        "started the local control plane in the background (pid {}, {}{}); stop it with `bbctl controller stop`",
         r.pid,
-        r.url.as_deref().unwrap_or("?")
+        r.url.as_deref().unwrap_or("?"),
+        if flags.len() > 2 {
+            format!(
+                ", flags saved by `bbctl controller start`: {}",
+                flags.join(" ")
+            )
+        } else {
+            String::new()
+        }
     );
     Ok(())
+}
+
+/// The `controller run` flags `controller start -- FLAGS` saved: every later start of this
+/// home's control plane, by `controller start` or by any command, uses them.
+const SAVED_FLAGS: &str = "controller-flags.json";
+/// The flags the running control plane was started with (rewritten at each start).
+const FLAGS_IN_USE: &str = "controller.flags";
+
+fn read_flags(path: &Path) -> Result<Option<Vec<String>>, CliError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            CliError::new(
+                Kind::General,
+                format!(
+                    "{}: not a JSON list of flags ({e}); fix it, or `bbctl controller start --default-flags` forgets it",
+                    path.display()
+                ),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CliError::new(Kind::General, format!("{}: {e}", path.display()))),
+    }
+}
+
+fn write_flags(path: &Path, flags: &[String]) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(flags)
+        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| CliError::new(Kind::General, format!("{}: {e}", path.display())))
+}
+
+pub fn saved_flags(home: &Path) -> Result<Option<Vec<String>>, CliError> {
+    read_flags(&home.join(SAVED_FLAGS))
+}
+
+pub fn save_flags(home: &Path, flags: &[String]) -> Result<(), CliError> {
+    write_flags(&home.join(SAVED_FLAGS), flags)
+}
+
+pub fn forget_flags(home: &Path) -> Result<(), CliError> {
+    match std::fs::remove_file(home.join(SAVED_FLAGS)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CliError::new(Kind::General, e.to_string())),
+    }
+}
+
+/// The flags the running control plane started with, when it was started by bbctl.
+pub fn flags_in_use(home: &Path) -> Option<Vec<String>> {
+    read_flags(&home.join(FLAGS_IN_USE)).ok().flatten()
 }

@@ -20,16 +20,22 @@ enum Sub {
     /// Run the apiserver (and, as they land, the reconcilers) in the foreground until
     /// SIGINT or SIGTERM.
     Run(Box<RunArgs>),
-    /// Start `controller run` in the background (log: HOME/controller.log); arguments after
-    /// `--` are passed to it.
+    /// Start `controller run` in the background (log: HOME/controller.log); flags after `--`
+    /// are passed to it and saved in HOME/controller-flags.json, which every later start uses
+    /// (this one without flags, and the automatic start of any command).
     Start {
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
-        /// Extra `controller run` flags, e.g. `-- --listen 127.0.0.1:0 --backend none`.
+        /// Forget the saved flags and start with the defaults.
+        #[arg(long, conflicts_with = "run_args")]
+        default_flags: bool,
+        /// `controller run` flags, e.g. `-- --base-image IMAGE --backend docker`.
         #[arg(last = true, value_name = "RUN FLAGS")]
         run_args: Vec<String>,
     },
     /// Stop the background control plane (SIGTERM, then wait for it to let go of the home).
+    /// Agents keep running: their containers, sidecars and networks are the runtime's, and
+    /// the next control plane adopts them; `bbctl delete` or `suspend` stops an Agent.
     Stop {
         #[arg(long, value_name = "DIR")]
         home: Option<PathBuf>,
@@ -174,39 +180,97 @@ fn home_of(home: Option<PathBuf>) -> Result<PathBuf, CliError> {
     bb_controller::home::resolve(home).map_err(|e| CliError::new(Kind::Usage, e.to_string()))
 }
 
+/// `controller run` alone, to check flags before they are saved or passed on.
+#[derive(Debug, clap::Parser)]
+#[command(name = "bbctl controller run", no_binary_name = true)]
+struct RunOnly {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+fn start(
+    home: Option<PathBuf>,
+    default_flags: bool,
+    run_args: Vec<String>,
+) -> Result<(), CliError> {
+    use super::background;
+    if run_args
+        .iter()
+        .any(|a| a == "--home" || a.starts_with("--home="))
+    {
+        return Err(CliError::new(
+            Kind::Usage,
+            "--home belongs before `--`: bbctl controller start --home DIR -- RUN FLAGS",
+        ));
+    }
+    let home = home_of(home)?;
+    let flags = if default_flags {
+        background::forget_flags(&home)?;
+        Vec::new()
+    } else if run_args.is_empty() {
+        background::saved_flags(&home)?.unwrap_or_default()
+    } else {
+        // Bad flags are refused here, not saved for every later start to fail on.
+        <RunOnly as clap::Parser>::try_parse_from(&run_args).map_err(|e| {
+            CliError::new(
+                Kind::Usage,
+                format!("flags after `--`: {}", e.render().to_string().trim_end()),
+            )
+        })?;
+        background::save_flags(&home, &run_args)?;
+        run_args
+    };
+    let shown = |f: &[String]| {
+        if f.is_empty() {
+            "the default flags".to_string()
+        } else {
+            format!("flags `{}`", f.join(" "))
+        }
+    };
+    if let Some(r) = background::status(&home) {
+        let in_use = background::flags_in_use(&home).unwrap_or_default();
+        if in_use == flags {
+            println!(
+                "control plane already running (pid {}) with {}",
+                r.pid,
+                shown(&flags)
+            );
+        } else {
+            println!(
+                "control plane already running (pid {}) with {}; saved {} for the next start: `bbctl controller stop && bbctl controller start` applies them now",
+                r.pid,
+                shown(&in_use),
+                shown(&flags)
+            );
+        }
+        return Ok(());
+    }
+    let r = background::start(&home, &flags)?;
+    println!(
+        "control plane started (pid {}) at {} with {}; kubeconfig {}",
+        r.pid,
+        r.url.as_deref().unwrap_or("?"),
+        shown(&flags),
+        home.join("kubeconfig").display()
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> Result<(), CliError> {
     use super::background;
     match args.command {
-        Sub::Start { home, run_args } => {
-            if run_args
-                .iter()
-                .any(|a| a == "--home" || a.starts_with("--home="))
-            {
-                return Err(CliError::new(
-                    Kind::Usage,
-                    "--home belongs before `--`: bbctl controller start --home DIR -- RUN FLAGS",
-                ));
-            }
-            let home = home_of(home)?;
-            let already = background::status(&home);
-            let r = background::start(&home, &run_args)?;
-            let how = if already.is_some() {
-                "already running"
-            } else {
-                "started"
-            };
-            println!(
-                "control plane {how} (pid {}) at {}; kubeconfig {}",
-                r.pid,
-                r.url.as_deref().unwrap_or("?"),
-                home.join("kubeconfig").display()
-            );
-            Ok(())
-        }
+        Sub::Start {
+            home,
+            default_flags,
+            run_args,
+        } => start(home, default_flags, run_args),
         Sub::Stop { home } => {
             let home = home_of(home)?;
             match background::stop(&home)? {
-                Some(r) => println!("control plane stopped (pid {})", r.pid),
+                Some(r) => println!(
+                    "control plane stopped (pid {}); Agents keep running and the next start adopts them",
+                    r.pid
+                ),
                 None => println!("no control plane runs on {}", home.display()),
             }
             Ok(())

@@ -52,17 +52,11 @@ pub struct RejectArgs {
 /// `proposal/NAME`, `proposals/NAME`, `prop/NAME`, what `get -o name` prints
 /// (`proposal.bot-bottle.dev/NAME`, with or without the version) or a bare `NAME`.
 fn proposal_name(arg: &str) -> Result<String, CliError> {
-    let name = match arg.split_once('/') {
-        Some((
-            "proposal"
-            | "proposals"
-            | "prop"
-            | "proposal.bot-bottle.dev"
-            | "proposals.bot-bottle.dev"
-            | "proposal.v1alpha1.bot-bottle.dev"
-            | "proposals.v1alpha1.bot-bottle.dev",
-            n,
-        )) => n,
+    let name = match arg
+        .split_once('/')
+        .map(|(k, n)| (super::target::bare_kind(k), n))
+    {
+        Some(("proposal" | "proposals" | "prop", n)) => n,
         Some((kind, _)) => {
             return Err(CliError::new(
                 Kind::Usage,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bb_controller::backend::Backend;
 use bb_controller::backend::RuntimeConfig;
+use bb_controller::backend::config::{DEBIAN_BASE, HERMETIC_BASE};
 use bb_controller::backend::docker::names::{self, Role};
 use bb_controller::backend::docker::{DockerBackend, Fixture};
 use bb_controller::control_plane::{self, Runner};
@@ -22,7 +23,6 @@ use crate::exit::{CliError, Kind};
 
 const AGENT_DOCKERFILE: &str = include_str!("../../../images/test-agent/Dockerfile");
 const UPSTREAM_PY: &str = include_str!("../../../images/demo-upstream/upstream.py");
-const HERMETIC_BASE: &str = "bot-bottle/base:bookworm";
 /// hack/build-base-image.sh, carried by the binary so an installed bbctl can build it too.
 const BASE_IMAGE_SCRIPT: &str = include_str!("../../../hack/build-base-image.sh");
 const ALLOWED: &str = "api.demo.test";
@@ -127,7 +127,7 @@ async fn choose_base(backend: &DockerBackend) -> Result<String, CliError> {
     if present(HERMETIC_BASE).await {
         return Ok(HERMETIC_BASE.to_string());
     }
-    let slim = "debian:bookworm-slim";
+    let slim = DEBIAN_BASE;
     if present(slim).await || backend.pull(slim).await {
         return Ok(slim.to_string());
     }

@@ -260,6 +260,13 @@ async fn supervise_audit(target: &Target, agent: &Agent, out: &mut String) {
         agent.name_any()
     );
     out.push_str("Supervise:\n");
+    // The audit lives in the running supervise service; a stopped Agent has none to ask.
+    let phase = agent.status.as_ref().and_then(|s| s.phase);
+    if phase != Some(bb_crds::AgentPhase::Running) {
+        let phase = phase.map_or("not running", |p| p.as_str());
+        let _ = writeln!(out, "  <shown while the Agent runs; it is {phase}>");
+        return;
+    }
     let collected = match target.runner_client(agent, endpoint).await {
         Ok(runner) => bb_controller::sessions::client::collect(&runner, &path)
             .await
@@ -381,7 +388,7 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
     let rt = super::runtime()?;
     let text = rt.block_on(async {
         let client = args.target.client_autostart().await?;
-        match kind.to_ascii_lowercase().as_str() {
+        match super::target::bare_kind(&kind.to_ascii_lowercase()) {
             "bottle" | "bottles" | "bt" => describe_bottle(&client, &name).await,
             "agent" | "agents" | "ag" => {
                 describe_agent(&client, &args.target, &args.target.namespace(), &name).await

@@ -57,7 +57,7 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
                 format!("{} is mode {:o}: other users can read its secrets", home.display(), m.permissions().mode() & 0o777),
                 &format!("chmod 700 {}", home.display()),
             ),
-            Err(_) => r.warn("home", format!("{} does not exist yet (created on the first `bbctl controller run`)", home.display())),
+            Err(_) => r.warn("home", format!("{} does not exist yet (created by the first command that needs the control plane)", home.display())),
         }
 
         // Each runtime (its own checks, through the backend seam): which can run Agents, and
@@ -139,6 +139,15 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
                 &format!("chmod 600 {}", kubeconfig.display()),
             );
         }
+        // On the home's own control plane, not running is normal: any command that needs it
+        // starts it in the background.
+        if args.target.kubeconfig.is_none() && super::background::status(&home).is_none() {
+            r.ok(
+                "control plane",
+                "not running; the first command that needs it (apply, get, run...) starts it in the background, or `bbctl controller start`",
+            );
+            return;
+        }
         match args.target.client().await {
             Ok(client) => {
                 let req = http::Request::get("/readyz").body(Vec::new());
@@ -148,10 +157,10 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
                 };
                 match ready {
                     Ok(_) => r.ok("control plane", format!("reachable through {}", kubeconfig.display())),
-                    Err(e) => r.fail("control plane", e, "start it with `bbctl controller run` (or check --kubeconfig/--context)"),
+                    Err(e) => r.fail("control plane", e, "`bbctl controller start` (or check --kubeconfig/--context)"),
                 }
             }
-            Err(e) => r.fail("control plane", e.message, "start it with `bbctl controller run`"),
+            Err(e) => r.fail("control plane", e.message, "`bbctl controller start` (or check --kubeconfig/--context)"),
         }
     });
     if r.failed > 0 {

@@ -85,18 +85,10 @@ const VERSION: &str = "v1alpha1";
 
 /// (plural, namespaced) for a user's spelling of a type.
 fn resource(kind: &str) -> Result<(&'static str, bool), CliError> {
-    match kind.to_ascii_lowercase().as_str() {
-        "bottle" | "bottles" | "bt" | "bottles.bot-bottle.dev" | "bottle.bot-bottle.dev" => {
-            Ok(("bottles", false))
-        }
-        "agent" | "agents" | "ag" | "agents.bot-bottle.dev" | "agent.bot-bottle.dev" => {
-            Ok(("agents", true))
-        }
-        "proposal"
-        | "proposals"
-        | "prop"
-        | "proposals.bot-bottle.dev"
-        | "proposal.bot-bottle.dev" => Ok(("proposals", true)),
+    match super::target::bare_kind(&kind.to_ascii_lowercase()) {
+        "bottle" | "bottles" | "bt" => Ok(("bottles", false)),
+        "agent" | "agents" | "ag" => Ok(("agents", true)),
+        "proposal" | "proposals" | "prop" => Ok(("proposals", true)),
         other => Err(CliError::new(
             Kind::Usage,
             format!(
@@ -228,7 +220,8 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
                 let template = jsonpath.clone().unwrap_or_default();
                 let text = crate::jsonpath::render(&template, &value)
                     .map_err(|e| CliError::new(Kind::Usage, format!("-o jsonpath: {e}")))?;
-                println!("{text}");
+                // As kubectl: exactly the template's output; `{"\n"}` adds a newline.
+                print!("{text}");
                 Ok(())
             }
             Some("name") => {

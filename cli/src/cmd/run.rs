@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bb_crds::{Agent, AgentPhase};
+use bb_crds::Agent;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Delete the Agent when the attached session ends.
     #[arg(long, requires = "attach")]
     rm: bool,
+    /// How long to wait for the Agent to run (`30s`, `5m`; `0s`: no limit); a first image
+    /// build can take minutes.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::apply::parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     target: Target,
 }
@@ -88,44 +92,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         )
         .await
         .map_err(|e| CliError::api(&what, e))?;
-        let mut progress =
-            crate::progress::Progress::new(&format!("{what} created; waiting for it to run"));
-        let started = Instant::now();
-        loop {
-            let a = api
-                .get(&args.name)
-                .await
-                .map_err(|e| CliError::api(&what, e))?;
-            let st = a.status.unwrap_or_default();
-            if let Some(p) = st.phase {
-                progress.set(p.as_str());
-            }
-            match st.phase {
-                Some(AgentPhase::Running) => {
-                    progress.finish(&format!(
-                        "Running ({:.1}s)",
-                        started.elapsed().as_secs_f64()
-                    ));
-                    break;
-                }
-                Some(AgentPhase::Failed) => {
-                    return Err(CliError::new(
-                        Kind::General,
-                        format!("{what} failed: {}", st.message.unwrap_or_default()),
-                    ));
-                }
-                _ if started.elapsed() > Duration::from_secs(900) => {
-                    return Err(CliError::new(
-                        Kind::Unavailable,
-                        format!(
-                            "{what} is not running after 15 minutes: {}",
-                            st.message.unwrap_or_default()
-                        ),
-                    ));
-                }
-                _ => tokio::time::sleep(Duration::from_millis(250)).await,
-            }
-        }
+        eprintln!("{what} created");
+        super::apply::wait_running(&api, &args.name, super::apply::Deadline::new(args.timeout))
+            .await?;
         if !args.attach {
             println!("{what} running");
             return Ok(0);

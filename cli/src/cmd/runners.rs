@@ -9,6 +9,18 @@ use kube::api::{Api, ListParams};
 
 use crate::exit::{CliError, Kind};
 
+/// Whether `r` runs `a`: in cluster mode the Agent's claim names it; on a local control plane,
+/// where the one runner holds every Agent and nothing is claimed, its session endpoint does.
+fn runs(r: &Runner, a: &Agent) -> bool {
+    let Some(st) = a.status.as_ref() else {
+        return false;
+    };
+    match st.runner.as_deref() {
+        Some(id) => id == r.id,
+        None => st.session_endpoint.is_some() && st.session_endpoint == r.session_endpoint,
+    }
+}
+
 /// One row: NAME, BACKEND, STATUS, AGENTS, CAPACITY, RENEWED and, wide, LABELS and ENDPOINT.
 pub fn rows(
     leases: &[Lease],
@@ -27,10 +39,7 @@ pub fn rows(
     let rows = runners
         .iter()
         .map(|r| {
-            let held = agents
-                .iter()
-                .filter(|a| a.status.as_ref().and_then(|s| s.runner.as_deref()) == Some(&r.id))
-                .count();
+            let held = agents.iter().filter(|a| runs(r, a)).count();
             let status = if r.expired_at(now) {
                 "Expired"
             } else if r.draining {
@@ -157,12 +166,37 @@ mod tests {
             lease("a", now, false),
             lease("c", old, false),
         ];
-        let agents = [held_by("a"), held_by("a"), held_by("b")];
+        // A local control plane claims nothing: its runner holds the Agents naming its
+        // session endpoint.
+        let mut leases = leases;
+        leases[2]
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(
+                bb_controller::cluster::lease::ENDPOINT_ANNOTATION.into(),
+                "https://127.0.0.1:9".into(),
+            );
+        let local = |endpoint: Option<&str>| {
+            let mut a = Agent::new("x", Default::default());
+            a.status = Some(bb_crds::AgentStatus {
+                session_endpoint: endpoint.map(Into::into),
+                ..Default::default()
+            });
+            a
+        };
+        let agents = [
+            held_by("a"),
+            held_by("a"),
+            held_by("b"),
+            local(Some("https://127.0.0.1:9")),
+            local(None),
+        ];
         let (header, rows) = rows(&leases, &agents, now, true);
         assert_eq!(header[..4], ["NAME", "BACKEND", "STATUS", "AGENTS"]);
         assert_eq!(rows[0][..5], ["a", "fake", "Ready", "2", "5"]);
         assert_eq!(rows[1][..4], ["b", "fake", "Draining", "1"]);
-        assert_eq!(rows[2][..4], ["c", "fake", "Expired", "0"]);
+        assert_eq!(rows[2][..4], ["c", "fake", "Expired", "1"]);
         assert_eq!(rows[2][5], "40s ago");
         assert_eq!(rows[0][6], "zone=a");
     }

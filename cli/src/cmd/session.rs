@@ -136,11 +136,16 @@ async fn running_agent(
             .phase
             .map_or("not yet reconciled".to_string(), |p| p.to_string());
         let why = status.message.map(|m| format!(": {m}")).unwrap_or_default();
+        let hint = match status.phase {
+            Some(AgentPhase::Suspended) => format!("`bbctl resume agent/{name}` starts it again"),
+            Some(AgentPhase::Failed) => format!(
+                "`bbctl describe agent/{name}` says why; `bbctl resume agent/{name}` tries again"
+            ),
+            _ => format!("`bbctl describe agent/{name}` says more"),
+        };
         return Err(CliError::new(
             Kind::Conflict,
-            format!(
-                "Agent '{name}' is not running ({phase}{why}); `kubectl describe agent {name}` says more"
-            ),
+            format!("Agent '{name}' is not running ({phase}{why}); {hint}"),
         ));
     }
     let id = bb_controller::reconcile::agent::agent_id(&agent);

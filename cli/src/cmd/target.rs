@@ -40,6 +40,15 @@ impl Target {
         self.client().await
     }
 
+    /// `client` when the target answers without being started: a named cluster, or the local
+    /// control plane when it runs. `None` otherwise (a client-side dry run starts nothing).
+    pub async fn client_if_running(&self) -> Result<Option<kube::Client>, CliError> {
+        if self.kubeconfig.is_none() && super::background::status(&self.home_dir()?).is_none() {
+            return Ok(None);
+        }
+        self.client().await.map(Some)
+    }
+
     pub async fn client(&self) -> Result<kube::Client, CliError> {
         let cfg = self.config().await?;
         kube::Client::try_from(cfg).map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))
@@ -91,7 +100,7 @@ impl Target {
             return Err(CliError::new(
                 Kind::Unavailable,
                 format!(
-                    "no kubeconfig at {}: the local control plane is not running; start it with `bbctl controller run`",
+                    "no kubeconfig at {}: the local control plane is not running; `bbctl controller start` starts it (as do apply, get and run)",
                     path.display()
                 ),
             ));
@@ -109,8 +118,18 @@ impl Target {
 }
 
 /// `agent/NAME`, `agents/NAME`, `ag/NAME` or a bare `NAME`.
+/// A kind as typed, without the group kubectl's `-o name` adds: `agent.bot-bottle.dev` and
+/// `agent.v1alpha1.bot-bottle.dev` are `agent`.
+pub fn bare_kind(kind: &str) -> &str {
+    let Some(k) = kind.strip_suffix(".bot-bottle.dev") else {
+        return kind;
+    };
+    k.strip_suffix(&format!(".{}", bb_crds::VERSION))
+        .unwrap_or(k)
+}
+
 pub fn agent_name(arg: &str) -> Result<String, CliError> {
-    let name = match arg.split_once('/') {
+    let name = match arg.split_once('/').map(|(k, n)| (bare_kind(k), n)) {
         Some(("agent" | "agents" | "ag", n)) => n,
         Some((kind, _)) => {
             return Err(CliError::new(
@@ -137,6 +156,16 @@ mod tests {
     fn agent_names() {
         assert_eq!(agent_name("agent/dev").ok().as_deref(), Some("dev"));
         assert_eq!(agent_name("ag/dev").ok().as_deref(), Some("dev"));
+        assert_eq!(
+            agent_name("agent.bot-bottle.dev/dev").ok().as_deref(),
+            Some("dev")
+        );
+        assert_eq!(
+            agent_name("agents.v1alpha1.bot-bottle.dev/dev")
+                .ok()
+                .as_deref(),
+            Some("dev")
+        );
         assert_eq!(agent_name("dev").ok().as_deref(), Some("dev"));
         let e = agent_name("bottle/dev")
             .err()

@@ -41,7 +41,8 @@ impl RuntimeConfig {
         super::bottle_ca::load_or_create(&self.agent_dir(id), &id.to_string())
     }
 
-    /// Defaults for a controller whose home is `home`: the stock Debian base and the
+    /// Defaults for a controller whose home is `home`: Debian's slim base (see `default_base`
+    /// for the one a runtime actually gets) and the
     /// bb-sidecar installed next to the running executable.
     pub fn for_home(home: &std::path::Path, instance: &str) -> RuntimeConfig {
         let sidecar_binary = std::env::current_exe()
@@ -50,7 +51,7 @@ impl RuntimeConfig {
             .unwrap_or_else(|| PathBuf::from("bb-sidecar"));
         RuntimeConfig {
             state_dir: home.join("agents"),
-            base_image: "debian:bookworm-slim".into(),
+            base_image: DEBIAN_BASE.into(),
             sidecar_binary,
             upstream_ca: None,
             allow_private_upstreams: false,
@@ -59,5 +60,21 @@ impl RuntimeConfig {
             skills_root: home.join("skills"),
             harness_dir: None,
         }
+    }
+}
+
+/// The base image `hack/build-base-image.sh` builds from Debian packages (no registry needed).
+pub const HERMETIC_BASE: &str = "bot-bottle/base:bookworm";
+/// Debian's slim image, pulled from a registry on first use.
+pub const DEBIAN_BASE: &str = "debian:bookworm-slim";
+
+/// The base image when none is given: the hermetic one when the runtime holds it (an offline
+/// machine that ran hack/build-base-image.sh), else Debian's slim image. The control plane,
+/// `bbctl doctor` and `bbctl demo` choose alike.
+pub async fn default_base<B: super::Backend>(backend: &B) -> &'static str {
+    if backend.has_image(HERMETIC_BASE).await.unwrap_or(false) {
+        HERMETIC_BASE
+    } else {
+        DEBIAN_BASE
     }
 }

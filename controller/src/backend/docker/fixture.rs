@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 
 use super::DockerBackend;
 use crate::backend::health::Check;
-use crate::backend::{BackendError, Step};
+use crate::backend::{Backend, BackendError, Step};
 
 /// A container that is not part of any bottle.
 #[derive(Debug, Clone, Default)]
@@ -44,23 +44,18 @@ impl DockerBackend {
                 "runsc not registered: agents run under runc; Bottles with runtime.gvisor: required will not start",
             )
         });
-        let present = |image: &'static str| async move {
-            self.docker
-                .inspect_image(image)
-                .await
-                .is_ok()
-                .then_some(image)
-        };
-        let found = match present("bot-bottle/base:bookworm").await {
-            Some(i) => Some(i),
-            None => present("debian:bookworm-slim").await,
-        };
-        checks.push(match found {
-            Some(i) => Check::ok("base image", format!("{i} present")),
-            None => Check::warn(
+        let base = crate::backend::config::default_base(self).await;
+        let present = self.has_image(base).await.unwrap_or(false);
+        checks.push(if present {
+            Check::ok("base image", format!("{base} present; Agents build on it"))
+        } else {
+            Check::warn(
                 "base image",
-                "neither bot-bottle/base:bookworm nor debian:bookworm-slim is present: the first Agent pulls debian:bookworm-slim; offline, run hack/build-base-image.sh and pass --base-image",
-            ),
+                format!(
+                    "neither {} nor {base} is present: the first Agent pulls {base}; offline, run hack/build-base-image.sh",
+                    crate::backend::config::HERMETIC_BASE
+                ),
+            )
         });
         checks
     }
