@@ -1205,3 +1205,91 @@ fn kubectl_idioms_print_what_kubectl_prints() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("Name:            a1\n"), "{out}");
 }
+
+/// `describe agent` of a Running, a Suspended and a Failed Agent, on the fake backend (one
+/// image of which never builds), against golden files; values that differ per run (the
+/// session port, the keyed credentials hash) are masked. And a wait that cannot succeed ends
+/// at --timeout naming what it waited for.
+#[test]
+fn golden_describe_of_running_suspended_and_failed_agents() {
+    let journal = tempfile::NamedTempFile::new().expect("journal");
+    let cp = ControlPlane::start_with_backend(&[
+        "--backend",
+        "fake",
+        "--fake-journal",
+        path_str(journal.path()),
+        "--fake-failing-image",
+        "broken:1",
+    ]);
+    let manifests = "apiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: good}\nspec: {agentProvider: {template: custom, image: 'agent:1', command: [bash]}}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: broken}\nspec: {agentProvider: {template: custom, image: 'broken:1', command: [bash]}}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: runner}\nspec: {bottleRef: {name: good}}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: stuck}\nspec: {bottleRef: {name: broken}}\n";
+    let (code, _, err) = bbctl(&cp, &["apply", "-f", "-"], Some(manifests));
+    assert_eq!(code, 0, "{err}");
+    let describe = |name: &str| {
+        let (code, out, err) = bbctl(&cp, &["describe", "agent", name], None);
+        assert_eq!(code, 0, "{err}");
+        masked_describe(&out)
+    };
+
+    // apply --wait on the one that builds: Running; on the one that never does: Failed, at
+    // once when it gives up, with its message and exit 1.
+    let (code, _, err) = bbctl(
+        &cp,
+        &["apply", "--wait", "-f", "-", "--timeout", "60s"],
+        Some(manifests),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("agent.bot-bottle.dev/runner running")
+            && err.contains("agent.bot-bottle.dev/stuck failed: image: building broken:1")
+            && err.contains("(attempt 4 of 5, next in 8s)")
+            && err.contains("gave up after 5 attempts"),
+        "{err}"
+    );
+    golden("describe-agent-running.txt", &describe("runner"));
+    golden("describe-agent-failed.txt", &describe("stuck"));
+    let (code, out, err) = bbctl(&cp, &["suspend", "agent/runner"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "agent.bot-bottle.dev/runner suspended\n");
+    // Events are published just after the status that announces them.
+    let mut text = describe("runner");
+    for _ in 0..50 {
+        if text.contains("phase is now Suspended") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        text = describe("runner");
+    }
+    golden("describe-agent-suspended.txt", &text);
+
+    // An Agent that cannot start: the wait ends at --timeout, naming the condition.
+    let lost = "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: lost}\nspec: {bottleRef: {name: nowhere}}\n";
+    let started = std::time::Instant::now();
+    let (code, _, err) = bbctl(
+        &cp,
+        &["apply", "--wait", "--timeout", "3s", "-f", "-"],
+        Some(lost),
+    );
+    let took = started.elapsed();
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("timed out after 3s (--timeout) waiting for agent.bot-bottle.dev/lost to be Running; last seen: Pending: Ready=False BottleNotFound: Bottle 'nowhere' not found"),
+        "{err}"
+    );
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
+
+/// Masks what differs between runs in `describe agent`: the session endpoint's port and the
+/// credentials hash (keyed by the bottle's own CA key).
+fn masked_describe(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            for key in ["Sessions:", "Credentials hash:"] {
+                if let Some(rest) = l.strip_prefix(key) {
+                    let pad = rest.len() - rest.trim_start().len();
+                    return format!("{key}{}<masked>\n", " ".repeat(pad));
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect()
+}

@@ -47,7 +47,11 @@ pub enum BackendChoice {
     None,
     /// The in-memory fake (tests and benchmarks of many runners): it runs nothing, and records
     /// each Agent it starts and stops in `journal`, one JSON line each.
-    Fake { journal: PathBuf },
+    Fake {
+        journal: PathBuf,
+        /// An image reference whose builds always fail.
+        failing_image: Option<String>,
+    },
 }
 
 /// Cluster mode: this runner shares the cluster's Agents with others (`crate::cluster`).
@@ -569,10 +573,17 @@ async fn start_runner(
 ) -> Result<Runner, RunError> {
     let instance = instance_id(home)?;
     crate::provider::set_contrib_root(home.path("contrib"));
-    if let BackendChoice::Fake { journal } = &opts.backend {
-        let fake = FakeBackend::new()
+    if let BackendChoice::Fake {
+        journal,
+        failing_image,
+    } = &opts.backend
+    {
+        let mut fake = FakeBackend::new()
             .with_journal(journal, &instance)
             .map_err(|e| RunError::Client(format!("--fake-journal {}: {e}", journal.display())))?;
+        if let Some(image) = failing_image {
+            fake = fake.with_failing_image(image);
+        }
         tracing::info!("backend: fake (journal {})", journal.display());
         return Runner::start(
             client,

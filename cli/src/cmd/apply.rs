@@ -442,9 +442,14 @@ fn agent_state(st: &bb_crds::AgentStatus, current: bool) -> String {
         .conditions
         .iter()
         .find(|c| c.type_ == "Ready" && c.status != "True");
+    // The status message is the most telling: the build step, or the attempt and the next one.
     match (ready, &st.message) {
         (_, Some(m)) if m.starts_with("building") => format!("{phase}: {m}"),
-        (Some(c), _) => format!("{phase}: Ready=False {}: {}", c.reason, c.message),
+        (Some(c), m) => format!(
+            "{phase}: Ready=False {}: {}",
+            c.reason,
+            m.as_deref().unwrap_or(&c.message)
+        ),
         (None, Some(m)) => format!("{phase}: {m}"),
         (None, None) => phase.to_string(),
     }

@@ -97,6 +97,9 @@ struct RunArgs {
     /// each Agent start and stop is appended to.
     #[arg(long, value_name = "FILE", hide = true)]
     fake_journal: Option<PathBuf>,
+    /// With --backend fake: an image reference whose builds always fail.
+    #[arg(long, value_name = "IMAGE", hide = true, requires = "fake_journal")]
+    fake_failing_image: Option<String>,
     /// Base image (BASE build argument) of the sidecar and agent images; an offline
     /// machine passes the image built by hack/build-base-image.sh.
     #[arg(long, value_name = "IMAGE", env = "BOT_BOTTLE_BASE_IMAGE")]
@@ -310,6 +313,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 container_dns,
                 smolvm_cli,
                 fake_journal,
+                fake_failing_image,
                 base_image,
                 sidecar_binary,
                 upstream_ca,
@@ -331,7 +335,10 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }
             let cluster = cluster_settings(external, &runner_labels, capacity)?;
             let backend = match (backend.as_str(), fake_journal) {
-                ("fake", Some(journal)) => BackendChoice::Fake { journal },
+                ("fake", Some(journal)) => BackendChoice::Fake {
+                    journal,
+                    failing_image: fake_failing_image,
+                },
                 ("fake", None) => {
                     return Err(CliError::new(
                         Kind::Usage,

@@ -14,6 +14,8 @@ pub struct ControlPlane {
     pub url: String,
     /// Listen address; `127.0.0.1:0` picks a new port on every start.
     pub listen: String,
+    /// `controller run`'s backend flags (default `--backend none`).
+    pub backend: Vec<String>,
 }
 
 fn kubectl_bin() -> &'static str {
@@ -44,13 +46,23 @@ impl ControlPlane {
         Self::start_on(&format!("127.0.0.1:{port}"))
     }
 
+    /// Starts with these backend flags instead of `--backend none` (e.g. the fake backend).
+    pub fn start_with_backend(backend: &[&str]) -> ControlPlane {
+        Self::start_on_with("127.0.0.1:0", backend)
+    }
+
     fn start_on(listen: &str) -> ControlPlane {
+        Self::start_on_with(listen, &["--backend", "none"])
+    }
+
+    fn start_on_with(listen: &str, backend: &[&str]) -> ControlPlane {
         let home = tempfile::tempdir().expect("tempdir");
         let mut cp = ControlPlane {
             home,
             child: None,
             url: String::new(),
             listen: listen.to_string(),
+            backend: backend.iter().map(ToString::to_string).collect(),
         };
         cp.spawn();
         cp
@@ -76,15 +88,9 @@ impl ControlPlane {
         let _ = std::fs::remove_file(self.kubeconfig());
         let child = Command::new(env!("CARGO_BIN_EXE_bbctl"))
             // The API suites exercise the control plane alone; the Docker suite lives in tests/.
-            .args([
-                "controller",
-                "run",
-                "--backend",
-                "none",
-                "--listen",
-                &self.listen,
-                "--home",
-            ])
+            .args(["controller", "run"])
+            .args(&self.backend)
+            .args(["--listen", &self.listen, "--home"])
             .arg(self.home.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

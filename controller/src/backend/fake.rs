@@ -46,6 +46,8 @@ struct Faults {
     hang: HashMap<Step, Duration>,
     /// How many times each step was attempted.
     attempts: HashMap<Step, u32>,
+    /// An image reference that never builds (`controller run --fake-failing-image`).
+    failing_image: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -147,6 +149,15 @@ impl FakeBackend {
         if let Some(j) = &self.journal {
             j.record(event, id, image);
         }
+    }
+
+    /// Every build of the image reference `image` fails, as a Dockerfile that cannot build
+    /// does: for a process of its own, where no test holds the backend to inject faults.
+    pub fn with_failing_image(self, image: &str) -> Self {
+        if let Ok(mut f) = self.faults.lock() {
+            f.failing_image = Some(image.to_string());
+        }
+        self
     }
 
     /// The next `times` calls of `step` fail.
@@ -318,6 +329,18 @@ impl Backend for FakeBackend {
             let _ = steps.send("Step 1/1 : FROM fake".to_string());
         }
         self.gate(Step::Image).await?;
+        if let ImageSource::Reference(r) = image
+            && self
+                .faults
+                .lock()
+                .is_ok_and(|f| f.failing_image.as_ref() == Some(r))
+        {
+            let _ = steps.send(format!("Step 1/2 : FROM {r}"));
+            return Err(BackendError::new(
+                Step::Image,
+                format!("building {r}: step 2/2 `RUN exit 1` returned 1"),
+            ));
+        }
         let r = match image {
             ImageSource::Reference(r) => r.clone(),
             ImageSource::Dockerfile(p) => format!("fake-build:{}", p.len()),
