@@ -47,6 +47,8 @@ fn generated_requests_to_every_served_operation_get_an_answer() {
             .args(["-H", &format!("Authorization: Bearer {}", token.trim())])
             .args(["--checks", "not_a_server_error", "--max-examples", examples])
             .args(["--seed", "20261206"])
+            // Its own cache directory goes where it runs: not into the checkout.
+            .current_dir(dir.path())
             .output()
             .expect("schemathesis");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -85,6 +87,7 @@ fn positive_control(doc: &std::path::Path) {
         .args(["--url", &format!("http://127.0.0.1:{port}"), "--no-color"])
         .args(["--checks", "not_a_server_error", "--max-examples", "1"])
         .args(["--seed", "20261206"])
+        .current_dir(doc.parent().unwrap_or(std::path::Path::new("/tmp")))
         .output()
         .expect("schemathesis");
     let text = String::from_utf8_lossy(&out.stdout);
