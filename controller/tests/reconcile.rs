@@ -296,8 +296,11 @@ async fn missing_secret_waits_then_proceeds() {
         "nothing is started without its secrets"
     );
     h.create_secret().await;
-    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
-        .await;
+    // Secrets are not watched: the Agent looks again every 15 s.
+    h.wait_within(Duration::from_secs(30), "Running", |a| {
+        phase(a) == Some(AgentPhase::Running)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -507,6 +510,11 @@ async fn claude_agent(h: &Harness) {
         .create(&Default::default(), &bottle)
         .await
         .expect("bottle");
+    tools_agent(h).await;
+}
+
+/// Agent `worker` of Bottle `tools`, with nothing else in its spec.
+async fn tools_agent(h: &Harness) {
     let agent: Agent = serde_json::from_value(json!({
         "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
         "spec": {"bottleRef": {"name": "tools"}}
@@ -616,15 +624,7 @@ async fn a_failing_build_backs_off_then_gives_up_until_the_agent_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_waits_for_its_bottle_and_says_so() {
     let h = Harness::start().await;
-    let agent: Agent = serde_json::from_value(json!({
-        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
-        "spec": {"bottleRef": {"name": "tools"}}
-    }))
-    .expect("agent");
-    h.agents()
-        .create(&Default::default(), &agent)
-        .await
-        .expect("agent");
+    tools_agent(&h).await;
     let a = h
         .wait_for("BottleNotFound", |a| {
             condition(a, "Ready").is_some_and(|c| c.1 == "BottleNotFound")

@@ -160,9 +160,8 @@ async fn publish<B: Backend>(
 /// second snapshot or build step would show under the first one's note: the action carries a
 /// digest of the note.
 fn series_action(reason: &str, note: &str) -> String {
-    let digest = bb_crds::policy::policy_hash(note.as_bytes());
-    let short = digest.rsplit(':').next().unwrap_or(&digest);
-    format!("{reason}-{}", &short[..short.len().min(8)])
+    let digest = plan::sha256_hex(&[note.as_bytes()]);
+    format!("{reason}-{}", &digest[..digest.len().min(8)])
 }
 
 async fn write_status<B: Backend>(
@@ -508,11 +507,13 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
             r.status.grants = previous_grants;
             let cond = condition_for(e.step);
             let msg = e.to_string();
-            let attempt = ctx.backoff.failures(&key_of(&agent)) + 1;
+            let key = key_of(&agent);
+            let attempt = ctx.backoff.failures(&key) + 1;
             r.condition(cond, false, "StepFailed", &msg);
             // The note stays the same across attempts, so repeats fold into one event series.
             r.event(EventType::Warning, "StepFailed", msg.clone());
-            if attempt >= backoff::ATTEMPTS {
+            let gives_up = ctx.backoff.last_attempt(&key);
+            if gives_up {
                 r.phase(AgentPhase::Failed);
                 let m = format!(
                     "{msg}; gave up after {attempt} attempts. Fix the cause, then `bbctl resume agent/{}` to try again (any change to the Agent or its Bottle also does)",
@@ -533,6 +534,10 @@ async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<A
                 ));
             }
             write_status(&ctx, &agent, r).await?;
+            // Only once the status says so: the error policy then waits for a change.
+            if gives_up {
+                ctx.backoff.give_up(&key, ctx.fingerprint(&agent));
+            }
             Err(Error::Backend(e))
         }
     }

@@ -1,5 +1,6 @@
 //! How long a failing Agent waits before its next attempt, and when it stops trying: gaps that
-//! double to a cap, and after `ATTEMPTS` failures in a row, no more tries until it changes.
+//! double to a cap, and after `ATTEMPTS` reported failures in a row, no more tries until it
+//! changes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -49,7 +50,9 @@ impl Backoff {
             .unwrap_or(0)
     }
 
-    /// Records a failure; returns what to wait for. The `ATTEMPTS`th gives up.
+    /// Records a failure; returns what to wait for: the next gap, or a change when the reconcile
+    /// gave up (`give_up`, after writing a status that says so). Only the reconcile gives up:
+    /// an error it could not report (the API unreachable) keeps being retried, capped.
     pub fn failed(&self, key: &str, fingerprint: u64) -> Wait {
         let n = match self.failures.lock() {
             Ok(mut m) => {
@@ -59,19 +62,36 @@ impl Backoff {
             }
             Err(_) => 1,
         };
-        let wait = if n >= ATTEMPTS {
-            Wait::Change
-        } else {
-            Wait::For(gap(n))
+        let Ok(mut h) = self.holds.lock() else {
+            return Wait::For(gap(n));
         };
-        let until = match wait {
-            Wait::For(d) => Some(Instant::now() + d),
-            Wait::Change => None,
-        };
-        if let Ok(mut h) = self.holds.lock() {
-            h.insert(key.to_string(), Hold { fingerprint, until });
+        let gave_up = h
+            .get(key)
+            .is_some_and(|hold| hold.until.is_none() && hold.fingerprint == fingerprint);
+        if gave_up {
+            return Wait::Change;
         }
-        wait
+        let until = Some(Instant::now() + gap(n));
+        h.insert(key.to_string(), Hold { fingerprint, until });
+        Wait::For(gap(n))
+    }
+
+    /// Whether the failure being handled is the `ATTEMPTS`th in a row: the one to give up on.
+    pub fn last_attempt(&self, key: &str) -> bool {
+        self.failures(key) + 1 >= ATTEMPTS
+    }
+
+    /// No more tries until the fingerprint changes.
+    pub fn give_up(&self, key: &str, fingerprint: u64) {
+        if let Ok(mut h) = self.holds.lock() {
+            h.insert(
+                key.to_string(),
+                Hold {
+                    fingerprint,
+                    until: None,
+                },
+            );
+        }
     }
 
     /// What a reconcile woken now must still wait for, if nothing that matters changed. A
@@ -104,7 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gaps_double_to_a_cap_and_the_last_attempt_gives_up() {
+    fn gaps_double_to_a_cap_and_only_the_reconcile_gives_up() {
         assert_eq!(
             (1..=5).map(gap).collect::<Vec<_>>(),
             [1, 2, 4, 8, 16].map(Duration::from_secs)
@@ -112,12 +132,16 @@ mod tests {
         assert_eq!(gap(40), Duration::from_secs(300));
         let b = Backoff::default();
         for n in 1..ATTEMPTS {
+            assert!(!b.last_attempt("ns/a"));
             assert_eq!(b.failed("ns/a", 7), Wait::For(gap(n)));
             assert!(matches!(b.held("ns/a", 7), Some(Wait::For(_))));
         }
+        assert!(b.last_attempt("ns/a"));
+        // An error the reconcile could not report is retried however often it happens.
+        assert_eq!(b.failed("ns/a", 7), Wait::For(gap(ATTEMPTS)));
+        b.give_up("ns/a", 7);
         assert_eq!(b.failed("ns/a", 7), Wait::Change);
         assert_eq!(b.held("ns/a", 7), Some(Wait::Change));
-        assert_eq!(b.failures("ns/a"), ATTEMPTS);
         // Another Agent is not held.
         assert_eq!(b.held("ns/b", 7), None);
     }
@@ -128,6 +152,7 @@ mod tests {
         for _ in 0..ATTEMPTS {
             b.failed("ns/a", 1);
         }
+        b.give_up("ns/a", 1);
         assert_eq!(b.held("ns/a", 2), None);
         assert_eq!(b.failures("ns/a"), 0);
         assert_eq!(b.failed("ns/a", 2), Wait::For(gap(1)));

@@ -170,7 +170,7 @@ impl Harness {
     }
 
     pub async fn wait_for(&self, what: &str, check: impl Fn(&Agent) -> bool) -> Agent {
-        self.wait_within(Duration::from_secs(15), what, check).await
+        self.wait_within(Duration::from_secs(20), what, check).await
     }
 
     pub async fn wait_within(
