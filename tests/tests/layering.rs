@@ -140,3 +140,347 @@ fn the_sidecar_links_the_policy_types_without_their_schema() {
         "bb-sidecar builds bb-policy with its schema feature"
     );
 }
+
+/// A crate's modules, by path from its root (`[]` is lib.rs or main.rs), and their files.
+fn module_tree(
+    src: &std::path::Path,
+) -> std::collections::BTreeMap<Vec<String>, std::path::PathBuf> {
+    let mut out = std::collections::BTreeMap::new();
+    let root = if src.join("lib.rs").exists() {
+        "lib.rs"
+    } else {
+        "main.rs"
+    };
+    out.insert(Vec::new(), src.join(root));
+    let mut stack = vec![(src.to_path_buf(), Vec::<String>::new())];
+    while let Some((dir, path)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                // A directory is a module only when something declares it (name.rs or mod.rs).
+                let mut child = path.clone();
+                child.push(name.clone());
+                if p.join("mod.rs").exists() {
+                    out.insert(child.clone(), p.join("mod.rs"));
+                }
+                if path.is_empty() && name == "bin" {
+                    continue;
+                }
+                stack.push((p, child));
+            } else if let Some(stem) = name.strip_suffix(".rs") {
+                if matches!(stem, "mod" | "lib" | "main") && !(path.is_empty() && stem == "mod") {
+                    continue;
+                }
+                let mut child = path.clone();
+                child.push(stem.to_string());
+                out.insert(child, p);
+            }
+        }
+    }
+    out
+}
+
+/// The module paths a file's code names: `crate::`, `super::` and `self::` paths and paths
+/// through its own child modules, in `use` items (braces expanded) and in code. Comments,
+/// re-exports (`pub use`, which are the module's interface, not what it depends on) and the
+/// unit tests at the end of a file are left out.
+fn referenced_paths(
+    text: &str,
+    module: &[String],
+    children: &BTreeSet<String>,
+) -> Vec<Vec<String>> {
+    let code: String = text
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("#[cfg(test)]"))
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| l.split(" //").next().unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // `pub use` statements end at their `;`.
+    let mut kept = String::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest
+        .find("pub use ")
+        .or_else(|| rest.find("pub(crate) use "))
+    {
+        kept.push_str(&rest[..at]);
+        rest = rest[at..].find(';').map_or("", |end| &rest[at + end + 1..]);
+    }
+    kept.push_str(rest);
+    let mut out = Vec::new();
+    for path in expand_paths(&kept) {
+        let mut segs: Vec<String> = path.split("::").map(|s| s.trim().to_string()).collect();
+        let absolute = match segs.first().map(String::as_str) {
+            Some("crate") => segs.split_off(1),
+            Some("self") => [module.to_vec(), segs.split_off(1)].concat(),
+            Some("super") => {
+                let mut base = module.to_vec();
+                while segs.first().map(String::as_str) == Some("super") {
+                    segs.remove(0);
+                    base.pop();
+                }
+                [base, segs].concat()
+            }
+            Some(first) if children.contains(first) => [module.to_vec(), segs].concat(),
+            _ => continue,
+        };
+        out.push(absolute);
+    }
+    out
+}
+
+/// Every `a::b::c` path in `code`, with `use` braces expanded (`x::{a, b::c}` is `x::a` and
+/// `x::b::c`).
+fn expand_paths(code: &str) -> Vec<String> {
+    let bytes: Vec<char> = code.chars().collect();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !ident(bytes[i]) || (i > 0 && (ident(bytes[i - 1]) || bytes[i - 1] == ':')) {
+            i += 1;
+            continue;
+        }
+        // Read `seg::seg::...`, then maybe a `{ ... }` group.
+        let mut j = i;
+        let mut prefix = String::new();
+        loop {
+            let start = j;
+            while j < bytes.len() && ident(bytes[j]) {
+                j += 1;
+            }
+            prefix.extend(&bytes[start..j]);
+            if j + 1 < bytes.len() && bytes[j] == ':' && bytes[j + 1] == ':' {
+                prefix.push_str("::");
+                j += 2;
+                if j < bytes.len() && bytes[j] == '{' {
+                    let mut depth = 0;
+                    let open = j;
+                    while j < bytes.len() {
+                        match bytes[j] {
+                            '{' => depth += 1,
+                            '}' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        j += 1;
+                    }
+                    let inner: String = bytes[open + 1..j.min(bytes.len())].iter().collect();
+                    for part in split_top_level(&inner) {
+                        let part = part.split(" as ").next().unwrap_or("").trim();
+                        if part.is_empty() || part == "self" {
+                            out.push(prefix.trim_end_matches("::").to_string());
+                        } else {
+                            for p in expand_paths(part) {
+                                out.push(format!("{prefix}{p}"));
+                            }
+                            if !part.contains("::") && !part.contains('{') {
+                                out.push(format!("{prefix}{part}"));
+                            }
+                        }
+                    }
+                    break;
+                }
+                continue;
+            }
+            break;
+        }
+        if prefix.contains("::") && !prefix.ends_with("::") {
+            out.push(prefix);
+        }
+        i = j.max(i + 1);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `a, b::{c, d}, e` split on its top-level commas.
+fn split_top_level(s: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut depth = 0;
+    for c in s.chars() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = parts.last_mut() {
+            last.push(c);
+        }
+    }
+    parts
+}
+
+/// The module each module's code uses (the deepest module each named path reaches), itself
+/// and its own ancestors through `crate::` re-exports left out.
+fn module_graph(
+    src: &std::path::Path,
+) -> std::collections::BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let tree = module_tree(src);
+    let mut graph = std::collections::BTreeMap::new();
+    for (module, file) in &tree {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let children: BTreeSet<String> = tree
+            .keys()
+            .filter(|k| k.len() == module.len() + 1 && k.starts_with(module))
+            .filter_map(|k| k.last().cloned())
+            .collect();
+        let mut uses = BTreeSet::new();
+        for path in referenced_paths(&text, module, &children) {
+            let target = (0..=path.len())
+                .rev()
+                .map(|n| path[..n].to_vec())
+                .find(|p| tree.contains_key(p))
+                .unwrap_or_default();
+            if &target != module && !target.is_empty() {
+                uses.insert(target);
+            }
+        }
+        graph.insert(module.clone(), uses);
+    }
+    graph
+}
+
+/// The strongly connected components with more than one module (Tarjan).
+fn circles(
+    graph: &std::collections::BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+) -> Vec<Vec<Vec<String>>> {
+    struct State<'a> {
+        graph: &'a std::collections::BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+        index: std::collections::BTreeMap<&'a Vec<String>, (usize, usize)>,
+        stack: Vec<&'a Vec<String>>,
+        on_stack: BTreeSet<&'a Vec<String>>,
+        next: usize,
+        out: Vec<Vec<Vec<String>>>,
+    }
+    fn visit<'a>(s: &mut State<'a>, v: &'a Vec<String>) {
+        s.index.insert(v, (s.next, s.next));
+        s.next += 1;
+        s.stack.push(v);
+        s.on_stack.insert(v);
+        for w in s.graph.get(v).into_iter().flatten() {
+            let Some((w, _)) = s.graph.get_key_value(w) else {
+                continue;
+            };
+            if !s.index.contains_key(w) {
+                visit(s, w);
+                let low = s.index[w].1.min(s.index[v].1);
+                if let Some(e) = s.index.get_mut(v) {
+                    e.1 = low;
+                }
+            } else if s.on_stack.contains(w) {
+                let low = s.index[w].0.min(s.index[v].1);
+                if let Some(e) = s.index.get_mut(v) {
+                    e.1 = low;
+                }
+            }
+        }
+        if s.index[v].0 == s.index[v].1 {
+            let mut component = Vec::new();
+            while let Some(w) = s.stack.pop() {
+                s.on_stack.remove(w);
+                component.push(w.clone());
+                if w == v {
+                    break;
+                }
+            }
+            if component.len() > 1 {
+                component.sort();
+                s.out.push(component);
+            }
+        }
+    }
+    let mut s = State {
+        graph,
+        index: Default::default(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in graph.keys() {
+        if !s.index.contains_key(v) {
+            visit(&mut s, v);
+        }
+    }
+    s.out
+}
+
+/// No crate's modules import each other in a circle (a module's own `mod`/`pub use` items
+/// excepted): each one-concept module can be read, and moved, on its own.
+#[test]
+fn no_crate_has_an_import_circle_among_its_modules() {
+    // The reader sees what it must: a crate with a known edge.
+    let cli = module_graph(&workspace_root().join("cli/src"));
+    assert!(
+        cli.get(&vec!["cmd".to_string(), "run".to_string()])
+            .is_some_and(|uses| uses.contains(&vec!["cmd".to_string(), "apply".to_string()])),
+        "the module graph is unreadable: {cli:?}"
+    );
+    // And finds a circle where there is one.
+    let planted = circles(&std::collections::BTreeMap::from([
+        (
+            vec!["a".to_string()],
+            BTreeSet::from([vec!["b".to_string()]]),
+        ),
+        (
+            vec!["b".to_string()],
+            BTreeSet::from([vec!["a".to_string()]]),
+        ),
+    ]));
+    assert_eq!(planted.len(), 1);
+    let mut found = Vec::new();
+    for src in [
+        "crds/policy/src",
+        "crds/src",
+        "controller/src",
+        "sidecar/src",
+        "cli/src",
+    ] {
+        for c in circles(&module_graph(&workspace_root().join(src))) {
+            let names: Vec<String> = c.iter().map(|m| m.join("::")).collect();
+            found.push(format!("{src}: {}", names.join(" <-> ")));
+        }
+    }
+    let known: BTreeSet<&str> = KNOWN_CIRCLES.iter().copied().collect();
+    let new: Vec<&String> = found
+        .iter()
+        .filter(|f| !known.contains(f.as_str()))
+        .collect();
+    let closed: Vec<&&str> = KNOWN_CIRCLES
+        .iter()
+        .filter(|k| !found.iter().any(|f| f == *k))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "import circles among a crate's modules: {new:#?}"
+    );
+    assert!(
+        closed.is_empty(),
+        "known circles now gone: remove them from KNOWN_CIRCLES: {closed:?}"
+    );
+}
+
+/// Circles that exist today and that #31 removes; each must still be there (as gaps are).
+const KNOWN_CIRCLES: &[&str] = &[
+    "controller/src: backend::apple <-> backend::apple::sidecar",
+    "controller/src: backend::docker <-> backend::docker::images <-> backend::docker::sidecar",
+    "controller/src: backend::smolvm <-> backend::smolvm::vm",
+    "controller/src: cluster::claims <-> reconcile <-> reconcile::agent <-> reconcile::bottle <-> supervise::mirror",
+    "sidecar/src: decision <-> proxy <-> relay",
+    "cli/src: cmd::get <-> cmd::runners",
+    "cli/src: cmd::supervise <-> cmd::supervise::view",
+];
