@@ -7,7 +7,7 @@ use bb_crds::{Agent, Bottle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{Api, ResourceExt};
 
-use super::get::render;
+use super::table::render;
 use super::target::Target;
 use crate::exit::{CliError, Kind};
 

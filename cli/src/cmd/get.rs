@@ -1,6 +1,7 @@
 //! `bbctl get`: Bottles and Agents as kubectl shows them: the server's table (printer columns)
 //! aligned in columns, or the objects as YAML / JSON / names.
 
+use super::table::render;
 use super::target::Target;
 use crate::exit::{CliError, Kind};
 
@@ -96,36 +97,6 @@ fn resource(kind: &str) -> Result<(&'static str, bool), CliError> {
             ),
         )),
     }
-}
-
-/// Aligns rows like kubectl: each column as wide as its widest cell, three spaces apart.
-pub fn render(header: &[String], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}   ", w = widths[i]));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = line(header);
-    out.push('\n');
-    for r in rows {
-        out.push_str(&line(r));
-        out.push('\n');
-    }
-    out
 }
 
 fn cell_text(v: &serde_json::Value) -> String {
@@ -417,19 +388,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn columns_align_like_kubectl() {
-        let out = render(
-            &["NAME".into(), "PHASE".into(), "AGE".into()],
-            &[
-                vec!["a".into(), "Running".into(), "5s".into()],
-                vec!["longer-name".into(), "Pending".into(), "12m".into()],
-            ],
-        );
-        assert_eq!(
-            out,
-            "NAME          PHASE     AGE\na             Running   5s\nlonger-name   Pending   12m\n"
-        );
+    fn kinds_and_their_short_names() {
         assert!(resource("ag").is_ok_and(|r| r == ("agents", true)));
+        assert!(resource("agent.bot-bottle.dev").is_ok_and(|r| r == ("agents", true)));
         assert!(resource("pods").is_err());
     }
 }

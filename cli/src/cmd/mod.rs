@@ -19,6 +19,7 @@ pub mod run;
 pub mod runners;
 pub mod session;
 pub mod supervise;
+pub mod table;
 pub mod target;
 pub mod validate;
 

@@ -108,7 +108,7 @@ pub async fn print(client: kube::Client, output: Option<&str>) -> Result<(), Cli
         eprintln!("No runners found.");
         return Ok(());
     }
-    print!("{}", super::get::render(&header, &rows));
+    print!("{}", super::table::render(&header, &rows));
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `bbctl supervise`: a terminal UI over the pending Proposals of every Agent in reach: read the
 //! justification, the reach summary and the diff, then approve, modify and approve, or reject.
 
+mod app;
 mod view;
 
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 use super::decide::write_decision;
 use super::target::Target;
 use crate::exit::{CliError, Kind};
+use app::{App, Prompt};
 
 #[derive(Debug, clap::Args)]
 pub struct SuperviseArgs {
@@ -22,51 +24,6 @@ pub struct SuperviseArgs {
     all_namespaces: bool,
     #[command(flatten)]
     target: Target,
-}
-
-/// What the footer is asking for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Prompt {
-    ApproveReason {
-        content: Option<String>,
-    },
-    ApproveExpiry {
-        reason: String,
-        content: Option<String>,
-    },
-    RejectReason,
-}
-
-/// The UI's state: what is listed, what is selected, what is being typed.
-#[derive(Debug)]
-struct App {
-    proposals: Vec<Proposal>,
-    selected: usize,
-    prompt: Option<(Prompt, String)>,
-    message: String,
-    color: bool,
-    all_namespaces: bool,
-    /// Lines the detail pane is scrolled down by (the selected proposal's).
-    scroll: u16,
-}
-
-impl App {
-    fn current(&self) -> Option<&Proposal> {
-        self.proposals.get(self.selected)
-    }
-
-    fn set(&mut self, proposals: Vec<Proposal>) {
-        // Keep the selection on the same proposal when others come and go.
-        let keep = self.current().and_then(|p| p.metadata.uid.clone());
-        self.proposals = proposals;
-        self.selected = keep
-            .and_then(|u| {
-                self.proposals
-                    .iter()
-                    .position(|p| p.metadata.uid.as_deref() == Some(u.as_str()))
-            })
-            .unwrap_or(self.selected.min(self.proposals.len().saturating_sub(1)));
-    }
 }
 
 /// What a key asks the loop to do beyond changing the state.

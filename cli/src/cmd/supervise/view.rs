@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
 use bb_crds::policy::untrusted::quoted;
 
-use super::{App, Prompt};
+use super::app::{App, Prompt};
 
 /// One line of text the agent influenced (a diff of its routes), with control characters
 /// shown as visible symbols: never an escape sequence on the approver's terminal.

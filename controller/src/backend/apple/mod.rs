@@ -442,7 +442,7 @@ impl Backend for AppleBackend {
         format!(
             "http://{}:{}/mcp",
             names::SIDECAR_ALIAS,
-            sidecar::SUPERVISE_PORT
+            crate::backend::sidecar_command::SUPERVISE_PORT
         )
     }
 

@@ -13,8 +13,6 @@ use crate::backend::sidecar_command::{
 };
 use crate::backend::{AgentId, BackendError, SidecarPlan, Step};
 
-pub(super) use crate::backend::sidecar_command::SUPERVISE_PORT;
-
 impl AppleBackend {
     /// Runs bb-sidecar's `argv` in the sidecar as its own user.
     async fn exec_in_sidecar(

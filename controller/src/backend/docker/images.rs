@@ -11,8 +11,8 @@ use bollard::query_parameters::{BuildImageOptions, CreateImageOptions};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use super::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
 use crate::backend::archive::TarBuilder;
+use crate::backend::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
 use crate::backend::{BackendError, BuiltinImage};
 use crate::plan::sha256_hex;
 

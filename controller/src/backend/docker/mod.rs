@@ -5,6 +5,7 @@ mod agent;
 mod exec;
 mod fixture;
 pub mod images;
+pub mod placement;
 mod session;
 pub mod sidecar;
 
@@ -528,7 +529,7 @@ impl Backend for DockerBackend {
         plan: &SidecarPlan,
         applied: &str,
     ) -> Result<SidecarEndpoints, BackendError> {
-        self.run_sidecar(id, plan, applied, sidecar::Placement::Internal)
+        self.run_sidecar(id, plan, applied, placement::Placement::Internal)
             .await
     }
 

@@ -3,51 +3,20 @@
 //! on one loopback address), fed CA, tokens and policy through an exec's stdin, watched until it
 //! reports the policy it loaded.
 
-use crate::backend::Step;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use bb_crds::agent::SidecarEndpoints;
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkingConfig,
-    PortBinding,
 };
 use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
-use super::names::{self, Role, SIDECAR_ALIAS};
+use super::placement::{Placement, published_ports};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, is_conflict};
-use crate::backend::{AgentId, Backend, BackendError, SidecarPlan};
-
-use crate::backend::sidecar_command::{
-    GIT_GATE_PORT, GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, SUPERVISE_PORT, create_queue_dir,
-};
-
-/// Where the agent finds its sidecar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// On the agent's internal network, as `bb-sidecar`: the agent is a container beside it.
-    Internal,
-    /// Its ports published on this host loopback address and nowhere else: the agent is a
-    /// micro-VM whose only reachable address is this one.
-    Loopback(Ipv4Addr),
-}
-
-/// The ports the agent uses, published on `alias` only (never on every address).
-pub fn published_ports(alias: Ipv4Addr) -> HashMap<String, Option<Vec<PortBinding>>> {
-    [names::PROXY_PORT, GIT_GATE_PORT, SUPERVISE_PORT]
-        .into_iter()
-        .map(|port| {
-            (
-                format!("{port}/tcp"),
-                Some(vec![PortBinding {
-                    host_ip: Some(alias.to_string()),
-                    host_port: Some(port.to_string()),
-                }]),
-            )
-        })
-        .collect()
-}
+use crate::backend::names::{self, Role, SIDECAR_ALIAS};
+use crate::backend::sidecar_command::{GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, create_queue_dir};
+use crate::backend::{AgentId, Backend, BackendError, SidecarPlan, Step};
 
 impl DockerBackend {
     /// The policy hash a running sidecar reports having loaded.
@@ -346,30 +315,5 @@ impl DockerBackend {
         self.deliver(&name, plan, true, id).await?;
         self.await_policy(&name, applied, false).await?;
         Ok(endpoints)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_published_sidecar_listens_on_its_loopback_address_only() {
-        let alias = Ipv4Addr::new(127, 1, 2, 3);
-        let ports = published_ports(alias);
-        let mut keys: Vec<&String> = ports.keys().collect();
-        keys.sort();
-        assert_eq!(keys, ["3128/tcp", "9100/tcp", "9420/tcp"]);
-        for (port, bindings) in &ports {
-            let bindings = bindings.as_ref().expect("bound");
-            assert_eq!(bindings.len(), 1, "{port}");
-            // An empty or 0.0.0.0 host address would publish the proxy to the whole network.
-            assert_eq!(bindings[0].host_ip.as_deref(), Some("127.1.2.3"));
-            assert_eq!(
-                bindings[0].host_port.as_deref(),
-                port.strip_suffix("/tcp"),
-                "the same port on the alias"
-            );
-        }
     }
 }

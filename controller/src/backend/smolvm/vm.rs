@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use super::cli;
+use super::machines::{INSTALL_HINT, machines, wait_exec_ready};
 use super::record::{self, VmMade};
-use super::{INSTALL_HINT, cli};
 use crate::backend::cli_process::RuntimeCli;
 use crate::backend::names::{self, Role, SIDECAR_ALIAS};
 use crate::backend::{
@@ -99,7 +100,7 @@ impl Vms {
     /// Stops and deletes VM `name`; one that does not exist is already gone.
     pub(super) async fn remove(&self, name: &str, step: Step) -> Result<(), BackendError> {
         self.set_provisioned(name, false);
-        if !super::machines(&self.cli, step)
+        if !machines(&self.cli, step)
             .await?
             .iter()
             .any(|m| m.name == name)
@@ -109,7 +110,7 @@ impl Vms {
         let _ = self.cli.output(step, &cli::machine_stop(name), None).await;
         let args = cli::machine_delete(name);
         let out = self.cli.output(step, &args, None).await?;
-        let gone = !super::machines(&self.cli, step)
+        let gone = !machines(&self.cli, step)
             .await?
             .iter()
             .any(|m| m.name == name);
@@ -154,7 +155,7 @@ impl Vms {
             let _ = self.remove(&name, Step::Agent).await;
             return Err(self.cli.failed(Step::Agent, &args, &out));
         }
-        super::wait_exec_ready(&self.cli, &name, BOOT_LIMIT).await?;
+        wait_exec_ready(&self.cli, &name, BOOT_LIMIT).await?;
         // A VM booted from a snapshot carries the old marker: were this VM's provisioning to
         // fail, the next observe would take it for provisioned (its /etc/hosts names no
         // sidecar yet).
