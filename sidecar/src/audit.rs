@@ -9,6 +9,20 @@ use serde_json::{Value, json};
 
 use crate::policy::Policy;
 
+/// What the audit log records of a request, taken before the request is consumed.
+#[derive(Debug)]
+pub struct Seen {
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub started: Instant,
+    pub headers: Option<http::HeaderMap>,
+    /// `report` mode: the rule that would have refused the request.
+    pub reported: Option<&'static str>,
+    /// The upstream port and scheme of a request (not known for a refused CONNECT).
+    pub target: Option<(u16, &'static str)>,
+}
+
 pub struct Audit {
     file: Mutex<std::fs::File>,
 }

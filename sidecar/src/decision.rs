@@ -197,7 +197,8 @@ fn fronted(req: &Request<Incoming>, host: &str, port: u16) -> Option<Refusal> {
     }
     let want = normalise_host(host);
     for n in &named {
-        if crate::proxy::host_port(n, port).map(|(h, _)| normalise_host(&h)) != Some(want.clone()) {
+        if crate::address::host_port(n, port).map(|(h, _)| normalise_host(&h)) != Some(want.clone())
+        {
             return mismatch(n);
         }
     }

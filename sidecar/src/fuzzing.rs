@@ -4,9 +4,9 @@
 
 use std::sync::OnceLock;
 
+use crate::address::host_port;
 use crate::decision::head_text;
 use crate::policy::{Policy, RequestView, normalise_host};
-use crate::proxy::host_port;
 
 /// Routes that exercise every kind of match: prefixes, exact and regex paths, methods,
 /// exact and regex headers, git fetch, injected auth and narrowed DLP.

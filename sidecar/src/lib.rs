@@ -2,6 +2,7 @@
 //! log, shared by the `bb-sidecar` binary, the benchmarks and the fuzz targets.
 
 pub mod accept;
+pub mod address;
 pub mod audit;
 pub mod bump;
 pub mod content_coding;
@@ -20,6 +21,7 @@ pub mod queue;
 pub mod relay;
 pub mod relay_body;
 pub mod resolve;
+pub mod responses;
 pub mod secret_files;
 pub mod supervise;
 pub mod target_path;

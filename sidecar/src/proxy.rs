@@ -6,20 +6,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::address::host_port;
+use crate::audit::Seen;
 pub use crate::decision::RULE_HEADER;
 use crate::decision::{Counters, Target};
 use crate::mint::Minter;
 use crate::policy::{Policy, normalise_host};
-use crate::relay::{Seen, bad_request};
 use crate::relay_body::{Body, full};
 pub use crate::relay_body::{BoxError, SCAN_BUFFER_LIMIT};
+use crate::responses::{bad_request, empty};
 
 type Upstream =
     Client<hyper_rustls::HttpsConnector<HttpConnector<crate::resolve::CheckedResolver>>, Body>;
@@ -43,35 +44,6 @@ pub const INTROSPECTION_HOST: &str = "_egress.local";
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy").finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
-
-/// Splits `host:port` (or `[v6]:port`), with `default` when no port is given.
-pub(crate) fn host_port(authority: &str, default: u16) -> Option<(String, u16)> {
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (h, tail) = rest.split_once(']')?;
-        (
-            h.to_string(),
-            tail.strip_prefix(':')
-                .map(str::parse)
-                .transpose()
-                .ok()?
-                .unwrap_or(default),
-        )
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().ok()?),
-            None => (authority.to_string(), default),
-        }
-    };
-    if host.is_empty() {
-        None
-    } else {
-        Some((host, port))
     }
 }
 
@@ -328,20 +300,5 @@ impl Proxy {
         bad_request(
             "this is an egress proxy: send absolute-form http:// requests or CONNECT host:443",
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities() {
-        assert_eq!(host_port("a.com:443", 1), Some(("a.com".into(), 443)));
-        assert_eq!(host_port("a.com", 80), Some(("a.com".into(), 80)));
-        assert_eq!(host_port("[::1]:8443", 1), Some(("::1".into(), 8443)));
-        assert_eq!(host_port("[::1]", 443), Some(("::1".into(), 443)));
-        assert_eq!(host_port("a.com:x", 1), None);
-        assert_eq!(host_port(":443", 1), None);
     }
 }

@@ -5,12 +5,14 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::audit::Seen;
 use crate::decision::{self, Decision, Permit, Refusal, Target};
-use crate::proxy::{Proxy, empty};
+use crate::proxy::Proxy;
 use crate::relay_body::{
     Body, BoxError, REFLECTED_DETECTOR, SCAN_BUFFER_LIMIT, Screened, close_delimited, discard,
-    full, screen,
+    screen,
 };
+use crate::responses::{bad_gateway, bad_request, empty};
 
 /// Headers that belong to one hop and never travel on.
 const HOP_BY_HOP: &[&str] = &[
@@ -39,19 +41,6 @@ impl From<Refusal> for Refused {
             unread: None,
         }
     }
-}
-
-/// What the audit log records of a request, taken before the request is consumed.
-pub(crate) struct Seen {
-    pub method: String,
-    pub host: String,
-    pub path: String,
-    pub started: std::time::Instant,
-    pub headers: Option<http::HeaderMap>,
-    /// `report` mode: the rule that would have refused the request.
-    pub reported: Option<&'static str>,
-    /// The upstream port and scheme of a request (not known for a refused CONNECT).
-    pub target: Option<(u16, &'static str)>,
 }
 
 impl Proxy {
@@ -362,18 +351,6 @@ fn refuse_unread(
         return resp;
     }
     tokio::spawn(discard(body.map_err(|e| Box::new(e) as BoxError).boxed()));
-    resp
-}
-
-pub(crate) fn bad_request(msg: &str) -> Response<Body> {
-    let mut resp = Response::new(full(format!("{msg}\n")));
-    *resp.status_mut() = StatusCode::BAD_REQUEST;
-    resp
-}
-
-fn bad_gateway(msg: String) -> Response<Body> {
-    let mut resp = Response::new(full(format!("{msg}\n")));
-    *resp.status_mut() = StatusCode::BAD_GATEWAY;
     resp
 }
 
