@@ -57,7 +57,8 @@ fn apply_get_describe_and_update_with_kubectl() {
         "bottle.bot-bottle.dev/claude\nbottle.bot-bottle.dev/codex\nbottle.bot-bottle.dev/gitea-dev\nbottle.bot-bottle.dev/pi-openrouter\n"
     );
 
-    // The Bottle reconciler runs in the control plane: resolved provider, routes and Ready.
+    // The Bottle reconciler runs in the control plane: resolved provider, routes (its own
+    // four and the claude provider's) and Ready.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut row = String::new();
     while Instant::now() < deadline {
@@ -70,7 +71,7 @@ fn apply_get_describe_and_update_with_kubectl() {
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(
         cols.get(..4),
-        Some(&["gitea-dev", "claude", "4", "True"][..]),
+        Some(&["gitea-dev", "claude", "5", "True"][..]),
         "{row}"
     );
     let chain = cp.ok(&[

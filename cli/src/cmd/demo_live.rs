@@ -363,7 +363,7 @@ async fn run_agent(
     step("waiting for the agent (the first run builds the sidecar and agent images)");
     let agent = wait_running(&agents, "demo").await?;
 
-    let id = bb_controller::reconcile::agent::agent_id(&agent);
+    let id = bb_controller::backend::AgentId::from(&agent);
     start_upstream(
         backend,
         upstream_name,

@@ -148,7 +148,7 @@ async fn running_agent(
             format!("Agent '{name}' is not running ({phase}{why}); {hint}"),
         ));
     }
-    let id = bb_controller::reconcile::agent::agent_id(&agent);
+    let id = bb_controller::backend::AgentId::from(&agent);
     Ok((client, agent, id))
 }
 

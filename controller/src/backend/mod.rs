@@ -36,6 +36,17 @@ pub struct AgentId {
     pub uid: String,
 }
 
+impl From<&bb_crds::Agent> for AgentId {
+    fn from(a: &bb_crds::Agent) -> Self {
+        use kube::ResourceExt;
+        AgentId {
+            namespace: a.namespace().unwrap_or_else(|| "default".into()),
+            name: a.name_any(),
+            uid: a.uid().unwrap_or_default(),
+        }
+    }
+}
+
 impl fmt::Display for AgentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)

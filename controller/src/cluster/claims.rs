@@ -18,8 +18,7 @@ use serde_json::json;
 use super::RunnerInfo;
 use super::lease::{Heartbeat, LABEL, NAMESPACE};
 use super::runners::{Observer, Runner};
-use crate::backend::Backend;
-use crate::reconcile::agent::agent_id;
+use crate::backend::{AgentId, Backend};
 
 /// Field manager of claims and releases (apart from the reconciler's status, so its
 /// server-side apply never owns, and so never overwrites, `status.runner`).
@@ -227,7 +226,7 @@ impl Claims {
         &self,
         agent: &Agent,
         backend: &B,
-    ) -> Result<Gate, crate::reconcile::Error> {
+    ) -> Result<Gate, crate::reconcile::error::Error> {
         if !self.heartbeat.held() {
             // Cut off (or not yet renewed): act on nothing; the claim loop fences.
             return Ok(Gate::Skip(Action::requeue(Duration::from_secs(2))));
@@ -265,7 +264,7 @@ impl Claims {
 
     /// Tears down this runner's copy of an Agent it does not hold, if there is one.
     async fn drop_copy<B: Backend>(&self, agent: &Agent, backend: &B) {
-        let id = agent_id(agent);
+        let id = AgentId::from(agent);
         let here = match backend.list_managed().await {
             Ok(ids) => ids.contains(&id),
             Err(e) => {
@@ -323,7 +322,7 @@ impl Claims {
             if holder(&fresh) != Some(self.me.id.as_str()) {
                 return;
             }
-            let id = agent_id(&fresh);
+            let id = AgentId::from(&fresh);
             let mut snapshot = None;
             let running =
                 fresh.status.as_ref().and_then(|s| s.phase) == Some(bb_crds::AgentPhase::Running);
@@ -380,7 +379,7 @@ impl Claims {
         let recorder = Recorder::new(
             self.client.clone(),
             Reporter {
-                controller: crate::reconcile::MANAGER.into(),
+                controller: crate::reconcile::error::MANAGER.into(),
                 instance: Some(self.me.id.clone()),
             },
         );

@@ -19,7 +19,9 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::backoff::{self, Wait};
-use super::{AgentCtx, Error, MANAGER, conditions};
+use super::conditions;
+use super::context::AgentCtx;
+use super::error::{Error, MANAGER};
 use crate::backend::{AgentId, Backend, BackendError, SecretBytes, Step};
 use crate::cluster::claims::Gate;
 use crate::discovery;
@@ -35,14 +37,6 @@ fn backend_name(k: BackendKind) -> &'static str {
 /// Whether a controller running `running` may hold an Agent that asks for `wanted`.
 fn serves(wanted: BackendKind, running: &str) -> bool {
     wanted == BackendKind::Auto || backend_name(wanted) == running
-}
-
-pub fn agent_id(a: &Agent) -> AgentId {
-    AgentId {
-        namespace: a.namespace().unwrap_or_else(|| "default".into()),
-        name: a.name_any(),
-        uid: a.uid().unwrap_or_default(),
-    }
 }
 
 /// Status under construction plus the events to publish once it is written.
@@ -297,7 +291,7 @@ fn resolve_bottle<B: Backend>(
 }
 
 async fn apply<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<Action, Error> {
-    let id = agent_id(&agent);
+    let id = AgentId::from(agent.as_ref());
     let generation = agent.metadata.generation;
     let mut r = Report {
         status: agent.status.clone().unwrap_or_default(),
@@ -873,7 +867,7 @@ async fn suspend<B: Backend>(
 }
 
 async fn cleanup<B: Backend>(agent: Arc<Agent>, ctx: Arc<AgentCtx<B>>) -> Result<Action, Error> {
-    let id = agent_id(&agent);
+    let id = AgentId::from(agent.as_ref());
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
     super::metrics::global().set_phase(&id.uid, None);
     // After the sidecar is gone, so nothing pushes with a key being revoked. A key the forge

@@ -12,7 +12,8 @@ use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::{Error, MANAGER, conditions};
+use super::conditions;
+use super::error::{Error, MANAGER};
 
 pub struct BottleCtx {
     pub client: kube::Client,

@@ -268,7 +268,7 @@ pub async fn running_agent(
             ));
         }
     }
-    let id = crate::reconcile::agent::agent_id(&agent);
+    let id = crate::backend::AgentId::from(&agent);
     Ok((agent, id))
 }
 

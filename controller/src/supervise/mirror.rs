@@ -19,8 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::grants::AGENT_LABEL;
 use super::queue;
-use crate::backend::Backend;
-use crate::reconcile::AgentCtx;
+use crate::backend::{AgentId, Backend};
 
 /// How often the queues are read: a proposal shows in `kubectl get proposals` within this.
 const TICK: Duration = Duration::from_millis(100);
@@ -111,13 +110,30 @@ pub fn initial_status(p: &Proposal, live: &[EgressRoute]) -> ProposalStatus {
     st
 }
 
+/// What the mirror works with: the API, who it reports as, the runtime (for each Agent's
+/// queue directory) and the routes each sidecar enforces.
+pub struct MirrorCtx<'a, B: Backend> {
+    pub client: &'a kube::Client,
+    pub reporter: &'a Reporter,
+    pub backend: &'a B,
+    pub live_routes: &'a LiveRoutes,
+}
+
+impl<B: Backend> std::fmt::Debug for MirrorCtx<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MirrorCtx")
+            .field("backend", &self.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Reads every queue each tick until `shutdown`; each proposal is mirrored once.
 pub async fn run<B: Backend>(
-    ctx: Arc<AgentCtx<B>>,
+    ctx: MirrorCtx<'_, B>,
     agents: Store<Agent>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let (client, reporter) = (&ctx.client, &ctx.reporter);
+    let (client, reporter) = (ctx.client, ctx.reporter);
     let mut mirrored: BTreeSet<(String, String)> = BTreeSet::new();
     let pass = async {
         loop {
@@ -131,7 +147,7 @@ pub async fn run<B: Backend>(
                 if !supervised || agent.meta().deletion_timestamp.is_some() {
                     continue;
                 }
-                let id = crate::reconcile::agent::agent_id(&agent);
+                let id = AgentId::from(agent.as_ref());
                 let sdir = ctx.backend.supervise_dir(&id);
                 let dir = super::queue_dir(&sdir);
                 let waiting = queue::waiting(&dir);
