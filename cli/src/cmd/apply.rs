@@ -20,8 +20,8 @@ pub struct ApplyArgs {
     files: crate::input::FileArgs,
     /// `client`: validate here and say what would change (compared with the server when one
     /// runs; none is started); `server`: the server validates and admits but stores nothing.
-    #[arg(long, value_name = "none|client|server", default_value = "none", value_parser = ["none", "client", "server"])]
-    dry_run: String,
+    #[arg(long, value_name = "none|client|server", value_enum, default_value_t = DryRun::None)]
+    dry_run: DryRun,
     /// Accept Bottles read from a git repository other than $BOT_BOTTLE_HOME/bottles.
     #[arg(long)]
     trust_bottles: bool,
@@ -44,6 +44,14 @@ pub struct ApplyArgs {
     timeout: Duration,
     #[command(flatten)]
     target: Target,
+}
+
+/// `apply --dry-run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DryRun {
+    None,
+    Client,
+    Server,
 }
 
 #[derive(Debug, clap::Args)]
@@ -203,7 +211,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
     let files = args.files.required()?;
     let rt = super::runtime()?;
     rt.block_on(async {
-        let client = if args.dry_run == "client" {
+        let client = if args.dry_run == DryRun::Client {
             args.target.client_if_running().await?
         } else {
             Some(args.target.client_autostart().await?)
@@ -236,7 +244,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
             }
             return Ok(());
         };
-        if args.dry_run == "client" {
+        if args.dry_run == DryRun::Client {
             // As kubectl: created for what does not exist yet, configured for what does.
             for r in &resources {
                 let exists = match r {
@@ -261,7 +269,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         }
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.force = args.force_conflicts;
-        pp.dry_run = args.dry_run == "server";
+        pp.dry_run = args.dry_run == DryRun::Server;
         let suffix = if pp.dry_run { " (server dry run)" } else { "" };
         let mut applied_bottles = std::collections::BTreeSet::new();
         let mut applied_agents = std::collections::BTreeSet::new();

@@ -81,8 +81,8 @@ struct RunArgs {
     /// Runtime for Agents: auto (the host's default: Apple Container on a Mac with its
     /// `container` CLI, else Docker), docker, apple-container or smolvm (micro-VMs, sidecars on
     /// Docker; fail without them), or none (reconcile Bottles only).
-    #[arg(long, value_name = "KIND", default_value = "auto", value_parser = ["auto", "docker", "apple-container", "smolvm", "none", "fake"])]
-    backend: String,
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = BackendFlag::Auto)]
+    backend: BackendFlag,
     /// Apple Container: the `container` executable (default: `container` on PATH).
     #[arg(long, value_name = "FILE")]
     container_cli: Option<PathBuf>,
@@ -127,6 +127,19 @@ struct RunArgs {
     /// name, User-Agent, code) to FILE: who needs which role.
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+}
+
+/// `controller run --backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendFlag {
+    Auto,
+    Docker,
+    AppleContainer,
+    Smolvm,
+    None,
+    /// Test rigs and benchmarks of many runners: runs nothing (needs --fake-journal).
+    #[value(hide = true)]
+    Fake,
 }
 
 /// The runner's labels and capacity: only meaningful when it syncs from a cluster.
@@ -334,12 +347,12 @@ pub fn run(args: Args) -> Result<(), CliError> {
                 ));
             }
             let cluster = cluster_settings(external, &runner_labels, capacity)?;
-            let backend = match (backend.as_str(), fake_journal) {
-                ("fake", Some(journal)) => BackendChoice::Fake {
+            let backend = match (backend, fake_journal) {
+                (BackendFlag::Fake, Some(journal)) => BackendChoice::Fake {
                     journal,
                     failing_image: fake_failing_image,
                 },
-                ("fake", None) => {
+                (BackendFlag::Fake, None) => {
                     return Err(CliError::new(
                         Kind::Usage,
                         "--backend fake needs --fake-journal FILE (where its starts and stops are recorded)",
@@ -351,11 +364,11 @@ pub fn run(args: Args) -> Result<(), CliError> {
                         "--fake-journal applies only to --backend fake",
                     ));
                 }
-                ("docker", None) => BackendChoice::Docker,
-                ("apple-container", None) => BackendChoice::AppleContainer,
-                ("smolvm", None) => BackendChoice::Smolvm,
-                ("none", None) => BackendChoice::None,
-                _ => BackendChoice::Auto,
+                (BackendFlag::Docker, None) => BackendChoice::Docker,
+                (BackendFlag::AppleContainer, None) => BackendChoice::AppleContainer,
+                (BackendFlag::Smolvm, None) => BackendChoice::Smolvm,
+                (BackendFlag::None, None) => BackendChoice::None,
+                (BackendFlag::Auto, None) => BackendChoice::Auto,
             };
             if (container_cli.is_some() || container_dns.is_some())
                 && !matches!(backend, BackendChoice::Auto | BackendChoice::AppleContainer)
