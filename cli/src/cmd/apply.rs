@@ -405,19 +405,31 @@ pub(super) async fn wait_running(
     name: &str,
     deadline: Deadline,
 ) -> Result<(), CliError> {
+    wait_phase(api, name, deadline, bb_crds::AgentPhase::Running).await
+}
+
+/// Waits until the Agent's current generation is in phase `want` (as `kubectl rollout status`
+/// waits for the applied generation, not an earlier one's state), showing its phase and what it
+/// waits on as they change. Failed ends the wait at once (exit 1), the deadline with exit 5.
+async fn wait_phase(
+    api: &Api<Agent>,
+    name: &str,
+    deadline: Deadline,
+    want: bb_crds::AgentPhase,
+) -> Result<(), CliError> {
     let what = format!("agent.bot-bottle.dev/{name}");
-    let mut progress = crate::progress::Progress::new(&format!("{what}: waiting for Running"));
+    let mut progress =
+        crate::progress::Progress::new(&format!("{what}: waiting for {}", want.as_str()));
     loop {
         let a = api.get(name).await.map_err(|e| api_error(&what, e))?;
         let st = a.status.unwrap_or_default();
-        // Running from before this apply is the old spec still running: wait for the
-        // reconcile of the applied generation, as `kubectl rollout status` does.
         let current = st.observed_generation >= a.metadata.generation;
         let state = agent_state(&st, current);
         match st.phase {
-            Some(bb_crds::AgentPhase::Running) if current => {
+            Some(p) if p == want && current => {
                 progress.finish(&format!(
-                    "Running ({:.1}s)",
+                    "{} ({:.1}s)",
+                    want.as_str(),
                     deadline.elapsed().as_secs_f64()
                 ));
                 return Ok(());
@@ -432,7 +444,7 @@ pub(super) async fn wait_running(
             _ => progress.set(&state),
         }
         if deadline.passed() {
-            return Err(timed_out(&what, "Running", &deadline, &state));
+            return Err(timed_out(&what, want.as_str(), &deadline, &state));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -679,7 +691,7 @@ pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
         }
         let deadline = Deadline::new(args.timeout);
         if suspend {
-            wait_suspended(&api, &name, deadline).await?;
+            wait_phase(&api, &name, deadline, bb_crds::AgentPhase::Suspended).await?;
             println!("{what} suspended");
         } else {
             wait_running(&api, &name, deadline).await?;
@@ -687,24 +699,4 @@ pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
         }
         Ok(())
     })
-}
-
-async fn wait_suspended(api: &Api<Agent>, name: &str, deadline: Deadline) -> Result<(), CliError> {
-    let what = format!("agent.bot-bottle.dev/{name}");
-    let mut progress = crate::progress::Progress::new(&format!("{what}: waiting for Suspended"));
-    loop {
-        let a = api.get(name).await.map_err(|e| api_error(&what, e))?;
-        let st = a.status.unwrap_or_default();
-        let current = st.observed_generation >= a.metadata.generation;
-        if current && st.phase == Some(bb_crds::AgentPhase::Suspended) {
-            progress.finish("Suspended");
-            return Ok(());
-        }
-        let state = agent_state(&st, current);
-        progress.set(&state);
-        if deadline.passed() {
-            return Err(timed_out(&what, "Suspended", &deadline, &state));
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
