@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use bb_policy::rule::Rule;
+
 use crate::policy::Policy;
 
 /// What the audit log records of a request, taken before the request is consumed.
@@ -18,7 +20,7 @@ pub struct Seen {
     pub started: Instant,
     pub headers: Option<http::HeaderMap>,
     /// `report` mode: the rule that would have refused the request.
-    pub reported: Option<&'static str>,
+    pub reported: Option<Rule>,
     /// The upstream port and scheme of a request (not known for a refused CONNECT).
     pub target: Option<(u16, &'static str)>,
 }
@@ -41,11 +43,11 @@ pub struct Entry<'a> {
     /// Path only: query strings can carry secrets.
     pub path: &'a str,
     pub status: u16,
-    pub rule: Option<&'a str>,
+    pub rule: Option<Rule>,
     pub started: Instant,
     pub headers: Option<&'a http::HeaderMap>,
     /// `report` mode: the rule that would have refused this permitted request.
-    pub reported: Option<&'a str>,
+    pub reported: Option<Rule>,
     /// Port and scheme (`https`, `http`) the request went to, when known.
     pub target: Option<(u16, &'a str)>,
 }
@@ -104,7 +106,7 @@ impl Audit {
             "durationMs": (e.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
         });
         if let Some(rule) = e.rule.or(e.reported) {
-            line["rule"] = json!(rule);
+            line["rule"] = json!(rule.as_str());
         }
         if let Some((port, scheme)) = e.target {
             line["port"] = json!(port);
@@ -210,7 +212,7 @@ mod tests {
             target: None,
         };
         audit.record(&policy, &e(None));
-        audit.record(&policy, &e(Some("no-match")));
+        audit.record(&policy, &e(Some(Rule::NoMatch)));
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("\"rule\":\"no-match\""));
@@ -219,7 +221,7 @@ mod tests {
             &policy,
             &Entry {
                 status: 200,
-                reported: Some("host-not-allowed"),
+                reported: Some(Rule::HostNotAllowed),
                 ..e(None)
             },
         );

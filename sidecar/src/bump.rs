@@ -6,6 +6,8 @@ use std::sync::Arc;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio_rustls::TlsAcceptor;
 
+use bb_policy::rule::Rule;
+
 use crate::decision::Target;
 use crate::policy::normalise_host;
 use crate::proxy::Proxy;
@@ -31,7 +33,7 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(%host, error = %e, "closed a tunnel that did not speak TLS");
-                self.record_closed_tunnel(&host, "not-tls");
+                self.record_closed_tunnel(&host, Rule::NotTls);
                 return;
             }
         };
@@ -39,7 +41,7 @@ impl Proxy {
             && normalise_host(sni) != normalise_host(&host)
         {
             tracing::warn!(%host, sni, "closed a tunnel whose SNI differs from its CONNECT target");
-            self.record_closed_tunnel(&host, "sni-mismatch");
+            self.record_closed_tunnel(&host, Rule::SniMismatch);
             return;
         }
         let target = Target {

@@ -1,12 +1,13 @@
 //! The proxy's judgement of one request or CONNECT as a typed value: a permit carrying what the
 //! relay needs, or a refusal carrying the rule. Responses, audit records and counters read it.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+
+use bb_policy::rule::Rule;
 
 pub use crate::policy::Refusal;
 use crate::policy::{Policy, RequestView, Route, normalise_host};
@@ -43,7 +44,7 @@ pub enum Decision<'p> {
 pub struct Permit<'p> {
     pub route: &'p Route,
     /// `report` mode: the rule that would have refused it.
-    pub reported: Option<&'static str>,
+    pub reported: Option<Rule>,
     pub path: String,
     pub query: Option<String>,
     pub outbound: Scan,
@@ -55,7 +56,7 @@ impl Refusal {
     pub fn response(&self) -> Response<Body> {
         let mut resp = Response::new(full(format!("{}\n", self.reason)));
         *resp.status_mut() = self.status;
-        if let Ok(v) = HeaderValue::from_str(self.rule) {
+        if let Ok(v) = HeaderValue::from_str(self.rule.as_str()) {
             resp.headers_mut().insert(RULE_HEADER, v);
         }
         resp
@@ -78,7 +79,7 @@ pub fn decide<'p>(
     // injected credential included. No route allows them.
     if matches!(req.method().as_str(), "TRACE" | "TRACK") {
         return Decision::Refuse(Refusal::new(
-            "echo-method",
+            Rule::EchoMethod,
             format!(
                 "egress: {} is refused on every route: its answer echoes the request, with the credential the sidecar injects",
                 req.method()
@@ -89,7 +90,8 @@ pub fn decide<'p>(
         Ok(p) => p,
         Err(e) => {
             return Decision::Refuse(
-                Refusal::new("ambiguous-path", e.to_string()).with_status(StatusCode::BAD_REQUEST),
+                Refusal::new(Rule::AmbiguousPath, e.to_string())
+                    .with_status(StatusCode::BAD_REQUEST),
             );
         }
     };
@@ -147,7 +149,7 @@ pub fn dlp_refusal(host: &str, f: &crate::dlp::Finding, part: &str) -> Refusal {
         .map(|o| format!(" from {o}"))
         .unwrap_or_default();
     Refusal::new(
-        "dlp-outbound",
+        Rule::DlpOutbound,
         format!(
             "egress: outbound DLP blocked the request to {host}: {} ({}{from}) in the {part}{seen}; remove the secret or ask for the route to be adjusted",
             f.detector, f.rule
@@ -159,7 +161,7 @@ pub fn dlp_refusal(host: &str, f: &crate::dlp::Finding, part: &str) -> Refusal {
 pub fn unscannable(host: &str, why: &str) -> Refusal {
     tracing::warn!(%host, why, "request refused: its body cannot be scanned");
     Refusal::new(
-        "dlp-outbound",
+        Rule::DlpOutbound,
         format!(
             "egress: outbound DLP cannot read the request body to {host}: {why}; send it without Content-Encoding"
         ),
@@ -172,7 +174,7 @@ pub fn unscannable(host: &str, why: &str) -> Refusal {
 fn fronted(req: &Request<Incoming>, host: &str, port: u16) -> Option<Refusal> {
     let mismatch = |named: &str| {
         Some(Refusal::new(
-            "host-mismatch",
+            Rule::HostMismatch,
             format!(
                 "egress: the request names host {named} inside a tunnel to {host}; domain fronting is blocked"
             ),
@@ -227,29 +229,23 @@ pub(crate) fn head_text(
     out
 }
 
-/// How many requests were permitted and how many refused by each rule, since start.
+/// How many requests were permitted and how many refused by each rule, since start. Every
+/// rule has its counter from the start, at 0 until it refuses something.
 #[derive(Debug, Default)]
 pub struct Counters {
     permitted: AtomicU64,
-    refused: RwLock<HashMap<&'static str, AtomicU64>>,
+    /// Indexed by `Rule as usize` (`Rule::ALL` is in declaration order).
+    refused: [AtomicU64; Rule::ALL.len()],
 }
 
 impl Counters {
     /// Counts one outcome: `None` for a permit, the rule for a refusal.
-    pub fn count(&self, refused_by: Option<&'static str>) {
-        let Some(rule) = refused_by else {
-            self.permitted.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if let Ok(map) = self.refused.read()
-            && let Some(n) = map.get(rule)
-        {
-            n.fetch_add(1, Ordering::Relaxed);
-            return;
+    pub fn count(&self, refused_by: Option<Rule>) {
+        match refused_by {
+            None => &self.permitted,
+            Some(rule) => &self.refused[rule as usize],
         }
-        if let Ok(mut map) = self.refused.write() {
-            map.entry(rule).or_default().fetch_add(1, Ordering::Relaxed);
-        }
+        .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition.
@@ -261,15 +257,13 @@ impl Counters {
             "bb_egress_decisions_total{{decision=\"permit\",rule=\"\"}} {}\n",
             self.permitted.load(Ordering::Relaxed)
         ));
-        if let Ok(map) = self.refused.read() {
-            let mut rules: Vec<_> = map.iter().collect();
-            rules.sort_by_key(|(k, _)| **k);
-            for (rule, n) in rules {
-                out.push_str(&format!(
-                    "bb_egress_decisions_total{{decision=\"refuse\",rule=\"{rule}\"}} {}\n",
-                    n.load(Ordering::Relaxed)
-                ));
-            }
+        let mut rules = Rule::ALL.to_vec();
+        rules.sort_by_key(|r| r.as_str());
+        for rule in rules {
+            out.push_str(&format!(
+                "bb_egress_decisions_total{{decision=\"refuse\",rule=\"{rule}\"}} {}\n",
+                self.refused[rule as usize].load(Ordering::Relaxed)
+            ));
         }
         out
     }
@@ -281,7 +275,7 @@ mod tests {
 
     #[test]
     fn refusal_response_carries_status_reason_and_rule() {
-        let r = Refusal::new("no-match", "egress: nope").with_status(StatusCode::BAD_REQUEST);
+        let r = Refusal::new(Rule::NoMatch, "egress: nope").with_status(StatusCode::BAD_REQUEST);
         let resp = r.response();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
@@ -293,12 +287,12 @@ mod tests {
     }
 
     #[test]
-    fn counters_render_every_rule_seen() {
+    fn counters_render_every_rule() {
         let c = Counters::default();
         c.count(None);
-        c.count(Some("host-not-allowed"));
-        c.count(Some("host-not-allowed"));
-        c.count(Some("dlp-outbound"));
+        c.count(Some(Rule::HostNotAllowed));
+        c.count(Some(Rule::HostNotAllowed));
+        c.count(Some(Rule::DlpOutbound));
         let text = c.render();
         assert!(
             text.contains("decision=\"permit\",rule=\"\"} 1\n"),
@@ -306,5 +300,32 @@ mod tests {
         );
         assert!(text.contains("rule=\"host-not-allowed\"} 2\n"), "{text}");
         assert!(text.contains("rule=\"dlp-outbound\"} 1\n"), "{text}");
+        // Every rule has its line from the start, at 0 until it refuses something.
+        for rule in Rule::ALL {
+            assert!(
+                text.contains(&format!("decision=\"refuse\",rule=\"{rule}\"}}")),
+                "{rule}: {text}"
+            );
+        }
+        assert!(text.contains("rule=\"not-tls\"} 0\n"), "{text}");
+        assert_eq!(text.matches("decision=\"refuse\"").count(), Rule::ALL.len());
+    }
+
+    /// What an operator reads the audit log and counters with: every rule is documented.
+    #[test]
+    fn every_rule_is_in_the_sidecar_docs() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sidecar.md"),
+        )
+        .expect("docs/sidecar.md");
+        let missing: Vec<&str> = Rule::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .filter(|n| !docs.contains(&format!("`{n}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "rules docs/sidecar.md does not name: {missing:?}"
+        );
     }
 }

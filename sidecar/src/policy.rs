@@ -8,6 +8,7 @@ use std::path::Path;
 use bb_policy::egress::{
     AuthScheme, DetectorSelection, EgressRoute, EgressSpec, HeaderMatchType, PathMatchType,
 };
+use bb_policy::rule::Rule;
 use regex::Regex;
 
 use crate::secret_files::SecretFiles;
@@ -113,13 +114,13 @@ pub struct Policy {
 /// request itself was malformed or the refusal concerns the upstream's answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub rule: &'static str,
+    pub rule: Rule,
     pub reason: String,
     pub status: http::StatusCode,
 }
 
 impl Refusal {
-    pub fn new(rule: &'static str, reason: impl Into<String>) -> Refusal {
+    pub fn new(rule: Rule, reason: impl Into<String>) -> Refusal {
         Refusal {
             rule,
             reason: reason.into(),
@@ -133,7 +134,7 @@ impl Refusal {
     }
 }
 
-fn refuse(rule: &'static str, reason: impl Into<String>) -> Refusal {
+fn refuse(rule: Rule, reason: impl Into<String>) -> Refusal {
     Refusal::new(rule, reason)
 }
 
@@ -226,8 +227,7 @@ impl Policy {
     /// In `report` mode, what a refusal of the routes lets through instead: the learning route
     /// (no credential, all DLP). `None` for a refusal that holds in every mode.
     pub fn reported(&self, refusal: &Refusal) -> Option<&Route> {
-        (self.report && bb_policy::egress::REPORTABLE_RULES.contains(&refusal.rule))
-            .then_some(&self.learning)
+        (self.report && refusal.rule.reportable()).then_some(&self.learning)
     }
 
     /// May a tunnel to `host` be opened at all? (CONNECT, before any request is seen.)
@@ -236,13 +236,13 @@ impl Policy {
         match self.routes.get(&h) {
             Some(r) => Ok(r),
             None if h.parse::<IpAddr>().is_ok() => Err(refuse(
-                "ip-literal",
+                Rule::IpLiteral,
                 format!(
                     "egress: IP address {h} is not allowed; connect by a hostname the bottle's policy names"
                 ),
             )),
             None => Err(refuse(
-                "host-not-allowed",
+                Rule::HostNotAllowed,
                 format!(
                     "egress: host {h} is not in the bottle's egress policy; ask for access with the supervise egress-block tool"
                 ),
@@ -267,7 +267,7 @@ impl Policy {
         if !route.ports.contains(&port) {
             let ports: Vec<String> = route.ports.iter().map(u16::to_string).collect();
             return Err(refuse(
-                "port-not-allowed",
+                Rule::PortNotAllowed,
                 format!(
                     "egress: port {port} of {} is not allowed; the route allows port {} (egress.routes[].ports)",
                     route.host,
@@ -277,7 +277,7 @@ impl Policy {
         }
         if !tls && !route.plain_http {
             return Err(refuse(
-                "plain-http-not-allowed",
+                Rule::PlainHttpNotAllowed,
                 format!(
                     "egress: plain http:// to {} is not allowed; use https://, or set egress.routes[].plainHttp: true for a server without TLS",
                     route.host
@@ -289,7 +289,7 @@ impl Policy {
             && !self.allows_private(host)
         {
             return Err(refuse(
-                "private-address",
+                Rule::PrivateAddress,
                 format!(
                     "egress: {ip} is a private, loopback or link-local address; a route reaches those only with egress.routes[].allowPrivateAddresses: true"
                 ),
@@ -297,7 +297,7 @@ impl Policy {
         }
         if !tls && route.auth.as_ref().is_some_and(|a| !a.plaintext) {
             return Err(refuse(
-                "plaintext-credential",
+                Rule::PlaintextCredential,
                 format!(
                     "egress: the route to {} injects a credential, which would cross the wire in clear over http://; use https://, or set egress.routes[].auth.allowPlaintext: true",
                     route.host
@@ -320,7 +320,7 @@ impl Policy {
     pub fn decide_reporting(
         &self,
         req: &RequestView<'_>,
-    ) -> Result<(&Route, Option<&'static str>), Refusal> {
+    ) -> Result<(&Route, Option<Rule>), Refusal> {
         match self.decide(req) {
             Ok(route) => Ok((route, None)),
             Err(r) => {
@@ -348,13 +348,13 @@ impl Policy {
             || accept.contains("application/dns-message")
         {
             return Err(refuse(
-                "dns-over-https",
+                Rule::DnsOverHttps,
                 "egress: DNS-over-HTTPS is blocked; names resolve through the sidecar",
             ));
         }
         if !route.matches.is_empty() && !route.matches.iter().any(|m| m.matches(req)) {
             return Err(refuse(
-                "no-match",
+                Rule::NoMatch,
                 format!(
                     "egress: {} {} on {} matches none of the route's rules (paths, methods, headers)",
                     req.method, req.path, route.host
@@ -363,13 +363,13 @@ impl Policy {
         }
         if is_git_push(req.path, req.query) {
             return Err(refuse(
-                "git-push",
+                Rule::GitPush,
                 "egress: git push over HTTPS is never allowed; push through git-gate",
             ));
         }
         if is_git_fetch(req.path, req.query) && !route.git_fetch {
             return Err(refuse(
-                "git-fetch",
+                Rule::GitFetch,
                 "egress: git fetch/clone over HTTPS is not allowed by default; use git-gate for declared repos or set egress.routes[].git.fetch=true for explicit read-only HTTPS Git access.",
             ));
         }
@@ -557,7 +557,7 @@ mod tests {
             headers: &h,
         })
         .map(|r| r.host.clone())
-        .map_err(|e| e.rule)
+        .map_err(|e| e.rule.as_str())
     }
 
     #[test]
@@ -588,7 +588,9 @@ mod tests {
     }
 
     fn admit(p: &Policy, host: &str, port: u16, tls: bool) -> Result<(), &'static str> {
-        p.admit(host, port, tls).map(|_| ()).map_err(|e| e.rule)
+        p.admit(host, port, tls)
+            .map(|_| ())
+            .map_err(|e| e.rule.as_str())
     }
 
     #[test]

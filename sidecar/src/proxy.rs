@@ -12,6 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use bb_policy::rule::Rule;
+
 use crate::address::host_port;
 use crate::audit::Seen;
 pub use crate::decision::RULE_HEADER;
@@ -120,7 +122,7 @@ impl Proxy {
         policy: &Policy,
         seen: &Seen,
         status: StatusCode,
-        refused_by: Option<&'static str>,
+        refused_by: Option<Rule>,
     ) {
         self.counters.count(refused_by);
         if let Some(a) = &self.audit {
@@ -143,7 +145,7 @@ impl Proxy {
 
     /// Audits a CONNECT refused, or a tunnel closed before any request could be read from it
     /// (not TLS, SNI mismatch).
-    pub(crate) fn record_tunnel(&self, policy: &Policy, host: &str, rule: &'static str) {
+    pub(crate) fn record_tunnel(&self, policy: &Policy, host: &str, rule: Rule) {
         let seen = Seen {
             method: "CONNECT".into(),
             host: host.to_string(),
@@ -156,7 +158,7 @@ impl Proxy {
         self.record(policy, &seen, StatusCode::FORBIDDEN, Some(rule));
     }
 
-    pub(crate) fn record_closed_tunnel(&self, host: &str, rule: &'static str) {
+    pub(crate) fn record_closed_tunnel(&self, host: &str, rule: Rule) {
         self.record_tunnel(&self.policy(), host, rule);
     }
 
@@ -261,7 +263,7 @@ impl Proxy {
             if let Err(r) = policy.admit(&host, port, true)
                 && policy.reported(&r).is_none()
             {
-                tracing::info!(%peer, %host, rule = r.rule, "blocked CONNECT");
+                tracing::info!(%peer, %host, rule = %r.rule, "blocked CONNECT");
                 self.record_tunnel(&policy, &host, r.rule);
                 return r.response();
             }

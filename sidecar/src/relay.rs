@@ -5,6 +5,8 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use bb_policy::rule::Rule;
+
 use crate::audit::Seen;
 use crate::decision::{self, Decision, Permit, Refusal, Target};
 use crate::proxy::Proxy;
@@ -61,7 +63,7 @@ impl Proxy {
         let outcome = match decision::decide(&policy, &req, &target) {
             Decision::Refuse(r) => {
                 let path = crate::audit::shown_path(&policy, &seen.path);
-                tracing::info!(host = %target.host, method = %seen.method, %path, rule = r.rule, "blocked");
+                tracing::info!(host = %target.host, method = %seen.method, %path, rule = %r.rule, "blocked");
                 let (parts, body) = req.into_parts();
                 Err(Refused {
                     refusal: r,
@@ -70,7 +72,7 @@ impl Proxy {
             }
             Decision::Permit(permit) => {
                 if let Some(rule) = permit.reported {
-                    tracing::info!(host = %target.host, method = %seen.method, rule, "reported (mode: report)");
+                    tracing::info!(host = %target.host, method = %seen.method, %rule, "reported (mode: report)");
                     seen.reported = Some(rule);
                 }
                 self.relay(permit, req, &target).await
@@ -211,7 +213,7 @@ impl Proxy {
                 if let Some(why) = crate::resolve::private_refusal(&e) {
                     tracing::warn!(%host, %why, "refused a private address");
                     return Err(Refusal::new(
-                        "private-address",
+                        Rule::PrivateAddress,
                         format!("egress: {why} (egress.routes[].allowPrivateAddresses)"),
                     )
                     .into());
@@ -317,7 +319,7 @@ fn response_refusal(host: &str, detector: &str, rule: &str) -> Refusal {
         format!("it looks like a prompt-injection attempt ({detector}: {rule})")
     };
     Refusal::new(
-        "dlp-inbound",
+        Rule::DlpInbound,
         format!("egress: the response from {host} was withheld: {why}"),
     )
     .with_status(StatusCode::BAD_GATEWAY)

@@ -40,15 +40,6 @@ pub enum EgressMode {
     Report,
 }
 
-/// Refusal rules `report` mode lets through (and records): what a routes document can allow.
-pub const REPORTABLE_RULES: &[&str] = &[
-    "host-not-allowed",
-    "port-not-allowed",
-    "plain-http-not-allowed",
-    "no-match",
-    "git-fetch",
-];
-
 impl EgressSpec {
     pub fn report(&self) -> bool {
         self.mode == Some(EgressMode::Report)

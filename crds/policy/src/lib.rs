@@ -8,6 +8,7 @@ pub mod error;
 pub mod file;
 pub mod guarded;
 pub mod proposal;
+pub mod rule;
 pub mod secret;
 pub mod secret_rules;
 pub mod suggest;
