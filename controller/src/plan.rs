@@ -8,6 +8,7 @@ use bb_crds::common::SecretSource;
 use bb_crds::egress::EgressSpec;
 use bb_crds::{Agent, ResolvedBottle};
 
+use crate::backend::hash::sha256_hex;
 use crate::backend::{AgentPlan, ImageSource, SecretBytes, SidecarPlan};
 use crate::git_gate;
 use crate::provider::{self, Provider, ProviderError};
@@ -24,17 +25,6 @@ pub enum PlanError {
     DeployKey(String),
     #[error("internal: {0}")]
     Internal(String),
-}
-
-/// 16 hex digits of the SHA-256 of `parts`, each length-prefixed so that moving bytes from one
-/// part to the next changes the hash. The identity of plans and of built images.
-pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in parts {
-        ctx.update(&(p.len() as u64).to_be_bytes());
-        ctx.update(p);
-    }
-    bb_crds::policy::short_hex(ctx.finish().as_ref())
 }
 
 /// The sidecar's policy file for a resolved Bottle, each route's auth naming its token file

@@ -477,3 +477,51 @@ fn no_crate_has_an_import_circle_among_its_modules() {
 /// Circles allowed for now (none since #31 removed the last); an entry names the issue that
 /// removes it, and must still exist (as gaps must).
 const KNOWN_CIRCLES: &[&str] = &[];
+
+/// The runtimes (`backend::`) take plans as data: they never reach into planning, the
+/// reconcilers, providers, git-gate's or supervise's runner side, cluster mode or sessions
+/// (#31: they imported hashes, file names and paths from there).
+#[test]
+fn runtimes_do_not_reach_into_the_runner() {
+    let graph = module_graph(&workspace_root().join("controller/src"));
+    let runner = [
+        "plan",
+        "reconcile",
+        "provider",
+        "git_gate",
+        "supervise",
+        "cluster",
+        "sessions",
+        "secrets",
+        "discovery",
+        "control_plane",
+    ];
+    // The reader sees the backend's edges at all (a positive control).
+    assert!(
+        graph
+            .get(&vec![
+                "backend".to_string(),
+                "docker".to_string(),
+                "sidecar".to_string()
+            ])
+            .is_some_and(|uses| uses
+                .iter()
+                .any(|m| m.first().is_some_and(|f| f == "backend"))),
+        "the module graph is unreadable"
+    );
+    let mut reaching = Vec::new();
+    for (module, uses) in &graph {
+        if module.first().map(String::as_str) != Some("backend") {
+            continue;
+        }
+        for target in uses {
+            if target.first().is_some_and(|t| runner.contains(&t.as_str())) {
+                reaching.push(format!("{} -> {}", module.join("::"), target.join("::")));
+            }
+        }
+    }
+    assert!(
+        reaching.is_empty(),
+        "runtimes reaching into the runner: {reaching:#?}"
+    );
+}

@@ -9,6 +9,7 @@ pub mod cli_session;
 pub mod config;
 pub mod docker;
 pub mod fake;
+pub mod hash;
 pub mod health;
 pub mod names;
 pub mod output;

@@ -14,8 +14,10 @@ pub const SIDECAR_BINARY: &str = "/usr/local/bin/bb-sidecar";
 pub const SIDECAR_UID: u32 = 65532;
 pub const SIDECAR_USER: &str = "65532:65532";
 
-/// Where the agent reaches git-gate (`http://bb-sidecar:9420`).
+/// Where the agent reaches git-gate (`GATE_BASE`).
 pub const GIT_GATE_PORT: u16 = 9420;
+/// git-gate's base URL as the agent's git config names it: the sidecar's alias and port.
+pub const GATE_BASE: &str = "http://bb-sidecar:9420";
 /// git-gate's mirrors, on their own tmpfs.
 pub const GIT_GATE_STATE: &str = "/var/lib/bot-bottle/git";
 /// Where the agent reaches the supervise MCP server.
@@ -24,6 +26,12 @@ pub const SUPERVISE_PORT: u16 = 9100;
 pub const QUEUE_DIR: &str = "/run/bot-bottle-queue";
 /// Identifies how a sidecar was made (image, command, mounts): another value replaces it.
 pub const SPEC_LABEL: &str = "bot-bottle.dev/sidecar-spec";
+
+/// Where an Agent's sidecar queues proposals: `queue/` of its supervise directory, the only
+/// part of it the sidecar sees.
+pub fn queue_dir(supervise_dir: &std::path::Path) -> std::path::PathBuf {
+    supervise_dir.join("queue")
+}
 
 /// The supervise queue directory on the host. The sidecar's unprivileged user must write
 /// there whatever uid the runner has, so the directory is open to all; it lives inside the
@@ -64,7 +72,7 @@ pub fn command(plan: &SidecarPlan, config: &RuntimeConfig) -> Vec<String> {
         "--git-gate-listen",
         &format!("0.0.0.0:{GIT_GATE_PORT}"),
         "--git-gate-config",
-        &format!("{run}/secrets/{}", crate::git_gate::CONFIG_FILE),
+        &format!("{run}/secrets/{}", bb_crds::policy::GIT_GATE_CONFIG_FILE),
         "--git-gate-state",
         GIT_GATE_STATE,
     ]
@@ -165,4 +173,14 @@ pub fn agent_proxy_env(sidecar: &str, ca_path: &str) -> std::collections::BTreeM
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_base_is_the_sidecars_alias_and_port() {
+        assert_eq!(GATE_BASE, format!("http://{SIDECAR_ALIAS}:{GIT_GATE_PORT}"));
+    }
 }

@@ -60,7 +60,7 @@ pub fn keys_endpoint(url: &str, api_url: Option<&str>) -> Result<String, String>
 }
 
 fn secret_name(agent_uid: &str, repo: &str) -> String {
-    let digest = crate::plan::sha256_hex(&[agent_uid.as_bytes(), repo.as_bytes()]);
+    let digest = crate::backend::hash::sha256_hex(&[agent_uid.as_bytes(), repo.as_bytes()]);
     format!("bb-deploy-key-{digest}")
 }
 
@@ -70,7 +70,7 @@ fn api(client: &kube::Client) -> Api<Secret> {
 
 /// A fresh ed25519 key pair from the runner host's `ssh-keygen`: (private key, public line).
 async fn keygen(comment: &str) -> Result<(Vec<u8>, String), ForgeError> {
-    let nonce = crate::plan::sha256_hex(&[
+    let nonce = crate::backend::hash::sha256_hex(&[
         comment.as_bytes(),
         &std::process::id().to_be_bytes(),
         format!("{:?}", std::time::SystemTime::now()).as_bytes(),

@@ -11,8 +11,7 @@ use bb_crds::git_gate::{GitGateSpec, GitRepo, KeyProvider, parse_git_upstream};
 use crate::backend::SecretBytes;
 use crate::secrets::SecretError;
 
-/// Where the agent reaches git-gate.
-pub const GATE_BASE: &str = "http://bb-sidecar:9420";
+pub use crate::backend::sidecar_command::GATE_BASE;
 pub use bb_crds::policy::{GIT_GATE_CONFIG_FILE as CONFIG_FILE, git_key_file as key_file};
 
 /// The declared repositories that have an upstream URL.

@@ -154,7 +154,7 @@ async fn publish<B: Backend>(
 /// second snapshot or build step would show under the first one's note: the action carries a
 /// digest of the note.
 fn series_action(reason: &str, note: &str) -> String {
-    let digest = plan::sha256_hex(&[note.as_bytes()]);
+    let digest = crate::backend::hash::sha256_hex(&[note.as_bytes()]);
     format!("{reason}-{}", &digest[..digest.len().min(8)])
 }
 

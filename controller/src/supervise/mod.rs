@@ -8,11 +8,7 @@ pub mod queue;
 
 use std::path::{Path, PathBuf};
 
-/// Where an Agent's sidecar queues proposals: `queue/` of its supervise directory, the only
-/// part of it the sidecar sees.
-pub fn queue_dir(supervise_dir: &Path) -> PathBuf {
-    supervise_dir.join("queue")
-}
+pub use crate::backend::sidecar_command::queue_dir;
 
 /// The Agent's audit log, beside the queue and out of the sidecar's reach.
 pub fn audit_file(supervise_dir: &Path) -> PathBuf {

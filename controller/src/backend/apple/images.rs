@@ -7,8 +7,8 @@ use std::path::Path;
 use super::{AppleBackend, cli};
 use crate::backend::archive::TarBuilder;
 use crate::backend::docker::images::{SIDECAR_DOCKERFILE, harness_identity};
+use crate::backend::hash::sha256_hex;
 use crate::backend::{BackendError, BuildSteps, ImageSource, Step};
-use crate::plan::sha256_hex;
 
 fn err(message: impl Into<String>) -> BackendError {
     BackendError::new(Step::Image, message)

@@ -151,8 +151,8 @@ impl AppleBackend {
             proxy: Some(format!("http://{ip}:{PROXY_PORT}")),
             git_gate: plan
                 .secret_files
-                .contains_key(crate::git_gate::CONFIG_FILE)
-                .then(|| crate::git_gate::GATE_BASE.to_string()),
+                .contains_key(bb_crds::policy::GIT_GATE_CONFIG_FILE)
+                .then(|| crate::backend::sidecar_command::GATE_BASE.to_string()),
             supervise: plan.supervise.then(|| {
                 use crate::backend::Backend;
                 self.supervise_url()
@@ -175,7 +175,9 @@ impl AppleBackend {
             .into_iter()
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
         let image = self.sidecar_image(None).await?.clone();
-        let queue = crate::supervise::queue_dir(&crate::backend::Backend::supervise_dir(self, id));
+        let queue = crate::backend::sidecar_command::queue_dir(
+            &crate::backend::Backend::supervise_dir(self, id),
+        );
         let cmd = crate::backend::sidecar_command::command(plan, self.runtime());
         let mounts = if plan.supervise {
             create_queue_dir(&queue)?;
@@ -188,7 +190,7 @@ impl AppleBackend {
             Vec::new()
         };
         let dns = self.dns().await.clone();
-        let spec = crate::plan::sha256_hex(&[
+        let spec = crate::backend::hash::sha256_hex(&[
             image.as_bytes(),
             cmd.join("\0").as_bytes(),
             format!("{mounts:?}").as_bytes(),

@@ -12,9 +12,9 @@ use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
 use crate::backend::archive::TarBuilder;
+use crate::backend::hash::sha256_hex;
 use crate::backend::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
 use crate::backend::{BackendError, BuiltinImage};
-use crate::plan::sha256_hex;
 
 /// The sidecar's Dockerfile, shipped inside the controller so an installed binary can build it.
 pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar/Dockerfile");

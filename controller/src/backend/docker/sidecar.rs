@@ -156,8 +156,8 @@ impl DockerBackend {
             }),
             git_gate: plan
                 .secret_files
-                .contains_key(crate::git_gate::CONFIG_FILE)
-                .then(|| crate::git_gate::GATE_BASE.to_string()),
+                .contains_key(bb_crds::policy::GIT_GATE_CONFIG_FILE)
+                .then(|| crate::backend::sidecar_command::GATE_BASE.to_string()),
             supervise: plan.supervise.then(|| self.supervise_url()),
         };
         let name = names::name(id, Role::Sidecar);
@@ -167,7 +167,7 @@ impl DockerBackend {
             .into_iter()
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
         let image = self.sidecar_image(None).await?.clone();
-        let queue = crate::supervise::queue_dir(&self.supervise_dir(id));
+        let queue = crate::backend::sidecar_command::queue_dir(&self.supervise_dir(id));
         let cmd = crate::backend::sidecar_command::command(plan, &self.config);
         let mounts = if plan.supervise {
             create_queue_dir(&queue)?;
@@ -188,7 +188,7 @@ impl DockerBackend {
         // Only a published sidecar hashes its address: a Docker bottle's spec (and so its
         // running sidecar) is what it was before placements existed.
         parts.extend(published.as_deref().map(str::as_bytes));
-        let spec = crate::plan::sha256_hex(&parts);
+        let spec = crate::backend::hash::sha256_hex(&parts);
         match existing {
             Some(c) if Self::running(&c) && Self::label(&c, SPEC_LABEL) == Some(spec.as_str()) => {
                 return Ok(endpoints);

@@ -125,7 +125,7 @@ pub fn parse_machines(json: &str) -> Result<Vec<Machine>, String> {
 /// uid in 127.1.0.0/16 (clear of 127.0.0.1 and its neighbours), stepping past aliases other
 /// bottles hold. `None` only when every address is taken.
 pub fn loopback_alias(uid: &str, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    let h = crate::plan::sha256_hex(&[uid.as_bytes()]);
+    let h = crate::backend::hash::sha256_hex(&[uid.as_bytes()]);
     let start = u16::from_str_radix(h.get(..4).unwrap_or("0"), 16).unwrap_or(0);
     // .0 and .255 of each /24 are avoided: some resolvers and tools treat them specially.
     (0..=u16::MAX)

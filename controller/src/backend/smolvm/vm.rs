@@ -57,7 +57,7 @@ impl Vms {
 
     /// The artifact packed from Docker image `image`, packed once per image.
     pub(super) async fn artifact_for(&self, image: &str) -> Result<String, BackendError> {
-        let key = crate::plan::sha256_hex(&[image.as_bytes()]);
+        let key = crate::backend::hash::sha256_hex(&[image.as_bytes()]);
         let dir = self.dir.join("images").join(key);
         let out = dir.join("agent").display().to_string();
         let artifact = cli::artifact(&out);
