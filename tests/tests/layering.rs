@@ -524,4 +524,27 @@ fn runtimes_do_not_reach_into_the_runner() {
         reaching.is_empty(),
         "runtimes reaching into the runner: {reaching:#?}"
     );
+    // One runtime does not build on another, except smolvm, whose sidecars are Docker's.
+    let runtimes = ["docker", "apple", "smolvm"];
+    let mut crossing = Vec::new();
+    for (module, uses) in &graph {
+        let Some(own) = module
+            .get(1)
+            .filter(|r| module[0] == "backend" && runtimes.contains(&r.as_str()))
+        else {
+            continue;
+        };
+        for target in uses {
+            let Some(other) = target.get(1).filter(|r| runtimes.contains(&r.as_str())) else {
+                continue;
+            };
+            if target[0] == "backend" && other != own && !(own == "smolvm" && other == "docker") {
+                crossing.push(format!("{} -> {}", module.join("::"), target.join("::")));
+            }
+        }
+    }
+    assert!(
+        crossing.is_empty(),
+        "one runtime importing another: {crossing:#?}"
+    );
 }

@@ -11,6 +11,7 @@ pub mod docker;
 pub mod fake;
 pub mod hash;
 pub mod health;
+pub mod image_inputs;
 pub mod names;
 pub mod output;
 pub mod provision;

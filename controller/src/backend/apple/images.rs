@@ -6,8 +6,8 @@ use std::path::Path;
 
 use super::{AppleBackend, cli};
 use crate::backend::archive::TarBuilder;
-use crate::backend::docker::images::{SIDECAR_DOCKERFILE, harness_identity};
 use crate::backend::hash::sha256_hex;
+use crate::backend::image_inputs::{SIDECAR_DOCKERFILE, harness_identity};
 use crate::backend::{BackendError, BuildSteps, ImageSource, Step};
 
 fn err(message: impl Into<String>) -> BackendError {

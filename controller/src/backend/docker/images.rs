@@ -13,11 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::backend::archive::TarBuilder;
 use crate::backend::hash::sha256_hex;
+use crate::backend::image_inputs::{SIDECAR_DOCKERFILE, harness_identity};
 use crate::backend::names::{CONTENT_HASH, MANAGED_BY, MANAGER};
 use crate::backend::{BackendError, BuiltinImage};
-
-/// The sidecar's Dockerfile, shipped inside the controller so an installed binary can build it.
-pub const SIDECAR_DOCKERFILE: &str = include_str!("../../../../images/sidecar/Dockerfile");
 
 fn err(message: impl Into<String>) -> BackendError {
     BackendError::new(Step::Image, message)
@@ -330,33 +328,6 @@ pub async fn capability(
     )
     .await?;
     Ok(tag)
-}
-
-/// Size and modification time of a harness file, or of every file under a harness directory
-/// (a harness is hundreds of megabytes: this is read on every reconcile, the bytes only to build).
-pub fn harness_identity(path: &Path) -> std::io::Result<String> {
-    fn walk(p: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-        let m = std::fs::metadata(p)?;
-        if m.is_dir() {
-            let mut entries: Vec<_> = std::fs::read_dir(p)?.collect::<Result<_, _>>()?;
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let name = e.file_name().to_string_lossy().into_owned();
-                walk(&e.path(), &format!("{rel}/{name}"), out)?;
-            }
-        } else {
-            let mtime = m
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_nanos());
-            out.push(format!("{rel}:{}:{mtime}", m.len()));
-        }
-        Ok(())
-    }
-    let mut out = vec![path.display().to_string()];
-    walk(path, "", &mut out)?;
-    Ok(out.join("\n"))
 }
 
 /// An image named by reference: used when present, pulled otherwise.
