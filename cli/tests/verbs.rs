@@ -570,6 +570,15 @@ fn a_cold_home_gets_a_control_plane_in_the_background() {
             && out.contains("bbctl controller stop && bbctl controller start"),
         "{out}"
     );
+    // A start without flags reuses the saved ones and reports what runs.
+    let (code, out, _) = bbctl_home(&home, &["controller", "start"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("already running (pid ")
+            && out.contains("with flags `--listen 127.0.0.1:0 --backend none`")
+            && !out.contains("saved"),
+        "{out}"
+    );
     // Flags `controller run` refuses are not saved.
     let (code, _, err) = bbctl_home(&home, &["controller", "start", "--", "--backend", "bogus"]);
     assert_eq!(code, 2, "{err}");

@@ -220,6 +220,8 @@ fn start(
         ));
     }
     let home = home_of(home)?;
+    // Whether this start says which flags to use, rather than reusing the saved ones.
+    let asked = default_flags || !run_args.is_empty();
     let flags = if default_flags {
         background::forget_flags(&home)?;
         Vec::new()
@@ -245,11 +247,11 @@ fn start(
     };
     if let Some(r) = background::status(&home) {
         let in_use = background::flags_in_use(&home).unwrap_or_default();
-        if in_use == flags {
+        if !asked || in_use == flags {
             println!(
                 "control plane already running (pid {}) with {}",
                 r.pid,
-                shown(&flags)
+                shown(&in_use)
             );
         } else {
             println!(
