@@ -16,6 +16,7 @@ pub mod names;
 pub mod output;
 pub mod provision;
 pub mod session;
+pub mod shell;
 pub mod sidecar_command;
 pub mod smolvm;
 

@@ -12,7 +12,6 @@ use serde_json::json;
 
 use super::{
     AGENT_HOME, AgentView, PLACEHOLDER, PROMPT_PATH, Provider, WORKSPACE, home, home_dirs,
-    shell_quote,
 };
 use crate::backend::{BuiltinImage, ImageSource, ProvisionDir, ProvisionFile};
 
@@ -57,9 +56,9 @@ fn status_line(label: &str, color: Option<Color>) -> String {
         (false, Some(c)) => format!(
             "printf '\\033[{}m%s\\033[0m\\n' {}",
             palette(c).0,
-            shell_quote(label)
+            crate::backend::shell::quote(label)
         ),
-        (false, None) => format!("printf '%s\\n' {}", shell_quote(label)),
+        (false, None) => format!("printf '%s\\n' {}", crate::backend::shell::quote(label)),
     };
     format!(
         "#!/bin/sh\n# Written by bot-bottle: the Agent's label as Claude Code's status line.\n{line}\n"

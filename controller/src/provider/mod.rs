@@ -115,11 +115,6 @@ pub(crate) fn home_dirs(entries: &[(&str, u32)]) -> Vec<ProvisionDir> {
         .collect()
 }
 
-/// `s` as one POSIX shell word.
-pub(crate) fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The provider a (validated, resolved) Bottle asks for.
 pub fn for_bottle(p: &AgentProvider) -> Result<Box<dyn Provider>, ProviderError> {
     match p.template() {
@@ -202,11 +197,5 @@ mod tests {
             for_bottle(&codex).map(|p| p.template()).ok(),
             Some(ProviderTemplate::Codex)
         );
-    }
-
-    #[test]
-    fn shell_words_survive_quotes() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

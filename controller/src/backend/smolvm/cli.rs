@@ -10,6 +10,7 @@
 //! smolvm 0.8 has no env-file or stdin injection for `machine create`, so nothing secret is
 //! ever given to it: secret env reaches a session through `exec` stdin instead.
 
+use crate::backend::shell::quote;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -134,11 +135,6 @@ pub fn loopback_alias(uid: &str, taken: &BTreeSet<Ipv4Addr>) -> Option<Ipv4Addr>
         .find(|a| a.octets()[3] != 0 && a.octets()[3] != 255 && !taken.contains(a))
 }
 
-/// Quotes `s` for a POSIX shell.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The session's secret env as a file the session's shell sources: `export NAME='value'` lines.
 /// It travels on the stdin of an exec, never on an argv. Names must be shell identifiers.
 pub fn secret_env_file(values: &[(String, Vec<u8>)]) -> Result<Vec<u8>, String> {
@@ -152,7 +148,7 @@ pub fn secret_env_file(values: &[(String, Vec<u8>)]) -> Result<Vec<u8>, String> 
         }
         let value = std::str::from_utf8(value)
             .map_err(|_| format!("env {name}: the value is not UTF-8"))?;
-        out.extend_from_slice(format!("export {name}={}\n", sh_quote(value)).as_bytes());
+        out.extend_from_slice(format!("export {name}={}\n", quote(value)).as_bytes());
     }
     Ok(out)
 }
@@ -164,7 +160,7 @@ pub fn secret_env_store(path: &str, uid: u64) -> Vec<String> {
         "-c".into(),
         format!(
             "umask 077 && cat > {p} && chown {uid}:{uid} {p}",
-            p = sh_quote(path)
+            p = quote(path)
         ),
     ]
 }
@@ -181,10 +177,10 @@ pub fn session_command(
 ) -> Vec<String> {
     let mut script = String::new();
     if let Some(f) = env_file {
-        script.push_str(&format!(". {p} && rm -f {p} && ", p = sh_quote(f)));
+        script.push_str(&format!(". {p} && rm -f {p} && ", p = quote(f)));
     }
     if let Some(w) = workdir {
-        script.push_str(&format!("cd {} && ", sh_quote(w)));
+        script.push_str(&format!("cd {} && ", quote(w)));
     }
     script.push_str(&format!(
         "HOME=$(getent passwd {uid} | cut -d: -f6) && export HOME=${{HOME:-/}} && \
