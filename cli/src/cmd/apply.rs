@@ -352,6 +352,10 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
     })
 }
 
+/// How long an applied Bottle may read Ready=False before `--wait` calls it invalid: long
+/// enough for the parents applied with it to be seen.
+const BOTTLE_GRACE: Duration = Duration::from_secs(5);
+
 /// Waits for Bottles to be Ready and Agents to run, showing each one's state as it changes; a
 /// Failed Agent or the deadline ends the wait with what it was waiting on.
 async fn wait_ready(
@@ -364,9 +368,11 @@ async fn wait_ready(
         let api: Api<Bottle> = Api::all(client.clone());
         let what = format!("bottle.bot-bottle.dev/{name}");
         let mut progress = crate::progress::Progress::new(&format!("{what}: waiting for Ready"));
-        // Not ready yet may only mean a parent in the same batch has not been seen yet: the
-        // deadline, not the first False, ends the wait.
+        // Not ready yet may only mean a parent in the same batch has not been seen yet: a
+        // Bottle is invalid once its applied generation has been False for a while (nothing
+        // but a change makes it valid), and the deadline ends the wait in any case.
         let mut last = String::from("not reconciled yet");
+        let mut invalid_since: Option<Instant> = None;
         loop {
             let b = api.get(name).await.map_err(|e| api_error(name, e))?;
             // A Ready written for an earlier generation says nothing about what was just applied.
@@ -378,7 +384,18 @@ async fn wait_ready(
                 Some(c) if c.status == "True" => {
                     last = "the applied generation is not reconciled yet".into()
                 }
-                Some(c) => last = format!("Ready=False {}: {}", c.reason, c.message),
+                Some(c) => {
+                    last = format!("Ready=False {}: {}", c.reason, c.message);
+                    if current
+                        && invalid_since.get_or_insert_with(Instant::now).elapsed() > BOTTLE_GRACE
+                    {
+                        progress.finish("invalid");
+                        return Err(CliError::new(
+                            Kind::Validation,
+                            format!("{what} is not ready ({last})"),
+                        ));
+                    }
+                }
                 None => {}
             }
             progress.set(&last);
