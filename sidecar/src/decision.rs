@@ -56,9 +56,8 @@ impl Refusal {
     pub fn response(&self) -> Response<Body> {
         let mut resp = Response::new(full(format!("{}\n", self.reason)));
         *resp.status_mut() = self.status;
-        if let Ok(v) = HeaderValue::from_str(self.rule.as_str()) {
-            resp.headers_mut().insert(RULE_HEADER, v);
-        }
+        resp.headers_mut()
+            .insert(RULE_HEADER, HeaderValue::from_static(self.rule.as_str()));
         resp
     }
 }

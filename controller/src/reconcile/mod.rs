@@ -29,24 +29,29 @@ use crate::backend::{AgentId, Backend};
 /// Bottles whose `extends` chain includes `changed` (itself included).
 fn descendants(bottles: &Store<Bottle>, changed: &str) -> BTreeSet<String> {
     let specs = bottle::bottle_specs(bottles);
-    specs
-        .keys()
-        .filter(|name| {
-            let mut cur = Some(name.as_str());
-            let mut seen = BTreeSet::new();
-            while let Some(c) = cur {
-                if c == changed {
-                    return true;
+    // `changed` itself even when the store does not hold it yet (a Bottle created just now
+    // must still wake the Agents waiting for exactly it).
+    let mut out = BTreeSet::from([changed.to_string()]);
+    out.extend(
+        specs
+            .keys()
+            .filter(|name| {
+                let mut cur = Some(name.as_str());
+                let mut seen = BTreeSet::new();
+                while let Some(c) = cur {
+                    if c == changed {
+                        return true;
+                    }
+                    if !seen.insert(c) {
+                        return false;
+                    }
+                    cur = specs.get(c).and_then(|s| s.extends.as_deref());
                 }
-                if !seen.insert(c) {
-                    return false;
-                }
-                cur = specs.get(c).and_then(|s| s.extends.as_deref());
-            }
-            false
-        })
-        .cloned()
-        .collect()
+                false
+            })
+            .cloned(),
+    );
+    out
 }
 
 /// Removes backend resources whose Agent no longer exists (replaces the reference's `cleanup`).
@@ -193,10 +198,7 @@ pub async fn run<B: Backend + Clone>(
     };
     let agents_done = agent_controller
         .watches(bottles_api, watcher::Config::default().any_semantic(), move |b: Bottle| {
-            let mut names = descendants(&map_bottles, &b.name_any());
-            // The store this reads may not hold a Bottle created just now: its own Agents
-            // still wake (one waiting for it was told to wait for exactly this).
-            names.insert(b.name_any());
+            let names = descendants(&map_bottles, &b.name_any());
             agent_store
                 .state()
                 .iter()
