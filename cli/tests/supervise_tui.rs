@@ -112,17 +112,7 @@ fn the_terminal_ui_approves_modifies_and_rejects() {
     }
     // What a runner adds when it mirrors a proposal: the reach summary and the diff.
     let status = r#"{"status":{"phase":"Pending","reach":["new host docs.example.com on port(s) 443: any path, any method"],"diff":"@@ new route docs.example.com @@\n+ host: docs.example.com\n"}}"#;
-    cp.ok(&[
-        "patch",
-        "proposal",
-        "p1-docs",
-        "-n",
-        "default",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        status,
-    ]);
+    cp.patch_status("proposal", "p1-docs", "default", status);
     let dir = tempfile::tempdir().expect("tempdir");
     // The "editor": adds a route to whatever routes document it is given.
     let editor = dir.path().join("editor.sh");
@@ -263,17 +253,7 @@ fn a_hostile_justification_cannot_hide_the_real_request() {
     assert_eq!(code, 0, "{err}");
     // What the runner writes when it raises a proposal: the reach and the diff.
     let status = r#"{"status":{"phase":"Pending","reach":["new host paste.example.test on port(s) 443: any path, any method","paste.example.test: outbound secret scanning turned off"],"diff":"@@ new route paste.example.test @@\n+ host: paste.example.test\n+ dlp:\n+   outbound: false\n"}}"#;
-    cp.ok(&[
-        "patch",
-        "proposal",
-        "hostile",
-        "-n",
-        "default",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        status,
-    ]);
+    cp.patch_status("proposal", "hostile", "default", status);
     let pane = || tmux(&["capture-pane", "-p", "-t", HOSTILE]);
     struct Kill;
     impl Drop for Kill {

@@ -1155,17 +1155,12 @@ fn kubectl_idioms_print_what_kubectl_prints() {
     assert_eq!(code, 0, "{err}");
     // Phases as a runner would write them (this control plane runs none).
     for (name, phase) in [("a1", "Pending"), ("a2", "Running"), ("a3", "Pending")] {
-        cp.ok(&[
-            "patch",
+        cp.patch_status(
             "agent",
             name,
-            "-n",
             "team",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
             &format!("{{\"status\":{{\"phase\":\"{phase}\"}}}}"),
-        ]);
+        );
     }
     let list: &[&str] = &["get", "agents", "-n", "team", "-o"];
     let one: &[&str] = &["get", "agent", "a1", "-n", "team", "-o"];

@@ -150,6 +150,21 @@ impl ControlPlane {
 
     /// kubectl that must succeed; returns stdout.
     #[track_caller]
+    /// Merges `status` (JSON) into a namespaced object's status subresource, as a runner does.
+    pub fn patch_status(&self, kind: &str, name: &str, ns: &str, status: &str) {
+        self.ok(&[
+            "patch",
+            kind,
+            name,
+            "-n",
+            ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ]);
+    }
+
     pub fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.kubectl(args);
         assert_eq!(code, 0, "kubectl {args:?} failed:\n{out}\n{err}");
