@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use bb_controller::backend::fake::FakeBackend;
-use bb_controller::home::Home;
+use bb_backend::fake::FakeBackend;
 use bb_crds::{Agent, AgentPhase, AgentSpec, Bottle};
+use bb_home::Home;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::{Api, ListParams, PostParams};
 
@@ -59,9 +59,9 @@ fn main() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let backend = FakeBackend::new();
         let client = cp.client.clone();
-        let task = tokio::spawn(bb_controller::reconcile::run(
+        let task = tokio::spawn(bb_runner::reconcile::run(
             client,
-            backend.clone(),
+            std::sync::Arc::new(backend.clone()),
             Duration::from_secs(60),
             None,
             None,

@@ -5,22 +5,21 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::apiserver::{ApiServer, ServeError};
+use bb_apiserver::ApiServer;
 use std::sync::Arc;
 
-use crate::backend::Backend;
-use crate::backend::RuntimeConfig;
-use crate::backend::apple::{AppleBackend, AppleConfig};
-use crate::backend::docker::DockerBackend;
-use crate::backend::fake::FakeBackend;
-use crate::backend::smolvm::SmolvmBackend;
-use crate::cluster::RunnerInfo;
-use crate::cluster::claims::Claims;
-use crate::cluster::lease::Heartbeat;
-use crate::home::{Home, HomeError};
-use crate::pki::{self, PkiError};
-use crate::sessions::SessionServer;
-use crate::store::{DEFAULT_HISTORY, Store, StoreError};
+pub use crate::options::{
+    BackendChoice, ClusterSettings, Options, RunError, RuntimeSettings, SyncFrom,
+};
+use crate::runtime::choose;
+use bb_apiserver::store::{DEFAULT_HISTORY, Store};
+use bb_backend::SharedBackend;
+use bb_home::Home;
+use bb_home::pki;
+use bb_runner::cluster::RunnerInfo;
+use bb_runner::cluster::claims::Claims;
+use bb_runner::cluster::lease::Heartbeat;
+use bb_runner::sessions::SessionServer;
 
 /// The User-Agent of a runner syncing from a cluster, before `/<identity>`.
 pub const RUNNER_USER_AGENT: &str = "bb-runner";
@@ -28,106 +27,6 @@ pub const RUNNER_USER_AGENT: &str = "bb-runner";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7443";
 /// Where the runner serves sessions unless told otherwise: loopback, any free port.
 pub const DEFAULT_SESSION_LISTEN: &str = "127.0.0.1:0";
-
-/// Which runtime holds the bottles.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum BackendChoice {
-    /// The host's default: Apple Container on a Mac with its `container` CLI, else Docker;
-    /// when that runtime does not answer, only Bottles are reconciled (and a warning says why
-    /// Agents stay pending).
-    #[default]
-    Auto,
-    /// Docker, or fail to start.
-    Docker,
-    /// Apple Container through its `container` CLI, or fail to start.
-    AppleContainer,
-    /// smolvm micro-VMs through its CLI, their sidecars on Docker; fail without either.
-    Smolvm,
-    /// Reconcile Bottles only; Agents are left alone.
-    None,
-    /// The in-memory fake (tests and benchmarks of many runners): it runs nothing, and records
-    /// each Agent it starts and stops in `journal`, one JSON line each.
-    Fake {
-        journal: PathBuf,
-        /// An image reference whose builds always fail.
-        failing_image: Option<String>,
-    },
-}
-
-/// Cluster mode: this runner shares the cluster's Agents with others (`crate::cluster`).
-#[derive(Debug, Clone, Default)]
-pub struct ClusterSettings {
-    /// Labels an Agent's `spec.runnerSelector` is matched against.
-    pub labels: std::collections::BTreeMap<String, String>,
-    /// The most Agents this runner holds (unset: no limit).
-    pub capacity: Option<u32>,
-}
-
-/// Runtime backend settings a user can override (Docker and Apple Container alike).
-#[derive(Debug, Clone, Default)]
-pub struct RuntimeSettings {
-    /// `BASE` build argument of the sidecar and agent images (default: `config::default_base`).
-    pub base_image: Option<String>,
-    /// The bb-sidecar executable (default: next to the running binary).
-    pub sidecar_binary: Option<PathBuf>,
-    /// Extra CA (PEM) the sidecars trust for upstream servers.
-    pub upstream_ca: Option<PathBuf>,
-    /// Sidecars may reach private addresses on every route (test rigs only).
-    pub allow_private_upstreams: bool,
-    /// Prebuilt harness executables provider images take instead of fetching them.
-    pub harness_dir: Option<PathBuf>,
-    /// The `container` executable of the Apple Container backend (default: on PATH).
-    pub container_cli: Option<PathBuf>,
-    /// The resolver Apple Container sidecars and builds use (default: the host's).
-    pub container_dns: Option<String>,
-    /// The `smolvm` executable of the smolvm backend (default: on PATH).
-    pub smolvm_cli: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub home: Option<PathBuf>,
-    pub listen: SocketAddr,
-    /// Where the runner serves sessions (attach, exec, logs); port 0 picks a free one, and
-    /// each Agent's status names the address in use.
-    pub session_listen: SocketAddr,
-    /// Sync from a cluster instead of serving the embedded control plane: the kubeconfig
-    /// (`None`: $KUBECONFIG, else ~/.kube/config) and context (`None`: its current one).
-    pub sync_from: Option<SyncFrom>,
-    /// What this runner tells the others when it syncs from a cluster.
-    pub cluster: ClusterSettings,
-    pub backend: BackendChoice,
-    pub runtime: RuntimeSettings,
-    /// How often a Running Agent is checked against its backend without an API event.
-    pub resync: Duration,
-    /// Where the embedded control plane logs every API request (`apiserver::audit`).
-    pub audit_log: Option<PathBuf>,
-}
-
-/// The cluster a runner syncs from.
-#[derive(Debug, Clone, Default)]
-pub struct SyncFrom {
-    pub kubeconfig: Option<PathBuf>,
-    pub context: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Home(#[from] HomeError),
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-    #[error("opening the store: {0}")]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error("installing signal handlers: {0}")]
-    Signal(std::io::Error),
-    #[error("connecting to the API server: {0}")]
-    Client(String),
-    #[error("backend: {0}")]
-    Backend(#[from] crate::backend::BackendError),
-}
 
 async fn client_from(
     kubeconfig: &std::path::Path,
@@ -239,7 +138,7 @@ pub async fn embedded_with(
 ) -> Result<Embedded, RunError> {
     let audit = audit_log
         .map(|p| {
-            crate::apiserver::audit::AuditLog::open(p)
+            bb_apiserver::audit::AuditLog::open(p)
                 .map_err(|e| RunError::Client(format!("--audit-log {}: {e}", p.display())))
         })
         .transpose()?;
@@ -249,7 +148,7 @@ pub async fn embedded_with(
         listen,
         &creds,
         store.clone(),
-        std::sync::Arc::new(|| crate::reconcile::metrics::global().render()),
+        std::sync::Arc::new(|| bb_runner::reconcile::metrics::global().render()),
         audit,
     )
     .await?;
@@ -264,111 +163,6 @@ pub async fn embedded_with(
         home,
         creds,
     })
-}
-
-/// The runtime settings every backend shares, from the defaults and what `opts` override.
-fn runtime_config(opts: &Options, home: &std::path::Path, instance: &str) -> RuntimeConfig {
-    let mut cfg = RuntimeConfig::for_home(home, instance);
-    if let Some(b) = &opts.runtime.base_image {
-        cfg.base_image = b.clone();
-    }
-    if let Some(b) = &opts.runtime.sidecar_binary {
-        cfg.sidecar_binary = b.clone();
-    }
-    cfg.upstream_ca = opts.runtime.upstream_ca.clone();
-    cfg.allow_private_upstreams = opts.runtime.allow_private_upstreams;
-    cfg.harness_dir = opts.runtime.harness_dir.clone();
-    if cfg.allow_private_upstreams {
-        tracing::warn!(
-            "--allow-private-upstreams: every sidecar may reach private, loopback and link-local addresses (a test-rig switch; never in production)"
-        );
-    }
-    cfg
-}
-
-/// Without --base-image, the base `doctor` and `demo` would choose (the hermetic one when
-/// present): an offline machine that built it needs no flag.
-async fn with_default_base(b: DockerBackend, opts: &Options) -> DockerBackend {
-    if opts.runtime.base_image.is_some() {
-        return b;
-    }
-    let base = crate::backend::config::default_base(&b).await;
-    tracing::info!(base, "base image (no --base-image given)");
-    b.with_base_image(base)
-}
-
-/// The runtime a runner drives: what `--backend` names, or under `auto` the host's default.
-enum Chosen {
-    Docker(Option<DockerBackend>),
-    Apple(Option<AppleBackend>),
-    Smolvm(SmolvmBackend),
-}
-
-/// The backend `opts` ask for; `None` inside when Agents are not to be reconciled.
-async fn backend(
-    opts: &Options,
-    home: &std::path::Path,
-    instance: &str,
-) -> Result<Chosen, RunError> {
-    let apple = match opts.backend {
-        BackendChoice::None | BackendChoice::Fake { .. } => return Ok(Chosen::Docker(None)),
-        BackendChoice::AppleContainer => true,
-        BackendChoice::Auto => crate::backend::apple::host_has_apple_container(),
-        BackendChoice::Docker | BackendChoice::Smolvm => false,
-    };
-    let cfg = runtime_config(opts, home, instance);
-    if opts.backend == BackendChoice::Smolvm {
-        let docker = DockerBackend::connect(cfg).await.map_err(|e| {
-            crate::backend::BackendError::new(
-                e.step,
-                format!(
-                    "the smolvm backend runs its sidecars on Docker: {}",
-                    e.message
-                ),
-            )
-        })?;
-        let cli = opts
-            .runtime
-            .smolvm_cli
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(crate::backend::smolvm::cli::CLI));
-        let docker = with_default_base(docker, opts).await;
-        let b = SmolvmBackend::connect(docker, cli, home.join("smolvm")).await?;
-        tracing::info!("backend: smolvm");
-        return Ok(Chosen::Smolvm(b));
-    }
-    let auto = opts.backend == BackendChoice::Auto;
-    if apple {
-        let mut apple = AppleConfig::for_home(home, instance);
-        apple.runtime = cfg;
-        if let Some(c) = &opts.runtime.container_cli {
-            apple.cli = c.clone();
-        }
-        apple.dns = opts.runtime.container_dns.clone();
-        return match AppleBackend::connect(apple).await {
-            Ok(b) => {
-                tracing::info!("backend: apple-container");
-                Ok(Chosen::Apple(Some(b)))
-            }
-            Err(e) if auto => {
-                tracing::warn!(error = %e, "Apple Container does not answer: Bottles are reconciled, Agents stay pending until the controller restarts with its system service running");
-                Ok(Chosen::Apple(None))
-            }
-            Err(e) => Err(e.into()),
-        };
-    }
-    match DockerBackend::connect(cfg).await {
-        Ok(b) => {
-            let b = with_default_base(b, opts).await;
-            tracing::info!("backend: docker");
-            Ok(Chosen::Docker(Some(b)))
-        }
-        Err(e) if auto => {
-            tracing::warn!(error = %e, "no backend is reachable: Bottles are reconciled, Agents stay pending until the controller restarts with Docker running");
-            Ok(Chosen::Docker(None))
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// What runs the Agents of one machine: the reconcilers and, with a backend, the session
@@ -396,13 +190,13 @@ const RELEASE_GRACE: Duration = Duration::from_secs(60);
 impl Runner {
     /// Starts the reconcilers the backend allows (Bottles only without one); with a backend,
     /// first binds the session endpoint on `session_listen` so every Agent's status can name it.
-    /// `identity` names this runner in its heartbeat Lease (`crate::cluster::lease`); with
-    /// `cluster`, the runner claims Agents rather than running every one (`crate::cluster`).
+    /// `identity` names this runner in its heartbeat Lease (`bb_runner::cluster::lease`); with
+    /// `cluster`, the runner claims Agents rather than running every one (`bb_runner::cluster`).
     #[allow(clippy::too_many_arguments)]
-    pub async fn start<B: Backend + Clone>(
+    pub async fn start(
         client: kube::Client,
         identity: &str,
-        backend: Option<B>,
+        backend: Option<SharedBackend>,
         resync: Duration,
         session_listen: SocketAddr,
         creds: &pki::Credentials,
@@ -446,26 +240,30 @@ impl Runner {
         let release = match (&claims, &backend) {
             (Some(c), Some(b)) => {
                 let (c, b) = (c.clone(), b.clone());
-                Some(async move { c.release_all(&b, "runner stopping").await }.boxed())
+                Some(async move { c.release_all(&*b, "runner stopping").await }.boxed())
             }
             _ => None,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = rx.map(|_| ()).shared();
-        let lease =
-            crate::cluster::lease::hold(client.clone(), info, heartbeat.clone(), shutdown.clone());
+        let lease = bb_runner::cluster::lease::hold(
+            client.clone(),
+            info,
+            heartbeat.clone(),
+            shutdown.clone(),
+        );
         let reconcilers = tokio::spawn(async move {
             let _ = futures_util::future::join(lease, async {
                 match backend {
                     Some(b) => {
                         if let Err(e) =
-                            crate::reconcile::run(client, b, resync, endpoint, claims, shutdown)
+                            bb_runner::reconcile::run(client, b, resync, endpoint, claims, shutdown)
                                 .await
                         {
                             tracing::error!(error = %e, "reconcilers stopped");
                         }
                     }
-                    None => crate::reconcile::run_bottles(client, shutdown).await,
+                    None => bb_runner::reconcile::run_bottles(client, shutdown).await,
                 }
             })
             .await;
@@ -538,7 +336,7 @@ fn instance_id(home: &Home) -> Result<String, RunError> {
         }
     }
     let id = pki::random_hex(8)?;
-    crate::home::write_private(&path, id.as_bytes(), 0o600)?;
+    bb_home::write_private(&path, id.as_bytes(), 0o600)?;
     Ok(id)
 }
 
@@ -572,51 +370,18 @@ async fn start_runner(
     cluster: Option<ClusterSettings>,
 ) -> Result<Runner, RunError> {
     let instance = instance_id(home)?;
-    crate::provider::set_contrib_root(home.path("contrib"));
-    if let BackendChoice::Fake {
-        journal,
-        failing_image,
-    } = &opts.backend
-    {
-        let mut fake = FakeBackend::new()
-            .with_journal(journal, &instance)
-            .map_err(|e| RunError::Client(format!("--fake-journal {}: {e}", journal.display())))?;
-        if let Some(image) = failing_image {
-            fake = fake.with_failing_image(image);
-        }
-        tracing::info!("backend: fake (journal {})", journal.display());
-        return Runner::start(
-            client,
-            &instance,
-            Some(fake),
-            opts.resync,
-            opts.session_listen,
-            creds,
-            cluster,
-        )
-        .await;
-    }
-    let listen = opts.session_listen;
-    match backend(opts, &home.dir, &instance).await? {
-        Chosen::Docker(b) => {
-            Runner::start(client, &instance, b, opts.resync, listen, creds, cluster).await
-        }
-        Chosen::Apple(b) => {
-            Runner::start(client, &instance, b, opts.resync, listen, creds, cluster).await
-        }
-        Chosen::Smolvm(b) => {
-            Runner::start(
-                client,
-                &instance,
-                Some(b),
-                opts.resync,
-                listen,
-                creds,
-                cluster,
-            )
-            .await
-        }
-    }
+    bb_runner::provider::set_contrib_root(home.path("contrib"));
+    let backend = choose(opts, &home.dir, &instance).await?;
+    Runner::start(
+        client,
+        &instance,
+        backend,
+        opts.resync,
+        opts.session_listen,
+        creds,
+        cluster,
+    )
+    .await
 }
 
 /// Runs until SIGINT or SIGTERM. `on_ready` is called once the API answers.
@@ -626,7 +391,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         // are shared with the cluster's other runners by claims.
         let mut signals = Signals::register()?;
         let kc = sync_kubeconfig(from)?;
-        let dir = crate::home::resolve(opts.home.clone())?;
+        let dir = bb_home::resolve(opts.home.clone())?;
         let home = Home::open(&dir)?;
         let agent = format!("{RUNNER_USER_AGENT}/{}", instance_id(&home)?);
         let client = client_from(&kc, from.context.clone(), Some(&agent)).await?;
@@ -647,7 +412,7 @@ pub async fn run(opts: Options, on_ready: impl FnOnce(&Ready)) -> Result<(), Run
         tracing::warn!(listen = %opts.listen, "listening beyond loopback: anyone who can reach this address and holds the token controls every bottle");
     }
     let mut signals = Signals::register()?;
-    let dir = crate::home::resolve(opts.home.clone())?;
+    let dir = bb_home::resolve(opts.home.clone())?;
     let emb = embedded_with(Home::open(&dir)?, opts.listen, opts.audit_log.as_deref()).await?;
     let url = format!("https://{}", emb.server.local_addr);
     tracing::info!(%url, kubeconfig = %emb.kubeconfig.display(), "control plane ready");

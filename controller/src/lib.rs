@@ -1,25 +1,13 @@
-//! bot-bottle's control plane: the local Kubernetes-compatible apiserver and its store, the
-//! Bottle and Agent reconcilers, the backend they drive (Docker, behind the `Backend` trait
-//! that other runtimes implement) and the session endpoint through which a runner serves
-//! attach, exec and logs of the Agents it runs.
+//! bot-bottle's facade: assembles a control plane (bb-apiserver on a bb-home) or a runner
+//! (bb-runner over one runtime) from options. It is the one place that picks a runtime.
 //!
-//! The resource model and every validation rule come from `bb-crds`; this crate adds I/O.
+//! The resource model and every validation rule come from `bb-crds`.
 
-pub mod apiserver;
-pub mod backend;
-pub mod cluster;
 pub mod control_plane;
-pub mod discovery;
-pub mod git_gate;
-pub mod home;
-pub mod https;
-pub mod pki;
-pub mod plan;
-pub mod provider;
-pub mod reconcile;
-pub mod secrets;
-pub mod sessions;
-pub mod store;
-pub mod supervise;
+pub mod demo;
+pub mod options;
+pub mod runtime;
+
+pub use bb_backend::health::{Check, Level};
 
 pub use bb_crds as crds;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use bb_controller::backend::{AgentId, Step};
+use bb_backend::{AgentId, Step};
 use bb_crds::{Agent, AgentPhase, Bottle};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;

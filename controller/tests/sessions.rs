@@ -8,11 +8,11 @@ mod support;
 
 use std::borrow::Cow;
 
-use bb_controller::backend::{LogSource, OutputStream};
-use bb_controller::sessions::SessionServer;
-use bb_controller::sessions::client;
-use bb_controller::sessions::protocol::{self, Outcome};
+use bb_backend::{LogSource, OutputStream};
 use bb_crds::{Agent, AgentPhase};
+use bb_runner::sessions::SessionServer;
+use bb_runner::sessions::client;
+use bb_runner::sessions::protocol::{self, Outcome};
 use futures_util::AsyncBufReadExt;
 use kube::api::{Api, AttachParams, LogParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -306,7 +306,7 @@ async fn refusals_are_statuses_with_the_right_code() {
         "127.0.0.1:0".parse().expect("addr"),
         &h.cp.creds,
         h.client.clone(),
-        h.backend.clone(),
+        std::sync::Arc::new(h.backend.clone()),
     )
     .await
     .expect("second runner");

@@ -9,6 +9,7 @@ pub mod bottle;
 pub mod common;
 pub mod convert;
 pub mod crd;
+pub mod duration;
 pub mod egress;
 pub mod env;
 pub mod error;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use base64::Engine;
-use bb_controller::backend::{AgentPlan, ImageSource};
+use bb_backend::{AgentPlan, ImageSource};
 use bb_sidecar::dlp::Detectors;
 use bb_sidecar::needles::Needle;
 
@@ -172,7 +172,7 @@ fn main() {
     }
     // Discovery over the planted workspace: how many of the planted values it finds.
     let t = Instant::now();
-    let found = bb_controller::discovery::discover(&plan_for(&ws), &tmp, None).expect("discover");
+    let found = bb_runner::discovery::discover(&plan_for(&ws), &tmp, None).expect("discover");
     let planted_ms = t.elapsed().as_secs_f64() * 1e3;
     let found_values: Vec<&[u8]> = found.secrets.iter().map(|s| s.value.as_slice()).collect();
     let discovered = planted
@@ -185,7 +185,7 @@ fn main() {
 
     // Discovery over the clean corpus: values it would guard that are not secrets.
     let t = Instant::now();
-    let clean = bb_controller::discovery::discover(&plan_for(corpus), &tmp, None).expect("corpus");
+    let clean = bb_runner::discovery::discover(&plan_for(corpus), &tmp, None).expect("corpus");
     let secs = t.elapsed().as_secs_f64();
     println!("corpus_files {}", clean.files_read);
     println!("corpus_mb {:.1}", clean.bytes_read as f64 / 1e6);

@@ -262,7 +262,7 @@ impl RunnerProc {
                 .arg(self.home.path())
                 .args(["--resync-seconds", "5"])
                 .args(&self.args)
-                .env("RUST_LOG", "info,bb_controller::cluster=debug")
+                .env("RUST_LOG", "info,bb_runner::cluster=debug")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

@@ -1,7 +1,8 @@
-//! The crates' dependency rules (docs/architecture.md), checked against `cargo tree`: a
-//! change that makes the CLI talk to a runtime, or the sidecar link Kubernetes, fails here.
-//! Rules the code does not meet yet are listed as known gaps, and each gap must still be open:
-//! closing one fails the test until its entry is removed, so the list cannot go stale.
+//! The crates' dependency rules (docs/architecture.md), checked against `cargo metadata` and
+//! `cargo tree`: a change that makes the CLI link a runtime, a runtime reach into the runner, or
+//! the sidecar link Kubernetes, fails here. Rules the code does not meet yet are listed as known
+//! gaps, and each gap must still be open: closing one fails the test until its entry is removed,
+//! so the list cannot go stale.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -15,9 +16,6 @@ const FORBIDDEN: &[(&str, &str, bool)] = &[
     ("bb-policy", "kube", false),
     ("bb-policy", "k8s-openapi", false),
     ("bb-policy", "schemars", false),
-    ("bb-crds", "bb-controller", false),
-    ("bb-crds", "bb-sidecar", false),
-    ("bb-crds", "bbctl", false),
     // The sidecar is its own binary: no controller, no resource model, no runtime client.
     ("bb-sidecar", "bb-controller", false),
     ("bb-sidecar", "bb-crds", false),
@@ -25,11 +23,114 @@ const FORBIDDEN: &[(&str, &str, bool)] = &[
     // The security chokepoint links no Kubernetes crates.
     ("bb-sidecar", "kube", false),
     ("bb-sidecar", "k8s-openapi", false),
-    // The controller never reaches up into the CLI.
-    ("bb-controller", "bbctl", false),
-    // Only the runner (the controller) talks to a runtime; the CLI goes through it.
+    // Only a runtime crate talks to its engine; the CLI goes through bb-controller.
     ("bbctl", "bollard", true),
 ];
+
+/// The arrows between this workspace's crates (normal dependencies): each crate may depend on
+/// the ones listed and on no other workspace crate. Everything else is forbidden.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("bb-policy", &[]),
+    ("bb-crds", &["bb-policy"]),
+    ("bb-sidecar", &["bb-policy"]),
+    ("bb-home", &["bb-crds"]),
+    ("bb-apiserver", &["bb-crds", "bb-home"]),
+    ("bb-backend", &["bb-crds", "bb-home"]),
+    ("bb-docker", &["bb-crds", "bb-backend"]),
+    ("bb-apple", &["bb-crds", "bb-backend"]),
+    ("bb-smolvm", &["bb-crds", "bb-backend", "bb-docker"]),
+    ("bb-runner", &["bb-crds", "bb-home", "bb-backend"]),
+    (
+        "bb-controller",
+        &[
+            "bb-crds",
+            "bb-home",
+            "bb-apiserver",
+            "bb-backend",
+            "bb-docker",
+            "bb-apple",
+            "bb-smolvm",
+            "bb-runner",
+        ],
+    ),
+    (
+        "bbctl",
+        &["bb-crds", "bb-home", "bb-runner", "bb-controller"],
+    ),
+    ("bb-e2e", &[]),
+];
+
+/// The workspace's packages from `cargo metadata`: name, manifest directory, and the workspace
+/// packages each depends on through normal dependencies.
+fn workspace_packages() -> Vec<(String, std::path::PathBuf, BTreeSet<String>)> {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("run cargo metadata");
+    assert!(out.status.success(), "cargo metadata failed");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let names: BTreeSet<String> = packages
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect();
+    packages
+        .iter()
+        .map(|p| {
+            let name = p["name"].as_str().unwrap_or_default().to_string();
+            let dir = std::path::Path::new(p["manifest_path"].as_str().unwrap_or_default())
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let deps = p["dependencies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["kind"].is_null())
+                .filter_map(|d| d["name"].as_str())
+                .filter(|d| names.contains(*d))
+                .map(str::to_string)
+                .collect();
+            (name, dir, deps)
+        })
+        .collect()
+}
+
+/// Every arrow between workspace crates is one `ALLOWED` names; every crate is listed there.
+#[test]
+fn workspace_crates_depend_only_along_allowed_arrows() {
+    let packages = workspace_packages();
+    // The reader sees an arrow that exists (a positive control).
+    assert!(
+        packages
+            .iter()
+            .any(|(n, _, d)| n == "bbctl" && d.contains("bb-controller")),
+        "the graph is unreadable: bbctl does not depend on bb-controller?"
+    );
+    let mut broken = Vec::new();
+    for (name, _, deps) in &packages {
+        let Some((_, allowed)) = ALLOWED.iter().find(|(n, _)| n == name) else {
+            broken.push(format!("{name} is not in ALLOWED: give it its arrows"));
+            continue;
+        };
+        for dep in deps {
+            if !allowed.contains(&dep.as_str()) {
+                broken.push(format!("{name} -> {dep}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "arrows docs/architecture.md does not allow: {broken:#?}"
+    );
+}
 
 /// Rules above that do not hold yet (none today; a new one names the issue that closes it).
 const KNOWN_GAPS: &[(&str, &str)] = &[];
@@ -443,16 +544,16 @@ fn no_crate_has_an_import_circle_among_its_modules() {
     ]));
     assert_eq!(planted.len(), 1);
     let mut found = Vec::new();
-    for src in [
-        "crds/policy/src",
-        "crds/src",
-        "controller/src",
-        "sidecar/src",
-        "cli/src",
-    ] {
-        for c in circles(&module_graph(&workspace_root().join(src))) {
+    let packages = workspace_packages();
+    assert!(
+        packages.len() > 10,
+        "the workspace is unreadable: {packages:?}"
+    );
+    for (_, dir, _) in packages {
+        let src = dir.join("src");
+        for c in circles(&module_graph(&src)) {
             let names: Vec<String> = c.iter().map(|m| m.join("::")).collect();
-            found.push(format!("{src}: {}", names.join(" <-> ")));
+            found.push(format!("{}: {}", src.display(), names.join(" <-> ")));
         }
     }
     let known: BTreeSet<&str> = KNOWN_CIRCLES.iter().copied().collect();
@@ -477,74 +578,3 @@ fn no_crate_has_an_import_circle_among_its_modules() {
 /// Circles allowed for now (none since #31 removed the last); an entry names the issue that
 /// removes it, and must still exist (as gaps must).
 const KNOWN_CIRCLES: &[&str] = &[];
-
-/// The runtimes (`backend::`) take plans as data: they never reach into planning, the
-/// reconcilers, providers, git-gate's or supervise's runner side, cluster mode or sessions
-/// (#31: they imported hashes, file names and paths from there).
-#[test]
-fn runtimes_do_not_reach_into_the_runner() {
-    let graph = module_graph(&workspace_root().join("controller/src"));
-    let runner = [
-        "plan",
-        "reconcile",
-        "provider",
-        "git_gate",
-        "supervise",
-        "cluster",
-        "sessions",
-        "secrets",
-        "discovery",
-        "control_plane",
-    ];
-    // The reader sees the backend's edges at all (a positive control).
-    assert!(
-        graph
-            .get(&vec![
-                "backend".to_string(),
-                "docker".to_string(),
-                "sidecar".to_string()
-            ])
-            .is_some_and(|uses| uses
-                .iter()
-                .any(|m| m.first().is_some_and(|f| f == "backend"))),
-        "the module graph is unreadable"
-    );
-    let mut reaching = Vec::new();
-    for (module, uses) in &graph {
-        if module.first().map(String::as_str) != Some("backend") {
-            continue;
-        }
-        for target in uses {
-            if target.first().is_some_and(|t| runner.contains(&t.as_str())) {
-                reaching.push(format!("{} -> {}", module.join("::"), target.join("::")));
-            }
-        }
-    }
-    assert!(
-        reaching.is_empty(),
-        "runtimes reaching into the runner: {reaching:#?}"
-    );
-    // One runtime does not build on another, except smolvm, whose sidecars are Docker's.
-    let runtimes = ["docker", "apple", "smolvm"];
-    let mut crossing = Vec::new();
-    for (module, uses) in &graph {
-        let Some(own) = module
-            .get(1)
-            .filter(|r| module[0] == "backend" && runtimes.contains(&r.as_str()))
-        else {
-            continue;
-        };
-        for target in uses {
-            let Some(other) = target.get(1).filter(|r| runtimes.contains(&r.as_str())) else {
-                continue;
-            };
-            if target[0] == "backend" && other != own && !(own == "smolvm" && other == "docker") {
-                crossing.push(format!("{} -> {}", module.join("::"), target.join("::")));
-            }
-        }
-    }
-    assert!(
-        crossing.is_empty(),
-        "one runtime importing another: {crossing:#?}"
-    );
-}

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bb_controller::home::{Home, HomeError};
+use bb_home::{Home, HomeError};
 
 use crate::exit::{CliError, Kind};
 

@@ -171,7 +171,7 @@ fn cluster_settings(
         if let Some(e) = bb_crds::labels::key_error(k).or_else(|| bb_crds::labels::value_error(v)) {
             return Err(CliError::new(Kind::Usage, format!("--runner-label: {e}")));
         }
-        if k == bb_controller::cluster::lease::LABEL {
+        if k == bb_runner::cluster::lease::LABEL {
             return Err(CliError::new(
                 Kind::Usage,
                 format!(
@@ -193,7 +193,7 @@ fn cluster_settings(
 }
 
 fn home_of(home: Option<PathBuf>) -> Result<PathBuf, CliError> {
-    bb_controller::home::resolve(home).map_err(|e| CliError::new(Kind::Usage, e.to_string()))
+    bb_home::resolve(home).map_err(|e| CliError::new(Kind::Usage, e.to_string()))
 }
 
 /// `controller run` alone, to check flags before they are saved or passed on.
@@ -450,7 +450,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             }))
             .map_err(|e| {
                 let kind = match e {
-                    RunError::Home(bb_controller::home::HomeError::Locked { .. }) => Kind::Conflict,
+                    RunError::Home(bb_home::HomeError::Locked { .. }) => Kind::Conflict,
                     RunError::Serve(_) | RunError::Client(_) | RunError::Backend(_) => {
                         Kind::Unavailable
                     }

@@ -6,15 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bb_controller::backend::Backend;
-use bb_controller::backend::RuntimeConfig;
-use bb_controller::backend::config::{DEBIAN_BASE, HERMETIC_BASE};
-use bb_controller::backend::docker::names::{self, Role};
-use bb_controller::backend::docker::{DockerBackend, Fixture};
-use bb_controller::control_plane::{self, Runner};
-use bb_controller::home::Home;
-use bb_controller::sessions::client;
+use bb_controller::control_plane;
+use bb_controller::demo::{DEBIAN_BASE, DemoRuntime, Fixture, HERMETIC_BASE};
 use bb_crds::{Agent, AgentPhase};
+use bb_home::Home;
+use bb_runner::sessions::client;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -121,9 +117,8 @@ async fn wait_running(agents: &Api<Agent>, name: &str) -> Result<Agent, CliError
 
 /// The hermetic base when present; else Debian's slim image, pulled if need be; else (no
 /// registry) the hermetic base, built from Debian packages with debootstrap.
-async fn choose_base(backend: &DockerBackend) -> Result<String, CliError> {
-    let present =
-        |image: &'static str| async move { backend.has_image(image).await.unwrap_or(false) };
+async fn choose_base(backend: &DemoRuntime) -> Result<String, CliError> {
+    let present = |image: &'static str| async move { backend.has_image(image).await };
     if present(HERMETIC_BASE).await {
         return Ok(HERMETIC_BASE.to_string());
     }
@@ -168,28 +163,34 @@ async fn print_build_progress(mut rx: tokio::sync::broadcast::Receiver<String>) 
 }
 
 async fn start_upstream(
-    backend: &DockerBackend,
+    backend: &DemoRuntime,
+    agent: &Agent,
     name: &str,
     image: &str,
-    network: &str,
     cert: &str,
     key: &str,
 ) -> Result<(), CliError> {
     backend
-        .run_fixture(&Fixture {
-            name: name.to_string(),
-            image: image.to_string(),
-            command: vec![
-                "python3".into(),
-                "-u".into(),
-                "-c".into(),
-                UPSTREAM_PY.into(),
-            ],
-            env: vec![("CERT".into(), cert.into()), ("KEY".into(), key.into())],
-            labels: HashMap::from([("bot-bottle.dev/demo".to_string(), "upstream".to_string())]),
-            network: network.to_string(),
-            aliases: vec![ALLOWED.to_string()],
-        })
+        .start_upstream(
+            agent,
+            Fixture {
+                name: name.to_string(),
+                image: image.to_string(),
+                command: vec![
+                    "python3".into(),
+                    "-u".into(),
+                    "-c".into(),
+                    UPSTREAM_PY.into(),
+                ],
+                env: vec![("CERT".into(), cert.into()), ("KEY".into(), key.into())],
+                labels: HashMap::from([(
+                    "bot-bottle.dev/demo".to_string(),
+                    "upstream".to_string(),
+                )]),
+                network: String::new(),
+                aliases: vec![ALLOWED.to_string()],
+            },
+        )
         .await
         .map_err(|e| CliError::new(Kind::Unavailable, format!("demo upstream: {e}")))
 }
@@ -263,17 +264,15 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     }
 
     step("connecting to Docker");
-    let mut cfg =
-        RuntimeConfig::for_home(home.dir.as_path(), &format!("demo-{}", std::process::id()));
-    cfg.upstream_ca = Some(ca_path.clone());
-    // The demo's "internet" is a container on the bottle's private egress network.
-    cfg.allow_private_upstreams = true;
-    let backend = DockerBackend::connect(cfg).await.map_err(|e| {
-        CliError::new(
-            Kind::Unavailable,
-            format!("bbctl demo needs a running Docker engine: {e}"),
-        )
-    })?;
+    let instance = format!("demo-{}", std::process::id());
+    let backend = DemoRuntime::connect(home.dir.as_path(), &instance, &ca_path)
+        .await
+        .map_err(|e| {
+            CliError::new(
+                Kind::Unavailable,
+                format!("bbctl demo needs a running Docker engine: {e}"),
+            )
+        })?;
     let base = match base_image {
         Some(b) => b,
         None => choose_base(&backend).await?,
@@ -291,17 +290,10 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     )
     .await
     .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
-    let runner = Runner::start(
-        emb.client.clone(),
-        &format!("demo-{}", std::process::id()),
-        Some(backend.clone()),
-        Duration::from_secs(2),
-        ([127, 0, 0, 1], 0).into(),
-        &emb.creds,
-        None,
-    )
-    .await
-    .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
+    let runner = backend
+        .start_runner(emb.client.clone(), &instance, &emb.creds)
+        .await
+        .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
     let door = Door {
         kubeconfig: emb.kubeconfig.clone(),
         endpoint: runner
@@ -325,7 +317,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
     while Instant::now() < deadline && matches!(agents.get_opt("demo").await, Ok(Some(_))) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    backend.remove_fixture(&upstream.name).await;
+    backend.remove_upstream(&upstream.name).await;
     runner.shutdown(None).await;
     progress.abort();
     emb.server.shutdown().await;
@@ -337,7 +329,7 @@ async fn demo(dir: &Path, base_image: Option<String>) -> Result<(), CliError> {
 
 async fn run_agent(
     client: &kube::Client,
-    backend: &DockerBackend,
+    backend: &DemoRuntime,
     door: &Door,
     dockerfile: &Path,
     base: &str,
@@ -346,8 +338,7 @@ async fn run_agent(
     let (upstream_name, cert, key) = (upstream.name.as_str(), &upstream.cert, &upstream.key);
     let token = format!(
         "demo-token-{}",
-        bb_controller::pki::random_hex(8)
-            .map_err(|e| CliError::new(Kind::General, e.to_string()))?
+        bb_home::pki::random_hex(8).map_err(|e| CliError::new(Kind::General, e.to_string()))?
     );
     step("applying a Bottle (one allowed host, credential injected) and an Agent");
     apply(client, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-token", "namespace": bb_crds::common::DEFAULT_SECRET_NAMESPACE}, "stringData": {"token": token}})).await?;
@@ -363,20 +354,11 @@ async fn run_agent(
     step("waiting for the agent (the first run builds the sidecar and agent images)");
     let agent = wait_running(&agents, "demo").await?;
 
-    let id = bb_controller::backend::AgentId::from(&agent);
-    start_upstream(
-        backend,
-        upstream_name,
-        base,
-        &names::name(&id, Role::EgressNetwork),
-        cert,
-        key,
-    )
-    .await?;
+    start_upstream(backend, &agent, upstream_name, base, cert, key).await?;
     step(&format!(
         "inside agent/{} ({}):",
         agent.name_any(),
-        names::name(&id, Role::Agent)
+        DemoRuntime::agent_container(&agent)
     ));
     let mut allowed = String::new();
     for _ in 0..40 {
@@ -398,7 +380,7 @@ async fn run_agent(
         blocked.trim_end()
     );
     let env = in_agent(door, &agent, "env | grep -c demo-token- || true").await?;
-    let logs = backend.fixture_log(upstream_name).await;
+    let logs = backend.upstream_log(upstream_name).await;
     let injected = logs.contains(&format!("Bearer {token}"));
     println!(
         "\nthe upstream received the real credential: {}; the agent's environment holds it: {}",

@@ -145,7 +145,7 @@ async fn events(client: &kube::Client, ns: &str, name: &str, out: &mut String) {
 
 async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, CliError> {
     let api: Api<Bottle> = Api::all(client.clone());
-    let all = bb_controller::reconcile::bottle::listed_bottle_specs(client)
+    let all = bb_runner::reconcile::bottle::listed_bottle_specs(client)
         .await
         .map_err(|e| CliError::api("API", e))?;
     let b = api
@@ -210,7 +210,7 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
                 .collect();
             // The provider's own routes, where the Bottle has none for the host (as the
             // sidecar gets them).
-            if let Ok(p) = bb_controller::plan::provider(&r) {
+            if let Ok(p) = bb_runner::plan::provider(&r) {
                 for route in p.routes() {
                     if !rows.iter().any(|row| row[0] == route.host) {
                         rows.push(vec![
@@ -268,7 +268,7 @@ async fn supervise_audit(target: &Target, agent: &Agent, out: &mut String) {
         return;
     }
     let collected = match target.runner_client(agent, endpoint).await {
-        Ok(runner) => bb_controller::sessions::client::collect(&runner, &path)
+        Ok(runner) => bb_runner::sessions::client::collect(&runner, &path)
             .await
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.message),

@@ -2,12 +2,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use bb_controller::backend::Backend;
-use bb_controller::backend::RuntimeConfig;
-use bb_controller::backend::apple::{self, AppleBackend, AppleConfig};
-use bb_controller::backend::docker::DockerBackend;
-use bb_controller::backend::health::Level;
-use bb_controller::backend::smolvm;
+use bb_controller::runtime::{self, Probe};
+use bb_controller::{Check, Level};
 
 use super::target::Target;
 use crate::exit::{CliError, Kind};
@@ -62,48 +58,18 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
 
         // Each runtime (its own checks, through the backend seam): which can run Agents, and
         // which one `--backend auto` picks. One usable runtime is enough.
-        let cfg = RuntimeConfig::for_home(&home, "doctor");
+        let found = runtime::diagnose(&home, args.container_cli.clone(), args.smolvm_cli.clone()).await;
         let mut usable = Vec::new();
-        let apple_wanted = args.container_cli.is_some() || apple::host_has_apple_container();
-        if apple_wanted {
-            let mut ac = AppleConfig::for_home(&home, "doctor");
-            if let Some(c) = &args.container_cli {
-                ac.cli = c.clone();
-            }
-            match AppleBackend::connect(ac).await {
-                Ok(b) => {
-                    report_checks(&mut r, b.diagnose().await);
-                    usable.push("apple-container");
+        for (name, probe) in found.runtimes {
+            match probe {
+                Probe::Usable(checks) => {
+                    report_checks(&mut r, checks);
+                    usable.push(name);
                 }
-                Err(e) => r.warn("apple-container", format!("not usable: {e}")),
+                Probe::NotUsable(why) => r.warn(name, format!("not usable: {why}")),
             }
-        } else {
-            r.warn("apple-container", "not usable: needs macOS with Apple's `container` CLI on PATH");
         }
-        let docker = DockerBackend::connect(cfg.clone()).await;
-        match &docker {
-            Ok(b) => {
-                report_checks(&mut r, b.diagnose().await);
-                usable.push("docker");
-            }
-            Err(e) => r.warn("docker", format!("not usable: {e}")),
-        }
-        let smolvm_cli = args.smolvm_cli.clone().or_else(smolvm::on_path);
-        match (smolvm_cli, docker) {
-            (None, _) => r.warn("smolvm", "not usable: no `smolvm` on PATH (--smolvm-cli names one)"),
-            (Some(_), Err(_)) => r.warn("smolvm", "not usable: its sidecars run on Docker, which does not answer"),
-            (Some(cli), Ok(docker)) => match smolvm::SmolvmBackend::connect(docker, cli, home.join("smolvm")).await {
-                Ok(b) => {
-                    let checks = b.diagnose().await;
-                    if let Some(c) = checks.iter().find(|c| c.name == "smolvm") {
-                        report_checks(&mut r, vec![c.clone()]);
-                    }
-                    usable.push("smolvm");
-                }
-                Err(e) => r.warn("smolvm", format!("not usable: {e}")),
-            },
-        }
-        let auto = if apple::host_has_apple_container() { "apple-container" } else { "docker" };
+        let auto = found.auto;
         if usable.is_empty() {
             r.fail(
                 "backends",
@@ -118,12 +84,12 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
                 format!("usable: {}; --backend auto picks {auto}, which is not: pass --backend {}", usable.join(", "), usable[0]),
             );
         }
-        if cfg.sidecar_binary.is_file() {
-            r.ok("sidecar binary", cfg.sidecar_binary.display());
+        if found.sidecar_binary.is_file() {
+            r.ok("sidecar binary", found.sidecar_binary.display());
         } else {
             r.fail(
                 "sidecar binary",
-                format!("{} is missing", cfg.sidecar_binary.display()),
+                format!("{} is missing", found.sidecar_binary.display()),
                 "install bb-sidecar next to bbctl (cargo build -p bb-sidecar) or pass --sidecar-binary to `bbctl controller run`",
             );
         }
@@ -172,7 +138,7 @@ pub fn run(args: DoctorArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn report_checks(r: &mut Report, checks: Vec<bb_controller::backend::health::Check>) {
+fn report_checks(r: &mut Report, checks: Vec<Check>) {
     for c in checks {
         match c.level {
             Level::Ok => r.ok(&c.name, c.detail),

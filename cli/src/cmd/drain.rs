@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use bb_controller::cluster::lease::{DRAINING_ANNOTATION, LABEL, NAMESPACE, name};
 use bb_crds::Agent;
+use bb_runner::cluster::lease::{DRAINING_ANNOTATION, LABEL, NAMESPACE, name};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 

@@ -31,14 +31,14 @@ pub fn run(args: Args) -> Result<(), CliError> {
         let opened = super::session::open(&target, &agent).await?;
         let a = &opened.agent;
         let client = target.client().await?;
-        let specs = bb_controller::reconcile::bottle::listed_bottle_specs(&client)
+        let specs = bb_runner::reconcile::bottle::listed_bottle_specs(&client)
             .await
             .map_err(|e| CliError::api("API", e))?;
         let bottle_name = &a.spec.bottle_ref.name;
         let bottle = bb_crds::resolve::validate_bottle(bottle_name, &specs)
             .map_err(|e| CliError::new(Kind::Validation, format!("bottle/{bottle_name}: {e}")))?;
         let path = format!("{}/log?container=egress&stdout=true", opened.path);
-        let log = bb_controller::sessions::client::collect(&opened.runner, &path)
+        let log = bb_runner::sessions::client::collect(&opened.runner, &path)
             .await
             .map_err(super::session::session_error)?;
         let reported: Vec<Reported> = String::from_utf8_lossy(&log.stdout)

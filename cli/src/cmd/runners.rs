@@ -1,9 +1,9 @@
 //! `bbctl get runners`: the runners of a cluster as their heartbeat Leases describe them, with
 //! how many Agents each holds (`status.runner`).
 
-use bb_controller::cluster::lease::{LABEL, NAMESPACE};
-use bb_controller::cluster::runners::Runner;
 use bb_crds::Agent;
+use bb_runner::cluster::lease::{LABEL, NAMESPACE};
+use bb_runner::cluster::runners::Runner;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
 
@@ -49,7 +49,7 @@ pub fn rows(
             };
             let renewed = r.renewed.map_or("<unknown>".into(), |t| {
                 let secs = now.as_second() - t.as_second();
-                format!("{} ago", bb_controller::apiserver::human_duration(secs))
+                format!("{} ago", bb_crds::duration::human_duration(secs))
             });
             let mut row = vec![
                 r.id.clone(),
@@ -174,7 +174,7 @@ mod tests {
             .annotations
             .get_or_insert_default()
             .insert(
-                bb_controller::cluster::lease::ENDPOINT_ANNOTATION.into(),
+                bb_runner::cluster::lease::ENDPOINT_ANNOTATION.into(),
                 "https://127.0.0.1:9".into(),
             );
         let local = |endpoint: Option<&str>| {

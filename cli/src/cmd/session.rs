@@ -5,11 +5,11 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use bb_controller::backend::AgentId;
-use bb_controller::sessions::client::{self, ClientError, Input};
-use bb_controller::sessions::protocol::{Outcome, TerminalSize};
 use bb_crds::agent::Color;
 use bb_crds::{Agent, AgentPhase};
+use bb_runner::AgentId;
+use bb_runner::sessions::client::{self, ClientError, Input};
+use bb_runner::sessions::protocol::{Outcome, TerminalSize};
 use kube::{Api, ResourceExt};
 
 use super::target::{Target, agent_name};
@@ -148,7 +148,7 @@ async fn running_agent(
             format!("Agent '{name}' is not running ({phase}{why}); {hint}"),
         ));
     }
-    let id = bb_controller::backend::AgentId::from(&agent);
+    let id = bb_runner::AgentId::from(&agent);
     Ok((client, agent, id))
 }
 

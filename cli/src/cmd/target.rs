@@ -23,8 +23,7 @@ pub struct Target {
 
 impl Target {
     pub fn home_dir(&self) -> Result<PathBuf, CliError> {
-        bb_controller::home::resolve(self.home.clone())
-            .map_err(|e| CliError::new(Kind::Usage, e.to_string()))
+        bb_home::resolve(self.home.clone()).map_err(|e| CliError::new(Kind::Usage, e.to_string()))
     }
 
     pub fn namespace(&self) -> String {
@@ -67,7 +66,7 @@ impl Target {
         if let Some(runner) = agent.status.as_ref().and_then(|s| s.runner.as_deref()) {
             let api = kube::Client::try_from(cfg.clone())
                 .map_err(|e| CliError::new(Kind::Unavailable, e.to_string()))?;
-            let trust = bb_controller::sessions::client::runner_trust(&api, runner)
+            let trust = bb_runner::sessions::client::runner_trust(&api, runner)
                 .await
                 .map_err(|e| CliError::api("", e))?;
             match trust {

@@ -6,11 +6,11 @@
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bb_controller::backend::fake::FakeBackend;
-use bb_controller::home::Home;
-use bb_controller::reconcile;
-use bb_controller::sessions::SessionServer;
+use bb_backend::fake::FakeBackend;
 use bb_crds::{Agent, Bottle};
+use bb_home::Home;
+use bb_runner::reconcile;
+use bb_runner::sessions::SessionServer;
 use futures_util::FutureExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
@@ -81,7 +81,7 @@ impl Harness {
                 "127.0.0.1:0".parse().expect("addr"),
                 &h.cp.creds,
                 client,
-                h.backend.clone(),
+                std::sync::Arc::new(h.backend.clone()),
             )
             .await
             .expect("session endpoint"),
@@ -102,7 +102,7 @@ impl Harness {
         self.task = Some(tokio::spawn(async move {
             let _ = reconcile::run(
                 client,
-                backend,
+                std::sync::Arc::new(backend),
                 Duration::from_millis(500),
                 endpoint,
                 None,
