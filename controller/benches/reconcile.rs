@@ -64,6 +64,7 @@ fn main() {
             std::sync::Arc::new(backend.clone()),
             Duration::from_secs(60),
             None,
+            Default::default(),
             None,
             async move {
                 let _ = rx.await;

@@ -20,6 +20,7 @@ use bb_runner::cluster::RunnerInfo;
 use bb_runner::cluster::claims::Claims;
 use bb_runner::cluster::lease::Heartbeat;
 use bb_runner::sessions::SessionServer;
+use bb_runner::sessions::plans::SessionPlans;
 
 /// The User-Agent of a runner syncing from a cluster, before `/<identity>`.
 pub const RUNNER_USER_AGENT: &str = "bb-runner";
@@ -206,6 +207,7 @@ impl Runner {
         if !session_listen.ip().is_loopback() {
             tracing::warn!(listen = %session_listen, "session endpoint beyond loopback: anyone who can reach it and holds the token can exec in every Agent this runner runs");
         }
+        let session_plans = SessionPlans::default();
         let sessions = match &backend {
             Some(b) => {
                 let s = SessionServer::start_delegating(
@@ -213,6 +215,7 @@ impl Runner {
                     creds,
                     client.clone(),
                     b.clone(),
+                    session_plans.clone(),
                     cluster.is_some(),
                 )
                 .await?;
@@ -256,9 +259,16 @@ impl Runner {
             let _ = futures_util::future::join(lease, async {
                 match backend {
                     Some(b) => {
-                        if let Err(e) =
-                            bb_runner::reconcile::run(client, b, resync, endpoint, claims, shutdown)
-                                .await
+                        if let Err(e) = bb_runner::reconcile::run(
+                            client,
+                            b,
+                            resync,
+                            endpoint,
+                            session_plans,
+                            claims,
+                            shutdown,
+                        )
+                        .await
                         {
                             tracing::error!(error = %e, "reconcilers stopped");
                         }

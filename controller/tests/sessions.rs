@@ -307,6 +307,7 @@ async fn refusals_are_statuses_with_the_right_code() {
         &h.cp.creds,
         h.client.clone(),
         std::sync::Arc::new(h.backend.clone()),
+        Default::default(),
     )
     .await
     .expect("second runner");

@@ -2,8 +2,8 @@
 //! sidecar links instead of this one); its tests against Bottles live here.
 
 pub use bb_policy::file::{
-    GIT_GATE_CONFIG_FILE, applied_policy_hash, git_key_file, parse_sidecar_policy, policy_hash,
-    short_hex,
+    GIT_GATE_CONFIG_FILE, applied_policy_hash, check_sidecar_policy, git_key_file,
+    parse_sidecar_policy, policy_hash, short_hex,
 };
 /// Proposed routes documents: parsing, comparison with the live routes, the reach summary,
 /// merging, and the supervise queue's file format.

@@ -578,3 +578,49 @@ fn no_crate_has_an_import_circle_among_its_modules() {
 /// Circles allowed for now (none since #31 removed the last); an entry names the issue that
 /// removes it, and must still exist (as gaps must).
 const KNOWN_CIRCLES: &[&str] = &[];
+
+/// What names I/O in a file's code (comments and unit tests left out): a client, the filesystem, the
+/// environment, a process, anything async, and the runner's own readers of host files.
+fn io_named_in(file: &str) -> Vec<&'static str> {
+    const IO: &[&str] = &[
+        "async ",
+        ".await",
+        "kube::",
+        "std::fs",
+        "tokio",
+        "std::env",
+        "std::process",
+        "Command::",
+        "hyper",
+        "secrets::",
+        ".credential_files(",
+        "static_keys(",
+        "gitea::",
+    ];
+    let text = std::fs::read_to_string(workspace_root().join(file)).expect("read the file");
+    let code: String = text
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("#[cfg(test)]"))
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    IO.iter().copied().filter(|w| code.contains(w)).collect()
+}
+
+/// Planning is a pure function from resources to a plan (#31): `plan.rs` reads no Secret, file,
+/// environment or forge and awaits nothing. What it names is read by `resolve.rs`, a step of its
+/// own.
+#[test]
+fn planning_has_no_io() {
+    // The scan sees I/O where there is some (a positive control).
+    let resolve = io_named_in("controller/runner/src/resolve.rs");
+    assert!(
+        resolve.contains(&".await") && resolve.contains(&"secrets::"),
+        "the scan is blind: {resolve:?}"
+    );
+    assert_eq!(
+        io_named_in("controller/runner/src/plan.rs"),
+        Vec::<&str>::new(),
+        "planning does I/O"
+    );
+}

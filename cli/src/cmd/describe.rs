@@ -210,7 +210,7 @@ async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, Cl
                 .collect();
             // The provider's own routes, where the Bottle has none for the host (as the
             // sidecar gets them).
-            if let Ok(p) = bb_runner::plan::provider(&r) {
+            if let Ok(p) = bb_runner::provider::of_bottle(&r) {
                 for route in p.routes() {
                     if !rows.iter().any(|row| row[0] == route.host) {
                         rows.push(vec![

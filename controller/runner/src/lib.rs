@@ -9,6 +9,7 @@ pub mod git_gate;
 pub mod plan;
 pub mod provider;
 pub mod reconcile;
+pub mod resolve;
 pub mod secrets;
 pub mod sessions;
 pub mod supervise;

@@ -1,49 +1,65 @@
-//! Turns an Agent and its resolved Bottle into what the backend realises: the sidecar's policy
-//! (auth resolved to token files) and the agent container's spec, each with the hash that tells
-//! the reconciler whether a running piece is current.
+//! Turns an Agent, its resolved Bottle and its provider into what the backend realises, with no
+//! I/O: the sidecar's typed policy and its text (rendered once, auth pointing at token files),
+//! the agent container's spec and hash, and the secrets both need, by reference only. Reading
+//! those references is the next step's job (`crate::resolve`).
 
 use std::collections::BTreeMap;
 
-use bb_crds::common::SecretSource;
-use bb_crds::egress::EgressSpec;
+use bb_crds::common::{SecretKeySelector, SecretSource};
+use bb_crds::egress::{EgressRoute, EgressSpec};
+use bb_crds::git_gate::GitRepo;
 use bb_crds::{Agent, ResolvedBottle};
 
 use crate::git_gate;
-use crate::provider::{self, Provider, ProviderError};
-use crate::secrets::{self, SecretError};
+use crate::provider::{self, Provider};
 use bb_backend::hash::sha256_hex;
-use bb_backend::{AgentPlan, ImageSource, SecretBytes, SidecarPlan};
+use bb_backend::{AgentPlan, ImageSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{0}")]
-    Secret(#[from] SecretError),
-    #[error("{0}")]
-    Provider(#[from] ProviderError),
-    /// A forge would not mint a git-gate deploy key; the Agent waits and retries.
-    #[error("{0}")]
-    DeployKey(String),
+    /// What was planned is not a policy the sidecar would load (a bug, never user input).
     #[error("internal: {0}")]
     Internal(String),
 }
 
-/// The sidecar's policy file for a resolved Bottle, each route's auth naming its token file
-/// (`route-N-token`), and the secret source behind each file. Pure: nothing is resolved, so the
-/// Bottle reconciler computes the same text (and hash) the Agent's sidecar will load.
-pub fn sidecar_policy(
-    resolved: &ResolvedBottle,
-    provider: &dyn Provider,
-) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
-    policy_with_routes(resolved, provider.routes())
+/// What an Agent's reconcile drives toward, before any secret is read.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The sidecar's policy: the Bottle's routes (with approved grants merged in) and the
+    /// provider's, each route's auth naming its token file (`route-N-token`).
+    pub policy: EgressSpec,
+    /// `policy` as the sidecar reads it, rendered once.
+    pub policy_yaml: String,
+    /// The secrets the sidecar and the agent need, named, not read.
+    pub secrets: SecretRefs,
+    /// The agent container; its `secret_env` and `credential_files` stay empty until resolved.
+    pub agent: AgentPlan,
+    /// Whether the Bottle runs the supervise MCP server.
+    pub supervise: bool,
 }
 
-/// `sidecar_policy` with the provider's routes given (none when it cannot be planned).
+/// What `crate::resolve` reads for a `Plan`.
+#[derive(Debug, Clone, Default)]
+pub struct SecretRefs {
+    /// Each route's token file and the source of its value.
+    pub route_tokens: Vec<(String, SecretSource)>,
+    /// Each secret environment variable of the agent and where its value comes from.
+    pub env: Vec<(String, EnvSecret)>,
+    /// git-gate's repositories: a static key is read from its file, a Gitea key is minted.
+    pub git_repos: BTreeMap<String, GitRepo>,
+}
+
+/// Where one secret environment variable's value comes from.
+#[derive(Debug, Clone)]
+pub enum EnvSecret {
+    SecretKey(SecretKeySelector),
+    /// A variable of the runner's own environment.
+    HostEnv(String),
+}
+
 /// Adds the provider's routes for hosts the Bottle has none for: the Bottle's own route for a
 /// provider's host wins (it may narrow paths or add DLP).
-fn with_provider_routes(
-    routes: &mut Vec<bb_crds::egress::EgressRoute>,
-    extra: Vec<bb_crds::egress::EgressRoute>,
-) {
+fn with_provider_routes(routes: &mut Vec<EgressRoute>, extra: Vec<EgressRoute>) {
     for route in extra {
         if !routes.iter().any(|r| r.host == route.host) {
             routes.push(route);
@@ -52,27 +68,26 @@ fn with_provider_routes(
 }
 
 /// How many routes a sidecar of this Bottle enforces: its own and its provider's.
-pub fn route_count(resolved: &ResolvedBottle) -> usize {
+pub fn route_count(resolved: &ResolvedBottle, provider_routes: Vec<EgressRoute>) -> usize {
     let mut routes = resolved
         .spec
         .egress
         .as_ref()
         .map(|e| e.routes().to_vec())
         .unwrap_or_default();
-    with_provider_routes(
-        &mut routes,
-        provider(resolved).map(|p| p.routes()).unwrap_or_default(),
-    );
+    with_provider_routes(&mut routes, provider_routes);
     routes.len()
 }
 
-fn policy_with_routes(
+/// The sidecar's typed policy for a resolved Bottle and its provider's routes, each route's
+/// auth replaced by its token file, and the secret source behind each file.
+pub fn sidecar_policy(
     resolved: &ResolvedBottle,
-    extra: Vec<bb_crds::egress::EgressRoute>,
-) -> Result<(String, Vec<(String, SecretSource)>), PlanError> {
+    provider_routes: Vec<EgressRoute>,
+) -> (EgressSpec, Vec<(String, SecretSource)>) {
     let mut egress: EgressSpec = resolved.spec.egress.clone().unwrap_or_default();
     let routes = egress.routes.get_or_insert_with(Vec::new);
-    with_provider_routes(routes, extra);
+    with_provider_routes(routes, provider_routes);
     if routes.is_empty() {
         egress.routes = None;
     }
@@ -90,107 +105,103 @@ fn policy_with_routes(
             sources.push((file, source));
         }
     }
-    let policy_yaml =
-        serde_yaml::to_string(&egress).map_err(|e| PlanError::Internal(e.to_string()))?;
-    // The sidecar will parse this with the same types; refuse to hand it something it rejects.
-    bb_crds::policy::parse_sidecar_policy(&policy_yaml)
+    (egress, sources)
+}
+
+/// The policy's text, held to every rule the sidecar holds it to (so it is never handed
+/// something it would refuse).
+pub fn render_policy(policy: &EgressSpec) -> Result<String, PlanError> {
+    bb_crds::policy::check_sidecar_policy(policy)
         .map_err(|e| PlanError::Internal(e.to_string()))?;
-    Ok((policy_yaml, sources))
+    serde_yaml::to_string(policy).map_err(|e| PlanError::Internal(e.to_string()))
 }
 
 /// `status.resolvedPolicyHash` of a resolved Bottle: the hash of its sidecar policy text.
 /// A provider this controller cannot run yet contributes no routes: no Agent of the Bottle can
 /// start (its status says why), and the hash still identifies the Bottle's own policy.
-pub fn bottle_policy_hash(resolved: &ResolvedBottle) -> Result<String, PlanError> {
-    let extra = provider(resolved).map(|p| p.routes()).unwrap_or_default();
-    let (policy_yaml, _) = policy_with_routes(resolved, extra)?;
-    Ok(bb_crds::policy::policy_hash(policy_yaml.as_bytes()))
-}
-
-/// The sidecar policy with every route's auth pointing at a token file, and those files.
-pub async fn sidecar(
-    client: &kube::Client,
-    agent: &Agent,
+pub fn bottle_policy_hash(
     resolved: &ResolvedBottle,
-    provider: &dyn Provider,
-) -> Result<SidecarPlan, PlanError> {
-    let (policy_yaml, sources) = sidecar_policy(resolved, provider)?;
-    let mut files = BTreeMap::new();
-    for (file, source) in sources {
-        files.insert(file, secrets::resolve(client, &source).await?);
-    }
-    let repos = git_gate::repos(resolved.spec.git_gate.as_ref());
-    if !repos.is_empty() {
-        files.insert(
-            git_gate::CONFIG_FILE.to_string(),
-            SecretBytes::new(git_gate::sidecar_config(&repos).into_bytes()),
-        );
-        files.extend(git_gate::static_keys(&repos)?);
-        let minted = git_gate::gitea::keys(client, agent, &repos)
-            .await
-            .map_err(|e| match e {
-                git_gate::gitea::ForgeError::Secret(s) => PlanError::Secret(s),
-                other => PlanError::DeployKey(other.to_string()),
-            })?;
-        files.extend(minted);
-    }
-    Ok(SidecarPlan {
-        policy_yaml,
-        secret_files: files,
-        supervise: resolved.spec.supervise(),
-    })
+    provider_routes: Vec<EgressRoute>,
+) -> Result<String, PlanError> {
+    let (policy, _) = sidecar_policy(resolved, provider_routes);
+    Ok(bb_crds::policy::policy_hash(
+        render_policy(&policy)?.as_bytes(),
+    ))
 }
 
-/// The provider a resolved Bottle runs.
-pub fn provider(resolved: &ResolvedBottle) -> Result<Box<dyn Provider>, PlanError> {
-    Ok(provider::for_bottle(
-        &resolved.spec.agent_provider.clone().unwrap_or_default(),
-    )?)
-}
-
-/// The agent container for the Agent's provider.
-pub async fn agent(
-    client: &kube::Client,
+/// The plan for `agent` of `resolved` (its grants already merged in) run by `provider`;
+/// `supervise_url` is where the agent reaches the supervise MCP server, when it runs one.
+pub fn plan(
     agent: &Agent,
     resolved: &ResolvedBottle,
     provider: &dyn Provider,
     supervise_url: Option<&str>,
-) -> Result<AgentPlan, PlanError> {
-    let image = provider.image();
+) -> Result<Plan, PlanError> {
+    let (policy, route_tokens) = sidecar_policy(resolved, provider.routes());
+    let policy_yaml = render_policy(&policy)?;
+    let env = secret_env_refs(resolved);
+    let git_repos = git_gate::repos(resolved.spec.git_gate.as_ref());
+    let mut agent_plan = agent_plan(agent, resolved, provider, supervise_url, &git_repos);
+    // Sorted, as the resolved map's keys are: the hash is the same before and after resolving.
+    let names: std::collections::BTreeSet<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = names.into_iter().collect();
+    agent_plan.container_hash = container_hash_of(&agent_plan, &names);
+    Ok(Plan {
+        policy,
+        policy_yaml,
+        secrets: SecretRefs {
+            route_tokens,
+            env,
+            git_repos,
+        },
+        agent: agent_plan,
+        supervise: resolved.spec.supervise(),
+    })
+}
+
+/// The Bottle's secret environment variables (prompted ones are asked for by the attached
+/// session, not the runner).
+fn secret_env_refs(resolved: &ResolvedBottle) -> Vec<(String, EnvSecret)> {
+    let mut out = Vec::new();
+    for var in resolved.spec.env() {
+        let Some(from) = var
+            .value
+            .is_none()
+            .then_some(var.value_from.as_ref())
+            .flatten()
+        else {
+            continue;
+        };
+        if let Some(sel) = &from.secret_key_ref {
+            out.push((var.name.clone(), EnvSecret::SecretKey(sel.clone())));
+        } else if let Some(h) = &from.host_env {
+            out.push((var.name.clone(), EnvSecret::HostEnv(h.name.clone())));
+        }
+    }
+    out
+}
+
+/// The agent container for the Agent's provider, secrets left out.
+fn agent_plan(
+    agent: &Agent,
+    resolved: &ResolvedBottle,
+    provider: &dyn Provider,
+    supervise_url: Option<&str>,
+    repos: &BTreeMap<String, GitRepo>,
+) -> AgentPlan {
     let view = provider::AgentView {
         supervise_url,
         ..provider::AgentView::of(agent)
     };
-    let command = provider.attach_command(&view);
     let mut env = provider.env();
     if let Some(url) = supervise_url {
         env.insert("MCP_SUPERVISE_URL".into(), url.into());
     }
-    let mut secret_env = BTreeMap::new();
     for var in resolved.spec.env() {
-        match (&var.value, &var.value_from) {
-            (Some(v), _) => {
-                env.insert(var.name.clone(), v.clone());
-            }
-            (None, Some(from)) => {
-                let value = if let Some(sel) = &from.secret_key_ref {
-                    Some(secrets::secret_key(client, sel).await?)
-                } else if let Some(h) = &from.host_env {
-                    Some(secrets::host_env(&h.name)?)
-                } else {
-                    // Prompted values are asked for by the attached session, not the controller.
-                    None
-                };
-                if let Some(v) = value {
-                    secret_env.insert(var.name.clone(), v);
-                }
-            }
-            (None, None) => {}
+        if let Some(v) = &var.value {
+            env.insert(var.name.clone(), v.clone());
         }
     }
-    let files = provider.files(&view);
-    let credential_files = provider.credential_files()?;
-    let runtime = resolved.spec.runtime.clone().unwrap_or_default();
     let gate = resolved.spec.git_gate.as_ref();
     let gitconfig = git_gate::agent_gitconfig(
         git_gate::identity(
@@ -198,26 +209,30 @@ pub async fn agent(
             agent.spec.git_user.as_ref(),
         )
         .as_ref(),
-        &git_gate::repos(gate),
+        repos,
     );
-    let mut plan = AgentPlan {
-        image,
-        command,
+    AgentPlan {
+        image: provider.image(),
+        command: provider.attach_command(&view),
         env,
-        secret_env,
-        runtime,
+        secret_env: BTreeMap::new(),
+        runtime: resolved.spec.runtime.clone().unwrap_or_default(),
         prompt: agent.spec.prompt.clone(),
         workspace: agent.spec.workspace.clone(),
         gitconfig,
         dirs: provider.dirs(),
-        files,
-        credential_files,
+        files: provider.files(&view),
+        credential_files: Vec::new(),
         skills: agent.spec.skills.clone().unwrap_or_default(),
         skills_dir: provider.skills_dir(),
         container_hash: String::new(),
-    };
-    plan.container_hash = container_hash(&plan);
-    Ok(plan)
+    }
+}
+
+/// `container_hash_of` with the names of the plan's resolved secret variables.
+pub fn container_hash(plan: &AgentPlan) -> String {
+    let names: Vec<&str> = plan.secret_env.keys().map(String::as_str).collect();
+    container_hash_of(plan, &names)
 }
 
 /// The identity of the agent container: everything the container is made or provisioned from.
@@ -225,7 +240,7 @@ pub async fn agent(
 /// so an Agent reported Running at a generation runs exactly that generation's spec. Secret
 /// values are left out (they reach sessions at exec time), their names are not; so are the
 /// placeholder copies of a host login, which change whenever the host refreshes it.
-pub fn container_hash(plan: &AgentPlan) -> String {
+fn container_hash_of(plan: &AgentPlan, secret_names: &[&str]) -> String {
     fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
         serde_json::to_vec(v).unwrap_or_default()
     }
@@ -255,7 +270,6 @@ pub fn container_hash(plan: &AgentPlan) -> String {
         }
     }
     let image_key = image_key(&plan.image);
-    let secret_names: Vec<&str> = plan.secret_env.keys().map(String::as_str).collect();
     let dirs: Vec<String> = plan
         .dirs
         .iter()
@@ -285,7 +299,107 @@ pub fn container_hash(plan: &AgentPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bb_backend::{ProvisionDir, ProvisionFile};
+    use bb_backend::{ProvisionDir, ProvisionFile, SecretBytes};
+
+    /// A Bottle with an authenticated route, a secret and a plain env var, and git-gate.
+    fn bottle() -> ResolvedBottle {
+        let spec: bb_crds::bottle::BottleSpec = serde_json::from_value(serde_json::json!({
+            "agentProvider": {"template": "custom", "image": "img:1", "command": ["sh"]},
+            "env": [
+                {"name": "PLAIN", "value": "1"},
+                {"name": "ZED", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                {"name": "ALPHA", "valueFrom": {"hostEnv": {"name": "HOME"}}}
+            ],
+            "egress": {"routes": [
+                {"host": "a.test"},
+                {"host": "b.test", "auth": {"scheme": "Bearer", "secretKeyRef": {"name": "t", "key": "token"}}}
+            ]},
+            "gitGate": {"repos": {"app": {"url": "ssh://git@forge.test/team/app.git"}}}
+        }))
+        .expect("bottle spec");
+        ResolvedBottle {
+            name: "b".into(),
+            chain: vec!["b".into()],
+            spec,
+            route_origins: Vec::new(),
+        }
+    }
+
+    fn agent() -> Agent {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": bb_crds::API_VERSION, "kind": "Agent",
+            "metadata": {"name": "a", "namespace": "default", "uid": "u1"},
+            "spec": {"bottleRef": {"name": "b"}, "prompt": "go"}
+        }))
+        .expect("agent")
+    }
+
+    /// A plan names its secrets without reading them, and its container hash is the one the
+    /// resolved plan has: resolving never makes a running container look out of date.
+    #[test]
+    fn a_plan_names_its_secrets_and_hashes_as_resolved() {
+        let b = bottle();
+        let provider = crate::provider::of_bottle(&b).expect("provider");
+        let p = plan(&agent(), &b, provider.as_ref(), None).expect("plan");
+        let files: Vec<&str> = p
+            .secrets
+            .route_tokens
+            .iter()
+            .map(|(f, _)| f.as_str())
+            .collect();
+        assert_eq!(files, ["route-1-token"]);
+        let names: Vec<&str> = p.secrets.env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["ZED", "ALPHA"]);
+        assert_eq!(p.secrets.git_repos.len(), 1);
+        assert!(p.agent.secret_env.is_empty());
+        assert_eq!(p.agent.env.get("PLAIN").map(String::as_str), Some("1"));
+        let mut resolved = p.agent.clone();
+        for (name, _) in &p.secrets.env {
+            resolved
+                .secret_env
+                .insert(name.clone(), SecretBytes::new(b"v".to_vec()));
+        }
+        assert_eq!(container_hash(&resolved), p.agent.container_hash);
+        // And the names are part of it (a positive control for the comparison above).
+        resolved.secret_env.remove("ZED");
+        assert_ne!(container_hash(&resolved), p.agent.container_hash);
+    }
+
+    /// The policy is rendered once and never parsed back at run time; this is the proof that
+    /// its text reads back as exactly the typed policy the runner planned and reports.
+    #[test]
+    fn the_rendered_policy_reads_back_as_planned() {
+        let b = bottle();
+        let provider = crate::provider::of_bottle(&b).expect("provider");
+        let p = plan(&agent(), &b, provider.as_ref(), None).expect("plan");
+        let read =
+            bb_crds::policy::parse_sidecar_policy(&p.policy_yaml).expect("the sidecar reads it");
+        assert_eq!(read, p.policy);
+        assert_eq!(
+            read.routes()[1]
+                .auth
+                .as_ref()
+                .and_then(|a| a.token.token_file.as_deref()),
+            Some("route-1-token")
+        );
+    }
+
+    /// What the sidecar would refuse is refused at planning, before anything is rendered.
+    #[test]
+    fn a_policy_the_sidecar_would_refuse_is_not_rendered() {
+        let mut b = bottle();
+        let routes = b
+            .spec
+            .egress
+            .as_mut()
+            .and_then(|e| e.routes.as_mut())
+            .expect("routes");
+        let dup = routes[0].clone();
+        routes.push(dup);
+        let provider = crate::provider::of_bottle(&b).expect("provider");
+        let e = plan(&agent(), &b, provider.as_ref(), None).expect_err("duplicate host");
+        assert!(e.to_string().contains("duplicate host"), "{e}");
+    }
 
     fn base() -> AgentPlan {
         AgentPlan {

@@ -53,6 +53,8 @@ pub struct Harness {
     pub cp: bb_controller::control_plane::Embedded,
     pub client: kube::Client,
     pub backend: FakeBackend,
+    /// What the reconciler leaves for the session endpoint.
+    pub session_plans: bb_runner::sessions::plans::SessionPlans,
     pub sessions: Option<SessionServer>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -71,6 +73,7 @@ impl Harness {
             _dir: dir,
             client: client.clone(),
             backend: FakeBackend::new(),
+            session_plans: Default::default(),
             sessions: None,
             stop: None,
             task: None,
@@ -82,6 +85,7 @@ impl Harness {
                 &h.cp.creds,
                 client,
                 std::sync::Arc::new(h.backend.clone()),
+                h.session_plans.clone(),
             )
             .await
             .expect("session endpoint"),
@@ -98,6 +102,7 @@ impl Harness {
         .boxed()
         .shared();
         let (client, backend) = (self.client.clone(), self.backend.clone());
+        let plans = self.session_plans.clone();
         let endpoint = self.sessions.as_ref().map(|s| s.endpoint().to_string());
         self.task = Some(tokio::spawn(async move {
             let _ = reconcile::run(
@@ -105,6 +110,7 @@ impl Harness {
                 std::sync::Arc::new(backend),
                 Duration::from_millis(500),
                 endpoint,
+                plans,
                 None,
                 shutdown,
             )

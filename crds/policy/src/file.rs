@@ -81,6 +81,29 @@ pub(crate) fn parse_policy(
     let Some(policy) = typed::<EgressSpec>(&doc, &mut errs) else {
         return Err(ManifestError::Invalid(vec![errs]));
     };
+    check_policy(&policy, ctx, errs)
+        .map(|()| policy)
+        .map_err(|e| ManifestError::Invalid(vec![e]))
+}
+
+/// Holds a typed sidecar policy to the rules `parse_sidecar_policy` holds its text to: what the
+/// runner plans is checked before it is rendered, and never parsed back.
+pub fn check_sidecar_policy(policy: &EgressSpec) -> Result<(), ManifestError> {
+    check_policy(
+        policy,
+        PolicyContext::SidecarPolicy,
+        ValidationErrors::new("sidecar policy"),
+    )
+    .map_err(|e| ManifestError::Invalid(vec![e]))
+}
+
+/// The rules beyond the types: the CRD schema's extra bounds, `validate::egress` with `ctx`'s
+/// token sources, and one route per host.
+fn check_policy(
+    policy: &EgressSpec,
+    ctx: PolicyContext,
+    mut errs: ValidationErrors,
+) -> Result<(), ValidationErrors> {
     // What the Bottle CRD's schema says beyond the types (Bottles are held to it by the
     // structural check; the sidecar, which links no schema, here).
     if policy.log.is_some_and(|l| l > 2) {
@@ -104,7 +127,7 @@ pub(crate) fn parse_policy(
             }
         }
     }
-    validate::egress(&policy, &FieldPath::default(), ctx, &mut errs);
+    validate::egress(policy, &FieldPath::default(), ctx, &mut errs);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in policy.routes().iter().enumerate() {
         if let Some(first) = seen.insert(host_key(&r.host), i) {
@@ -119,8 +142,6 @@ pub(crate) fn parse_policy(
         }
     }
     errs.into_result()
-        .map(|()| policy)
-        .map_err(|e| ManifestError::Invalid(vec![e]))
 }
 
 #[cfg(test)]

@@ -115,6 +115,11 @@ pub(crate) fn home_dirs(entries: &[(&str, u32)]) -> Vec<ProvisionDir> {
         .collect()
 }
 
+/// The provider a resolved Bottle runs.
+pub fn of_bottle(resolved: &bb_crds::ResolvedBottle) -> Result<Box<dyn Provider>, ProviderError> {
+    for_bottle(&resolved.spec.agent_provider.clone().unwrap_or_default())
+}
+
 /// The provider a (validated, resolved) Bottle asks for.
 pub fn for_bottle(p: &AgentProvider) -> Result<Box<dyn Provider>, ProviderError> {
     match p.template() {

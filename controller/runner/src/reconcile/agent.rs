@@ -24,7 +24,9 @@ use super::context::AgentCtx;
 use super::error::{Error, MANAGER};
 use crate::cluster::claims::Gate;
 use crate::discovery;
-use crate::plan::{self, PlanError};
+use crate::plan;
+use crate::resolve::{self, ResolveError};
+use crate::sessions::plans::SessionPlan;
 use crate::supervise::grants;
 use bb_backend::{AgentId, Backend, BackendError, SecretBytes, Step};
 
@@ -271,6 +273,32 @@ fn resolve_bottle(ctx: &AgentCtx, agent: &Agent) -> Result<ResolvedBottle, (Stri
     })
 }
 
+/// A plan whose secrets could not be read: the Agent waits (for a Secret, or a forge that
+/// would not mint a key) with `SecretsResolved=False` saying what it waits for.
+async fn unresolved(
+    ctx: &AgentCtx,
+    agent: &Agent,
+    mut r: Report,
+    e: ResolveError,
+) -> Result<Action, Error> {
+    let (reason, waits_for, detail, retry) = match e {
+        ResolveError::Secret(crate::secrets::SecretError::Missing(m)) => {
+            ("SecretMissing", "a secret", m, 15)
+        }
+        ResolveError::DeployKey(m) => ("DeployKeyFailed", "a git-gate deploy key", m, 30),
+        other => return Err(Error::Plan(other.to_string())),
+    };
+    if r.status.phase.is_none() {
+        r.phase(AgentPhase::Pending);
+    }
+    r.condition("SecretsResolved", false, reason, &detail);
+    r.condition("Ready", false, reason, &detail);
+    r.status.message = Some(format!("waiting for {waits_for}: {detail}"));
+    r.event(EventType::Warning, reason, detail);
+    write_status(ctx, agent, r).await?;
+    Ok(Action::requeue(Duration::from_secs(retry)))
+}
+
 async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     let id = AgentId::from(agent.as_ref());
     let generation = agent.metadata.generation;
@@ -317,59 +345,9 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     // Approved proposals are this Agent's own layer over its Bottle (which stays untouched).
     let proposals = grants::of_agent(&ctx.client, &agent).await?;
     let now = jiff::Timestamp::now();
-    let mut layer = grants::Layer::default();
-    let plans = async {
-        let provider = plan::provider(&bottle)?;
-        let (base, _) = plan::sidecar_policy(&bottle, provider.as_ref())?;
-        let base = bb_crds::policy::parse_sidecar_policy(&base)
-            .map_err(|e| PlanError::Internal(e.to_string()))?;
-        layer = grants::layer(&proposals, base.routes(), now);
-        let mut bottle = bottle.clone();
-        if !layer.routes.is_empty() {
-            let egress = bottle.spec.egress.get_or_insert_with(Default::default);
-            bb_crds::policy::proposal::merge(
-                egress.routes.get_or_insert_with(Vec::new),
-                &layer.routes,
-            );
-        }
-        let sidecar = plan::sidecar(&ctx.client, &agent, &bottle, provider.as_ref()).await?;
-        let supervise = bottle.spec.supervise().then(|| ctx.backend.supervise_url());
-        let agent_plan = plan::agent(
-            &ctx.client,
-            &agent,
-            &bottle,
-            provider.as_ref(),
-            supervise.as_deref(),
-        )
-        .await?;
-        Ok::<_, PlanError>((sidecar, agent_plan))
-    }
-    .await;
-    let (sidecar, mut agent_plan) = match plans {
+    let provider = match crate::provider::of_bottle(&bottle) {
         Ok(p) => p,
-        Err(PlanError::Secret(crate::secrets::SecretError::Missing(m))) => {
-            if r.status.phase.is_none() {
-                r.phase(AgentPhase::Pending);
-            }
-            r.condition("SecretsResolved", false, "SecretMissing", &m);
-            r.condition("Ready", false, "SecretMissing", &m);
-            r.status.message = Some(format!("waiting for a secret: {m}"));
-            r.event(EventType::Warning, "SecretMissing", m);
-            write_status(&ctx, &agent, r).await?;
-            return Ok(Action::requeue(Duration::from_secs(15)));
-        }
-        Err(PlanError::DeployKey(m)) => {
-            if r.status.phase.is_none() {
-                r.phase(AgentPhase::Pending);
-            }
-            r.condition("SecretsResolved", false, "DeployKeyFailed", &m);
-            r.condition("Ready", false, "DeployKeyFailed", &m);
-            r.status.message = Some(format!("waiting for a git-gate deploy key: {m}"));
-            r.event(EventType::Warning, "DeployKeyFailed", m);
-            write_status(&ctx, &agent, r).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
-        }
-        Err(PlanError::Provider(e)) => {
+        Err(e) => {
             let m = e.to_string();
             r.phase(AgentPhase::Failed);
             r.condition("Ready", false, "ProviderInvalid", &m);
@@ -377,8 +355,21 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
             write_status(&ctx, &agent, r).await?;
             return Ok(Action::await_change());
         }
-        Err(e) => return Err(Error::Plan(e.to_string())),
     };
+    let (base, _) = plan::sidecar_policy(&bottle, provider.routes());
+    let mut layer = grants::layer(&proposals, base.routes(), now);
+    let bottle = grants::over(&bottle, &layer);
+    let supervise = bottle.spec.supervise().then(|| ctx.backend.supervise_url());
+    let planned = plan::plan(&agent, &bottle, provider.as_ref(), supervise.as_deref())
+        .map_err(|e| Error::Plan(e.to_string()))?;
+    let resolved = match resolve::resolve(&ctx.client, &agent, &planned, provider.as_ref()).await {
+        Ok(resolved) => resolved,
+        Err(e) => return unresolved(&ctx, &agent, r, e).await,
+    };
+    let sidecar = resolved.sidecar;
+    let mut agent_plan = planned.agent;
+    agent_plan.secret_env = resolved.secret_env;
+    agent_plan.credential_files = resolved.credential_files;
     r.condition(
         "SecretsResolved",
         true,
@@ -413,16 +404,23 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
         layer.capability = Some((name, built));
     }
 
-    if let Ok(p) = bb_crds::policy::parse_sidecar_policy(&sidecar.policy_yaml)
-        && let (Some(uid), Ok(mut live)) = (agent.uid(), ctx.live_routes.lock())
-    {
-        live.insert(uid, p.routes().to_vec());
+    if let (Some(uid), Ok(mut live)) = (agent.uid(), ctx.live_routes.lock()) {
+        live.insert(uid, planned.policy.routes().to_vec());
     }
     // Cluster mode: planning read the API, which may have taken a while; a runner whose Lease
     // lapsed meanwhile creates nothing (its fence is tearing copies down).
     if ctx.claims.as_ref().is_some_and(|c| !c.heartbeat.held()) {
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
+    let session_plan = SessionPlan {
+        attach: provider.attach_command(&crate::provider::AgentView::of(&agent)),
+        secret_env: agent_plan
+            .secret_env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        workspace: agent_plan.workspace.is_some(),
+    };
     let previous_grants = std::mem::replace(&mut r.status.grants, layer.included.clone());
     let driven = drive(
         &ctx,
@@ -457,6 +455,8 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
         });
     match driven {
         Ok((endpoints, policy_hash)) => {
+            // Sessions from now on run with what this container was made from.
+            ctx.session_plans.set(&id.uid, session_plan);
             r.status.endpoints = Some(endpoints);
             // The sidecar confirmed the keyed hash, which covers the policy text: so it runs
             // exactly this text, whose plain hash is comparable with the Bottle's.
@@ -846,6 +846,10 @@ async fn cleanup(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error>
     let id = AgentId::from(agent.as_ref());
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
     super::metrics::global().set_phase(&id.uid, None);
+    ctx.session_plans.remove(&id.uid);
+    if let Ok(mut live) = ctx.live_routes.lock() {
+        live.remove(&id.uid);
+    }
     // After the sidecar is gone, so nothing pushes with a key being revoked. A key the forge
     // would not revoke is reported, never dropped silently, and deletion goes on.
     let mut events: Vec<(EventType, &'static str, String)> =

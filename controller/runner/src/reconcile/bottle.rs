@@ -81,9 +81,14 @@ async fn reconcile_inner(bottle: Arc<Bottle>, ctx: Arc<BottleCtx>) -> Result<Act
                     .as_str()
                     .to_string(),
             );
-            status.route_count = Some(crate::plan::route_count(&resolved) as i64);
-            // A provider the controller cannot plan for leaves the hash unset; the Agent says why.
-            status.resolved_policy_hash = crate::plan::bottle_policy_hash(&resolved).ok();
+            // A provider this runner cannot run contributes no routes; its Agents say why.
+            let provider_routes = crate::provider::of_bottle(&resolved)
+                .map(|p| p.routes())
+                .unwrap_or_default();
+            status.route_count =
+                Some(crate::plan::route_count(&resolved, provider_routes.clone()) as i64);
+            status.resolved_policy_hash =
+                crate::plan::bottle_policy_hash(&resolved, provider_routes).ok();
             status.chain = resolved.chain.clone();
             conditions::set(
                 &mut status.conditions,

@@ -29,6 +29,8 @@ pub struct AgentCtx {
     pub(crate) recorder: kube::runtime::events::Recorder,
     /// The routes each Agent's sidecar enforces, for the proposal mirror to diff against.
     pub live_routes: crate::supervise::mirror::LiveRoutes,
+    /// What sessions of each running Agent need, for the session endpoint.
+    pub session_plans: crate::sessions::plans::SessionPlans,
     /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
     /// control plane, where the one runner holds every Agent.
     pub claims: Option<Arc<crate::cluster::claims::Claims>>,

@@ -130,12 +130,14 @@ pub async fn run_bottles(
 
 /// Runs both reconcilers until `shutdown` resolves. `resync` is how often a Running Agent is
 /// re-checked against its backend without an API event; `session_endpoint` is where this
-/// runner serves sessions of the Agents it runs.
+/// runner serves sessions of the Agents it runs, with what each reconcile puts in
+/// `session_plans`.
 pub async fn run(
     client: kube::Client,
     backend: SharedBackend,
     resync: Duration,
     session_endpoint: Option<String>,
+    session_plans: crate::sessions::plans::SessionPlans,
     claims: Option<Arc<crate::cluster::claims::Claims>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Error> {
@@ -181,6 +183,7 @@ pub async fn run(
         backoff: Default::default(),
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         live_routes: Default::default(),
+        session_plans,
         claims,
     });
     let proposals_api: Api<bb_crds::Proposal> = Api::all(client.clone());

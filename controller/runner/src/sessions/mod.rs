@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod client;
+pub mod plans;
 pub mod protocol;
 pub mod request;
 pub mod review;
@@ -22,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
+use self::plans::SessionPlans;
 use self::request::{Refusal, SessionRequest, Verb};
 use bb_backend::{Backend, SharedBackend};
 use bb_home::https::{self, ServeError};
@@ -32,6 +34,7 @@ type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 struct State {
     client: kube::Client,
     backend: SharedBackend,
+    plans: SessionPlans,
     token: String,
     endpoint: String,
     /// Cluster mode: a token other than this runner's own is judged by the cluster
@@ -49,15 +52,16 @@ pub struct SessionServer {
 }
 
 impl SessionServer {
-    /// Binds `addr` and serves the Agents `backend` runs (as `client` describes them) until
-    /// [`SessionServer::shutdown`].
+    /// Binds `addr` and serves the Agents `backend` runs (as `client` describes them, with what
+    /// their reconciles put in `plans`) until [`SessionServer::shutdown`].
     pub async fn start(
         addr: SocketAddr,
         creds: &Credentials,
         client: kube::Client,
         backend: SharedBackend,
+        plans: SessionPlans,
     ) -> Result<SessionServer, ServeError> {
-        Self::start_delegating(addr, creds, client, backend, false).await
+        Self::start_delegating(addr, creds, client, backend, plans, false).await
     }
 
     /// `start`; with `delegate`, tokens other than the runner's own are reviewed by the cluster
@@ -67,6 +71,7 @@ impl SessionServer {
         creds: &Credentials,
         client: kube::Client,
         backend: SharedBackend,
+        plans: SessionPlans,
         delegate: bool,
     ) -> Result<SessionServer, ServeError> {
         let (listener, local_addr) = https::bind(addr).await?;
@@ -81,6 +86,7 @@ impl SessionServer {
         let state = Arc::new(State {
             client,
             backend,
+            plans,
             token: creds.token.clone(),
             endpoint: endpoint.clone(),
             delegate,
@@ -246,7 +252,12 @@ async fn serve(state: &Arc<State>, mut req: Request<Incoming>) -> Result<Respons
     // Resolve before upgrading, so a failure is an HTTP error the client can read.
     let spec = match &parsed.verb {
         Verb::Log { .. } | Verb::SuperviseLog { .. } => None,
-        verb => Some(request::session_spec(&state.client, &agent, verb, parsed.streams).await?),
+        verb => Some(request::session_spec(
+            &state.plans,
+            &agent,
+            verb,
+            parsed.streams,
+        )?),
     };
     let upgrade = hyper::upgrade::on(&mut req);
     let state = state.clone();

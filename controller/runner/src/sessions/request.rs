@@ -2,9 +2,9 @@
 //! checks that this runner may serve it (the Agent runs here, now).
 
 use bb_crds::{Agent, AgentPhase};
-use kube::Api;
+use kube::{Api, ResourceExt};
 
-use crate::plan;
+use super::plans::SessionPlans;
 use bb_backend::{AgentId, LogOptions, LogSource, SessionSpec};
 
 /// The agent user every session runs as unless `user` says otherwise.
@@ -272,37 +272,32 @@ pub async fn running_agent(
     Ok((agent, id))
 }
 
-/// What `exec` or `attach` runs: the command, and the Agent's secret env resolved here, by
-/// the runner (the client never sees it).
-pub async fn session_spec(
-    client: &kube::Client,
+/// What `exec` or `attach` runs: the command, and the Agent's secret env as its last reconcile
+/// resolved it, here on the runner (the client never sees it).
+pub fn session_spec(
+    plans: &SessionPlans,
     agent: &Agent,
     verb: &Verb,
     streams: Streams,
 ) -> Result<SessionSpec, Refusal> {
-    let specs = crate::reconcile::bottle::listed_bottle_specs(client)
-        .await
-        .map_err(|e| Refusal::new(503, "ServiceUnavailable", e.to_string()))?;
-    let invalid = |m: String| Refusal::new(409, "Conflict", m);
-    let bottle = bb_crds::resolve::validate_bottle(&agent.spec.bottle_ref.name, &specs)
-        .map_err(|e| invalid(e.to_string()))?;
-    let provider = plan::provider(&bottle).map_err(|e| invalid(e.to_string()))?;
-    let supervise = agent
-        .status
-        .as_ref()
-        .and_then(|s| s.endpoints.as_ref())
-        .and_then(|e| e.supervise.as_deref());
-    let plan = plan::agent(client, agent, &bottle, provider.as_ref(), supervise)
-        .await
-        .map_err(|e| invalid(e.to_string()))?;
+    let plan = agent.uid().and_then(|uid| plans.get(&uid)).ok_or_else(|| {
+        Refusal::new(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "agent/{} is not reconciled by this runner yet; try again in a moment",
+                agent.name_any()
+            ),
+        )
+    })?;
     let (argv, user, workdir) = match verb {
         Verb::Exec { command, user } => (command.clone(), user.clone(), None),
         Verb::Attach => {
-            let mut argv = provider.attach_command(&crate::provider::AgentView::of(agent));
-            if argv.is_empty() {
-                argv = vec!["/bin/sh".into()];
-            }
-            let workdir = plan.workspace.as_ref().map(|_| "/workspace".to_string());
+            let argv = match plan.attach.is_empty() {
+                true => vec!["/bin/sh".into()],
+                false => plan.attach.clone(),
+            };
+            let workdir = plan.workspace.then(|| "/workspace".to_string());
             (argv, AGENT_USER.to_string(), workdir)
         }
         Verb::Log { .. } | Verb::SuperviseLog { .. } => {
@@ -311,7 +306,7 @@ pub async fn session_spec(
     };
     Ok(SessionSpec {
         argv,
-        env: plan.secret_env.into_iter().collect(),
+        env: plan.secret_env.clone(),
         tty: streams.tty,
         user: Some(user),
         workdir,

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use bb_crds::ResolvedBottle;
 use bb_crds::egress::EgressRoute;
 use bb_crds::policy::proposal::{QueueDecision, compare, parse_proposed_routes};
 use bb_crds::proposal::{ProposalPhase, ProposalStatus, ProposalTool, Verdict, parse_duration};
@@ -124,6 +125,16 @@ fn approved_egress(p: &Proposal) -> bool {
 /// route stands on what it changed: a host it added itself, a host the Bottle still allows, or
 /// a host an earlier grant still in force added. So an expired grant takes along every later
 /// change to its host, and a route removed from the Bottle is gone whatever grants changed it.
+/// `bottle` with `layer`'s routes merged into its egress (the Bottle object stays untouched).
+pub fn over(bottle: &ResolvedBottle, layer: &Layer) -> ResolvedBottle {
+    let mut bottle = bottle.clone();
+    if !layer.routes.is_empty() {
+        let egress = bottle.spec.egress.get_or_insert_with(Default::default);
+        bb_crds::policy::proposal::merge(egress.routes.get_or_insert_with(Vec::new), &layer.routes);
+    }
+    bottle
+}
+
 pub fn layer(proposals: &[Proposal], bottle_routes: &[EgressRoute], now: Timestamp) -> Layer {
     let mut out = Layer::default();
     let key = |h: &str| bb_crds::policy::host_key(h);

@@ -1,0 +1,41 @@
+//! What a session of each Agent this runner runs needs, as the Agent's last reconcile planned
+//! and resolved it: a session never plans again, lists Bottles or reads a Secret itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bb_backend::SecretBytes;
+
+/// One Agent's sessions' inputs.
+#[derive(Debug)]
+pub struct SessionPlan {
+    /// What `attach` runs (the provider's harness, else a shell).
+    pub attach: Vec<String>,
+    /// The Agent's secret environment, given to every session and never to its container.
+    pub secret_env: Vec<(String, SecretBytes)>,
+    /// Whether the Agent has a workspace (`attach` starts in it).
+    pub workspace: bool,
+}
+
+/// The runner's session plans by Agent uid, shared by its reconciler (which writes them) and
+/// its session endpoint (which reads them).
+#[derive(Debug, Clone, Default)]
+pub struct SessionPlans(Arc<Mutex<HashMap<String, Arc<SessionPlan>>>>);
+
+impl SessionPlans {
+    pub fn set(&self, uid: &str, plan: SessionPlan) {
+        if let Ok(mut plans) = self.0.lock() {
+            plans.insert(uid.to_string(), Arc::new(plan));
+        }
+    }
+
+    pub fn remove(&self, uid: &str) {
+        if let Ok(mut plans) = self.0.lock() {
+            plans.remove(uid);
+        }
+    }
+
+    pub fn get(&self, uid: &str) -> Option<Arc<SessionPlan>> {
+        self.0.lock().ok()?.get(uid).cloned()
+    }
+}
