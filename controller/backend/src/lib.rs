@@ -6,6 +6,7 @@ pub mod bottle_ca;
 pub mod cli_process;
 pub mod cli_session;
 pub mod config;
+pub mod delivery;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod hash;

@@ -303,7 +303,7 @@ impl Backend for AppleBackend {
             seen.sidecar_policy = match self.fact(&s.id).policy {
                 Some(p) => Some(p),
                 None => {
-                    let p = self.loaded_policy(&s.id).await;
+                    let p = bb_backend::delivery::loaded_policy(self, &s.id).await;
                     if let Some(p) = &p {
                         self.learn(&s.id, |f| f.policy = Some(p.clone()));
                     }
@@ -384,8 +384,15 @@ impl Backend for AppleBackend {
         applied: &str,
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Sidecar);
-        self.deliver(&name, plan, false, id).await?;
-        self.await_policy(&name, applied, true).await
+        bb_backend::delivery::install(
+            self,
+            &name,
+            id,
+            plan,
+            applied,
+            bb_backend::delivery::Delivery::Reload,
+        )
+        .await
     }
 
     async fn ensure_agent(

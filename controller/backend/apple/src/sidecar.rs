@@ -6,6 +6,7 @@ use std::time::Duration;
 use bb_crds::agent::SidecarEndpoints;
 
 use super::{AppleBackend, cli};
+use bb_backend::delivery::{self, Delivery, Polling, SidecarSeam};
 use bb_backend::names::{self, PROXY_PORT, Role};
 use bb_backend::sidecar_command::{
     GIT_GATE_STATE, QUEUE_DIR, SIDECAR_BINARY, SIDECAR_RUN, SIDECAR_USER, SPEC_LABEL,
@@ -13,111 +14,77 @@ use bb_backend::sidecar_command::{
 };
 use bb_backend::{AgentId, BackendError, SidecarPlan, Step};
 
-impl AppleBackend {
-    /// Runs bb-sidecar's `argv` in the sidecar as its own user.
-    async fn exec_in_sidecar(
+/// The delivery protocol (`bb_backend::delivery`) over the `container` CLI: a VM started just
+/// now may not take an exec yet (receive is retried), listing containers is costly (asked every
+/// tenth poll), 20 s to load.
+#[async_trait::async_trait]
+impl SidecarSeam for AppleBackend {
+    fn runtime(&self) -> &bb_backend::RuntimeConfig {
+        AppleBackend::runtime(self)
+    }
+
+    fn polling(&self) -> Polling {
+        Polling {
+            interval: Duration::from_millis(100),
+            state_every: 10,
+            deadline: Duration::from_secs(20),
+        }
+    }
+
+    async fn run_in_sidecar(
         &self,
         sidecar: &str,
         argv: &[&str],
         stdin: Option<&[u8]>,
+        after_start: bool,
     ) -> Result<bb_backend::ExecOutput, BackendError> {
         let argv: Vec<&str> = std::iter::once(SIDECAR_BINARY)
             .chain(argv.iter().copied())
             .collect();
-        self.exec(sidecar, SIDECAR_USER, &argv, stdin, Step::Policy)
-            .await
-    }
-
-    /// The policy hash a running sidecar reports having loaded.
-    pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
-        let status = format!("{SIDECAR_RUN}/applied");
-        let out = self
-            .exec_in_sidecar(sidecar, &["applied", "--status-file", &status], None)
-            .await
-            .ok()?;
-        out.success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// Delivers token files and the policy (and on a new sidecar its CA) to the sidecar's
-    /// tmpfs: a tar on the stdin of `bb-sidecar receive`, never a mount, an argv or an env.
-    pub(super) async fn deliver(
-        &self,
-        sidecar: &str,
-        plan: &SidecarPlan,
-        with_ca: bool,
-        id: &AgentId,
-    ) -> Result<(), BackendError> {
-        let ca = with_ca.then(|| self.runtime().bottle_ca(id)).transpose()?;
-        let archive = bb_backend::sidecar_command::delivery(
-            plan,
-            ca.as_ref(),
-            self.runtime().upstream_ca.as_deref(),
-        )?;
-        let argv: Vec<String> = [SIDECAR_BINARY, "receive", "--dir", SIDECAR_RUN]
-            .map(String::from)
-            .to_vec();
-        let args = cli::exec(sidecar, Some(SIDECAR_USER), None, true, false, &[], &argv);
-        // Right after `run` the VM may not take an exec yet; receive is safe to repeat.
-        self.cli
-            .ok_after_run(Step::Policy, &args, Some(&archive))
-            .await
-            .map(|_| ())
-    }
-
-    /// Waits until the sidecar reports `hash` as loaded; a hang-up speeds up its file watcher.
-    pub(super) async fn await_policy(
-        &self,
-        sidecar: &str,
-        hash: &str,
-        signal: bool,
-    ) -> Result<(), BackendError> {
-        if signal {
-            let _ = self
-                .cli
-                .output(Step::Policy, &cli::kill(sidecar, "SIGHUP"), None)
+        if !after_start {
+            return self
+                .exec(sidecar, SIDECAR_USER, &argv, stdin, Step::Policy)
                 .await;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        let mut polls: u32 = 0;
-        while tokio::time::Instant::now() < deadline {
-            if self.loaded_policy(sidecar).await.as_deref() == Some(hash) {
-                self.learn(sidecar, |f| f.policy = Some(hash.to_string()));
-                return Ok(());
-            }
-            polls += 1;
-            // Listing every container is the costly call: a sidecar that died is noticed
-            // within a second, not looked for on every poll.
-            if !polls.is_multiple_of(10) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            let running = self
-                .containers(&Default::default(), Step::Sidecar)
-                .await?
-                .into_iter()
-                .any(|c| c.id == sidecar && c.running());
-            if !running {
-                return Err(BackendError::new(
-                    Step::Sidecar,
-                    format!(
-                        "the sidecar exited; its log ends: {}",
-                        self.logs_tail(sidecar).await
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(BackendError::new(
-            Step::Policy,
-            format!(
-                "the sidecar did not load policy {hash} within 20s; its log ends: {}",
-                self.logs_tail(sidecar).await
-            ),
-        ))
+        let argv: Vec<String> = argv.into_iter().map(String::from).collect();
+        let args = cli::exec(
+            sidecar,
+            Some(SIDECAR_USER),
+            None,
+            stdin.is_some(),
+            false,
+            &[],
+            &argv,
+        );
+        self.cli.ok_after_run(Step::Policy, &args, stdin).await
     }
 
+    async fn hang_up(&self, sidecar: &str) {
+        let _ = self
+            .cli
+            .output(Step::Policy, &cli::kill(sidecar, "SIGHUP"), None)
+            .await;
+    }
+
+    async fn stopped(&self, sidecar: &str) -> Result<Option<Option<i64>>, BackendError> {
+        let running = self
+            .containers(&Default::default(), Step::Sidecar)
+            .await?
+            .into_iter()
+            .any(|c| c.id == sidecar && c.running());
+        Ok((!running).then_some(None))
+    }
+
+    async fn logs_tail(&self, sidecar: &str) -> String {
+        AppleBackend::logs_tail(self, sidecar).await
+    }
+
+    async fn learn_policy(&self, sidecar: &str, hash: &str) {
+        self.learn(sidecar, |f| f.policy = Some(hash.to_string()));
+    }
+}
+
+impl AppleBackend {
     pub(super) async fn logs_tail(&self, name: &str) -> String {
         match self
             .cli
@@ -228,8 +195,7 @@ impl AppleBackend {
             let _ = self.remove_container(&name, Step::Sidecar).await;
             return Err(self.cli.failed(Step::Sidecar, &args, &out));
         }
-        self.deliver(&name, plan, true, id).await?;
-        self.await_policy(&name, applied, false).await?;
+        delivery::install(self, &name, id, plan, applied, Delivery::New).await?;
         let ip = self.sidecar_ip(id, Step::Sidecar).await?;
         Ok(self.endpoints(plan, &ip))
     }

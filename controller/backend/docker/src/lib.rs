@@ -10,6 +10,7 @@ mod session;
 pub mod sidecar;
 
 use bb_backend::Step;
+use bb_backend::delivery::{self, Delivery};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -447,7 +448,7 @@ impl Backend for DockerBackend {
             seen.sidecar_policy = match known.policy {
                 Some(p) => Some(p),
                 None => {
-                    let p = self.loaded_policy(&names::name(id, Role::Sidecar)).await;
+                    let p = delivery::loaded_policy(self, &names::name(id, Role::Sidecar)).await;
                     if let (Some(cid), Some(p)) = (s.id.as_deref(), p.clone()) {
                         self.learn(cid, |f| f.policy = Some(p));
                     }
@@ -546,8 +547,7 @@ impl Backend for DockerBackend {
         applied: &str,
     ) -> Result<(), BackendError> {
         let name = names::name(id, Role::Sidecar);
-        self.deliver(&name, plan, false, id).await?;
-        self.await_policy(&name, applied, true).await
+        delivery::install(self, &name, id, plan, applied, Delivery::Reload).await
     }
 
     async fn ensure_agent(

@@ -14,114 +14,77 @@ use bollard::query_parameters::{CreateContainerOptions, KillContainerOptions};
 
 use super::placement::{Placement, published_ports};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, is_conflict};
+use bb_backend::delivery::{self, Delivery, Polling, SidecarSeam};
 use bb_backend::names::{self, Role, SIDECAR_ALIAS};
 use bb_backend::sidecar_command::{GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, create_queue_dir};
 use bb_backend::{AgentId, Backend, BackendError, SidecarPlan, Step};
 
-impl DockerBackend {
-    /// The policy hash a running sidecar reports having loaded.
-    pub(super) async fn loaded_policy(&self, sidecar: &str) -> Option<String> {
-        let status = format!("{SIDECAR_RUN}/applied");
-        let out = self
-            .exec_in_sidecar(
+/// The delivery protocol (`bb_backend::delivery`) over Docker: execs through the Engine API,
+/// a state check on every poll (inspect is cheap), 10 s to load.
+#[async_trait::async_trait]
+impl SidecarSeam for DockerBackend {
+    fn runtime(&self) -> &bb_backend::RuntimeConfig {
+        &self.config
+    }
+
+    fn polling(&self) -> Polling {
+        Polling {
+            interval: Duration::from_millis(25),
+            state_every: 1,
+            deadline: Duration::from_secs(10),
+        }
+    }
+
+    async fn run_in_sidecar(
+        &self,
+        sidecar: &str,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+        _after_start: bool,
+    ) -> Result<bb_backend::ExecOutput, BackendError> {
+        // A started container takes execs at once: nothing to retry.
+        self.exec_in_sidecar(sidecar, argv, stdin, Step::Policy)
+            .await
+    }
+
+    async fn hang_up(&self, sidecar: &str) {
+        let _ = self
+            .docker
+            .kill_container(
                 sidecar,
-                &["applied", "--status-file", &status],
-                None,
-                Step::Policy,
+                Some(KillContainerOptions {
+                    signal: "SIGHUP".into(),
+                }),
+            )
+            .await;
+    }
+
+    async fn stopped(&self, sidecar: &str) -> Result<Option<Option<i64>>, BackendError> {
+        let state = self
+            .docker
+            .inspect_container(
+                sidecar,
+                None::<bollard::query_parameters::InspectContainerOptions>,
             )
             .await
-            .ok()?;
-        out.success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
+            .ok()
+            .and_then(|c| c.state);
+        Ok(state
+            .filter(|s| s.running != Some(true))
+            .map(|s| Some(s.exit_code.unwrap_or_default())))
     }
 
-    /// Delivers token files and the policy (written last, renamed into place) to the
-    /// sidecar's tmpfs through an exec's stdin.
-    pub(super) async fn deliver(
-        &self,
-        sidecar: &str,
-        plan: &SidecarPlan,
-        with_ca: bool,
-        id: &AgentId,
-    ) -> Result<(), BackendError> {
-        let ca = with_ca.then(|| self.config.bottle_ca(id)).transpose()?;
-        let archive = bb_backend::sidecar_command::delivery(
-            plan,
-            ca.as_ref(),
-            self.config.upstream_ca.as_deref(),
-        )?;
-        // The image has no shell: bb-sidecar installs its own delivery (token set swapped whole,
-        // policy renamed last, so the proxy never reloads half of it).
-        let out = self
-            .exec_in_sidecar(
-                sidecar,
-                &["receive", "--dir", SIDECAR_RUN],
-                Some(&archive),
-                Step::Policy,
-            )
-            .await?;
-        if !out.success() {
-            return Err(BackendError::new(
-                Step::Policy,
-                format!("writing the policy into the sidecar failed: {}", out.tail()),
-            ));
-        }
-        Ok(())
+    async fn logs_tail(&self, sidecar: &str) -> String {
+        DockerBackend::logs_tail(self, sidecar).await
     }
 
-    /// Waits until the sidecar reports `hash` as loaded; a hang-up speeds up its file watcher.
-    pub(super) async fn await_policy(
-        &self,
-        sidecar: &str,
-        hash: &str,
-        signal: bool,
-    ) -> Result<(), BackendError> {
-        if signal {
-            let _ = self
-                .docker
-                .kill_container(
-                    sidecar,
-                    Some(KillContainerOptions {
-                        signal: "SIGHUP".into(),
-                    }),
-                )
-                .await;
-        }
-        for _ in 0..400 {
-            if self.loaded_policy(sidecar).await.as_deref() == Some(hash) {
-                let hash = hash.to_string();
-                self.learn_by_name(sidecar, |f| f.policy = Some(hash)).await;
-                return Ok(());
-            }
-            let state = self
-                .docker
-                .inspect_container(
-                    sidecar,
-                    None::<bollard::query_parameters::InspectContainerOptions>,
-                )
-                .await
-                .ok()
-                .and_then(|c| c.state);
-            if let Some(st) = state.filter(|s| s.running != Some(true)) {
-                let logs = self.logs_tail(sidecar).await;
-                return Err(BackendError::new(
-                    Step::Sidecar,
-                    format!(
-                        "the sidecar exited (code {}); its log ends: {logs}",
-                        st.exit_code.unwrap_or_default()
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let logs = self.logs_tail(sidecar).await;
-        Err(BackendError::new(
-            Step::Policy,
-            format!("the sidecar did not load policy {hash} within 10s; its log ends: {logs}"),
-        ))
+    async fn learn_policy(&self, sidecar: &str, hash: &str) {
+        let hash = hash.to_string();
+        self.learn_by_name(sidecar, |f| f.policy = Some(hash)).await;
     }
+}
 
+impl DockerBackend {
     pub(super) async fn logs_tail(&self, container: &str) -> String {
         use futures_util::StreamExt;
         let mut s = self.docker.logs(
@@ -312,8 +275,7 @@ impl DockerBackend {
             )
             .await
             .map_err(|e| BackendError::new(Step::Sidecar, format!("starting {name}: {e}")))?;
-        self.deliver(&name, plan, true, id).await?;
-        self.await_policy(&name, applied, false).await?;
+        delivery::install(self, &name, id, plan, applied, Delivery::New).await?;
         Ok(endpoints)
     }
 }
