@@ -1058,7 +1058,7 @@ fn get_and_delete_take_kubectls_flags() {
     let (code, _, err) = bbctl(&cp, &["delete", "bottle", "claude", "--timeout=soon"], None);
     assert_eq!(code, 2);
     assert!(
-        err.contains("'soon' is not a duration; use for example 30s, 5m or 1h30m"),
+        err.contains("'soon' is not a duration; use for example 90s, 5m, 1h30m or 7d"),
         "{err}"
     );
     let (code, _, err) = bbctl(&cp, &["delete", "bottle", "claude", "--wiat"], None);

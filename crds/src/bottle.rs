@@ -2,7 +2,7 @@
 //! runtime) that Agents run inside. Cluster-scoped because the policy is the trust boundary.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,7 @@ use crate::runtime::RuntimeSpec;
     CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema,
 )]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "bot-bottle.dev",
     version = "v1alpha1",
     kind = "Bottle",

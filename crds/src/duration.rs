@@ -1,5 +1,50 @@
-//! Durations as people write and read them: Kubernetes' short ages (`3m20s`, `2d3h`) printed in
-//! tables, and the `90s`/`1h30m`/`7d` grammar fields and flags accept.
+//! Durations as people write and read them: the one grammar every flag and field takes
+//! (`90s`, `1h30m`, `7d`), and Kubernetes' short ages (`3m20s`, `2d3h`) printed in tables.
+
+use std::time::Duration;
+
+/// `500ms`, `90s`, `30m`, `8h`, `7d` and sums of them (`1h30m`), or a whole number of seconds
+/// (`30`): every duration a flag (`--timeout`) or field (`expiresAfter`) of bot-bottle takes.
+pub fn parse(s: &str) -> Result<Duration, String> {
+    let bad = || format!("'{s}' is not a duration; use for example 90s, 5m, 1h30m or 7d");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d"]
+            .into_iter()
+            .find(|u| rest.starts_with(u))
+            .ok_or_else(bad)?;
+        rest = &rest[unit.len()..];
+        let part = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" => Some(Duration::from_secs(n)),
+            "m" => n.checked_mul(60).map(Duration::from_secs),
+            "h" => n.checked_mul(3600).map(Duration::from_secs),
+            _ => n.checked_mul(86400).map(Duration::from_secs),
+        };
+        total = part.and_then(|p| total.checked_add(p)).ok_or_else(bad)?;
+    }
+    if s.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// `parse`, for how long a grant lasts: more than nothing.
+pub fn parse_expiry(s: &str) -> Result<Duration, String> {
+    match parse(s)? {
+        d if d.is_zero() => Err(format!(
+            "'{s}' is no time at all: an expiry must be more than 0"
+        )),
+        d => Ok(d),
+    }
+}
 
 /// Kubernetes' short human durations (`45s`, `3m20s`, `5h`, `2d3h`, `400d`).
 pub fn human_duration(secs: i64) -> String {
@@ -39,6 +84,35 @@ pub fn human_duration(secs: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_grammar_for_every_duration() {
+        let secs = Duration::from_secs;
+        assert_eq!(parse("90s"), Ok(secs(90)));
+        assert_eq!(parse("1h30m"), Ok(secs(5400)));
+        assert_eq!(parse("7d"), Ok(secs(604800)));
+        assert_eq!(parse("30"), Ok(secs(30)));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(parse("1m500ms"), Ok(Duration::from_millis(60_500)));
+        for bad in [
+            "",
+            "soon",
+            "1w",
+            "h",
+            "-1s",
+            "1.5h",
+            "5m ",
+            "99999999999999999999d",
+            "1d9999999999999999999d",
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.contains("is not a duration"), "{e}");
+        }
+        assert_eq!(parse_expiry("5"), Ok(secs(5)));
+        for zero in ["0", "0s", "0m0s"] {
+            assert!(parse_expiry(zero).is_err(), "{zero}");
+        }
+    }
 
     #[test]
     fn durations_like_kubectl() {

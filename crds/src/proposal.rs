@@ -2,7 +2,7 @@
 //! a push holding findings marked gitleaks:allow), the human decision on it, and what came of it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,7 @@ use crate::error::{FieldPath, ValidationErrors};
     CustomResource, Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema,
 )]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "bot-bottle.dev",
     version = "v1alpha1",
     kind = "Proposal",
@@ -180,36 +181,6 @@ pub struct ProposalStatus {
     pub message: Option<String>,
 }
 
-/// `90s`, `30m`, `8h`, `7d` and sums of them (`1h30m`): what `expiresAfter` accepts.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("'{s}' is not a duration such as 90s, 30m, 8h, 1h30m or 7d");
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        digits.clear();
-    }
-    if !digits.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(total))
-}
-
 /// Rules beyond the schema, held at admission: a decision must make sense for its tool.
 pub fn validate(spec: &ProposalSpec, errs: &mut ValidationErrors) {
     let spath = FieldPath::root("spec");
@@ -278,7 +249,7 @@ pub fn validate(spec: &ProposalSpec, errs: &mut ValidationErrors) {
                 &dpath.field("expiresAfter"),
                 format!("only egress grants expire; {tool} has nothing to withdraw"),
             );
-        } else if let Err(m) = parse_duration(e) {
+        } else if let Err(m) = crate::duration::parse_expiry(e) {
             errs.push(&dpath.field("expiresAfter"), m);
         }
     }
@@ -287,25 +258,6 @@ pub fn validate(spec: &ProposalSpec, errs: &mut ValidationErrors) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("90s"),
-            Ok(std::time::Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_duration("1h30m"),
-            Ok(std::time::Duration::from_secs(5400))
-        );
-        assert_eq!(
-            parse_duration("7d"),
-            Ok(std::time::Duration::from_secs(604800))
-        );
-        for bad in ["", "5", "0s", "1w", "h", "-1s", "99999999999999999999d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     fn spec(tool: ProposalTool, decision: Option<ProposalDecision>) -> ProposalSpec {
         ProposalSpec {

@@ -79,13 +79,9 @@ pub struct DeleteArgs {
 }
 
 /// kubectl's duration flags (`30s`, `5m`, `1h30m`, `500ms`), and a bare number of seconds.
+/// `--timeout`: the one duration grammar (`bb_crds::duration`).
 pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("'{s}' is not a duration; use for example 30s, 5m or 1h30m");
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let d: jiff::SignedDuration = s.parse().map_err(|_| invalid())?;
-    Duration::try_from(d).map_err(|_| invalid())
+    bb_crds::duration::parse(s)
 }
 
 fn api_error(what: &str, e: kube::Error) -> CliError {

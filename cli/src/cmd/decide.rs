@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bb_crds::Proposal;
-use bb_crds::proposal::{ProposalPhase, ProposalTool, Verdict, parse_duration};
+use bb_crds::proposal::{ProposalPhase, ProposalTool, Verdict};
 use kube::api::{Api, Patch, PatchParams};
 
 use super::target::Target;
@@ -92,7 +92,7 @@ fn approver() -> String {
 
 pub fn approve(args: ApproveArgs) -> Result<(), CliError> {
     if let Some(d) = &args.expires_after {
-        parse_duration(d)
+        bb_crds::duration::parse_expiry(d)
             .map_err(|m| CliError::new(Kind::Usage, format!("--expires-after: {m}")))?;
     }
     if args.promote && args.expires_after.is_some() {

@@ -19,8 +19,8 @@ pub struct DrainArgs {
     #[arg(long)]
     wait: bool,
     /// How long --wait waits.
-    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
-    timeout: u64,
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = super::apply::parse_timeout)]
+    timeout: Duration,
     #[command(flatten)]
     target: Target,
 }
@@ -91,7 +91,7 @@ pub fn run(args: DrainArgs) -> Result<(), CliError> {
         if !args.wait {
             return Ok(());
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(args.timeout);
+        let deadline = std::time::Instant::now() + args.timeout;
         loop {
             let held = count(agents.list(&ListParams::default()).await.map_err(|e| CliError::api("", e))?.items);
             if held == 0 {
@@ -101,7 +101,10 @@ pub fn run(args: DrainArgs) -> Result<(), CliError> {
             if std::time::Instant::now() >= deadline {
                 return Err(CliError::new(
                     Kind::Unavailable,
-                    format!("runner {id} still holds {held} Agent(s) after {}s", args.timeout),
+                    format!(
+                        "runner {id} still holds {held} Agent(s) after {}",
+                        bb_crds::duration::human_duration(args.timeout.as_secs() as i64)
+                    ),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;

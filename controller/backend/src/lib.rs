@@ -39,11 +39,17 @@ pub struct AgentId {
 
 impl From<&bb_crds::Agent> for AgentId {
     fn from(a: &bb_crds::Agent) -> Self {
-        use kube::ResourceExt;
+        // The metadata itself (as kube's `ResourceExt` reads it): bb-backend links no kube, so
+        // the runtimes compile beside kube's client rather than after it.
+        let m = &a.metadata;
         AgentId {
-            namespace: a.namespace().unwrap_or_else(|| "default".into()),
-            name: a.name_any(),
-            uid: a.uid().unwrap_or_default(),
+            namespace: m.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: m
+                .name
+                .clone()
+                .or_else(|| m.generate_name.clone())
+                .unwrap_or_default(),
+            uid: m.uid.clone().unwrap_or_default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bb_crds::Proposal;
 use bb_crds::policy::proposal::parse_proposed_routes;
-use bb_crds::proposal::{ProposalTool, Verdict, parse_duration};
+use bb_crds::proposal::{ProposalTool, Verdict};
 use kube::api::{Api, ListParams};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 
@@ -131,7 +131,7 @@ fn submit(app: &mut App, prompt: Prompt, text: String) -> Step {
         }
         Prompt::ApproveExpiry { reason, content } => {
             if !text.is_empty()
-                && let Err(m) = parse_duration(&text)
+                && let Err(m) = bb_crds::duration::parse_expiry(&text)
             {
                 app.message = m;
                 return Step::Stay;

@@ -6,7 +6,7 @@ use std::path::Path;
 use bb_crds::ResolvedBottle;
 use bb_crds::egress::EgressRoute;
 use bb_crds::policy::proposal::{QueueDecision, compare, parse_proposed_routes};
-use bb_crds::proposal::{ProposalPhase, ProposalStatus, ProposalTool, Verdict, parse_duration};
+use bb_crds::proposal::{ProposalPhase, ProposalStatus, ProposalTool, Verdict};
 use bb_crds::{Agent, Proposal};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -107,7 +107,7 @@ pub async fn delete_all(client: &kube::Client, agent: &Agent) -> Result<(), kube
 fn expiry(p: &Proposal) -> Option<Timestamp> {
     let after = p.spec.decision.as_ref()?.expires_after.as_deref()?;
     let applied = p.status.as_ref()?.applied_at.as_ref()?.0;
-    let d = parse_duration(after).ok()?;
+    let d = bb_crds::duration::parse_expiry(after).ok()?;
     let span = jiff::SignedDuration::try_from(d).ok()?;
     applied.checked_add(span).ok()
 }
