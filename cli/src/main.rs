@@ -4,7 +4,6 @@
 mod cmd;
 mod exit;
 mod input;
-mod jsonpath;
 mod progress;
 
 use std::process::ExitCode;

@@ -14,6 +14,7 @@ pub mod egress;
 pub mod env;
 pub mod error;
 pub mod git_gate;
+pub mod jsonpath;
 pub mod labels;
 pub mod manifest;
 pub mod policy;

@@ -189,7 +189,7 @@ pub fn run(args: GetArgs) -> Result<(), CliError> {
             }
             Some(_) if jsonpath.is_some() => {
                 let template = jsonpath.clone().unwrap_or_default();
-                let text = crate::jsonpath::render(&template, &value)
+                let text = bb_crds::jsonpath::render(&template, &value)
                     .map_err(|e| CliError::new(Kind::Usage, format!("-o jsonpath: {e}")))?;
                 // As kubectl: exactly the template's output; `{"\n"}` adds a newline.
                 print!("{text}");

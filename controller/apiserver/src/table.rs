@@ -56,40 +56,6 @@ fn columns(res: &Resource) -> Vec<Column> {
     cols
 }
 
-/// Evaluates the JSONPath subset printer columns use: `.a.b`, `[n]` and
-/// `[?(@.field=="value")]` filters.
-pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = obj;
-    let mut rest = path.trim_start_matches('{').trim_end_matches('}');
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('.') {
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            let (field, tail) = r.split_at(end);
-            if !field.is_empty() {
-                cur = cur.get(field)?;
-            }
-            rest = tail;
-        } else if let Some(r) = rest.strip_prefix('[') {
-            let close = r.find(']')?;
-            let (inner, tail) = (&r[..close], &r[close + 1..]);
-            if let Some(filter) = inner.strip_prefix("?(@.").and_then(|f| f.strip_suffix(')')) {
-                let (field, want) = filter.split_once("==")?;
-                let want = want.trim().trim_matches('"').trim_matches('\'');
-                cur = cur
-                    .as_array()?
-                    .iter()
-                    .find(|item| item.get(field.trim()).and_then(Value::as_str) == Some(want))?;
-            } else {
-                cur = cur.get(inner.parse::<usize>().ok()?)?;
-            }
-            rest = tail;
-        } else {
-            return None;
-        }
-    }
-    Some(cur)
-}
-
 fn age(ts: &str) -> Value {
     match ts.parse::<jiff::Timestamp>() {
         Ok(t) => json!(bb_crds::duration::human_duration(
@@ -122,7 +88,9 @@ fn cell(obj: &Value, c: &Column) -> Value {
                 .unwrap_or("");
             return json!(format!("{kind}/{name}"));
         }
-        p => json_path(obj, p),
+        p => bb_crds::jsonpath::query(obj, p)
+            .ok()
+            .and_then(|found| found.into_iter().next()),
     };
     match (c.ty.as_str(), v) {
         (_, None) => Value::Null,
@@ -171,25 +139,4 @@ pub fn table(
         meta["resourceVersion"] = json!(rv);
     }
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": defs, "rows": rows})
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_path_subset() {
-        let o = json!({"spec": {"bottleRef": {"name": "b"}}, "status": {"conditions": [
-            {"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}});
-        assert_eq!(json_path(&o, ".spec.bottleRef.name"), Some(&json!("b")));
-        assert_eq!(
-            json_path(&o, ".status.conditions[?(@.type==\"Ready\")].status"),
-            Some(&json!("True"))
-        );
-        assert_eq!(
-            json_path(&o, ".status.conditions[0].type"),
-            Some(&json!("Other"))
-        );
-        assert_eq!(json_path(&o, ".status.phase"), None);
-    }
 }

@@ -1,4 +1,5 @@
-//! `-o jsonpath=TEMPLATE`: kubectl's template language. Text outside `{}` prints as is; inside,
+//! kubectl's JSONPath, the one implementation: `bbctl get -o jsonpath=TEMPLATE` renders its
+//! templates and the apiserver evaluates CRD printer columns with it. The template language: Text outside `{}` prints as is; inside,
 //! a path (`.field`, `[n]`, `[a:b]`, `[*]`, `..field`, `[?(@.path OP value)]`), a quoted literal
 //! (`{"\n"}`), or `{range PATH}...{end}`. Several matches print space-separated; strings print
 //! bare, other values as JSON. Written by hand: the Rust JSONPath crates implement RFC 9535
@@ -11,6 +12,17 @@ enum Node {
     Text(String),
     Path(String),
     Range(String, Vec<Node>),
+}
+
+/// The values `path` (`.status.phase`, or `{.status.phase}` as a printer column writes it)
+/// selects in `obj`.
+pub fn query<'a>(obj: &'a Value, path: &str) -> Result<Vec<&'a Value>, String> {
+    let path = path.trim();
+    let path = path
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or(path);
+    select(obj, obj, path)
 }
 
 /// Renders `template` against `obj`, exactly as kubectl prints it (no newline added).
@@ -338,6 +350,23 @@ fn show(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printer_column_paths() {
+        let o = serde_json::json!({"spec": {"bottleRef": {"name": "b"}}, "status": {"conditions": [
+            {"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        let one = |p: &str| query(&o, p).expect(p).first().copied().cloned();
+        assert_eq!(one(".spec.bottleRef.name"), Some(serde_json::json!("b")));
+        assert_eq!(
+            one(".status.conditions[?(@.type==\"Ready\")].status"),
+            Some(serde_json::json!("True"))
+        );
+        assert_eq!(
+            one("{.status.conditions[0].type}"),
+            Some(serde_json::json!("Other"))
+        );
+        assert_eq!(one(".status.phase"), None);
+    }
 
     fn list() -> Value {
         serde_json::json!({"items": [
