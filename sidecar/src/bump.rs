@@ -1,5 +1,6 @@
 //! TLS bump: inside an admitted CONNECT tunnel, the proxy answers TLS as the target host with a
-//! certificate minted by the bottle CA, checks the SNI, and serves HTTP/1.1 or HTTP/2 to `relay`.
+//! certificate minted by the bottle CA, checks the SNI, and serves HTTP/1.1 or HTTP/2 to the
+//! relay.
 
 use std::sync::Arc;
 
@@ -9,12 +10,32 @@ use tokio_rustls::TlsAcceptor;
 use bb_policy::rule::Rule;
 
 use crate::decision::Target;
+use crate::mint::Minter;
 use crate::policy::normalise_host;
-use crate::proxy::Proxy;
+use crate::relay::Relay;
 
-impl Proxy {
+/// An admitted CONNECT: answered as its target with a minted certificate, its requests served
+/// to the relay.
+#[derive(Debug)]
+pub struct Tunnel {
+    minter: Minter,
+    relay: Arc<Relay>,
+}
+
+impl Tunnel {
+    pub fn new(minter: Minter, relay: Arc<Relay>) -> Tunnel {
+        Tunnel { minter, relay }
+    }
+
+    /// A tunnel closed before any request could be read from it is a refusal of its own.
+    fn closed(&self, host: &str, rule: Rule) {
+        self.relay
+            .ledger()
+            .record_tunnel(&self.relay.policy(), host, rule);
+    }
+
     /// Serves one upgraded CONNECT to `host:port` until the agent closes it.
-    pub(crate) async fn tunnel(
+    pub async fn serve(
         self: Arc<Self>,
         upgraded: hyper::upgrade::Upgraded,
         host: String,
@@ -33,7 +54,7 @@ impl Proxy {
             Ok(t) => t,
             Err(e) => {
                 tracing::info!(%host, error = %e, "closed a tunnel that did not speak TLS");
-                self.record_closed_tunnel(&host, Rule::NotTls);
+                self.closed(&host, Rule::NotTls);
                 return;
             }
         };
@@ -41,7 +62,7 @@ impl Proxy {
             && normalise_host(sni) != normalise_host(&host)
         {
             tracing::warn!(%host, sni, "closed a tunnel whose SNI differs from its CONNECT target");
-            self.record_closed_tunnel(&host, Rule::SniMismatch);
+            self.closed(&host, Rule::SniMismatch);
             return;
         }
         let target = Target {
@@ -49,10 +70,11 @@ impl Proxy {
             port,
             tls: true,
         };
+        let relay = self.relay.clone();
         let svc = hyper::service::service_fn(move |req| {
-            let proxy = self.clone();
+            let relay = relay.clone();
             let target = target.clone();
-            async move { Ok::<_, std::convert::Infallible>(proxy.forward(req, target).await) }
+            async move { Ok::<_, std::convert::Infallible>(relay.forward(req, target).await) }
         });
         // The agent picks HTTP/2 or HTTP/1.1 by ALPN inside the tunnel; both get the same rules.
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -2,7 +2,6 @@
 //! relay needs, or a refusal carrying the rule. Responses, audit records and counters read it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -228,46 +227,6 @@ pub(crate) fn head_text(
     out
 }
 
-/// How many requests were permitted and how many refused by each rule, since start. Every
-/// rule has its counter from the start, at 0 until it refuses something.
-#[derive(Debug, Default)]
-pub struct Counters {
-    permitted: AtomicU64,
-    /// Indexed by `Rule as usize` (`Rule::ALL` is in declaration order).
-    refused: [AtomicU64; Rule::ALL.len()],
-}
-
-impl Counters {
-    /// Counts one outcome: `None` for a permit, the rule for a refusal.
-    pub fn count(&self, refused_by: Option<Rule>) {
-        match refused_by {
-            None => &self.permitted,
-            Some(rule) => &self.refused[rule as usize],
-        }
-        .fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP bb_egress_decisions_total Requests and CONNECTs judged by the egress proxy.\n# TYPE bb_egress_decisions_total counter\n",
-        );
-        out.push_str(&format!(
-            "bb_egress_decisions_total{{decision=\"permit\",rule=\"\"}} {}\n",
-            self.permitted.load(Ordering::Relaxed)
-        ));
-        let mut rules = Rule::ALL.to_vec();
-        rules.sort_by_key(|r| r.as_str());
-        for rule in rules {
-            out.push_str(&format!(
-                "bb_egress_decisions_total{{decision=\"refuse\",rule=\"{rule}\"}} {}\n",
-                self.refused[rule as usize].load(Ordering::Relaxed)
-            ));
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,31 +242,6 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("no-match")
         );
-    }
-
-    #[test]
-    fn counters_render_every_rule() {
-        let c = Counters::default();
-        c.count(None);
-        c.count(Some(Rule::HostNotAllowed));
-        c.count(Some(Rule::HostNotAllowed));
-        c.count(Some(Rule::DlpOutbound));
-        let text = c.render();
-        assert!(
-            text.contains("decision=\"permit\",rule=\"\"} 1\n"),
-            "{text}"
-        );
-        assert!(text.contains("rule=\"host-not-allowed\"} 2\n"), "{text}");
-        assert!(text.contains("rule=\"dlp-outbound\"} 1\n"), "{text}");
-        // Every rule has its line from the start, at 0 until it refuses something.
-        for rule in Rule::ALL {
-            assert!(
-                text.contains(&format!("decision=\"refuse\",rule=\"{rule}\"}}")),
-                "{rule}: {text}"
-            );
-        }
-        assert!(text.contains("rule=\"not-tls\"} 0\n"), "{text}");
-        assert_eq!(text.matches("decision=\"refuse\"").count(), Rule::ALL.len());
     }
 
     /// What an operator reads the audit log and counters with: every rule is documented.

@@ -1,43 +1,35 @@
 //! The egress proxy's front door: it accepts agent connections, admits or refuses each CONNECT,
 //! takes absolute-form `http://` requests, and serves the proxy's own `_egress.local` endpoints.
-//! TLS bump is in `bump`, judging a request in `decision`, relaying it in `relay`.
+//! Tunnels (TLS bump) are `bump::Tunnel`, judging a request `decision`, relaying it `relay::Relay`,
+//! writing outcomes down `ledger::Ledger`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use bb_policy::rule::Rule;
-
 use crate::address::host_port;
-use crate::audit::Seen;
+use crate::bump::Tunnel;
 pub use crate::decision::RULE_HEADER;
-use crate::decision::{Counters, Target};
+use crate::decision::Target;
+use crate::ledger::Ledger;
+use crate::live_policy::LivePolicy;
 use crate::mint::Minter;
 use crate::policy::{Policy, normalise_host};
+use crate::relay::Relay;
 use crate::relay_body::{Body, full};
 pub use crate::relay_body::{BoxError, SCAN_BUFFER_LIMIT};
 use crate::responses::{bad_request, empty};
 
-type Upstream =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::resolve::CheckedResolver>>, Body>;
-
+/// The front door, with the relay and tunnels it hands admitted traffic to.
 pub struct Proxy {
-    /// Shared with the upstream resolver, which asks it which hosts may go private.
-    policy: Arc<RwLock<Arc<Policy>>>,
-    /// `--allow-private-upstreams`: a test-rig switch, off in production.
-    allow_private: bool,
-    pub(crate) minter: Minter,
-    pub(crate) upstream: Upstream,
-    /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
-    pub(crate) upgrades: Upstream,
-    pub(crate) audit: Option<crate::audit::Audit>,
-    counters: Counters,
+    policy: LivePolicy,
+    ledger: Arc<Ledger>,
+    relay: Arc<Relay>,
+    tunnel: Arc<Tunnel>,
 }
 
 /// The host agents reach the proxy's own endpoints on (`http://_egress.local/allowlist`).
@@ -58,108 +50,21 @@ impl Proxy {
         upstream_ca: Option<&str>,
         allow_private: bool,
     ) -> anyhow::Result<Proxy> {
-        let policy = Arc::new(RwLock::new(Arc::new(
-            policy.with_private_everywhere(allow_private),
-        )));
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(pem) = upstream_ca {
-            use rustls::pki_types::pem::PemObject;
-            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                roots.add(c?)?;
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        // A proxy must not add Nagle delays: a streamed event would wait for the peer's ACK.
-        let resolver = crate::resolve::CheckedResolver {
-            policy: policy.clone(),
-        };
-        let tcp = || {
-            let mut c = HttpConnector::new_with_resolver(resolver.clone());
-            c.set_nodelay(true);
-            c.enforce_http(false);
-            c
-        };
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp());
-        let upstream = Client::builder(TokioExecutor::new()).build(https);
-        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp());
-        let upgrades = Client::builder(TokioExecutor::new()).build(http1);
+        let policy = LivePolicy::new(policy, allow_private);
+        let ledger = Arc::new(Ledger::default());
+        let relay = Arc::new(Relay::new(policy.clone(), ledger.clone(), upstream_ca)?);
+        let tunnel = Arc::new(Tunnel::new(minter, relay.clone()));
         Ok(Proxy {
             policy,
-            allow_private,
-            minter,
-            upstream,
-            upgrades,
-            audit: None,
-            counters: Counters::default(),
+            ledger,
+            relay,
+            tunnel,
         })
     }
 
-    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Self {
-        self.audit = Some(audit);
+    pub fn with_audit(self, audit: crate::audit::Audit) -> Self {
+        self.ledger.set_audit(audit);
         self
-    }
-
-    /// Audits and counts one outcome under `policy`, the policy that made it (a reload in
-    /// between must not change the level it is logged at).
-    pub(crate) fn record(
-        &self,
-        policy: &Policy,
-        seen: &Seen,
-        status: StatusCode,
-        refused_by: Option<Rule>,
-    ) {
-        self.counters.count(refused_by);
-        if let Some(a) = &self.audit {
-            a.record(
-                policy,
-                &crate::audit::Entry {
-                    method: &seen.method,
-                    host: &seen.host,
-                    path: &seen.path,
-                    status: status.as_u16(),
-                    rule: refused_by,
-                    started: seen.started,
-                    headers: seen.headers.as_ref(),
-                    reported: seen.reported,
-                    target: seen.target,
-                },
-            );
-        }
-    }
-
-    /// Audits a CONNECT refused, or a tunnel closed before any request could be read from it
-    /// (not TLS, SNI mismatch).
-    pub(crate) fn record_tunnel(&self, policy: &Policy, host: &str, rule: Rule) {
-        let seen = Seen {
-            method: "CONNECT".into(),
-            host: host.to_string(),
-            path: String::new(),
-            started: std::time::Instant::now(),
-            headers: None,
-            reported: None,
-            target: None,
-        };
-        self.record(policy, &seen, StatusCode::FORBIDDEN, Some(rule));
-    }
-
-    pub(crate) fn record_closed_tunnel(&self, host: &str, rule: Rule) {
-        self.record_tunnel(&self.policy(), host, rule);
     }
 
     /// `http://_egress.local/allowlist` (the live policy) and `/metrics` (decision counters).
@@ -174,7 +79,7 @@ impl Proxy {
                 self.allowlist(json)
             }
             "/metrics" => {
-                let mut resp = Response::new(full(self.counters.render()));
+                let mut resp = Response::new(full(self.ledger.metrics()));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -213,17 +118,12 @@ impl Proxy {
     }
 
     pub fn policy(&self) -> Arc<Policy> {
-        match self.policy.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.policy.current()
     }
 
     /// Swaps in a new policy; requests already admitted finish under the one they started with.
     pub fn replace_policy(&self, p: Policy) {
-        if let Ok(mut g) = self.policy.write() {
-            *g = Arc::new(p.with_private_everywhere(self.allow_private));
-        }
+        self.policy.replace(p);
     }
 
     /// Accepts agent connections for as long as the process runs (`accept::next`).
@@ -264,13 +164,13 @@ impl Proxy {
                 && policy.reported(&r).is_none()
             {
                 tracing::info!(%peer, %host, rule = %r.rule, "blocked CONNECT");
-                self.record_tunnel(&policy, &host, r.rule);
+                self.ledger.record_tunnel(&policy, &host, r.rule);
                 return r.response();
             }
-            let proxy = self.clone();
+            let tunnel = self.tunnel.clone();
             tokio::spawn(async move {
                 match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => proxy.tunnel(upgraded, host, port).await,
+                    Ok(upgraded) => tunnel.serve(upgraded, host, port).await,
                     Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
                 }
             });
@@ -289,6 +189,7 @@ impl Proxy {
                 return self.introspection(&req);
             }
             return self
+                .relay
                 .forward(
                     req,
                     Target {

@@ -1,15 +1,21 @@
 //! The HTTP relay: one request from the agent, judged (`decision`), rewritten (normal path, hop
 //! headers dropped, the route's credential in place of the agent's), sent upstream and answered.
 
+use std::sync::Arc;
+
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 use bb_policy::rule::Rule;
 
 use crate::audit::Seen;
 use crate::decision::{self, Decision, Permit, Refusal, Target};
-use crate::proxy::Proxy;
+use crate::ledger::Ledger;
+use crate::live_policy::LivePolicy;
 use crate::relay_body::{
     Body, BoxError, REFLECTED_DETECTOR, SCAN_BUFFER_LIMIT, Screened, close_delimited, discard,
     screen,
@@ -45,17 +51,96 @@ impl From<Refusal> for Refused {
     }
 }
 
-impl Proxy {
+type Upstream =
+    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::resolve::CheckedResolver>>, Body>;
+
+/// Sends permitted requests upstream and answers the agent: the upstream clients, the policy in
+/// force and the ledger every outcome goes to.
+pub struct Relay {
+    policy: LivePolicy,
+    upstream: Upstream,
+    /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
+    upgrades: Upstream,
+    ledger: Arc<Ledger>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Upstream clients that trust the system roots and `upstream_ca`, resolve through the
+    /// private-address check, and add no Nagle delays (a streamed event would wait for an ACK).
+    pub fn new(
+        policy: LivePolicy,
+        ledger: Arc<Ledger>,
+        upstream_ca: Option<&str>,
+    ) -> anyhow::Result<Relay> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = upstream_ca {
+            use rustls::pki_types::pem::PemObject;
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                roots.add(c?)?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let resolver = crate::resolve::CheckedResolver {
+            policy: policy.clone(),
+        };
+        let tcp = || {
+            let mut c = HttpConnector::new_with_resolver(resolver.clone());
+            c.set_nodelay(true);
+            c.enforce_http(false);
+            c
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp());
+        let http1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp());
+        Ok(Relay {
+            policy,
+            upstream: Client::builder(TokioExecutor::new()).build(https),
+            upgrades: Client::builder(TokioExecutor::new()).build(http1),
+            ledger,
+        })
+    }
+
+    /// The ledger outcomes go to (a tunnel closed before any request records there too).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<crate::policy::Policy> {
+        self.policy.current()
+    }
+
     /// Judges and relays one request under one policy snapshot; the outcome (permit or the
     /// refusal, early or late) is what the response, the audit record and the counters show.
-    pub(crate) async fn forward(&self, req: Request<Incoming>, target: Target) -> Response<Body> {
+    pub async fn forward(&self, req: Request<Incoming>, target: Target) -> Response<Body> {
         let policy = self.policy();
         let seen = Seen {
             method: req.method().to_string(),
             host: target.host.clone(),
             path: req.uri().path().to_string(),
             started: std::time::Instant::now(),
-            headers: self.audit.is_some().then(|| req.headers().clone()),
+            headers: self.ledger.audits().then(|| req.headers().clone()),
             reported: None,
             target: Some((target.port, target.scheme())),
         };
@@ -89,7 +174,8 @@ impl Proxy {
                 (resp, Some(refusal.rule))
             }
         };
-        self.record(&policy, &seen, resp.status(), refused_by);
+        self.ledger
+            .record(&policy, &seen, resp.status(), refused_by);
         resp
     }
 

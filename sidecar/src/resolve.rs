@@ -5,12 +5,11 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use hyper_util::client::legacy::connect::dns::Name;
 
-use crate::policy::{Policy, normalise_host};
+use crate::policy::normalise_host;
 
 /// Why a name was not resolved to anything the sidecar will dial.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +60,12 @@ fn private_v4(v4: Ipv4Addr) -> bool {
 /// The resolver the upstream connector uses: the live policy says which hosts may go private.
 #[derive(Debug, Clone)]
 pub struct CheckedResolver {
-    pub policy: Arc<RwLock<Arc<Policy>>>,
+    pub policy: crate::live_policy::LivePolicy,
 }
 
 impl CheckedResolver {
     fn allows_private(&self, host: &str) -> bool {
-        self.policy
-            .read()
-            .map(|p| p.allows_private(host))
-            .unwrap_or(false)
+        self.policy.current().allows_private(host)
     }
 }
 

@@ -1,0 +1,148 @@
+//! Where every outcome the proxy reaches is written down: the audit log (when there is one) and
+//! the decision counters `/metrics` shows, in one call, so neither misses what the other saw.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bb_policy::rule::Rule;
+use http::StatusCode;
+
+use crate::audit::{Audit, Entry, Seen};
+use crate::policy::Policy;
+
+/// The proxy's record of outcomes, shared by its front door, its tunnels and its relay.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    audit: OnceLock<Audit>,
+    counters: Counters,
+}
+
+impl Ledger {
+    /// Starts writing the audit log (once; a second log is ignored).
+    pub fn set_audit(&self, audit: Audit) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// Whether outcomes are audited (the relay then keeps the request's headers for it).
+    pub fn audits(&self) -> bool {
+        self.audit.get().is_some()
+    }
+
+    /// Audits and counts one outcome under `policy`, the policy that made it (a reload in
+    /// between must not change the level it is logged at).
+    pub fn record(
+        &self,
+        policy: &Policy,
+        seen: &Seen,
+        status: StatusCode,
+        refused_by: Option<Rule>,
+    ) {
+        self.counters.count(refused_by);
+        if let Some(a) = self.audit.get() {
+            a.record(
+                policy,
+                &Entry {
+                    method: &seen.method,
+                    host: &seen.host,
+                    path: &seen.path,
+                    status: status.as_u16(),
+                    rule: refused_by,
+                    started: seen.started,
+                    headers: seen.headers.as_ref(),
+                    reported: seen.reported,
+                    target: seen.target,
+                },
+            );
+        }
+    }
+
+    /// Audits a CONNECT refused, or a tunnel closed before any request could be read from it
+    /// (not TLS, SNI mismatch).
+    pub fn record_tunnel(&self, policy: &Policy, host: &str, rule: Rule) {
+        let seen = Seen {
+            method: "CONNECT".into(),
+            host: host.to_string(),
+            path: String::new(),
+            started: std::time::Instant::now(),
+            headers: None,
+            reported: None,
+            target: None,
+        };
+        self.record(policy, &seen, StatusCode::FORBIDDEN, Some(rule));
+    }
+
+    /// The counters in Prometheus' text exposition.
+    pub fn metrics(&self) -> String {
+        self.counters.render()
+    }
+}
+
+/// How many requests were permitted and how many refused by each rule, since start. Every
+/// rule has its counter from the start, at 0 until it refuses something.
+#[derive(Debug, Default)]
+pub struct Counters {
+    permitted: AtomicU64,
+    /// Indexed by `Rule as usize` (`Rule::ALL` is in declaration order).
+    refused: [AtomicU64; Rule::ALL.len()],
+}
+
+impl Counters {
+    /// Counts one outcome: `None` for a permit, the rule for a refusal.
+    pub fn count(&self, refused_by: Option<Rule>) {
+        match refused_by {
+            None => &self.permitted,
+            Some(rule) => &self.refused[rule as usize],
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "# HELP bb_egress_decisions_total Requests and CONNECTs judged by the egress proxy.\n# TYPE bb_egress_decisions_total counter\n",
+        );
+        out.push_str(&format!(
+            "bb_egress_decisions_total{{decision=\"permit\",rule=\"\"}} {}\n",
+            self.permitted.load(Ordering::Relaxed)
+        ));
+        let mut rules = Rule::ALL.to_vec();
+        rules.sort_by_key(|r| r.as_str());
+        for rule in rules {
+            out.push_str(&format!(
+                "bb_egress_decisions_total{{decision=\"refuse\",rule=\"{rule}\"}} {}\n",
+                self.refused[rule as usize].load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_every_rule() {
+        let c = Counters::default();
+        c.count(None);
+        c.count(Some(Rule::HostNotAllowed));
+        c.count(Some(Rule::HostNotAllowed));
+        c.count(Some(Rule::DlpOutbound));
+        let text = c.render();
+        assert!(
+            text.contains("decision=\"permit\",rule=\"\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("rule=\"host-not-allowed\"} 2\n"), "{text}");
+        assert!(text.contains("rule=\"dlp-outbound\"} 1\n"), "{text}");
+        // Every rule has its line from the start, at 0 until it refuses something.
+        for rule in Rule::ALL {
+            assert!(
+                text.contains(&format!("decision=\"refuse\",rule=\"{rule}\"}}")),
+                "{rule}: {text}"
+            );
+        }
+        assert!(text.contains("rule=\"not-tls\"} 0\n"), "{text}");
+        assert_eq!(text.matches("decision=\"refuse\"").count(), Rule::ALL.len());
+    }
+}
