@@ -430,37 +430,65 @@ async fn wait_phase(
     deadline: Deadline,
     want: bb_crds::AgentPhase,
 ) -> Result<(), CliError> {
+    use bb_crds::AgentPhase;
     let what = format!("agent.bot-bottle.dev/{name}");
-    let mut progress =
-        crate::progress::Progress::new(&format!("{what}: waiting for {}", want.as_str()));
-    loop {
-        let a = api.get(name).await.map_err(|e| api_error(&what, e))?;
-        let st = a.status.unwrap_or_default();
+    let progress = std::cell::RefCell::new(crate::progress::Progress::new(&format!(
+        "{what}: waiting for {}",
+        want.as_str()
+    )));
+    let last = std::cell::RefCell::new(String::from("not reconciled yet"));
+    // A watch (kube-runtime's await_condition), not a poll: every status change is seen, and
+    // each one updates the progress line.
+    let settled = |a: Option<&Agent>| {
+        // Gone: nothing more to wait for (reported below).
+        let Some(a) = a else { return true };
+        let st = a.status.clone().unwrap_or_default();
         let current = st.observed_generation >= a.metadata.generation;
         let state = agent_state(&st, current);
-        match st.phase {
-            Some(p) if p == want && current => {
-                progress.finish(&format!(
-                    "{} ({:.1}s)",
-                    want.as_str(),
-                    deadline.elapsed().as_secs_f64()
-                ));
-                return Ok(());
-            }
-            Some(bb_crds::AgentPhase::Failed) if current => {
-                progress.finish("Failed");
-                return Err(CliError::new(
-                    Kind::General,
-                    format!("{what} failed: {}", st.message.unwrap_or_default()),
-                ));
-            }
-            _ => progress.set(&state),
+        progress.borrow_mut().set(&state);
+        *last.borrow_mut() = state;
+        current && (st.phase == Some(want) || st.phase == Some(AgentPhase::Failed))
+    };
+    let watch = kube::runtime::wait::await_condition(api.clone(), name, settled);
+    let waited = match deadline.remaining() {
+        Some(left) => tokio::time::timeout(left, watch).await.ok(),
+        None => Some(watch.await),
+    };
+    let last = last.borrow().clone();
+    let agent = match waited {
+        None => return Err(timed_out(&what, want.as_str(), &deadline, &last)),
+        Some(Err(e)) => {
+            return Err(CliError::new(
+                Kind::Unavailable,
+                format!("watching {what}: {e}"),
+            ));
         }
-        if deadline.passed() {
-            return Err(timed_out(&what, want.as_str(), &deadline, &state));
+        Some(Ok(None)) => {
+            return Err(CliError::new(
+                Kind::NotFound,
+                format!(
+                    "{what} was deleted while waiting for it to be {}",
+                    want.as_str()
+                ),
+            ));
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        Some(Ok(Some(a))) => a,
+    };
+    let st = agent.status.unwrap_or_default();
+    let progress = progress.into_inner();
+    if st.phase == Some(AgentPhase::Failed) && want != AgentPhase::Failed {
+        progress.finish("Failed");
+        return Err(CliError::new(
+            Kind::General,
+            format!("{what} failed: {}", st.message.unwrap_or_default()),
+        ));
     }
+    progress.finish(&format!(
+        "{} ({:.1}s)",
+        want.as_str(),
+        deadline.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// An Agent's phase and what it waits on, in one line: `Pending: Ready=False SecretMissing: ...`.
@@ -561,6 +589,12 @@ impl Deadline {
 
     fn passed(&self) -> bool {
         self.timeout.is_some_and(|t| self.started.elapsed() > t)
+    }
+
+    /// What is left of the limit (`None`: no limit).
+    fn remaining(&self) -> Option<Duration> {
+        self.timeout
+            .map(|t| t.saturating_sub(self.started.elapsed()))
     }
 
     fn timeout_text(&self) -> String {
