@@ -213,7 +213,7 @@ pub enum Step {
     /// Creating or starting the agent container.
     Agent,
     Provision,
-    /// Finding the secrets in what provisioning copies in (`crate::discovery`).
+    /// Finding the secrets in what provisioning copies in (`bb_runner::discovery`).
     Discover,
     Snapshot,
     Stop,
@@ -335,7 +335,7 @@ pub trait Backend: Send + Sync + 'static {
     fn agent_dir(&self, id: &AgentId) -> std::path::PathBuf;
     /// Where `spec.skills` names resolve on this runner's host.
     fn skills_root(&self) -> std::path::PathBuf;
-    /// The runner's supervise directory of the Agent: its `queue/` (see `crate::supervise`) is
+    /// The runner's supervise directory of the Agent: its `queue/` (see `bb_runner::supervise`) is
     /// where the sidecar queues proposals (`<id>.proposal.json`) and reads decisions
     /// (`<id>.response.json`); the audit log sits beside it.
     fn supervise_dir(&self, id: &AgentId) -> std::path::PathBuf;
