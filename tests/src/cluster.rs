@@ -140,6 +140,27 @@ impl Cluster {
     }
 
     /// Whether each of `names` runs on a runner other than `not`.
+    /// `running_elsewhere`, and each of them started by the runner its status names, as that
+    /// runner's journal says (a claim rewrites `status.runner` before the new runner has started
+    /// the Agent, while `phase` still shows the old runner's `Running`).
+    pub fn started_elsewhere(&self, journals: &[&Path], names: &[String], not: &str) -> bool {
+        let agents = self.agents();
+        let open: Vec<Stint> = stints(&read_journals(journals), &BTreeMap::new())
+            .into_iter()
+            .filter(|s| s.to.is_none())
+            .collect();
+        names.iter().all(|n| {
+            agents.get(n).is_some_and(|(p, r)| {
+                p == "Running"
+                    && !r.is_empty()
+                    && r != not
+                    && open
+                        .iter()
+                        .any(|s| s.agent == format!("default/{n}") && &s.runner == r)
+            })
+        })
+    }
+
     pub fn running_elsewhere(&self, names: &[String], not: &str) -> bool {
         let a = self.agents();
         names.iter().all(|n| {

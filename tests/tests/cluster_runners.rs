@@ -132,7 +132,10 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
     let took = wait_until(
         "the killed runner's Agents running elsewhere",
         Duration::from_secs(45),
-        || cluster.running_elsewhere(&moved, &victim),
+        || {
+            let journals: Vec<&std::path::Path> = journals.iter().map(|j| j.as_path()).collect();
+            cluster.started_elsewhere(&journals, &moved, &victim)
+        },
         || logs(&runners),
     );
     assert!(
@@ -506,7 +509,10 @@ fn a_partitioned_runner_fences_before_its_agents_move() {
     let took = wait_until(
         "the cut-off runner's Agents running elsewhere",
         Duration::from_secs(45),
-        || cluster.running_elsewhere(&stranded, &cut_off),
+        || {
+            let journals: Vec<&std::path::Path> = journals.iter().map(|j| j.as_path()).collect();
+            cluster.started_elsewhere(&journals, &stranded, &cut_off)
+        },
         logs,
     );
     eprintln!(
