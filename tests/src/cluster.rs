@@ -144,28 +144,27 @@ impl Cluster {
     /// runner's journal says (a claim rewrites `status.runner` before the new runner has started
     /// the Agent, while `phase` still shows the old runner's `Running`).
     pub fn started_elsewhere(&self, journals: &[&Path], names: &[String], not: &str) -> bool {
-        let agents = self.agents();
         let open: Vec<Stint> = stints(&read_journals(journals), &BTreeMap::new())
             .into_iter()
             .filter(|s| s.to.is_none())
             .collect();
-        names.iter().all(|n| {
-            agents.get(n).is_some_and(|(p, r)| {
-                p == "Running"
-                    && !r.is_empty()
-                    && r != not
-                    && open
-                        .iter()
-                        .any(|s| s.agent == format!("default/{n}") && &s.runner == r)
-            })
+        self.elsewhere(names, not, |n, runner| {
+            open.iter()
+                .any(|s| s.agent == format!("default/{n}") && s.runner == runner)
         })
     }
 
+    /// Every one of `names` is `Running` on a runner other than `not`, by its status.
     pub fn running_elsewhere(&self, names: &[String], not: &str) -> bool {
+        self.elsewhere(names, not, |_, _| true)
+    }
+
+    /// `names` all Running, by status, on runners other than `not` that `also(name, runner)`.
+    fn elsewhere(&self, names: &[String], not: &str, also: impl Fn(&str, &str) -> bool) -> bool {
         let a = self.agents();
         names.iter().all(|n| {
             a.get(n)
-                .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && r != not)
+                .is_some_and(|(p, r)| p == "Running" && !r.is_empty() && r != not && also(n, r))
         })
     }
 }
