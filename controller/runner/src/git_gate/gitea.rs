@@ -68,46 +68,41 @@ fn api(client: &kube::Client) -> Api<Secret> {
     Api::namespaced(client.clone(), DEFAULT_SECRET_NAMESPACE)
 }
 
-/// A fresh ed25519 key pair from the runner host's `ssh-keygen`: (private key, public line).
-async fn keygen(comment: &str) -> Result<(Vec<u8>, String), ForgeError> {
-    let nonce = bb_backend::hash::sha256_hex(&[
-        comment.as_bytes(),
-        &std::process::id().to_be_bytes(),
-        format!("{:?}", std::time::SystemTime::now()).as_bytes(),
-    ]);
-    let dir = std::env::temp_dir().join(format!("bb-keygen-{nonce}"));
-    let made = async {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| ForgeError::Forge(format!("creating {}: {e}", dir.display())))?;
-        let key = dir.join("key");
-        let out = tokio::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-            .arg(&key)
-            .output()
-            .await
-            .map_err(|e| {
-                ForgeError::Forge(format!(
-                    "running ssh-keygen ({e}): a gitea deploy key needs OpenSSH's ssh-keygen on the runner host"
-                ))
-            })?;
-        if !out.status.success() {
-            return Err(ForgeError::Forge(format!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let private = std::fs::read(&key)
-            .map_err(|e| ForgeError::Forge(format!("reading the new key: {e}")))?;
-        let public = std::fs::read_to_string(key.with_extension("pub"))
-            .map_err(|e| ForgeError::Forge(format!("reading the new key: {e}")))?;
-        Ok((private, public.trim().to_string()))
-    }
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    made
+/// A fresh ed25519 key pair in OpenSSH's formats: (private key file, public `authorized_keys` line).
+/// ring draws the seed and derives the public half (it already signs our TLS); ssh-key writes the
+/// files, so the runner host needs no `ssh-keygen`.
+fn keygen(comment: &str) -> Result<(Vec<u8>, String), ForgeError> {
+    use ring::rand::SecureRandom;
+    use ring::signature::KeyPair;
+    use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData};
+    use ssh_key::public::Ed25519PublicKey;
+
+    let failed = |what: &str, e: &dyn std::fmt::Display| ForgeError::Forge(format!("{what}: {e}"));
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    ring::rand::SystemRandom::new()
+        .fill(seed.as_mut())
+        .map_err(|e| failed("drawing a deploy key's seed", &e))?;
+    let derived = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed.as_ref())
+        .map_err(|e| failed("deriving a deploy key", &e))?;
+    let public: [u8; 32] = derived
+        .public_key()
+        .as_ref()
+        .try_into()
+        .map_err(|e| failed("deriving a deploy key", &e))?;
+    let pair = Ed25519Keypair {
+        public: Ed25519PublicKey(public),
+        private: Ed25519PrivateKey::from_bytes(&seed),
+    };
+    let key = ssh_key::PrivateKey::new(KeypairData::Ed25519(pair), comment)
+        .map_err(|e| failed("encoding a deploy key", &e))?;
+    let private = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .map_err(|e| failed("encoding a deploy key", &e))?;
+    let line = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| failed("encoding a deploy key", &e))?;
+    Ok((private.as_bytes().to_vec(), line))
 }
 
 /// One request to the forge; the answer's status and body.
@@ -216,7 +211,7 @@ async fn ensure_key(
         agent.namespace().unwrap_or_default(),
         agent.name_any()
     );
-    let (private, public) = keygen(&who).await?;
+    let (private, public) = keygen(&who)?;
     let (status, body) = call(
         http::Method::POST,
         &endpoint,
@@ -351,5 +346,40 @@ mod tests {
         );
         assert!(keys_endpoint("git@h:app.git", None).is_err());
         assert!(keys_endpoint("git@h:a/b/c.git", None).is_err());
+    }
+
+    /// OpenSSH itself reads the private key and derives the same public line we hand the forge:
+    /// a wrong public half, a broken encoding or a key OpenSSH cannot load fails here.
+    #[test]
+    fn a_minted_key_is_one_openssh_loads_and_agrees_with() {
+        let (private, public) = keygen("bot-bottle test").expect("keygen");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, &private).expect("write key");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let out = std::process::Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("this test needs OpenSSH's ssh-keygen to check the key");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let derived = String::from_utf8_lossy(&out.stdout);
+        let fields = |s: &str| {
+            s.split_whitespace()
+                .take(2)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(fields(&derived), fields(&public));
+        assert_eq!(fields(&public)[0], "ssh-ed25519");
+        assert!(public.ends_with(" bot-bottle test"), "{public}");
+        let (_, other) = keygen("bot-bottle test").expect("keygen");
+        assert_ne!(fields(&other), fields(&public), "each key is fresh");
     }
 }
