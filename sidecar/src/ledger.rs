@@ -2,10 +2,12 @@
 //! the decision counters `/metrics` shows, in one call, so neither misses what the other saw.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bb_policy::rule::Rule;
 use http::StatusCode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 use crate::audit::{Audit, Entry, Seen};
 use crate::policy::Policy;
@@ -77,13 +79,45 @@ impl Ledger {
     }
 }
 
+/// What `/metrics` answers with: OpenMetrics text, as prometheus-client encodes it.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The labels of one decision counter: `decision` (permit or refuse) and the refusal `rule`.
+type DecisionLabels = [(&'static str, &'static str); 2];
+
 /// How many requests were permitted and how many refused by each rule, since start. Every
 /// rule has its counter from the start, at 0 until it refuses something.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counters {
-    permitted: AtomicU64,
-    /// Indexed by `Rule as usize` (`Rule::ALL` is in declaration order).
-    refused: [AtomicU64; Rule::ALL.len()],
+    registry: Registry,
+    permitted: Counter,
+    /// Handles on the family's counters, indexed by `Rule as usize` (`Rule::ALL` is in
+    /// declaration order), so counting takes no lock and no lookup.
+    refused: [Counter; Rule::ALL.len()],
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let family = Family::<DecisionLabels, Counter>::default();
+        let counter = |decision, rule| {
+            family
+                .get_or_create(&[("decision", decision), ("rule", rule)])
+                .clone()
+        };
+        let permitted = counter("permit", "");
+        let refused = std::array::from_fn(|i| counter("refuse", Rule::ALL[i].as_str()));
+        let mut registry = Registry::default();
+        registry.register(
+            "bb_egress_decisions",
+            "Requests and CONNECTs judged by the egress proxy",
+            family,
+        );
+        Counters {
+            registry,
+            permitted,
+            refused,
+        }
+    }
 }
 
 impl Counters {
@@ -93,26 +127,14 @@ impl Counters {
             None => &self.permitted,
             Some(rule) => &self.refused[rule as usize],
         }
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP bb_egress_decisions_total Requests and CONNECTs judged by the egress proxy.\n# TYPE bb_egress_decisions_total counter\n",
-        );
-        out.push_str(&format!(
-            "bb_egress_decisions_total{{decision=\"permit\",rule=\"\"}} {}\n",
-            self.permitted.load(Ordering::Relaxed)
-        ));
-        let mut rules = Rule::ALL.to_vec();
-        rules.sort_by_key(|r| r.as_str());
-        for rule in rules {
-            out.push_str(&format!(
-                "bb_egress_decisions_total{{decision=\"refuse\",rule=\"{rule}\"}} {}\n",
-                self.refused[rule as usize].load(Ordering::Relaxed)
-            ));
-        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
@@ -144,5 +166,8 @@ mod tests {
         }
         assert!(text.contains("rule=\"not-tls\"} 0\n"), "{text}");
         assert_eq!(text.matches("decision=\"refuse\"").count(), Rule::ALL.len());
+        // OpenMetrics framing: one family, typed as a counter, and the terminating EOF.
+        assert!(text.starts_with("# HELP bb_egress_decisions Requests and CONNECTs judged by the egress proxy.\n# TYPE bb_egress_decisions counter\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

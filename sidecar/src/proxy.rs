@@ -82,7 +82,7 @@ impl Proxy {
                 let mut resp = Response::new(full(self.ledger.metrics()));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                    HeaderValue::from_static(crate::ledger::METRICS_CONTENT_TYPE),
                 );
                 resp
             }

@@ -711,6 +711,7 @@ fn the_proxy_holds_against_curl() {
     let out = Command::new("curl")
         .args([
             "-s",
+            "-i",
             "-x",
             &format!("http://127.0.0.1:{}", sc.port),
             "http://_egress.local/metrics",
@@ -718,6 +719,12 @@ fn the_proxy_holds_against_curl() {
         .output()
         .expect("curl");
     let metrics = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        metrics.to_ascii_lowercase().contains(
+            "content-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+        ),
+        "{metrics}"
+    );
     let count = |decision: &str, rule: &str| -> usize {
         lines
             .iter()

@@ -69,8 +69,11 @@ impl http_body::Body for Body {
     }
 }
 
-/// Renders the process's metrics (Prometheus text) for `GET /metrics`. Injected, so the API
+/// Renders the process's metrics as OpenMetrics text for `GET /metrics`. Injected, so the API
 /// server knows nothing of who keeps them (the reconcilers, in the control plane).
+/// The content type `/metrics` is served with: what a [`MetricsSource`] renders.
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
 struct State {
@@ -352,7 +355,12 @@ async fn dispatch(
         return Err(ApiError::unauthorized());
     }
     if req.method() == Method::GET && segs.as_slice() == ["metrics"] {
-        return Ok(text_response(200, &(state.metrics)()));
+        let mut resp = text_response(200, &(state.metrics)());
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(METRICS_CONTENT_TYPE),
+        );
+        return Ok(resp);
     }
     if req.method() == Method::GET {
         let doc = match segs.as_slice() {

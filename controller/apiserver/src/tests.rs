@@ -6,9 +6,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use super::ApiServer;
 use super::objects::{Registry, WriteOpts};
 use super::resources;
+use super::{ApiServer, METRICS_CONTENT_TYPE};
 use crate::store::Store;
 use bb_home::Home;
 use bb_home::pki;
@@ -273,6 +273,12 @@ async fn metrics_come_from_the_injected_source() {
     let (code, body) = f.curl(&[&f.url("/metrics")]).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body, "bb_test_metric 1\n");
+    let (_, head) = f.curl(&["-i", &f.url("/metrics")]).await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-type: {METRICS_CONTENT_TYPE}\r\n")),
+        "{head}"
+    );
     let mut anonymous = Command::new("curl");
     anonymous
         .args([
