@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use bb_backend::config::{DEBIAN_BASE, HERMETIC_BASE};
-use bb_backend::names::{self, Role};
+use bb_backend::names::Role;
 use bb_backend::{AgentId, BackendError, RuntimeConfig};
 use bb_crds::Agent;
 use bb_docker::DockerBackend;
@@ -83,13 +83,18 @@ impl DemoRuntime {
         agent: &Agent,
         mut fixture: Fixture,
     ) -> Result<(), BackendError> {
-        fixture.network = names::name(&AgentId::from(agent), Role::EgressNetwork);
+        fixture.network = self
+            .docker
+            .runtime()
+            .name(&AgentId::from(agent), Role::EgressNetwork);
         self.docker.run_fixture(&fixture).await
     }
 
     /// The container `agent` runs in.
-    pub fn agent_container(agent: &Agent) -> String {
-        names::name(&AgentId::from(agent), Role::Agent)
+    pub fn agent_container(&self, agent: &Agent) -> String {
+        self.docker
+            .runtime()
+            .name(&AgentId::from(agent), Role::Agent)
     }
 
     /// What the upstream `name` printed.

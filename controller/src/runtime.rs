@@ -25,6 +25,13 @@ fn runtime_config(opts: &Options, home: &Path, instance: &str) -> RuntimeConfig 
     cfg.upstream_ca = opts.runtime.upstream_ca.clone();
     cfg.allow_private_upstreams = opts.runtime.allow_private_upstreams;
     cfg.harness_dir = opts.runtime.harness_dir.clone();
+    // Syncing from a cluster, another runner may take an Agent over (and may share the engine):
+    // copies are named per runner and every sidecar is held by this runner's hold file.
+    if opts.sync_from.is_some() {
+        cfg.fencing = Some(bb_backend::config::Fencing {
+            holds_dir: home.join("holds"),
+        });
+    }
     if cfg.allow_private_upstreams {
         tracing::warn!(
             "--allow-private-upstreams: every sidecar may reach private, loopback and link-local addresses (a test-rig switch; never in production)"
@@ -64,6 +71,9 @@ pub(crate) async fn choose(
                 })?;
             if let Some(image) = failing_image {
                 fake = fake.with_failing_image(image);
+            }
+            if let Some(f) = runtime_config(opts, home, instance).fencing {
+                fake = fake.with_holds(f.holds_dir);
             }
             tracing::info!("backend: fake (journal {})", journal.display());
             return Ok(Some(Arc::new(fake)));

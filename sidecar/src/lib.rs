@@ -12,6 +12,7 @@ pub mod dlp;
 pub mod dlp_views;
 pub mod fuzzing;
 pub mod git_gate;
+pub mod hold;
 pub mod ledger;
 pub mod live_policy;
 pub mod mcp_sessions;

@@ -152,6 +152,11 @@ struct EgressOptions {
     /// How long a supervise tool call waits for the decision before answering "pending".
     #[arg(long, value_name = "SECONDS", default_value_t = 50)]
     pub decision_wait: u64,
+    /// Cluster mode: the file the runner renews its hold on this bottle in (a deadline in
+    /// milliseconds since the Unix epoch). Past it, or while it is missing or unreadable,
+    /// everything that would leave is refused (`runner-lost`) and open connections are cut.
+    #[arg(long, value_name = "FILE")]
+    pub hold_file: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {
@@ -373,6 +378,7 @@ fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {
         queue: opts.queue_dir,
         allow_timeout_secs: opts.allow_timeout,
         exe: std::env::current_exe().context("locating bb-sidecar")?,
+        hold_file: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -425,6 +431,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         supervise_listen_file,
         supervise_hosts,
         decision_wait,
+        hold_file,
     } = opts;
     let gate_secrets = secrets_dir.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -447,7 +454,14 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
         if allow_private_upstreams {
             tracing::warn!("--allow-private-upstreams: every route may reach private, loopback and link-local addresses (a test-rig switch; never in production)");
         }
-        let mut proxy = proxy::Proxy::new(policy, minter, upstream_ca.as_deref(), allow_private_upstreams)?;
+        let hold = match hold_file.clone() {
+            Some(f) => {
+                tracing::info!(file = %f.display(), "egress is held by the runner's hold file");
+                bb_sidecar::hold::Hold::from_file(f)
+            }
+            None => bb_sidecar::hold::Hold::unfenced(),
+        };
+        let mut proxy = proxy::Proxy::new(policy, minter, upstream_ca.as_deref(), allow_private_upstreams, hold.clone())?;
         if let Some(path) = audit_log.as_deref() {
             proxy = proxy.with_audit(audit::Audit::open(path).with_context(|| format!("opening {}", path.display()))?);
         }
@@ -499,8 +513,11 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
                 queue: queue_dir.clone(),
                 allow_timeout_secs: allow_timeout,
                 exe: std::env::current_exe().context("locating bb-sidecar")?,
+                hold_file,
             };
-            let gate = Arc::new(bb_sidecar::git_gate::http::GateServer::new(config, paths)?);
+            let gate = Arc::new(
+                bb_sidecar::git_gate::http::GateServer::new(config, paths)?.with_hold(hold.clone()),
+            );
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;
@@ -518,7 +535,7 @@ fn run_egress(opts: EgressOptions) -> anyhow::Result<()> {
                 bb_sidecar::queue::Queue::new(queue),
                 std::time::Duration::from_secs(decision_wait),
                 supervise_hosts,
-            ));
+            ).with_hold(hold));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("listening on {addr}"))?;

@@ -12,9 +12,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::address::host_port;
+use bb_policy::rule::Rule;
+
 use crate::bump::Tunnel;
 pub use crate::decision::RULE_HEADER;
 use crate::decision::Target;
+use crate::hold::Hold;
 use crate::ledger::Ledger;
 use crate::live_policy::LivePolicy;
 use crate::mint::Minter;
@@ -43,16 +46,23 @@ impl std::fmt::Debug for Proxy {
 
 impl Proxy {
     /// `allow_private`: every host may resolve to private addresses (`--allow-private-upstreams`,
-    /// for test rigs whose stand-in upstreams live on private networks).
+    /// for test rigs whose stand-in upstreams live on private networks). `hold`: the runner's
+    /// hold on the bottle (`Hold::unfenced()` where there is none).
     pub fn new(
         policy: Policy,
         minter: Minter,
         upstream_ca: Option<&str>,
         allow_private: bool,
+        hold: Arc<Hold>,
     ) -> anyhow::Result<Proxy> {
         let policy = LivePolicy::new(policy, allow_private);
         let ledger = Arc::new(Ledger::default());
-        let relay = Arc::new(Relay::new(policy.clone(), ledger.clone(), upstream_ca)?);
+        let relay = Arc::new(Relay::new(
+            policy.clone(),
+            ledger.clone(),
+            upstream_ca,
+            hold,
+        )?);
         let tunnel = Arc::new(Tunnel::new(minter, relay.clone()));
         Ok(Proxy {
             policy,
@@ -134,6 +144,7 @@ impl Proxy {
                 tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
             }
             let proxy = self.clone();
+            let hold = self.relay.hold().clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let proxy = proxy.clone();
@@ -143,8 +154,13 @@ impl Proxy {
                     .max_buf_size(64 * 1024)
                     .serve_connection(TokioIo::new(tcp), svc)
                     .with_upgrades();
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "agent connection ended");
+                tokio::select! {
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "agent connection ended");
+                    },
+                    () = hold.until_lapsed() => {
+                        tracing::info!(%peer, "the runner's hold lapsed: cut an agent connection");
+                    }
                 }
             });
         }
@@ -160,6 +176,12 @@ impl Proxy {
                 return bad_request("CONNECT needs a host:port target");
             };
             let policy = self.policy();
+            let hold = self.relay.hold();
+            if hold.lapsed() {
+                tracing::info!(%peer, %host, "blocked CONNECT: the runner's hold lapsed");
+                self.ledger.record_tunnel(&policy, &host, Rule::RunnerLost);
+                return hold.refusal().response();
+            }
             if let Err(r) = policy.admit(&host, port, true)
                 && policy.reported(&r).is_none()
             {
@@ -168,11 +190,15 @@ impl Proxy {
                 return r.response();
             }
             let tunnel = self.tunnel.clone();
+            let hold = hold.clone();
             tokio::spawn(async move {
-                match hyper::upgrade::on(req).await {
-                    Ok(upgraded) => tunnel.serve(upgraded, host, port).await,
-                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
-                }
+                let served = async {
+                    match hyper::upgrade::on(req).await {
+                        Ok(upgraded) => tunnel.serve(upgraded, host, port).await,
+                        Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                    }
+                };
+                hold.cut(served).await;
             });
             return Response::new(empty());
         }

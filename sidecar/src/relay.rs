@@ -14,6 +14,7 @@ use bb_policy::rule::Rule;
 
 use crate::audit::Seen;
 use crate::decision::{self, Decision, Permit, Refusal, Target};
+use crate::hold::Hold;
 use crate::ledger::Ledger;
 use crate::live_policy::LivePolicy;
 use crate::relay_body::{
@@ -62,6 +63,8 @@ pub struct Relay {
     /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
     upgrades: Upstream,
     ledger: Arc<Ledger>,
+    /// The runner's hold: once it lapses every request is refused and upgrades are cut.
+    hold: Arc<Hold>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -77,6 +80,7 @@ impl Relay {
         policy: LivePolicy,
         ledger: Arc<Ledger>,
         upstream_ca: Option<&str>,
+        hold: Arc<Hold>,
     ) -> anyhow::Result<Relay> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
@@ -118,12 +122,18 @@ impl Relay {
             upstream: Client::builder(TokioExecutor::new()).build(https),
             upgrades: Client::builder(TokioExecutor::new()).build(http1),
             ledger,
+            hold,
         })
     }
 
     /// The ledger outcomes go to (a tunnel closed before any request records there too).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// The runner's hold on this bottle.
+    pub fn hold(&self) -> &Arc<Hold> {
+        &self.hold
     }
 
     /// The policy in force now.
@@ -145,7 +155,12 @@ impl Relay {
             target: Some((target.port, target.scheme())),
         };
         let mut seen = seen;
-        let outcome = match decision::decide(&policy, &req, &target) {
+        let decided = if self.hold.lapsed() {
+            Decision::Refuse(self.hold.refusal())
+        } else {
+            decision::decide(&policy, &req, &target)
+        };
+        let outcome = match decided {
             Decision::Refuse(r) => {
                 let path = crate::audit::shown_path(&policy, &seen.path);
                 tracing::info!(host = %target.host, method = %seen.method, %path, rule = %r.rule, "blocked");
@@ -381,15 +396,20 @@ impl Relay {
         }
         let upstream_side = hyper::upgrade::on(&mut resp);
         let host_owned = host.to_string();
+        let hold = self.hold.clone();
         tokio::spawn(async move {
-            match tokio::join!(agent_side, upstream_side) {
-                (Ok(agent), Ok(upstream)) => {
-                    crate::websocket::relay(agent, upstream, outbound, inbound, host_owned).await;
+            let relayed = async move {
+                match tokio::join!(agent_side, upstream_side) {
+                    (Ok(agent), Ok(upstream)) => {
+                        crate::websocket::relay(agent, upstream, outbound, inbound, host_owned)
+                            .await;
+                    }
+                    (a, u) => {
+                        tracing::debug!(host = %host_owned, agent_ok = a.is_ok(), upstream_ok = u.is_ok(), "websocket upgrade failed");
+                    }
                 }
-                (a, u) => {
-                    tracing::debug!(host = %host_owned, agent_ok = a.is_ok(), upstream_ok = u.is_ok(), "websocket upgrade failed");
-                }
-            }
+            };
+            hold.cut(relayed).await;
         });
         let (parts, _) = resp.into_parts();
         Ok(Response::from_parts(parts, empty()))

@@ -60,6 +60,8 @@ pub struct Supervise {
     awaited: Mutex<Vec<String>>,
     /// When this server raised each recent proposal (for `MAX_PER_WINDOW`).
     raised: Mutex<std::collections::VecDeque<Instant>>,
+    /// The runner's hold: once it lapses, requests are refused and connections cut.
+    hold: Arc<crate::hold::Hold>,
 }
 
 impl std::fmt::Debug for Supervise {
@@ -191,7 +193,14 @@ impl Supervise {
             hosts,
             awaited: Mutex::new(Vec::new()),
             raised: Mutex::new(std::collections::VecDeque::new()),
+            hold: crate::hold::Hold::unfenced(),
         }
+    }
+
+    /// Serves only while `hold` is kept (cluster mode).
+    pub fn with_hold(mut self, hold: Arc<crate::hold::Hold>) -> Self {
+        self.hold = hold;
+        self
     }
 
     /// Why another proposal may not be raised now, if it may not: too many wait for a decision
@@ -323,11 +332,24 @@ impl Supervise {
         loop {
             let (stream, peer) = crate::accept::next(&listener, "supervise").await;
             let service = service.clone();
+            let hold = self.hold.clone();
             tokio::spawn(async move {
+                let lapsed = hold.clone();
                 let svc =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let mut service = service.clone();
+                        let lapsed = lapsed.lapsed();
                         async move {
+                            if lapsed {
+                                let body = http_body_util::Full::new(bytes::Bytes::from(format!(
+                                    "supervise: {} (runner-lost)\n",
+                                    crate::hold::LAPSED
+                                )))
+                                .boxed();
+                                let mut resp = http::Response::new(body);
+                                *resp.status_mut() = http::StatusCode::FORBIDDEN;
+                                return Ok::<_, std::convert::Infallible>(resp);
+                            }
                             if req.uri().path() != PATH {
                                 let body = http_body_util::Full::new(bytes::Bytes::from_static(
                                     b"the supervise MCP server is at /mcp\n",
@@ -340,10 +362,9 @@ impl Supervise {
                             tower_service::Service::call(&mut service, req).await
                         }
                     });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await
-                {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                if let Some(Err(e)) = hold.cut(conn).await {
                     tracing::debug!(%peer, error = %e, "supervise connection ended");
                 }
             });

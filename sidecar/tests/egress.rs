@@ -355,6 +355,17 @@ fn start_sidecar_with(
     policy: &str,
     allow_private: bool,
 ) -> Sidecar {
+    start_sidecar_args(dir, upstream_ca, policy, allow_private, &[])
+}
+
+/// The sidecar with `extra` arguments after the usual ones.
+fn start_sidecar_args(
+    dir: &Path,
+    upstream_ca: &Path,
+    policy: &str,
+    allow_private: bool,
+    extra: &[std::ffi::OsString],
+) -> Sidecar {
     let (ca, _, _) = make_ca("bottle CA");
     std::fs::write(dir.join("ca.pem"), &ca.cert_pem).expect("write");
     std::fs::write(dir.join("ca.key"), &ca.key_pem).expect("write");
@@ -383,6 +394,7 @@ fn start_sidecar_with(
         .arg(dir.join("audit.jsonl"))
         // The test upstream lives on 127.0.0.1 (see private_addresses_need_the_routes_consent).
         .args(allow_private.then_some("--allow-private-upstreams"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1930,4 +1942,152 @@ fn ipv6_literal_routes_relay_and_are_one_host() {
         codes.starts_with("200") && body.contains("GET /api/v6"),
         "{codes} {body}"
     );
+}
+
+/// The runner's hold on a bottle (cluster mode): while it is kept, traffic flows; once its
+/// deadline passes, every way out (a new CONNECT, plain HTTP, git-gate, supervise) is refused
+/// with `runner-lost`, audited and counted, and a tunnel opened before is cut; renewed, it
+/// flows again.
+#[test]
+fn a_lapsed_hold_refuses_every_way_out_and_cuts_what_is_open() {
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up, upstream_ca) = start_upstream(&rt, dir.path());
+    let hold = dir.path().join("hold");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis()
+    };
+    let renew = |ms: u128| {
+        std::fs::write(dir.path().join("hold.tmp"), format!("{ms}\n")).expect("write");
+        std::fs::rename(dir.path().join("hold.tmp"), &hold).expect("rename");
+    };
+    renew(now_ms() + 120_000);
+    let gate_port = free_port();
+    let queue = dir.path().join("queue");
+    std::fs::create_dir_all(&queue).expect("mkdir");
+    let extra: Vec<std::ffi::OsString> = vec![
+        "--hold-file".into(),
+        hold.clone().into(),
+        "--git-gate-listen".into(),
+        format!("127.0.0.1:{gate_port}").into(),
+        "--git-gate-config".into(),
+        dir.path().join("git-gate.yaml").into(),
+        "--git-gate-state".into(),
+        dir.path().join("gate-state").into(),
+        "--queue-dir".into(),
+        queue.into(),
+        "--supervise-listen".into(),
+        "127.0.0.1:0".into(),
+        "--supervise-listen-file".into(),
+        dir.path().join("supervise-listen").into(),
+    ];
+    let sc = start_sidecar_args(dir.path(), &upstream_ca, &policy(up), true, &extra);
+    let supervise = common::listen_addr(&dir.path().join("supervise-listen"), "supervise");
+    let gate_url =
+        format!("http://127.0.0.1:{gate_port}/app.git/info/refs?service=git-upload-pack");
+    let supervise_url = format!("http://{supervise}/mcp");
+    let plain = |url: &str| -> (String, String) {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "-X",
+                "POST",
+                url,
+            ])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), body.to_string())
+    };
+
+    // Held: every way out works (git-gate and supervise answer on their own terms).
+    let https = format!("https://localhost:{up}/api/held");
+    let (_, codes, rule, body) = curl(&sc, &https, &[]);
+    assert!(codes.starts_with("200"), "{codes} {rule} {body}");
+    let (code, body) = plain(&gate_url);
+    assert!(
+        code != "403" && !body.contains("runner-lost"),
+        "{code} {body}"
+    );
+    let (code, body) = plain(&supervise_url);
+    assert!(
+        code != "403" && !body.contains("runner-lost"),
+        "{code} {body}"
+    );
+    // A tunnel opened while held, kept open.
+    let mut tunnel = TcpStream::connect(("127.0.0.1", sc.port)).expect("connect");
+    write!(
+        tunnel,
+        "CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n"
+    )
+    .expect("CONNECT");
+    assert!(
+        read_head(&mut tunnel).starts_with("HTTP/1.1 200"),
+        "tunnel not admitted"
+    );
+
+    // The deadline passes: the open tunnel is cut, within the sidecar's poll of the file.
+    renew(now_ms().saturating_sub(1));
+    let lapsed = Instant::now();
+    tunnel
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut byte = [0u8; 1];
+    let read = tunnel.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut),
+        "the open tunnel was not cut: {read:?}"
+    );
+    assert!(
+        lapsed.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        lapsed.elapsed()
+    );
+
+    // Every way out is refused, saying why.
+    let (_, codes, rule, body) = curl(&sc, &https, &[]);
+    assert_eq!(rule, "runner-lost", "{codes} {body}");
+    assert!(!codes.starts_with("200"), "{codes}");
+    let (_, codes, rule, body) = curl(&sc, &format!("http://localhost:{up}/api/held"), &[]);
+    assert_eq!(
+        (codes.as_str(), rule.as_str()),
+        ("403 000", "runner-lost"),
+        "{body}"
+    );
+    assert!(body.contains("lost its hold"), "{body}");
+    let (code, body) = plain(&gate_url);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("runner-lost"), "{body}");
+    let (code, body) = plain(&supervise_url);
+    assert_eq!(code, "403", "{body}");
+    assert!(body.contains("runner-lost"), "{body}");
+
+    // Audited and counted: exactly the two proxy refusals (the CONNECT and the plain request).
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap_or_default();
+    assert_eq!(
+        audit.matches("\"rule\":\"runner-lost\"").count(),
+        2,
+        "{audit}"
+    );
+    let (_, _, _, metrics) = curl(&sc, "http://_egress.local/metrics", &[]);
+    assert!(
+        metrics.contains("bb_egress_decisions_total{decision=\"refuse\",rule=\"runner-lost\"} 2\n"),
+        "{metrics}"
+    );
+
+    // Renewed: traffic flows again.
+    renew(now_ms() + 120_000);
+    wait_for_status(&sc, &https, "200", "the renewed hold");
 }

@@ -130,6 +130,21 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Every Agent in `default`: name → uid.
+    pub fn uids(&self) -> BTreeMap<String, String> {
+        let out = run(&mut self.kubectl(&[
+            "get",
+            "agents",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.uid}{\"\\n\"}{end}",
+        ]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(n, u)| (n.to_string(), u.to_string()))
+            .collect()
+    }
+
     /// The Agents runner `id` holds, by name.
     pub fn held_by(&self, id: &str) -> Vec<String> {
         self.agents()
@@ -212,6 +227,12 @@ impl RunnerProc {
 
     /// A runner on the Docker engine, with the hermetic base image and this build's sidecar.
     pub fn docker(cluster: &Cluster) -> RunnerProc {
+        Self::docker_with(cluster, &[])
+    }
+
+    /// `docker` with `extra` flags (`--upstream-ca`); the tests' stand-in upstreams live on the
+    /// bottles' private Docker networks, so private upstreams are allowed.
+    pub fn docker_with(cluster: &Cluster, extra: &[&str]) -> RunnerProc {
         let backend = vec![
             "--backend".to_string(),
             "docker".into(),
@@ -219,8 +240,9 @@ impl RunnerProc {
             crate::BASE_IMAGE.into(),
             "--sidecar-binary".into(),
             workspace_bin("bb-sidecar").to_string_lossy().into_owned(),
+            "--allow-private-upstreams".into(),
         ];
-        Self::launch(cluster, None, &[], Some(backend))
+        Self::launch(cluster, None, extra, Some(backend))
     }
 
     /// `start`, inside network namespace `netns` when given.

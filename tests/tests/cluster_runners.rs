@@ -128,7 +128,6 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
     let victim = runners[0].id.clone();
     let moved = cluster.held_by(&victim);
     runners[0].kill();
-    let killed = BTreeMap::from([(victim.clone(), now_ms())]);
     let took = wait_until(
         "the killed runner's Agents running elsewhere",
         Duration::from_secs(45),
@@ -146,6 +145,44 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "hand-over of {} Agents after kill -9: {took:?}",
         moved.len()
     );
+    // The fence came first: the killed runner's hold on each moved Agent's sidecar ended (its
+    // last deadline passed) before the Agent started anywhere else.
+    let uids = cluster.uids();
+    let records = read_journals(&journals.iter().map(|j| j.as_path()).collect::<Vec<_>>());
+    let mut margins = Vec::new();
+    let mut fenced_at = 0;
+    for n in &moved {
+        let file = runners[0]
+            .home
+            .path()
+            .join("holds")
+            .join(&uids[n])
+            .join("deadline");
+        let deadline: i64 = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{n}: no hold was kept ({}: {e})", file.display()))
+            .trim()
+            .parse()
+            .expect("a deadline in ms");
+        let agent = format!("default/{n}");
+        let started = records
+            .iter()
+            .find(|r| r.agent == agent && r.start && r.runner != victim)
+            .unwrap_or_else(|| panic!("{n} never started elsewhere"))
+            .at_ms;
+        assert!(
+            deadline < started,
+            "{n} started elsewhere at {started} while the killed runner's hold ran until {deadline}"
+        );
+        margins.push(started - deadline);
+        fenced_at = fenced_at.max(deadline);
+    }
+    eprintln!(
+        "fence before hand-over: {} ms at least",
+        margins.iter().min().copied().unwrap_or_default()
+    );
+    // The killed runner's copies count as running until their holds ended, not until the kill:
+    // that is when a real copy stops acting.
+    let killed = BTreeMap::from([(victim.clone(), fenced_at)]);
     assert_runs_once(&cluster, &journals, &killed, AGENTS);
 
     // Drain: the runner releases its Agents one at a time; the last runner takes them all.

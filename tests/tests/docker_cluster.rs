@@ -1,12 +1,15 @@
 //! Cluster mode on a real Docker engine: two runners sync from one control plane standing in for
-//! the cluster; draining the one that runs an Agent hands the Agent to the other with its
-//! snapshot, so what the agent wrote survives the move, and nothing is left on the first.
+//! the cluster. Draining the one that runs an Agent hands the Agent to the other with its
+//! snapshot, so what the agent wrote survives the move, and nothing is left on the first; killing
+//! it outright leaves its copy running, fenced by its own sidecar before the Agent runs elsewhere.
 
 use std::time::Duration;
 
 use bb_e2e::cluster::{Cluster, RunnerProc};
 use bb_e2e::wait_until;
-use bb_e2e::{containers_with, docker, ensure_base_image, ok, remove_all_with, run};
+use bb_e2e::{
+    UPSTREAM_PY, containers_with, docker, ensure_base_image, ok, remove_all_with, run, test_pki,
+};
 
 fn instance(r: &RunnerProc) -> String {
     format!("bot-bottle.dev/controller={}", r.id)
@@ -129,4 +132,248 @@ fn draining_a_docker_runner_hands_its_agent_over_with_its_snapshot() {
             .success(),
         "the snapshot outlived its Agent"
     );
+}
+
+/// What the agent's loop wrote per request: its number, when it was sent (ms since the epoch),
+/// the final status, the CONNECT status and the refusal rule (empty when none).
+#[derive(Debug)]
+struct Try {
+    sent_ms: i64,
+    code: String,
+    rule: String,
+}
+
+/// Tries the upstream every 100 ms from inside the agent, forever, logging each outcome.
+const TRY_FOREVER: &str = r#"n=0
+while :; do
+  n=$((n+1)); t=$(date +%s%3N)
+  r=$(curl -s -m 3 -o /dev/null -D - -w 'CODE %{http_code} %{http_connect}\n' \
+      -H 'Authorization: Bearer egress-placeholder' "https://api.example.test/fence?n=$n" 2>/dev/null \
+      | tr -d '\r' | awk 'tolower($1)=="x-bot-bottle-egress-rule:"{rule=$2} $1=="CODE"{code=$2"/"$3} END{print code" "rule}')
+  echo "$n $t $r" >> /tmp/fence.log
+  sleep 0.1
+done"#;
+
+fn tries(container: &str) -> Vec<Try> {
+    let out = run(&mut docker(&["exec", container, "cat", "/tmp/fence.log"]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, sent, code) = (f.next()?, f.next()?, f.next()?);
+            Some(Try {
+                sent_ms: sent.parse().ok()?,
+                code: code.to_string(),
+                rule: f.next().unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// When the upstream received each request (the engine's timestamp of its log line), in ms.
+fn arrivals(upstream: &str) -> Vec<i64> {
+    let out = ok(&mut docker(&["logs", "--timestamps", upstream]));
+    out.lines()
+        .filter(|l| l.contains("/fence?n="))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.as_millisecond())
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// The runner holding an Agent is killed outright on a shared engine: its copy keeps running,
+/// with its sidecar. From inside that orphan, requests keep being tried; the sidecar refuses them
+/// on its own (`runner-lost`) once the dead runner's hold lapses, before the other runner runs
+/// the Agent, so no request of the orphan reaches the upstream after that. The runner, restarted,
+/// removes the orphan before it claims anything, and touches nothing of the other runner's.
+#[test]
+fn a_killed_runners_copy_is_fenced_before_its_agent_runs_elsewhere() {
+    ensure_base_image();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = test_pki(&["api.example.test"]);
+    let ca_path = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let cluster = Cluster::start();
+    let mut runners = [
+        RunnerProc::docker_with(&cluster, &["--upstream-ca", &ca_arg]),
+        RunnerProc::docker_with(&cluster, &["--upstream-ca", &ca_arg]),
+    ];
+    let _leftovers = Leftovers(runners.iter().map(instance).collect());
+    let logs = |runners: &[RunnerProc]| {
+        runners
+            .iter()
+            .map(|r| format!("--- runner {} ---\n{}", r.id, r.log()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    cluster.apply(&(bb_e2e::test_agent_bottle(
+        "fenced",
+        "  egress:\n    log: 1\n    routes:\n      - host: api.example.test\n",
+    ) + "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: fenced}\nspec: {bottleRef: {name: fenced}}\n"));
+    let running_on = |c: &Cluster| {
+        c.agents()
+            .get("fenced")
+            .filter(|(p, _)| p == "Running")
+            .map(|(_, r)| r.clone())
+    };
+    wait_until(
+        "the Agent running on a runner",
+        Duration::from_secs(600),
+        || running_on(&cluster).is_some_and(|r| !r.is_empty()),
+        || logs(&runners),
+    );
+    let holder = running_on(&cluster).unwrap_or_default();
+    let (victim, survivor) = if runners[0].id == holder {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let of = |r: &RunnerProc, role: &str| {
+        containers_with(&format!("{},bot-bottle.dev/role={role}", instance(r)))
+    };
+    let orphan = of(&runners[victim], "agent")
+        .into_iter()
+        .next()
+        .expect("the holder's agent container");
+    let sidecar = of(&runners[victim], "sidecar")
+        .into_iter()
+        .next()
+        .expect("the holder's sidecar");
+    assert!(
+        of(&runners[survivor], "agent").is_empty(),
+        "both runners run it"
+    );
+    let egress = bb_e2e::networks_with(&format!(
+        "{},bot-bottle.dev/role=egress-network",
+        instance(&runners[victim])
+    ));
+    let upstream = bb_e2e::start_upstream(
+        &format!("bb-e2e-upstream-fence-{}", std::process::id()),
+        &egress[0],
+        &["api.example.test"],
+        UPSTREAM_PY,
+        (&cert, &key),
+    );
+    ok(&mut docker(&[
+        "exec",
+        "-d",
+        "-u",
+        "1000",
+        &orphan,
+        "bash",
+        "-c",
+        TRY_FOREVER,
+    ]));
+    // Legitimate traffic first: the loop reaches the upstream while its runner holds it.
+    wait_until(
+        "requests reaching the upstream while the runner holds the Agent",
+        Duration::from_secs(60),
+        || {
+            tries(&orphan)
+                .iter()
+                .filter(|t| t.code == "200/200")
+                .count()
+                >= 3
+        },
+        || format!("{:?}\n{}", tries(&orphan), logs(&runners)),
+    );
+    assert!(arrivals(&upstream.name).len() >= 3, "the upstream saw none");
+
+    // kill -9: the runner's containers stay; its hold on the sidecar does not.
+    let started = |c: &str| ok(&mut docker(&["inspect", "-f", "{{.State.StartedAt}}", c]));
+    let sidecar_started = started(&sidecar);
+    runners[victim].kill();
+    let killed_ms = now_ms();
+    wait_until(
+        "the orphan's sidecar refusing with runner-lost",
+        Duration::from_secs(30),
+        || tries(&orphan).iter().any(|t| t.rule == "runner-lost"),
+        || format!("{:?}", tries(&orphan)),
+    );
+    wait_until(
+        "the Agent running on the other runner",
+        Duration::from_secs(120),
+        || running_on(&cluster).is_some_and(|r| r == runners[survivor].id),
+        || logs(&runners),
+    );
+    let running_ms = now_ms();
+    // The orphan keeps trying after the hand-over (so its refusals are seen, not its silence).
+    wait_until(
+        "the orphan still trying after the hand-over",
+        Duration::from_secs(30),
+        || {
+            tries(&orphan)
+                .iter()
+                .filter(|t| t.sent_ms > running_ms)
+                .count()
+                >= 5
+        },
+        || format!("{:?}", tries(&orphan)),
+    );
+    let log = tries(&orphan);
+    let first_refused = log
+        .iter()
+        .find(|t| t.rule == "runner-lost")
+        .map(|t| t.sent_ms)
+        .unwrap_or_default();
+    let last_through = log
+        .iter()
+        .filter(|t| t.code == "200/200")
+        .map(|t| t.sent_ms)
+        .max()
+        .unwrap_or_default();
+    let last_arrival = arrivals(&upstream.name)
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "fence: first refusal {} ms after kill -9; last request through sent {} ms after; last arrival upstream {} ms after; Running elsewhere {} ms after",
+        first_refused - killed_ms,
+        last_through - killed_ms,
+        last_arrival - killed_ms,
+        running_ms - killed_ms
+    );
+    assert!(
+        log.iter()
+            .filter(|t| t.sent_ms >= first_refused)
+            .all(|t| t.rule == "runner-lost"),
+        "a request got through after the fence: {log:?}"
+    );
+    assert!(
+        last_arrival < running_ms && first_refused < running_ms,
+        "the orphan reached the upstream after the Agent ran elsewhere: {log:?}"
+    );
+    // The sidecar that refused is the one that was running: not a restarted one.
+    assert_eq!(
+        started(&sidecar),
+        sidecar_started,
+        "the orphan's sidecar restarted"
+    );
+
+    // Restarted, the killed runner removes its orphan, and nothing of the other runner's.
+    let survivor_agent = of(&runners[survivor], "agent");
+    assert_eq!(survivor_agent.len(), 1, "the survivor's copy");
+    runners[victim].spawn();
+    wait_until(
+        "the restarted runner removing its orphan",
+        Duration::from_secs(60),
+        || containers_with(&instance(&runners[victim])).is_empty(),
+        || logs(&runners),
+    );
+    assert_eq!(
+        of(&runners[survivor], "agent"),
+        survivor_agent,
+        "the survivor's copy was touched"
+    );
+    assert_eq!(
+        running_on(&cluster).as_deref(),
+        Some(runners[survivor].id.as_str())
+    );
+    drop(upstream);
+    ok(&mut cluster.kubectl(&["delete", "agent", "fenced", "--timeout=120s"]));
 }

@@ -358,7 +358,7 @@ async fn run_agent(
     step(&format!(
         "inside agent/{} ({}):",
         agent.name_any(),
-        DemoRuntime::agent_container(&agent)
+        backend.agent_container(&agent)
     ));
     let mut allowed = String::new();
     for _ in 0..40 {

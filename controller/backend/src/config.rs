@@ -25,9 +25,46 @@ pub struct RuntimeConfig {
     /// Prebuilt harness executables (`claude`, ...) that provider images take instead of
     /// fetching them (`--harness-dir`): air-gapped machines and CI.
     pub harness_dir: Option<PathBuf>,
+    /// Cluster mode: another runner may take an Agent over, and may share this engine. Then
+    /// every name carries this runner's instance (so two runners' copies never collide), and
+    /// every sidecar is held by a file the runner renews (`hold_file`).
+    pub fencing: Option<Fencing>,
+}
+
+/// Where a runner in cluster mode keeps its holds on its sidecars.
+#[derive(Debug, Clone)]
+pub struct Fencing {
+    /// `<holds_dir>/<uid>/` is mounted read-only into the Agent's sidecar.
+    pub holds_dir: PathBuf,
 }
 
 impl RuntimeConfig {
+    /// The host directory holding the Agent's hold file, in cluster mode.
+    pub fn hold_dir(&self, id: &super::AgentId) -> Option<PathBuf> {
+        self.fencing.as_ref().map(|f| f.holds_dir.join(&id.uid))
+    }
+
+    /// The name of the Agent's `role` resource in the engine (see `names::name`).
+    pub fn name(&self, id: &super::AgentId, role: super::names::Role) -> String {
+        super::names::name(id, role, self.name_tag().as_deref())
+    }
+
+    /// The prefix of every name of the Agent's resources (see `names::prefix`).
+    pub fn prefix(&self, id: &super::AgentId) -> String {
+        super::names::prefix(id, self.name_tag().as_deref())
+    }
+
+    /// In cluster mode, the part of the instance names carry.
+    fn name_tag(&self) -> Option<String> {
+        self.fencing.as_ref().map(|_| {
+            self.instance
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(8)
+                .collect()
+        })
+    }
+
     /// Where the Agent's own state (its bottle CA, staged files) lives on the host.
     pub fn agent_dir(&self, id: &super::AgentId) -> PathBuf {
         self.state_dir.join(&id.uid)
@@ -59,6 +96,7 @@ impl RuntimeConfig {
             instance: instance.to_string(),
             skills_root: home.join("skills"),
             harness_dir: None,
+            fencing: None,
         }
     }
 }

@@ -59,6 +59,8 @@ pub struct FakeBackend {
     sessions: Arc<Mutex<Sessions>>,
     /// Where starts and stops are recorded, when a process of its own runs it.
     journal: Option<Arc<Journal>>,
+    /// Cluster mode: where the runner keeps its holds (`<dir>/<uid>/deadline`).
+    holds: Option<std::path::PathBuf>,
 }
 
 /// An append-only record of the agents this fake ran: one JSON object a line, written before
@@ -143,6 +145,12 @@ impl FakeBackend {
             runner: runner.to_string(),
         }));
         Ok(self)
+    }
+
+    /// Fences copies as a runtime in cluster mode does: each Agent has a hold file under `dir`.
+    pub fn with_holds(mut self, dir: std::path::PathBuf) -> Self {
+        self.holds = Some(dir);
+        self
     }
 
     fn record(&self, event: &str, id: &AgentId, image: Option<&str>) {
@@ -499,6 +507,12 @@ impl Backend for FakeBackend {
     }
 
     /// Under the system temp directory, per process: what a test's sidecar would mount.
+    fn hold_file(&self, id: &AgentId) -> Option<std::path::PathBuf> {
+        self.holds
+            .as_ref()
+            .map(|d| d.join(&id.uid).join(crate::sidecar_command::HOLD_FILE))
+    }
+
     fn supervise_dir(&self, id: &AgentId) -> std::path::PathBuf {
         std::env::temp_dir()
             .join(format!("bb-fake-queue-{}", std::process::id()))

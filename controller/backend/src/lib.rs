@@ -339,6 +339,13 @@ pub trait Backend: Send + Sync + 'static {
     /// where the sidecar queues proposals (`<id>.proposal.json`) and reads decisions
     /// (`<id>.response.json`); the audit log sits beside it.
     fn supervise_dir(&self, id: &AgentId) -> std::path::PathBuf;
+    /// Cluster mode: the host file the runner renews its hold on the Agent's sidecar in
+    /// (`bb_runner::cluster::holds`); the sidecar reads it through a read-only mount and
+    /// refuses everything once its deadline passes. `None` where copies are not fenced.
+    fn hold_file(&self, id: &AgentId) -> Option<std::path::PathBuf> {
+        let _ = id;
+        None
+    }
     /// Every Agent this backend holds resources for (from labels, not memory).
     async fn list_managed(&self) -> Result<Vec<AgentId>, BackendError>;
     /// Starts `spec` in the Agent's running agent container.

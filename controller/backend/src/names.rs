@@ -43,18 +43,24 @@ impl Role {
     }
 }
 
-/// `bb-<ns>-<name>-<uid8>`: readable in `docker ps`, unique per Agent incarnation.
-pub fn prefix(id: &AgentId) -> String {
+/// `bb-<ns>-<name>-<uid8>`: readable in `docker ps`, unique per Agent incarnation. With a
+/// `runner` tag (cluster mode) `bb-<ns>-<name>-<uid8>-<runner8>`: unique per copy, so runners
+/// sharing an engine never collide (runtimes call `RuntimeConfig::prefix`).
+pub fn prefix(id: &AgentId, runner: Option<&str>) -> String {
     let uid: String = id
         .uid
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .take(8)
         .collect();
-    format!("bb-{}-{}-{uid}", id.namespace, id.name)
+    match runner {
+        Some(r) => format!("bb-{}-{}-{uid}-{r}", id.namespace, id.name),
+        None => format!("bb-{}-{}-{uid}", id.namespace, id.name),
+    }
 }
 
-pub fn name(id: &AgentId, role: Role) -> String {
+/// The name of one resource of the Agent's copy (runtimes call `RuntimeConfig::name`).
+pub fn name(id: &AgentId, role: Role, runner: Option<&str>) -> String {
     let suffix = match role {
         Role::Agent => "agent",
         Role::Sidecar => "sidecar",
@@ -62,7 +68,7 @@ pub fn name(id: &AgentId, role: Role) -> String {
         Role::EgressNetwork => "egress",
         Role::Snapshot => "snapshot",
     };
-    format!("{}-{suffix}", prefix(id))
+    format!("{}-{suffix}", prefix(id, runner))
 }
 
 pub fn labels(id: &AgentId, role: Role, instance: &str) -> HashMap<String, String> {
@@ -75,7 +81,21 @@ pub fn labels(id: &AgentId, role: Role, instance: &str) -> HashMap<String, Strin
     ])
 }
 
-/// A Docker `label=` filter selecting one Agent's resources.
+/// A Docker `label=` filter selecting the resources of this instance's copy of one Agent:
+/// never another runner's copy on a shared engine.
+pub fn copy_filter(id: &AgentId, instance: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{MANAGED_BY}={MANAGER}"),
+            format!("{AGENT_UID}={}", id.uid),
+            format!("{CONTROLLER}={instance}"),
+        ],
+    )])
+}
+
+/// A Docker `label=` filter selecting one Agent's resources whoever made them: its snapshots,
+/// which any runner that takes the Agent over may start from.
 pub fn agent_filter(id: &AgentId) -> HashMap<String, Vec<String>> {
     HashMap::from([(
         "label".to_string(),
@@ -118,7 +138,14 @@ mod tests {
             name: "dev".into(),
             uid: "3f2a9c1e-0000-4000-8000-000000000000".into(),
         };
-        assert_eq!(name(&id, Role::Sidecar), "bb-team-dev-3f2a9c1e-sidecar");
+        assert_eq!(
+            name(&id, Role::Sidecar, None),
+            "bb-team-dev-3f2a9c1e-sidecar"
+        );
+        assert_eq!(
+            name(&id, Role::Sidecar, Some("7c0ffee1")),
+            "bb-team-dev-3f2a9c1e-7c0ffee1-sidecar"
+        );
         let l = labels(&id, Role::Agent, "i1");
         assert_eq!(agent_from_labels(&l), Some(id));
         assert_eq!(l.get(ROLE).map(String::as_str), Some("agent"));

@@ -24,6 +24,10 @@ pub const GIT_GATE_STATE: &str = "/var/lib/bot-bottle/git";
 pub const SUPERVISE_PORT: u16 = 9100;
 /// The supervise queue inside the sidecar: the runner's per-Agent queue directory, mounted.
 pub const QUEUE_DIR: &str = "/run/bot-bottle-queue";
+/// Where the runner's hold directory is mounted in the sidecar (cluster mode, read-only).
+pub const HOLD_DIR: &str = "/run/bot-bottle-hold";
+/// The hold file in the hold directory: the deadline, in milliseconds since the Unix epoch.
+pub const HOLD_FILE: &str = "deadline";
 /// Identifies how a sidecar was made (image, command, mounts): another value replaces it.
 pub const SPEC_LABEL: &str = "bot-bottle.dev/sidecar-spec";
 
@@ -98,7 +102,27 @@ pub fn command(plan: &SidecarPlan, config: &RuntimeConfig) -> Vec<String> {
     if config.allow_private_upstreams {
         cmd.push("--allow-private-upstreams".to_string());
     }
+    if config.fencing.is_some() {
+        cmd.extend(["--hold-file".to_string(), format!("{HOLD_DIR}/{HOLD_FILE}")]);
+    }
     cmd
+}
+
+/// The Agent's hold directory on the host, created readable by the sidecar's user (the runner
+/// writes the hold file; the sidecar only reads it, through a read-only mount).
+pub fn create_hold_dir(dir: &std::path::Path) -> Result<(), BackendError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| {
+            BackendError::new(
+                Step::Sidecar,
+                format!("creating the hold directory {}: {e}", dir.display()),
+            )
+        })
 }
 
 /// What `bb-sidecar receive` installs into `SIDECAR_RUN`: on a new sidecar its CA (and the

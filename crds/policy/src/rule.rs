@@ -54,6 +54,9 @@ rules! {
     NotTls => "not-tls",
     /// A TLS ClientHello naming another host than the CONNECT line.
     SniMismatch => "sni-mismatch",
+    /// Cluster mode: the runner's hold on this bottle lapsed (the runner died, was cut off, or
+    /// lost the Agent), so nothing may leave until a runner that holds it starts it again.
+    RunnerLost => "runner-lost",
 }
 
 impl Rule {

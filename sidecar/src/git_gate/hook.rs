@@ -5,6 +5,7 @@
 //! the whole push, so the mirror's refs move only after upstream took them.
 
 use std::io::{BufRead, Write};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 
 use super::scan::{Finding, Scanner};
@@ -211,6 +212,12 @@ fn run_inner() -> Result<(), String> {
     }
     if refspecs.is_empty() {
         return Ok(());
+    }
+    if env(super::repo::HOLD_ENV).is_some_and(|f| crate::hold::file_lapsed(Path::new(&f))) {
+        return Err(format!(
+            "{} (runner-lost); nothing was sent upstream",
+            crate::hold::LAPSED
+        ));
     }
     let status = Command::new("git")
         .args(["push", "--quiet", "--no-verify"])

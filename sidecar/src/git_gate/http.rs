@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use super::MAX_PUSH_BYTES;
 use super::config::GateConfig;
 use super::repo::GatePaths;
+use crate::hold::Hold;
 use crate::relay_body::{Body, BoxError, full};
 
 /// The two services git speaks over smart HTTP.
@@ -157,6 +158,8 @@ pub struct GateServer {
     config: PathBuf,
     paths: GatePaths,
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The runner's hold: once it lapses, requests are refused and connections cut.
+    hold: Arc<Hold>,
 }
 
 impl GateServer {
@@ -166,7 +169,14 @@ impl GateServer {
             config,
             paths,
             locks: std::sync::Mutex::new(HashMap::new()),
+            hold: Hold::unfenced(),
         })
+    }
+
+    /// Serves only while `hold` is kept (cluster mode).
+    pub fn with_hold(mut self, hold: Arc<Hold>) -> GateServer {
+        self.hold = hold;
+        self
     }
 
     /// The declared repositories; none before the first delivery.
@@ -190,22 +200,32 @@ impl GateServer {
         loop {
             let (tcp, peer) = crate::accept::next(&listener, "git-gate").await;
             let gate = self.clone();
+            let hold = self.hold.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let gate = gate.clone();
                     async move { Ok::<_, std::convert::Infallible>(gate.handle(req, peer).await) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "git-gate connection ended");
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc);
+                tokio::select! {
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "git-gate connection ended");
+                    },
+                    () = hold.until_lapsed() => {}
                 }
             });
         }
     }
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        if self.hold.lapsed() {
+            tracing::info!(%peer, "refused a git request: the runner's hold lapsed");
+            return answer(
+                StatusCode::FORBIDDEN,
+                format!("git-gate: {} (runner-lost)", crate::hold::LAPSED),
+            );
+        }
         let route = match route(req.method(), req.uri().path(), req.uri().query()) {
             Ok(r) => r,
             Err((status, msg)) => return answer(status, msg),

@@ -34,6 +34,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> RepoError {
 }
 
 /// Where git-gate keeps its state, and what it runs.
+/// The variable naming the hold file to the hook.
+pub const HOLD_ENV: &str = "BB_GATE_HOLD";
+
 #[derive(Debug, Clone)]
 pub struct GatePaths {
     /// Mirrors (`NAME.git`), hooks and per-repo known_hosts live here.
@@ -46,6 +49,9 @@ pub struct GatePaths {
     pub allow_timeout_secs: u64,
     /// The bb-sidecar executable the hook and SSH wrapper links point at.
     pub exe: PathBuf,
+    /// The runner's hold file (cluster mode): the hook reads it again right before it pushes
+    /// upstream, since a push may wait minutes for a human.
+    pub hold_file: Option<PathBuf>,
 }
 
 impl GatePaths {
@@ -102,6 +108,9 @@ impl GatePaths {
         ];
         if let Some(q) = &self.queue {
             env.push(("BB_GATE_QUEUE".into(), q.to_string_lossy().into_owned()));
+        }
+        if let Some(h) = &self.hold_file {
+            env.push((HOLD_ENV.into(), h.to_string_lossy().into_owned()));
         }
         if super::config::ssh_host(&repo.url).is_some() {
             let key = self.secrets.join(key_file(name));

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use super::{AGENT_ETC, AppleBackend, BASE_IMAGE, IMAGE, SIDECAR_IP, cli};
 use bb_backend::cli_process::BUILD_DEADLINE;
-use bb_backend::names::{self, CONTAINER_HASH, Role, SIDECAR_ALIAS};
+use bb_backend::names::{CONTAINER_HASH, Role, SIDECAR_ALIAS};
 use bb_backend::{AgentId, AgentPlan, BackendError, Step};
 
 /// Where the provisioning archive lands in the agent before it is unpacked.
@@ -24,7 +24,7 @@ impl AppleBackend {
         image: &str,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.runtime.name(id, Role::Agent);
         self.remove_container(&name, Step::Agent).await?;
         let ip = self.await_sidecar_ip(id).await?;
         let mut env = plan.env.clone();
@@ -44,7 +44,7 @@ impl AppleBackend {
         labels.insert(SIDECAR_IP.to_string(), ip);
         let run = cli::agent_run(
             &name,
-            &names::name(id, Role::InternalNetwork),
+            &self.config.runtime.name(id, Role::InternalNetwork),
             env,
             labels,
             image,
@@ -85,7 +85,7 @@ impl AppleBackend {
         id: &AgentId,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.runtime.name(id, Role::Agent);
         let ca = self.runtime().bottle_ca(id)?;
         let archive = bb_backend::provision::archive(
             plan,
@@ -95,7 +95,7 @@ impl AppleBackend {
         )?;
         let ip = self.sidecar_ip(id, Step::Provision).await?;
         let base = self
-            .containers(&Self::agent_selector(id), Step::Provision)
+            .containers(&self.copy_selector(id), Step::Provision)
             .await?
             .into_iter()
             .find(|c| c.id == name)
@@ -143,9 +143,9 @@ impl AppleBackend {
     /// Streams the agent's root filesystem out with tar and builds it onto the image the agent
     /// started from, tagged under the Agent's prefix.
     pub(super) async fn snapshot_agent(&self, id: &AgentId) -> Result<String, BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.runtime.name(id, Role::Agent);
         let agent = self
-            .containers(&Self::agent_selector(id), Step::Snapshot)
+            .containers(&self.copy_selector(id), Step::Snapshot)
             .await?
             .into_iter()
             .find(|c| c.id == name)
@@ -171,7 +171,7 @@ impl AppleBackend {
         };
         let tag = format!(
             "{SNAPSHOT_REPO}:{}-{}",
-            names::prefix(id),
+            self.config.runtime.prefix(id),
             jiff::Timestamp::now().as_second()
         );
         let dir = self.state_dir(id).join("snapshot");
@@ -240,7 +240,7 @@ impl AppleBackend {
             .cli
             .ok(Step::Teardown, &cli::image_list(), None)
             .await?;
-        let prefix = format!("{SNAPSHOT_REPO}:{}-", names::prefix(id));
+        let prefix = format!("{SNAPSHOT_REPO}:{}-", self.config.runtime.prefix(id));
         let images = cli::parse_image_names(&String::from_utf8_lossy(&out.stdout))
             .map_err(|e| BackendError::new(Step::Teardown, e.to_string()))?;
         for image in images.into_iter().filter(|i| i.starts_with(&prefix)) {

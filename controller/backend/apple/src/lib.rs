@@ -121,10 +121,15 @@ impl AppleBackend {
             .collect()
     }
 
-    fn agent_selector(id: &AgentId) -> BTreeMap<String, String> {
+    /// This instance's copy of one Agent: never another runner's copy on a shared machine.
+    fn copy_selector(&self, id: &AgentId) -> BTreeMap<String, String> {
         BTreeMap::from([
             (MANAGED_BY.to_string(), MANAGER.to_string()),
             (AGENT_UID.to_string(), id.uid.clone()),
+            (
+                names::CONTROLLER.to_string(),
+                self.runtime().instance.clone(),
+            ),
         ])
     }
 
@@ -236,7 +241,7 @@ impl AppleBackend {
 
     /// The Agent's containers, networks and state directory: everything but its snapshots.
     async fn remove_copy(&self, id: &AgentId) -> Result<(), BackendError> {
-        let selector = Self::agent_selector(id);
+        let selector = self.copy_selector(id);
         for c in self.containers(&selector, Step::Teardown).await? {
             self.remove_container(&c.id, Step::Teardown).await?;
         }
@@ -246,6 +251,10 @@ impl AppleBackend {
             if !out.success() && !gone(&out) {
                 return Err(self.cli.failed(Step::Teardown, &args, &out));
             }
+        }
+        if let Some(hold) = self.runtime().hold_dir(id) {
+            // The copy is gone: so is the runner's hold on it.
+            let _ = std::fs::remove_dir_all(hold);
         }
         match std::fs::remove_dir_all(self.state_dir(id)) {
             Ok(()) => Ok(()),
@@ -263,7 +272,7 @@ impl AppleBackend {
         role: Role,
         internal: bool,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, role);
+        let name = self.config.runtime.name(id, role);
         let args = cli::network_create(&name, internal, &self.labels(id, role));
         let out = self.cli.output(Step::Network, &args, None).await?;
         if out.success() || cli::already_exists(&String::from_utf8_lossy(&out.stderr)) {
@@ -286,7 +295,7 @@ impl Backend for AppleBackend {
     }
 
     async fn observe(&self, id: &AgentId) -> Result<Observed, BackendError> {
-        let selector = Self::agent_selector(id);
+        let selector = self.copy_selector(id);
         let containers = self.containers(&selector, Step::Observe).await?;
         let mut seen = Observed::default();
         for c in containers.iter().filter(|c| !c.running()) {
@@ -297,7 +306,7 @@ impl Backend for AppleBackend {
                 .iter()
                 .find(|c| Self::role_of(c) == Some(role.as_str()))
         };
-        let internal = names::name(id, Role::InternalNetwork);
+        let internal = self.config.runtime.name(id, Role::InternalNetwork);
         let sidecar = find(Role::Sidecar).filter(|c| c.running());
         if let Some(s) = sidecar {
             seen.sidecar_policy = match self.fact(&s.id).policy {
@@ -383,7 +392,7 @@ impl Backend for AppleBackend {
         plan: &SidecarPlan,
         applied: &str,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Sidecar);
+        let name = self.config.runtime.name(id, Role::Sidecar);
         bb_backend::delivery::install(
             self,
             &name,
@@ -418,7 +427,7 @@ impl Backend for AppleBackend {
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
         for role in [Role::Agent, Role::Sidecar] {
-            let name = names::name(id, role);
+            let name = self.config.runtime.name(id, role);
             self.forget(&name);
             let args = cli::stop(&name);
             let out = self.cli.output(Step::Stop, &args, None).await?;
@@ -452,6 +461,12 @@ impl Backend for AppleBackend {
             names::SIDECAR_ALIAS,
             bb_backend::sidecar_command::SUPERVISE_PORT
         )
+    }
+
+    fn hold_file(&self, id: &AgentId) -> Option<PathBuf> {
+        self.runtime()
+            .hold_dir(id)
+            .map(|d| d.join(bb_backend::sidecar_command::HOLD_FILE))
     }
 
     fn supervise_dir(&self, id: &AgentId) -> PathBuf {

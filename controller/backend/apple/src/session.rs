@@ -3,7 +3,7 @@
 
 use super::{AppleBackend, cli};
 use bb_backend::health::Check;
-use bb_backend::names::{self, Role};
+use bb_backend::names::Role;
 use bb_backend::session::{LogOptions, LogSource, Output, Session};
 use bb_backend::sidecar_command::SIDECAR_USER;
 use bb_backend::{AgentId, BackendError, SessionSpec, Step};
@@ -14,7 +14,7 @@ impl AppleBackend {
         id: &AgentId,
         spec: &SessionSpec,
     ) -> Result<Session, BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.runtime.name(id, Role::Agent);
         let env_names: Vec<String> = spec.env.iter().map(|(k, _)| k.clone()).collect();
         let args = cli::exec(
             &name,
@@ -49,12 +49,16 @@ impl AppleBackend {
                 } else {
                     Role::Sidecar
                 };
-                cli::logs(&names::name(id, role), options.follow, options.tail)
+                cli::logs(
+                    &self.config.runtime.name(id, role),
+                    options.follow,
+                    options.tail,
+                )
             }
             LogSource::Egress => {
                 let argv = bb_backend::sidecar_command::audit_log(options.follow, options.tail);
                 cli::exec(
-                    &names::name(id, Role::Sidecar),
+                    &self.config.runtime.name(id, Role::Sidecar),
                     Some(SIDECAR_USER),
                     None,
                     false,

@@ -7,7 +7,7 @@ use bb_crds::agent::SidecarEndpoints;
 
 use super::{AppleBackend, cli};
 use bb_backend::delivery::{self, Delivery, Polling, SidecarSeam};
-use bb_backend::names::{self, PROXY_PORT, Role};
+use bb_backend::names::{PROXY_PORT, Role};
 use bb_backend::sidecar_command::{
     GIT_GATE_STATE, QUEUE_DIR, SIDECAR_BINARY, SIDECAR_RUN, SIDECAR_USER, SPEC_LABEL,
     create_queue_dir,
@@ -106,8 +106,8 @@ impl AppleBackend {
         id: &AgentId,
         step: Step,
     ) -> Result<String, BackendError> {
-        let name = names::name(id, Role::Sidecar);
-        let network = names::name(id, Role::InternalNetwork);
+        let name = self.config.runtime.name(id, Role::Sidecar);
+        let network = self.config.runtime.name(id, Role::InternalNetwork);
         let out = self.cli.ok(step, &cli::inspect(&name), None).await?;
         cli::parse_ipv4(&String::from_utf8_lossy(&out.stdout), &name, &network)
             .map_err(|e| BackendError::new(step, e.to_string()))
@@ -135,9 +135,9 @@ impl AppleBackend {
         plan: &SidecarPlan,
         applied: &str,
     ) -> Result<SidecarEndpoints, BackendError> {
-        let name = names::name(id, Role::Sidecar);
+        let name = self.config.runtime.name(id, Role::Sidecar);
         let existing = self
-            .containers(&Self::agent_selector(id), Step::Sidecar)
+            .containers(&self.copy_selector(id), Step::Sidecar)
             .await?
             .into_iter()
             .find(|c| Self::role_of(c) == Some(Role::Sidecar.as_str()));
@@ -145,7 +145,7 @@ impl AppleBackend {
         let queue =
             bb_backend::sidecar_command::queue_dir(&bb_backend::Backend::supervise_dir(self, id));
         let cmd = bb_backend::sidecar_command::command(plan, self.runtime());
-        let mounts = if plan.supervise {
+        let mut mounts = if plan.supervise {
             create_queue_dir(&queue)?;
             vec![cli::Mount {
                 source: queue.display().to_string(),
@@ -155,6 +155,14 @@ impl AppleBackend {
         } else {
             Vec::new()
         };
+        if let Some(hold) = self.runtime().hold_dir(id) {
+            bb_backend::sidecar_command::create_hold_dir(&hold)?;
+            mounts.push(cli::Mount {
+                source: hold.display().to_string(),
+                target: bb_backend::sidecar_command::HOLD_DIR.into(),
+                readonly: true,
+            });
+        }
         let dns = self.dns().await.clone();
         let spec = bb_backend::hash::sha256_hex(&[
             image.as_bytes(),
@@ -177,8 +185,8 @@ impl AppleBackend {
         let mut run = cli::sidecar_run(
             &name,
             (
-                &names::name(id, Role::EgressNetwork),
-                &names::name(id, Role::InternalNetwork),
+                &self.config.runtime.name(id, Role::EgressNetwork),
+                &self.config.runtime.name(id, Role::InternalNetwork),
             ),
             &dns,
             mounts,

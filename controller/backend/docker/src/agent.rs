@@ -88,7 +88,7 @@ impl DockerBackend {
         image: &str,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.name(id, Role::Agent);
         self.remove_container(&name).await?;
         let proxy = Self::proxy_url();
         let bundle = "/etc/ssl/certs/ca-certificates.crt";
@@ -111,7 +111,7 @@ impl DockerBackend {
         }
         let mut labels = names::labels(id, Role::Agent, &self.config.instance);
         labels.insert(CONTAINER_HASH.to_string(), plan.container_hash.clone());
-        let internal = names::name(id, Role::InternalNetwork);
+        let internal = self.config.name(id, Role::InternalNetwork);
         let mut host = self.agent_host_config(plan)?;
         host.network_mode = Some(internal);
         // Names the engine's resolver cannot answer locally go to 127.0.0.1 inside the agent's
@@ -160,7 +160,7 @@ impl DockerBackend {
         id: &AgentId,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.name(id, Role::Agent);
         let ca = self.config.bottle_ca(id)?;
         let archive = bb_backend::provision::archive(
             plan,

@@ -185,7 +185,7 @@ impl DockerBackend {
         let networks = self
             .docker
             .list_networks(Some(ListNetworksOptions {
-                filters: Some(names::agent_filter(id)),
+                filters: Some(names::copy_filter(id, &self.config.instance)),
             }))
             .await
             .map_err(step(Step::Teardown))?;
@@ -225,6 +225,10 @@ impl DockerBackend {
                 }
             }
         }
+        if let Some(hold) = self.config.hold_dir(id) {
+            // The copy is gone: so is the runner's hold on it.
+            let _ = std::fs::remove_dir_all(hold);
+        }
         match std::fs::remove_dir_all(self.state_dir(id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -244,7 +248,7 @@ impl DockerBackend {
         self.docker
             .list_containers(Some(ListContainersOptions {
                 all: true,
-                filters: Some(names::agent_filter(id)),
+                filters: Some(names::copy_filter(id, &self.config.instance)),
                 ..Default::default()
             }))
             .await
@@ -354,7 +358,7 @@ impl DockerBackend {
         role: Role,
         internal: bool,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, role);
+        let name = self.config.name(id, role);
         if self
             .docker
             .inspect_network(
@@ -388,7 +392,7 @@ impl DockerBackend {
         let images = self
             .docker
             .list_images(Some(ListImagesOptions {
-                filters: Some(names::agent_filter(id)),
+                filters: Some(names::copy_filter(id, &self.config.instance)),
                 ..Default::default()
             }))
             .await
@@ -448,7 +452,8 @@ impl Backend for DockerBackend {
             seen.sidecar_policy = match known.policy {
                 Some(p) => Some(p),
                 None => {
-                    let p = delivery::loaded_policy(self, &names::name(id, Role::Sidecar)).await;
+                    let p =
+                        delivery::loaded_policy(self, &self.config.name(id, Role::Sidecar)).await;
                     if let (Some(cid), Some(p)) = (s.id.as_deref(), p.clone()) {
                         self.learn(cid, |f| f.policy = Some(p));
                     }
@@ -470,7 +475,7 @@ impl Backend for DockerBackend {
                         let marker = format!("{AGENT_ETC}/provisioned");
                         let done = exec::run(
                             &self.docker,
-                            &names::name(id, Role::Agent),
+                            &self.config.name(id, Role::Agent),
                             &["test", "-f", &marker],
                             None,
                             None,
@@ -546,7 +551,7 @@ impl Backend for DockerBackend {
         plan: &SidecarPlan,
         applied: &str,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Sidecar);
+        let name = self.config.name(id, Role::Sidecar);
         delivery::install(self, &name, id, plan, applied, Delivery::Reload).await
     }
 
@@ -574,7 +579,7 @@ impl Backend for DockerBackend {
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
         let tag = format!(
             "{}-{}",
-            names::prefix(id),
+            self.config.prefix(id),
             jiff::Timestamp::now().as_second()
         );
         let mut labels = names::labels(id, Role::Snapshot, &self.config.instance);
@@ -586,7 +591,7 @@ impl Backend for DockerBackend {
         self.docker
             .commit_container(
                 CommitContainerOptions {
-                    container: Some(names::name(id, Role::Agent)),
+                    container: Some(self.config.name(id, Role::Agent)),
                     repo: Some("bot-bottle/snapshot".into()),
                     tag: Some(tag.clone()),
                     pause: true,
@@ -604,7 +609,7 @@ impl Backend for DockerBackend {
             match self
                 .docker
                 .stop_container(
-                    &names::name(id, role),
+                    &self.config.name(id, role),
                     Some(StopContainerOptions {
                         t: Some(10),
                         ..Default::default()
@@ -646,6 +651,12 @@ impl Backend for DockerBackend {
             names::SIDECAR_ALIAS,
             bb_backend::sidecar_command::SUPERVISE_PORT
         )
+    }
+
+    fn hold_file(&self, id: &AgentId) -> Option<PathBuf> {
+        self.config
+            .hold_dir(id)
+            .map(|d| d.join(bb_backend::sidecar_command::HOLD_FILE))
     }
 
     fn supervise_dir(&self, id: &AgentId) -> PathBuf {

@@ -6,7 +6,7 @@ use bollard::exec::{CreateExecOptions, StartExecResults};
 use futures_util::{Stream, StreamExt};
 
 use super::DockerBackend;
-use super::names::{self, Role};
+use super::names::Role;
 use bb_backend::session::{Chunk, LogOptions, LogSource, Output, OutputStream, Session};
 use bb_backend::{AgentId, BackendError, SessionSpec, Step};
 
@@ -40,7 +40,7 @@ impl DockerBackend {
         id: &AgentId,
         spec: &SessionSpec,
     ) -> Result<Session, BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.config.name(id, Role::Agent);
         let env = spec
             .env
             .iter()
@@ -115,7 +115,7 @@ impl DockerBackend {
         source: LogSource,
         options: LogOptions,
     ) -> Result<Output, BackendError> {
-        let container = |role| names::name(id, role);
+        let container = |role| self.config.name(id, role);
         match source {
             LogSource::Agent | LogSource::Sidecar => {
                 let name = container(if source == LogSource::Agent {

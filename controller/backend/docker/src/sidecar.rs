@@ -16,7 +16,9 @@ use super::placement::{Placement, published_ports};
 use super::{DockerBackend, SIDECAR_RUN, SIDECAR_UID, is_conflict};
 use bb_backend::delivery::{self, Delivery, Polling, SidecarSeam};
 use bb_backend::names::{self, Role, SIDECAR_ALIAS};
-use bb_backend::sidecar_command::{GIT_GATE_STATE, QUEUE_DIR, SPEC_LABEL, create_queue_dir};
+use bb_backend::sidecar_command::{
+    GIT_GATE_STATE, HOLD_DIR, QUEUE_DIR, SPEC_LABEL, create_hold_dir, create_queue_dir,
+};
 use bb_backend::{AgentId, Backend, BackendError, SidecarPlan, Step};
 
 /// The delivery protocol (`bb_backend::delivery`) over Docker: execs through the Engine API,
@@ -123,7 +125,7 @@ impl DockerBackend {
                 .then(|| bb_backend::sidecar_command::GATE_BASE.to_string()),
             supervise: plan.supervise.then(|| self.supervise_url()),
         };
-        let name = names::name(id, Role::Sidecar);
+        let name = self.config.name(id, Role::Sidecar);
         let existing = self
             .containers(id)
             .await?
@@ -132,12 +134,16 @@ impl DockerBackend {
         let image = self.sidecar_image(None).await?.clone();
         let queue = bb_backend::sidecar_command::queue_dir(&self.supervise_dir(id));
         let cmd = bb_backend::sidecar_command::command(plan, &self.config);
-        let mounts = if plan.supervise {
+        let mut mounts = if plan.supervise {
             create_queue_dir(&queue)?;
             vec![format!("{}:{QUEUE_DIR}:rw", queue.display())]
         } else {
             Vec::new()
         };
+        if let Some(hold) = self.config.hold_dir(id) {
+            create_hold_dir(&hold)?;
+            mounts.push(format!("{}:{HOLD_DIR}:ro", hold.display()));
+        }
         let published = match placement {
             Placement::Internal => None,
             Placement::Loopback(ip) => Some(ip.to_string()),
@@ -169,8 +175,8 @@ impl DockerBackend {
         }
         let mut labels = names::labels(id, Role::Sidecar, &self.config.instance);
         labels.insert(SPEC_LABEL.to_string(), spec);
-        let internal = names::name(id, Role::InternalNetwork);
-        let egress = names::name(id, Role::EgressNetwork);
+        let internal = self.config.name(id, Role::InternalNetwork);
+        let egress = self.config.name(id, Role::EgressNetwork);
         // Published ports need a network with a way out; the internal one joins second.
         let (first, second, ports) = match placement {
             Placement::Internal => (internal.clone(), Some(egress), None),

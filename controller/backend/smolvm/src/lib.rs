@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use bb_crds::agent::SidecarEndpoints;
 
-use bb_backend::names::{self, Role};
+use bb_backend::names::Role;
 use bb_backend::{
     AgentId, AgentPlan, Backend, BackendError, ImageSource, Observed, SidecarPlan, Step,
 };
@@ -46,7 +46,7 @@ impl SmolvmBackend {
         smolvm: PathBuf,
         dir: PathBuf,
     ) -> Result<SmolvmBackend, BackendError> {
-        let vms = Vms::new(smolvm, dir);
+        let vms = Vms::new(smolvm, dir, docker.runtime().clone());
         vms.cli
             .ok(Step::Connect, &["--version".to_string()], None)
             .await?;
@@ -65,7 +65,7 @@ impl Backend for SmolvmBackend {
             sidecar_policy: self.docker.observe(id).await?.sidecar_policy,
             ..Default::default()
         };
-        let name = names::name(id, Role::Agent);
+        let name = self.docker.runtime().name(id, Role::Agent);
         let running = machines(&self.vms.cli, Step::Observe)
             .await?
             .iter()
@@ -143,7 +143,7 @@ impl Backend for SmolvmBackend {
     }
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.docker.runtime().name(id, Role::Agent);
         if machines(&self.vms.cli, Step::Stop)
             .await?
             .iter()
@@ -173,7 +173,7 @@ impl Backend for SmolvmBackend {
 
     async fn evict(&self, id: &AgentId) -> Result<(), BackendError> {
         self.vms
-            .remove(&names::name(id, Role::Agent), Step::Teardown)
+            .remove(&self.docker.runtime().name(id, Role::Agent), Step::Teardown)
             .await?;
         self.docker.evict(id).await?;
         record::remove(&self.vms.records(), id)
@@ -189,6 +189,10 @@ impl Backend for SmolvmBackend {
 
     fn supervise_url(&self) -> String {
         self.docker.supervise_url()
+    }
+
+    fn hold_file(&self, id: &AgentId) -> Option<PathBuf> {
+        self.docker.hold_file(id)
     }
 
     fn supervise_dir(&self, id: &AgentId) -> PathBuf {

@@ -8,7 +8,7 @@ use super::cli;
 use super::machines::{INSTALL_HINT, machines, wait_exec_ready};
 use super::record::{self, VmMade};
 use bb_backend::cli_process::RuntimeCli;
-use bb_backend::names::{self, Role, SIDECAR_ALIAS};
+use bb_backend::names::{Role, SIDECAR_ALIAS};
 use bb_backend::{AgentId, AgentPlan, BackendError, ExecOutput, RuntimeConfig, SessionSpec, Step};
 
 /// Inside the VM: the CA certificate and the provisioning marker.
@@ -30,11 +30,14 @@ pub struct Vms {
     pub(super) sessions: bb_backend::cli_session::Sessions,
     /// VMs this process saw provisioned: spares an exec per observe. A new VM starts unknown.
     provisioned: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Names VMs as the Docker side names the sidecar (`RuntimeConfig::name`).
+    runtime: bb_backend::RuntimeConfig,
 }
 
 impl Vms {
-    pub fn new(program: PathBuf, dir: PathBuf) -> Vms {
+    pub fn new(program: PathBuf, dir: PathBuf, runtime: bb_backend::RuntimeConfig) -> Vms {
         Vms {
+            runtime,
             cli: RuntimeCli::new(program, INSTALL_HINT),
             dir,
             assign: Default::default(),
@@ -127,7 +130,7 @@ impl Vms {
         artifact: &str,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.runtime.name(id, Role::Agent);
         let mut rec = self.record(id).await?;
         self.remove(&name, Step::Agent).await?;
         let alias = rec.alias.to_string();
@@ -184,7 +187,7 @@ impl Vms {
         plan: &AgentPlan,
         runtime: &RuntimeConfig,
     ) -> Result<(), BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.runtime.name(id, Role::Agent);
         let rec = self.record(id).await?;
         let ca = runtime.bottle_ca(id)?;
         let archive = bb_backend::provision::archive(
@@ -235,7 +238,7 @@ impl Vms {
     /// A stopped VM packed as an artifact under the Agent's snapshot directory: what resume
     /// boots from. The VM stays stopped (suspend stops it anyway).
     pub(super) async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.runtime.name(id, Role::Agent);
         self.set_provisioned(&name, false);
         let args = cli::machine_stop(&name);
         let out = self.cli.output(Step::Snapshot, &args, None).await?;
@@ -275,7 +278,7 @@ impl Vms {
         spec: &SessionSpec,
         agent_uid: u64,
     ) -> Result<bb_backend::Session, BackendError> {
-        let name = names::name(id, Role::Agent);
+        let name = self.runtime.name(id, Role::Agent);
         let (uid, gid) = match spec.user.as_deref() {
             Some(u) => cli::parse_user(u).map_err(|e| BackendError::new(Step::Session, e))?,
             None => (agent_uid, agent_uid),

@@ -16,6 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::RunnerInfo;
+use super::holds::Holds;
 use super::lease::{Heartbeat, LABEL, NAMESPACE};
 use super::runners::{Observer, Runner};
 use bb_backend::{AgentId, Backend, SharedBackend};
@@ -153,6 +154,8 @@ pub struct Claims {
     /// Agents (by uid) this process acted on and may still have a copy of. Copies left by an
     /// earlier run are the fence sweep's.
     acted: Mutex<std::collections::HashSet<String>>,
+    /// The holds on the sidecars of the Agents this runner holds.
+    holds: Holds,
 }
 
 impl std::fmt::Debug for Claims {
@@ -183,7 +186,26 @@ impl Claims {
             live: Mutex::new(None),
             locks: Mutex::new(HashMap::new()),
             acted: Mutex::new(Default::default()),
+            holds: Holds::default(),
         }
+    }
+
+    /// Renews the hold on `agent`'s sidecar to the heartbeat's deadline (none once it lapsed).
+    fn renew_hold(&self, agent: &Agent, backend: &dyn Backend) {
+        if let Some(deadline) = self.heartbeat.hold_deadline() {
+            self.holds.renew(backend, &AgentId::from(agent), deadline);
+        }
+    }
+
+    /// Evicts this runner's copy of `id` and ends the hold on its sidecar.
+    async fn evict(
+        &self,
+        id: &AgentId,
+        backend: &dyn Backend,
+    ) -> Result<(), bb_backend::BackendError> {
+        backend.evict(id).await?;
+        self.holds.lapse(backend, id);
+        Ok(())
     }
 
     async fn lock(&self, uid: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -254,6 +276,8 @@ impl Claims {
         let orphaned = holder(&fresh).is_none_or(|h| !self.is_live(h));
         if (deleting && (mine || orphaned)) || (mine && !self.heartbeat.draining()) {
             self.mark_acted(&uid, true);
+            // Before anything is created: a new sidecar starts held.
+            self.renew_hold(&fresh, backend);
             return Ok(Gate::Act(Arc::new(fresh), guard));
         }
         if !mine {
@@ -276,7 +300,7 @@ impl Claims {
             self.mark_acted(&id.uid, false);
             return;
         }
-        match backend.evict(&id).await {
+        match self.evict(&id, backend).await {
             Ok(()) => {
                 self.mark_acted(&id.uid, false);
                 tracing::info!(agent = %id, holder = ?holder(agent), "not held by this runner: removed its copy here")
@@ -335,7 +359,7 @@ impl Claims {
                     }
                 }
             }
-            if let Err(e) = backend.evict(&id).await {
+            if let Err(e) = self.evict(&id, backend).await {
                 tracing::warn!(agent = %id, error = %e, "tearing down an Agent to release failed; keeping it");
                 return;
             }
@@ -426,7 +450,7 @@ impl Claims {
             }
         };
         for id in ids {
-            match backend.evict(&id).await {
+            match self.evict(&id, backend).await {
                 Ok(()) => {
                     self.mark_acted(&id.uid, false);
                     tracing::warn!(agent = %id, "the runner Lease lapsed: stopped an Agent it may no longer hold")
@@ -437,11 +461,13 @@ impl Claims {
     }
 
     /// Tears down copies of Agents this runner does not hold (per a fresh read), such as those
-    /// left by a run that lost them.
-    async fn fence_sweep(&self, backend: &dyn Backend, agents: &Store<Agent>) {
+    /// left by a run that lost them. Whether it found and removed every such copy (`false`: one
+    /// may remain).
+    async fn fence_sweep(&self, backend: &dyn Backend, agents: &Store<Agent>) -> bool {
         let Ok(ids) = backend.list_managed().await else {
-            return;
+            return false;
         };
+        let mut clean = true;
         for id in ids {
             let cached = agents
                 .state()
@@ -454,7 +480,10 @@ impl Claims {
             let api: Api<Agent> = Api::namespaced(self.client.clone(), &id.namespace);
             let fresh = match api.get_opt(&id.name).await {
                 Ok(a) => a.filter(|a| a.uid().as_deref() == Some(id.uid.as_str())),
-                Err(_) => continue,
+                Err(_) => {
+                    clean = false;
+                    continue;
+                }
             };
             if fresh.as_ref().and_then(holder) == Some(self.me.id.as_str()) {
                 continue;
@@ -464,16 +493,21 @@ impl Claims {
                 Some(_) => backend.evict(&id).await,
                 None => backend.teardown(&id).await,
             };
+            if removed.is_ok() {
+                self.holds.lapse(backend, &id);
+            }
             match removed {
                 Ok(()) => {
                     self.mark_acted(&id.uid, false);
                     tracing::info!(agent = %id, "not held by this runner: removed its copy here")
                 }
                 Err(e) => {
+                    clean = false;
                     tracing::warn!(agent = %id, error = %e, "removing a copy this runner no longer holds failed")
                 }
             }
         }
+        clean
     }
 
     /// The claim loop: until `shutdown`, claims what the plan gives this runner, fences when
@@ -490,6 +524,9 @@ impl Claims {
         let mut unclaimed: HashMap<String, Instant> = HashMap::new();
         let mut was_held = false;
         let mut last_sweep: Option<Instant> = None;
+        // A runner back from a crash removes the copies it no longer holds before it claims
+        // anything (they are fenced already: their holds lapsed with its heartbeat).
+        let mut swept = false;
         let mut handing_over: Option<(Arc<Agent>, Instant)> = None;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -528,11 +565,19 @@ impl Claims {
                 *l = Some(live.clone());
             }
             if last_sweep.is_none_or(|t| t.elapsed() >= FENCE_SWEEP) {
-                let _ = tokio::time::timeout(API_TIMEOUT * 4, self.fence_sweep(&*backend, &agents))
-                    .await;
+                let clean =
+                    tokio::time::timeout(API_TIMEOUT * 4, self.fence_sweep(&*backend, &agents))
+                        .await
+                        .unwrap_or(false);
+                swept |= clean;
                 last_sweep = Some(Instant::now());
             }
             let state = agents.state();
+            for a in state.iter().filter(|a| {
+                holder(a) == Some(self.me.id.as_str()) && a.metadata.deletion_timestamp.is_none()
+            }) {
+                self.renew_hold(a, &*backend);
+            }
             if self.heartbeat.draining() {
                 if let Some((a, since)) = &handing_over {
                     let now = state.iter().find(|x| x.uid() == a.uid());
@@ -562,6 +607,9 @@ impl Claims {
                     .await;
                     handing_over = Some((a.clone(), Instant::now()));
                 }
+                continue;
+            }
+            if !swept {
                 continue;
             }
             let facts: Vec<Facts> = state.iter().map(|a| Facts::of(a)).collect();

@@ -61,6 +61,14 @@ impl Heartbeat {
             .is_some_and(|t| t.elapsed() < FENCE)
     }
 
+    /// Until when this runner's sidecars may act: `FENCE` past the last renewal (on the wall
+    /// clock the sidecars compare with), as long as the heartbeat is held.
+    pub fn hold_deadline(&self) -> Option<std::time::SystemTime> {
+        let renewed = self.renewed.lock().ok().and_then(|r| *r)?;
+        let since = renewed.elapsed();
+        (since < FENCE).then(|| std::time::SystemTime::now() - since + FENCE)
+    }
+
     /// Whether the runner is giving its Agents up: drained through its Lease, or stopping.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst)
@@ -214,8 +222,17 @@ mod tests {
         assert!(!h.held(), "never renewed");
         h.set_renewed(Some(Instant::now()));
         assert!(h.held());
+        let deadline = h.hold_deadline().expect("held");
+        let left = deadline
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        assert!(
+            left <= FENCE && left > FENCE - Duration::from_secs(1),
+            "{left:?}"
+        );
         h.set_renewed(Instant::now().checked_sub(FENCE + Duration::from_millis(1)));
         assert!(!h.held(), "a renewal older than the fence still counts");
+        assert_eq!(h.hold_deadline(), None, "no hold past the fence");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! and fences Agents through `status.runner` (`claims`).
 
 pub mod claims;
+pub mod holds;
 pub mod lease;
 pub mod runners;
 
