@@ -19,7 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use support::{Harness, SECRET_VALUE, logs};
 
-/// kube-rs offers exec and logs only for types that say they have them: this one is an Agent.
+/// kube-rs offers exec, attach and logs only for types that say they have them: this one is an
+/// Agent.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(transparent)]
 struct AgentSessions(Agent);
@@ -47,6 +48,7 @@ impl kube::Resource for AgentSessions {
     }
 }
 impl kube::api::Execute for AgentSessions {}
+impl kube::api::Attach for AgentSessions {}
 impl kube::api::Log for AgentSessions {}
 
 fn endpoint(h: &Harness) -> String {
@@ -171,6 +173,43 @@ async fn kube_rs_exec_gets_output_streams_secret_env_and_exit_code() {
         .filter(|l| l.contains(SECRET_VALUE))
         .collect();
     assert!(leaks.is_empty(), "a secret reached the log: {leaks:#?}");
+}
+
+/// `attach` through a client that is not bbctl's: kube-rs's own, as for a Pod. It reaches the
+/// Agent's command (the Bottle's `command: [bash]`, run by the fake as a host process) as the
+/// agent user, with stdin in and stdout and the exit code out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_attach_reaches_the_agents_command() {
+    let h = Harness::start().await;
+    running(&h).await;
+    let api = sessions_api(client_for(&h, &endpoint(&h)).await);
+    let mut p = api
+        .attach(
+            "worker",
+            &AttachParams::default()
+                .stdin(true)
+                .stdout(true)
+                .stderr(false),
+        )
+        .await
+        .expect("attach");
+    let mut stdin = p.stdin().expect("stdin");
+    let mut stdout = p.stdout().expect("stdout");
+    let status = p.take_status().expect("status");
+    stdin
+        .write_all(b"echo attached-$((6*7)) as $API_TOKEN; exit 5\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.expect("read");
+    assert_eq!(out, format!("attached-42 as {SECRET_VALUE}\n"));
+    assert_eq!(
+        protocol::outcome(&status.await.expect("status")),
+        Outcome::Exited(5)
+    );
+    let spec = h.backend.opened_sessions().pop().expect("a session");
+    assert_eq!(spec.argv, ["bash"], "attach runs the Agent's command");
+    assert_eq!(spec.user.as_deref(), Some("1000"), "as the agent user");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

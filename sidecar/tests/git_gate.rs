@@ -273,12 +273,17 @@ fn clean_pushes_land_secrets_do_not() {
             "stripe-live-key",
         ),
         (
+            // No blob of the push holds the whole key: its first half is in one commit, and the
+            // next commit replaces it with the second half.
             "a key split across two commits",
             &[
-                ("deploy/id", "-----BEGIN OPENSSH PRIVATE KEY-----\n"),
                 (
                     "deploy/id",
-                    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
+                    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n",
+                ),
+                (
+                    "deploy/id",
+                    "BG5vbmUAAAAEbm9uZQ\n-----END OPENSSH PRIVATE KEY-----\n",
                 ),
             ],
             "private-key-block",

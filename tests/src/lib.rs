@@ -655,8 +655,24 @@ pub fn scan_sidecar(sidecar: &str, needle: &str) -> String {
         "-c",
         &scan_script(needle, "/proc/1/root/"),
     ]));
-    String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/")
+    readable(
+        sidecar,
+        String::from_utf8_lossy(&out.stdout).replace("/proc/1/root/", "/"),
+    )
 }
+
+/// What a scan printed, once it has shown it could read what it searched: a scan that reads
+/// nothing finds nothing anywhere, which would pass every "found nowhere" check.
+fn readable(container: &str, found: String) -> String {
+    assert!(
+        !found.contains(UNREADABLE),
+        "the scan cannot read {container}'s first process or its filesystem, so it would find nothing anywhere: {found}"
+    );
+    found
+}
+
+/// What `scan_script` prints when its own positive control fails.
+const UNREADABLE: &str = "scan-unreadable";
 
 /// Counts `needle` in every process's environment and argv, then lists files holding it. The
 /// needle travels base64-encoded and reaches grep through a pipe, so the scan never finds its
@@ -669,15 +685,19 @@ pub fn scan_for(container: &str, needle: &str) -> String {
         "-c",
         &scan_script(needle, "/"),
     ]));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    readable(container, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The shell script behind `scan_for`, searching files under `root`.
+/// The shell script behind `scan_for`, searching files under `root`. Its positive control comes
+/// first: the container's first process (not the scan's own shell) must show its environment
+/// (Docker always gives it `PATH`) and `root` must list, or it prints `scan-unreadable`.
 pub fn scan_script(needle: &str, root: &str) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(needle);
     format!(
-        "T=$(printf %s '{b64}' | base64 -d); \
+        "[ \"$(tr '\\0' '\\n' < /proc/1/environ 2>/dev/null | grep -c '^PATH=')\" -gt 0 ] && [ -n \"$(ls -A {root} 2>/dev/null)\" ] \
+           || {{ echo {UNREADABLE}; exit 0; }}; \
+         T=$(printf %s '{b64}' | base64 -d); \
          cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -cF -f <(printf %s \"$T\"); \
          grep -rlsIF --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev -f <(printf %s \"$T\") {root} | head -3"
     )

@@ -14,6 +14,16 @@ use bb_e2e::{
 const SECRET: &str = "atk-S3cret-7d1e5a9c3b2f4e6d8a0c";
 const WITNESS_PY: &str = include_str!("../attacks/witness.py");
 const ATTACKER_PY: &str = include_str!("../attacks/attacker.py");
+/// How many attacks and controls `attacker.py` emits (its `done` line aside): every one must
+/// be reported, so an attack that silently stopped running fails the suite.
+const ATTACKS: usize = 128;
+/// The legitimate requests that must reach the witness, in the order they run.
+const CONTROLS: [&str; 4] = [
+    "control",
+    "control-curl",
+    "path-double-encoded-verbatim",
+    "after-flood-control",
+];
 
 fn manifest() -> String {
     let dockerfile = workspace_root().join("images/test-agent/Dockerfile");
@@ -189,6 +199,17 @@ fn attacks_from_inside_the_bottle_reach_nothing() {
         },
     );
 
+    // A sidecar that crashed and came back mid-suite would count attacks sent while it was down
+    // as held: its identity, start and restart count must be the same after the suite.
+    let sidecar_life = || {
+        ok(&mut docker(&[
+            "inspect",
+            "-f",
+            "{{.Id}} {{.State.StartedAt}} {{.RestartCount}} {{.State.Running}}",
+            &sidecar,
+        ]))
+    };
+    let sidecar_before = sidecar_life();
     let script = dir.path().join("attacker.py");
     std::fs::write(&script, ATTACKER_PY).expect("write attacker");
     ok(&mut docker(&[
@@ -228,11 +249,13 @@ fn attacks_from_inside_the_bottle_reach_nothing() {
     std::thread::sleep(Duration::from_secs(1));
     let records = witness_records(&ok(&mut docker(&["logs", witness])));
     let mut failures = BTreeMap::new();
-    for a in &attacks {
+    for a in attacks.iter().filter(|a| a.name != "done") {
         let seen: Vec<&String> = records.iter().filter(|r| r.contains(&a.marker)).collect();
         let problem = match a.expect.as_str() {
             "seen" if seen.is_empty() => Some("the control never reached the witness".to_string()),
+            "seen" => None,
             "unseen" if !seen.is_empty() => Some(format!("the witness recorded {:?}", seen[0])),
+            "unseen" => None,
             "blocked"
                 if ["connected", "resolved", "udp reply"]
                     .iter()
@@ -240,7 +263,10 @@ fn attacks_from_inside_the_bottle_reach_nothing() {
             {
                 Some("the agent reached it".to_string())
             }
-            _ => None,
+            "blocked" => None,
+            other => Some(format!(
+                "unknown expectation {other:?}: the suite cannot judge it"
+            )),
         };
         println!(
             "{:<38} {:<7} {}",
@@ -252,7 +278,21 @@ fn attacks_from_inside_the_bottle_reach_nothing() {
             failures.insert(a.name.clone(), format!("{p} (agent saw: {})", a.observed));
         }
     }
-    // A suite whose controls failed proves nothing: say so first.
+    assert_eq!(
+        sidecar_life(),
+        sidecar_before,
+        "the sidecar restarted during the suite: attacks sent while it was down prove nothing"
+    );
+    // A suite whose controls failed, or did not run, proves nothing: say so first.
+    let controls: Vec<&str> = attacks
+        .iter()
+        .filter(|a| a.expect == "seen")
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(
+        controls, CONTROLS,
+        "the controls that ran are not the suite's controls"
+    );
     let controls_failed: Vec<_> = attacks
         .iter()
         .filter(|a| a.expect == "seen" && failures.contains_key(&a.name))
@@ -261,10 +301,10 @@ fn attacks_from_inside_the_bottle_reach_nothing() {
         controls_failed.is_empty(),
         "legitimate requests did not get through, so no attack result counts: {controls_failed:?}"
     );
-    assert!(
-        attacks.len() > 100,
-        "only {} attacks ran: {stdout}",
-        attacks.len()
+    let ran = attacks.iter().filter(|a| a.name != "done").count();
+    assert_eq!(
+        ran, ATTACKS,
+        "{ran} attacks and controls ran, not the {ATTACKS} tests/attacks/attacker.py holds: {stdout}"
     );
     assert!(
         failures.is_empty(),

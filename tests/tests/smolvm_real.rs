@@ -146,6 +146,40 @@ spec:
     assert!(!direct, "direct egress worked: {out}");
     let (resolved, out) = in_vm(&vm, "getent hosts api.example.test");
     assert!(!resolved, "a name resolved in the guest: {out}");
+    // By address, no name to resolve: the upstream answers the host at that address (the
+    // control), and the guest's request neither succeeds nor reaches it.
+    let ip = ok(&mut docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &upstream.name,
+    ]))
+    .trim()
+    .to_string();
+    let resolve = format!("api.example.test:443:{ip}");
+    let control = run(std::process::Command::new("curl").args([
+        "-sk",
+        "-m",
+        "5",
+        "--resolve",
+        &resolve,
+        "https://api.example.test/direct-control",
+    ]));
+    assert!(
+        String::from_utf8_lossy(&control.stdout).contains("hello from upstream"),
+        "the upstream does not answer at {ip} even from the host"
+    );
+    let (direct, out) = in_vm(
+        &vm,
+        &format!(
+            "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; curl -sS -k -m 5 --resolve {resolve} https://api.example.test/direct-by-address"
+        ),
+    );
+    assert!(!direct, "direct egress by address worked: {out}");
+    assert!(
+        !ok(&mut docker(&["logs", &upstream.name])).contains("/direct-by-address"),
+        "a direct request by address reached the upstream"
+    );
     // A host outside the policy is refused.
     let (_, code) = in_vm(
         &vm,
