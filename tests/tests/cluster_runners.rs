@@ -580,8 +580,37 @@ fn a_partitioned_runner_fences_before_its_agents_move() {
         || ready(&cut_off),
         logs,
     );
-    std::thread::sleep(Duration::from_secs(3));
-    assert_runs_once(&cluster, &journals, &BTreeMap::new(), N);
+    // Back, it claims again (a new Agent goes to the runner holding fewest: it), and of the
+    // Agents that moved away none comes back or runs twice.
+    cluster.apply(
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: late}\nspec: {bottleRef: {name: tools}}\n",
+    );
+    wait_until(
+        "the healed runner running a new Agent",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .agents()
+                .get("late")
+                .is_some_and(|(p, r)| p == "Running" && *r == cut_off)
+        },
+        logs,
+    );
+    assert_eq!(
+        cluster.held_by(&cut_off),
+        ["late"],
+        "the healed runner holds more"
+    );
+    let open: Vec<String> = stints(
+        &read_journals(&[runners[2].journal.as_path()]),
+        &BTreeMap::new(),
+    )
+    .into_iter()
+    .filter(|s| s.to.is_none())
+    .map(|s| s.agent)
+    .collect();
+    assert_eq!(open, ["default/late"], "the healed runner runs more");
+    assert_runs_once(&cluster, &journals, &BTreeMap::new(), N + 1);
 }
 
 /// A runner takes only Agents whose `spec.runnerSelector` its labels match, and never more than
