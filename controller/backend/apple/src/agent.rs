@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use super::{AGENT_ETC, AppleBackend, BASE_IMAGE, IMAGE, SIDECAR_IP, cli};
 use bb_backend::cli_process::BUILD_DEADLINE;
-use bb_backend::names::{CONTAINER_HASH, Role, SIDECAR_ALIAS};
+use bb_backend::names::{self, CONTAINER_HASH, Role, SIDECAR_ALIAS};
 use bb_backend::{AgentId, AgentPlan, BackendError, Step};
 
 /// Where the provisioning archive lands in the agent before it is unpacked.
@@ -171,7 +171,7 @@ impl AppleBackend {
         };
         let tag = format!(
             "{SNAPSHOT_REPO}:{}-{}",
-            self.config.runtime.prefix(id),
+            names::prefix(id, None),
             jiff::Timestamp::now().as_second()
         );
         let dir = self.state_dir(id).join("snapshot");
@@ -240,7 +240,8 @@ impl AppleBackend {
             .cli
             .ok(Step::Teardown, &cli::image_list(), None)
             .await?;
-        let prefix = format!("{SNAPSHOT_REPO}:{}-", self.config.runtime.prefix(id));
+        // Snapshots are the Agent's, not the copy's: any runner that takes it over finds them.
+        let prefix = format!("{SNAPSHOT_REPO}:{}-", names::prefix(id, None));
         let images = cli::parse_image_names(&String::from_utf8_lossy(&out.stdout))
             .map_err(|e| BackendError::new(Step::Teardown, e.to_string()))?;
         for image in images.into_iter().filter(|i| i.starts_with(&prefix)) {

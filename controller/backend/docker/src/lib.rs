@@ -387,12 +387,13 @@ impl DockerBackend {
         }
     }
 
-    /// Everything an agent container holds for one Agent, snapshots included.
+    /// Everything an agent container holds for one Agent, snapshots included: whichever runner
+    /// made them (one that took the Agent over deletes the snapshot it started from).
     async fn remove_snapshots(&self, id: &AgentId) -> Result<(), BackendError> {
         let images = self
             .docker
             .list_images(Some(ListImagesOptions {
-                filters: Some(names::copy_filter(id, &self.config.instance)),
+                filters: Some(names::agent_filter(id)),
                 ..Default::default()
             }))
             .await
@@ -577,9 +578,10 @@ impl Backend for DockerBackend {
     }
 
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
+        // Snapshots are the Agent's, not the copy's: named without the runner.
         let tag = format!(
             "{}-{}",
-            self.config.prefix(id),
+            names::prefix(id, None),
             jiff::Timestamp::now().as_second()
         );
         let mut labels = names::labels(id, Role::Snapshot, &self.config.instance);
