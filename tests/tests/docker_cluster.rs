@@ -15,6 +15,14 @@ fn instance(r: &RunnerProc) -> String {
     format!("bot-bottle.dev/controller={}", r.id)
 }
 
+/// The runner the Agent `name` is Running on, if it is Running.
+fn running_on(c: &Cluster, name: &str) -> Option<String> {
+    c.agents()
+        .get(name)
+        .filter(|(p, _)| p == "Running")
+        .map(|(_, r)| r.clone())
+}
+
 /// Removes what each runner labelled, even when the test fails half-way.
 struct Leftovers(Vec<String>);
 
@@ -40,12 +48,7 @@ fn draining_a_docker_runner_hands_its_agent_over_with_its_snapshot() {
             .join("\n")
     };
     cluster.apply(&(bb_e2e::test_agent_bottle("movers", "") + "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: mover}\nspec: {bottleRef: {name: movers}}\n"));
-    let running_on = |c: &Cluster| {
-        c.agents()
-            .get("mover")
-            .filter(|(p, _)| p == "Running")
-            .map(|(_, r)| r.clone())
-    };
+    let running_on = |c: &Cluster| running_on(c, "mover");
     wait_until(
         "the Agent running on a runner",
         Duration::from_secs(600),
@@ -221,12 +224,7 @@ fn a_killed_runners_copy_is_fenced_before_its_agent_runs_elsewhere() {
         "fenced",
         "  egress:\n    log: 1\n    routes:\n      - host: api.example.test\n",
     ) + "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: fenced}\nspec: {bottleRef: {name: fenced}}\n"));
-    let running_on = |c: &Cluster| {
-        c.agents()
-            .get("fenced")
-            .filter(|(p, _)| p == "Running")
-            .map(|(_, r)| r.clone())
-    };
+    let running_on = |c: &Cluster| running_on(c, "fenced");
     wait_until(
         "the Agent running on a runner",
         Duration::from_secs(600),
