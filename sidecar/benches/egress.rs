@@ -234,7 +234,7 @@ fn dlp_throughput(body: &[u8]) -> f64 {
     for chunk in body.chunks(16 * 1024) {
         let buf = h.push(chunk);
         assert!(d.outbound(&buf, true, true).is_none(), "clean body flagged");
-        let _ = h.release(buf);
+        let _ = h.release(buf, bb_sidecar::dlp::OVERLAP);
     }
     body.len() as f64 / 1e6 / t.elapsed().as_secs_f64()
 }

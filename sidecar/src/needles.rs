@@ -208,6 +208,22 @@ impl NeedleSet {
             .sum()
     }
 
+    /// The longest end of `buf` that a later chunk could still extend into a find: the longest
+    /// suffix, shorter than `MIN_RUN`, found inside some needle (a run of `MIN_RUN` is found
+    /// already; a shorter whole needle is found whole). A stream keeps that much back unsent.
+    pub fn open_suffix(&self, buf: &[u8]) -> usize {
+        let most = buf.len().min(MIN_RUN - 1);
+        (1..=most)
+            .rev()
+            .find(|&k| {
+                let tail = &buf[buf.len() - k..];
+                self.needles
+                    .iter()
+                    .any(|n| memchr::memmem::find(&n.value, tail).is_some())
+            })
+            .unwrap_or(0)
+    }
+
     /// How many secrets are guarded.
     pub fn len(&self) -> usize {
         self.needles.len()
@@ -287,6 +303,20 @@ impl NeedleSet {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_stream_keeps_back_only_an_end_that_could_still_become_a_needle() {
+        let set = NeedleSet::new(&[Needle::own(b"tok-ABCDEFGHIJKLMNOP".to_vec())]);
+        assert_eq!(set.open_suffix(b"data: {}\n\n"), 0, "an event's end cannot");
+        assert_eq!(set.open_suffix(b"the key is tok-AB"), 6);
+        assert_eq!(
+            set.open_suffix(b"tok-ABCDEFGHIJ"),
+            MIN_RUN - 1,
+            "a run of MIN_RUN is found already"
+        );
+        assert_eq!(NeedleSet::new(&[]).open_suffix(b"anything"), 0);
+    }
+
     use super::*;
 
     fn copied(value: &str, origin: &str) -> Needle {

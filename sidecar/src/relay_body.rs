@@ -171,6 +171,17 @@ impl Scan {
             .flatten()
     }
 
+    /// How much of the end of `buf`, scanned clean, a stream keeps back unsent. Outbound, the
+    /// whole window: no part of a secret leaves before it is judged. Inbound, only what could
+    /// still complete the guarded credential, so a model's stream is not delayed; a phrase a
+    /// later chunk completes still cuts the stream before that chunk is sent.
+    pub fn hold_back(&self, buf: &[u8]) -> usize {
+        if self.outbound {
+            return crate::dlp::OVERLAP;
+        }
+        self.credential.as_ref().map_or(0, |c| c.open_suffix(buf))
+    }
+
     /// Whether response `headers` carry the credential this (inbound) scan guards.
     pub fn reflected_in(&self, headers: &http::HeaderMap) -> bool {
         self.credential
@@ -393,7 +404,8 @@ impl http_body::Body for RelayBody {
                             }
                             return Poll::Ready(Some(Err(this.cut_off(f, "streaming body"))));
                         }
-                        let send = this.holdback.release(buf);
+                        let keep = scan.hold_back(&buf);
+                        let send = this.holdback.release(buf, keep);
                         if !send.is_empty() {
                             return Poll::Ready(Some(Ok(Frame::data(Bytes::from(send)))));
                         }
@@ -402,7 +414,7 @@ impl http_body::Body for RelayBody {
                         // Trailers travel only once scanned like headers, with what is still
                         // held back of the body before them.
                         if let (Some(scan), Some(t)) = (&this.scan, trailers.trailers_ref()) {
-                            let mut buf = this.holdback.peek().to_vec();
+                            let mut buf = this.holdback.window();
                             buf.push(b'\n');
                             buf.extend(header_text(t));
                             if let Some(f) = scan.find(&buf) {
