@@ -42,7 +42,12 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                     |req: http::Request<hyper::body::Incoming>| async move {
                         if req.uri().path() == "/sse" {
                             return Ok::<_, std::convert::Infallible>(http::Response::new(
-                                sse_body(),
+                                sse_body(SSE_EVENTS, SSE_GAP),
+                            ));
+                        }
+                        if req.uri().path() == "/sse-paced" {
+                            return Ok::<_, std::convert::Infallible>(http::Response::new(
+                                sse_body(PACED_EVENTS, PACED_GAP),
                             ));
                         }
                         let authed = req.headers().contains_key("authorization");
@@ -65,11 +70,21 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
 /// Events in the streamed response, and the pause between them (a model streaming tokens).
 const SSE_EVENTS: usize = 50;
 const SSE_GAP: Duration = Duration::from_millis(2);
+/// A slower model: events 50 ms apart.
+const PACED_EVENTS: usize = 20;
+const PACED_GAP: Duration = Duration::from_millis(50);
+
+/// Microseconds since the bench started: the clock events are stamped with when sent (upstream
+/// and client share this process).
+fn now_us() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_micros()).unwrap_or(u64::MAX)
+}
 
 type UpBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
-/// A chunked `text/event-stream` body: one event every `SSE_GAP`.
-fn sse_body() -> UpBody {
+/// A chunked `text/event-stream` body: `events` events `gap` apart, each stamped `"sent":<us>`.
+fn sse_body(events: usize, gap: Duration) -> UpBody {
     struct Events(tokio::sync::mpsc::Receiver<Bytes>);
     impl http_body::Body for Events {
         type Data = Bytes;
@@ -85,14 +100,15 @@ fn sse_body() -> UpBody {
     }
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
-        for i in 0..SSE_EVENTS {
+        for i in 0..events {
             let event = format!(
-                "id: {i}\nevent: delta\ndata: {{\"text\":\"token {i} of the answer\"}}\n\n"
+                "id: {i}\nevent: delta\ndata: {{\"text\":\"token {i} of the answer\",\"sent\":{}}}\n\n",
+                now_us()
             );
             if tx.send(Bytes::from(event)).await.is_err() {
                 return;
             }
-            tokio::time::sleep(SSE_GAP).await;
+            tokio::time::sleep(gap).await;
         }
     });
     Events(rx).boxed()
@@ -197,14 +213,41 @@ async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec
     }
 }
 
-/// Time to first and to last body byte of the streamed `/sse` response, `runs` times on one
-/// kept-alive connection: (first-byte p50, last-byte p50) in microseconds.
-async fn stream_latency(route: Route, upstream: u16, runs: usize) -> (u32, u32) {
+/// Per streamed response: time to first and to last body byte, and each event's delay from
+/// its send to its arrival, all in microseconds.
+#[derive(Default)]
+struct StreamTimes {
+    first: Vec<u32>,
+    last: Vec<u32>,
+    events: Vec<u32>,
+}
+
+/// The stamps (`"sent":<us>`) of the events in one received chunk.
+fn stamps(chunk: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(chunk)
+        .split("\"sent\":")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// `path` streamed `runs` times on one kept-alive connection.
+async fn stream_latency(route: Route, upstream: u16, path: &str, runs: usize) -> StreamTimes {
     let mut send = connect(&route, upstream).await;
-    let (mut first, mut last) = (Vec::new(), Vec::new());
+    let mut times = StreamTimes::default();
+    let StreamTimes {
+        first,
+        last,
+        events,
+    } = &mut times;
     for _ in 0..runs {
         send.ready().await.expect("connection ready");
-        let req = http::Request::get(format!("https://localhost:{upstream}/sse"))
+        let req = http::Request::get(format!("https://localhost:{upstream}{path}"))
             .header("host", format!("localhost:{upstream}"))
             .body(Empty::new())
             .expect("request");
@@ -213,16 +256,31 @@ async fn stream_latency(route: Route, upstream: u16, runs: usize) -> (u32, u32) 
         let mut body = resp.into_body();
         let mut seen_first = false;
         while let Some(frame) = body.frame().await {
-            if frame.expect("frame").is_data() && !seen_first {
+            let Ok(data) = frame.expect("frame").into_data() else {
+                continue;
+            };
+            let arrived = now_us();
+            events.extend(
+                stamps(&data)
+                    .into_iter()
+                    .map(|sent| u32::try_from(arrived.saturating_sub(sent)).unwrap_or(u32::MAX)),
+            );
+            if !seen_first {
                 first.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
                 seen_first = true;
             }
         }
         last.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
     }
-    first.sort_unstable();
-    last.sort_unstable();
-    (first[first.len() / 2], last[last.len() / 2])
+    for v in [&mut times.first, &mut times.last, &mut times.events] {
+        v.sort_unstable();
+    }
+    times
+}
+
+/// The `q` quantile (0..=1) of sorted `v`.
+fn quantile(v: &[u32], q: f64) -> u32 {
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Outbound DLP throughput (every detector, every decoded view) over a 64 MiB body scanned as
@@ -464,8 +522,10 @@ fn main() {
         "path", "first byte ms", "last byte ms", "added first ms", "added last ms"
     );
     let mut direct_stream = None;
+    let mut per_event = Vec::new();
     for (name, route, _) in routes.iter().filter(|r| r.0 != "mitmdump") {
-        let (first, last) = rt.block_on(stream_latency(route.clone(), upstream, 100));
+        let t = rt.block_on(stream_latency(route.clone(), upstream, "/sse", 100));
+        let (first, last) = (quantile(&t.first, 0.5), quantile(&t.last, 0.5));
         let (d_first, d_last) = *direct_stream.get_or_insert((first, last));
         println!(
             "{:<12} {:>16.3} {:>16.3} {:>18.3} {:>18.3}",
@@ -474,6 +534,27 @@ fn main() {
             f64::from(last) / 1000.0,
             f64::from(first.saturating_sub(d_first)) / 1000.0,
             f64::from(last.saturating_sub(d_last)) / 1000.0,
+        );
+        let paced = rt.block_on(stream_latency(route.clone(), upstream, "/sse-paced", 10));
+        per_event.push((*name, t.events, paced.events));
+    }
+    println!(
+        "\nPer event, from the upstream's send to the client's receipt ({SSE_EVENTS} events {} ms apart x 100 runs; {PACED_EVENTS} events {} ms apart x 10 runs)",
+        SSE_GAP.as_millis(),
+        PACED_GAP.as_millis()
+    );
+    println!(
+        "{:<12} {:>14} {:>14} {:>15} {:>15}",
+        "path", "2 ms p50 ms", "2 ms p99 ms", "50 ms p50 ms", "50 ms p99 ms"
+    );
+    for (name, fast, paced) in &per_event {
+        println!(
+            "{:<12} {:>14.3} {:>14.3} {:>15.3} {:>15.3}",
+            name,
+            f64::from(quantile(fast, 0.5)) / 1000.0,
+            f64::from(quantile(fast, 0.99)) / 1000.0,
+            f64::from(quantile(paced, 0.5)) / 1000.0,
+            f64::from(quantile(paced, 0.99)) / 1000.0,
         );
     }
     println!("\nOutbound DLP, 64 MiB streamed in 16 KiB chunks, all detectors and decoded views");
