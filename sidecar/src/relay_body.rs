@@ -411,8 +411,8 @@ impl http_body::Body for RelayBody {
                         }
                     }
                     Err(trailers) => {
-                        // Trailers travel only once scanned like headers, with what is still
-                        // held back of the body before them.
+                        // Trailers travel only once scanned like headers, with the end of the
+                        // body before them (the scan window).
                         if let (Some(scan), Some(t)) = (&this.scan, trailers.trailers_ref()) {
                             let mut buf = this.holdback.window();
                             buf.push(b'\n');
