@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::address::host_port;
 use bb_policy::rule::Rule;
 
+use crate::address::host_port;
 use crate::bump::Tunnel;
 pub use crate::decision::RULE_HEADER;
 use crate::decision::Target;
