@@ -141,6 +141,20 @@ fn start_upstream_at(rt: &tokio::runtime::Runtime, dir: &Path, bind: &str) -> (u
                             ];
                             return Ok(http::Response::new(http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()));
                         }
+                        // The credential split across two chunks 100 ms apart, its first part
+                        // shorter than a run the scanner finds on its own.
+                        "/echo-split" => {
+                            let token = raw_auth.strip_prefix("Bearer ").unwrap_or_default().to_string();
+                            let (a, b) = token.split_at(token.len().min(8));
+                            let parts = [format!("before {a}"), format!("{b}\n")];
+                            let frames = futures_util::StreamExt::then(futures_util::stream::iter(parts), |p| async move {
+                                if !p.starts_with("before") {
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(p)))
+                            });
+                            return Ok(http::Response::new(http_body_util::StreamBody::new(frames).boxed_unsync()));
+                        }
                         _ => {}
                     }
                     let head = format!(
@@ -1912,6 +1926,14 @@ fn trailers_mime_parts_and_reflections_are_judged() {
     for agent in ["--http1.1", "--http2"] {
         let (_, _, _, text) = curl(&sc, &format!("{base}/echo-trailer"), &[agent]);
         assert!(!text.contains(TOKEN), "{agent} /echo-trailer: {text}");
+        // Streamed in two chunks: what could still become the credential is held back, so not
+        // even its first bytes reach the agent before the second chunk completes it.
+        let (exit, _, _, text) = curl(&sc, &format!("{base}/echo-split"), &[agent, "-N"]);
+        assert!(text.contains("before "), "{agent} /echo-split: {text}");
+        assert!(
+            exit != 0 && !text.contains(&TOKEN[..8]),
+            "{agent} /echo-split: part of the credential reached the agent: {text}"
+        );
     }
     let (_, codes, rule, text) = curl(&sc, &format!("{base}/api/items"), &["-X", "TRACE"]);
     assert!(
