@@ -25,19 +25,23 @@ fn runtime_config(opts: &Options, home: &Path, instance: &str) -> RuntimeConfig 
     cfg.upstream_ca = opts.runtime.upstream_ca.clone();
     cfg.allow_private_upstreams = opts.runtime.allow_private_upstreams;
     cfg.harness_dir = opts.runtime.harness_dir.clone();
-    // Syncing from a cluster, another runner may take an Agent over (and may share the engine):
-    // copies are named per runner and every sidecar is held by this runner's hold file.
-    if opts.sync_from.is_some() {
-        cfg.fencing = Some(bb_backend::config::Fencing {
-            holds_dir: home.join("holds"),
-        });
-    }
+    cfg.fencing = fencing(opts, home);
     if cfg.allow_private_upstreams {
         tracing::warn!(
             "--allow-private-upstreams: every sidecar may reach private, loopback and link-local addresses (a test-rig switch; never in production)"
         );
     }
     cfg
+}
+
+/// Syncing from a cluster, another runner may take an Agent over (and may share the engine):
+/// copies are named per runner and every sidecar is held by this runner's hold file.
+fn fencing(opts: &Options, home: &Path) -> Option<bb_backend::config::Fencing> {
+    opts.sync_from
+        .is_some()
+        .then(|| bb_backend::config::Fencing {
+            holds_dir: home.join("holds"),
+        })
 }
 
 /// Without --base-image, the base `doctor` and `demo` would choose (the hermetic one when
@@ -72,7 +76,7 @@ pub(crate) async fn choose(
             if let Some(image) = failing_image {
                 fake = fake.with_failing_image(image);
             }
-            if let Some(f) = runtime_config(opts, home, instance).fencing {
+            if let Some(f) = fencing(opts, home) {
                 fake = fake.with_holds(f.holds_dir);
             }
             tracing::info!("backend: fake (journal {})", journal.display());

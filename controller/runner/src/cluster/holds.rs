@@ -68,16 +68,15 @@ impl Holds {
     }
 }
 
-/// Replaces `file` with `ms` by a rename in its own directory: the sidecar, reading through a
-/// mount of that directory, sees the old deadline or the new one, never half of one.
+/// Replaces `file` with `ms` (temp file and rename, `bb_home::write_private`): the sidecar,
+/// reading through a mount of its directory, sees the old deadline or the new one, never half of
+/// one. World-readable, for the sidecar's own user.
 fn write(file: &std::path::Path, ms: u64) -> std::io::Result<()> {
     let dir = file
         .parent()
         .ok_or_else(|| std::io::Error::other("a hold file has a directory"))?;
     bb_backend::sidecar_command::create_hold_dir(dir).map_err(std::io::Error::other)?;
-    let tmp = dir.join(".deadline.tmp");
-    std::fs::write(&tmp, format!("{ms}\n"))?;
-    std::fs::rename(&tmp, file)
+    bb_home::write_private(file, format!("{ms}\n").as_bytes(), 0o644).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
