@@ -476,6 +476,16 @@ impl Rig {
         c
     }
 
+    /// curl reading `path` of the framed upstream unbuffered, its stdout a pipe to read as the
+    /// bytes arrive.
+    fn stream(&self, agent: Agent, path: &str) -> std::process::Child {
+        self.curl_cmd(agent, &["-N"], &self.framed(path))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("curl")
+    }
+
     fn curl(&self, agent: Agent, extra: &[&str], url: &str) -> Got {
         let out_file = self.dir.path().join(format!("out-{}", free_port()));
         let head_file = out_file.with_extension("head");
@@ -570,12 +580,7 @@ fn paced_events_arrive_as_they_are_sent() {
     use std::io::BufRead;
     let rig = start();
     for agent in AGENTS {
-        let mut child = rig
-            .curl_cmd(agent, &["-N"], &rig.framed("/sse-paced"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("curl");
+        let mut child = rig.stream(agent, "/sse-paced");
         let out = child.stdout.take().expect("stdout");
         let mut late = Vec::new();
         let mut seen = 0;
@@ -733,12 +738,7 @@ fn bodiless_responses_keep_their_heads() {
 fn slow_chunks_stream_through() {
     let rig = start();
     for agent in AGENTS {
-        let mut child = rig
-            .curl_cmd(agent, &["-N"], &rig.framed("/slow"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("curl");
+        let mut child = rig.stream(agent, "/slow");
         let mut out = child.stdout.take().expect("stdout");
         let mut first = vec![0u8; 1024];
         // Blocks until the proxy has sent something: the upstream has sent only its first
