@@ -252,6 +252,25 @@ fn a_killed_runners_copy_is_fenced_before_its_agent_runs_elsewhere() {
         of(&runners[survivor], "agent").is_empty(),
         "both runners run it"
     );
+    // The hold is the runner's: read-only in the sidecar, absent from the agent.
+    let mounts = |c: &str| {
+        ok(&mut docker(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Destination}}:{{.RW}} {{end}}",
+            c,
+        ]))
+    };
+    assert!(
+        mounts(&sidecar).contains("/run/bot-bottle-hold:false"),
+        "the sidecar's hold mount: {}",
+        mounts(&sidecar)
+    );
+    assert!(
+        !mounts(&orphan).contains("bot-bottle-hold"),
+        "the agent sees the hold: {}",
+        mounts(&orphan)
+    );
     let egress = bb_e2e::networks_with(&format!(
         "{},bot-bottle.dev/role=egress-network",
         instance(&runners[victim])
