@@ -70,21 +70,40 @@ impl Tunnel {
             port,
             tls: true,
         };
+        // An HTTP/2 agent's streams are served concurrently, each on a task of its own: they
+        // share the pool. An HTTP/1.1 agent's requests come one at a time: they get a connection
+        // of their own, driven here (`tunnel_upstream`).
+        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let own = (!http2).then(|| self.relay.tunnel_upstream());
         let relay = self.relay.clone();
+        let svc_own = own.clone();
         let svc = hyper::service::service_fn(move |req| {
             let relay = relay.clone();
             let target = target.clone();
-            async move { Ok::<_, std::convert::Infallible>(relay.forward(req, target).await) }
+            let own = svc_own.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(relay.forward(req, target, own.as_ref()).await)
+            }
         });
         // The agent picks HTTP/2 or HTTP/1.1 by ALPN inside the tunnel; both get the same rules.
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder.http1().max_buf_size(64 * 1024);
         builder.http2().max_header_list_size(64 * 1024);
-        if let Err(e) = builder
-            .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-            .await
-        {
-            tracing::debug!(error = %e, "tunnel ended");
+        let served = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+        let driven = async {
+            match &own {
+                Some(own) => own.drive().await,
+                None => std::future::pending().await,
+            }
+        };
+        // The upstream connection first: what it reads is then ready for the agent's side in
+        // the same poll.
+        tokio::select! {
+            biased;
+            () = driven => {}
+            r = served => if let Err(e) = r {
+                tracing::debug!(error = %e, "tunnel ended");
+            },
         }
     }
 }

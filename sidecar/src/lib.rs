@@ -28,4 +28,5 @@ pub mod responses;
 pub mod secret_files;
 pub mod supervise;
 pub mod target_path;
+pub mod tunnel_upstream;
 pub mod websocket;

@@ -223,6 +223,7 @@ impl Proxy {
                         port,
                         tls: false,
                     },
+                    None,
                 )
                 .await;
         }

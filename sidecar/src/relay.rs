@@ -22,6 +22,7 @@ use crate::relay_body::{
     screen,
 };
 use crate::responses::{bad_gateway, bad_request, empty};
+use crate::tunnel_upstream::{Connector, TunnelUpstream};
 
 /// Headers that belong to one hop and never travel on.
 const HOP_BY_HOP: &[&str] = &[
@@ -52,14 +53,15 @@ impl From<Refusal> for Refused {
     }
 }
 
-type Upstream =
-    Client<hyper_rustls::HttpsConnector<HttpConnector<crate::resolve::CheckedResolver>>, Body>;
+type Upstream = Client<Connector, Body>;
 
 /// Sends permitted requests upstream and answers the agent: the upstream clients, the policy in
 /// force and the ledger every outcome goes to.
 pub struct Relay {
     policy: LivePolicy,
     upstream: Upstream,
+    /// What both clients connect with; a tunnel's own connection (`TunnelUpstream`) too.
+    connector: Connector,
     /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
     upgrades: Upstream,
     ledger: Arc<Ledger>,
@@ -119,7 +121,8 @@ impl Relay {
             .wrap_connector(tcp());
         Ok(Relay {
             policy,
-            upstream: Client::builder(TokioExecutor::new()).build(https),
+            upstream: Client::builder(TokioExecutor::new()).build(https.clone()),
+            connector: https,
             upgrades: Client::builder(TokioExecutor::new()).build(http1),
             ledger,
             hold,
@@ -136,6 +139,11 @@ impl Relay {
         &self.hold
     }
 
+    /// A connection of its own for one HTTP/1.1 tunnel (see `tunnel_upstream`).
+    pub fn tunnel_upstream(&self) -> TunnelUpstream {
+        TunnelUpstream::new(self.connector.clone())
+    }
+
     /// The policy in force now.
     pub fn policy(&self) -> Arc<crate::policy::Policy> {
         self.policy.current()
@@ -143,7 +151,13 @@ impl Relay {
 
     /// Judges and relays one request under one policy snapshot; the outcome (permit or the
     /// refusal, early or late) is what the response, the audit record and the counters show.
-    pub async fn forward(&self, req: Request<Incoming>, target: Target) -> Response<Body> {
+    /// `own`: the tunnel's own upstream connection, where it has one (else the shared pool).
+    pub async fn forward(
+        &self,
+        req: Request<Incoming>,
+        target: Target,
+        own: Option<&TunnelUpstream>,
+    ) -> Response<Body> {
         let policy = self.policy();
         let seen = Seen {
             method: req.method().to_string(),
@@ -175,7 +189,7 @@ impl Relay {
                     tracing::info!(host = %target.host, method = %seen.method, %rule, "reported (mode: report)");
                     seen.reported = Some(rule);
                 }
-                self.relay(permit, req, &target).await
+                self.relay(permit, req, &target, own).await
             }
         };
         let (resp, refused_by) = match outcome {
@@ -200,6 +214,7 @@ impl Relay {
         permit: Permit<'_>,
         mut req: Request<Incoming>,
         target: &Target,
+        own: Option<&TunnelUpstream>,
     ) -> Result<Response<Body>, Refused> {
         let host = target.host.as_str();
         // Taken before the request is consumed.
@@ -305,13 +320,21 @@ impl Relay {
                 .relay_websocket(upstream_req, agent_side, host, (outbound, inbound))
                 .await;
         }
-        let resp = match self.upstream.request(upstream_req).await {
+        let sent = match own {
+            Some(own) => own.send(upstream_req).await,
+            None => self
+                .upstream
+                .request(upstream_req)
+                .await
+                .map_err(|e| Box::new(e) as BoxError),
+        };
+        let resp = match sent {
             Ok(resp) => resp,
             Err(e) => {
                 if let Some(f) = cut_off.get() {
                     return Err(decision::dlp_refusal(host, f, "request body").into());
                 }
-                if let Some(why) = crate::resolve::private_refusal(&e) {
+                if let Some(why) = crate::resolve::private_refusal(&*e) {
                     tracing::warn!(%host, %why, "refused a private address");
                     return Err(Refusal::new(
                         Rule::PrivateAddress,
@@ -321,7 +344,7 @@ impl Relay {
                 }
                 // The chain says why (refused, TLS verification, timeout); hyper's top line does not.
                 let mut why = e.to_string();
-                let mut src = std::error::Error::source(&e);
+                let mut src = e.source();
                 while let Some(s) = src {
                     why.push_str(": ");
                     why.push_str(&s.to_string());

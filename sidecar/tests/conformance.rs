@@ -255,6 +255,13 @@ fn raw_reply(path: &str) -> (Vec<u8>, bool) {
             );
             out.extend_from_slice(&body);
         }
+        // Keep-alive as far as the client can tell, then closed by the server once idle.
+        "/idle-close" => {
+            out.extend_from_slice(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+            );
+            out.extend_from_slice(&body);
+        }
         // Promises 3 MiB (streamed through DLP, not buffered), sends 2 MiB, and goes away.
         "/truncated-big" => {
             out.extend_from_slice(
@@ -285,7 +292,10 @@ fn raw_reply(path: &str) -> (Vec<u8>, bool) {
             out.extend_from_slice(&body[..5000]);
         }
     }
-    (out, path == "/close-notify" || path == "/early-hints")
+    (
+        out,
+        matches!(path, "/close-notify" | "/early-hints" | "/idle-close"),
+    )
 }
 
 async fn serve_raw(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) {
@@ -303,6 +313,10 @@ async fn serve_raw(tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>) 
     let (reply, notify) = raw_reply(&path);
     if tls.write_all(&reply).await.is_err() || tls.flush().await.is_err() {
         return;
+    }
+    if path == "/idle-close" {
+        // As a server's keep-alive timeout does: the connection was idle, so it goes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if notify {
         let _ = tls.shutdown().await;
@@ -653,6 +667,38 @@ fn close_delimited_bodies_arrive_whole_and_broken_ones_never_look_whole() {
                 "{row} over {agent:?} reached the agent as a clean end: status {} with {} bytes",
                 got.status,
                 got.body.len()
+            );
+        }
+    }
+}
+
+/// An upstream that closes a kept-alive connection once idle (a keep-alive timeout) costs the
+/// agent nothing: its next request on the same tunnel goes out on a new connection.
+#[test]
+fn an_upstream_closing_an_idle_connection_is_reconnected_to() {
+    let rig = start();
+    let want = pattern(6, 6370);
+    for agent in AGENTS {
+        let files = [1, 2].map(|i| rig.dir.path().join(format!("idle-{agent:?}-{i}")));
+        let url = rig.raw("/idle-close");
+        // Two requests 500 ms apart on the agent's one connection; the upstream closed its
+        // side 100 ms after the first.
+        let [first, second] = files.clone().map(|f| f.display().to_string());
+        let args = ["-v", "--rate", "2/s", "-o", &first, &url, "-o", &second];
+        let out = rig.curl_cmd(agent, &args, &url).output().expect("curl");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "over {agent:?}: {stderr}");
+        assert!(
+            stderr.contains("Re-using existing connection"),
+            "over {agent:?} curl opened a second tunnel, so the reconnect was not exercised:\n{stderr}"
+        );
+        for f in &files {
+            let got = std::fs::read(f).unwrap_or_default();
+            assert_eq!(
+                (got.len(), digest(&got)),
+                (want.len(), digest(&want)),
+                "over {agent:?}, {}: {stderr}",
+                f.display()
             );
         }
     }

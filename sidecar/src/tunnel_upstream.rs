@@ -1,0 +1,193 @@
+//! The upstream connection an HTTP/1.1 tunnel keeps for itself: opened on the tunnel's first
+//! request, reused while it lives, and driven by the tunnel's own task instead of a pool's.
+//!
+//! Why: through the shared pool, every request hops from the agent's connection task to the
+//! pooled connection's task and back, and each hop is a cross-task (often cross-core) wake-up.
+//! An HTTP/1.1 agent sends one request at a time to one host per tunnel, so one upstream
+//! connection per tunnel serves it exactly, and polling that connection in the same task as the
+//! agent's side makes a request and its streamed answer cost no hop at all.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use http::{HeaderValue, Request, Response, Uri, header};
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1, http2};
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
+
+use crate::relay_body::{Body, BoxError};
+use crate::resolve::CheckedResolver;
+
+/// How the relay connects upstream (TLS by ALPN, through the private-address check).
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector<CheckedResolver>>;
+
+type Driven = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The request side of the tunnel's connection, by the protocol its ALPN settled on.
+enum Sender {
+    Http1(http1::SendRequest<Body>),
+    Http2(http2::SendRequest<Body>),
+}
+
+#[derive(Default)]
+struct State {
+    /// Taken out while an HTTP/1.1 request is in flight (one at a time), put back once sent.
+    sender: Option<Sender>,
+    /// The connection's I/O future: polled by `drive`, dropped when the connection ends.
+    connection: Option<Driven>,
+    /// The tunnel task's waker, to have a newly opened connection polled.
+    driver: Option<Waker>,
+}
+
+/// One tunnel's upstream connection. Cloned into the tunnel's service; `drive` must be polled
+/// by the task that serves the tunnel, for as long as it does.
+#[derive(Clone)]
+pub struct TunnelUpstream {
+    state: Arc<Mutex<State>>,
+    connector: Connector,
+}
+
+impl std::fmt::Debug for TunnelUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelUpstream").finish_non_exhaustive()
+    }
+}
+
+impl TunnelUpstream {
+    pub fn new(connector: Connector) -> TunnelUpstream {
+        TunnelUpstream {
+            state: Arc::default(),
+            connector,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Polls the tunnel's upstream connection, forever: run it beside the tunnel's server.
+    pub async fn drive(&self) {
+        std::future::poll_fn(|cx: &mut Context<'_>| {
+            let mut state = self.state();
+            if !state
+                .driver
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                state.driver = Some(cx.waker().clone());
+            }
+            if let Some(conn) = state.connection.as_mut()
+                && conn.as_mut().poll(cx).is_ready()
+            {
+                state.connection = None;
+                state.sender = None;
+            }
+            Poll::<()>::Pending
+        })
+        .await
+    }
+
+    /// Sends `req` (an absolute URI) on the tunnel's connection, opening one when there is none
+    /// or the last one closed; a request the connection closed on before sending is retried
+    /// once on a new one.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
+        let uri = req.uri().clone();
+        let sender = match self.reusable().await {
+            Some(s) => s,
+            None => self.connect(&uri).await?,
+        };
+        let req = match self.try_send(sender, &uri, req).await {
+            Ok(resp) => return Ok(resp),
+            Err(Unsent(Some(req), _)) => req,
+            Err(Unsent(None, e)) => return Err(e),
+        };
+        tracing::debug!("the tunnel's upstream connection closed before a request: reconnecting");
+        let sender = self.connect(&uri).await?;
+        self.try_send(sender, &uri, req)
+            .await
+            .map_err(|Unsent(_, e)| e)
+    }
+
+    /// The open connection's sender once it can take a request, or none.
+    async fn reusable(&self) -> Option<Sender> {
+        let mut sender = self.state().sender.take()?;
+        let ready = match &mut sender {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        };
+        ready.is_ok().then_some(sender)
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<Sender, BoxError> {
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(uri.clone()).await?;
+        let (sender, connection): (Sender, Driven) = if io.connected().is_negotiated_h2() {
+            let (s, c) = http2::Builder::new(TokioExecutor::new())
+                .handshake(io)
+                .await?;
+            (Sender::Http2(s), Box::pin(async move { log_end(c.await) }))
+        } else {
+            let (s, c) = http1::handshake(io).await?;
+            (Sender::Http1(s), Box::pin(async move { log_end(c.await) }))
+        };
+        let mut state = self.state();
+        state.connection = Some(connection);
+        if let Some(w) = &state.driver {
+            w.wake_by_ref();
+        }
+        Ok(sender)
+    }
+
+    /// Sends on `sender`, which goes back for the next request once the request is queued (the
+    /// response is awaited without it); hands back a request that was never sent.
+    async fn try_send(
+        &self,
+        mut sender: Sender,
+        uri: &Uri,
+        mut req: Request<Body>,
+    ) -> Result<Response<Incoming>, Unsent> {
+        let sent: Sending = match &mut sender {
+            Sender::Http1(s) => {
+                origin_form(&mut req, uri);
+                Box::pin(s.try_send_request(req))
+            }
+            Sender::Http2(s) => Box::pin(s.try_send_request(req)),
+        };
+        self.state().sender = Some(sender);
+        sent.await.map_err(|mut e| {
+            let unsent = e.take_message();
+            Unsent(unsent, Box::new(e.into_error()))
+        })
+    }
+}
+
+type Sending =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, TrySendError<Request<Body>>>> + Send>>;
+
+/// A request the connection refused before sending it (given back when it can be retried).
+struct Unsent(Option<Request<Body>>, BoxError);
+
+fn log_end(r: Result<(), hyper::Error>) {
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "the tunnel's upstream connection ended");
+    }
+}
+
+/// HTTP/1.1 to an origin server: the path in the request line, the authority in `Host`.
+fn origin_form(req: &mut Request<Body>, uri: &Uri) {
+    if let Some(authority) = uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        req.headers_mut().entry(header::HOST).or_insert(host);
+    }
+    let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Ok(origin) = pq.parse() {
+        *req.uri_mut() = origin;
+    }
+}
