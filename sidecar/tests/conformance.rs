@@ -192,6 +192,29 @@ async fn serve_framed(req: Request<Incoming>, slow: Arc<Notify>) -> Response<UpB
             frames.push(Frame::trailers(t));
             Response::new(streamed(frames, None))
         }
+        // Each upload's bytes as they arrive, kept by its `x-upload-id` for the test to read.
+        "/upload-kept" => {
+            let id = req
+                .headers()
+                .get("x-upload-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let mut body = req.into_body();
+            let ended = loop {
+                match body.frame().await {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            kept(&id, |k| k.bytes.extend_from_slice(d));
+                        }
+                    }
+                    Some(Err(_)) => break "broken",
+                    None => break "whole",
+                }
+            };
+            kept(&id, |k| k.ended = Some(ended));
+            Response::new(full(ended.as_bytes().to_vec()))
+        }
         "/upload" => {
             let mut body = req.into_body();
             let mut got = Vec::new();
@@ -228,6 +251,25 @@ async fn serve_framed(req: Request<Incoming>, slow: Arc<Notify>) -> Response<UpB
     resp.headers_mut()
         .insert("x-row", path.trim_start_matches('/').parse().expect("row"));
     resp
+}
+
+/// What the upstream received of one upload, and how its body ended once it has.
+#[derive(Default, Clone)]
+struct Kept {
+    bytes: Vec<u8>,
+    ended: Option<&'static str>,
+}
+
+/// Every `/upload-kept` upload of this test process, by id.
+static KEPT: std::sync::Mutex<Vec<(String, Kept)>> = std::sync::Mutex::new(Vec::new());
+
+fn kept<T>(id: &str, f: impl FnOnce(&mut Kept) -> T) -> T {
+    let mut all = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    if !all.iter().any(|(k, _)| k == id) {
+        all.push((id.to_string(), Kept::default()));
+    }
+    let (_, k) = all.iter_mut().find(|(k, _)| k == id).expect("inserted");
+    f(k)
 }
 
 /// What the raw upstream writes for a request line's path, and whether it then sends TLS
@@ -990,5 +1032,85 @@ fn refusals_of_requests_with_bodies_always_arrive() {
             "over {agent:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// An upload the agent streams in two parts (curl reading a pipe) with a secret the second part
+/// completes never delivers that completion upstream: parts 50 ms apart are gathered and judged
+/// whole, so nothing of it leaves; parts 400 ms apart (past the gathering pause) stream, and the
+/// upload is cut before the second part goes. A clean upload sent the same way arrives whole.
+#[test]
+fn a_secret_split_across_two_chunks_of_an_upload_is_stopped() {
+    let rig = start();
+    let needle = "AKIAIOSFODNN7EXAMPLE";
+    let mut first = pattern(12, 4096);
+    first.extend_from_slice(b" aws_access_key_id=AKIAIOSF");
+    for agent in AGENTS {
+        for pause_ms in [50, 400] {
+            let upload = |row: &str, tail: &str| {
+                let id = format!("{agent:?}-{pause_ms}-{row}");
+                let mut child = rig
+                    .curl_cmd(
+                        agent,
+                        &["-T", "-", "-H", &format!("x-upload-id: {id}")],
+                        &rig.framed("/upload-kept"),
+                    )
+                    .args(["-o", "/dev/null", "-w", "%{http_code}"])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("curl");
+                let mut stdin = child.stdin.take().expect("stdin");
+                std::io::Write::write_all(&mut stdin, &first).expect("first part");
+                std::thread::sleep(Duration::from_millis(pause_ms));
+                std::io::Write::write_all(&mut stdin, tail.as_bytes()).expect("second part");
+                drop(stdin);
+                let out = child.wait_with_output().expect("curl");
+                (id, String::from_utf8_lossy(&out.stdout).into_owned())
+            };
+            let (secret_id, secret_status) = upload("secret", "ODNN7EXAMPLE\n");
+            let clean_tail = "ODNN7-not-a-key\n";
+            let (clean_id, clean_status) = upload("clean", clean_tail);
+            // The clean upload ended upstream, so anything the sidecar sent of the secret one,
+            // answered before it began, has been received too.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let clean = loop {
+                let k = kept(&clean_id, |k| k.clone());
+                if k.ended.is_some() {
+                    break k;
+                }
+                assert!(Instant::now() < deadline, "{clean_id} never ended upstream");
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let mut whole = first.clone();
+            whole.extend_from_slice(clean_tail.as_bytes());
+            assert_eq!(
+                (clean_status.as_str(), clean.ended, digest(&clean.bytes)),
+                ("200", Some("whole"), digest(&whole)),
+                "{clean_id}: the positive control"
+            );
+            let secret = kept(&secret_id, |k| k.clone());
+            assert_eq!(secret_status, "403", "{secret_id}");
+            assert!(
+                !String::from_utf8_lossy(&secret.bytes).contains(needle),
+                "{secret_id}: the completed secret reached the upstream"
+            );
+            if pause_ms < 250 {
+                assert_eq!(
+                    (secret.bytes.len(), secret.ended),
+                    (0, None),
+                    "{secret_id}: a gathered upload left before it was judged"
+                );
+            } else {
+                assert!(
+                    !secret.bytes.is_empty() && secret.ended == Some("broken"),
+                    "{secret_id}: the upload did not stream, or its cut looked whole upstream \
+                     ({} bytes, {:?})",
+                    secret.bytes.len(),
+                    secret.ended
+                );
+            }
+        }
     }
 }
