@@ -105,5 +105,8 @@ impl Tunnel {
                 tracing::debug!(error = %e, "tunnel ended");
             },
         }
+        if let Some(own) = &own {
+            own.park();
+        }
     }
 }

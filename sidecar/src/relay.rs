@@ -22,7 +22,7 @@ use crate::relay_body::{
     screen,
 };
 use crate::responses::{bad_gateway, bad_request, empty};
-use crate::tunnel_upstream::{Connector, TunnelUpstream};
+use crate::tunnel_upstream::{Connector, Parking, TunnelUpstream};
 
 /// Headers that belong to one hop and never travel on.
 const HOP_BY_HOP: &[&str] = &[
@@ -62,6 +62,8 @@ pub struct Relay {
     upstream: Upstream,
     /// What both clients connect with; a tunnel's own connection (`TunnelUpstream`) too.
     connector: Connector,
+    /// Ended tunnels' idle upstream connections, for the next tunnel to the same origin.
+    parking: Arc<Parking>,
     /// HTTP/1.1 only: a WebSocket upgrade cannot ride an HTTP/2 connection the pool chose.
     upgrades: Upstream,
     ledger: Arc<Ledger>,
@@ -123,6 +125,7 @@ impl Relay {
             policy,
             upstream: Client::builder(TokioExecutor::new()).build(https.clone()),
             connector: https,
+            parking: Arc::default(),
             upgrades: Client::builder(TokioExecutor::new()).build(http1),
             ledger,
             hold,
@@ -141,7 +144,7 @@ impl Relay {
 
     /// A connection of its own for one HTTP/1.1 tunnel (see `tunnel_upstream`).
     pub fn tunnel_upstream(&self) -> TunnelUpstream {
-        TunnelUpstream::new(self.connector.clone())
+        TunnelUpstream::new(self.connector.clone(), self.parking.clone())
     }
 
     /// The policy in force now.

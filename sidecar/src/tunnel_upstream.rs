@@ -5,12 +5,17 @@
 //! pooled connection's task and back, and each hop is a cross-task (often cross-core) wake-up.
 //! An HTTP/1.1 agent sends one request at a time to one host per tunnel, so one upstream
 //! connection per tunnel serves it exactly, and polling that connection in the same task as the
-//! agent's side makes a request and its streamed answer cost no hop at all.
+//! agent's side makes a request and its streamed answer cost no hop at all. When the tunnel
+//! ends, an idle connection is parked (`Parking`) for the next tunnel to the same origin, so an
+//! agent that opens a tunnel per request (curl, git's one-shot calls) reuses upstream
+//! connections as it did through the pool.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, Uri, header};
 use hyper::body::Incoming;
@@ -35,6 +40,8 @@ enum Sender {
 
 #[derive(Default)]
 struct State {
+    /// The origin (`scheme://authority`) of the connection, once one was opened.
+    origin: Option<String>,
     /// Taken out while an HTTP/1.1 request is in flight (one at a time), put back once sent.
     sender: Option<Sender>,
     /// The connection's I/O future: polled by `drive`, dropped when the connection ends.
@@ -49,6 +56,7 @@ struct State {
 pub struct TunnelUpstream {
     state: Arc<Mutex<State>>,
     connector: Connector,
+    parking: Arc<Parking>,
 }
 
 impl std::fmt::Debug for TunnelUpstream {
@@ -58,10 +66,34 @@ impl std::fmt::Debug for TunnelUpstream {
 }
 
 impl TunnelUpstream {
-    pub fn new(connector: Connector) -> TunnelUpstream {
+    pub fn new(connector: Connector, parking: Arc<Parking>) -> TunnelUpstream {
         TunnelUpstream {
             state: Arc::default(),
             connector,
+            parking,
+        }
+    }
+
+    /// Parks the connection for the next tunnel to its origin when it is idle and open (call
+    /// when the tunnel ends).
+    pub fn park(&self) {
+        let mut state = self.state();
+        let (Some(origin), Some(sender), Some(connection)) = (
+            state.origin.take(),
+            state.sender.take(),
+            state.connection.take(),
+        ) else {
+            return;
+        };
+        if sender.is_idle() {
+            self.parking.park(
+                origin,
+                Parked {
+                    sender,
+                    connection,
+                    since: Instant::now(),
+                },
+            );
         }
     }
 
@@ -99,7 +131,10 @@ impl TunnelUpstream {
         let uri = req.uri().clone();
         let sender = match self.reusable().await {
             Some(s) => s,
-            None => self.connect(&uri).await?,
+            None => match self.unpark(&uri) {
+                Some(s) => s,
+                None => self.connect(&uri).await?,
+            },
         };
         let req = match self.try_send(sender, &uri, req).await {
             Ok(resp) => return Ok(resp),
@@ -123,6 +158,26 @@ impl TunnelUpstream {
         ready.is_ok().then_some(sender)
     }
 
+    /// A parked connection to `uri`'s origin, made the tunnel's own.
+    fn unpark(&self, uri: &Uri) -> Option<Sender> {
+        let origin = origin(uri);
+        let Parked {
+            sender, connection, ..
+        } = self.parking.take(&origin)?;
+        self.adopt(origin, connection);
+        Some(sender)
+    }
+
+    /// Makes `connection` the one `drive` polls.
+    fn adopt(&self, origin: String, connection: Driven) {
+        let mut state = self.state();
+        state.origin = Some(origin);
+        state.connection = Some(connection);
+        if let Some(w) = &state.driver {
+            w.wake_by_ref();
+        }
+    }
+
     async fn connect(&self, uri: &Uri) -> Result<Sender, BoxError> {
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
@@ -136,11 +191,7 @@ impl TunnelUpstream {
             let (s, c) = http1::handshake(io).await?;
             (Sender::Http1(s), Box::pin(async move { log_end(c.await) }))
         };
-        let mut state = self.state();
-        state.connection = Some(connection);
-        if let Some(w) = &state.driver {
-            w.wake_by_ref();
-        }
+        self.adopt(origin(uri), connection);
         Ok(sender)
     }
 
@@ -189,5 +240,87 @@ fn origin_form(req: &mut Request<Body>, uri: &Uri) {
     let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
     if let Ok(origin) = pq.parse() {
         *req.uri_mut() = origin;
+    }
+}
+
+fn origin(uri: &Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority().map_or("", |a| a.as_str())
+    )
+}
+
+impl Sender {
+    /// Open and able to take a request now.
+    fn is_idle(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_ready(),
+            Sender::Http2(s) => s.is_ready(),
+        }
+    }
+}
+
+/// A connection no tunnel uses, and since when.
+struct Parked {
+    sender: Sender,
+    connection: Driven,
+    since: Instant,
+}
+
+/// Idle upstream connections of ended tunnels, by origin, for the next tunnel to the same one.
+/// Parked connections are not polled: one is checked for a close it missed when taken, and
+/// dropped after `PARKED_FOR`.
+#[derive(Default)]
+pub struct Parking {
+    idle: Mutex<HashMap<String, Vec<Parked>>>,
+}
+
+/// How long a parked connection is kept (servers' keep-alive timeouts are mostly 5 s to 2 min;
+/// one closed earlier is noticed when taken).
+const PARKED_FOR: Duration = Duration::from_secs(60);
+/// At most this many parked connections per origin.
+const PARKED_PER_ORIGIN: usize = 8;
+
+impl std::fmt::Debug for Parking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parking").finish_non_exhaustive()
+    }
+}
+
+impl Parking {
+    fn idle(&self) -> MutexGuard<'_, HashMap<String, Vec<Parked>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn park(&self, origin: String, parked: Parked) {
+        let mut idle = self.idle();
+        // Expired ones of every origin go now, so the map holds only what can still be used.
+        idle.retain(|_, list| {
+            list.retain(|p| p.since.elapsed() < PARKED_FOR);
+            !list.is_empty()
+        });
+        let list = idle.entry(origin).or_default();
+        if list.len() >= PARKED_PER_ORIGIN {
+            list.remove(0);
+        }
+        list.push(parked);
+    }
+
+    /// The most recently parked connection to `origin` that is still open.
+    fn take(&self, origin: &str) -> Option<Parked> {
+        let mut idle = self.idle();
+        let list = idle.get_mut(origin)?;
+        while let Some(mut p) = list.pop() {
+            if p.since.elapsed() >= PARKED_FOR {
+                continue;
+            }
+            // One poll reads what arrived while parked: a close ends the connection here.
+            let mut cx = Context::from_waker(Waker::noop());
+            if p.connection.as_mut().poll(&mut cx).is_pending() && p.sender.is_idle() {
+                return Some(p);
+            }
+        }
+        None
     }
 }

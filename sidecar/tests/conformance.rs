@@ -375,6 +375,8 @@ struct Rig {
     framed_port: u16,
     raw_port: u16,
     slow: Arc<Notify>,
+    /// Connections the framed upstream accepted so far.
+    accepts: Arc<std::sync::atomic::AtomicUsize>,
     sidecar: Child,
     proxy_port: u16,
 }
@@ -410,8 +412,11 @@ fn start() -> Rig {
         .expect("bind");
     let framed_port = listener.local_addr().expect("addr").port();
     let gate = slow.clone();
+    let accepts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = accepts.clone();
     rt.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             // As real servers do: without it, Nagle holds a small event for the peer's ACK.
             let _ = tcp.set_nodelay(true);
             let (acceptor, gate) = (framed.clone(), gate.clone());
@@ -495,6 +500,7 @@ fn start() -> Rig {
         framed_port,
         raw_port,
         slow,
+        accepts,
         sidecar,
         proxy_port,
     }
@@ -715,7 +721,8 @@ fn close_delimited_bodies_arrive_whole_and_broken_ones_never_look_whole() {
 }
 
 /// An upstream that closes a kept-alive connection once idle (a keep-alive timeout) costs the
-/// agent nothing: its next request on the same tunnel goes out on a new connection.
+/// agent nothing: its next request, on the same tunnel or a new one, goes out on a new
+/// connection.
 #[test]
 fn an_upstream_closing_an_idle_connection_is_reconnected_to() {
     let rig = start();
@@ -743,6 +750,32 @@ fn an_upstream_closing_an_idle_connection_is_reconnected_to() {
                 f.display()
             );
         }
+        // The tunnel ended with its connection idle, so it was parked for the next tunnel;
+        // the upstream has closed it since. A new tunnel must not be handed the dead one.
+        std::thread::sleep(Duration::from_millis(300));
+        let got = rig.curl(agent, &[], &url);
+        assert_whole("idle-close, a new tunnel", agent, &got, &want);
+    }
+}
+
+/// An agent that opens a tunnel per request (one-shot curl, as tools do) does not cost the
+/// upstream a connection per request: an ended tunnel's idle connection serves the next tunnel.
+#[test]
+fn one_shot_tunnels_reuse_upstream_connections() {
+    let rig = start();
+    for agent in AGENTS {
+        let before = rig.accepts.load(std::sync::atomic::Ordering::SeqCst);
+        for i in 0..5 {
+            let got = rig.curl(agent, &[], &rig.framed("/204"));
+            assert_eq!(got.status, "204", "over {agent:?}, run {i}: {}", got.stderr);
+            // What a tool's next call is at the least: the sidecar has seen this one's close.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let opened = rig.accepts.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(
+            opened, 1,
+            "over {agent:?}: 5 one-shot tunnels opened {opened} upstream connections"
+        );
     }
 }
 
