@@ -18,8 +18,9 @@ cargo bench -p bb-sidecar --bench egress -- --seconds "${1:-5}" --mitmdump "$ven
 
 # The sidecar image as shipped: the release bb-sidecar on the sidecar Dockerfile (target: 25 MB).
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
-    base="debian:bookworm-slim"
-    docker image inspect bot-bottle/base:bookworm >/dev/null 2>&1 && base="bot-bottle/base:bookworm"
+    # The registry-free base the product ships on (a fresh machine builds it once).
+    base="bot-bottle/base:bookworm"
+    hack/build-base-image.sh "$base" >/dev/null
     ctx="$(mktemp -d)"
     trap 'rm -rf "$ctx"' EXIT
     cargo build -q --release -p bb-sidecar

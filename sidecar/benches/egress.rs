@@ -2,8 +2,13 @@
 //! and peak RSS, for a direct connection, through `bb-sidecar`, and through `mitmdump` with a
 //! minimal allowlist + header-injection addon, all against one local HTTPS upstream.
 //!
-//! `cargo bench -p bb-sidecar --bench egress [-- --seconds N] [-- --mitmdump PATH]`
-//! (`hack/bench-egress.sh` installs mitmproxy from PyPI and passes it).
+//! Also: a copying CONNECT tunnel (the floor for any proxy on this machine), and for model
+//! streams over HTTP/1.1 and HTTP/2, each event's delay from its send to its receipt, and the
+//! sidecar's resident memory before and after the load.
+//!
+//! `cargo bench -p bb-sidecar --bench egress [-- --seconds N] [-- --mitmdump PATH]
+//! [-- --sidecar PATH] [-- --requests-only]` (`hack/bench-egress.sh` installs mitmproxy from
+//! PyPI and passes it; `--sidecar` runs another build, the "before" of an A/B run).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -12,19 +17,29 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 #[path = "../tests/common/tls.rs"]
 mod tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "bench-upstream-token-0123456789";
 
-/// An HTTPS/1.1 upstream on 127.0.0.1 answering every request with a small body.
-fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
+/// The upstreams' CA, written to `dir`: its certificate, key and path.
+fn upstream_ca(dir: &Path) -> (rcgen::Certificate, rcgen::KeyPair, PathBuf) {
     let (ca_cert, ca_key) = tls::ca("bench upstream CA");
     let ca_path = dir.join("upstream-ca.pem");
     std::fs::write(&ca_path, ca_cert.pem()).expect("write");
-    let acceptor = tls::acceptor(&ca_cert, &ca_key, &["localhost"], &[b"http/1.1"]);
+    (ca_cert, ca_key, ca_path)
+}
+
+/// An HTTPS upstream on 127.0.0.1 offering `alpn` (HTTP/1.1 or HTTP/2), answering every request
+/// with a small body and `/sse`, `/sse-paced` with event streams.
+fn start_upstream(
+    rt: &tokio::runtime::Runtime,
+    ca: &(rcgen::Certificate, rcgen::KeyPair, PathBuf),
+    alpn: &[u8],
+) -> u16 {
+    let acceptor = tls::acceptor(&ca.0, &ca.1, &["localhost"], &[alpn]);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
@@ -58,13 +73,50 @@ fn start_upstream(rt: &tokio::runtime::Runtime, dir: &Path) -> (u16, PathBuf) {
                         ))
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
                     .await;
             });
         }
     });
-    (port, ca_path)
+    port
+}
+
+/// The floor for any proxy here: a CONNECT tunnel that copies bytes and judges nothing (TLS
+/// goes end to end to the upstream), on plain threads. Returns its port.
+fn start_copying_tunnel() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for agent in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = agent.set_nodelay(true);
+                let mut reader = BufReader::new(agent.try_clone().expect("clone"));
+                let mut line = String::new();
+                let mut target = None;
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    target = target.or_else(|| line.split_whitespace().nth(1).map(String::from));
+                    line.clear();
+                }
+                let Some(up) = target.and_then(|t| TcpStream::connect(t).ok()) else {
+                    return;
+                };
+                let _ = up.set_nodelay(true);
+                let mut agent_w = agent;
+                if agent_w
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                let (mut up_r, mut up_w) = (up.try_clone().expect("clone"), up);
+                std::thread::spawn(move || std::io::copy(&mut up_r, &mut agent_w));
+                let _ = std::io::copy(&mut reader, &mut up_w);
+            });
+        }
+    });
+    port
 }
 
 /// Events in the streamed response, and the pause between them (a model streaming tokens).
@@ -138,13 +190,13 @@ impl Drop for Proc {
     }
 }
 
-/// Peak resident set of a process, in MiB.
-fn peak_rss_mib(pid: u32) -> f64 {
+/// A process's resident set (`VmRSS:`) or its peak (`VmHWM:`), in MiB.
+fn rss_mib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
@@ -156,13 +208,48 @@ fn peak_rss_mib(pid: u32) -> f64 {
 struct Route {
     proxy: Option<u16>,
     trust: PathBuf,
+    /// The client speaks HTTP/2 (else HTTP/1.1).
+    http2: bool,
 }
 
-/// One kept-alive HTTP/1.1 connection to the upstream, through the route's proxy if it has one.
-async fn connect(
-    route: &Route,
-    upstream: u16,
-) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+/// One kept-alive connection, by the protocol the route's client speaks.
+enum Sender {
+    Http1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+impl Sender {
+    /// GET `path` of the upstream on `port`, once the connection can take it.
+    async fn get(
+        &mut self,
+        port: u16,
+        path: &str,
+        auth: bool,
+    ) -> http::Response<hyper::body::Incoming> {
+        let mut req = http::Request::get(format!("https://localhost:{port}{path}"));
+        if auth {
+            req = req.header("authorization", "Bearer egress-placeholder");
+        }
+        match self {
+            Sender::Http1(s) => {
+                s.ready().await.expect("connection ready");
+                let req = req.header("host", format!("localhost:{port}"));
+                s.send_request(req.body(Empty::new()).expect("request"))
+                    .await
+                    .expect("response")
+            }
+            Sender::Http2(s) => {
+                s.ready().await.expect("connection ready");
+                s.send_request(req.body(Empty::new()).expect("request"))
+                    .await
+                    .expect("response")
+            }
+        }
+    }
+}
+
+/// One kept-alive connection to the upstream, through the route's proxy if it has one.
+async fn connect(route: &Route, upstream: u16) -> Sender {
     let addr = route.proxy.unwrap_or(upstream);
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", addr))
         .await
@@ -185,28 +272,34 @@ async fn connect(
         );
     }
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = tokio_rustls::TlsConnector::from(tls::client_trusting(&route.trust))
+    let mut cfg = (*tls::client_trusting(&route.trust)).clone();
+    if route.http2 {
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+    }
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
         .connect(name, tcp)
         .await
         .expect("TLS");
-    let (send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+    if route.http2 {
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        return Sender::Http2(send);
+    }
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    send
+    Sender::Http1(send)
 }
 
 async fn client(route: Route, upstream: u16, until: Instant, latencies: &mut Vec<u32>) {
     let mut send = connect(&route, upstream).await;
     while Instant::now() < until {
-        send.ready().await.expect("connection ready");
-        let req = http::Request::get(format!("https://localhost:{upstream}/v1/items"))
-            .header("host", format!("localhost:{upstream}"))
-            .header("authorization", "Bearer egress-placeholder")
-            .body(Empty::new())
-            .expect("request");
         let t = Instant::now();
-        let resp = send.send_request(req).await.expect("response");
+        let resp = send.get(upstream, "/v1/items", true).await;
         assert!(resp.status().is_success(), "status {}", resp.status());
         let _ = resp.into_body().collect().await.expect("body");
         latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
@@ -246,13 +339,8 @@ async fn stream_latency(route: Route, upstream: u16, path: &str, runs: usize) ->
         events,
     } = &mut times;
     for _ in 0..runs {
-        send.ready().await.expect("connection ready");
-        let req = http::Request::get(format!("https://localhost:{upstream}{path}"))
-            .header("host", format!("localhost:{upstream}"))
-            .body(Empty::new())
-            .expect("request");
         let t = Instant::now();
-        let resp = send.send_request(req).await.expect("response");
+        let resp = send.get(upstream, path, false).await;
         let mut body = resp.into_body();
         let mut seen_first = false;
         while let Some(frame) = body.frame().await {
@@ -374,6 +462,10 @@ fn main() {
     };
     let secs: u64 = flag("--seconds").and_then(|s| s.parse().ok()).unwrap_or(5);
     let mitmdump = flag("--mitmdump").or_else(|| std::env::var("BB_MITMDUMP").ok());
+    // Another build of the sidecar (a "before" for an A/B run), else this one.
+    // Only the request cells (what an A/B run of two builds compares, round after round).
+    let requests_only = args.iter().any(|a| a == "--requests-only");
+    let sidecar_bin = flag("--sidecar").unwrap_or_else(|| env!("CARGO_BIN_EXE_bb-sidecar").into());
 
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -381,7 +473,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (upstream, upstream_ca) = start_upstream(&rt, dir.path());
+    let ca = upstream_ca(dir.path());
+    let upstream = start_upstream(&rt, &ca, b"http/1.1");
+    let upstream_h2 = start_upstream(&rt, &ca, b"h2");
+    let upstream_ca = ca.2.clone();
+    let tunnel = start_copying_tunnel();
 
     // bb-sidecar with one route that injects a token.
     let (bottle_ca, bottle_key) = tls::ca("bench bottle CA");
@@ -392,12 +488,12 @@ fn main() {
     std::fs::write(secrets.join("token"), TOKEN).expect("write");
     std::fs::write(
         dir.path().join("policy.yaml"),
-        format!("log: 0\nroutes:\n  - host: localhost\n    ports: [{upstream}]\n    auth: {{scheme: Bearer, tokenFile: token}}\n"),
+        format!("log: 0\nroutes:\n  - host: localhost\n    ports: [{upstream}, {upstream_h2}]\n    auth: {{scheme: Bearer, tokenFile: token}}\n"),
     )
     .expect("write");
     let sc_port = free_port();
     let sidecar = Proc(
-        Command::new(env!("CARGO_BIN_EXE_bb-sidecar"))
+        Command::new(&sidecar_bin)
             .args([
                 "egress",
                 "--listen",
@@ -422,23 +518,27 @@ fn main() {
     );
     wait_listening(sc_port, "bb-sidecar");
 
+    let sidecar_route = Route {
+        proxy: Some(sc_port),
+        trust: dir.path().join("ca.pem"),
+        http2: false,
+    };
+    let direct = Route {
+        proxy: None,
+        trust: upstream_ca.clone(),
+        http2: false,
+    };
     let mut routes: Vec<(&str, Route, Option<u32>)> = vec![
+        ("direct", direct.clone(), None),
         (
-            "direct",
+            "tcp tunnel",
             Route {
-                proxy: None,
-                trust: upstream_ca.clone(),
+                proxy: Some(tunnel),
+                ..direct.clone()
             },
             None,
         ),
-        (
-            "bb-sidecar",
-            Route {
-                proxy: Some(sc_port),
-                trust: dir.path().join("ca.pem"),
-            },
-            Some(sidecar.0.id()),
-        ),
+        ("bb-sidecar", sidecar_route.clone(), Some(sidecar.0.id())),
     ];
     let mut _mitm = None;
     if let Some(bin) = &mitmdump {
@@ -482,21 +582,26 @@ fn main() {
             Route {
                 proxy: Some(port),
                 trust: confdir.join("mitmproxy-ca-cert.pem"),
+                http2: false,
             },
             Some(pid),
         ));
         _mitm = Some(child);
     }
 
+    let sidecar_pid = sidecar.0.id();
+    let rss_started = rss_mib(sidecar_pid, "VmRSS:");
     let mut rows = Vec::new();
     for (name, route, pid) in &routes {
         let one = measure(&rt, route, upstream, 1, secs);
         let eight = measure(&rt, route, upstream, 8, secs);
-        rows.push((*name, one, eight, pid.map(peak_rss_mib)));
+        rows.push((*name, one, eight, pid.map(|p| rss_mib(p, "VmHWM:"))));
     }
+    let rss_loaded = rss_mib(sidecar_pid, "VmRSS:");
     let direct_p50 = rows.first().map_or(0, |r| r.1.p50_us);
     println!(
-        "\nSame machine (2 cores), local HTTPS upstream, HTTP/1.1 keep-alive, {secs} s per cell"
+        "\nSame machine (2 cores), local HTTPS upstream, HTTP/1.1 keep-alive, {secs} s per cell \
+         (tcp tunnel: CONNECT and copy, no TLS termination: the floor for any proxy)"
     );
     println!(
         "{:<12} {:>14} {:>14} {:>14} {:>16} {:>10}",
@@ -513,29 +618,45 @@ fn main() {
             rss.map_or("-".to_string(), |r| format!("{r:.1} MiB"))
         );
     }
+    if requests_only {
+        return;
+    }
     println!(
-        "\nStreaming: a chunked text/event-stream of {SSE_EVENTS} events {} ms apart, 100 runs, p50",
+        "\nStreaming: a text/event-stream of {SSE_EVENTS} events {} ms apart, 100 runs, p50 \
+         (HTTP/1.1 chunked; h2: the client and upstream speak HTTP/2)",
         SSE_GAP.as_millis()
     );
     println!(
-        "{:<12} {:>16} {:>16} {:>18} {:>18}",
+        "{:<15} {:>16} {:>16} {:>18} {:>18}",
         "path", "first byte ms", "last byte ms", "added first ms", "added last ms"
     );
-    let mut direct_stream = None;
+    let h2 = |r: &Route| Route {
+        http2: true,
+        ..r.clone()
+    };
+    let streams = [
+        ("direct", direct.clone(), upstream),
+        ("bb-sidecar", sidecar_route.clone(), upstream),
+        ("direct h2", h2(&direct), upstream_h2),
+        ("bb-sidecar h2", h2(&sidecar_route), upstream_h2),
+    ];
+    let mut direct_stream = (0, 0);
     let mut per_event = Vec::new();
-    for (name, route, _) in routes.iter().filter(|r| r.0 != "mitmdump") {
-        let t = rt.block_on(stream_latency(route.clone(), upstream, "/sse", 100));
+    for (name, route, port) in &streams {
+        let t = rt.block_on(stream_latency(route.clone(), *port, "/sse", 100));
         let (first, last) = (quantile(&t.first, 0.5), quantile(&t.last, 0.5));
-        let (d_first, d_last) = *direct_stream.get_or_insert((first, last));
+        if route.proxy.is_none() {
+            direct_stream = (first, last);
+        }
         println!(
-            "{:<12} {:>16.3} {:>16.3} {:>18.3} {:>18.3}",
+            "{:<15} {:>16.3} {:>16.3} {:>18.3} {:>18.3}",
             name,
             f64::from(first) / 1000.0,
             f64::from(last) / 1000.0,
-            f64::from(first.saturating_sub(d_first)) / 1000.0,
-            f64::from(last.saturating_sub(d_last)) / 1000.0,
+            f64::from(first.saturating_sub(direct_stream.0)) / 1000.0,
+            f64::from(last.saturating_sub(direct_stream.1)) / 1000.0,
         );
-        let paced = rt.block_on(stream_latency(route.clone(), upstream, "/sse-paced", 10));
+        let paced = rt.block_on(stream_latency(route.clone(), *port, "/sse-paced", 10));
         per_event.push((*name, t.events, paced.events));
     }
     println!(
@@ -544,12 +665,12 @@ fn main() {
         PACED_GAP.as_millis()
     );
     println!(
-        "{:<12} {:>14} {:>14} {:>15} {:>15}",
+        "{:<15} {:>14} {:>14} {:>15} {:>15}",
         "path", "2 ms p50 ms", "2 ms p99 ms", "50 ms p50 ms", "50 ms p99 ms"
     );
     for (name, fast, paced) in &per_event {
         println!(
-            "{:<12} {:>14.3} {:>14.3} {:>15.3} {:>15.3}",
+            "{:<15} {:>14.3} {:>14.3} {:>15.3} {:>15.3}",
             name,
             f64::from(quantile(fast, 0.5)) / 1000.0,
             f64::from(quantile(fast, 0.99)) / 1000.0,
@@ -557,6 +678,12 @@ fn main() {
             f64::from(quantile(paced, 0.99)) / 1000.0,
         );
     }
+    println!(
+        "\nbb-sidecar RSS: {rss_started:.1} MiB after start-up, {rss_loaded:.1} MiB after the \
+         request cells, {:.1} MiB after the streams (peak {:.1} MiB)",
+        rss_mib(sidecar_pid, "VmRSS:"),
+        rss_mib(sidecar_pid, "VmHWM:")
+    );
     println!("\nOutbound DLP, 64 MiB streamed in 16 KiB chunks, all detectors and decoded views");
     println!(
         "{:<28} {:>10.0} MB/s",
