@@ -261,15 +261,12 @@ struct Kept {
 }
 
 /// Every `/upload-kept` upload of this test process, by id.
-static KEPT: std::sync::Mutex<Vec<(String, Kept)>> = std::sync::Mutex::new(Vec::new());
+static KEPT: std::sync::Mutex<std::collections::BTreeMap<String, Kept>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 fn kept<T>(id: &str, f: impl FnOnce(&mut Kept) -> T) -> T {
     let mut all = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-    if !all.iter().any(|(k, _)| k == id) {
-        all.push((id.to_string(), Kept::default()));
-    }
-    let (_, k) = all.iter_mut().find(|(k, _)| k == id).expect("inserted");
-    f(k)
+    f(all.entry(id.to_string()).or_default())
 }
 
 /// What the raw upstream writes for a request line's path, and whether it then sends TLS
