@@ -129,7 +129,7 @@ impl TunnelUpstream {
     /// once on a new one.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, BoxError> {
         let uri = req.uri().clone();
-        let sender = match self.reusable().await {
+        let sender = match self.reusable(&uri).await {
             Some(s) => s,
             None => match self.unpark(&uri) {
                 Some(s) => s,
@@ -148,9 +148,16 @@ impl TunnelUpstream {
             .map_err(|Unsent(_, e)| e)
     }
 
-    /// The open connection's sender once it can take a request, or none.
-    async fn reusable(&self) -> Option<Sender> {
-        let mut sender = self.state().sender.take()?;
+    /// The open connection's sender once it can take a request, or none. Only a connection to
+    /// `uri`'s own origin: a request never rides a connection opened for another host.
+    async fn reusable(&self, uri: &Uri) -> Option<Sender> {
+        let mut sender = {
+            let mut state = self.state();
+            if state.origin.as_deref() != Some(origin(uri).as_str()) {
+                return None;
+            }
+            state.sender.take()?
+        };
         let ready = match &mut sender {
             Sender::Http1(s) => s.ready().await,
             Sender::Http2(s) => s.ready().await,
@@ -322,5 +329,61 @@ impl Parking {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::rt::TokioIo;
+
+    /// A connector this test never connects with (the connection is adopted by hand).
+    fn unused_connector() -> Connector {
+        let policy = crate::policy::Policy::parse("routes: []\n", None).expect("policy");
+        let resolver = CheckedResolver {
+            policy: crate::live_policy::LivePolicy::new(policy, false),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(HttpConnector::new_with_resolver(resolver))
+    }
+
+    /// The tunnel's connection, opened for one origin, is never handed a request for another
+    /// (it would carry a request judged for one host to a different one).
+    #[tokio::test]
+    async fn a_connection_serves_only_its_own_origin() {
+        let up = TunnelUpstream::new(unused_connector(), Arc::default());
+        let (client, _server) = tokio::io::duplex(4096);
+        let (sender, conn) = http1::handshake(TokioIo::new(client))
+            .await
+            .expect("handshake");
+        up.adopt(
+            "https://a.test:443".into(),
+            Box::pin(async move { log_end(conn.await) }),
+        );
+        up.state().sender = Some(Sender::Http1(sender));
+        let driving = up.clone();
+        let driver = tokio::spawn(async move { driving.drive().await });
+
+        let other: Uri = "https://b.test:443/x".parse().expect("uri");
+        assert!(
+            up.reusable(&other).await.is_none(),
+            "reused for another host"
+        );
+        let own: Uri = "https://a.test:443/x".parse().expect("uri");
+        assert!(
+            up.reusable(&own).await.is_some(),
+            "the positive control: its own origin reuses it"
+        );
+        driver.abort();
     }
 }
