@@ -386,52 +386,95 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
     h.create().await;
     h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
         .await;
-    let patch = json!({"spec": {"suspend": true}});
-    h.agents()
-        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("suspend");
+    let agents = h.agents();
+    let set_suspend = |on: bool| {
+        let agents = agents.clone();
+        async move {
+            let patch = json!({"spec": {"suspend": on}});
+            agents
+                .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("patch suspend");
+        }
+    };
+    // Suspend stops and keeps the agent container: no snapshot; resume starts that container.
+    set_suspend(true).await;
     let a = h
         .wait_for("Suspended", |a| phase(a) == Some(AgentPhase::Suspended))
         .await;
-    assert!(
-        a.status
-            .and_then(|s| s.snapshot)
-            .is_some_and(|s| s.starts_with("fake-snapshot/worker"))
+    assert_eq!(a.status.and_then(|s| s.snapshot), None, "no snapshot taken");
+    let f = h.backend.snapshot_of("worker").expect("fake");
+    assert!(f.stopped && f.agent_stopped && f.snapshots == 0, "{f:?}");
+    set_suspend(false).await;
+    h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let f = h.backend.snapshot_of("worker").expect("fake");
+    assert_eq!(
+        (f.agent_creates, f.agent_starts, f.snapshots),
+        (1, 1, 0),
+        "resume started the kept container: {f:?}"
     );
     assert!(
-        h.backend
-            .snapshot_of("worker")
-            .is_some_and(|f| f.stopped && f.agent_stopped)
+        events_with(&h.client, &["Resumed"])
+            .await
+            .contains("Resumed")
     );
-    // The first attempt to bring the agent back fails: the retry still resumes from the
-    // snapshot (a resume interrupted part-way must not start over from a fresh image).
+
+    // The first attempt to start it again fails: the kept container's files go into a new one
+    // through a snapshot, never a fresh image.
+    set_suspend(true).await;
+    h.wait_for("Suspended", |a| phase(a) == Some(AgentPhase::Suspended))
+        .await;
     h.backend.fail(Step::Agent, 1);
-    let patch = json!({"spec": {"suspend": false}});
-    h.agents()
-        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("resume");
+    set_suspend(false).await;
     h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
         .await;
     assert_eq!(
         h.backend.snapshot_of("worker").and_then(|f| f.agent_image),
         Some("fake-snapshot/worker:1".to_string()),
-        "resume runs the snapshot"
+        "a container that would not start again is carried over by its snapshot"
+    );
+    assert!(
+        events_with(&h.client, &["RestartFailed"])
+            .await
+            .contains("RestartFailed")
     );
 
-    // A snapshot pruned while suspended: resume from a fresh image and say the state is gone.
-    for (suspend, want) in [(true, AgentPhase::Suspended), (false, AgentPhase::Running)] {
-        if !suspend {
-            h.backend.prune_snapshots();
-        }
-        let patch = json!({"spec": {"suspend": suspend}});
-        h.agents()
-            .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("patch suspend");
-        h.wait_for("phase", |a| phase(a) == Some(want)).await;
-    }
+    // The Bottle changed while suspended (a new container hash): the same, by a snapshot.
+    set_suspend(true).await;
+    h.wait_for("Suspended", |a| phase(a) == Some(AgentPhase::Suspended))
+        .await;
+    let bottles: Api<Bottle> = Api::all(h.client.clone());
+    let patch = json!({"spec": {"runtime": {"pids": 321}}});
+    bottles
+        .patch("tools", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("edit bottle");
+    set_suspend(false).await;
+    let a = h
+        .wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let f = h.backend.snapshot_of("worker").expect("fake");
+    assert_eq!(
+        f.agent_image.as_deref(),
+        Some("fake-snapshot/worker:2"),
+        "{f:?}"
+    );
+    assert_eq!(
+        a.status.and_then(|s| s.snapshot).as_deref(),
+        Some("fake-snapshot/worker:2")
+    );
+
+    // The kept container removed and its snapshot pruned while suspended: resume from a fresh
+    // image and say the state is gone.
+    set_suspend(true).await;
+    h.wait_for("Suspended", |a| phase(a) == Some(AgentPhase::Suspended))
+        .await;
+    h.backend.vanish_agent("worker");
+    h.backend.prune_snapshots();
+    set_suspend(false).await;
+    h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
     assert_eq!(
         h.backend.snapshot_of("worker").and_then(|f| f.agent_image),
         Some("agent:1".to_string()),

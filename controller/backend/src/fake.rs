@@ -32,6 +32,8 @@ pub struct FakeAgent {
     pub agent_stopped: bool,
     pub sidecar_creates: u32,
     pub agent_creates: u32,
+    /// How often a stopped agent container was started again (`start_agent`).
+    pub agent_starts: u32,
     pub policy_reloads: u32,
     pub snapshots: u32,
     /// The image the agent container was last created from.
@@ -210,6 +212,20 @@ impl FakeBackend {
         });
     }
 
+    /// Removes an Agent's agent container out of band (running or stopped), as `docker rm -f`
+    /// would.
+    pub fn vanish_agent(&self, name: &str) {
+        self.with_all(|m| {
+            for (id, a) in m.iter_mut() {
+                if id.name == name {
+                    a.agent_hash = None;
+                    a.agent_stopped = false;
+                    a.provisioned = false;
+                }
+            }
+        });
+    }
+
     /// Leaves resources behind for an Agent the API no longer has (for the start-up sweep).
     pub fn plant_orphan(&self, id: AgentId) {
         self.with_all(|m| {
@@ -321,6 +337,11 @@ impl Backend for FakeBackend {
                     None
                 } else {
                     a.agent_hash.clone()
+                },
+                stopped_agent: if a.agent_stopped {
+                    a.agent_hash.clone()
+                } else {
+                    None
                 },
                 provisioned: a.provisioned,
             },
@@ -479,6 +500,23 @@ impl Backend for FakeBackend {
         self.with(id, |a| {
             a.stopped = true;
             a.agent_stopped = true;
+        });
+        Ok(())
+    }
+
+    fn restarts_stopped_agents(&self) -> bool {
+        true
+    }
+
+    async fn start_agent(&self, id: &AgentId) -> Result<(), BackendError> {
+        self.gate(Step::Agent).await?;
+        if self.with(id, |a| a.agent_hash.is_some() && a.agent_stopped) {
+            let image = self.with(id, |a| a.agent_image.clone());
+            self.record("start", id, image.as_deref());
+        }
+        self.with(id, |a| {
+            a.agent_stopped = false;
+            a.agent_starts += 1;
         });
         Ok(())
     }

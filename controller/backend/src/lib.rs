@@ -194,6 +194,9 @@ pub struct Observed {
     pub sidecar_policy: Option<String>,
     /// Container hash of a running agent container.
     pub agent_container: Option<String>,
+    /// Container hash of an agent container that exists but is stopped (a suspended Agent's,
+    /// kept so that resuming is a start, not a create): it still holds every file it wrote.
+    pub stopped_agent: Option<String>,
     pub provisioned: bool,
 }
 
@@ -321,6 +324,21 @@ pub trait Backend: Send + Sync + 'static {
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError>;
     /// Stops the agent and sidecar, keeping their state.
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError>;
+    /// Whether a stopped agent container stays and `start_agent` runs it again with its files:
+    /// suspend then needs no snapshot on this runner.
+    fn restarts_stopped_agents(&self) -> bool {
+        false
+    }
+    /// Starts the Agent's stopped agent container again (`Observed::stopped_agent`).
+    async fn start_agent(&self, id: &AgentId) -> Result<(), BackendError> {
+        Err(BackendError::new(
+            Step::Agent,
+            format!(
+                "the {} runtime cannot start a stopped agent container of {id} again",
+                self.name()
+            ),
+        ))
+    }
     /// Removes everything the Agent owns.
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError>;
     /// Removes this runner's copy of the Agent but keeps its snapshots: the Agent lives on

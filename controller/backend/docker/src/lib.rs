@@ -434,12 +434,13 @@ impl Backend for DockerBackend {
                 .find(|c| Self::role_of(c) == Some(role.as_str()))
         };
         let mut seen = Observed::default();
-        // A stopped container loses its tmpfs (the sidecar's policy): forget what was known
-        // about it, so a later `docker start` is looked at afresh.
+        // A stopped container loses its tmpfs (the sidecar's policy): forget the policy known
+        // about it, so a later `docker start` is looked at afresh. Provisioning is in the
+        // container's own filesystem, which a stop keeps.
         if let Ok(mut f) = self.facts.lock() {
             for c in containers.iter().filter(|c| !Self::running(c)) {
-                if let Some(cid) = c.id.as_deref() {
-                    f.remove(cid);
+                if let Some(known) = c.id.as_deref().and_then(|cid| f.get_mut(cid)) {
+                    known.policy = None;
                 }
             }
         }
@@ -464,11 +465,15 @@ impl Backend for DockerBackend {
         }
         if let Some(a) = agent {
             seen.image = a.image.clone();
-            if Self::running(a) {
-                seen.agent_container = a
-                    .labels
+            let hash = || {
+                a.labels
                     .as_ref()
-                    .and_then(|l| l.get(CONTAINER_HASH).cloned());
+                    .and_then(|l| l.get(CONTAINER_HASH).cloned())
+            };
+            if !Self::running(a) {
+                seen.stopped_agent = hash();
+            } else {
+                seen.agent_container = hash();
                 let cid = a.id.clone().unwrap_or_default();
                 seen.provisioned = match self.fact(&cid).provisioned {
                     Some(known) => known,
@@ -628,6 +633,32 @@ impl Backend for DockerBackend {
             }
         }
         Ok(())
+    }
+
+    fn restarts_stopped_agents(&self) -> bool {
+        true
+    }
+
+    async fn start_agent(&self, id: &AgentId) -> Result<(), BackendError> {
+        let name = self.config.name(id, Role::Agent);
+        match self
+            .docker
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Already running: what was asked for.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(BackendError::new(
+                Step::Agent,
+                format!("starting {name} again: {e}"),
+            )),
+        }
     }
 
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {

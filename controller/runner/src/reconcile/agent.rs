@@ -553,8 +553,26 @@ async fn drive(
     // A resume stays Suspended until its agent container exists: one interrupted part-way
     // (a failed create, a restart) retries from the snapshot, never from a fresh image.
     let unsuspending = r.status.phase == Some(AgentPhase::Suspended);
-    let resuming = unsuspending || ctx.claims.is_some();
-    let seen = be.observe(id).await?;
+    let mut resuming = unsuspending || ctx.claims.is_some();
+    let mut seen = be.observe(id).await?;
+    if seen.agent_container.is_none()
+        && let Some(kept) = seen.stopped_agent.clone()
+    {
+        // A kept container carries on; one whose plan changed meanwhile carries its files
+        // into the new container through a snapshot.
+        if kept == plan.container_hash && restart_kept(be, id, unsuspending, r).await {
+            seen = be.observe(id).await?;
+        } else {
+            let snap = be.snapshot(id).await?;
+            r.event(
+                EventType::Normal,
+                "Snapshotted",
+                format!("snapshot {snap} of the stopped agent container, to carry its files into its replacement"),
+            );
+            r.status.snapshot = Some(snap);
+            resuming = true;
+        }
+    }
     // What earlier reconciles brought up, whether or not they finished: a piece that was up
     // and is gone now was removed out of band, and that gets a warning event.
     let had_sidecar = conditions::is_true(&r.status.conditions, "SidecarReady");
@@ -696,6 +714,37 @@ async fn drive(
     Ok((endpoints.unwrap_or_default(), policy_hash))
 }
 
+/// Starts a kept, stopped agent container again; false when the runtime would not (the caller
+/// then snapshots it and makes a new one, so no file is lost).
+async fn restart_kept(be: &dyn Backend, id: &AgentId, unsuspending: bool, r: &mut Report) -> bool {
+    match be.start_agent(id).await {
+        Ok(()) if unsuspending => {
+            r.event(
+                EventType::Normal,
+                "Resumed",
+                "started the kept agent container",
+            );
+            true
+        }
+        Ok(()) => {
+            r.event(
+                EventType::Warning,
+                "AgentRestarted",
+                "the agent container had stopped; started it again",
+            );
+            true
+        }
+        Err(e) => {
+            r.event(
+                EventType::Warning,
+                "RestartFailed",
+                format!("{e}; making a new agent container from a snapshot of it"),
+            );
+            false
+        }
+    }
+}
+
 /// The secrets the sidecar guards for what the agent was given: discovered again whenever the
 /// agent is provisioned (and stored in the Agent's directory on the runner), otherwise the set
 /// stored then. Discovery reads the host's files, off the async threads.
@@ -816,16 +865,28 @@ async fn suspend(
     id: &AgentId,
     mut r: Report,
 ) -> Result<Action, Error> {
-    let seen = ctx.backend.observe(id).await.map_err(Error::Backend)?;
+    let be = &*ctx.backend;
+    let seen = be.observe(id).await.map_err(Error::Backend)?;
     if seen.agent_container.is_some() {
-        let snap = ctx.backend.snapshot(id).await.map_err(Error::Backend)?;
-        ctx.backend.stop(id).await.map_err(Error::Backend)?;
-        r.event(
-            EventType::Normal,
-            "Suspended",
-            format!("snapshot {snap}; stopped"),
-        );
-        r.status.snapshot = Some(snap);
+        // A runtime that keeps a stopped container resumes it with a start: no image needed.
+        // In cluster mode the next runner may be on another engine, and only an image travels.
+        if be.restarts_stopped_agents() && ctx.claims.is_none() {
+            be.stop(id).await.map_err(Error::Backend)?;
+            r.event(
+                EventType::Normal,
+                "Suspended",
+                "stopped; the agent container is kept for resume",
+            );
+        } else {
+            let snap = be.snapshot(id).await.map_err(Error::Backend)?;
+            be.stop(id).await.map_err(Error::Backend)?;
+            r.event(
+                EventType::Normal,
+                "Suspended",
+                format!("snapshot {snap}; stopped"),
+            );
+            r.status.snapshot = Some(snap);
+        }
     }
     r.phase(AgentPhase::Suspended);
     r.condition("Ready", false, "Suspended", "spec.suspend is true");
