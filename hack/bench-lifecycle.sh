@@ -2,8 +2,8 @@
 # Benchmark: an Agent's lifecycle on the Docker backend (images already built): apply -> Running,
 # suspend -> Suspended and resume -> Running, each p50/p95 over N, next to a bare `docker run`,
 # `docker stop` and `docker start` of the same agent image in the same run; then the memory one
-# idle bottle holds (sidecar and agent containers). The "before" of #34 (pools, fork, idle
-# suspend); rows for those are added as they land.
+# idle bottle holds (sidecar and agent containers). Suspend stops and keeps the agent
+# container; resume starts it again (#34; pools and fork rows are added as they land).
 #
 # usage: hack/bench-lifecycle.sh [ITERATIONS]      (default 20)
 # env:   CARGO_TARGET_DIR (default $HOME/.cache/bot-bottle/target), PROFILE (debug|release)

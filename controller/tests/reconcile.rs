@@ -694,3 +694,91 @@ async fn an_agent_waits_for_its_bottle_and_says_so() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_agent_suspends_and_requests_through_its_sidecar_keep_it_running() {
+    let h = Harness::start().await;
+    h.create().await;
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let patch = json!({"spec": {"lifecycle": {"idleSuspendAfter": "2s"}}});
+    h.agents()
+        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("lifecycle");
+    // A request every 300 ms for 4 s: never 2 s quiet, so it keeps running.
+    for _ in 0..13 {
+        h.backend.add_egress("worker", 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let a = h.agents().get("worker").await.expect("get");
+        assert_eq!(
+            phase(&a),
+            Some(AgentPhase::Running),
+            "suspended while in use"
+        );
+        assert_eq!(a.spec.suspend, None);
+    }
+    // Then quiet: suspended by the runner, through spec.suspend, with an event that says why.
+    let a = h
+        .wait_within(Duration::from_secs(10), "idle suspend", |a| {
+            phase(a) == Some(AgentPhase::Suspended)
+        })
+        .await;
+    assert_eq!(a.spec.suspend, Some(true));
+    let events = events_with(&h.client, &["IdleSuspended"]).await;
+    assert!(
+        events.contains("no session and no request for 2s"),
+        "{events}"
+    );
+    // Resuming is the user's: the kept container starts again and idleness counts afresh.
+    let patch = json!({"spec": {"suspend": false}});
+    h.agents()
+        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("resume");
+    h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let f = h.backend.snapshot_of("worker").expect("fake");
+    assert_eq!((f.agent_creates, f.agent_starts), (1, 1), "{f:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_deletes_the_agent_keeping_a_snapshot_only_when_asked() {
+    for keep in [false, true] {
+        let h = Harness::start().await;
+        h.create().await;
+        h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+            .await;
+        let patch = json!({"spec": {"lifecycle": {"ttl": "3s", "keepSnapshot": keep}}});
+        h.agents()
+            .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("lifecycle");
+        for _ in 0..200 {
+            if h.agents().get_opt("worker").await.ok().flatten().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            h.agents().get_opt("worker").await.expect("get").is_none(),
+            "the ttl deleted the Agent"
+        );
+        assert_eq!(h.backend.count(), 0, "every backend resource is gone");
+        let events = events_with(&h.client, &["Expired"]).await;
+        assert!(
+            events.contains("deleting: its ttl of 3s passed"),
+            "{events}"
+        );
+        let kept = h.backend.kept_snapshots();
+        if keep {
+            assert_eq!(kept, vec!["fake-kept/default/worker".to_string()]);
+            assert!(
+                events.contains("kept snapshot fake-kept/default/worker"),
+                "{events}"
+            );
+        } else {
+            assert!(kept.is_empty(), "{kept:?}");
+        }
+    }
+}

@@ -63,10 +63,34 @@ pub struct AgentSpec {
     /// `status.snapshotRequestHandled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_request: Option<String>,
+    /// When the runner suspends or deletes this Agent by itself: after it has been idle, after a
+    /// time to live, after its attached command exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
     /// Cluster mode: labels a runner must carry (`bbctl controller run --runner-label`) to run
     /// this Agent; every pair must match. Unset, any runner may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_selector: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `spec.lifecycle`: what the runner does by itself with an Agent nobody is using.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Suspend the Agent after this long with no session attached and no request through its
+    /// sidecar (`30m`, `2h`); `bbctl attach` resumes it. Unset: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_suspend_after: Option<String>,
+    /// Delete the Agent this long after it was created (`8h`, `7d`), whatever its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// Delete the Agent once an attached session's command (the provider's harness) exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after_exit: Option<bool>,
+    /// Before a deletion by `ttl` or `deleteAfterExit`, keep an image of the agent's files that
+    /// outlives the Agent (named in its `Expired` event). Default false: nothing is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_snapshot: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]

@@ -46,6 +46,14 @@ pub fn parse_expiry(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// `parse`, for a wait that must be more than nothing (`lifecycle.ttl`, `idleSuspendAfter`).
+pub fn parse_positive(s: &str) -> Result<Duration, String> {
+    match parse(s)? {
+        d if d.is_zero() => Err(format!("'{s}' is no time at all: use more than 0")),
+        d => Ok(d),
+    }
+}
+
 /// Kubernetes' short human durations (`45s`, `3m20s`, `5h`, `2d3h`, `400d`).
 pub fn human_duration(secs: i64) -> String {
     let s = secs.max(0);

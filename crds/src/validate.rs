@@ -443,6 +443,16 @@ pub fn agent_spec(spec: &AgentSpec, errs: &mut ValidationErrors) {
             errs.push(&p, e);
         }
     }
+    if let Some(l) = &spec.lifecycle {
+        let p = root.field("lifecycle");
+        for (field, value) in [("idleSuspendAfter", &l.idle_suspend_after), ("ttl", &l.ttl)] {
+            if let Some(v) = value
+                && let Err(m) = crate::duration::parse_positive(v)
+            {
+                errs.push(&p.field(field), m);
+            }
+        }
+    }
     if let Some(label) = &spec.label {
         if label.chars().count() > 64 {
             errs.push(&root.field("label"), "must be at most 64 characters long");

@@ -559,6 +559,19 @@ fn agent_rules() {
         agent("bottleRef: {name: b}\ngitUser: {email: \"a\\n\"}"),
         &["spec.gitUser.email: must not contain control characters or newlines"],
     );
+    case(
+        agent("bottleRef: {name: b}\nlifecycle: {idleSuspendAfter: 0s, ttl: soon}"),
+        &[
+            "spec.lifecycle.idleSuspendAfter: '0s' is no time at all: use more than 0",
+            "spec.lifecycle.ttl: 'soon' is not a duration; use for example 90s, 5m, 1h30m or 7d",
+        ],
+    );
+    case(
+        agent(
+            "bottleRef: {name: b}\nlifecycle: {idleSuspendAfter: 30m, ttl: 8h, deleteAfterExit: true, keepSnapshot: true}",
+        ),
+        &[],
+    );
 }
 
 #[test]

@@ -79,6 +79,17 @@ impl Ledger {
     }
 }
 
+/// The sum of the decision counters in `/metrics` text (permits and refusals alike), or
+/// `None` when it holds none (not this proxy's answer).
+pub fn decisions_in(metrics: &str) -> Option<u64> {
+    let values: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("bb_egress_decisions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// What `/metrics` answers with: OpenMetrics text, as prometheus-client encodes it.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -169,5 +180,9 @@ mod tests {
         // OpenMetrics framing: one family, typed as a counter, and the terminating EOF.
         assert!(text.starts_with("# HELP bb_egress_decisions Requests and CONNECTs judged by the egress proxy.\n# TYPE bb_egress_decisions counter\n"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+        // What `bb-sidecar activity` prints: every decision, permits and refusals alike.
+        assert_eq!(decisions_in(&text), Some(4));
+        assert_eq!(decisions_in(&Counters::default().render()), Some(0));
+        assert_eq!(decisions_in("HTTP/1.1 502 Bad Gateway\r\n\r\n"), None);
     }
 }

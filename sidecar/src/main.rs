@@ -49,6 +49,13 @@ enum Command {
     },
     /// Run git-gate alone: the smart-HTTP git server of the repositories in --config.
     GitGate(GitGateOptions),
+    /// Print how many requests and CONNECTs the running proxy has judged since it started (the
+    /// sum of its decision counters): the runner's sign that an agent still talks to the world.
+    Activity {
+        /// The proxy's listen address, as reached from inside the sidecar.
+        #[arg(long, default_value = "127.0.0.1:3128")]
+        proxy: SocketAddr,
+    },
     /// Print the audit log (JSON lines); with --follow, keep printing what is appended.
     AuditLog {
         #[arg(long, value_name = "FILE")]
@@ -358,6 +365,7 @@ fn main() -> ExitCode {
         }
         Command::GitGate(opts) => run_git_gate(opts),
         Command::AuditLog { file, follow, tail } => print_audit_log(&file, follow, tail),
+        Command::Activity { proxy } => print_activity(proxy),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -366,6 +374,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn print_activity(proxy: SocketAddr) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let mut conn = std::net::TcpStream::connect_timeout(&proxy, std::time::Duration::from_secs(5))
+        .with_context(|| format!("connecting to the proxy at {proxy}"))?;
+    conn.set_read_timeout(timeout)?;
+    conn.set_write_timeout(timeout)?;
+    let host = bb_sidecar::proxy::INTROSPECTION_HOST;
+    write!(
+        conn,
+        "GET http://{host}/metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .context("reading the proxy's counters")?;
+    let total = bb_sidecar::ledger::decisions_in(&answer)
+        .context("the proxy's answer holds no decision counters")?;
+    println!("{total}");
+    Ok(())
 }
 
 fn run_git_gate(opts: GitGateOptions) -> anyhow::Result<()> {

@@ -1,6 +1,8 @@
 //! An Agent's lifecycle on a real Docker engine: suspend stops and keeps its containers (no
 //! image commit), resume starts the same agent container with every file it wrote, and its
-//! sidecar comes back with its policy.
+//! sidecar comes back with its policy; `spec.lifecycle` suspends an idle Agent on time (requests
+//! through its sidecar keep it running), `bbctl attach` resumes it, and a ttl or an exited
+//! attach deletes it leaving nothing behind but the snapshot it was asked to keep.
 
 use std::time::Duration;
 
@@ -12,13 +14,40 @@ use bb_e2e::{
 const LIMIT: Duration = Duration::from_secs(600);
 
 fn bottle_and_agent(name: &str) -> String {
-    format!(
-        "{}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  bottleRef: {{name: {name}}}\n",
-        test_agent_bottle(
-            name,
-            "  egress:\n    routes:\n      - host: api.example.test\n"
-        )
-    )
+    bottle_and_agents(name, &[(name, "")])
+}
+
+/// A test-agent Bottle `bottle` and one Agent per (name, extra spec lines).
+fn bottle_and_agents(bottle: &str, agents: &[(&str, &str)]) -> String {
+    let mut yaml = test_agent_bottle(
+        bottle,
+        "  egress:\n    routes:\n      - host: api.example.test\n",
+    );
+    for (name, extra) in agents {
+        yaml.push_str(&format!(
+            "\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  bottleRef: {{name: {bottle}}}\n{extra}"
+        ));
+    }
+    yaml
+}
+
+/// The reasons of the Agent's events, one a line.
+fn event_reasons(cp: &Controller, name: &str) -> String {
+    ok(&mut cp.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
+    ]))
+}
+
+/// `bbctl attach` with no terminal and stdin closed: the test agent's `bash -l` ends at once.
+fn attach(cp: &Controller, name: &str) -> std::process::Output {
+    run(cp
+        .bbctl(&["attach", &format!("agent/{name}")])
+        .stdin(std::process::Stdio::null()))
 }
 
 fn phase(cp: &Controller, name: &str) -> String {
@@ -101,18 +130,204 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
         String::from_utf8_lossy(&allowlist.stdout).contains("api.example.test"),
         "{allowlist:?}"
     );
-    let events = ok(&mut cp.kubectl(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("involvedObject.name={name}"),
-        "-o",
-        "jsonpath={range .items[*]}{.reason}{\"\\n\"}{end}",
-    ]));
+    let events = event_reasons(&cp, name);
     assert!(events.lines().any(|r| r == "Resumed"), "{events}");
     assert!(!events.lines().any(|r| r == "AgentRecreated"), "{events}");
 
     ok(&mut cp.kubectl(&["delete", "agent", name, "--wait=true", "--timeout=120s"]));
     assert!(containers_with(&label).is_empty(), "containers left behind");
     assert!(run(&mut docker(&["inspect", &agent])).status.code() != Some(0));
+}
+
+#[test]
+fn an_idle_agent_suspends_on_time_and_attach_resumes_it_with_its_files() {
+    bb_e2e::ensure_base_image();
+    // The default resync (30 s): a suspension well before it comes from the lifecycle's own
+    // wake-ups.
+    let cp = Controller::start(&[]);
+    let name = "idle";
+    let label = format!("bot-bottle.dev/agent=default/{name}");
+    remove_all_with(&label);
+    let _cleanup = Cleanup(label.clone());
+    cp.apply(&bottle_and_agents(
+        name,
+        &[(name, "  lifecycle: {idleSuspendAfter: 8s}\n")],
+    ));
+    cp.wait_for("the Agent to be Running", LIMIT, || {
+        phase(&cp, name) == "Running"
+    });
+    let wrote = cp.exec(
+        name,
+        &["sh", "-c", "echo kept-across-idle > /home/agent/notes.txt"],
+    );
+    assert!(wrote.status.success(), "{wrote:?}");
+    let agent = one(
+        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+        "agent container",
+    );
+    // Requests through the sidecar (refused ones count too), made with docker exec so no
+    // session is involved: 20 s of them, never 8 s apart, keep the Agent running.
+    let busy = std::time::Instant::now();
+    while busy.elapsed() < Duration::from_secs(20) {
+        let _ = run(&mut docker(&[
+            "exec",
+            &agent,
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "http://blocked.example.test/",
+        ]));
+        assert_eq!(phase(&cp, name), "Running", "suspended while in use");
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let quiet = std::time::Instant::now();
+    cp.wait_for(
+        "the idle Agent to be Suspended",
+        Duration::from_secs(60),
+        || phase(&cp, name) == "Suspended",
+    );
+    let took = quiet.elapsed();
+    // At least its 8 s of quiet, and (checks land every 8 s) at most about two of them: well
+    // under the 30 s resync.
+    assert!(
+        took >= Duration::from_secs(7) && took < Duration::from_secs(25),
+        "suspended {took:?} after the last request"
+    );
+    assert_eq!(cp.jsonpath(&["agent", name], "{.spec.suspend}"), "true");
+    assert!(
+        event_reasons(&cp, name)
+            .lines()
+            .any(|r| r == "IdleSuspended")
+    );
+    assert_eq!(inspect(&agent, "{{.State.Running}}"), "false");
+
+    // attach resumes it, waits, and runs its command in the same container.
+    let out = attach(&cp, name);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is suspended: resuming it"),
+        "{out:?}"
+    );
+    assert_eq!(phase(&cp, name), "Running");
+    assert_eq!(cp.jsonpath(&["agent", name], "{.spec.suspend}"), "false");
+    let read = cp.exec(name, &["cat", "/home/agent/notes.txt"]);
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "kept-across-idle\n");
+    assert_eq!(
+        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+        vec![agent]
+    );
+}
+
+#[test]
+fn ttl_and_an_exited_attach_delete_the_agent_keeping_only_what_was_asked() {
+    bb_e2e::ensure_base_image();
+    let cp = Controller::start(&[]);
+    let (ttl, once) = ("expiring", "one-shot");
+    let labels = [ttl, once].map(|n| format!("bot-bottle.dev/agent=default/{n}"));
+    let kept_label = format!("bot-bottle.dev/kept-from=default/{ttl}");
+    for l in &labels {
+        remove_all_with(l);
+    }
+    let _cleanup = labels.clone().map(Cleanup);
+    let remove_kept = || {
+        for image in ok(&mut docker(&[
+            "images",
+            "-q",
+            "--filter",
+            &format!("label={kept_label}"),
+        ]))
+        .split_whitespace()
+        {
+            let _ = run(&mut docker(&["rmi", "-f", image]));
+        }
+    };
+    remove_kept();
+    cp.apply(&bottle_and_agents(
+        "lifecycle",
+        &[
+            (ttl, "  lifecycle: {ttl: 40s, keepSnapshot: true}\n"),
+            (once, "  lifecycle: {deleteAfterExit: true}\n"),
+        ],
+    ));
+    for n in [ttl, once] {
+        cp.wait_for("the Agents to be Running", LIMIT, || {
+            phase(&cp, n) == "Running"
+        });
+    }
+    let wrote = cp.exec(
+        ttl,
+        &[
+            "sh",
+            "-c",
+            "echo outlives-the-agent > /home/agent/result.txt",
+        ],
+    );
+    assert!(wrote.status.success(), "{wrote:?}");
+    // An exec ending is not an exit of the attached command: the one-shot Agent stays.
+    assert_eq!(phase(&cp, once), "Running");
+    let gone = |n: &str| {
+        run(&mut cp.kubectl(&["get", "agent", n, "-o", "name"]))
+            .status
+            .code()
+            != Some(0)
+    };
+    assert!(!gone(once));
+
+    let out = attach(&cp, once);
+    assert!(out.status.success(), "{out:?}");
+    cp.wait_for(
+        "the one-shot Agent to be deleted",
+        Duration::from_secs(60),
+        || gone(once),
+    );
+    cp.wait_for(
+        "the ttl to delete its Agent",
+        Duration::from_secs(120),
+        || gone(ttl),
+    );
+    for l in &labels {
+        assert!(
+            containers_with(l).is_empty(),
+            "containers of {l} left behind"
+        );
+        assert!(
+            bb_e2e::networks_with(l).is_empty(),
+            "networks of {l} left behind"
+        );
+        assert_eq!(snapshot_images(l), 0, "snapshots of {l} left behind");
+    }
+    // Only the ttl Agent asked to keep a snapshot: it holds what the agent wrote.
+    let kept: Vec<String> = ok(&mut docker(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        &format!("label={kept_label}"),
+    ]))
+    .split_whitespace()
+    .map(String::from)
+    .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let inside = ok(&mut docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "cat",
+        &kept[0],
+        "/home/agent/result.txt",
+    ]));
+    assert_eq!(inside, "outlives-the-agent\n");
+    assert!(
+        ok(&mut docker(&[
+            "images",
+            "-q",
+            "--filter",
+            "label=bot-bottle.dev/kept-from=default/one-shot"
+        ]))
+        .trim()
+        .is_empty(),
+        "the one-shot Agent kept a snapshot it was not asked for"
+    );
+    remove_kept();
 }

@@ -411,6 +411,24 @@ async fn wait_ready(
     Ok(())
 }
 
+/// Sets the Agent's `spec.suspend`; a resume also asks an Agent that gave up to try again.
+pub(super) async fn request_suspend(
+    api: &Api<Agent>,
+    name: &str,
+    suspend: bool,
+) -> Result<(), CliError> {
+    let mut patch = serde_json::json!({"spec": {"suspend": suspend}});
+    if !suspend {
+        patch["metadata"] = serde_json::json!({"annotations": {
+            RETRY_ANNOTATION: jiff::Timestamp::now().to_string()
+        }});
+    }
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| api_error(&format!("agent.bot-bottle.dev/{name}"), e))
+}
+
 /// Waits until the Agent runs its current generation, showing its phase and what it waits on
 /// as they change. A Failed Agent ends the wait at once (exit 1), the deadline with exit 5.
 pub(super) async fn wait_running(
@@ -722,15 +740,7 @@ pub fn set_suspend(args: SuspendArgs, suspend: bool) -> Result<(), CliError> {
         let client = args.target.client_autostart().await?;
         let api: Api<Agent> = Api::namespaced(client, &args.target.namespace());
         let what = format!("agent.bot-bottle.dev/{name}");
-        let mut patch = serde_json::json!({"spec": {"suspend": suspend}});
-        if !suspend {
-            patch["metadata"] = serde_json::json!({"annotations": {
-                RETRY_ANNOTATION: jiff::Timestamp::now().to_string()
-            }});
-        }
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| api_error(&what, e))?;
+        request_suspend(&api, &name, suspend).await?;
         let asked = if suspend { "suspend" } else { "resume" };
         if !args.wait {
             println!("{what} {asked} requested");

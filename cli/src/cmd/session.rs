@@ -290,6 +290,7 @@ pub fn attach(args: AttachArgs) -> Result<ExitCode, CliError> {
 /// Runs the Agent's provider command attached to this terminal (or to plain stdin/stdout when
 /// there is none) and returns its exit code.
 pub async fn attach_to(target: &Target, agent: &str) -> Result<u8, CliError> {
+    resume_if_suspended(target, agent).await?;
     let o = open(target, agent).await?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if tty {
@@ -317,6 +318,29 @@ pub async fn attach_to(target: &Target, agent: &str) -> Result<u8, CliError> {
         .flag("stderr", !tty)
         .flag("tty", tty);
     run_session(&o, "attach", query, true, tty).await
+}
+
+/// Attaching to a suspended Agent (by hand, or by `spec.lifecycle.idleSuspendAfter`) resumes
+/// it and waits until it runs, as `bbctl resume` does.
+async fn resume_if_suspended(target: &Target, arg: &str) -> Result<(), CliError> {
+    let name = agent_name(arg)?;
+    let api: Api<Agent> = Api::namespaced(target.client().await?, &target.namespace());
+    let Some(agent) = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| CliError::api("API", e))?
+    else {
+        // `open` names the Agents there are.
+        return Ok(());
+    };
+    let phase = agent.status.as_ref().and_then(|s| s.phase);
+    if agent.spec.suspend != Some(true) && phase != Some(AgentPhase::Suspended) {
+        return Ok(());
+    }
+    eprintln!("agent/{name} is suspended: resuming it");
+    super::apply::request_suspend(&api, &name, false).await?;
+    let deadline = super::apply::Deadline::new(std::time::Duration::from_secs(300));
+    super::apply::wait_running(&api, &name, deadline).await
 }
 
 /// `bbctl exec agent/NAME -- CMD...`: exits with the command's exit code.

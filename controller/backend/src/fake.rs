@@ -34,6 +34,8 @@ pub struct FakeAgent {
     pub agent_creates: u32,
     /// How often a stopped agent container was started again (`start_agent`).
     pub agent_starts: u32,
+    /// Requests its sidecar has judged since it started (`egress_count`).
+    pub egress: u64,
     pub policy_reloads: u32,
     pub snapshots: u32,
     /// The image the agent container was last created from.
@@ -58,6 +60,8 @@ pub struct FakeBackend {
     faults: Arc<Mutex<Faults>>,
     /// Snapshot images that exist (pruning one tests the fresh-image fallback).
     images: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// Snapshots kept past their Agent (`keep_snapshot`): never removed.
+    kept: Arc<Mutex<Vec<String>>>,
     sessions: Arc<Mutex<Sessions>>,
     /// Where starts and stops are recorded, when a process of its own runs it.
     journal: Option<Arc<Journal>>,
@@ -210,6 +214,22 @@ impl FakeBackend {
                 }
             }
         });
+    }
+
+    /// Counts `n` requests through the Agent's sidecar.
+    pub fn add_egress(&self, name: &str, n: u64) {
+        self.with_all(|m| {
+            for (id, a) in m.iter_mut() {
+                if id.name == name {
+                    a.egress += n;
+                }
+            }
+        });
+    }
+
+    /// The snapshots kept past their Agents, in order.
+    pub fn kept_snapshots(&self) -> Vec<String> {
+        self.kept.lock().map(|k| k.clone()).unwrap_or_default()
     }
 
     /// Removes an Agent's agent container out of band (running or stopped), as `docker rm -f`
@@ -500,8 +520,23 @@ impl Backend for FakeBackend {
         self.with(id, |a| {
             a.stopped = true;
             a.agent_stopped = true;
+            a.egress = 0;
         });
         Ok(())
+    }
+
+    async fn egress_count(&self, id: &AgentId) -> Result<Option<u64>, BackendError> {
+        self.gate(Step::Observe).await?;
+        Ok(self.with(id, |a| (!a.stopped).then_some(a.egress)))
+    }
+
+    async fn keep_snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
+        self.gate(Step::Snapshot).await?;
+        let image = format!("fake-kept/{}/{}", id.namespace, id.name);
+        if let Ok(mut k) = self.kept.lock() {
+            k.push(image.clone());
+        }
+        Ok(image)
     }
 
     fn restarts_stopped_agents(&self) -> bool {

@@ -322,8 +322,25 @@ pub trait Backend: Send + Sync + 'static {
     async fn has_image(&self, image: &str) -> Result<bool, BackendError>;
     /// Records the agent's state as an image; returns its reference.
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError>;
+    /// Records the agent's files as an image that outlives the Agent (no teardown or sweep
+    /// removes it); returns its reference.
+    async fn keep_snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
+        Err(BackendError::new(
+            Step::Snapshot,
+            format!(
+                "the {} runtime cannot keep a snapshot of {id} past the Agent",
+                self.name()
+            ),
+        ))
+    }
     /// Stops the agent and sidecar, keeping their state.
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError>;
+    /// How many requests the Agent's running sidecar has judged since it started (the idle
+    /// signal of `spec.lifecycle.idleSuspendAfter`); `None` where the runtime cannot say.
+    async fn egress_count(&self, id: &AgentId) -> Result<Option<u64>, BackendError> {
+        let _ = id;
+        Ok(None)
+    }
     /// Whether a stopped agent container stays and `start_agent` runs it again with its files:
     /// suspend then needs no snapshot on this runner.
     fn restarts_stopped_agents(&self) -> bool {

@@ -10,6 +10,8 @@ pub const MANAGER: &str = "bot-bottle";
 pub const AGENT: &str = "bot-bottle.dev/agent";
 pub const AGENT_UID: &str = "bot-bottle.dev/agent-uid";
 pub const ROLE: &str = "bot-bottle.dev/role";
+/// On a snapshot kept past its Agent (`spec.lifecycle.keepSnapshot`): `namespace/name`.
+pub const KEPT_FROM: &str = "bot-bottle.dev/kept-from";
 /// Which controller instance made it: a sweep only ever removes its own instance's leftovers,
 /// never those of another control plane sharing the engine.
 pub const CONTROLLER: &str = "bot-bottle.dev/controller";

@@ -155,6 +155,28 @@ pub fn delivery(
     tar.finish().map_err(fail)
 }
 
+/// `bb-sidecar activity`: how many requests the sidecar's proxy has judged since it started.
+pub fn activity() -> Vec<String> {
+    vec![
+        SIDECAR_BINARY.into(),
+        "activity".into(),
+        "--proxy".into(),
+        format!("127.0.0.1:{PROXY_PORT}"),
+    ]
+}
+
+/// The number `bb-sidecar activity` printed.
+pub fn parse_activity(out: &crate::ExecOutput) -> Result<u64, crate::BackendError> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    match (out.success(), text.trim().parse()) {
+        (true, Ok(n)) => Ok(n),
+        _ => Err(crate::BackendError::new(
+            crate::Step::Observe,
+            format!("reading the sidecar's request count: {}", out.tail()),
+        )),
+    }
+}
+
 /// `bb-sidecar audit-log`: the egress audit log, optionally followed.
 pub fn audit_log(follow: bool, tail: Option<u64>) -> Vec<String> {
     let mut argv: Vec<String> = vec![

@@ -3,6 +3,7 @@
 //!
 //! It drives a runtime only through `bb_backend::Backend`; which runtime is bb-controller's call.
 
+pub mod activity;
 pub mod cluster;
 pub mod discovery;
 pub mod git_gate;

@@ -387,6 +387,60 @@ impl DockerBackend {
         }
     }
 
+    /// Whether a stopped agent container was provisioned: what this runner learnt, else its
+    /// marker file read from the stopped container's filesystem (no exec needed).
+    async fn stopped_provisioned(&self, c: &ContainerSummary) -> bool {
+        use futures_util::StreamExt;
+        let cid = c.id.clone().unwrap_or_default();
+        if let Some(known) = self.fact(&cid).provisioned {
+            return known;
+        }
+        let marker = format!("{AGENT_ETC}/provisioned");
+        let mut archive = self.docker.download_from_container(
+            &cid,
+            Some(bollard::query_parameters::DownloadFromContainerOptions { path: marker }),
+        );
+        let done = matches!(archive.next().await, Some(Ok(_)));
+        if done {
+            self.learn(&cid, |f| f.provisioned = Some(true));
+        }
+        done
+    }
+
+    /// Commits the Agent's agent container (running or stopped) as `repo:<agent>-<time>`
+    /// labelled `labels`; returns the reference. Named without the runner: a snapshot is the
+    /// Agent's, not the copy's.
+    async fn commit_agent(
+        &self,
+        id: &AgentId,
+        repo: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String, BackendError> {
+        let tag = format!(
+            "{}-{}",
+            names::prefix(id, None),
+            jiff::Timestamp::now().as_second()
+        );
+        let config = bollard::models::ContainerConfig {
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker
+            .commit_container(
+                CommitContainerOptions {
+                    container: Some(self.config.name(id, Role::Agent)),
+                    repo: Some(repo.into()),
+                    tag: Some(tag.clone()),
+                    pause: true,
+                    ..Default::default()
+                },
+                config,
+            )
+            .await
+            .map_err(|e| BackendError::new(Step::Snapshot, e.to_string()))?;
+        Ok(format!("{repo}:{tag}"))
+    }
+
     /// Everything an agent container holds for one Agent, snapshots included: whichever runner
     /// made them (one that took the Agent over deletes the snapshot it started from).
     async fn remove_snapshots(&self, id: &AgentId) -> Result<(), BackendError> {
@@ -472,6 +526,7 @@ impl Backend for DockerBackend {
             };
             if !Self::running(a) {
                 seen.stopped_agent = hash();
+                seen.provisioned = self.stopped_provisioned(a).await;
             } else {
                 seen.agent_container = hash();
                 let cid = a.id.clone().unwrap_or_default();
@@ -583,32 +638,23 @@ impl Backend for DockerBackend {
     }
 
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
-        // Snapshots are the Agent's, not the copy's: named without the runner.
-        let tag = format!(
-            "{}-{}",
-            names::prefix(id, None),
-            jiff::Timestamp::now().as_second()
-        );
         let mut labels = names::labels(id, Role::Snapshot, &self.config.instance);
         labels.insert(ROLE.into(), Role::Snapshot.as_str().into());
-        let config = bollard::models::ContainerConfig {
-            labels: Some(labels),
-            ..Default::default()
-        };
-        self.docker
-            .commit_container(
-                CommitContainerOptions {
-                    container: Some(self.config.name(id, Role::Agent)),
-                    repo: Some("bot-bottle/snapshot".into()),
-                    tag: Some(tag.clone()),
-                    pause: true,
-                    ..Default::default()
-                },
-                config,
-            )
-            .await
-            .map_err(|e| BackendError::new(Step::Snapshot, e.to_string()))?;
-        Ok(format!("bot-bottle/snapshot:{tag}"))
+        self.commit_agent(id, "bot-bottle/snapshot", labels).await
+    }
+
+    async fn keep_snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
+        // Not managed any more: no filter of the Agent's, the runner's or a sweep's matches
+        // these labels (a commit inherits the container's, so each is overridden).
+        let labels = HashMap::from([
+            (names::MANAGED_BY.to_string(), "kept".to_string()),
+            (names::ROLE.to_string(), "kept".to_string()),
+            (
+                names::KEPT_FROM.to_string(),
+                format!("{}/{}", id.namespace, id.name),
+            ),
+        ]);
+        self.commit_agent(id, "bot-bottle/kept", labels).await
     }
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {
@@ -633,6 +679,16 @@ impl Backend for DockerBackend {
             }
         }
         Ok(())
+    }
+
+    async fn egress_count(&self, id: &AgentId) -> Result<Option<u64>, BackendError> {
+        let name = self.config.name(id, Role::Sidecar);
+        let argv = bb_backend::sidecar_command::activity();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = exec::run(&self.docker, &name, &argv, Some(SIDECAR_USER), None)
+            .await
+            .map_err(step(Step::Observe))?;
+        bb_backend::sidecar_command::parse_activity(&out).map(Some)
     }
 
     fn restarts_stopped_agents(&self) -> bool {

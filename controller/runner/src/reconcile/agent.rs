@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bb_crds::agent::{BackendKind, GuardedSecretLocation, GuardedSecrets, SidecarEndpoints};
+use bb_crds::agent::{
+    BackendKind, GuardedSecretLocation, GuardedSecrets, Lifecycle, SidecarEndpoints,
+};
 use bb_crds::bottle::SecretDiscovery;
 use bb_crds::policy::guarded::{GUARDED_SECRETS_FILE, GuardedSecret};
 use bb_crds::resolve::validate_bottle;
@@ -22,6 +24,7 @@ use super::backoff::{self, Wait};
 use super::conditions;
 use super::context::AgentCtx;
 use super::error::{Error, MANAGER};
+use super::lifecycle;
 use crate::cluster::claims::Gate;
 use crate::discovery;
 use crate::plan;
@@ -307,6 +310,11 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
         events: Vec::new(),
         generation,
     };
+    if let Some(l) = &agent.spec.lifecycle
+        && let Some(action) = lifecycle_due(&ctx, &agent, &id, l).await?
+    {
+        return Ok(action);
+    }
     r.status.observed_generation = generation;
     r.status.backend = Some(ctx.backend.name().to_string());
     r.status.session_endpoint = ctx.session_endpoint.clone();
@@ -554,14 +562,15 @@ async fn drive(
     // (a failed create, a restart) retries from the snapshot, never from a fresh image.
     let unsuspending = r.status.phase == Some(AgentPhase::Suspended);
     let mut resuming = unsuspending || ctx.claims.is_some();
-    let mut seen = be.observe(id).await?;
+    let seen = be.observe(id).await?;
+    // A kept container whose plan is unchanged starts again, beside its sidecar (below); one
+    // whose plan changed meanwhile carries its files into its replacement through a snapshot.
+    let mut restart = false;
     if seen.agent_container.is_none()
         && let Some(kept) = seen.stopped_agent.clone()
     {
-        // A kept container carries on; one whose plan changed meanwhile carries its files
-        // into the new container through a snapshot.
-        if kept == plan.container_hash && restart_kept(be, id, unsuspending, r).await {
-            seen = be.observe(id).await?;
+        if kept == plan.container_hash {
+            restart = true;
         } else {
             let snap = be.snapshot(id).await?;
             r.event(
@@ -578,11 +587,12 @@ async fn drive(
     let had_sidecar = conditions::is_true(&r.status.conditions, "SidecarReady");
     let had_agent = conditions::is_true(&r.status.conditions, "Provisioned");
 
+    let current = seen.agent_container.is_some() || restart;
     let recreate = seen
         .agent_container
         .as_deref()
         .is_some_and(|h| h != plan.container_hash);
-    let create_agent = seen.agent_container.is_none() || recreate;
+    let create_agent = !current || recreate;
 
     if seen.image.is_none() && !unsuspending {
         r.phase(AgentPhase::Building);
@@ -668,16 +678,27 @@ async fn drive(
         Ok::<_, BackendError>((endpoints, reloaded))
     };
     let agent_side = async {
+        let replaced = match restart {
+            true => start_kept(be, id, plan).await?,
+            false => None,
+        };
         if create_agent {
             be.ensure_agent(id, &run_image, plan).await?;
         }
         if provision && !provision_after_sidecar {
             be.provision(id, plan).await?;
         }
-        Ok::<_, BackendError>(provision)
+        Ok::<_, BackendError>((provision, replaced))
     };
-    let (sidecar_done, mut agent_done) = futures_util::future::join(sidecar_side, agent_side).await;
-    if provision_after_sidecar && agent_done.is_ok() {
+    let (sidecar_done, agent_done) = futures_util::future::join(sidecar_side, agent_side).await;
+    let (mut agent_done, replaced) = match agent_done {
+        Ok((provisioned, replaced)) => (Ok(provisioned), replaced),
+        Err(e) => (Err(e), None),
+    };
+    // A replacement made from the kept container's snapshot is provisioned once the sidecar
+    // guards what it copies, like any new container.
+    let provision_later = provision_after_sidecar || (replaced.is_some() && !provision);
+    if provision_later && agent_done.is_ok() {
         agent_done = match &sidecar_done {
             Ok(_) => be.provision(id, plan).await.map(|()| true),
             Err(_) => Err(BackendError::new(
@@ -685,6 +706,9 @@ async fn drive(
                 "waiting for the sidecar to guard the copied secrets",
             )),
         };
+    }
+    if restart && agent_done.is_ok() {
+        restarted(r, replaced, unsuspending);
     }
 
     let endpoints = match sidecar_done {
@@ -714,34 +738,42 @@ async fn drive(
     Ok((endpoints.unwrap_or_default(), policy_hash))
 }
 
-/// Starts a kept, stopped agent container again; false when the runtime would not (the caller
-/// then snapshots it and makes a new one, so no file is lost).
-async fn restart_kept(be: &dyn Backend, id: &AgentId, unsuspending: bool, r: &mut Report) -> bool {
-    match be.start_agent(id).await {
-        Ok(()) if unsuspending => {
-            r.event(
-                EventType::Normal,
-                "Resumed",
-                "started the kept agent container",
-            );
-            true
-        }
-        Ok(()) => {
-            r.event(
-                EventType::Warning,
-                "AgentRestarted",
-                "the agent container had stopped; started it again",
-            );
-            true
-        }
-        Err(e) => {
+/// Starts a kept, stopped agent container again. One the runtime will not start is replaced
+/// by a container made from a snapshot of it, so no file is lost: returns the snapshot and why.
+async fn start_kept(
+    be: &dyn Backend,
+    id: &AgentId,
+    plan: &bb_backend::AgentPlan,
+) -> Result<Option<(String, String)>, BackendError> {
+    let Err(why) = be.start_agent(id).await else {
+        return Ok(None);
+    };
+    let snap = be.snapshot(id).await?;
+    be.ensure_agent(id, &snap, plan).await?;
+    Ok(Some((snap, why.to_string())))
+}
+
+/// Events (and the snapshot) for a kept container brought back by `start_kept`.
+fn restarted(r: &mut Report, replaced: Option<(String, String)>, unsuspending: bool) {
+    match replaced {
+        Some((snap, why)) => {
             r.event(
                 EventType::Warning,
                 "RestartFailed",
-                format!("{e}; making a new agent container from a snapshot of it"),
+                format!("{why}; made a new agent container from its snapshot {snap}"),
             );
-            false
+            r.status.snapshot = Some(snap);
         }
+        None if unsuspending => r.event(
+            EventType::Normal,
+            "Resumed",
+            "started the kept agent container",
+        ),
+        None => r.event(
+            EventType::Warning,
+            "AgentRestarted",
+            "the agent container had stopped; started it again",
+        ),
     }
 }
 
@@ -859,6 +891,94 @@ async fn snapshot_on_request(ctx: &AgentCtx, agent: &Agent, id: &AgentId, r: &mu
     }
 }
 
+/// `spec.lifecycle`: deletes or suspends the Agent when that is due (returning what to do
+/// next), else brings its reconcile back at its next deadline. Idleness is judged from this
+/// runner's own signals: its sessions and the sidecar's request count, never the agent.
+async fn lifecycle_due(
+    ctx: &AgentCtx,
+    agent: &Agent,
+    id: &AgentId,
+    l: &Lifecycle,
+) -> Result<Option<Action>, Error> {
+    let phase = agent.status.as_ref().and_then(|s| s.phase);
+    let running = phase == Some(AgentPhase::Running) && agent.spec.suspend != Some(true);
+    let sessions = ctx.session_plans.activity.of(&id.uid);
+    let quiet_for = if running && l.idle_suspend_after.is_some() {
+        match ctx.backend.egress_count(id).await {
+            Ok(Some(count)) => {
+                let moved = ctx.egress_seen.moved_at(&id.uid, count);
+                Some(sessions.map_or(moved, |u| u.since.max(moved)).elapsed())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the sidecar's request count failed");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let created = agent.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let age = created
+        .and_then(|c| jiff::Timestamp::now().duration_since(c).try_into().ok())
+        .unwrap_or_default();
+    let seen = lifecycle::Seen {
+        age,
+        open_sessions: sessions.map_or(0, |u| u.open),
+        quiet_for,
+        exited: sessions.is_some_and(|u| u.exited),
+        running,
+    };
+    let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &id.namespace);
+    match lifecycle::judge(l, &seen) {
+        lifecycle::Verdict::Keep(None) => Ok(None),
+        lifecycle::Verdict::Keep(Some(wait)) => {
+            // A little after the deadline, so the clock has surely passed it.
+            let at = tokio::time::Instant::now() + wait + Duration::from_millis(100);
+            let me = kube::runtime::reflector::ObjectRef::from_obj(agent);
+            ctx.session_plans.activity.wake_at(&id.uid, me, at);
+            Ok(None)
+        }
+        lifecycle::Verdict::Suspend(why) => {
+            let patch = json!({"spec": {"suspend": true}});
+            api.patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            ctx.egress_seen.forget(&id.uid);
+            let note =
+                format!("suspending: {why}; `bbctl attach` or `bbctl resume` starts it again");
+            publish(ctx, agent, vec![(EventType::Normal, "IdleSuspended", note)]).await;
+            Ok(Some(Action::await_change()))
+        }
+        lifecycle::Verdict::Delete(why) => {
+            let seen = ctx.backend.observe(id).await.map_err(Error::Backend)?;
+            let exists = seen.agent_container.is_some() || seen.stopped_agent.is_some();
+            let kept = if l.keep_snapshot == Some(true) && exists {
+                // Asked to keep the files: no snapshot, no deletion (the retry tries again).
+                match ctx.backend.keep_snapshot(id).await {
+                    Ok(image) => format!("; kept snapshot {image}"),
+                    Err(e) => {
+                        let note =
+                            format!("not deleting ({why}): keeping its snapshot failed: {e}");
+                        publish(
+                            ctx,
+                            agent,
+                            vec![(EventType::Warning, "KeepSnapshotFailed", note)],
+                        )
+                        .await;
+                        return Err(Error::Backend(e));
+                    }
+                }
+            } else {
+                String::new()
+            };
+            let note = format!("deleting: {why}{kept}");
+            publish(ctx, agent, vec![(EventType::Normal, "Expired", note)]).await;
+            api.delete(&id.name, &Default::default()).await?;
+            Ok(Some(Action::await_change()))
+        }
+    }
+}
+
 async fn suspend(
     ctx: &AgentCtx,
     agent: &Agent,
@@ -866,6 +986,7 @@ async fn suspend(
     mut r: Report,
 ) -> Result<Action, Error> {
     let be = &*ctx.backend;
+    ctx.egress_seen.forget(&id.uid);
     let seen = be.observe(id).await.map_err(Error::Backend)?;
     if seen.agent_container.is_some() {
         // A runtime that keeps a stopped container resumes it with a start: no image needed.
@@ -908,6 +1029,7 @@ async fn cleanup(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error>
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
     super::metrics::global().set_phase(&id.uid, None);
     ctx.session_plans.remove(&id.uid);
+    ctx.egress_seen.forget(&id.uid);
     if let Ok(mut live) = ctx.live_routes.lock() {
         live.remove(&id.uid);
     }

@@ -31,6 +31,9 @@ pub struct AgentCtx {
     pub live_routes: crate::supervise::mirror::LiveRoutes,
     /// What sessions of each running Agent need, for the session endpoint.
     pub session_plans: crate::sessions::plans::SessionPlans,
+    /// The last request count of each running Agent's sidecar and when it moved: the egress
+    /// half of `spec.lifecycle.idleSuspendAfter` (sessions are the other).
+    pub(crate) egress_seen: super::lifecycle::EgressSeen,
     /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
     /// control plane, where the one runner holds every Agent.
     pub claims: Option<Arc<crate::cluster::claims::Claims>>,

@@ -7,6 +7,7 @@ pub mod bottle;
 mod conditions;
 pub(crate) mod context;
 pub(crate) mod error;
+mod lifecycle;
 pub mod metrics;
 
 pub use context::AgentCtx;
@@ -159,7 +160,15 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    let agent_controller = Controller::new(agents_api, watcher::Config::default().any_semantic());
+    // Wake-ups of `spec.lifecycle` (a deadline, a session closing) reconcile their Agent.
+    let lifecycle_wakes = session_plans.activity.take_wakes().map(|rx| {
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+    });
+    let mut agent_controller =
+        Controller::new(agents_api, watcher::Config::default().any_semantic());
+    if let Some(wakes) = lifecycle_wakes {
+        agent_controller = agent_controller.reconcile_on(wakes);
+    }
     let agent_store = agent_controller.store();
     let map_bottles = bottle_store.clone();
     let claiming = claims
@@ -183,6 +192,7 @@ pub async fn run(
         backoff: Default::default(),
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         live_routes: Default::default(),
+        egress_seen: Default::default(),
         session_plans,
         claims,
     });

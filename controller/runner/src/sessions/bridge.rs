@@ -64,13 +64,14 @@ async fn close(input: &mut Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + 
     }
 }
 
-/// Runs one session to its end over `socket`.
+/// Runs one session to its end over `socket`; returns the command's exit code when it ran to
+/// its end (not when the client went away first).
 pub async fn session(
     backend: &dyn Backend,
     socket: Socket,
     opened: Result<Session, bb_backend::BackendError>,
     streams: Streams,
-) {
+) -> Option<i64> {
     let (mut sink, mut source) = socket.split();
     let Session {
         handle,
@@ -80,7 +81,7 @@ pub async fn session(
         Ok(s) => s,
         Err(e) => {
             finish(sink, &protocol::failure("InternalError", e.to_string())).await;
-            return;
+            return None;
         }
     };
     // Ending stdin is a shutdown (a half-close for a socket) and a drop (a pipe closes only
@@ -126,14 +127,16 @@ pub async fn session(
         }
     };
     if !ended {
-        return;
+        return None;
     }
-    let status = match backend.session_exit_code(&handle).await {
-        Ok(Some(code)) => protocol::exit_status(code),
+    let code = backend.session_exit_code(&handle).await;
+    let status = match &code {
+        Ok(Some(code)) => protocol::exit_status(*code),
         Ok(None) => protocol::failure("InternalError", "the runtime lost the session's exit code"),
         Err(e) => protocol::failure("InternalError", e.to_string()),
     };
     finish(sink, &status).await;
+    code.ok().flatten()
 }
 
 /// Streams a log over `socket`, stdout and stderr on their own channels.

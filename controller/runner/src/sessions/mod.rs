@@ -20,6 +20,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use kube::runtime::reflector::ObjectRef;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -315,8 +316,14 @@ async fn run(
         }
         (verb, Some(spec)) => {
             tracing::info!(agent = %id, verb = verb.name(), argv0 = spec.argv.first().map(String::as_str).unwrap_or(""), "session opened");
+            let agent = ObjectRef::<bb_crds::Agent>::new(&id.name).within(&id.namespace);
+            let activity = &state.plans.activity;
+            let _open = activity.open(&id.uid, agent.clone());
             let opened = state.backend.open_session(id, &spec).await;
-            bridge::session(&*state.backend, socket, opened, req.streams).await;
+            let code = bridge::session(&*state.backend, socket, opened, req.streams).await;
+            if matches!(verb, Verb::Attach) && code.is_some() {
+                activity.exited(&id.uid, agent);
+            }
         }
         (_, None) => {}
     }

@@ -18,24 +18,29 @@ pub struct SessionPlan {
 }
 
 /// The runner's session plans by Agent uid, shared by its reconciler (which writes them) and
-/// its session endpoint (which reads them).
+/// its session endpoint (which reads them), with what the sessions report back (`activity`).
 #[derive(Debug, Clone, Default)]
-pub struct SessionPlans(Arc<Mutex<HashMap<String, Arc<SessionPlan>>>>);
+pub struct SessionPlans {
+    plans: Arc<Mutex<HashMap<String, Arc<SessionPlan>>>>,
+    /// The sessions' use of each Agent, which `spec.lifecycle` judges idleness and exits by.
+    pub activity: crate::activity::Activity,
+}
 
 impl SessionPlans {
     pub fn set(&self, uid: &str, plan: SessionPlan) {
-        if let Ok(mut plans) = self.0.lock() {
+        if let Ok(mut plans) = self.plans.lock() {
             plans.insert(uid.to_string(), Arc::new(plan));
         }
     }
 
     pub fn remove(&self, uid: &str) {
-        if let Ok(mut plans) = self.0.lock() {
+        if let Ok(mut plans) = self.plans.lock() {
             plans.remove(uid);
         }
+        self.activity.forget(uid);
     }
 
     pub fn get(&self, uid: &str) -> Option<Arc<SessionPlan>> {
-        self.0.lock().ok()?.get(uid).cloned()
+        self.plans.lock().ok()?.get(uid).cloned()
     }
 }
