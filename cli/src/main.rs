@@ -55,10 +55,12 @@ enum Command {
     Exec(cmd::session::ExecArgs),
     /// Print an Agent's container output or its sidecar's egress audit log.
     Logs(cmd::session::LogsArgs),
-    /// Snapshot and stop an Agent, keeping its state (spec.suspend: true).
+    /// Stop an Agent, keeping its files (spec.suspend: true).
     Suspend(cmd::apply::SuspendArgs),
-    /// Start a suspended Agent again from its snapshot (spec.suspend: false).
+    /// Start a suspended Agent again with its files (spec.suspend: false).
     Resume(cmd::apply::SuspendArgs),
+    /// Start a new Agent from a copy of a running Agent's files; the source keeps running.
+    Fork(cmd::fork::ForkArgs),
     /// Snapshot an Agent's container as an image and record it in status.snapshot.
     Commit(cmd::session::CommitArgs),
     /// A terminal UI over pending Proposals: approve, modify then approve, or reject.
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
         Command::Exec(a) => cmd::session::exec(a),
         Command::Logs(a) => cmd::session::logs(a),
         Command::Commit(a) => cmd::session::commit(a),
+        Command::Fork(a) => cmd::fork::fork(a),
         Command::Suspend(a) => done(cmd::apply::set_suspend(a, true)),
         Command::Approve(a) => done(cmd::decide::approve(a)),
         Command::Policy(a) => done(cmd::policy::run(a)),

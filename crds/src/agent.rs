@@ -63,6 +63,9 @@ pub struct AgentSpec {
     /// `status.snapshotRequestHandled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_request: Option<String>,
+    /// Where the agent's files start from instead of its image: a fork of another Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<AgentSource>,
     /// When the runner suspends or deletes this Agent by itself: after it has been idle, after a
     /// time to live, after its attached command exits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +74,24 @@ pub struct AgentSpec {
     /// this Agent; every pair must match. Unset, any runner may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_selector: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// `spec.source`: the files a new Agent starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSource {
+    /// Fork: a snapshot of this Agent (same namespace and Bottle, running or suspended, on the
+    /// same runner), taken once when this Agent's container is first made. The source keeps
+    /// running; the two diverge from then on.
+    pub agent_ref: AgentRef,
+}
+
+/// Names another Agent in the same namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
 }
 
 /// `spec.lifecycle`: what the runner does by itself with an Agent nobody is using.

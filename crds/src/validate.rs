@@ -443,6 +443,11 @@ pub fn agent_spec(spec: &AgentSpec, errs: &mut ValidationErrors) {
             errs.push(&p, e);
         }
     }
+    if let Some(src) = &spec.source
+        && let Err(m) = check_dns_subdomain(&src.agent_ref.name)
+    {
+        errs.push(&root.field("source").field("agentRef").field("name"), m);
+    }
     if let Some(l) = &spec.lifecycle {
         let p = root.field("lifecycle");
         for (field, value) in [("idleSuspendAfter", &l.idle_suspend_after), ("ttl", &l.ttl)] {

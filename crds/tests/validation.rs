@@ -567,6 +567,12 @@ fn agent_rules() {
         ],
     );
     case(
+        agent("bottleRef: {name: b}\nsource: {agentRef: {name: Src}}"),
+        &[
+            "spec.source.agentRef.name: 'Src' must be a lowercase RFC 1123 subdomain: a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
+        ],
+    );
+    case(
         agent(
             "bottleRef: {name: b}\nlifecycle: {idleSuspendAfter: 30m, ttl: 8h, deleteAfterExit: true, keepSnapshot: true}",
         ),

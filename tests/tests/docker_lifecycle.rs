@@ -61,8 +61,8 @@ fn inspect(container: &str, format: &str) -> String {
         .to_string()
 }
 
-/// How many snapshot images carry this Agent's label.
-fn snapshot_images(label: &str) -> usize {
+/// The snapshot images carrying this Agent's label.
+fn snapshot_ids(label: &str) -> Vec<String> {
     ok(&mut docker(&[
         "images",
         "-q",
@@ -72,7 +72,20 @@ fn snapshot_images(label: &str) -> usize {
         "reference=bot-bottle/snapshot",
     ]))
     .split_whitespace()
-    .count()
+    .map(String::from)
+    .collect()
+}
+
+fn snapshot_images(label: &str) -> usize {
+    snapshot_ids(label).len()
+}
+
+/// What an earlier, failed run left under `label`: containers, networks and snapshots.
+fn remove_leftovers(label: &str) {
+    remove_all_with(label);
+    for image in snapshot_ids(label) {
+        let _ = run(&mut docker(&["rmi", "-f", &image]));
+    }
 }
 
 #[test]
@@ -81,7 +94,7 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
     let cp = Controller::start(&[]);
     let name = "keep";
     let label = format!("bot-bottle.dev/agent=default/{name}");
-    remove_all_with(&label);
+    remove_leftovers(&label);
     let _cleanup = Cleanup(label.clone());
     cp.apply(&bottle_and_agent(name));
     cp.wait_for("the Agent to be Running", LIMIT, || {
@@ -147,7 +160,7 @@ fn an_idle_agent_suspends_on_time_and_attach_resumes_it_with_its_files() {
     let cp = Controller::start(&[]);
     let name = "idle";
     let label = format!("bot-bottle.dev/agent=default/{name}");
-    remove_all_with(&label);
+    remove_leftovers(&label);
     let _cleanup = Cleanup(label.clone());
     cp.apply(&bottle_and_agents(
         name,
@@ -227,7 +240,7 @@ fn ttl_and_an_exited_attach_delete_the_agent_keeping_only_what_was_asked() {
     let labels = [ttl, once].map(|n| format!("bot-bottle.dev/agent=default/{n}"));
     let kept_label = format!("bot-bottle.dev/kept-from=default/{ttl}");
     for l in &labels {
-        remove_all_with(l);
+        remove_leftovers(l);
     }
     let _cleanup = labels.clone().map(Cleanup);
     let remove_kept = || {
@@ -330,4 +343,106 @@ fn ttl_and_an_exited_attach_delete_the_agent_keeping_only_what_was_asked() {
         "the one-shot Agent kept a snapshot it was not asked for"
     );
     remove_kept();
+}
+
+#[test]
+fn a_fork_starts_from_its_sources_files_guards_its_secrets_and_diverges() {
+    bb_e2e::ensure_base_image();
+    let cp = Controller::start(&[]);
+    let (src, copy) = ("fork-src", "fork-copy");
+    let labels = [src, copy].map(|n| format!("bot-bottle.dev/agent=default/{n}"));
+    for l in &labels {
+        remove_leftovers(l);
+    }
+    let _cleanup = labels.clone().map(Cleanup);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".env"),
+        "DB_PASSWORD=Fk7-qLz2_Wp9xR4mT8vB\nPORT=8080\n",
+    )
+    .expect("write .env");
+    cp.apply(&bottle_and_agents(
+        "forks",
+        &[(
+            src,
+            &format!("  workspace: {{hostPath: {}}}\n", dir.path().display()),
+        )],
+    ));
+    cp.wait_for("the source to be Running", LIMIT, || {
+        phase(&cp, src) == "Running"
+    });
+    let source = one(
+        containers_with(&format!("{},bot-bottle.dev/role=agent", labels[0])),
+        "source agent container",
+    );
+    let wrote = cp.exec(
+        src,
+        &["sh", "-c", "echo before-fork > /workspace/shared.txt"],
+    );
+    assert!(wrote.status.success(), "{wrote:?}");
+    // A process of the source's that must live through the fork.
+    ok(&mut docker(&["exec", "-d", &source, "sleep", "4242"]));
+    let started = inspect(&source, "{{.State.StartedAt}}");
+
+    let out = ok(&mut cp.bbctl(&["fork", &format!("agent/{src}"), "--name", copy]));
+    assert!(out.contains("forked from"), "{out}");
+    assert_eq!(phase(&cp, copy), "Running");
+    // The source was paused for the commit, never stopped.
+    assert_eq!(inspect(&source, "{{.State.Running}}"), "true");
+    assert_eq!(inspect(&source, "{{.State.StartedAt}}"), started);
+    let alive = run(&mut docker(&[
+        "exec",
+        &source,
+        "sh",
+        "-c",
+        "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done | grep -q '^sleep 4242'",
+    ]));
+    assert!(
+        alive.status.success(),
+        "the source's process died: {alive:?}"
+    );
+
+    let read = |agent: &str, file: &str| {
+        String::from_utf8_lossy(&cp.exec(agent, &["cat", file]).stdout).to_string()
+    };
+    assert_eq!(read(copy, "/workspace/shared.txt"), "before-fork\n");
+    // The secret the source's sidecar guards is guarded by the fork's too: same files.
+    let guarded = |agent: &str| cp.jsonpath(&["agent", agent], "{.status.guardedSecrets.count}");
+    assert_eq!(guarded(src), "1");
+    assert_eq!(
+        guarded(copy),
+        "1",
+        "the fork does not guard its source's secret"
+    );
+    // From here on they diverge.
+    for (agent, text) in [(src, "src-only"), (copy, "copy-only")] {
+        let w = cp.exec(
+            agent,
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "echo {text} > /workspace/{text}.txt && echo {text} > /workspace/shared.txt"
+                ),
+            ],
+        );
+        assert!(w.status.success(), "{w:?}");
+    }
+    assert_eq!(read(src, "/workspace/shared.txt"), "src-only\n");
+    assert_eq!(read(copy, "/workspace/shared.txt"), "copy-only\n");
+    for (agent, other) in [(src, "copy-only"), (copy, "src-only")] {
+        let seen = cp.exec(agent, &["test", "-e", &format!("/workspace/{other}.txt")]);
+        assert!(!seen.status.success(), "{agent} sees {other}.txt");
+    }
+
+    for n in [copy, src] {
+        ok(&mut cp.kubectl(&["delete", "agent", n, "--wait=true", "--timeout=120s"]));
+    }
+    for l in &labels {
+        assert!(
+            containers_with(l).is_empty(),
+            "containers of {l} left behind"
+        );
+        assert_eq!(snapshot_images(l), 0, "snapshots of {l} left behind");
+    }
 }

@@ -13,6 +13,7 @@ pub mod dev_sidecar;
 pub mod diff;
 pub mod doctor;
 pub mod drain;
+pub mod fork;
 pub mod get;
 pub mod policy;
 pub mod run;

@@ -530,6 +530,26 @@ impl Backend for FakeBackend {
         Ok(self.with(id, |a| (!a.stopped).then_some(a.egress)))
     }
 
+    async fn fork_snapshot(
+        &self,
+        source: &AgentId,
+        into: &AgentId,
+    ) -> Result<String, BackendError> {
+        self.gate(Step::Snapshot).await?;
+        let exists = self.with_all(|m| m.get(source).is_some_and(|a| a.agent_hash.is_some()));
+        if !exists {
+            return Err(BackendError::new(
+                Step::Snapshot,
+                format!("{source} has no agent container"),
+            ));
+        }
+        let snap = format!("fake-fork/{}:from-{}", into.name, source.name);
+        if let Ok(mut i) = self.images.lock() {
+            i.insert(snap.clone());
+        }
+        Ok(snap)
+    }
+
     async fn keep_snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
         self.gate(Step::Snapshot).await?;
         let image = format!("fake-kept/{}/{}", id.namespace, id.name);

@@ -322,6 +322,21 @@ pub trait Backend: Send + Sync + 'static {
     async fn has_image(&self, image: &str) -> Result<bool, BackendError>;
     /// Records the agent's state as an image; returns its reference.
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError>;
+    /// Fork: records `source`'s agent container (running or stopped; a running one is paused
+    /// for the commit, not stopped) as a snapshot that belongs to `into`, removed with it.
+    async fn fork_snapshot(
+        &self,
+        source: &AgentId,
+        into: &AgentId,
+    ) -> Result<String, BackendError> {
+        Err(BackendError::new(
+            Step::Snapshot,
+            format!(
+                "the {} runtime cannot fork {source} into {into}",
+                self.name()
+            ),
+        ))
+    }
     /// Records the agent's files as an image that outlives the Agent (no teardown or sweep
     /// removes it); returns its reference.
     async fn keep_snapshot(&self, id: &AgentId) -> Result<String, BackendError> {

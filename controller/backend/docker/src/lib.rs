@@ -407,18 +407,19 @@ impl DockerBackend {
         done
     }
 
-    /// Commits the Agent's agent container (running or stopped) as `repo:<agent>-<time>`
-    /// labelled `labels`; returns the reference. Named without the runner: a snapshot is the
-    /// Agent's, not the copy's.
+    /// Commits `source`'s agent container (running or stopped) as `repo:<into>-<time>`
+    /// labelled `labels`; returns the reference. Named for the Agent it belongs to and without
+    /// the runner: a snapshot is the Agent's, not the copy's.
     async fn commit_agent(
         &self,
-        id: &AgentId,
+        source: &AgentId,
+        into: &AgentId,
         repo: &str,
         labels: HashMap<String, String>,
     ) -> Result<String, BackendError> {
         let tag = format!(
             "{}-{}",
-            names::prefix(id, None),
+            names::prefix(into, None),
             jiff::Timestamp::now().as_second()
         );
         let config = bollard::models::ContainerConfig {
@@ -428,7 +429,7 @@ impl DockerBackend {
         self.docker
             .commit_container(
                 CommitContainerOptions {
-                    container: Some(self.config.name(id, Role::Agent)),
+                    container: Some(self.config.name(source, Role::Agent)),
                     repo: Some(repo.into()),
                     tag: Some(tag.clone()),
                     pause: true,
@@ -638,9 +639,18 @@ impl Backend for DockerBackend {
     }
 
     async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
-        let mut labels = names::labels(id, Role::Snapshot, &self.config.instance);
+        self.fork_snapshot(id, id).await
+    }
+
+    async fn fork_snapshot(
+        &self,
+        source: &AgentId,
+        into: &AgentId,
+    ) -> Result<String, BackendError> {
+        let mut labels = names::labels(into, Role::Snapshot, &self.config.instance);
         labels.insert(ROLE.into(), Role::Snapshot.as_str().into());
-        self.commit_agent(id, "bot-bottle/snapshot", labels).await
+        self.commit_agent(source, into, "bot-bottle/snapshot", labels)
+            .await
     }
 
     async fn keep_snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
@@ -654,7 +664,7 @@ impl Backend for DockerBackend {
                 format!("{}/{}", id.namespace, id.name),
             ),
         ]);
-        self.commit_agent(id, "bot-bottle/kept", labels).await
+        self.commit_agent(id, id, "bot-bottle/kept", labels).await
     }
 
     async fn stop(&self, id: &AgentId) -> Result<(), BackendError> {

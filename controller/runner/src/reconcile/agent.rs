@@ -420,6 +420,11 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     if ctx.claims.as_ref().is_some_and(|c| !c.heartbeat.held()) {
         return Ok(Action::requeue(Duration::from_secs(2)));
     }
+    if let Some(src) = &agent.spec.source
+        && let Some(wait) = fork(&ctx, &agent, &id, &src.agent_ref.name, &mut r).await?
+    {
+        return Ok(wait);
+    }
     let session_plan = SessionPlan {
         attach: provider.attach_command(&crate::provider::AgentView::of(&agent)),
         secret_env: agent_plan
@@ -561,7 +566,8 @@ async fn drive(
     // A resume stays Suspended until its agent container exists: one interrupted part-way
     // (a failed create, a restart) retries from the snapshot, never from a fresh image.
     let unsuspending = r.status.phase == Some(AgentPhase::Suspended);
-    let mut resuming = unsuspending || ctx.claims.is_some();
+    // A fork starts from the snapshot of its source (`fork`), and so does a replacement of it.
+    let mut resuming = unsuspending || ctx.claims.is_some() || agent.spec.source.is_some();
     let seen = be.observe(id).await?;
     // A kept container whose plan is unchanged starts again, beside its sidecar (below); one
     // whose plan changed meanwhile carries its files into its replacement through a snapshot.
@@ -889,6 +895,111 @@ async fn snapshot_on_request(ctx: &AgentCtx, agent: &Agent, id: &AgentId, r: &mu
             format!("request {request}: {e}"),
         ),
     }
+}
+
+/// `spec.source.agentRef`: before this Agent's first container, a snapshot of the source
+/// Agent's container becomes its `status.snapshot` (which `drive` starts it from), and the
+/// secrets the source's sidecar guards are guarded here too: the copy holds the same files.
+/// `Some(action)` while the source cannot be forked, with a condition saying why.
+async fn fork(
+    ctx: &AgentCtx,
+    agent: &Agent,
+    id: &AgentId,
+    source: &str,
+    r: &mut Report,
+) -> Result<Option<Action>, Error> {
+    if r.status.snapshot.is_some() {
+        return Ok(None);
+    }
+    let seen = ctx.backend.observe(id).await.map_err(Error::Backend)?;
+    if seen.agent_container.is_some() || seen.stopped_agent.is_some() {
+        return Ok(None);
+    }
+    let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &id.namespace);
+    let forked = match api.get_opt(source).await? {
+        None => Err((
+            "SourceNotFound",
+            format!("Agent '{source}' not found in namespace '{}'", id.namespace),
+        )),
+        Some(a) if a.spec.bottle_ref != agent.spec.bottle_ref => Err((
+            "SourceInOtherBottle",
+            format!(
+                "Agent '{source}' runs in Bottle '{}', this one in '{}': a fork runs in its source's Bottle",
+                a.spec.bottle_ref.name, agent.spec.bottle_ref.name
+            ),
+        )),
+        Some(a) if !held_here(ctx, &a) => Err((
+            "SourceElsewhere",
+            format!(
+                "Agent '{source}' runs on another runner: a fork is made where its source runs"
+            ),
+        )),
+        Some(a) => {
+            let from = AgentId::from(&a);
+            match ctx.backend.fork_snapshot(&from, id).await {
+                Ok(snap) => copy_guarded(&*ctx.backend, &from, id)
+                    .map(|()| snap)
+                    .map_err(|e| ("SourceNotForkable", e)),
+                Err(e) => Err((
+                    "SourceNotForkable",
+                    format!("forking Agent '{source}': {e}"),
+                )),
+            }
+        }
+    };
+    match forked {
+        Ok(snap) => {
+            r.event(
+                EventType::Normal,
+                "Forked",
+                format!("snapshot {snap} of agent/{source}; starting from it"),
+            );
+            r.status.snapshot = Some(snap);
+            Ok(None)
+        }
+        Err((reason, why)) => {
+            let m = format!("spec.source.agentRef: {why}");
+            if r.status.phase.is_none() {
+                r.phase(AgentPhase::Pending);
+            }
+            r.condition("Ready", false, reason, &m);
+            r.status.message = Some(m.clone());
+            r.event(EventType::Warning, reason, m);
+            let report = Report {
+                status: r.status.clone(),
+                events: std::mem::take(&mut r.events),
+                generation: r.generation,
+            };
+            write_status(ctx, agent, report).await?;
+            // The source may appear, start or move: look again.
+            Ok(Some(Action::requeue(Duration::from_secs(10))))
+        }
+    }
+}
+
+/// Whether this runner holds `a` (always, on a local control plane).
+fn held_here(ctx: &AgentCtx, a: &Agent) -> bool {
+    match &ctx.claims {
+        Some(c) => a.status.as_ref().and_then(|s| s.runner.as_deref()) == Some(c.me.id.as_str()),
+        None => true,
+    }
+}
+
+/// Guards in `into` the secrets `from`'s sidecar guards (what discovery stored for it), beside
+/// any `into` already has: a fork holds its source's files.
+fn copy_guarded(be: &dyn Backend, from: &AgentId, into: &AgentId) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| format!("{what} the source's guarded secrets: {e}");
+    let theirs = discovery::load(&be.agent_dir(from)).map_err(|e| fail("reading", e))?;
+    let dir = be.agent_dir(into);
+    let mut ours = discovery::load(&dir)
+        .map_err(|e| fail("reading", e))?
+        .unwrap_or_default();
+    for s in theirs.into_iter().flatten() {
+        if !ours.iter().any(|k| k.value == s.value) {
+            ours.push(s);
+        }
+    }
+    discovery::store(&dir, &ours).map_err(|e| fail("storing", e))
 }
 
 /// `spec.lifecycle`: deletes or suspends the Agent when that is due (returning what to do
