@@ -362,6 +362,22 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "the deleted Agent's copy was not stopped"
     );
 
+    // spec.lifecycle.ttl: the runner that holds the Agent deletes it (the role's `delete
+    // agents`), and its copy goes with it.
+    cluster.apply(
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: expiring}\nspec: {bottleRef: {name: tools}, lifecycle: {ttl: 4s}}\n",
+    );
+    wait_until(
+        "the ttl to delete its Agent",
+        Duration::from_secs(60),
+        || {
+            !run(&mut cluster.kubectl(&["get", "agent", "expiring"]))
+                .status
+                .success()
+        },
+        || runners[2].log(),
+    );
+
     // SIGTERM: the last runner releases everything on its way out, claims none of it back,
     // and its journal closes every stint (nothing is left running behind it).
     runners[2].stop();
