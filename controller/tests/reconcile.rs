@@ -782,3 +782,67 @@ async fn ttl_deletes_the_agent_keeping_a_snapshot_only_when_asked() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_starts_from_its_sources_snapshot_and_waits_for_a_missing_source() {
+    let h = Harness::start().await;
+    h.create().await;
+    h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
+        .await;
+    let fork = |name: &str, source: &str| -> Agent {
+        serde_json::from_value(json!({
+            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": name},
+            "spec": {"bottleRef": {"name": "tools"}, "source": {"agentRef": {"name": source}}}
+        }))
+        .expect("agent")
+    };
+    let get = |name: &'static str| {
+        let agents = h.agents();
+        async move { agents.get_opt(name).await.ok().flatten() }
+    };
+    for a in [fork("copy", "worker"), fork("orphan", "nobody")] {
+        h.agents()
+            .create(&Default::default(), &a)
+            .await
+            .expect("create");
+    }
+    let mut copy = None;
+    let mut orphan = None;
+    for _ in 0..200 {
+        copy = get("copy").await;
+        orphan = get("orphan").await;
+        if copy.as_ref().and_then(phase) == Some(AgentPhase::Running)
+            && orphan
+                .as_ref()
+                .and_then(|a| condition(a, "Ready"))
+                .is_some_and(|c| c.1 == "SourceNotFound")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let copy = copy.expect("copy");
+    assert_eq!(phase(&copy), Some(AgentPhase::Running), "{:?}", copy.status);
+    assert_eq!(
+        copy.status.and_then(|s| s.snapshot).as_deref(),
+        Some("fake-fork/copy:from-worker")
+    );
+    let f = h.backend.snapshot_of("copy").expect("fake");
+    assert_eq!(f.agent_image.as_deref(), Some("fake-fork/copy:from-worker"));
+    // The source carries on: never stopped or recreated.
+    let w = h.backend.snapshot_of("worker").expect("fake");
+    assert_eq!((w.agent_creates, w.agent_stopped), (1, false), "{w:?}");
+    let orphan = orphan.expect("orphan");
+    assert_eq!(phase(&orphan), Some(AgentPhase::Pending));
+    let (status, reason, message) = condition(&orphan, "Ready").expect("Ready");
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SourceNotFound")
+    );
+    assert!(message.contains("Agent 'nobody' not found"), "{message}");
+    assert!(
+        h.backend
+            .snapshot_of("orphan")
+            .is_none_or(|f| f.agent_hash.is_none())
+    );
+}

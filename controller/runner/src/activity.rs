@@ -83,9 +83,13 @@ impl Activity {
         }
     }
 
-    /// Counts a session of `agent` (uid `uid`) open until the guard drops.
+    /// Counts a session of `agent` (uid `uid`) open until the guard drops. Someone uses the
+    /// Agent again: an earlier exit no longer counts.
     pub fn open(&self, uid: &str, agent: ObjectRef<Agent>) -> OpenSession {
-        self.update(uid, |u| u.open += 1);
+        self.update(uid, |u| {
+            u.open += 1;
+            u.exited = false;
+        });
         OpenSession {
             activity: self.clone(),
             uid: uid.to_string(),
@@ -156,6 +160,9 @@ mod tests {
         assert_eq!(a.of("u1").map(|u| (u.open, u.exited)), Some((0, false)));
         a.exited("u1", agent.clone());
         assert_eq!(a.of("u1").map(|u| u.exited), Some(true));
+        let again = a.open("u1", agent.clone());
+        assert_eq!(a.of("u1").map(|u| u.exited), Some(false), "in use again");
+        drop(again);
         a.forget("u1");
         assert_eq!(a.of("u1"), None);
     }

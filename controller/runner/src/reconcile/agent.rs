@@ -1052,8 +1052,11 @@ async fn lifecycle_due(
         }
         lifecycle::Verdict::Suspend(why) => {
             let patch = json!({"spec": {"suspend": true}});
-            api.patch(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            let params = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            api.patch(&id.name, &params, &Patch::Merge(&patch)).await?;
             ctx.egress_seen.forget(&id.uid);
             let note =
                 format!("suspending: {why}; `bbctl attach` or `bbctl resume` starts it again");

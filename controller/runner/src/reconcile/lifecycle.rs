@@ -48,7 +48,7 @@ pub(crate) fn judge(l: &Lifecycle, seen: &Seen) -> Verdict {
         }
         next = Some(ttl - seen.age);
     }
-    if l.delete_after_exit == Some(true) && seen.exited {
+    if l.delete_after_exit == Some(true) && seen.exited && seen.open_sessions == 0 {
         return Verdict::Delete("its attached command exited (deleteAfterExit)".into());
     }
     if let Some(idle) = parse(&l.idle_suspend_after)
@@ -180,6 +180,11 @@ mod tests {
             judge(&lifecycle(None, None, true), &seen(1, 0, Some(0), true)),
             Verdict::Delete(_)
         ));
+        // Not while another session still uses it.
+        assert_eq!(
+            judge(&lifecycle(None, None, true), &seen(1, 1, Some(0), true)),
+            Verdict::Keep(None)
+        );
     }
 
     #[tokio::test]
