@@ -386,17 +386,7 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
     h.create().await;
     h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
         .await;
-    let agents = h.agents();
-    let set_suspend = |on: bool| {
-        let agents = agents.clone();
-        async move {
-            let patch = json!({"spec": {"suspend": on}});
-            agents
-                .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .expect("patch suspend");
-        }
-    };
+    let set_suspend = |on: bool| h.patch_spec(json!({"suspend": on}));
     // Suspend stops and keeps the agent container: no snapshot; resume starts that container.
     set_suspend(true).await;
     let a = h
@@ -490,16 +480,7 @@ async fn suspend_resume_and_delete_leave_nothing_behind() {
         .delete("worker", &DeleteParams::default())
         .await
         .expect("delete");
-    for _ in 0..200 {
-        if h.agents().get_opt("worker").await.ok().flatten().is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        h.agents().get_opt("worker").await.expect("get").is_none(),
-        "the finalizer was released"
-    );
+    h.wait_deleted("the finalizer was released").await;
     assert_eq!(h.backend.count(), 0, "every backend resource is gone");
 }
 
@@ -701,11 +682,8 @@ async fn an_idle_agent_suspends_and_requests_through_its_sidecar_keep_it_running
     h.create().await;
     h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
         .await;
-    let patch = json!({"spec": {"lifecycle": {"idleSuspendAfter": "2s"}}});
-    h.agents()
-        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("lifecycle");
+    h.patch_spec(json!({"lifecycle": {"idleSuspendAfter": "2s"}}))
+        .await;
     // A request every 300 ms for 4 s: never 2 s quiet, so it keeps running.
     for _ in 0..13 {
         h.backend.add_egress("worker", 1);
@@ -731,11 +709,7 @@ async fn an_idle_agent_suspends_and_requests_through_its_sidecar_keep_it_running
         "{events}"
     );
     // Resuming is the user's: the kept container starts again and idleness counts afresh.
-    let patch = json!({"spec": {"suspend": false}});
-    h.agents()
-        .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("resume");
+    h.patch_spec(json!({"suspend": false})).await;
     h.wait_for("Running again", |a| phase(a) == Some(AgentPhase::Running))
         .await;
     let f = h.backend.snapshot_of("worker").expect("fake");
@@ -749,21 +723,9 @@ async fn ttl_deletes_the_agent_keeping_a_snapshot_only_when_asked() {
         h.create().await;
         h.wait_for("Running", |a| phase(a) == Some(AgentPhase::Running))
             .await;
-        let patch = json!({"spec": {"lifecycle": {"ttl": "3s", "keepSnapshot": keep}}});
-        h.agents()
-            .patch("worker", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .expect("lifecycle");
-        for _ in 0..200 {
-            if h.agents().get_opt("worker").await.ok().flatten().is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            h.agents().get_opt("worker").await.expect("get").is_none(),
-            "the ttl deleted the Agent"
-        );
+        h.patch_spec(json!({"lifecycle": {"ttl": "3s", "keepSnapshot": keep}}))
+            .await;
+        h.wait_deleted("the ttl deleted the Agent").await;
         assert_eq!(h.backend.count(), 0, "every backend resource is gone");
         let events = events_with(&h.client, &["Expired"]).await;
         assert!(

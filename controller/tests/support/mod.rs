@@ -175,6 +175,36 @@ impl Harness {
             .expect("agent");
     }
 
+    /// Merge-patches the `worker` Agent's spec.
+    pub async fn patch_spec(&self, spec: serde_json::Value) {
+        self.agents()
+            .patch(
+                "worker",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&json!({ "spec": spec })),
+            )
+            .await
+            .expect("patch the Agent's spec");
+    }
+
+    /// Waits until the `worker` Agent is gone from the API (its finalizer released).
+    pub async fn wait_deleted(&self, what: &str) {
+        for _ in 0..200 {
+            if self
+                .agents()
+                .get_opt("worker")
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: the Agent is still there after 10 s");
+    }
+
     pub async fn wait_for(&self, what: &str, check: impl Fn(&Agent) -> bool) -> Agent {
         self.wait_within(Duration::from_secs(20), what, check).await
     }
