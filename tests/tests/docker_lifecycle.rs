@@ -104,6 +104,10 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
         containers_with(&format!("{label},bot-bottle.dev/role=agent")),
         "agent container",
     );
+    let sidecar = one(
+        containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
+        "sidecar",
+    );
     let wrote = cp.exec(
         name,
         &["sh", "-c", "echo work-in-progress > /home/agent/notes.txt"],
@@ -132,6 +136,11 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
         vec![agent.clone()]
     );
     assert_eq!(inspect(&agent, "{{.State.Running}}"), "true");
+    // Its sidecar too: started again and handed its policy anew (below, the proxy serves it).
+    assert_eq!(
+        containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
+        vec![sidecar]
+    );
     let read = cp.exec(name, &["cat", "/home/agent/notes.txt"]);
     assert_eq!(String::from_utf8_lossy(&read.stdout), "work-in-progress\n");
     // Its sidecar is back with its policy: the proxy answers with the Bottle's route.

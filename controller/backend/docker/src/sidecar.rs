@@ -169,7 +169,29 @@ impl DockerBackend {
                 tracing::info!(agent = %id, from = c.image.as_deref().unwrap_or("?"), to = %image, "sidecar changed; replacing the sidecar");
                 self.remove_container(&name).await?;
             }
-            // A stopped sidecar lost its tmpfs (CA key, tokens): start over.
+            // A stopped sidecar of the same spec (a suspended Agent's) starts again: a start,
+            // not a create. Its tmpfs is empty (CA key, tokens, policy), so the delivery
+            // restores it exactly as for a new one; until then it refuses everything.
+            Some(c) if Self::label(&c, SPEC_LABEL) == Some(spec.as_str()) => {
+                match self
+                    .docker
+                    .start_container(
+                        &name,
+                        None::<bollard::query_parameters::StartContainerOptions>,
+                    )
+                    .await
+                {
+                    Ok(()) => {
+                        delivery::install(self, &name, id, plan, applied, Delivery::New).await?;
+                        return Ok(endpoints);
+                    }
+                    Err(e) => {
+                        tracing::info!(agent = %id, error = %e, "the stopped sidecar would not start; replacing it");
+                        self.remove_container(&name).await?;
+                    }
+                }
+            }
+            // Stopped, of another spec: a new one replaces it.
             Some(_) => self.remove_container(&name).await?,
             None => {}
         }
