@@ -455,3 +455,86 @@ fn a_fork_starts_from_its_sources_files_guards_its_secrets_and_diverges() {
         assert_eq!(snapshot_images(l), 0, "snapshots of {l} left behind");
     }
 }
+
+/// Networks that use up the engine's default address pools, removed when dropped (a failed
+/// test must not leave the engine unable to make networks).
+struct ExhaustedPools(Vec<String>);
+
+impl ExhaustedPools {
+    fn take_all() -> ExhaustedPools {
+        let mut made = Vec::new();
+        for i in 0..64 {
+            let name = format!("bb-e2e-exhaust-{}-{i}", std::process::id());
+            let out = run(&mut docker(&[
+                "network",
+                "create",
+                "--label",
+                "bot-bottle.e2e=exhaust",
+                &name,
+            ]));
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(err.contains("non-overlapping IPv4 address pool"), "{err}");
+                return ExhaustedPools(made);
+            }
+            made.push(name);
+        }
+        panic!("the engine made 64 networks from its default pools: nothing to exhaust");
+    }
+}
+
+impl Drop for ExhaustedPools {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = run(&mut docker(&["network", "rm", n]));
+        }
+    }
+}
+
+#[test]
+fn past_the_engines_address_pools_a_bottle_gets_subnets_of_its_own() {
+    bb_e2e::ensure_base_image();
+    let cp = Controller::start(&[]);
+    let name = "crowded";
+    let label = format!("bot-bottle.dev/agent=default/{name}");
+    remove_leftovers(&label);
+    let _cleanup = Cleanup(label.clone());
+    // Positive control: with the default pools used up, a plain network cannot be made.
+    let exhausted = ExhaustedPools::take_all();
+    let plain = run(&mut docker(&[
+        "network",
+        "create",
+        "bb-e2e-exhaust-control",
+    ]));
+    assert!(!plain.status.success(), "the pools were not used up");
+
+    cp.apply(&bottle_and_agent(name));
+    cp.wait_for("the Agent to be Running", LIMIT, || {
+        phase(&cp, name) == "Running"
+    });
+    for n in bb_e2e::networks_with(&label) {
+        let subnet = ok(&mut docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+            &n,
+        ]));
+        assert!(
+            subnet.trim().starts_with("198.18.") && subnet.trim().ends_with("/28"),
+            "{n}: {subnet}"
+        );
+    }
+    // The agent reaches its sidecar over the internal network.
+    let allowlist = cp.exec(
+        name,
+        &["curl", "-sS", "-m", "10", "http://_egress.local/allowlist"],
+    );
+    assert!(
+        String::from_utf8_lossy(&allowlist.stdout).contains("api.example.test"),
+        "{allowlist:?}"
+    );
+    ok(&mut cp.kubectl(&["delete", "agent", name, "--wait=true", "--timeout=120s"]));
+    assert!(bb_e2e::networks_with(&label).is_empty());
+    drop(exhausted);
+}

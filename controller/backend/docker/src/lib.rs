@@ -8,6 +8,7 @@ pub mod images;
 pub mod placement;
 mod session;
 pub mod sidecar;
+mod subnets;
 
 use bb_backend::Step;
 use bb_backend::delivery::{self, Delivery};
@@ -47,6 +48,9 @@ pub struct DockerBackend {
     /// What this process established about a container (by ID, so a recreated container
     /// starts unknown): spares an exec per observe. After a restart it is re-learned by exec.
     facts: Arc<std::sync::Mutex<HashMap<String, Facts>>>,
+    /// Held while a subnet of our own is chosen and taken, so two networks made at once do not
+    /// pick the same one.
+    subnet_choice: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,6 +107,7 @@ impl DockerBackend {
             progress: tokio::sync::broadcast::channel(64).0,
             gvisor,
             facts: Arc::default(),
+            subnet_choice: Arc::default(),
         })
     }
 
@@ -377,14 +382,60 @@ impl DockerBackend {
             labels: Some(names::labels(id, role, &self.config.instance)),
             ..Default::default()
         };
-        match self.docker.create_network(req).await {
+        match self.docker.create_network(req.clone()).await {
             Ok(_) => Ok(()),
             Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) if subnets::pools_exhausted(&e.to_string()) => {
+                self.create_network_in_fallback(req).await
+            }
             Err(e) => Err(BackendError::new(
                 Step::Network,
                 format!("creating {name}: {e}"),
             )),
         }
+    }
+
+    /// The engine's address pools are used up: the network gets a /28 of its own
+    /// (`subnets`), clear of every subnet the engine's networks hold. Another process may take
+    /// the same one first: the next free one is tried.
+    async fn create_network_in_fallback(
+        &self,
+        mut req: NetworkCreateRequest,
+    ) -> Result<(), BackendError> {
+        let _choosing = self.subnet_choice.lock().await;
+        let name = req.name.clone();
+        let fail = |e: String| BackendError::new(Step::Network, format!("creating {name}: {e}"));
+        let networks = self
+            .docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let used: Vec<String> = networks
+            .iter()
+            .flat_map(|n| n.ipam.iter().flat_map(|i| i.config.iter().flatten()))
+            .filter_map(|c| c.subnet.clone())
+            .collect();
+        let mut last = String::from("no free /28 left in 198.18.0.0/15");
+        for subnet in subnets::free(&used).take(8) {
+            req.ipam = Some(bollard::models::Ipam {
+                config: Some(vec![bollard::models::IpamConfig {
+                    subnet: Some(subnet.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+            match self.docker.create_network(req.clone()).await {
+                Ok(_) => {
+                    tracing::info!(network = %name, %subnet, "the engine's address pools are used up; gave the network its own subnet");
+                    return Ok(());
+                }
+                Err(e) if is_conflict(&e) => return Ok(()),
+                Err(e) => last = format!("{subnet}: {e}"),
+            }
+        }
+        Err(fail(format!(
+            "the engine's address pools are used up, and so is the fallback ({last})"
+        )))
     }
 
     /// Whether a stopped agent container was provisioned: what this runner learnt, else its
