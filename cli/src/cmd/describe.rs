@@ -52,6 +52,44 @@ fn guarded_secrets(out: &mut String, g: &bb_crds::agent::GuardedSecrets) {
     }
 }
 
+/// `spec.lifecycle` in a line: what the runner will do, and when the ttl falls due.
+fn lifecycle(
+    l: &bb_crds::agent::Lifecycle,
+    created: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(idle) = &l.idle_suspend_after {
+        parts.push(format!("suspend after {idle} idle"));
+    }
+    if let Some(ttl) = &l.ttl {
+        let due = bb_crds::duration::parse(ttl)
+            .ok()
+            .zip(created)
+            .and_then(|(d, c)| c.checked_add(jiff::SignedDuration::try_from(d).ok()?).ok())
+            .map(|at| at.as_second() - now.as_second());
+        parts.push(match due {
+            Some(left) if left > 0 => format!(
+                "delete after {ttl} (in {})",
+                bb_crds::duration::human_duration(left)
+            ),
+            Some(_) => format!("delete after {ttl} (due now)"),
+            None => format!("delete after {ttl}"),
+        });
+    }
+    if l.delete_after_exit == Some(true) {
+        parts.push("delete when its attached command exits".into());
+    }
+    if l.keep_snapshot == Some(true) {
+        parts.push("keep a snapshot when deleted so".into());
+    }
+    if parts.is_empty() {
+        "<none>".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
 fn conditions(out: &mut String, conds: &[Condition]) {
     out.push_str("Conditions:\n");
     if conds.is_empty() {
@@ -327,6 +365,21 @@ async fn describe_agent(
     field(&mut out, "Namespace", ns);
     field(&mut out, "Bottle", &a.spec.bottle_ref.name);
     field(&mut out, "Suspend", a.spec.suspend.unwrap_or(false));
+    if let Some(src) = &a.spec.source {
+        field(
+            &mut out,
+            "Forked from",
+            format!("agent/{}", src.agent_ref.name),
+        );
+    }
+    if let Some(l) = &a.spec.lifecycle {
+        let created = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        field(
+            &mut out,
+            "Lifecycle",
+            lifecycle(l, created, jiff::Timestamp::now()),
+        );
+    }
     if let Some(w) = &a.spec.workspace {
         field(&mut out, "Workspace", &w.host_path);
     }
@@ -401,4 +454,35 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
     })?;
     print!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_says_what_the_runner_will_do_and_when() {
+        let created: jiff::Timestamp = "2026-12-07T10:00:00Z".parse().expect("time");
+        let now: jiff::Timestamp = "2026-12-07T11:30:00Z".parse().expect("time");
+        let l = bb_crds::agent::Lifecycle {
+            idle_suspend_after: Some("30m".into()),
+            ttl: Some("8h".into()),
+            delete_after_exit: Some(true),
+            keep_snapshot: Some(true),
+        };
+        assert_eq!(
+            lifecycle(&l, Some(created), now),
+            "suspend after 30m idle; delete after 8h (in 6h30m); delete when its attached command exits; keep a snapshot when deleted so"
+        );
+        let late: jiff::Timestamp = "2026-12-07T19:00:00Z".parse().expect("time");
+        let ttl_only = bb_crds::agent::Lifecycle {
+            ttl: Some("8h".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            lifecycle(&ttl_only, Some(created), late),
+            "delete after 8h (due now)"
+        );
+        assert_eq!(lifecycle(&Default::default(), None, now), "<none>");
+    }
 }
