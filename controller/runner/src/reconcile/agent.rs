@@ -1064,33 +1064,39 @@ async fn lifecycle_due(
             Ok(Some(Action::await_change()))
         }
         lifecycle::Verdict::Delete(why) => {
-            let seen = ctx.backend.observe(id).await.map_err(Error::Backend)?;
-            let exists = seen.agent_container.is_some() || seen.stopped_agent.is_some();
-            let kept = if l.keep_snapshot == Some(true) && exists {
-                // Asked to keep the files: no snapshot, no deletion (the retry tries again).
-                match ctx.backend.keep_snapshot(id).await {
-                    Ok(image) => format!("; kept snapshot {image}"),
-                    Err(e) => {
-                        let note =
-                            format!("not deleting ({why}): keeping its snapshot failed: {e}");
-                        publish(
-                            ctx,
-                            agent,
-                            vec![(EventType::Warning, "KeepSnapshotFailed", note)],
-                        )
-                        .await;
-                        return Err(Error::Backend(e));
-                    }
-                }
-            } else {
-                String::new()
-            };
-            let note = format!("deleting: {why}{kept}");
-            publish(ctx, agent, vec![(EventType::Normal, "Expired", note)]).await;
+            expire(ctx, agent, id, l.keep_snapshot == Some(true), &why).await?;
             api.delete(&id.name, &Default::default()).await?;
             Ok(Some(Action::await_change()))
         }
     }
+}
+
+/// Before a lifecycle deletion: keeps the agent's files when asked (and refuses to go on when
+/// that fails: the retry tries again), and says why the Agent goes in an `Expired` event.
+async fn expire(
+    ctx: &AgentCtx,
+    agent: &Agent,
+    id: &AgentId,
+    keep: bool,
+    why: &str,
+) -> Result<(), Error> {
+    let seen = ctx.backend.observe(id).await.map_err(Error::Backend)?;
+    let exists = seen.agent_container.is_some() || seen.stopped_agent.is_some();
+    let kept = match keep && exists {
+        false => String::new(),
+        true => match ctx.backend.keep_snapshot(id).await {
+            Ok(image) => format!("; kept snapshot {image}"),
+            Err(e) => {
+                let note = format!("not deleting ({why}): keeping its snapshot failed: {e}");
+                let event = (EventType::Warning, "KeepSnapshotFailed", note);
+                publish(ctx, agent, vec![event]).await;
+                return Err(Error::Backend(e));
+            }
+        },
+    };
+    let note = format!("deleting: {why}{kept}");
+    publish(ctx, agent, vec![(EventType::Normal, "Expired", note)]).await;
+    Ok(())
 }
 
 async fn suspend(
