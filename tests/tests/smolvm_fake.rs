@@ -341,4 +341,15 @@ fn smolvm_backend_runs_the_full_flow_through_its_cli() {
         0,
         "a record outlived its Agent"
     );
+    // The stand-in packs a machine by committing its container to an image (a real smolvm
+    // writes the artifact alone): that image is the stand-in's, so the suite removes it.
+    let packed = ok(&mut docker(&[
+        "images",
+        "-q",
+        "--filter",
+        "label=fake-smolvm=1",
+    ]));
+    for image in packed.split_whitespace() {
+        let _ = run(&mut docker(&["rmi", "-f", image]));
+    }
 }
