@@ -336,6 +336,24 @@ impl DockerBackend {
             .map_err(step(step_name))
     }
 
+    /// Starts a kept, stopped container (a suspended Agent's agent or sidecar); one already
+    /// running is what was asked for.
+    async fn start_stopped(&self, name: &str) -> Result<(), bollard::errors::Error> {
+        match self
+            .docker
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => other,
+        }
+    }
+
     async fn remove_container(&self, name: &str) -> Result<(), BackendError> {
         match self
             .docker
@@ -758,24 +776,9 @@ impl Backend for DockerBackend {
 
     async fn start_agent(&self, id: &AgentId) -> Result<(), BackendError> {
         let name = self.config.name(id, Role::Agent);
-        match self
-            .docker
-            .start_container(
-                &name,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
+        self.start_stopped(&name)
             .await
-        {
-            Ok(()) => Ok(()),
-            // Already running: what was asked for.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 304, ..
-            }) => Ok(()),
-            Err(e) => Err(BackendError::new(
-                Step::Agent,
-                format!("starting {name} again: {e}"),
-            )),
-        }
+            .map_err(|e| BackendError::new(Step::Agent, format!("starting {name} again: {e}")))
     }
 
     async fn teardown(&self, id: &AgentId) -> Result<(), BackendError> {

@@ -173,14 +173,7 @@ impl DockerBackend {
             // not a create. Its tmpfs is empty (CA key, tokens, policy), so the delivery
             // restores it exactly as for a new one; until then it refuses everything.
             Some(c) if Self::label(&c, SPEC_LABEL) == Some(spec.as_str()) => {
-                match self
-                    .docker
-                    .start_container(
-                        &name,
-                        None::<bollard::query_parameters::StartContainerOptions>,
-                    )
-                    .await
-                {
+                match self.start_stopped(&name).await {
                     Ok(()) => {
                         delivery::install(self, &name, id, plan, applied, Delivery::New).await?;
                         return Ok(endpoints);
