@@ -80,6 +80,19 @@ fn snapshot_images(label: &str) -> usize {
     snapshot_ids(label).len()
 }
 
+/// The label of Agent `name`'s resources, with whatever an earlier, failed run left under it
+/// removed, and a guard that removes what this run leaves.
+fn fresh_label(name: &str) -> (String, Cleanup) {
+    let label = format!("bot-bottle.dev/agent=default/{name}");
+    remove_leftovers(&label);
+    (label.clone(), Cleanup(label))
+}
+
+/// The containers of role `role` (`agent`, `sidecar`) under `label`.
+fn with_role(label: &str, role: &str) -> Vec<String> {
+    containers_with(&format!("{label},bot-bottle.dev/role={role}"))
+}
+
 /// What an earlier, failed run left under `label`: containers, networks and snapshots.
 fn remove_leftovers(label: &str) {
     remove_all_with(label);
@@ -93,21 +106,13 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
     bb_e2e::ensure_base_image();
     let cp = Controller::start(&[]);
     let name = "keep";
-    let label = format!("bot-bottle.dev/agent=default/{name}");
-    remove_leftovers(&label);
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = fresh_label(name);
     cp.apply(&bottle_and_agent(name));
     cp.wait_for("the Agent to be Running", LIMIT, || {
         phase(&cp, name) == "Running"
     });
-    let agent = one(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
-        "agent container",
-    );
-    let sidecar = one(
-        containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
-        "sidecar",
-    );
+    let agent = one(with_role(&label, "agent"), "agent container");
+    let sidecar = one(with_role(&label, "sidecar"), "sidecar");
     let wrote = cp.exec(
         name,
         &["sh", "-c", "echo work-in-progress > /home/agent/notes.txt"],
@@ -121,7 +126,7 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
         assert_eq!(inspect(&c, "{{.State.Running}}"), "false", "{c} still runs");
     }
     assert_eq!(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
+        with_role(&label, "agent"),
         vec![agent.clone()],
         "the agent container is kept"
     );
@@ -131,16 +136,10 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
     ok(&mut cp.bbctl(&["resume", &format!("agent/{name}"), "--wait"]));
     assert_eq!(phase(&cp, name), "Running");
     // The same container, started again, with what the agent wrote.
-    assert_eq!(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
-        vec![agent.clone()]
-    );
+    assert_eq!(with_role(&label, "agent"), vec![agent.clone()]);
     assert_eq!(inspect(&agent, "{{.State.Running}}"), "true");
     // Its sidecar too: started again and handed its policy anew (below, the proxy serves it).
-    assert_eq!(
-        containers_with(&format!("{label},bot-bottle.dev/role=sidecar")),
-        vec![sidecar]
-    );
+    assert_eq!(with_role(&label, "sidecar"), vec![sidecar]);
     let read = cp.exec(name, &["cat", "/home/agent/notes.txt"]);
     assert_eq!(String::from_utf8_lossy(&read.stdout), "work-in-progress\n");
     // Its sidecar is back with its policy: the proxy answers with the Bottle's route.
@@ -168,9 +167,7 @@ fn an_idle_agent_suspends_on_time_and_attach_resumes_it_with_its_files() {
     // wake-ups.
     let cp = Controller::start(&[]);
     let name = "idle";
-    let label = format!("bot-bottle.dev/agent=default/{name}");
-    remove_leftovers(&label);
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = fresh_label(name);
     cp.apply(&bottle_and_agents(
         name,
         &[(name, "  lifecycle: {idleSuspendAfter: 8s}\n")],
@@ -183,10 +180,7 @@ fn an_idle_agent_suspends_on_time_and_attach_resumes_it_with_its_files() {
         &["sh", "-c", "echo kept-across-idle > /home/agent/notes.txt"],
     );
     assert!(wrote.status.success(), "{wrote:?}");
-    let agent = one(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
-        "agent container",
-    );
+    let agent = one(with_role(&label, "agent"), "agent container");
     // Requests through the sidecar (refused ones count too), made with docker exec so no
     // session is involved: 20 s of them, never 8 s apart, keep the Agent running.
     let busy = std::time::Instant::now();
@@ -235,10 +229,7 @@ fn an_idle_agent_suspends_on_time_and_attach_resumes_it_with_its_files() {
     assert_eq!(cp.jsonpath(&["agent", name], "{.spec.suspend}"), "false");
     let read = cp.exec(name, &["cat", "/home/agent/notes.txt"]);
     assert_eq!(String::from_utf8_lossy(&read.stdout), "kept-across-idle\n");
-    assert_eq!(
-        containers_with(&format!("{label},bot-bottle.dev/role=agent")),
-        vec![agent]
-    );
+    assert_eq!(with_role(&label, "agent"), vec![agent]);
 }
 
 #[test]
@@ -246,12 +237,9 @@ fn ttl_and_an_exited_attach_delete_the_agent_keeping_only_what_was_asked() {
     bb_e2e::ensure_base_image();
     let cp = Controller::start(&[]);
     let (ttl, once) = ("expiring", "one-shot");
-    let labels = [ttl, once].map(|n| format!("bot-bottle.dev/agent=default/{n}"));
+    let (labels, _cleanup): (Vec<String>, Vec<Cleanup>) =
+        [ttl, once].map(fresh_label).into_iter().unzip();
     let kept_label = format!("bot-bottle.dev/kept-from=default/{ttl}");
-    for l in &labels {
-        remove_leftovers(l);
-    }
-    let _cleanup = labels.clone().map(Cleanup);
     let remove_kept = || {
         for image in ok(&mut docker(&[
             "images",
@@ -359,11 +347,8 @@ fn a_fork_starts_from_its_sources_files_guards_its_secrets_and_diverges() {
     bb_e2e::ensure_base_image();
     let cp = Controller::start(&[]);
     let (src, copy) = ("fork-src", "fork-copy");
-    let labels = [src, copy].map(|n| format!("bot-bottle.dev/agent=default/{n}"));
-    for l in &labels {
-        remove_leftovers(l);
-    }
-    let _cleanup = labels.clone().map(Cleanup);
+    let (labels, _cleanup): (Vec<String>, Vec<Cleanup>) =
+        [src, copy].map(fresh_label).into_iter().unzip();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join(".env"),
@@ -380,10 +365,7 @@ fn a_fork_starts_from_its_sources_files_guards_its_secrets_and_diverges() {
     cp.wait_for("the source to be Running", LIMIT, || {
         phase(&cp, src) == "Running"
     });
-    let source = one(
-        containers_with(&format!("{},bot-bottle.dev/role=agent", labels[0])),
-        "source agent container",
-    );
+    let source = one(with_role(&labels[0], "agent"), "source agent container");
     let wrote = cp.exec(
         src,
         &["sh", "-c", "echo before-fork > /workspace/shared.txt"],
@@ -496,16 +478,18 @@ fn past_the_engines_address_pools_a_bottle_gets_subnets_of_its_own() {
     bb_e2e::ensure_base_image();
     let cp = Controller::start(&[]);
     let name = "crowded";
-    let label = format!("bot-bottle.dev/agent=default/{name}");
-    remove_leftovers(&label);
-    let _cleanup = Cleanup(label.clone());
+    let (label, _cleanup) = fresh_label(name);
     // Positive control: with the default pools used up, a plain network cannot be made.
-    let exhausted = ExhaustedPools::take_all();
+    let mut exhausted = ExhaustedPools::take_all();
     let plain = run(&mut docker(&[
         "network",
         "create",
         "bb-e2e-exhaust-control",
     ]));
+    if plain.status.success() {
+        // Made after all: removed with the rest.
+        exhausted.0.push("bb-e2e-exhaust-control".into());
+    }
     assert!(!plain.status.success(), "the pools were not used up");
 
     cp.apply(&bottle_and_agent(name));
