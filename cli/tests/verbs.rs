@@ -213,6 +213,42 @@ fn apply_get_delete_with_the_trust_boundary() {
         table.starts_with("NAMESPACE ") && table.lines().any(|l| l.starts_with("team ")),
         "{table}"
     );
+
+    // A warm pool applies like any other kind, and lists with its own columns.
+    let pools = repo().join("examples/pools");
+    let (code, out, err) = bbctl(&cp, &["apply", "-n", "team", "-f", path_str(&pools)], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("agentpool.bot-bottle.dev/claude-warm created"),
+        "{out}"
+    );
+    let (code, table, err) = bbctl(&cp, &["get", "pools", "-n", "team"], None);
+    assert_eq!(code, 0, "{err}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "BOTTLE", "SIZE", "READY", "AGE"],
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("claude-warm ") && l.contains(" claude ") && l.contains(" 3 ")),
+        "{table}"
+    );
+    // A size the runner cannot hold is refused with the field and the range.
+    let big = "apiVersion: bot-bottle.dev/v1alpha1\nkind: AgentPool\nmetadata: {name: big}\nspec: {bottleRef: {name: claude}, size: 500}\n";
+    let (code, _, err) = bbctl(&cp, &["apply", "-n", "team", "-f", "-"], Some(big));
+    assert_eq!(code, 6, "{err}");
+    assert!(
+        err.contains("spec.size") && err.contains("between 0 and 50"),
+        "{err}"
+    );
     let (code, yaml, _) = bbctl(
         &cp,
         &["get", "agent", "reviewer", "-n", "team", "-o", "yaml"],

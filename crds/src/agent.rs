@@ -114,6 +114,18 @@ pub struct Lifecycle {
     pub keep_snapshot: Option<bool>,
 }
 
+/// `status.bottleCopy`: the pool member an Agent runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BottleCopy {
+    /// The AgentPool it came from.
+    pub pool: String,
+    /// The member's name on the runtime.
+    pub name: String,
+    /// The member's identity on the runtime.
+    pub uid: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BottleRef {
@@ -310,6 +322,10 @@ pub struct AgentStatus {
     /// guards (`Bottle.spec.secretDiscovery`): where each is, never its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guarded_secrets: Option<GuardedSecrets>,
+    /// The warm pool member this Agent claimed (`AgentPool`): its containers and network keep
+    /// the member's name and identity on the runtime for the Agent's whole life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bottle_copy: Option<BottleCopy>,
     /// Image (or artifact) holding the latest snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

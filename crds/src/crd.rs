@@ -6,11 +6,16 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube_core::CustomResourceExt;
 
-use crate::{Agent, Bottle, Proposal};
+use crate::{Agent, AgentPool, Bottle, Proposal};
 
 /// Every CRD bot-bottle defines, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![Bottle::crd(), Agent::crd(), Proposal::crd()];
+    let mut crds = vec![
+        Bottle::crd(),
+        Agent::crd(),
+        Proposal::crd(),
+        AgentPool::crd(),
+    ];
     for crd in &mut crds {
         for v in &mut crd.spec.versions {
             if let Some(s) = v

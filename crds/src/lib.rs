@@ -1,5 +1,5 @@
-//! bot-bottle's resource model: the `Bottle` and `Agent` custom resources, their validation,
-//! `extends` resolution, CRD generation and import of the reference system's manifests.
+//! bot-bottle's resource model: the `Bottle`, `Agent`, `AgentPool` and `Proposal` custom
+//! resources, their validation, `extends` resolution, CRD generation and import of the reference system's manifests.
 //!
 //! Pure by design: no I/O beyond what callers hand in, no async runtime. Every other crate
 //! (controller, sidecar, CLI) trusts what this crate accepts, so the rules live here once.
@@ -18,6 +18,7 @@ pub mod jsonpath;
 pub mod labels;
 pub mod manifest;
 pub mod policy;
+pub mod pool;
 pub mod proposal;
 pub mod provider;
 pub mod quantity;
@@ -30,6 +31,7 @@ pub use agent::{Agent, AgentPhase, AgentSpec, AgentStatus};
 pub use bottle::{Bottle, BottleSpec, BottleStatus};
 pub use error::{FieldError, FieldPath, ValidationErrors};
 pub use manifest::{Resource, parse_resources};
+pub use pool::{AgentPool, AgentPoolSpec, AgentPoolStatus};
 pub use proposal::{Proposal, ProposalSpec, ProposalStatus};
 pub use resolve::{ResolvedBottle, resolve_bottle};
 

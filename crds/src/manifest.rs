@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::error::{FieldPath, ValidationErrors};
 use crate::resolve::validate_bottle;
 use crate::validate::{self, check_dns_label, check_dns_subdomain};
-use crate::{API_VERSION, Agent, Bottle, BottleSpec};
+use crate::{API_VERSION, Agent, AgentPool, Bottle, BottleSpec};
 pub(crate) use bb_policy::yaml::typed;
 pub use bb_policy::yaml::{ManifestError, yaml_documents};
 
@@ -21,6 +21,7 @@ pub use bb_policy::yaml::{ManifestError, yaml_documents};
 pub enum Resource {
     Bottle(Bottle),
     Agent(Agent),
+    AgentPool(AgentPool),
 }
 
 impl Resource {
@@ -28,6 +29,16 @@ impl Resource {
         match self {
             Resource::Bottle(_) => "Bottle",
             Resource::Agent(_) => "Agent",
+            Resource::AgentPool(_) => "AgentPool",
+        }
+    }
+
+    /// The object as JSON, as a manifest or the API holds it.
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            Resource::Bottle(b) => serde_json::to_value(b),
+            Resource::Agent(a) => serde_json::to_value(a),
+            Resource::AgentPool(p) => serde_json::to_value(p),
         }
     }
 
@@ -35,12 +46,13 @@ impl Resource {
         let meta = match self {
             Resource::Bottle(b) => &b.metadata,
             Resource::Agent(a) => &a.metadata,
+            Resource::AgentPool(p) => &p.metadata,
         };
         meta.name.as_deref().unwrap_or("")
     }
 }
 
-const KINDS: &[&str] = &["Bottle", "Agent"];
+const KINDS: &[&str] = &["Bottle", "Agent", "AgentPool"];
 
 const METADATA_FIELDS: &[&str] = &[
     "annotations",
@@ -64,10 +76,12 @@ fn schema_of(kind: &str) -> Option<&'static JSONSchemaProps> {
     static BOTTLE: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     static AGENT: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     static PROPOSAL: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
+    static POOL: OnceLock<Option<JSONSchemaProps>> = OnceLock::new();
     let cell = match kind {
         "Bottle" => BOTTLE.get_or_init(|| top_schema(crate::crd::all().swap_remove(0))),
         "Agent" => AGENT.get_or_init(|| top_schema(crate::crd::all().swap_remove(1))),
         "Proposal" => PROPOSAL.get_or_init(|| top_schema(crate::crd::all().swap_remove(2))),
+        "AgentPool" => POOL.get_or_init(|| top_schema(crate::crd::all().swap_remove(3))),
         _ => return None,
     };
     cell.as_ref()
@@ -94,7 +108,7 @@ fn object_label(doc: &Value, index: usize) -> String {
 }
 
 /// Admission of any bot-bottle object the API server stores: schema, metadata and types. The
-/// manifests users apply with bbctl hold Bottles and Agents (`check_document`); Proposals are
+/// manifests users apply with bbctl hold Bottles, Agents and AgentPools (`check_document`); Proposals are
 /// written by runners, `bbctl approve` and `kubectl`.
 pub fn check_object(doc: &Value) -> Vec<crate::FieldError> {
     if doc.get("kind").and_then(Value::as_str) != Some("Proposal") {
@@ -118,6 +132,10 @@ pub fn check_document(doc: &Value, index: usize) -> Result<Resource, ValidationE
     let mut errs = ValidationErrors::new(object_label(doc, index));
     let resource = match kind {
         "Bottle" => typed::<Bottle>(doc, &mut errs).map(Resource::Bottle),
+        "AgentPool" => typed::<AgentPool>(doc, &mut errs).map(|p| {
+            validate::pool(p.metadata.name.as_deref().unwrap_or(""), &p.spec, &mut errs);
+            Resource::AgentPool(p)
+        }),
         _ => typed::<Agent>(doc, &mut errs).map(|a| {
             validate::agent_spec(&a.spec, &mut errs);
             Resource::Agent(a)
@@ -327,7 +345,7 @@ mod tests {
     fn unknown_kinds_and_versions() {
         assert_eq!(
             errors("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n"),
-            vec!["Pod/x: kind: unsupported kind 'Pod'; supported kinds: Bottle, Agent"]
+            vec!["Pod/x: kind: unsupported kind 'Pod'; supported kinds: Bottle, Agent, AgentPool"]
         );
         assert_eq!(
             errors(

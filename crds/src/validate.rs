@@ -624,3 +624,36 @@ mod secret_discovery_tests {
         );
     }
 }
+
+/// The rules of an `AgentPool`: a Bottle named, a size the runner can hold, and a name that
+/// leaves room for its members' suffix (`<pool>-<5 characters>` names runtime resources).
+pub fn pool(name: &str, spec: &crate::pool::AgentPoolSpec, errs: &mut ValidationErrors) {
+    let root = FieldPath::root("spec");
+    if let Err(m) = check_dns_subdomain(&spec.bottle_ref.name) {
+        errs.push(&root.field("bottleRef").field("name"), m);
+    }
+    if !(0..=crate::pool::MAX_SIZE).contains(&spec.size) {
+        errs.push(
+            &root.field("size"),
+            format!(
+                "must be between 0 and {}, got {}",
+                crate::pool::MAX_SIZE,
+                spec.size
+            ),
+        );
+    }
+    if let Some(n) = spec.max_starting
+        && !(1..=10).contains(&n)
+    {
+        errs.push(
+            &root.field("maxStarting"),
+            format!("must be between 1 and 10, got {n}"),
+        );
+    }
+    if name.len() > 57 {
+        errs.push(
+            &FieldPath::root("metadata").field("name"),
+            "must be at most 57 characters long (members are named <pool>-<5 characters>)",
+        );
+    }
+}

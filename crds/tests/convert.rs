@@ -38,11 +38,7 @@ fn value_of(resources: &[Resource], kind: &str, name: &str) -> serde_json::Value
         .iter()
         .find(|r| r.kind() == kind && r.name() == name)
         .unwrap_or_else(|| panic!("{kind}/{name} missing"));
-    match r {
-        Resource::Bottle(b) => serde_json::to_value(b),
-        Resource::Agent(a) => serde_json::to_value(a),
-    }
-    .expect("json")
+    r.to_json().expect("json")
 }
 
 #[test]

@@ -32,6 +32,7 @@ fn checked_in_crds_match_the_rust_types() {
     assert_eq!(
         files,
         vec![
+            "agentpools.bot-bottle.dev.yaml",
             "agents.bot-bottle.dev.yaml",
             "bottles.bot-bottle.dev.yaml",
             "proposals.bot-bottle.dev.yaml"

@@ -9,7 +9,7 @@ use bb_crds::manifest::{parse_resources, yaml_documents};
 fn example_files() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut files = Vec::new();
-    for sub in ["bottles", "agents"] {
+    for sub in ["bottles", "agents", "pools"] {
         let dir = root.join(sub);
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -63,11 +63,7 @@ fn round_trip_is_lossless() {
     let resources = parse_resources(&all_text()).expect("valid");
     assert_eq!(docs.len(), resources.len());
     for (doc, res) in docs.iter().zip(&resources) {
-        let back = match res {
-            Resource::Bottle(b) => serde_json::to_value(b),
-            Resource::Agent(a) => serde_json::to_value(a),
-        }
-        .expect("serialize");
+        let back = res.to_json().expect("serialize");
         assert_eq!(
             &back,
             doc,

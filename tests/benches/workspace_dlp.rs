@@ -34,6 +34,7 @@ fn plan_for(ws: &Path) -> AgentPlan {
         skills: vec![],
         skills_dir: "/home/agent/.skills".into(),
         container_hash: String::new(),
+        inputs_hash: String::new(),
     }
 }
 

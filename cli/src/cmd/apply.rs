@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bb_crds::{Agent, Bottle, Resource};
+use bb_crds::{Agent, AgentPool, Bottle, Resource};
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
@@ -133,6 +133,8 @@ fn check_trust(
                 a.spec.workspace.is_some()
                     || a.spec.skills.iter().flatten().any(|s| s.starts_with('/'))
             }
+            // Starts bottles of a Bottle that is already trusted; copies nothing in.
+            Resource::AgentPool(_) => false,
         };
         if !reaches_host || origin == "<stdin>" {
             continue;
@@ -148,7 +150,9 @@ fn check_trust(
         if let Some(repo) = git_repo_of(path) {
             let why = match r {
                 Resource::Bottle(_) => "redirect credentials or egress",
-                Resource::Agent(_) => "copy host directories (workspace, skills) into a bottle",
+                Resource::Agent(_) | Resource::AgentPool(_) => {
+                    "copy host directories (workspace, skills) into a bottle"
+                }
             };
             refused.push(format!(
                 "refusing {}/{} from {origin}: it is inside the git repository {}, and a cloned repository must not be able to {why}; move it under {} or pass --trust-bottles",
@@ -255,6 +259,13 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
                     .get_opt(&a.name_any())
                     .await
                     .map(|o| o.is_some()),
+                    Resource::AgentPool(p) => Api::<AgentPool>::namespaced(
+                        client.clone(),
+                        &p.namespace().unwrap_or_else(|| args.target.namespace()),
+                    )
+                    .get_opt(&p.name_any())
+                    .await
+                    .map(|o| o.is_some()),
                 };
                 let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
                 let exists = exists.map_err(|e| api_error(&what, e))?;
@@ -269,6 +280,7 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         let suffix = if pp.dry_run { " (server dry run)" } else { "" };
         let mut applied_bottles = std::collections::BTreeSet::new();
         let mut applied_agents = std::collections::BTreeSet::new();
+        let mut applied_pools = std::collections::BTreeSet::new();
         let mut namespaces = std::collections::BTreeSet::from([args.target.namespace()]);
         for r in &resources {
             match r {
@@ -278,6 +290,11 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
                 Resource::Agent(a) => {
                     let ns = a.namespace().unwrap_or_else(|| args.target.namespace());
                     applied_agents.insert((ns.clone(), a.name_any()));
+                    namespaces.insert(ns);
+                }
+                Resource::AgentPool(p) => {
+                    let ns = p.namespace().unwrap_or_else(|| args.target.namespace());
+                    applied_pools.insert((ns.clone(), p.name_any()));
                     namespaces.insert(ns);
                 }
             }
@@ -300,6 +317,15 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
                         .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
                     let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
                     apply_one(&api, &a.name_any(), &value, &pp).await
+                }
+                Resource::AgentPool(mut p) => {
+                    p.status = None;
+                    let ns = p.namespace().unwrap_or_else(|| args.target.namespace());
+                    p.metadata.namespace = Some(ns.clone());
+                    let value = serde_json::to_value(&p)
+                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
+                    let api: Api<AgentPool> = Api::namespaced(client.clone(), &ns);
+                    apply_one(&api, &p.name_any(), &value, &pp).await
                 }
             };
             let outcome = outcome.map_err(|e| api_error(&what, e))?;
@@ -338,6 +364,21 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
                         let what = format!("agent.bot-bottle.dev/{name}");
                         if !pp.dry_run {
                             delete_object(&agents, &what, &name, None).await?;
+                        }
+                        println!("{what} pruned{suffix}");
+                    }
+                }
+                let pools: Api<AgentPool> = Api::namespaced(client.clone(), ns);
+                for p in pools
+                    .list(&lp)
+                    .await
+                    .map_err(|e| api_error("listing agentpools", e))?
+                {
+                    let name = p.name_any();
+                    if !applied_pools.contains(&(ns.clone(), name.clone())) {
+                        let what = format!("agentpool.bot-bottle.dev/{name}");
+                        if !pp.dry_run {
+                            delete_object(&pools, &what, &name, None).await?;
                         }
                         println!("{what} pruned{suffix}");
                     }
@@ -656,6 +697,7 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
             .map(|r| {
                 let ns = match r {
                     Resource::Agent(a) => a.namespace(),
+                    Resource::AgentPool(p) => p.namespace(),
                     Resource::Bottle(_) => None,
                 };
                 (r.kind().to_lowercase(), r.name().to_string(), ns)

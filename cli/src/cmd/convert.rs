@@ -40,10 +40,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
 fn render(resources: &[Resource], output: Output) -> Result<String, CliError> {
     let values: Vec<serde_json::Value> = resources
         .iter()
-        .map(|r| match r {
-            Resource::Bottle(b) => serde_json::to_value(b),
-            Resource::Agent(a) => serde_json::to_value(a),
-        })
+        .map(Resource::to_json)
         .collect::<Result<_, _>>()
         .map_err(|e| CliError::new(Kind::General, format!("rendering: {e}")))?;
     match output {

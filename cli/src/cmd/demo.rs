@@ -37,7 +37,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .iter()
         .filter_map(|r| match r {
             Resource::Bottle(b) => Some((r.name().to_string(), b.spec.clone())),
-            Resource::Agent(_) => None,
+            Resource::Agent(_) | Resource::AgentPool(_) => None,
         })
         .collect();
     println!(

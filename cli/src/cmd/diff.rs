@@ -2,7 +2,7 @@
 //! live object against the server's dry-run result), exit 1 when anything differs, like
 //! `kubectl diff`.
 
-use bb_crds::{Agent, Bottle, Resource};
+use bb_crds::{Agent, AgentPool, Bottle, Resource};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
@@ -102,40 +102,26 @@ pub fn run(args: DiffArgs) -> Result<bool, CliError> {
         for r in resources {
             let what = format!("{}.bot-bottle.dev/{}", r.kind().to_lowercase(), r.name());
             let api_err = |e: kube::Error| CliError::api(&what, e);
+            let ns = || args.target.namespace();
             let (live, planned) = match r {
                 Resource::Bottle(mut b) => {
                     b.status = None;
-                    let api: Api<Bottle> = Api::all(client.clone());
-                    let value = serde_json::to_value(&b)
-                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
-                    let live = api.get_opt(&b.name_any()).await.map_err(api_err)?;
-                    let planned = api
-                        .patch(&b.name_any(), &pp, &Patch::Apply(&value))
-                        .await
-                        .map_err(api_err)?;
-                    (
-                        live.map(|l| serde_json::to_value(l).unwrap_or_default()),
-                        serde_json::to_value(planned).unwrap_or_default(),
-                    )
+                    dry_run(Api::<Bottle>::all(client.clone()), &b, &pp).await
                 }
                 Resource::Agent(mut a) => {
                     a.status = None;
-                    let ns = a.namespace().unwrap_or_else(|| args.target.namespace());
+                    let ns = a.namespace().unwrap_or_else(ns);
                     a.metadata.namespace = Some(ns.clone());
-                    let api: Api<Agent> = Api::namespaced(client.clone(), &ns);
-                    let value = serde_json::to_value(&a)
-                        .map_err(|e| CliError::new(Kind::General, e.to_string()))?;
-                    let live = api.get_opt(&a.name_any()).await.map_err(api_err)?;
-                    let planned = api
-                        .patch(&a.name_any(), &pp, &Patch::Apply(&value))
-                        .await
-                        .map_err(api_err)?;
-                    (
-                        live.map(|l| serde_json::to_value(l).unwrap_or_default()),
-                        serde_json::to_value(planned).unwrap_or_default(),
-                    )
+                    dry_run(Api::<Agent>::namespaced(client.clone(), &ns), &a, &pp).await
                 }
-            };
+                Resource::AgentPool(mut p) => {
+                    p.status = None;
+                    let ns = p.namespace().unwrap_or_else(ns);
+                    p.metadata.namespace = Some(ns.clone());
+                    dry_run(Api::<AgentPool>::namespaced(client.clone(), &ns), &p, &pp).await
+                }
+            }
+            .map_err(api_err)?;
             let old = live.map(|l| yaml(&comparable(l))).unwrap_or_default();
             let new = yaml(&comparable(planned));
             let d = unified(
@@ -151,6 +137,29 @@ pub fn run(args: DiffArgs) -> Result<bool, CliError> {
         }
         Ok(changed)
     })
+}
+
+/// The live object (as JSON, if any) and what applying `obj` would make of it.
+async fn dry_run<K>(
+    api: Api<K>,
+    obj: &K,
+    pp: &PatchParams,
+) -> Result<(Option<serde_json::Value>, serde_json::Value), kube::Error>
+where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + k8s_openapi::serde::Serialize
+        + for<'de> k8s_openapi::serde::Deserialize<'de>,
+{
+    let value = serde_json::to_value(obj).unwrap_or_default();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let live = api.get_opt(&name).await?;
+    let planned = api.patch(&name, pp, &Patch::Apply(&value)).await?;
+    Ok((
+        live.map(|l| serde_json::to_value(l).unwrap_or_default()),
+        serde_json::to_value(planned).unwrap_or_default(),
+    ))
 }
 
 #[cfg(test)]

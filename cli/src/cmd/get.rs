@@ -90,10 +90,11 @@ fn resource(kind: &str) -> Result<(&'static str, bool), CliError> {
         "bottle" | "bottles" | "bt" => Ok(("bottles", false)),
         "agent" | "agents" | "ag" => Ok(("agents", true)),
         "proposal" | "proposals" | "prop" => Ok(("proposals", true)),
+        "agentpool" | "agentpools" | "pool" | "pools" => Ok(("agentpools", true)),
         other => Err(CliError::new(
             Kind::Usage,
             format!(
-                "unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag), proposal (proposals, prop), runner (runners)"
+                "unknown type '{other}'; valid: bottle (bottles, bt), agent (agents, ag), proposal (proposals, prop), agentpool (agentpools, pool), runner (runners)"
             ),
         )),
     }

@@ -518,11 +518,26 @@ impl Registry {
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
         admit(res, &obj)?;
+        // A stale resourceVersion is a conflict even when the write would change nothing, as
+        // in Kubernetes: two writers that both removed the same item must not both succeed.
+        let current_rv = parse_rv(current).ok().flatten();
+        if let (Some(want), Some(have)) = (expected, current_rv)
+            && want != have
+        {
+            return Err(conflict_msg(
+                res,
+                name,
+                StoreError::Conflict {
+                    current: have,
+                    expected: want,
+                },
+            ));
+        }
         if obj == *current || opts.dry_run {
             return Ok(obj);
         }
         let key = res.key(ns, name);
-        let expected = expected.or_else(|| parse_rv(current).ok().flatten());
+        let expected = expected.or(current_rv);
         let finalizers_empty = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)

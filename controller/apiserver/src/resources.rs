@@ -209,6 +209,19 @@ pub fn all() -> &'static [Resource] {
                 crd: Some(bb_crds::crd::all().swap_remove(2)),
                 strategy: strategy::PROPOSAL,
             },
+            Resource {
+                group: bb_crds::GROUP,
+                version: bb_crds::VERSION,
+                plural: "agentpools",
+                singular: "agentpool",
+                kind: "AgentPool",
+                short_names: &["pool"],
+                categories: &["bot-bottle"],
+                namespaced: true,
+                status_subresource: true,
+                crd: Some(bb_crds::crd::all().swap_remove(3)),
+                strategy: Strategy::default(),
+            },
         ]
     })
 }

@@ -394,3 +394,36 @@ async fn arbitrary_json_anywhere_gets_a_status_never_a_panic() {
     }
     assert_eq!(answers, resources::all().len() * 16 * 9 * 2);
 }
+
+/// A write with a stale resourceVersion is a conflict even when it would change nothing: two
+/// writers that each removed the same item from a status must not both be told they did (the
+/// warm pool's claims rely on it).
+#[tokio::test]
+async fn a_stale_resource_version_conflicts_even_when_nothing_would_change() {
+    let f = fixture().await;
+    let agents = resources::find("bot-bottle.dev", "v1alpha1", "agents").expect("agents");
+    let created = f
+        .registry
+        .create(agents, Some("default"), agent("a"), &WriteOpts::default())
+        .expect("create");
+    let status_write = WriteOpts {
+        subresource: Some("status".into()),
+        ..Default::default()
+    };
+    let mut first = created.clone();
+    first["status"] = json!({"message": "taken"});
+    f.registry
+        .update(agents, Some("default"), "a", first.clone(), &status_write)
+        .expect("the first write lands");
+    // The same change from the same, now stale, copy: the content would be identical.
+    let second = f
+        .registry
+        .update(agents, Some("default"), "a", first, &status_write)
+        .expect_err("a stale copy's write must conflict");
+    assert_eq!(second.code, 409, "{second:?}");
+    // With the current resourceVersion the same no-op write succeeds.
+    let current = f.registry.get(agents, Some("default"), "a").expect("get");
+    f.registry
+        .update(agents, Some("default"), "a", current, &status_write)
+        .expect("a current copy's no-op write");
+}

@@ -137,3 +137,34 @@ pub fn walk_tree(
     }
     Ok(())
 }
+
+/// The contents of the first regular file in a tar archive (what the engine's archive API gives
+/// for one file); `None` when there is none or the archive is not one.
+pub fn first_file(archive: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut tar = tar::Archive::new(archive);
+    for entry in tar.entries().ok()? {
+        let mut entry = entry.ok()?;
+        if entry.header().entry_type().is_file() {
+            let mut out = Vec::new();
+            entry.read_to_end(&mut out).ok()?;
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod first_file_tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_one_file_of_an_archive() {
+        let mut tar = TarBuilder::default();
+        tar.dir("etc", 0o755, 0).expect("dir");
+        tar.file("etc/marker", b"abc\n", 0o644, 0).expect("file");
+        let bytes = tar.finish().expect("finish");
+        assert_eq!(first_file(&bytes).as_deref(), Some(&b"abc\n"[..]));
+        assert_eq!(first_file(b"not a tar"), None);
+    }
+}

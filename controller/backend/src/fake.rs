@@ -26,7 +26,10 @@ pub struct FakeAgent {
     pub sidecar_policy_yaml: Option<String>,
     pub secret_files: BTreeMap<String, SecretBytes>,
     pub agent_hash: Option<String>,
-    pub provisioned: bool,
+    /// The inputs hash provisioning delivered (`None`: not provisioned).
+    pub provisioned: Option<String>,
+    /// How often provisioning ran.
+    pub provisions: u32,
     /// The sidecar is stopped (`stop`), as is the agent while `agent_stopped`.
     pub stopped: bool,
     pub agent_stopped: bool,
@@ -240,7 +243,7 @@ impl FakeBackend {
                 if id.name == name {
                     a.agent_hash = None;
                     a.agent_stopped = false;
-                    a.provisioned = false;
+                    a.provisioned = None;
                 }
             }
         });
@@ -363,7 +366,7 @@ impl Backend for FakeBackend {
                 } else {
                     None
                 },
-                provisioned: a.provisioned,
+                provisioned: a.provisioned.clone(),
             },
         }))
     }
@@ -479,16 +482,19 @@ impl Backend for FakeBackend {
                 a.agent_image = Some(image.to_string());
                 a.agent_creates += 1;
                 a.agent_hash = Some(plan.container_hash.clone());
-                a.provisioned = false;
+                a.provisioned = None;
                 a.agent_stopped = false;
             }
         });
         Ok(())
     }
 
-    async fn provision(&self, id: &AgentId, _plan: &AgentPlan) -> Result<(), BackendError> {
+    async fn provision(&self, id: &AgentId, plan: &AgentPlan) -> Result<(), BackendError> {
         self.gate(Step::Provision).await?;
-        self.with(id, |a| a.provisioned = true);
+        self.with(id, |a| {
+            a.provisioned = Some(plan.inputs_hash.clone());
+            a.provisions += 1;
+        });
         Ok(())
     }
 

@@ -38,10 +38,19 @@ pub struct AgentId {
 }
 
 impl From<&bb_crds::Agent> for AgentId {
+    /// The Agent's own identity, or the warm pool member's it claimed (`status.bottleCopy`):
+    /// the resources it runs in were made under that one.
     fn from(a: &bb_crds::Agent) -> Self {
         // The metadata itself (as kube's `ResourceExt` reads it): bb-backend links no kube, so
         // the runtimes compile beside kube's client rather than after it.
         let m = &a.metadata;
+        if let Some(copy) = a.status.as_ref().and_then(|s| s.bottle_copy.as_ref()) {
+            return AgentId {
+                namespace: m.namespace.clone().unwrap_or_else(|| "default".into()),
+                name: copy.name.clone(),
+                uid: copy.uid.clone(),
+            };
+        }
         AgentId {
             namespace: m.namespace.clone().unwrap_or_else(|| "default".into()),
             name: m
@@ -159,8 +168,9 @@ impl SidecarPlan {
     }
 }
 
-/// The agent container's desired state. `container_hash` (`plan::container_hash`) covers all of
-/// it: any change gives a new container.
+/// The agent container's desired state. `container_hash` covers what the container is made
+/// from (a change gives a new container); `inputs_hash` what provisioning delivers of the
+/// Agent's own (prompt, workspace, skills, identity, provider files).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentPlan {
     pub image: ImageSource,
@@ -184,6 +194,9 @@ pub struct AgentPlan {
     /// Where the provider reads skills inside the agent.
     pub skills_dir: String,
     pub container_hash: String,
+    /// Written into the provisioning marker (`provision::MARKER`); `provision::POOL_MEMBER`
+    /// for a warm pool's member.
+    pub inputs_hash: String,
 }
 
 /// What exists for one Agent right now.
@@ -197,7 +210,9 @@ pub struct Observed {
     /// Container hash of an agent container that exists but is stopped (a suspended Agent's,
     /// kept so that resuming is a start, not a create): it still holds every file it wrote.
     pub stopped_agent: Option<String>,
-    pub provisioned: bool,
+    /// The inputs hash provisioning last delivered to the agent container (its marker);
+    /// `None` while it is not provisioned.
+    pub provisioned: Option<String>,
 }
 
 /// The step of realising an Agent that failed. The reconciler maps each to the condition it

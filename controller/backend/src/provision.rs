@@ -9,14 +9,37 @@ use crate::archive::TarBuilder;
 /// Where the workspace lands in the agent.
 pub const WORKSPACE: &str = "/workspace";
 
+/// The marker provisioning leaves last: it holds the inputs hash (`AgentPlan::inputs_hash`) of
+/// what was delivered, so observing it says both whether and with what an agent was provisioned.
+pub const MARKER: &str = "/etc/bot-bottle/provisioned";
+
+/// The inputs hash of a warm pool's member: provisioned with everything of its Bottle and none
+/// of an Agent's own inputs, which the Agent that claims it delivers without a new container.
+pub const POOL_MEMBER: &str = "pool-member";
+
 /// Run as root once the archive is unpacked. The system store too, so tools that ignore the
 /// env variables trust the bottle CA: appending to the bundle is what every TLS stack reads
 /// (and SSL_CERT_FILE points at); the copy in /usr/local/share/ca-certificates keeps it across
 /// update-ca-certificates (running that tool instead costs about a second per start). The
 /// marker comes last: an agent is provisioned only once everything before it is in place.
-pub const FINISH_SCRIPT: &str = "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
-     { grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; } && \
-     touch /etc/bot-bottle/provisioned";
+pub fn finish_script(inputs_hash: &str) -> String {
+    // A hex digest or `POOL_MEMBER`; anything else is dropped rather than quoted.
+    let hash: String = inputs_hash
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    format!(
+        "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
+         {{ grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; }} && \
+         printf %s {hash} > {MARKER}"
+    )
+}
+
+/// The inputs hash a marker's contents name (an empty marker, from before markers held one,
+/// matches no plan).
+pub fn marker_hash(contents: &[u8]) -> String {
+    String::from_utf8_lossy(contents).trim().to_string()
+}
 
 /// The archive (rooted at `/`) that provisions an agent for `plan`, files owned by `uid`.
 pub fn archive(

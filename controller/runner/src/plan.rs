@@ -146,6 +146,7 @@ pub fn plan(
     let names: std::collections::BTreeSet<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
     let names: Vec<&str> = names.into_iter().collect();
     agent_plan.container_hash = container_hash_of(&agent_plan, &names);
+    agent_plan.inputs_hash = inputs_hash(&agent_plan);
     Ok(Plan {
         policy,
         policy_yaml,
@@ -157,6 +158,15 @@ pub fn plan(
         agent: agent_plan,
         supervise: resolved.spec.supervise(),
     })
+}
+
+/// What a warm pool's member is started from, and an Agent claiming it must match: the
+/// container's identity and the sidecar's policy text.
+pub fn pool_plan_hash(plan: &Plan) -> String {
+    sha256_hex(&[
+        plan.agent.container_hash.as_bytes(),
+        plan.policy_yaml.as_bytes(),
+    ])
 }
 
 /// The Bottle's secret environment variables (prompted ones are asked for by the attached
@@ -226,6 +236,7 @@ fn agent_plan(
         skills: agent.spec.skills.clone().unwrap_or_default(),
         skills_dir: provider.skills_dir(),
         container_hash: String::new(),
+        inputs_hash: String::new(),
     }
 }
 
@@ -235,11 +246,11 @@ pub fn container_hash(plan: &AgentPlan) -> String {
     container_hash_of(plan, &names)
 }
 
-/// The identity of the agent container: everything the container is made or provisioned from.
-/// A change to any of it (prompt, skills, workspace and label included) gives a new container,
-/// so an Agent reported Running at a generation runs exactly that generation's spec. Secret
-/// values are left out (they reach sessions at exec time), their names are not; so are the
-/// placeholder copies of a host login, which change whenever the host refreshes it.
+/// The identity of the agent container: everything it is made from (image, env, runtime,
+/// secret names, the provider's directories), so a change to any of it gives a new container.
+/// Secret values are left out (they reach sessions at exec time), their names are not. What
+/// provisioning delivers of the Agent's own is `inputs_hash`: a warm pool's member is made from
+/// its Bottle alone, and the Agent claiming it matches it here.
 fn container_hash_of(plan: &AgentPlan, secret_names: &[&str]) -> String {
     fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
         serde_json::to_vec(v).unwrap_or_default()
@@ -269,24 +280,36 @@ fn container_hash_of(plan: &AgentPlan, secret_names: &[&str]) -> String {
             },
         }
     }
-    let image_key = image_key(&plan.image);
     let dirs: Vec<String> = plan
         .dirs
         .iter()
         .map(|d| format!("{}:{:o}", d.guest_path, d.mode))
         .collect();
+    sha256_hex(&[
+        image_key(&plan.image).as_bytes(),
+        &json(&plan.env),
+        &json(&plan.runtime),
+        secret_names.join(",").as_bytes(),
+        dirs.join(",").as_bytes(),
+        plan.skills_dir.as_bytes(),
+    ])
+}
+
+/// What provisioning delivers of the Agent's own: its prompt and the command made from it,
+/// workspace, skills, git identity and the provider's files (label, colour, settings). The
+/// provisioning marker records it; a container provisioned with other inputs than its plan's is
+/// replaced (a pool member's are delivered into it instead). The placeholder copies of a host
+/// login are left out: the host refreshing its login never replaces the agent.
+pub fn inputs_hash(plan: &AgentPlan) -> String {
+    fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap_or_default()
+    }
     let mut parts: Vec<Vec<u8>> = vec![
-        image_key.into_bytes(),
         plan.command.join("\u{0}").into_bytes(),
-        json(&plan.env),
-        json(&plan.runtime),
-        secret_names.join(",").into_bytes(),
         json(&plan.prompt),
         json(&plan.workspace),
         json(&plan.gitconfig),
-        dirs.join(",").into_bytes(),
         plan.skills.join("\u{0}").into_bytes(),
-        plan.skills_dir.clone().into_bytes(),
     ];
     for f in &plan.files {
         parts.push(format!("{}:{:o}", f.guest_path, f.mode).into_bytes());
@@ -424,27 +447,36 @@ mod tests {
             skills: vec!["review".into()],
             skills_dir: "/home/agent/.x/skills".into(),
             container_hash: String::new(),
+            inputs_hash: String::new(),
         }
     }
 
-    /// Everything the container is provisioned from is its identity: a change that left the
-    /// hash alone would leave an Agent "Running" with its old prompt, skills or workspace.
+    /// Everything the container is made from is its identity, and everything provisioning
+    /// delivers is its inputs: a change that left both alone would leave an Agent "Running"
+    /// with its old image, prompt, skills or workspace. An Agent's own inputs are never part of
+    /// the container's identity (a pool member made without them must match its claimant).
     #[test]
-    fn every_provisioned_input_changes_the_container_hash() {
-        let h = container_hash(&base());
+    fn own_inputs_are_provisioned_and_the_rest_makes_the_container() {
         type Change = Box<dyn Fn(&mut AgentPlan)>;
-        let changes: Vec<(&str, Change)> = vec![
+        let made: Vec<(&str, Change)> = vec![
             (
                 "image",
                 Box::new(|p| p.image = ImageSource::Reference("img:2".into())),
             ),
-            ("command", Box::new(|p| p.command.push("-c".into()))),
             (
                 "env",
                 Box::new(|p| {
                     p.env.insert("A".into(), "1".into());
                 }),
             ),
+            ("dirs", Box::new(|p| p.dirs[0].mode = 0o755)),
+            (
+                "skills dir",
+                Box::new(|p| p.skills_dir = "/elsewhere".into()),
+            ),
+        ];
+        let own: Vec<(&str, Change)> = vec![
+            ("command", Box::new(|p| p.command.push("-c".into()))),
             ("prompt", Box::new(|p| p.prompt = Some("do that".into()))),
             (
                 "workspace",
@@ -459,19 +491,15 @@ mod tests {
                 "gitconfig",
                 Box::new(|p| p.gitconfig = Some("[user]\n\tname = n\n".into())),
             ),
-            ("dirs", Box::new(|p| p.dirs[0].mode = 0o755)),
             (
                 "file contents",
                 Box::new(|p| p.files[0].contents = b"red".to_vec()),
             ),
             ("file mode", Box::new(|p| p.files[0].mode = 0o644)),
             ("skills", Box::new(|p| p.skills.push("more".into()))),
-            (
-                "skills dir",
-                Box::new(|p| p.skills_dir = "/elsewhere".into()),
-            ),
         ];
-        for (what, change) in changes {
+        let (h, i) = (container_hash(&base()), inputs_hash(&base()));
+        for (what, change) in made {
             let mut p = base();
             change(&mut p);
             assert_ne!(
@@ -480,8 +508,19 @@ mod tests {
                 "{what} left the container hash unchanged"
             );
         }
+        for (what, change) in own {
+            let mut p = base();
+            change(&mut p);
+            assert_eq!(container_hash(&p), h, "{what} changed the container hash");
+            assert_ne!(inputs_hash(&p), i, "{what} left the inputs hash unchanged");
+        }
         assert_eq!(container_hash(&base()), h, "the hash is not deterministic");
-        // A refreshed host login is not a new container.
+        assert_eq!(
+            inputs_hash(&base()),
+            i,
+            "the inputs hash is not deterministic"
+        );
+        // A refreshed host login is neither a new container nor new inputs.
         let mut p = base();
         p.credential_files.push(ProvisionFile {
             guest_path: "/home/agent/.codex/auth.json".into(),
@@ -489,8 +528,8 @@ mod tests {
             mode: 0o600,
         });
         assert_eq!(
-            container_hash(&p),
-            h,
+            (container_hash(&p), inputs_hash(&p)),
+            (h, i),
             "a host login refresh would replace the agent"
         );
     }

@@ -56,7 +56,7 @@ impl AppleBackend {
             return Err(self.cli.failed(Step::Agent, &args, &out));
         }
         // A new container is known not to be provisioned: no need to look.
-        self.learn(&name, |f| f.provisioned = Some(false));
+        self.learn(&name, |f| f.provisioned = Some(None));
         Ok(())
     }
 
@@ -125,7 +125,7 @@ impl AppleBackend {
              {{ grep -v ' {SIDECAR_ALIAS}$' /etc/hosts > /etc/hosts.bb 2>/dev/null; \
                 echo '{ip} {SIDECAR_ALIAS}' >> /etc/hosts.bb && cat /etc/hosts.bb > /etc/hosts && rm -f /etc/hosts.bb; }} && \
              {record_base}{}",
-            bb_backend::provision::FINISH_SCRIPT
+            bb_backend::provision::finish_script(&plan.inputs_hash)
         );
         let out = self
             .exec(&name, "root", &["sh", "-c", &script], None, Step::Provision)
@@ -136,7 +136,8 @@ impl AppleBackend {
                 format!("unpacking the provisioning archive failed: {}", out.tail()),
             ));
         }
-        self.learn(&name, |f| f.provisioned = Some(true));
+        let delivered = plan.inputs_hash.clone();
+        self.learn(&name, |f| f.provisioned = Some(Some(delivered)));
         Ok(())
     }
 

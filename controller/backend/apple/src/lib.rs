@@ -67,7 +67,8 @@ pub struct AppleBackend {
 #[derive(Debug, Clone, Default)]
 struct Facts {
     policy: Option<String>,
-    provisioned: Option<bool>,
+    /// The provisioning marker's inputs hash, once known (`Some(None)`: known unprovisioned).
+    provisioned: Option<Option<String>>,
 }
 
 /// Whether a host is a Mac with Apple's CLI installed: where `auto` picks this backend.
@@ -332,15 +333,18 @@ impl Backend for AppleBackend {
                 seen.provisioned = match self.fact(&a.id).provisioned {
                     Some(known) => known,
                     None => {
-                        let marker = format!("{AGENT_ETC}/provisioned");
-                        let done = self
-                            .exec(&a.id, "root", &["test", "-f", &marker], None, Step::Observe)
+                        let marker = bb_backend::provision::MARKER;
+                        let hash = self
+                            .exec(&a.id, "root", &["cat", marker], None, Step::Observe)
                             .await
-                            .is_ok_and(|o| o.success());
-                        if done {
-                            self.learn(&a.id, |f| f.provisioned = Some(true));
+                            .ok()
+                            .filter(|o| o.success())
+                            .map(|o| bb_backend::provision::marker_hash(&o.stdout));
+                        if let Some(h) = &hash {
+                            let h = h.clone();
+                            self.learn(&a.id, |f| f.provisioned = Some(Some(h)));
                         }
-                        done
+                        hash
                     }
                 };
             }

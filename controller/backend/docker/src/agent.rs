@@ -143,7 +143,7 @@ impl DockerBackend {
             .await
             .map_err(|e| BackendError::new(Step::Agent, format!("creating {name}: {e}")))?;
         // A new container is known not to be provisioned: no need to look.
-        self.learn(&created.id, |f| f.provisioned = Some(false));
+        self.learn(&created.id, |f| f.provisioned = Some(None));
         self.docker
             .start_container(
                 &name,
@@ -181,13 +181,9 @@ impl DockerBackend {
             .map_err(|e| {
                 BackendError::new(Step::Provision, format!("copying files into {name}: {e}"))
             })?;
+        let finish = bb_backend::provision::finish_script(&plan.inputs_hash);
         let out = self
-            .exec(
-                &name,
-                &["sh", "-c", bb_backend::provision::FINISH_SCRIPT],
-                None,
-                Step::Provision,
-            )
+            .exec(&name, &["sh", "-c", &finish], None, Step::Provision)
             .await?;
         if !out.success() {
             return Err(BackendError::new(
@@ -195,7 +191,8 @@ impl DockerBackend {
                 format!("installing the bottle CA failed: {}", out.tail()),
             ));
         }
-        self.learn_by_name(&name, |f| f.provisioned = Some(true))
+        let delivered = plan.inputs_hash.clone();
+        self.learn_by_name(&name, |f| f.provisioned = Some(Some(delivered)))
             .await;
         Ok(())
     }

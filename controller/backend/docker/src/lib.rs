@@ -56,7 +56,8 @@ pub struct DockerBackend {
 #[derive(Debug, Clone, Default)]
 struct Facts {
     policy: Option<String>,
-    provisioned: Option<bool>,
+    /// The provisioning marker's inputs hash, once known (`Some(None)`: known unprovisioned).
+    provisioned: Option<Option<String>>,
 }
 
 fn step(step: Step) -> impl Fn(bollard::errors::Error) -> BackendError {
@@ -456,24 +457,31 @@ impl DockerBackend {
         )))
     }
 
-    /// Whether a stopped agent container was provisioned: what this runner learnt, else its
+    /// What a stopped agent container was provisioned with: what this runner learnt, else its
     /// marker file read from the stopped container's filesystem (no exec needed).
-    async fn stopped_provisioned(&self, c: &ContainerSummary) -> bool {
+    async fn stopped_provisioned(&self, c: &ContainerSummary) -> Option<String> {
         use futures_util::StreamExt;
         let cid = c.id.clone().unwrap_or_default();
         if let Some(known) = self.fact(&cid).provisioned {
             return known;
         }
-        let marker = format!("{AGENT_ETC}/provisioned");
         let mut archive = self.docker.download_from_container(
             &cid,
-            Some(bollard::query_parameters::DownloadFromContainerOptions { path: marker }),
+            Some(bollard::query_parameters::DownloadFromContainerOptions {
+                path: bb_backend::provision::MARKER.into(),
+            }),
         );
-        let done = matches!(archive.next().await, Some(Ok(_)));
-        if done {
-            self.learn(&cid, |f| f.provisioned = Some(true));
+        let mut tar = Vec::new();
+        while let Some(Ok(chunk)) = archive.next().await {
+            tar.extend_from_slice(&chunk);
         }
-        done
+        let hash =
+            bb_backend::archive::first_file(&tar).map(|b| bb_backend::provision::marker_hash(&b));
+        if let Some(h) = &hash {
+            let h = h.clone();
+            self.learn(&cid, |f| f.provisioned = Some(Some(h)));
+        }
+        hash
     }
 
     /// Commits `source`'s agent container (running or stopped) as `repo:<into>-<time>`
@@ -603,20 +611,23 @@ impl Backend for DockerBackend {
                 seen.provisioned = match self.fact(&cid).provisioned {
                     Some(known) => known,
                     None => {
-                        let marker = format!("{AGENT_ETC}/provisioned");
-                        let done = exec::run(
+                        let read = exec::run(
                             &self.docker,
                             &self.config.name(id, Role::Agent),
-                            &["test", "-f", &marker],
+                            &["cat", bb_backend::provision::MARKER],
                             None,
                             None,
                         )
-                        .await
-                        .is_ok_and(|o| o.success());
-                        if done {
-                            self.learn(&cid, |f| f.provisioned = Some(true));
+                        .await;
+                        let hash = read
+                            .ok()
+                            .filter(|o| o.success())
+                            .map(|o| bb_backend::provision::marker_hash(&o.stdout));
+                        if let Some(h) = &hash {
+                            let h = h.clone();
+                            self.learn(&cid, |f| f.provisioned = Some(Some(h)));
                         }
-                        done
+                        hash
                     }
                 };
             }

@@ -29,7 +29,7 @@ pub struct Vms {
     packing: std::sync::Arc<tokio::sync::Mutex<()>>,
     pub(super) sessions: bb_backend::cli_session::Sessions,
     /// VMs this process saw provisioned: spares an exec per observe. A new VM starts unknown.
-    provisioned: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    provisioned: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
     /// Names VMs as the Docker side names the sidecar (`RuntimeConfig::name`).
     runtime: bb_backend::RuntimeConfig,
 }
@@ -88,19 +88,19 @@ impl Vms {
         self.cli.output(step, &args, stdin).await
     }
 
-    fn set_provisioned(&self, name: &str, done: bool) {
+    /// Records what VM `name` was provisioned with (`None`: not provisioned, or unknown).
+    fn set_provisioned(&self, name: &str, inputs: Option<&str>) {
         if let Ok(mut p) = self.provisioned.lock() {
-            if done {
-                p.insert(name.to_string());
-            } else {
-                p.remove(name);
-            }
+            match inputs {
+                Some(h) => p.insert(name.to_string(), h.to_string()),
+                None => p.remove(name),
+            };
         }
     }
 
     /// Stops and deletes VM `name`; one that does not exist is already gone.
     pub(super) async fn remove(&self, name: &str, step: Step) -> Result<(), BackendError> {
-        self.set_provisioned(name, false);
+        self.set_provisioned(name, None);
         if !machines(&self.cli, step)
             .await?
             .iter()
@@ -163,7 +163,7 @@ impl Vms {
         let unmark = [
             "rm".to_string(),
             "-f".to_string(),
-            format!("{AGENT_ETC}/provisioned"),
+            bb_backend::provision::MARKER.to_string(),
         ];
         let out = self.exec(&name, &unmark, None, Step::Agent).await?;
         if !out.success() {
@@ -201,7 +201,7 @@ impl Vms {
              {{ grep -v ' {SIDECAR_ALIAS}$' /etc/hosts > /etc/hosts.bb 2>/dev/null; \
                 echo '{alias} {SIDECAR_ALIAS}' >> /etc/hosts.bb && cat /etc/hosts.bb > /etc/hosts && rm -f /etc/hosts.bb; }} && \
              mkdir -p /tmp /var/tmp && chmod 1777 /tmp /var/tmp && {}",
-            bb_backend::provision::FINISH_SCRIPT,
+            bb_backend::provision::finish_script(&plan.inputs_hash),
             alias = rec.alias,
         );
         let command = ["sh".to_string(), "-c".to_string(), script];
@@ -214,32 +214,36 @@ impl Vms {
                 format!("unpacking the provisioning archive failed: {}", out.tail()),
             ));
         }
-        self.set_provisioned(&name, true);
+        self.set_provisioned(&name, Some(&plan.inputs_hash));
         Ok(())
     }
 
-    /// Whether the VM's ready marker exists.
-    pub(super) async fn provisioned(&self, name: &str) -> bool {
-        if self.provisioned.lock().is_ok_and(|p| p.contains(name)) {
-            return true;
+    /// What the VM's ready marker says it was provisioned with; `None` without one.
+    pub(super) async fn provisioned(&self, name: &str) -> Option<String> {
+        if let Some(known) = self
+            .provisioned
+            .lock()
+            .ok()
+            .and_then(|p| p.get(name).cloned())
+        {
+            return Some(known);
         }
-        let marker = format!("{AGENT_ETC}/provisioned");
-        let command = ["test".to_string(), "-f".to_string(), marker];
-        let done = self
+        let command = ["cat".to_string(), bb_backend::provision::MARKER.to_string()];
+        let hash = self
             .exec(name, &command, None, Step::Observe)
             .await
-            .is_ok_and(|o| o.success());
-        if done {
-            self.set_provisioned(name, true);
-        }
-        done
+            .ok()
+            .filter(|o| o.success())
+            .map(|o| bb_backend::provision::marker_hash(&o.stdout));
+        self.set_provisioned(name, hash.as_deref());
+        hash
     }
 
     /// A stopped VM packed as an artifact under the Agent's snapshot directory: what resume
     /// boots from. The VM stays stopped (suspend stops it anyway).
     pub(super) async fn snapshot(&self, id: &AgentId) -> Result<String, BackendError> {
         let name = self.runtime.name(id, Role::Agent);
-        self.set_provisioned(&name, false);
+        self.set_provisioned(&name, None);
         let args = cli::machine_stop(&name);
         let out = self.cli.output(Step::Snapshot, &args, None).await?;
         if !out.success() {

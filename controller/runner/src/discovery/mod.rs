@@ -202,6 +202,7 @@ mod tests {
             skills: vec![],
             skills_dir: "/home/agent/.skills".into(),
             container_hash: String::new(),
+            inputs_hash: String::new(),
         }
     }
 

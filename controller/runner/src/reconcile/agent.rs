@@ -1,6 +1,7 @@
 //! The Agent reconciler: drives one Agent's backend resources toward its spec, step by step,
 //! observing before acting, and reports every step as a condition, a phase and an event.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,17 +11,19 @@ use bb_crds::agent::{
 use bb_crds::bottle::SecretDiscovery;
 use bb_crds::policy::guarded::{GUARDED_SECRETS_FILE, GuardedSecret};
 use bb_crds::resolve::validate_bottle;
-use bb_crds::{Agent, AgentPhase, AgentStatus, ResolvedBottle};
+use bb_crds::{Agent, AgentPhase, AgentStatus, Bottle, ResolvedBottle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
 use super::backoff::{self, Wait};
+use super::claim;
 use super::conditions;
 use super::context::AgentCtx;
 use super::error::{Error, MANAGER};
@@ -247,9 +250,12 @@ async fn report_build_step(ctx: &AgentCtx, agent: &Agent, status: &mut AgentStat
     }
 }
 
-fn resolve_bottle(ctx: &AgentCtx, agent: &Agent) -> Result<ResolvedBottle, (String, String)> {
-    let specs = super::bottle::bottle_specs(&ctx.bottles);
-    let name = &agent.spec.bottle_ref.name;
+/// The Bottle `name` with its `extends` chain resolved, or the reason and message of why not.
+pub(super) fn resolve_bottle(
+    bottles: &Store<Bottle>,
+    name: &str,
+) -> Result<ResolvedBottle, (String, String)> {
+    let specs = super::bottle::bottle_specs(bottles);
     if !specs.contains_key(name) {
         let available = specs.keys().cloned().collect::<Vec<_>>().join(", ");
         return Err((
@@ -319,7 +325,7 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     r.status.backend = Some(ctx.backend.name().to_string());
     r.status.session_endpoint = ctx.session_endpoint.clone();
 
-    let bottle = match resolve_bottle(&ctx, &agent) {
+    let bottle = match resolve_bottle(&ctx.bottles, &agent.spec.bottle_ref.name) {
         Ok(b) => b,
         Err((reason, message)) => {
             if r.status.phase.is_none() {
@@ -370,6 +376,7 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     let supervise = bottle.spec.supervise().then(|| ctx.backend.supervise_url());
     let planned = plan::plan(&agent, &bottle, provider.as_ref(), supervise.as_deref())
         .map_err(|e| Error::Plan(e.to_string()))?;
+    let plan_hash = plan::pool_plan_hash(&planned);
     let resolved = match resolve::resolve(&ctx.client, &agent, &planned, provider.as_ref()).await {
         Ok(resolved) => resolved,
         Err(e) => return unresolved(&ctx, &agent, r, e).await,
@@ -388,6 +395,10 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     if agent.spec.suspend == Some(true) {
         return suspend(&ctx, &agent, &id, r).await;
     }
+    let id = match claim_member(&ctx, &agent, &id, &plan_hash, &mut r).await? {
+        Some(member) => member,
+        None => id,
+    };
 
     // An approved capability: its image is built before it is used, so a Dockerfile that does
     // not build fails the proposal and the Agent keeps the image it has.
@@ -531,6 +542,52 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     }
 }
 
+/// A new Agent of a Bottle with a warm pool takes a ready member instead of starting a bottle
+/// of its own. Its status names the member at once, before anything of its own reaches it, and
+/// the member's identity is the Agent's on the runtime from then on (`AgentId::from`).
+async fn claim_member(
+    ctx: &AgentCtx,
+    agent: &Agent,
+    id: &AgentId,
+    plan_hash: &str,
+    r: &mut Report,
+) -> Result<Option<AgentId>, Error> {
+    let Some(pools) = &ctx.pools else {
+        return Ok(None);
+    };
+    let s = &r.status;
+    let fresh = s.bottle_copy.is_none()
+        && s.started_at.is_none()
+        && s.snapshot.is_none()
+        && agent.spec.source.is_none();
+    let bottle = &agent.spec.bottle_ref.name;
+    let candidates = claim::candidates(pools, &id.namespace, bottle, plan_hash);
+    if !fresh || candidates.is_empty() {
+        return Ok(None);
+    }
+    // What a start that failed part-way left of its own keeps it on its own bottle.
+    let own = ctx.backend.observe(id).await.map_err(Error::Backend)?;
+    if own.sidecar_policy.is_some() || own.agent_container.is_some() || own.stopped_agent.is_some()
+    {
+        return Ok(None);
+    }
+    let Some(copy) = claim::claim(&ctx.client, candidates, plan_hash).await? else {
+        return Ok(None);
+    };
+    r.status.bottle_copy = Some(copy.clone());
+    apply_status(ctx, agent, &r.status).await?;
+    r.event(
+        EventType::Normal,
+        "Claimed",
+        format!("claimed member {} of agentpool/{}", copy.name, copy.pool),
+    );
+    Ok(Some(AgentId {
+        namespace: id.namespace.clone(),
+        name: copy.name,
+        uid: copy.uid,
+    }))
+}
+
 /// The condition a failed step reports on, besides `Ready`. Exhaustive on purpose: a new step
 /// does not compile until it says where its failures show.
 fn condition_for(step: Step) -> &'static str {
@@ -569,13 +626,19 @@ async fn drive(
     // A fork starts from the snapshot of its source (`fork`), and so does a replacement of it.
     let mut resuming = unsuspending || ctx.claims.is_some() || agent.spec.source.is_some();
     let seen = be.observe(id).await?;
+    // Provisioned with other inputs than the plan's: a pool member's are the Bottle's alone and
+    // take the claimant's own; any other container is replaced, as one whose image changed is.
+    let stale_inputs = seen
+        .provisioned
+        .as_deref()
+        .is_some_and(|p| p != plan.inputs_hash && p != bb_backend::provision::POOL_MEMBER);
     // A kept container whose plan is unchanged starts again, beside its sidecar (below); one
     // whose plan changed meanwhile carries its files into its replacement through a snapshot.
     let mut restart = false;
     if seen.agent_container.is_none()
         && let Some(kept) = seen.stopped_agent.clone()
     {
-        if kept == plan.container_hash {
+        if kept == plan.container_hash && !stale_inputs {
             restart = true;
         } else {
             let snap = be.snapshot(id).await?;
@@ -597,7 +660,7 @@ async fn drive(
     let recreate = seen
         .agent_container
         .as_deref()
-        .is_some_and(|h| h != plan.container_hash);
+        .is_some_and(|h| h != plan.container_hash || stale_inputs);
     let create_agent = !current || recreate;
 
     if seen.image.is_none() && !unsuspending {
@@ -648,7 +711,7 @@ async fn drive(
     }
 
     // A container made just now starts unprovisioned; a kept one is as observed.
-    let provision = create_agent || !seen.provisioned;
+    let provision = create_agent || seen.provisioned.as_deref() != Some(&plan.inputs_hash);
     // The secrets in what provisioning copies in go to the sidecar with its credentials. A
     // container resumed from its snapshot still holds the earlier copy: its secrets stay guarded.
     let from_snapshot = run_image != image;
@@ -849,7 +912,7 @@ fn agent_outcome(
         r.event(
             EventType::Normal,
             "Recreated",
-            "the agent container changed (provider, image, env or runtime); recreated it",
+            "the agent container changed (provider, image, env, runtime, or the Agent's prompt, workspace, skills or identity); recreated it",
         );
     } else if created && had_agent {
         r.event(
@@ -1147,20 +1210,28 @@ async fn suspend(
 async fn cleanup(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     let id = AgentId::from(agent.as_ref());
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
-    super::metrics::global().set_phase(&id.uid, None);
+    // Runtime state goes by the runtime identity (a claimed pool member's), what the API
+    // side keeps by the Agent's own uid.
+    let uid = agent.uid().unwrap_or_default();
+    super::metrics::global().set_phase(&uid, None);
     ctx.session_plans.remove(&id.uid);
     ctx.egress_seen.forget(&id.uid);
     if let Ok(mut live) = ctx.live_routes.lock() {
-        live.remove(&id.uid);
+        live.remove(&uid);
     }
     // After the sidecar is gone, so nothing pushes with a key being revoked. A key the forge
     // would not revoke is reported, never dropped silently, and deletion goes on.
-    let mut events: Vec<(EventType, &'static str, String)> =
-        crate::git_gate::gitea::revoke_all(&ctx.client, &id.uid)
-            .await
-            .into_iter()
-            .map(|why| (EventType::Warning, "DeployKeyRevokeFailed", why))
-            .collect();
+    // A claimed pool member's keys were minted under its identity, the Agent's own under its.
+    let mut events: Vec<(EventType, &'static str, String)> = Vec::new();
+    let owners: BTreeSet<&str> = [id.uid.as_str(), uid.as_str()].into();
+    for owner in owners {
+        events.extend(
+            crate::git_gate::gitea::revoke_all(&ctx.client, owner)
+                .await
+                .into_iter()
+                .map(|why| (EventType::Warning, "DeployKeyRevokeFailed", why)),
+        );
+    }
     // A cluster's garbage collector follows the owner reference; the local control plane has
     // none, so the Agent's proposals go here (a recreated Agent of the same name starts clean).
     if let Err(e) = grants::delete_all(&ctx.client, &agent).await {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bb_crds::{Agent, Bottle};
+use bb_crds::{Agent, AgentPool, Bottle};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 
@@ -37,6 +37,9 @@ pub struct AgentCtx {
     /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
     /// control plane, where the one runner holds every Agent.
     pub claims: Option<Arc<crate::cluster::claims::Claims>>,
+    /// The warm pools a new Agent may claim a member of (`super::claim`); `None` where this
+    /// runner serves no pools (cluster mode).
+    pub pools: Option<Store<AgentPool>>,
 }
 
 impl std::fmt::Debug for AgentCtx {

@@ -4,20 +4,23 @@
 pub mod agent;
 pub mod backoff;
 pub mod bottle;
+pub mod claim;
 mod conditions;
 pub(crate) mod context;
 pub(crate) mod error;
 mod lifecycle;
 pub mod metrics;
+pub mod pool;
 
 pub use context::AgentCtx;
 pub use error::{Error, MANAGER};
+pub use pool::PoolCtx;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bb_crds::{Agent, Bottle};
+use bb_crds::{Agent, AgentPool, Bottle};
 use futures_util::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
@@ -56,15 +59,24 @@ fn descendants(bottles: &Store<Bottle>, changed: &str) -> BTreeSet<String> {
 }
 
 /// Removes backend resources whose Agent no longer exists (replaces the reference's `cleanup`).
-pub async fn sweep(client: &kube::Client, backend: &dyn Backend) -> Result<Vec<AgentId>, Error> {
+/// With `pools`, a warm pool's members are kept too, as are the members Agents claimed.
+pub async fn sweep(
+    client: &kube::Client,
+    backend: &dyn Backend,
+    pools: bool,
+) -> Result<Vec<AgentId>, Error> {
     let agents: Api<Agent> = Api::all(client.clone());
-    let live: BTreeSet<String> = agents
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .filter_map(|a| a.uid())
-        .collect();
+    let mut live: BTreeSet<String> = BTreeSet::new();
+    for a in agents.list(&Default::default()).await?.items {
+        live.extend(a.uid());
+        live.extend(a.status.and_then(|s| s.bottle_copy).map(|copy| copy.uid));
+    }
+    if pools {
+        let api: Api<AgentPool> = Api::all(client.clone());
+        for p in api.list(&Default::default()).await?.items {
+            live.extend(p.status.into_iter().flat_map(|s| s.members).map(|m| m.uid));
+        }
+    }
     let mut removed = Vec::new();
     for id in backend.list_managed().await.map_err(Error::Backend)? {
         if !live.contains(&id.uid) {
@@ -142,7 +154,7 @@ pub async fn run(
     claims: Option<Arc<crate::cluster::claims::Claims>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Error> {
-    match sweep(&client, &*backend).await {
+    match sweep(&client, &*backend, claims.is_none()).await {
         Ok(removed) if !removed.is_empty() => {
             tracing::info!(count = removed.len(), "start-up sweep removed orphans")
         }
@@ -170,6 +182,18 @@ pub async fn run(
         agent_controller = agent_controller.reconcile_on(wakes);
     }
     let agent_store = agent_controller.store();
+    // Warm pools are served by a local control plane's runner (cluster mode claims none).
+    let (pool_controller, pool_store) = match claims {
+        None => {
+            let c = Controller::new(
+                Api::<AgentPool>::all(client.clone()),
+                watcher::Config::default().any_semantic(),
+            );
+            let store = c.store();
+            (Some(c), Some(store))
+        }
+        Some(_) => (None, None),
+    };
     let map_bottles = bottle_store.clone();
     let claiming = claims
         .clone()
@@ -187,7 +211,7 @@ pub async fn run(
         resync,
         backend,
         session_endpoint,
-        bottles: bottle_store,
+        bottles: bottle_store.clone(),
         reporter: reporter.clone(),
         backoff: Default::default(),
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
@@ -195,7 +219,19 @@ pub async fn run(
         egress_seen: Default::default(),
         session_plans,
         claims,
+        pools: pool_store.clone(),
     });
+    let pools_done = drive_pools(
+        pool_controller.zip(pool_store),
+        PoolCtx::new(
+            client.clone(),
+            ctx.backend.clone(),
+            bottle_store.clone(),
+            ctx.recorder.clone(),
+            resync,
+        ),
+        shutdown.clone(),
+    );
     let proposals_api: Api<bb_crds::Proposal> = Api::all(client.clone());
     let mirror_ctx = ctx.clone();
     let mirror_store = agent_store.clone();
@@ -247,6 +283,45 @@ pub async fn run(
             c.await;
         }
     };
-    futures_util::future::join4(bottles_done, agents_done, mirror, claiming).await;
+    futures_util::future::join5(bottles_done, agents_done, mirror, claiming, pools_done).await;
     Ok(())
+}
+
+/// Runs the AgentPool reconciler (when this runner serves pools) until `shutdown` resolves;
+/// a Bottle's change (or a parent's) reconciles the pools of it.
+async fn drive_pools(
+    controller: Option<(Controller<AgentPool>, Store<AgentPool>)>,
+    ctx: PoolCtx,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let Some((controller, pools)) = controller else {
+        return;
+    };
+    let bottles = ctx.bottles.clone();
+    let bottles_api: Api<Bottle> = Api::all(ctx.client.clone());
+    controller
+        .watches(
+            bottles_api,
+            watcher::Config::default().any_semantic(),
+            move |b: Bottle| {
+                let names = descendants(&bottles, &b.name_any());
+                pools
+                    .state()
+                    .iter()
+                    .filter(|p| names.contains(&p.spec.bottle_ref.name))
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(
+            pool::reconcile,
+            |p: Arc<AgentPool>, err: &Error, _ctx| {
+                tracing::warn!(pool = %p.name_any(), error = %err, "agentpool reconcile failed");
+                Action::requeue(Duration::from_secs(5))
+            },
+            Arc::new(ctx),
+        )
+        .for_each(|_| async {})
+        .await;
 }

@@ -316,7 +316,8 @@ async fn run(
         }
         (verb, Some(spec)) => {
             tracing::info!(agent = %id, verb = verb.name(), argv0 = spec.argv.first().map(String::as_str).unwrap_or(""), "session opened");
-            let agent = ObjectRef::<bb_crds::Agent>::new(&id.name).within(&id.namespace);
+            // The API object (a claimed pool member's runtime name is another).
+            let agent = ObjectRef::<bb_crds::Agent>::new(&req.name).within(&req.namespace);
             let activity = &state.plans.activity;
             let _open = activity.open(&id.uid, agent.clone());
             let opened = state.backend.open_session(id, &spec).await;

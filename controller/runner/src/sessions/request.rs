@@ -280,16 +280,19 @@ pub fn session_spec(
     verb: &Verb,
     streams: Streams,
 ) -> Result<SessionSpec, Refusal> {
-    let plan = agent.uid().and_then(|uid| plans.get(&uid)).ok_or_else(|| {
-        Refusal::new(
-            503,
-            "ServiceUnavailable",
-            format!(
-                "agent/{} is not reconciled by this runner yet; try again in a moment",
-                agent.name_any()
-            ),
-        )
-    })?;
+    // Kept by the runtime identity, as the reconciler records it (a claimed member's).
+    let plan = plans
+        .get(&bb_backend::AgentId::from(agent).uid)
+        .ok_or_else(|| {
+            Refusal::new(
+                503,
+                "ServiceUnavailable",
+                format!(
+                    "agent/{} is not reconciled by this runner yet; try again in a moment",
+                    agent.name_any()
+                ),
+            )
+        })?;
     let (argv, user, workdir) = match verb {
         Verb::Exec { command, user } => (command.clone(), user.clone(), None),
         Verb::Attach => {

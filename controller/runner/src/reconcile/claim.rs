@@ -1,0 +1,75 @@
+//! An Agent claiming a warm pool's member: the member leaves the pool's status by a replace
+//! conditional on the pool's resourceVersion, so of Agents racing for one member exactly one
+//! gets it; the winner records it in its own status and runs in it from then on.
+
+use std::sync::Arc;
+
+use bb_crds::AgentPool;
+use bb_crds::agent::BottleCopy;
+use kube::api::PostParams;
+use kube::runtime::reflector::Store;
+use kube::{Api, ResourceExt};
+
+/// How many conflicting claims one Agent sits out on one pool before starting its own bottle.
+const ATTEMPTS: usize = 64;
+
+/// The cached pools of `bottle` in `namespace` that hold a ready member of `plan_hash`: no API
+/// call, so an Agent of a Bottle without a pool pays nothing for pools existing.
+pub fn candidates(
+    pools: &Store<AgentPool>,
+    namespace: &str,
+    bottle: &str,
+    plan_hash: &str,
+) -> Vec<Arc<AgentPool>> {
+    pools
+        .state()
+        .into_iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(namespace)
+                && p.spec.bottle_ref.name == bottle
+                && p.metadata.deletion_timestamp.is_none()
+                && p.status
+                    .as_ref()
+                    .is_some_and(|s| s.claimable(plan_hash).is_some())
+        })
+        .collect()
+}
+
+/// Takes a ready member of `plan_hash` from one of `pools` (cached copies, from
+/// `candidates`), reading a pool again only after a conflict. `None`: no pool had one to give.
+pub async fn claim(
+    client: &kube::Client,
+    pools: Vec<Arc<AgentPool>>,
+    plan_hash: &str,
+) -> Result<Option<BottleCopy>, kube::Error> {
+    for cached in pools {
+        let ns = cached.namespace().unwrap_or_else(|| "default".into());
+        let api: Api<AgentPool> = Api::namespaced(client.clone(), &ns);
+        let name = cached.name_any();
+        let mut pool = (*cached).clone();
+        for _ in 0..ATTEMPTS {
+            let status = pool.status.get_or_insert_with(Default::default);
+            let Some(member) = status.claimable(plan_hash).cloned() else {
+                break;
+            };
+            status.members.retain(|m| m.uid != member.uid);
+            status.recount();
+            match api
+                .replace_status(&name, &PostParams::default(), &pool)
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Some(BottleCopy {
+                        pool: name,
+                        name: member.name,
+                        uid: member.uid,
+                    }));
+                }
+                // Another claim (or the pool's reconciler) wrote first: read what it left.
+                Err(kube::Error::Api(e)) if e.code == 409 => pool = api.get_status(&name).await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(None)
+}
