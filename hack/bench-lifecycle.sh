@@ -5,7 +5,9 @@
 # and `docker commit` of the same agent image in the same run; then a fork of a source that wrote
 # 1 GB; then density: DENSITY idle bottles started side by side, the memory each holds (sidecar
 # and agent containers) and what that makes of this machine's memory. Suspend stops and keeps
-# the agent container; resume starts it again (#34; a pools row is added when pools land).
+# the agent container; resume starts it again. Pooled claims: an AgentPool of 3 of the same
+# Bottle, and an Agent applied once it is full, timed to Running both through kubectl (apply,
+# then wait: two processes, as the other rows) and through one `bbctl apply --wait`.
 #
 # usage: hack/bench-lifecycle.sh [ITERATIONS]      (default 20)
 # env:   DENSITY (idle bottles for the density phase, default 20; 0 skips it)
@@ -51,6 +53,30 @@ for i in $(seq "$n"); do
     docker rmi "bb-bench-commit:$i" >/dev/null
 done
 
+# Pooled claims, each once the pool is full again.
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: bot-bottle.dev/v1alpha1
+kind: AgentPool
+metadata: {name: warm, namespace: default}
+spec: {bottleRef: {name: bench}, size: 3}
+YAML
+pool_full() { kubectl wait --for=jsonpath='{.status.ready}'=3 agentpool/warm --timeout=300s >/dev/null; }
+claimed() {
+    [[ -n $(kubectl get agent "$1" -o jsonpath='{.status.bottleCopy.name}') ]] \
+        || { echo "error: agent/$1 started a bottle of its own instead of claiming a member" >&2; exit 1; }
+}
+claim=(); claim_bbctl=()
+for i in $(seq "$n"); do
+    pool_full
+    t0=$(now); agent "pooled-$i" | kubectl apply -f - >/dev/null; phase_is "pooled-$i" Running
+    claim+=("$(since "$t0")"); claimed "pooled-$i"
+    pool_full
+    t0=$(now); agent "pooledb-$i" | "$bin/bbctl" apply --home "$home" --wait -f - >/dev/null
+    claim_bbctl+=("$(since "$t0")"); claimed "pooledb-$i"
+    kubectl delete agent "pooled-$i" "pooledb-$i" --wait >/dev/null
+done
+kubectl delete agentpool warm --wait >/dev/null
+
 # A fork of a source whose container holds 1 GB it wrote itself (incompressible).
 agent big | kubectl apply -f - >/dev/null; phase_is big Running
 big=$(docker ps -q --filter label=bot-bottle.dev/agent=default/big --filter label=bot-bottle.dev/role=agent)
@@ -64,6 +90,8 @@ q() { local p=$1; shift; printf '%s\n' "$@" | sort -n | awk -v p="$p" '{a[NR]=$1
 row() { local name=$1; shift; printf '%-36s %8.3f %8.3f\n' "$name" "$(q 0.5 "$@")" "$(q 0.95 "$@")"; }
 printf '\n%-36s %8s %8s   (seconds, %s runs, %s build)\n' "" p50 p95 "$n" "$profile"
 row "apply -> Running (cold)" "${apply[@]}"
+row "pooled claim -> Running (kubectl)" "${claim[@]}"
+row "pooled claim -> Running (bbctl)" "${claim_bbctl[@]}"
 row "suspend -> Suspended" "${suspend[@]}"
 row "resume -> Running" "${resume[@]}"
 row "fork (source running) -> Running" "${fork[@]}"

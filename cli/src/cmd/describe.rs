@@ -372,6 +372,13 @@ async fn describe_agent(
             format!("agent/{}", src.agent_ref.name),
         );
     }
+    if let Some(copy) = a.status.as_ref().and_then(|s| s.bottle_copy.as_ref()) {
+        field(
+            &mut out,
+            "Pool member",
+            format!("{} of agentpool/{}", copy.name, copy.pool),
+        );
+    }
     if let Some(l) = &a.spec.lifecycle {
         let created = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
         field(

@@ -23,16 +23,21 @@ pub const POOL_MEMBER: &str = "pool-member";
 /// update-ca-certificates (running that tool instead costs about a second per start). The
 /// marker comes last: an agent is provisioned only once everything before it is in place.
 pub fn finish_script(inputs_hash: &str) -> String {
-    // A hex digest or `POOL_MEMBER`; anything else is dropped rather than quoted.
-    let hash: String = inputs_hash
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
+    let hash = marker_contents(inputs_hash);
     format!(
         "b=/etc/ssl/certs/ca-certificates.crt; mkdir -p /etc/ssl/certs && \
          {{ grep -qF \"$(sed -n 2p /etc/bot-bottle/ca.crt)\" $b 2>/dev/null || cat /etc/bot-bottle/ca.crt >> $b; }} && \
          printf %s {hash} > {MARKER}"
     )
+}
+
+/// What the marker holds for `inputs_hash`: a hex digest or `POOL_MEMBER`; anything else is
+/// dropped rather than quoted into a script.
+fn marker_contents(inputs_hash: &str) -> String {
+    inputs_hash
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
 }
 
 /// The inputs hash a marker's contents name (an empty marker, from before markers held one,
@@ -41,12 +46,35 @@ pub fn marker_hash(contents: &[u8]) -> String {
     String::from_utf8_lossy(contents).trim().to_string()
 }
 
-/// The archive (rooted at `/`) that provisions an agent for `plan`, files owned by `uid`.
+/// The archive (rooted at `/`) that provisions an agent for `plan`, files owned by `uid`; the
+/// finish script (`finish_script`) completes it.
 pub fn archive(
     plan: &AgentPlan,
     ca_cert_pem: &str,
     uid: u64,
     skills_root: &Path,
+) -> Result<Vec<u8>, BackendError> {
+    build(plan, ca_cert_pem, uid, skills_root, false)
+}
+
+/// The archive for an agent its runtime saw provisioned before under the same bottle CA (a
+/// claimed pool member): the CA is in its system store already, so nothing needs running, and
+/// the marker is the archive's last entry instead of the finish script's last step.
+pub fn redelivery_archive(
+    plan: &AgentPlan,
+    ca_cert_pem: &str,
+    uid: u64,
+    skills_root: &Path,
+) -> Result<Vec<u8>, BackendError> {
+    build(plan, ca_cert_pem, uid, skills_root, true)
+}
+
+fn build(
+    plan: &AgentPlan,
+    ca_cert_pem: &str,
+    uid: u64,
+    skills_root: &Path,
+    marker: bool,
 ) -> Result<Vec<u8>, BackendError> {
     let fail =
         |e: std::io::Error| BackendError::new(Step::Provision, format!("packing files: {e}"));
@@ -83,6 +111,11 @@ pub fn archive(
             .map_err(|e| {
                 BackendError::new(Step::Provision, format!("copying {}: {e}", tree.what))
             })?;
+    }
+    if marker {
+        let hash = marker_contents(&plan.inputs_hash);
+        tar.file(MARKER.trim_start_matches('/'), hash.as_bytes(), 0o644, 0)
+            .map_err(fail)?;
     }
     tar.finish().map_err(fail)
 }
@@ -139,4 +172,76 @@ pub fn copied_trees(plan: &AgentPlan, skills_root: &Path) -> Result<Vec<CopiedTr
         });
     }
     Ok(trees)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(ws: &Path) -> AgentPlan {
+        AgentPlan {
+            image: crate::ImageSource::Reference("img".into()),
+            command: vec![],
+            env: Default::default(),
+            secret_env: Default::default(),
+            runtime: Default::default(),
+            prompt: Some("p".into()),
+            workspace: Some(bb_crds::agent::Workspace {
+                host_path: ws.display().to_string(),
+                ..Default::default()
+            }),
+            gitconfig: None,
+            dirs: vec![],
+            files: vec![],
+            credential_files: vec![],
+            skills: vec![],
+            skills_dir: "/s".into(),
+            container_hash: String::new(),
+            inputs_hash: "abc123; rm -rf /".into(),
+        }
+    }
+
+    fn entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
+        use std::io::Read;
+        let mut tar = tar::Archive::new(archive);
+        tar.entries()
+            .expect("entries")
+            .map(|e| {
+                let mut e = e.expect("entry");
+                let path = e.path().expect("path").display().to_string();
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).expect("read");
+                (path, data)
+            })
+            .collect()
+    }
+
+    /// Delivering again writes the marker as the very last entry, after the workspace, so a
+    /// copy cut short never reads as provisioned; the first delivery leaves it to the script.
+    /// Whatever the hash holds, only its safe characters reach the marker or the script.
+    #[test]
+    fn a_redelivery_ends_with_its_marker_and_a_first_delivery_has_none() {
+        let ws = tempfile::tempdir().expect("tempdir");
+        std::fs::write(ws.path().join("f.txt"), "x").expect("write");
+        let p = plan(ws.path());
+        let again =
+            entries(&redelivery_archive(&p, "CA", 1000, Path::new("/none")).expect("archive"));
+        let (last, contents) = again.last().expect("entries");
+        assert_eq!(last, MARKER.trim_start_matches('/'));
+        assert_eq!(contents, b"abc123rm-rf");
+        assert!(
+            again.iter().any(|(p, _)| p == "workspace/f.txt"),
+            "{again:?}"
+        );
+        let first = entries(&archive(&p, "CA", 1000, Path::new("/none")).expect("archive"));
+        assert!(
+            !first
+                .iter()
+                .any(|(p, _)| p == MARKER.trim_start_matches('/'))
+        );
+        assert!(
+            finish_script(&p.inputs_hash)
+                .ends_with("printf %s abc123rm-rf > /etc/bot-bottle/provisioned")
+        );
+    }
 }

@@ -147,6 +147,13 @@ impl Default for LineRules {
 }
 
 impl LineRules {
+    /// One compiled set for the whole process: compiling every rule costs tens of
+    /// milliseconds, which a discovery on an Agent's start path (a pool claim) should not pay.
+    pub fn shared() -> &'static LineRules {
+        static RULES: std::sync::OnceLock<LineRules> = std::sync::OnceLock::new();
+        RULES.get_or_init(LineRules::new)
+    }
+
     pub fn new() -> LineRules {
         let all: Vec<(&'static str, &'static str)> = TOKEN_PATTERNS
             .iter()

@@ -154,15 +154,32 @@ impl DockerBackend {
         Ok(())
     }
 
-    /// Copies CA, prompt, provider files, skills, git identity and workspace in.
+    /// Copies CA, prompt, provider files, skills, git identity and workspace in. A container
+    /// this process provisioned before (a claimed pool member) takes the new files in one copy,
+    /// with no exec: its system store already holds the bottle CA.
     pub(super) async fn provision_agent(
         &self,
         id: &AgentId,
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         let name = self.config.name(id, Role::Agent);
+        let cid = self
+            .docker
+            .inspect_container(
+                &name,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .map_err(|e| BackendError::new(Step::Provision, format!("inspecting {name}: {e}")))?
+            .id
+            .unwrap_or_default();
+        let again = self.fact(&cid).ca_installed;
         let ca = self.config.bottle_ca(id)?;
-        let archive = bb_backend::provision::archive(
+        let pack = match again {
+            true => bb_backend::provision::redelivery_archive,
+            false => bb_backend::provision::archive,
+        };
+        let archive = pack(
             plan,
             &ca.cert_pem,
             self.config.agent_uid,
@@ -181,19 +198,23 @@ impl DockerBackend {
             .map_err(|e| {
                 BackendError::new(Step::Provision, format!("copying files into {name}: {e}"))
             })?;
-        let finish = bb_backend::provision::finish_script(&plan.inputs_hash);
-        let out = self
-            .exec(&name, &["sh", "-c", &finish], None, Step::Provision)
-            .await?;
-        if !out.success() {
-            return Err(BackendError::new(
-                Step::Provision,
-                format!("installing the bottle CA failed: {}", out.tail()),
-            ));
+        if !again {
+            let finish = bb_backend::provision::finish_script(&plan.inputs_hash);
+            let out = self
+                .exec(&name, &["sh", "-c", &finish], None, Step::Provision)
+                .await?;
+            if !out.success() {
+                return Err(BackendError::new(
+                    Step::Provision,
+                    format!("installing the bottle CA failed: {}", out.tail()),
+                ));
+            }
         }
         let delivered = plan.inputs_hash.clone();
-        self.learn_by_name(&name, |f| f.provisioned = Some(Some(delivered)))
-            .await;
+        self.learn(&cid, |f| {
+            f.provisioned = Some(Some(delivered));
+            f.ca_installed = true;
+        });
         Ok(())
     }
 }

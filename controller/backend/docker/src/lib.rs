@@ -58,6 +58,9 @@ struct Facts {
     policy: Option<String>,
     /// The provisioning marker's inputs hash, once known (`Some(None)`: known unprovisioned).
     provisioned: Option<Option<String>>,
+    /// This process provisioned the container itself, so its system store holds the bottle CA
+    /// (a container made from a snapshot may hold another's): delivering again needs no exec.
+    ca_installed: bool,
 }
 
 fn step(step: Step) -> impl Fn(bollard::errors::Error) -> BackendError {

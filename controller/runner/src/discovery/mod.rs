@@ -85,9 +85,9 @@ pub fn discover(
         return Ok(d);
     }
     let exclude = settings.map(|s| s.exclude.clone()).unwrap_or_default();
-    let rules = LineRules::new();
+    let rules = LineRules::shared();
     for f in plan.files.iter().chain(&plan.credential_files) {
-        scan(&mut d, &rules, &f.guest_path, &f.contents);
+        scan(&mut d, rules, &f.guest_path, &f.contents);
     }
     for tree in copied_trees(plan, skills_root)? {
         walk_tree(&tree.src, &tree.at, tree.include_git, |entry| {
@@ -106,7 +106,7 @@ pub fn discover(
                 d.skipped_binary += 1;
                 return Ok(());
             }
-            scan(&mut d, &rules, &format!("/{at}"), &bytes);
+            scan(&mut d, rules, &format!("/{at}"), &bytes);
             Ok(())
         })
         .map_err(|e| {

@@ -252,10 +252,7 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
     // Members of an older plan, and those beyond the size (unready first), leave the pool.
     let removed = update_status(&api, &name, |s| leave(s, &plan_hash, size)).await?;
     for m in &removed {
-        ctx.backend
-            .teardown(&member_id(&pool, m))
-            .await
-            .map_err(Error::Backend)?;
+        events.extend(remove_member(ctx, &pool, m).await?);
         let why = match m.plan_hash == plan_hash {
             true => "the pool is smaller now",
             false => "its Bottle changed",
@@ -465,13 +462,30 @@ async fn start(
 async fn cleanup(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
     let api = pools_api(&ctx.client, &pool);
     let removed = update_status(&api, &pool.name_any(), |s| std::mem::take(&mut s.members)).await?;
+    let mut events = Vec::new();
     for m in &removed {
-        ctx.backend
-            .teardown(&member_id(&pool, m))
-            .await
-            .map_err(Error::Backend)?;
+        events.extend(remove_member(ctx, &pool, m).await?);
     }
+    publish(ctx, &pool, events).await;
     Ok(Action::await_change())
+}
+
+/// Removes a member that left the pool unclaimed: its runtime resources, and the deploy keys
+/// minted for it (a warning each that the forge would not revoke).
+async fn remove_member(
+    ctx: &PoolCtx,
+    pool: &AgentPool,
+    m: &PoolMember,
+) -> Result<Vec<(EventType, &'static str, String)>, Error> {
+    ctx.backend
+        .teardown(&member_id(pool, m))
+        .await
+        .map_err(Error::Backend)?;
+    Ok(crate::git_gate::gitea::revoke_all(&ctx.client, &m.uid)
+        .await
+        .into_iter()
+        .map(|why| (EventType::Warning, "DeployKeyRevokeFailed", why))
+        .collect())
 }
 
 async fn publish(ctx: &PoolCtx, pool: &AgentPool, events: Vec<(EventType, &'static str, String)>) {
