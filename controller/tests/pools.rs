@@ -8,6 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bb_backend::Step;
 use bb_backend::provision::POOL_MEMBER;
 use bb_crds::pool::{AgentPoolStatus, PoolMember};
 use bb_crds::{Agent, AgentPhase, AgentPool, Bottle};
@@ -21,10 +22,19 @@ fn pools(h: &Harness) -> Api<AgentPool> {
 }
 
 async fn create_pool(h: &Harness, size: i64) {
+    create_pool_with(
+        h,
+        "warm",
+        json!({"bottleRef": {"name": "tools"}, "size": size}),
+    )
+    .await;
+}
+
+async fn create_pool_with(h: &Harness, name: &str, spec: serde_json::Value) {
     let pool: AgentPool = serde_json::from_value(json!({
         "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "AgentPool",
-        "metadata": {"name": "warm"},
-        "spec": {"bottleRef": {"name": "tools"}, "size": size}
+        "metadata": {"name": name},
+        "spec": spec
     }))
     .expect("pool");
     pools(h)
@@ -39,9 +49,18 @@ async fn wait_pool(
     what: &str,
     check: impl Fn(&AgentPoolStatus) -> bool,
 ) -> AgentPoolStatus {
+    wait_named_pool(h, "warm", what, check).await
+}
+
+async fn wait_named_pool(
+    h: &Harness,
+    name: &str,
+    what: &str,
+    check: impl Fn(&AgentPoolStatus) -> bool,
+) -> AgentPoolStatus {
     let mut last = None;
     for _ in 0..400 {
-        if let Ok(Some(p)) = pools(h).get_opt("warm").await {
+        if let Ok(Some(p)) = pools(h).get_opt(name).await {
             let s = p.status.unwrap_or_default();
             if check(&s) {
                 return s;
@@ -335,4 +354,86 @@ async fn fifty_claims_racing_for_ten_members_ten_win_none_twice() {
         .unwrap_or_default();
     assert!(left.members.is_empty(), "{left:#?}");
     assert_eq!(left.ready, 0);
+}
+
+/// `spec.maxStarting` bounds how many members start at once: one with 1, and more than one
+/// with the default (the positive control: the bound is what holds them back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_start_at_most_max_starting_at_once() {
+    let h = Harness::start().await;
+    create_bottle(&h).await;
+    h.backend.hang(Step::Agent, Duration::from_millis(150));
+    create_pool_with(
+        &h,
+        "narrow",
+        json!({"bottleRef": {"name": "tools"}, "size": 3, "maxStarting": 1}),
+    )
+    .await;
+    wait_named_pool(&h, "narrow", "3 ready members", full(3)).await;
+    assert_eq!(
+        h.backend.most_at_once(Step::Agent),
+        1,
+        "maxStarting 1 started more at once"
+    );
+    create_pool_with(
+        &h,
+        "wide",
+        json!({"bottleRef": {"name": "tools"}, "size": 3}),
+    )
+    .await;
+    wait_named_pool(&h, "wide", "3 ready members", full(3)).await;
+    assert_eq!(
+        h.backend.most_at_once(Step::Agent),
+        2,
+        "the default is two at once"
+    );
+}
+
+/// A member that fails to start is retried (a `MemberFailed` event) until it starts; one whose
+/// container goes away later is started again in place (`MemberLost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_member_is_retried_and_a_lost_one_is_started_again() {
+    let h = Harness::start().await;
+    create_bottle(&h).await;
+    h.backend.fail(Step::Agent, 2);
+    create_pool(&h, 1).await;
+    let filled = wait_pool(&h, "1 ready member after the failures", full(1)).await;
+    let events = events_with(&h.client, &["MemberFailed", "MemberStarted"]).await;
+    assert!(
+        events.contains("MemberFailed") && events.contains("injected failure"),
+        "{events}"
+    );
+    assert_eq!(
+        h.backend.attempts(Step::Agent),
+        3,
+        "two failures, then the start"
+    );
+    let ready = filled
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Full")
+    );
+
+    let member = filled.members[0].name.clone();
+    h.backend.vanish_agent(&member);
+    let events = events_with(&h.client, &["MemberLost"]).await;
+    assert!(events.contains("MemberLost"), "{events}");
+    let again = wait_pool(&h, "the lost member ready again", |s| {
+        full(1)(s)
+            && h.backend
+                .snapshot_of(&member)
+                .is_some_and(|f| f.agent_hash.is_some())
+    })
+    .await;
+    assert_eq!(
+        again.members[0].name, member,
+        "the lost member was replaced, not restarted"
+    );
+    let fake = h.backend.snapshot_of(&member).expect("member");
+    assert_eq!(fake.agent_creates, 2);
+    assert_eq!(fake.provisioned.as_deref(), Some(POOL_MEMBER));
 }

@@ -53,6 +53,8 @@ struct Faults {
     hang: HashMap<Step, Duration>,
     /// How many times each step was attempted.
     attempts: HashMap<Step, u32>,
+    /// How many calls of each step are under way now, and the most there ever were at once.
+    in_flight: HashMap<Step, (u32, u32)>,
     /// An image reference that never builds (`controller run --fake-failing-image`).
     failing_image: Option<String>,
 }
@@ -193,6 +195,14 @@ impl FakeBackend {
             .unwrap_or(0)
     }
 
+    /// The most calls of `step` that were ever under way at once.
+    pub fn most_at_once(&self, step: Step) -> u32 {
+        self.faults
+            .lock()
+            .map(|f| f.in_flight.get(&step).map_or(0, |(_, most)| *most))
+            .unwrap_or(0)
+    }
+
     pub fn hang(&self, step: Step, d: Duration) {
         if let Ok(mut f) = self.faults.lock() {
             f.hang.insert(step, d);
@@ -321,12 +331,20 @@ impl FakeBackend {
                     }
                     _ => false,
                 };
+                let (now, most) = f.in_flight.entry(step).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
                 (fail, f.hang.get(&step).copied())
             }
             Err(_) => (false, None),
         };
         if let Some(d) = hang {
             tokio::time::sleep(d).await;
+        }
+        if let Ok(mut f) = self.faults.lock()
+            && let Some((now, _)) = f.in_flight.get_mut(&step)
+        {
+            *now = now.saturating_sub(1);
         }
         if fail {
             return Err(BackendError::new(step, "injected failure"));
