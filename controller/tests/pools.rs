@@ -80,20 +80,7 @@ fn full(size: usize) -> impl Fn(&AgentPoolStatus) -> bool {
 
 async fn create_bottle(h: &Harness) {
     h.create_secret().await;
-    let bottles: Api<Bottle> = Api::all(h.client.clone());
-    let bottle: Bottle = serde_json::from_value(json!({
-        "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
-        "spec": {
-            "agentProvider": {"template": "custom", "image": "agent:1", "command": ["bash"]},
-            "env": [{"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api-token", "key": "token"}}}],
-            "egress": {"routes": [{"host": "api.example.com", "auth": {"scheme": "Bearer", "secretKeyRef": {"name": "api-token", "key": "token"}}}]}
-        }
-    }))
-    .expect("bottle");
-    bottles
-        .create(&PostParams::default(), &bottle)
-        .await
-        .expect("bottle");
+    h.create_bottle().await;
 }
 
 async fn create_agent(h: &Harness, name: &str, prompt: &str) {

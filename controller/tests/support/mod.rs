@@ -150,6 +150,20 @@ impl Harness {
     }
 
     pub async fn create_bottle_and_agent(&self) {
+        self.create_bottle().await;
+        let agent: Agent = serde_json::from_value(json!({
+            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
+            "spec": {"bottleRef": {"name": "tools"}, "prompt": "do the thing"}
+        }))
+        .expect("agent");
+        self.agents()
+            .create(&PostParams::default(), &agent)
+            .await
+            .expect("agent");
+    }
+
+    /// The Bottle `tools`: a secret env var and route token from the Secret, a plain env var.
+    pub async fn create_bottle(&self) {
         let bottles: Api<Bottle> = Api::all(self.client.clone());
         let bottle: Bottle = serde_json::from_value(json!({
             "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Bottle", "metadata": {"name": "tools"},
@@ -164,15 +178,6 @@ impl Harness {
             .create(&PostParams::default(), &bottle)
             .await
             .expect("bottle");
-        let agent: Agent = serde_json::from_value(json!({
-            "apiVersion": "bot-bottle.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "worker"},
-            "spec": {"bottleRef": {"name": "tools"}, "prompt": "do the thing"}
-        }))
-        .expect("agent");
-        self.agents()
-            .create(&PostParams::default(), &agent)
-            .await
-            .expect("agent");
     }
 
     /// Merge-patches the `worker` Agent's spec.
