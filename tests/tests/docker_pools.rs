@@ -75,6 +75,16 @@ fn a_warm_pool_fills_agents_claim_members_in_place_and_a_bottle_edit_replaces_on
     cp.apply(POOL);
     cp.wait_for("the pool to hold 3 ready members", LIMIT, || full(&cp));
     let first: Vec<String> = members(&cp).into_iter().map(|(n, _)| n).collect();
+    let described = ok(&mut cp.bbctl(&["describe", "agentpool", "pooled"]));
+    assert!(described.contains("3 of 3"), "{described}");
+    for m in &first {
+        assert!(
+            described
+                .lines()
+                .any(|l| l.trim_start().starts_with(m.as_str()) && l.contains("true")),
+            "{m} missing: {described}"
+        );
+    }
     let mut pooled_agent = std::collections::BTreeMap::new();
     for m in &first {
         let agent = container_of(m, "agent");
@@ -226,7 +236,11 @@ fn a_warm_pool_fills_agents_claim_members_in_place_and_a_bottle_edit_replaces_on
     // Deleting the Agents and the pool leaves nothing of them.
     let last: Vec<String> = members(&cp).into_iter().map(|(n, _)| n).collect();
     ok(&mut cp.kubectl(&["delete", "agent", "pa", "pb", "pc", "--wait=true"]));
-    ok(&mut cp.kubectl(&["delete", "agentpool", "pooled", "--wait=true"]));
+    let deleted = ok(&mut cp.bbctl(&["delete", "agentpool/pooled"]));
+    assert!(
+        deleted.contains("agentpool.bot-bottle.dev/pooled deleted"),
+        "{deleted}"
+    );
     for name in claimed.iter().chain(&first).chain(&refilled).chain(&last) {
         assert!(
             containers_with(&format!("bot-bottle.dev/agent=default/{name}")).is_empty(),

@@ -734,10 +734,19 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
                     let deleted = delete_object(&api, &what, &name, deadline).await?;
                     done(what, deleted);
                 }
+                "agentpool" | "agentpools" | "pool" | "pools" => {
+                    let ns = ns.unwrap_or_else(|| args.target.namespace());
+                    let what = format!("agentpool.bot-bottle.dev/{name}");
+                    let api: Api<AgentPool> = Api::namespaced(client.clone(), &ns);
+                    let deleted = delete_object(&api, &what, &name, deadline).await?;
+                    done(what, deleted);
+                }
                 other => {
                     return Err(CliError::new(
                         Kind::Usage,
-                        format!("unknown type '{other}'; valid: bottle (bt), agent (ag)"),
+                        format!(
+                            "unknown type '{other}'; valid: bottle (bt), agent (ag), agentpool (pool)"
+                        ),
                     ));
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use bb_crds::{Agent, Bottle};
+use bb_crds::{Agent, AgentPool, Bottle};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{Api, ResourceExt};
 
@@ -121,7 +121,8 @@ fn conditions(out: &mut String, conds: &[Condition]) {
     }
 }
 
-async fn events(client: &kube::Client, ns: &str, name: &str, out: &mut String) {
+/// The recent events of the `kind` object `name` (an Agent and a pool may share a name).
+async fn events(client: &kube::Client, kind: &str, ns: &str, name: &str, out: &mut String) {
     let path = format!("/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3D{name}");
     let value: serde_json::Value = match http::Request::get(&path)
         .body(Vec::new())
@@ -131,6 +132,11 @@ async fn events(client: &kube::Client, ns: &str, name: &str, out: &mut String) {
         Err(_) => serde_json::Value::Null,
     };
     let mut items: Vec<serde_json::Value> = value["items"].as_array().cloned().unwrap_or_default();
+    items.retain(|e| {
+        e["involvedObject"]["kind"]
+            .as_str()
+            .is_none_or(|k| k == kind)
+    });
     items.sort_by_key(|e| {
         e["lastTimestamp"]
             .as_str()
@@ -430,7 +436,55 @@ async fn describe_agent(
     if st.endpoints.as_ref().is_some_and(|e| e.supervise.is_some()) {
         supervise_audit(target, &a, &mut out).await;
     }
-    events(client, ns, name, &mut out).await;
+    events(client, "Agent", ns, name, &mut out).await;
+    Ok(out)
+}
+
+async fn describe_pool(client: &kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
+    let api: Api<AgentPool> = Api::namespaced(client.clone(), ns);
+    let p = api
+        .get_opt(name)
+        .await
+        .map_err(|e| CliError::api("API", e))?
+        .ok_or_else(|| {
+            CliError::new(
+                Kind::NotFound,
+                format!("AgentPool '{name}' not found in namespace '{ns}'"),
+            )
+        })?;
+    let st = p.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    field(&mut out, "Name", p.name_any());
+    field(&mut out, "Namespace", ns);
+    field(&mut out, "Bottle", &p.spec.bottle_ref.name);
+    field(&mut out, "Size", p.spec.size);
+    field(
+        &mut out,
+        "Ready",
+        format!("{} of {}", st.ready, p.spec.size),
+    );
+    if let Some(m) = &st.message {
+        field(&mut out, "Message", m);
+    }
+    out.push_str("Members:\n");
+    if st.members.is_empty() {
+        out.push_str("  <none>\n");
+    } else {
+        let rows: Vec<Vec<String>> = st
+            .members
+            .iter()
+            .map(|m| {
+                let plan: String = m.plan_hash.chars().take(12).collect();
+                vec![m.name.clone(), m.ready.to_string(), plan]
+            })
+            .collect();
+        let header = ["Name", "Ready", "Plan"].map(String::from);
+        for line in render(&header, &rows).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    conditions(&mut out, &st.conditions);
+    events(client, "AgentPool", ns, name, &mut out).await;
     Ok(out)
 }
 
@@ -441,7 +495,7 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
         _ => {
             return Err(CliError::new(
                 Kind::Usage,
-                "what to describe: TYPE NAME or TYPE/NAME (bottle, agent)",
+                "what to describe: TYPE NAME or TYPE/NAME (bottle, agent, agentpool)",
             ));
         }
     };
@@ -453,9 +507,12 @@ pub fn run(args: DescribeArgs) -> Result<(), CliError> {
             "agent" | "agents" | "ag" => {
                 describe_agent(&client, &args.target, &args.target.namespace(), &name).await
             }
+            "agentpool" | "agentpools" | "pool" | "pools" => {
+                describe_pool(&client, &args.target.namespace(), &name).await
+            }
             other => Err(CliError::new(
                 Kind::Usage,
-                format!("unknown type '{other}'; valid: bottle (bt), agent (ag)"),
+                format!("unknown type '{other}'; valid: bottle (bt), agent (ag), agentpool (pool)"),
             )),
         }
     })?;
