@@ -154,7 +154,7 @@ async fn publish(ctx: &AgentCtx, agent: &Agent, events: Vec<(EventType, &'static
 /// seen), keeping the first note, as client-go's does. Only identical events may fold, or a
 /// second snapshot or build step would show under the first one's note: the action carries a
 /// digest of the note.
-fn series_action(reason: &str, note: &str) -> String {
+pub(super) fn series_action(reason: &str, note: &str) -> String {
     let digest = bb_backend::hash::sha256_hex(&[note.as_bytes()]);
     format!("{reason}-{}", &digest[..digest.len().min(8)])
 }
@@ -1213,6 +1213,15 @@ async fn cleanup(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error>
     // Runtime state goes by the runtime identity (a claimed pool member's), what the API
     // side keeps by the Agent's own uid.
     let uid = agent.uid().unwrap_or_default();
+    if id.uid != uid {
+        // What a start of its own left before it claimed a member (a network, say).
+        let own = AgentId {
+            name: agent.name_any(),
+            uid: uid.clone(),
+            ..id.clone()
+        };
+        ctx.backend.teardown(&own).await.map_err(Error::Backend)?;
+    }
     super::metrics::global().set_phase(&uid, None);
     ctx.session_plans.remove(&id.uid);
     ctx.egress_seen.forget(&id.uid);

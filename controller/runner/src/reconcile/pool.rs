@@ -204,9 +204,13 @@ pub(super) async fn update_status<T>(
     let mut last = None;
     for _ in 0..CONFLICT_RETRIES {
         let mut pool = api.get_status(name).await?;
-        let mut status = pool.status.take().unwrap_or_default();
+        let before = pool.status.take().unwrap_or_default();
+        let mut status = before.clone();
         let out = change(&mut status);
         status.recount();
+        if status == before {
+            return Ok(out);
+        }
         pool.status = Some(status);
         match api
             .replace_status(name, &PostParams::default(), &pool)
@@ -494,7 +498,7 @@ async fn publish(ctx: &PoolCtx, pool: &AgentPool, events: Vec<(EventType, &'stat
         let ev = Event {
             type_,
             reason: reason.into(),
-            action: reason.into(),
+            action: super::agent::series_action(reason, &note),
             note: Some(note),
             secondary: None,
         };
