@@ -87,6 +87,7 @@ fn crds_prints_the_chart() {
         "bottles.bot-bottle.dev.yaml",
         "agents.bot-bottle.dev.yaml",
         "proposals.bot-bottle.dev.yaml",
+        "agentpools.bot-bottle.dev.yaml",
     ] {
         want.push_str("---\n");
         want.push_str(

@@ -122,7 +122,14 @@ fn a_warm_pool_fills_agents_claim_members_in_place_and_a_bottle_edit_replaces_on
         .collect();
     for (name, dir) in AGENTS.iter().zip(&dirs) {
         std::fs::write(dir.path().join(format!("only-{name}.txt")), name).expect("workspace file");
-    }
+    } // One claimant brings a secret: discovery runs on a claim as on any start, and that
+    // member's sidecar guards what was copied in.
+    std::fs::write(
+        dirs[0].path().join(".env"),
+        "DB_PASSWORD=Wq8z-pL3x_Rt7vN2bC4d\n",
+    )
+    .expect(".env");
+
     let manifest: Vec<String> = AGENTS
         .iter()
         .zip(&dirs)
@@ -165,6 +172,14 @@ fn a_warm_pool_fills_agents_claim_members_in_place_and_a_bottle_edit_replaces_on
             [format!("only-{name}.txt")],
             "{listing:?}"
         );
+        let guarded = cp.jsonpath(
+            &["agent", name],
+            "{range .status.guardedSecrets.found[*]}{.path}:{.line} ({.kind}){\"\\n\"}{end}",
+        );
+        match name {
+            "pa" => assert_eq!(guarded.trim(), "/workspace/.env:1 (dotenv)", "{name}"),
+            _ => assert_eq!(guarded.trim(), "", "{name} guards another's secret"),
+        }
         // Positive control for the search below: its own prompt is found.
         let own = cp.exec(
             name,
