@@ -424,3 +424,110 @@ async fn a_failing_member_is_retried_and_a_lost_one_is_started_again() {
     assert_eq!(fake.agent_creates, 2);
     assert_eq!(fake.provisioned.as_deref(), Some(POOL_MEMBER));
 }
+
+/// `status.bottleCopy` is only a pointer: an Agent whose status names another Agent's member
+/// (written by whoever may write status, not by the runner that gave the member) runs its own
+/// bottle, never provisions into the member, and its deletion leaves the member running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_bottle_copy_never_reaches_another_agents_member() {
+    let h = Harness::start().await;
+    create_bottle(&h).await;
+    create_pool(&h, 1).await;
+    wait_pool(&h, "1 ready member", full(1)).await;
+    create_agent(&h, "victim", "the victim's task").await;
+    let victim = wait_running(&h, "victim").await;
+    let copy = victim
+        .status
+        .and_then(|s| s.bottle_copy)
+        .expect("the victim claimed the member");
+    // No member left to claim for anyone else.
+    pools(&h)
+        .delete("warm", &DeleteParams::default())
+        .await
+        .expect("delete the pool");
+    create_agent(&h, "forger", "the forger's task").await;
+    wait_running(&h, "forger").await;
+    let before = h
+        .backend
+        .snapshot_of(&copy.name)
+        .expect("the victim's member");
+    assert_eq!((before.agent_creates, before.provisions), (1, 2));
+
+    // The forgery, then a spec change so the runner reconciles with it in view.
+    h.agents()
+        .patch_status(
+            "forger",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"bottleCopy": copy}})),
+        )
+        .await
+        .expect("forge the status");
+    h.agents()
+        .patch(
+            "forger",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"prompt": "now reach the victim"}})),
+        )
+        .await
+        .expect("change the forger's spec");
+    for _ in 0..400 {
+        let a = h.agents().get("forger").await.expect("forger");
+        let st = a.status.clone().unwrap_or_default();
+        if st.observed_generation == a.metadata.generation && st.phase == Some(AgentPhase::Running)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let own = h
+        .backend
+        .snapshot_of("forger")
+        .expect("the forger's own bottle");
+    assert_eq!(
+        own.agent_creates, 2,
+        "the forger's own container took its new prompt"
+    );
+    let after = h
+        .backend
+        .snapshot_of(&copy.name)
+        .expect("the victim's member");
+    assert_eq!(
+        (
+            after.agent_creates,
+            after.provisions,
+            after.provisioned.clone()
+        ),
+        (
+            before.agent_creates,
+            before.provisions,
+            before.provisioned.clone()
+        ),
+        "the forger reached the victim's member"
+    );
+
+    h.agents()
+        .delete("forger", &DeleteParams::default())
+        .await
+        .expect("delete the forger");
+    for _ in 0..200 {
+        if h.backend.snapshot_of("forger").is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        h.backend.snapshot_of("forger").is_none(),
+        "the forger's own bottle is left"
+    );
+    assert!(
+        h.backend
+            .snapshot_of(&copy.name)
+            .is_some_and(|m| m.agent_hash.is_some()),
+        "deleting the forger removed the victim's member"
+    );
+    let victim = h.agents().get("victim").await.expect("victim");
+    assert_eq!(
+        victim.status.and_then(|s| s.phase),
+        Some(AgentPhase::Running)
+    );
+}

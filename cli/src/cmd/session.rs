@@ -148,13 +148,9 @@ async fn running_agent(
             format!("Agent '{name}' is not running ({phase}{why}); {hint}"),
         ));
     }
-    // The API object's name: the runner maps it to the runtime copy (a claimed pool member's
-    // has another name) itself.
-    let id = AgentId {
-        namespace: agent.namespace().unwrap_or_else(|| ns.clone()),
-        name: agent.name_any(),
-        uid: agent.uid().unwrap_or_default(),
-    };
+    // The API object's identity: the runner maps it to the runtime copy (a claimed pool
+    // member's has another name) itself.
+    let id = AgentId::from(&agent);
     Ok((client, agent, id))
 }
 

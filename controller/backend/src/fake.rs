@@ -483,26 +483,18 @@ impl Backend for FakeBackend {
         plan: &AgentPlan,
     ) -> Result<(), BackendError> {
         self.gate(Step::Agent).await?;
-        let (stopped, started) = self.with(id, |a| {
-            let running = a.agent_hash.is_some() && !a.agent_stopped;
-            let create =
-                a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.agent_stopped;
-            (running && create, create)
-        });
-        if stopped {
+        // As every runtime does: whatever container is there is replaced.
+        let running = self.with(id, |a| a.agent_hash.is_some() && !a.agent_stopped);
+        if running {
             self.record("stop", id, None);
         }
-        if started {
-            self.record("start", id, Some(image));
-        }
+        self.record("start", id, Some(image));
         self.with(id, |a| {
-            if a.agent_hash.as_deref() != Some(plan.container_hash.as_str()) || a.agent_stopped {
-                a.agent_image = Some(image.to_string());
-                a.agent_creates += 1;
-                a.agent_hash = Some(plan.container_hash.clone());
-                a.provisioned = None;
-                a.agent_stopped = false;
-            }
+            a.agent_image = Some(image.to_string());
+            a.agent_creates += 1;
+            a.agent_hash = Some(plan.container_hash.clone());
+            a.provisioned = None;
+            a.agent_stopped = false;
         });
         Ok(())
     }

@@ -38,19 +38,12 @@ pub struct AgentId {
 }
 
 impl From<&bb_crds::Agent> for AgentId {
-    /// The Agent's own identity, or the warm pool member's it claimed (`status.bottleCopy`):
-    /// the resources it runs in were made under that one.
+    /// The Agent's own identity. One that claimed a warm pool member runs under the member's,
+    /// which only the runner that gave it may vouch for (`bb_runner::reconcile::claim::runtime_id`).
     fn from(a: &bb_crds::Agent) -> Self {
         // The metadata itself (as kube's `ResourceExt` reads it): bb-backend links no kube, so
         // the runtimes compile beside kube's client rather than after it.
         let m = &a.metadata;
-        if let Some(copy) = a.status.as_ref().and_then(|s| s.bottle_copy.as_ref()) {
-            return AgentId {
-                namespace: m.namespace.clone().unwrap_or_else(|| "default".into()),
-                name: copy.name.clone(),
-                uid: copy.uid.clone(),
-            };
-        }
         AgentId {
             namespace: m.namespace.clone().unwrap_or_else(|| "default".into()),
             name: m
@@ -325,7 +318,8 @@ pub trait Backend: Send + Sync + 'static {
         plan: &SidecarPlan,
         applied: &str,
     ) -> Result<(), BackendError>;
-    /// Creates the agent container, replacing one whose hash differs.
+    /// Creates the agent container, replacing whatever container of the Agent is there (the
+    /// reconciler asks only when the one there is stale, gone or stopped for good).
     async fn ensure_agent(
         &self,
         id: &AgentId,

@@ -309,7 +309,7 @@ async fn unresolved(
 }
 
 async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
-    let id = AgentId::from(agent.as_ref());
+    let id = claim::runtime_id(&*ctx.backend, &agent);
     let generation = agent.metadata.generation;
     let mut r = Report {
         status: agent.status.clone().unwrap_or_default(),
@@ -544,7 +544,7 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
 
 /// A new Agent of a Bottle with a warm pool takes a ready member instead of starting a bottle
 /// of its own. Its status names the member at once, before anything of its own reaches it, and
-/// the member's identity is the Agent's on the runtime from then on (`AgentId::from`).
+/// the member's identity is the Agent's on the runtime from then on (`claim::runtime_id`).
 async fn claim_member(
     ctx: &AgentCtx,
     agent: &Agent,
@@ -574,6 +574,18 @@ async fn claim_member(
     let Some(copy) = claim::claim(&ctx.client, candidates, plan_hash).await? else {
         return Ok(None);
     };
+    let member = AgentId {
+        namespace: id.namespace.clone(),
+        name: copy.name.clone(),
+        uid: copy.uid.clone(),
+    };
+    // Before the status names it: a member the runner has no record of giving is never used.
+    claim::record(&*ctx.backend, &member, &id.uid).map_err(|e| {
+        Error::Backend(BackendError::new(
+            Step::Provision,
+            format!("recording the claim of member {}: {e}", member.name),
+        ))
+    })?;
     r.status.bottle_copy = Some(copy.clone());
     apply_status(ctx, agent, &r.status).await?;
     r.event(
@@ -581,11 +593,7 @@ async fn claim_member(
         "Claimed",
         format!("claimed member {} of agentpool/{}", copy.name, copy.pool),
     );
-    Ok(Some(AgentId {
-        namespace: id.namespace.clone(),
-        name: copy.name,
-        uid: copy.uid,
-    }))
+    Ok(Some(member))
 }
 
 /// The condition a failed step reports on, besides `Ready`. Exhaustive on purpose: a new step
@@ -998,7 +1006,7 @@ async fn fork(
             ),
         )),
         Some(a) => {
-            let from = AgentId::from(&a);
+            let from = claim::runtime_id(&*ctx.backend, &a);
             match ctx.backend.fork_snapshot(&from, id).await {
                 Ok(snap) => copy_guarded(&*ctx.backend, &from, id)
                     .map(|()| snap)
@@ -1208,7 +1216,7 @@ async fn suspend(
 }
 
 async fn cleanup(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
-    let id = AgentId::from(agent.as_ref());
+    let id = claim::runtime_id(&*ctx.backend, &agent);
     ctx.backend.teardown(&id).await.map_err(Error::Backend)?;
     // Runtime state goes by the runtime identity (a claimed pool member's), what the API
     // side keeps by the Agent's own uid.

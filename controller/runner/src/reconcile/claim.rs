@@ -1,11 +1,13 @@
 //! An Agent claiming a warm pool's member: the member leaves the pool's status by a replace
 //! conditional on the pool's resourceVersion, so of Agents racing for one member exactly one
-//! gets it; the winner records it in its own status and runs in it from then on.
+//! gets it; the winner records it in its own status and runs in it from then on, under the
+//! member's identity, which the runner vouches for by a record of its own (`runtime_id`).
 
 use std::sync::Arc;
 
-use bb_crds::AgentPool;
+use bb_backend::{AgentId, Backend};
 use bb_crds::agent::BottleCopy;
+use bb_crds::{Agent, AgentPool};
 use kube::api::PostParams;
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
@@ -72,4 +74,38 @@ pub async fn claim(
         }
     }
     Ok(None)
+}
+
+/// The record, in a member's directory on the runner, of the Agent it was given to.
+const CLAIMED_BY: &str = "claimed-by";
+
+/// Records that the member `member` now runs the Agent with uid `agent_uid`: the runner's own
+/// word, which `status.bottleCopy` alone (writable by whoever may write an Agent's status) is
+/// not.
+pub fn record(be: &dyn Backend, member: &AgentId, agent_uid: &str) -> std::io::Result<()> {
+    let dir = be.agent_dir(member);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(CLAIMED_BY), agent_uid)
+}
+
+/// The identity the Agent's runtime resources carry: the member's when its status names one
+/// and this runner gave it that member, else its own. A `status.bottleCopy` the runner did not
+/// write (a forged one, naming another Agent's member) is ignored: that Agent runs a bottle of
+/// its own and never reaches the member.
+pub fn runtime_id(be: &dyn Backend, agent: &Agent) -> AgentId {
+    let own = AgentId::from(agent);
+    let Some(copy) = agent.status.as_ref().and_then(|s| s.bottle_copy.as_ref()) else {
+        return own;
+    };
+    let member = AgentId {
+        namespace: own.namespace.clone(),
+        name: copy.name.clone(),
+        uid: copy.uid.clone(),
+    };
+    let given = std::fs::read_to_string(be.agent_dir(&member).join(CLAIMED_BY))
+        .is_ok_and(|uid| !own.uid.is_empty() && uid == own.uid);
+    match given {
+        true => member,
+        false => own,
+    }
 }

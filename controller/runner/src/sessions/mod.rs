@@ -206,7 +206,8 @@ async fn serve(state: &Arc<State>, mut req: Request<Incoming>) -> Result<Respons
             }
         }
     }
-    let (agent, id) = request::running_agent(&state.client, &state.endpoint, &parsed).await?;
+    let agent = request::running_agent(&state.client, &state.endpoint, &parsed).await?;
+    let id = crate::reconcile::claim::runtime_id(&*state.backend, &agent);
     let websocket = wants_websocket(&req);
     if !websocket {
         // Plain HTTP logs, as the Kubernetes log endpoint: one merged text stream.
@@ -256,6 +257,7 @@ async fn serve(state: &Arc<State>, mut req: Request<Incoming>) -> Result<Respons
         verb => Some(request::session_spec(
             &state.plans,
             &agent,
+            &id,
             verb,
             parsed.streams,
         )?),

@@ -5,7 +5,7 @@ use bb_crds::{Agent, AgentPhase};
 use kube::{Api, ResourceExt};
 
 use super::plans::SessionPlans;
-use bb_backend::{AgentId, LogOptions, LogSource, SessionSpec};
+use bb_backend::{LogOptions, LogSource, SessionSpec};
 
 /// The agent user every session runs as unless `user` says otherwise.
 pub const AGENT_USER: &str = "1000";
@@ -220,7 +220,7 @@ pub async fn running_agent(
     client: &kube::Client,
     endpoint: &str,
     req: &SessionRequest,
-) -> Result<(Agent, AgentId), Refusal> {
+) -> Result<Agent, Refusal> {
     let api: Api<Agent> = Api::namespaced(client.clone(), &req.namespace);
     let unavailable = |e: kube::Error| Refusal::new(503, "ServiceUnavailable", e.to_string());
     let agent = api
@@ -268,8 +268,7 @@ pub async fn running_agent(
             ));
         }
     }
-    let id = bb_backend::AgentId::from(&agent);
-    Ok((agent, id))
+    Ok(agent)
 }
 
 /// What `exec` or `attach` runs: the command, and the Agent's secret env as its last reconcile
@@ -277,22 +276,21 @@ pub async fn running_agent(
 pub fn session_spec(
     plans: &SessionPlans,
     agent: &Agent,
+    id: &bb_backend::AgentId,
     verb: &Verb,
     streams: Streams,
 ) -> Result<SessionSpec, Refusal> {
     // Kept by the runtime identity, as the reconciler records it (a claimed member's).
-    let plan = plans
-        .get(&bb_backend::AgentId::from(agent).uid)
-        .ok_or_else(|| {
-            Refusal::new(
-                503,
-                "ServiceUnavailable",
-                format!(
-                    "agent/{} is not reconciled by this runner yet; try again in a moment",
-                    agent.name_any()
-                ),
-            )
-        })?;
+    let plan = plans.get(&id.uid).ok_or_else(|| {
+        Refusal::new(
+            503,
+            "ServiceUnavailable",
+            format!(
+                "agent/{} is not reconciled by this runner yet; try again in a moment",
+                agent.name_any()
+            ),
+        )
+    })?;
     let (argv, user, workdir) = match verb {
         Verb::Exec { command, user } => (command.clone(), user.clone(), None),
         Verb::Attach => {

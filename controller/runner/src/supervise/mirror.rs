@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use super::grants::AGENT_LABEL;
 use super::queue;
-use bb_backend::{AgentId, Backend};
+use bb_backend::Backend;
 
 /// How often the queues are read: a proposal shows in `kubectl get proposals` within this.
 const TICK: Duration = Duration::from_millis(100);
@@ -147,7 +147,7 @@ pub async fn run(
                 if !supervised || agent.meta().deletion_timestamp.is_some() {
                     continue;
                 }
-                let id = AgentId::from(agent.as_ref());
+                let id = crate::reconcile::claim::runtime_id(ctx.backend, &agent);
                 let sdir = ctx.backend.supervise_dir(&id);
                 let dir = super::queue_dir(&sdir);
                 let waiting = queue::waiting(&dir);
