@@ -337,56 +337,76 @@ pub fn apply(args: ApplyArgs) -> Result<(), CliError> {
         }
         if let (true, Some(sel)) = (args.prune, &args.selector) {
             let lp = kube::api::ListParams::default().labels(sel);
+            let dry = pp.dry_run;
             let bottles: Api<Bottle> = Api::all(client.clone());
-            for b in bottles
-                .list(&lp)
-                .await
-                .map_err(|e| api_error("listing bottles", e))?
-            {
-                let name = b.name_any();
-                if !applied_bottles.contains(&name) {
-                    let what = format!("bottle.bot-bottle.dev/{name}");
-                    if !pp.dry_run {
-                        delete_object(&bottles, &what, &name, None).await?;
-                    }
-                    println!("{what} pruned{suffix}");
-                }
-            }
+            prune(
+                &bottles,
+                &lp,
+                "bottle",
+                |n| applied_bottles.contains(n),
+                dry,
+                suffix,
+            )
+            .await?;
             for ns in &namespaces {
+                let kept = |set: &std::collections::BTreeSet<(String, String)>, n: &str| {
+                    set.contains(&(ns.clone(), n.to_string()))
+                };
                 let agents: Api<Agent> = Api::namespaced(client.clone(), ns);
-                for a in agents
-                    .list(&lp)
-                    .await
-                    .map_err(|e| api_error("listing agents", e))?
-                {
-                    let name = a.name_any();
-                    if !applied_agents.contains(&(ns.clone(), name.clone())) {
-                        let what = format!("agent.bot-bottle.dev/{name}");
-                        if !pp.dry_run {
-                            delete_object(&agents, &what, &name, None).await?;
-                        }
-                        println!("{what} pruned{suffix}");
-                    }
-                }
+                prune(
+                    &agents,
+                    &lp,
+                    "agent",
+                    |n| kept(&applied_agents, n),
+                    dry,
+                    suffix,
+                )
+                .await?;
                 let pools: Api<AgentPool> = Api::namespaced(client.clone(), ns);
-                for p in pools
-                    .list(&lp)
-                    .await
-                    .map_err(|e| api_error("listing agentpools", e))?
-                {
-                    let name = p.name_any();
-                    if !applied_pools.contains(&(ns.clone(), name.clone())) {
-                        let what = format!("agentpool.bot-bottle.dev/{name}");
-                        if !pp.dry_run {
-                            delete_object(&pools, &what, &name, None).await?;
-                        }
-                        println!("{what} pruned{suffix}");
-                    }
-                }
+                prune(
+                    &pools,
+                    &lp,
+                    "agentpool",
+                    |n| kept(&applied_pools, n),
+                    dry,
+                    suffix,
+                )
+                .await?;
             }
         }
         Ok(())
     })
+}
+
+/// Deletes the objects `lp` selects that `applied` does not keep (by name), printing each as
+/// kubectl does; with `dry_run`, only prints.
+async fn prune<K>(
+    api: &Api<K>,
+    lp: &kube::api::ListParams,
+    kind: &str,
+    applied: impl Fn(&str) -> bool,
+    dry_run: bool,
+    suffix: &str,
+) -> Result<(), CliError>
+where
+    K: kube::Resource + Clone + k8s_openapi::serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let listed = api
+        .list(lp)
+        .await
+        .map_err(|e| api_error(&format!("listing {kind}s"), e))?;
+    for o in listed {
+        let name = o.name_any();
+        if applied(&name) {
+            continue;
+        }
+        let what = format!("{kind}.bot-bottle.dev/{name}");
+        if !dry_run {
+            delete_object(api, &what, &name, None).await?;
+        }
+        println!("{what} pruned{suffix}");
+    }
+    Ok(())
 }
 
 /// How long an applied Bottle may read Ready=False before `--wait` calls it invalid: long

@@ -187,6 +187,32 @@ async fn events(client: &kube::Client, kind: &str, ns: &str, name: &str, out: &m
     }
 }
 
+/// The namespaced object `kind`/`name`, or a NotFound error naming it and its namespace.
+async fn namespaced<K>(
+    client: &kube::Client,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Result<K, CliError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| CliError::api("API", e))?
+        .ok_or_else(|| {
+            CliError::new(
+                Kind::NotFound,
+                format!("{kind} '{name}' not found in namespace '{ns}'"),
+            )
+        })
+}
+
 async fn describe_bottle(client: &kube::Client, name: &str) -> Result<String, CliError> {
     let api: Api<Bottle> = Api::all(client.clone());
     let all = bb_runner::reconcile::bottle::listed_bottle_specs(client)
@@ -354,17 +380,7 @@ async fn describe_agent(
     ns: &str,
     name: &str,
 ) -> Result<String, CliError> {
-    let api: Api<Agent> = Api::namespaced(client.clone(), ns);
-    let a = api
-        .get_opt(name)
-        .await
-        .map_err(|e| CliError::api("API", e))?
-        .ok_or_else(|| {
-            CliError::new(
-                Kind::NotFound,
-                format!("Agent '{name}' not found in namespace '{ns}'"),
-            )
-        })?;
+    let a: Agent = namespaced(client, "Agent", ns, name).await?;
     let st = a.status.clone().unwrap_or_default();
     let mut out = String::new();
     field(&mut out, "Name", a.name_any());
@@ -441,17 +457,7 @@ async fn describe_agent(
 }
 
 async fn describe_pool(client: &kube::Client, ns: &str, name: &str) -> Result<String, CliError> {
-    let api: Api<AgentPool> = Api::namespaced(client.clone(), ns);
-    let p = api
-        .get_opt(name)
-        .await
-        .map_err(|e| CliError::api("API", e))?
-        .ok_or_else(|| {
-            CliError::new(
-                Kind::NotFound,
-                format!("AgentPool '{name}' not found in namespace '{ns}'"),
-            )
-        })?;
+    let p: AgentPool = namespaced(client, "AgentPool", ns, name).await?;
     let st = p.status.clone().unwrap_or_default();
     let mut out = String::new();
     field(&mut out, "Name", p.name_any());
