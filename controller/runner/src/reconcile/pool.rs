@@ -254,7 +254,10 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
     let mut events = Vec::new();
 
     // Members of an older plan, and those beyond the size (unready first), leave the pool.
-    let removed = update_status(&api, &name, |s| leave(s, &plan_hash, size)).await?;
+    let (removed, current) = update_status(&api, &name, |s| {
+        (leave(s, &plan_hash, size), s.members.clone())
+    })
+    .await?;
     for m in &removed {
         events.extend(remove_member(ctx, &pool, m).await?);
         let why = match m.plan_hash == plan_hash {
@@ -270,9 +273,8 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
 
     // A ready member whose resources are gone is started again; only what this write marked
     // is touched (a member claimed meanwhile is no longer in the status to mark).
-    let current = api.get_status(&name).await?.status.unwrap_or_default();
     let mut broken = BTreeSet::new();
-    for m in current.members.iter().filter(|m| m.ready) {
+    for m in current.iter().filter(|m| m.ready) {
         let seen = ctx.backend.observe(&member_id(&pool, m)).await;
         let intact = seen.is_ok_and(|s| {
             s.sidecar_policy.is_some()
@@ -308,22 +310,14 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
 
     // Fill up to the size: members are recorded before anything of theirs exists, so a
     // crash leaves nothing the status does not name.
-    update_status(&api, &name, |s| {
+    // Then every unready member is started: those just recorded and those marked above.
+    let starting: Vec<PoolMember> = update_status(&api, &name, |s| {
         while s.members.len() < size {
             s.members.push(new_member(&name, &plan_hash));
         }
+        s.members.iter().filter(|m| !m.ready).cloned().collect()
     })
     .await?;
-
-    let starting: Vec<PoolMember> = api
-        .get_status(&name)
-        .await?
-        .status
-        .unwrap_or_default()
-        .members
-        .into_iter()
-        .filter(|m| !m.ready)
-        .collect();
     let parallel = pool
         .spec
         .max_starting
