@@ -54,6 +54,18 @@ fn phase(cp: &Controller, name: &str) -> String {
     cp.jsonpath(&["agent", name], "{.status.phase}")
 }
 
+/// The Agent's sidecar serves it the Bottle's route (`api.example.test`) on its allowlist.
+fn assert_serves_its_route(cp: &Controller, name: &str) {
+    let allowlist = cp.exec(
+        name,
+        &["curl", "-sS", "-m", "10", "http://_egress.local/allowlist"],
+    );
+    assert!(
+        String::from_utf8_lossy(&allowlist.stdout).contains("api.example.test"),
+        "{allowlist:?}"
+    );
+}
+
 /// `docker inspect -f FORMAT` of one container.
 fn inspect(container: &str, format: &str) -> String {
     ok(&mut docker(&["inspect", "-f", format, container]))
@@ -143,14 +155,7 @@ fn suspend_keeps_the_container_and_resume_starts_it_with_its_files() {
     let read = cp.exec(name, &["cat", "/home/agent/notes.txt"]);
     assert_eq!(String::from_utf8_lossy(&read.stdout), "work-in-progress\n");
     // Its sidecar is back with its policy: the proxy answers with the Bottle's route.
-    let allowlist = cp.exec(
-        name,
-        &["curl", "-sS", "-m", "10", "http://_egress.local/allowlist"],
-    );
-    assert!(
-        String::from_utf8_lossy(&allowlist.stdout).contains("api.example.test"),
-        "{allowlist:?}"
-    );
+    assert_serves_its_route(&cp, name);
     let events = event_reasons(&cp, name);
     assert!(events.lines().any(|r| r == "Resumed"), "{events}");
     assert!(!events.lines().any(|r| r == "AgentRecreated"), "{events}");
@@ -510,14 +515,7 @@ fn past_the_engines_address_pools_a_bottle_gets_subnets_of_its_own() {
         );
     }
     // The agent reaches its sidecar over the internal network.
-    let allowlist = cp.exec(
-        name,
-        &["curl", "-sS", "-m", "10", "http://_egress.local/allowlist"],
-    );
-    assert!(
-        String::from_utf8_lossy(&allowlist.stdout).contains("api.example.test"),
-        "{allowlist:?}"
-    );
+    assert_serves_its_route(&cp, name);
     ok(&mut cp.kubectl(&["delete", "agent", name, "--wait=true", "--timeout=120s"]));
     assert!(bb_e2e::networks_with(&label).is_empty());
     drop(exhausted);
