@@ -180,6 +180,29 @@ fn a_warm_pool_fills_agents_claim_members_in_place_and_a_bottle_edit_replaces_on
             "pa" => assert_eq!(guarded.trim(), "/workspace/.env:1 (dotenv)", "{name}"),
             _ => assert_eq!(guarded.trim(), "", "{name} guards another's secret"),
         }
+        // The marker that lets a member take new inputs in place is the runner's alone: the
+        // agent cannot turn its used container back into a "pool member" (it can write its
+        // home: the positive control).
+        let home = cp.exec(name, &["sh", "-c", "echo x > /home/agent/mine"]);
+        assert!(home.status.success(), "{home:?}");
+        let forge = cp.exec(
+            name,
+            &[
+                "sh",
+                "-c",
+                "printf pool-member > /etc/bot-bottle/provisioned",
+            ],
+        );
+        assert!(
+            !forge.status.success(),
+            "{name} rewrote its marker: {forge:?}"
+        );
+        let marker = cp.exec(name, &["cat", "/etc/bot-bottle/provisioned"]);
+        let marker = String::from_utf8_lossy(&marker.stdout).into_owned();
+        assert!(
+            !marker.is_empty() && marker.chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}'s marker is {marker:?}, not its inputs hash"
+        );
         // Positive control for the search below: its own prompt is found.
         let own = cp.exec(
             name,
