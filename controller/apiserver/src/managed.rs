@@ -96,6 +96,23 @@ fn owned_by_anyone(entries: &[Entry], path: &[Elem]) -> bool {
     })
 }
 
+/// After the field at `path` was removed, removes each enclosing struct it left empty that no
+/// manager owns anything in: a manager that stops applying a whole struct removes the struct,
+/// not only its fields (an empty one would fail the schema's required fields).
+fn prune_emptied(obj: &mut Value, path: &[Elem], entries: &[Entry], applied: &FieldSet) {
+    for n in (1..path.len()).rev() {
+        let parent = &path[..n];
+        let emptied = fields::get(obj, parent)
+            .and_then(Value::as_object)
+            .is_some_and(serde_json::Map::is_empty);
+        let kept = owned_by_anyone(entries, parent) || applied.iter().any(|p| is_under(p, parent));
+        if !matches!(parent.last(), Some(Elem::Field(_))) || !emptied || kept {
+            return;
+        }
+        fields::remove(obj, parent);
+    }
+}
+
 /// Restricts a field set to what a write through `subresource` may touch.
 fn scope(set: FieldSet, subresource: Option<&str>, status_subresource: bool) -> FieldSet {
     let status = Elem::Field("status".into());
@@ -237,6 +254,7 @@ pub fn apply(live: Option<&Value>, config: &Value, by: &ApplyBy<'_>) -> Result<V
     for dropped in previous.difference(&applied) {
         if !owned_by_anyone(&entries, dropped) {
             fields::remove(&mut result, dropped);
+            prune_emptied(&mut result, dropped, &entries, &applied);
         }
     }
     let mut scoped_config = config.clone();
@@ -354,6 +372,19 @@ mod tests {
             None,
             "color was only alice's and she dropped it"
         );
+
+        // A whole struct dropped goes whole, with no empty object left behind; one someone
+        // else owns a field of stays.
+        let with_copy = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"label": "one", "copy": {"name": "m", "uid": "u"}}});
+        let e = apply(Some(&b), &with_copy, &by("alice", false)).expect("apply a struct");
+        assert_eq!(e["spec"]["copy"]["name"], "m");
+        let f = apply(Some(&e), &only_label, &by("alice", false)).expect("drop the struct");
+        assert_eq!(f["spec"], json!({"label": "one"}), "{f}");
+        let mut shared = e.clone();
+        shared["spec"]["copy"]["note"] = json!("bob's");
+        track_update(Some(&e), &mut shared, "bob", "v1", None, None, NOW);
+        let g = apply(Some(&shared), &only_label, &by("alice", false)).expect("drop alice's part");
+        assert_eq!(g["spec"]["copy"], json!({"note": "bob's"}), "{g}");
 
         let mut c = b.clone();
         c["spec"]["color"] = json!("blue");
