@@ -304,6 +304,7 @@ async fn fifty_claims_racing_for_ten_members_ten_win_none_twice() {
                 uid: format!("uid-{i}"),
                 plan_hash: "plan".into(),
                 ready: true,
+                ..Default::default()
             })
             .collect(),
         ready: 10,
@@ -318,7 +319,7 @@ async fn fifty_claims_racing_for_ten_members_ten_win_none_twice() {
         .map(|_| {
             let (client, cached) = (h.client.clone(), cached.clone());
             tokio::spawn(async move {
-                bb_runner::reconcile::claim::claim(&client, vec![cached], "plan").await
+                bb_runner::reconcile::claim::claim(&client, vec![cached], "plan", None).await
             })
         })
         .collect();

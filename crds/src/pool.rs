@@ -58,6 +58,14 @@ pub struct PoolMember {
     /// Started and provisioned: an Agent may claim it.
     #[serde(default)]
     pub ready: bool,
+    /// In cluster mode, the runner whose engine it runs on: only that runner starts, checks
+    /// and removes it, and only Agents that runner holds claim it. Unset on a local control
+    /// plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
+    /// Why its last start failed; cleared once it is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Observed state of a pool, written by the runner; a claim removes its member from `members`,
@@ -80,11 +88,12 @@ pub struct AgentPoolStatus {
 }
 
 impl AgentPoolStatus {
-    /// The first ready member of `plan_hash`, if any.
-    pub fn claimable(&self, plan_hash: &str) -> Option<&PoolMember> {
+    /// The first ready member of `plan_hash` on `runner` (`None`: a local control plane's
+    /// members), if any.
+    pub fn claimable(&self, plan_hash: &str, runner: Option<&str>) -> Option<&PoolMember> {
         self.members
             .iter()
-            .find(|m| m.ready && m.plan_hash == plan_hash)
+            .find(|m| m.ready && m.plan_hash == plan_hash && m.runner.as_deref() == runner)
     }
 
     /// Recounts `ready` after `members` changed.
@@ -103,6 +112,7 @@ mod tests {
             uid: format!("uid-{name}"),
             plan_hash: plan.into(),
             ready,
+            ..Default::default()
         }
     }
 
@@ -116,8 +126,16 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(s.claimable("new").map(|m| m.name.as_str()), Some("c"));
-        assert_eq!(s.claimable("other"), None);
+        assert_eq!(s.claimable("new", None).map(|m| m.name.as_str()), Some("c"));
+        assert_eq!(s.claimable("other", None), None);
+        // In cluster mode a runner claims only the members on its own engine.
+        s.members[2].runner = Some("r1".into());
+        assert_eq!(s.claimable("new", None), None);
+        assert_eq!(s.claimable("new", Some("r2")), None);
+        assert_eq!(
+            s.claimable("new", Some("r1")).map(|m| m.name.as_str()),
+            Some("c")
+        );
         s.recount();
         assert_eq!(s.ready, 2);
     }

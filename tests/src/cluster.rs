@@ -145,6 +145,41 @@ impl Cluster {
             .collect()
     }
 
+    /// The members of warm pool `pool` in `default`: (name, runner, ready), by name.
+    pub fn pool_members(&self, pool: &str) -> Vec<(String, String, bool)> {
+        let out = run(&mut self.kubectl(&["get", "agentpool", pool, "-o", "json"]));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut members: Vec<(String, String, bool)> = v["status"]["members"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .map(|m| {
+                        (
+                            m["name"].as_str().unwrap_or("").to_string(),
+                            m["runner"].as_str().unwrap_or("").to_string(),
+                            m["ready"].as_bool().unwrap_or(false),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.sort();
+        members
+    }
+
+    /// The pool member Agent `name` in `default` runs in (`status.bottleCopy.name`), if any.
+    pub fn bottle_copy(&self, name: &str) -> Option<String> {
+        let out = run(&mut self.kubectl(&[
+            "get",
+            "agent",
+            name,
+            "-o",
+            "jsonpath={.status.bottleCopy.name}",
+        ]));
+        let copy = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!copy.is_empty()).then_some(copy)
+    }
+
     /// The Agents runner `id` holds, by name.
     pub fn held_by(&self, id: &str) -> Vec<String> {
         self.agents()

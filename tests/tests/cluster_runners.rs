@@ -88,7 +88,9 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         || logs(&runners),
     );
 
-    cluster.apply(&bottle_and_agents(AGENTS));
+    // A warm pool of a Bottle no Agent uses rides along: its members take places on the
+    // runners, move off a killed or drained one, and leave with a stopping one.
+    cluster.apply(&format!("{}{SPARE_POOL}", bottle_and_agents(AGENTS)));
     let all_running = |c: &Cluster| {
         let a = c.agents();
         a.len() == AGENTS
@@ -102,6 +104,13 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         || logs(&runners),
     );
     let journals: Vec<std::path::PathBuf> = runners.iter().map(|r| r.journal.clone()).collect();
+    let ids: Vec<String> = runners.iter().map(|r| r.id.clone()).collect();
+    wait_until(
+        "a spare member on each runner",
+        Duration::from_secs(60),
+        || spare_members_on(&cluster, &ids),
+        || logs(&runners),
+    );
     assert_runs_once(&cluster, &journals, &BTreeMap::new(), AGENTS);
     let held = |c: &Cluster, id: &str| c.agents().values().filter(|(_, r)| r == id).count();
     for r in &runners {
@@ -184,6 +193,12 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
     // that is when a real copy stops acting.
     let killed = BTreeMap::from([(victim.clone(), fenced_at)]);
     assert_runs_once(&cluster, &journals, &killed, AGENTS);
+    wait_until(
+        "the killed runner's spare member replaced",
+        Duration::from_secs(60),
+        || spare_members_on(&cluster, &ids[1..]),
+        || logs(&runners),
+    );
 
     // Drain: the runner releases its Agents one at a time; the last runner takes them all.
     let (drained, last) = (runners[1].id.clone(), runners[2].id.clone());
@@ -198,6 +213,12 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         "120",
     ]));
     assert!(out.contains("holds no Agent"), "{out}");
+    wait_until(
+        "the spare members on the last runner alone",
+        Duration::from_secs(60),
+        || spare_members_on(&cluster, &ids[2..]),
+        || logs(&runners),
+    );
     wait_until(
         "every Agent on the last runner",
         Duration::from_secs(30),
@@ -378,6 +399,17 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
         || runners[2].log(),
     );
 
+    // Deleting the pool removes its members from the runner running them before it is gone.
+    ok(&mut cluster.kubectl(&["delete", "agentpool", "spare", "--timeout=60s"]));
+    let open_spares = stints(
+        &read_journals(&[runners[2].journal.as_path()]),
+        &BTreeMap::new(),
+    )
+    .into_iter()
+    .filter(|s| s.to.is_none() && s.agent.starts_with("default/spare-"))
+    .count();
+    assert_eq!(open_spares, 0, "the deleted pool left members running");
+
     // SIGTERM: the last runner releases everything on its way out, claims none of it back,
     // and its journal closes every stint (nothing is left running behind it).
     runners[2].stop();
@@ -406,6 +438,25 @@ fn three_runners_share_move_and_drain_agents_running_each_exactly_once() {
     for secret in [cluster_token.trim(), "s3cret-value"] {
         assert!(!audit.contains(secret), "the audit log holds a credential");
     }
+}
+
+/// A Bottle like `tools` and a pool of 3 of it.
+const SPARE_POOL: &str = "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Bottle\nmetadata: {name: spare}\nspec:\n  agentProvider: {template: custom, image: 'agent:1', command: [bash]}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: AgentPool\nmetadata: {name: spare}\nspec: {bottleRef: {name: spare}, size: 3}\n";
+
+/// The spare pool is full, spread over `runners` alone as evenly as 3 goes.
+fn spare_members_on(cluster: &Cluster, runners: &[String]) -> bool {
+    let ms = cluster.pool_members("spare");
+    let each: Vec<usize> = runners
+        .iter()
+        .map(|id| ms.iter().filter(|(_, r, _)| r == id).count())
+        .collect();
+    ms.len() == 3
+        && ms.iter().all(|(_, r, ready)| *ready && runners.contains(r))
+        && each
+            .iter()
+            .max()
+            .zip(each.iter().min())
+            .is_some_and(|(hi, lo)| hi - lo <= 1)
 }
 
 /// The chart's objects rendered with its default values; each must parse into its type.
@@ -708,4 +759,164 @@ fn selectors_and_capacity_decide_who_runs_what() {
         "{wide}"
     );
     assert!(row(&b.id).contains("gpu=yes,zone=b"), "{wide}");
+}
+
+/// Open stints (what runs now, by the journals) of `runner`, by runtime name.
+fn running_on(journals: &[&std::path::Path], runner: &str) -> Vec<String> {
+    let mut names: Vec<String> = stints(&read_journals(journals), &BTreeMap::new())
+        .into_iter()
+        .filter(|s| s.to.is_none() && s.runner == runner)
+        .map(|s| s.agent.trim_start_matches("default/").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Warm pools across runners: members spread over the runners, each started only by its own
+/// runner (as its journal says); a new Agent runs where a ready member of its Bottle runs, in
+/// that member; a killed runner's members are replaced on the others and the Agent that ran in
+/// one starts its own bottle there; a stopping runner takes its members with it.
+#[test]
+fn warm_pool_members_spread_over_runners_and_agents_claim_where_theirs_run() {
+    let _rig = one_rig();
+    let cluster = Cluster::start();
+    let mut a = RunnerProc::start(&cluster, &[]);
+    let mut b = RunnerProc::start(&cluster, &[]);
+    let logs =
+        |a: &RunnerProc, b: &RunnerProc| format!("--- a ---\n{}\n--- b ---\n{}", a.log(), b.log());
+    let journals = [a.journal.clone(), b.journal.clone()];
+    let journals: Vec<&std::path::Path> = journals.iter().map(|j| j.as_path()).collect();
+    cluster.apply(&format!(
+        "{}---\napiVersion: bot-bottle.dev/v1alpha1\nkind: AgentPool\nmetadata: {{name: warm}}\nspec: {{bottleRef: {{name: tools}}, size: 4}}\n",
+        bottle_and_agents(0)
+    ));
+    let full_on = |runners: &[&str]| {
+        let ms = cluster.pool_members("warm");
+        ms.len() == 4
+            && ms
+                .iter()
+                .all(|(_, r, ready)| *ready && runners.contains(&r.as_str()))
+            && runners
+                .iter()
+                .all(|id| ms.iter().filter(|(_, r, _)| r == id).count() == 4 / runners.len())
+    };
+    wait_until(
+        "4 ready members, 2 on each runner",
+        Duration::from_secs(60),
+        || full_on(&[&a.id, &b.id]),
+        || logs(&a, &b),
+    );
+    // Each member runs exactly where the pool says, and nothing else runs.
+    let members = cluster.pool_members("warm");
+    for id in [&a.id, &b.id] {
+        let said: Vec<String> = members
+            .iter()
+            .filter(|(_, r, _)| r == id)
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        assert_eq!(running_on(&journals, id), said, "runner {id}");
+    }
+
+    // Two Agents of the Bottle: each runs in a member, held by the member's runner.
+    cluster.apply(
+        "apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: p-1}\nspec: {bottleRef: {name: tools}}\n---\napiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: p-2}\nspec: {bottleRef: {name: tools}}\n",
+    );
+    wait_until(
+        "both Agents running in members",
+        Duration::from_secs(60),
+        || {
+            let ag = cluster.agents();
+            ["p-1", "p-2"].iter().all(|n| {
+                ag.get(*n).is_some_and(|(p, _)| p == "Running") && cluster.bottle_copy(n).is_some()
+            })
+        },
+        || logs(&a, &b),
+    );
+    let ag = cluster.agents();
+    let mut copies = Vec::new();
+    for n in ["p-1", "p-2"] {
+        let copy = cluster.bottle_copy(n).expect("a member");
+        let (_, was_on, _) = members
+            .iter()
+            .find(|(m, _, _)| *m == copy)
+            .unwrap_or_else(|| panic!("{n} runs in {copy}, not a member of {members:?}"));
+        assert_eq!(&ag[n].1, was_on, "{n} is held where its member ran");
+        assert!(
+            running_on(&journals, was_on).contains(&copy),
+            "{n}'s member {copy} is not running on {was_on}"
+        );
+        copies.push(copy);
+    }
+    assert_ne!(copies[0], copies[1], "two Agents in one member");
+    for n in ["p-1", "p-2"] {
+        assert!(
+            !read_journals(&journals)
+                .iter()
+                .any(|r| r.agent == format!("default/{n}")),
+            "{n} started a bottle of its own"
+        );
+    }
+    wait_until(
+        "the pool refilled",
+        Duration::from_secs(60),
+        || full_on(&[&a.id, &b.id]),
+        || logs(&a, &b),
+    );
+
+    // kill -9 a: once its Lease lapses, its members are replaced on b, and an Agent it held
+    // runs its own bottle on b.
+    let held_by_a: Vec<String> = ["p-1", "p-2"]
+        .iter()
+        .filter(|n| cluster.agents()[**n].1 == a.id)
+        .map(|n| n.to_string())
+        .collect();
+    a.kill();
+    wait_until(
+        "the pool full on b alone",
+        Duration::from_secs(60),
+        || full_on(&[&b.id]),
+        || logs(&a, &b),
+    );
+    wait_until(
+        "a's Agents running on b",
+        Duration::from_secs(60),
+        || {
+            cluster.started_elsewhere(&journals, &held_by_a, &a.id)
+                && held_by_a.iter().all(|n| cluster.bottle_copy(n).is_none())
+        },
+        || {
+            let y = String::from_utf8_lossy(
+                &run(&mut cluster.kubectl(&[
+                    "get",
+                    "agents",
+                    "-o",
+                    "yaml",
+                    "--show-managed-fields",
+                ]))
+                .stdout,
+            )
+            .into_owned();
+            format!("{y}\n{}", logs(&a, &b))
+        },
+    );
+    let on_b = running_on(&journals, &b.id);
+    for n in &held_by_a {
+        assert!(
+            on_b.contains(n),
+            "{n} has no bottle of its own on b: {on_b:?}"
+        );
+    }
+    let kept: Vec<String> = cluster
+        .pool_members("warm")
+        .into_iter()
+        .map(|(n, _, _)| n)
+        .collect();
+    for m in &kept {
+        assert!(on_b.contains(m), "member {m} is not running on b: {on_b:?}");
+    }
+
+    // SIGTERM: b releases its Agents and takes its members out of the pool with it.
+    b.stop();
+    assert_eq!(cluster.pool_members("warm"), vec![], "{}", b.log());
+    assert_eq!(running_on(&journals[1..], &b.id), Vec::<String>::new());
 }

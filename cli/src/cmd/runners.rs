@@ -1,7 +1,7 @@
 //! `bbctl get runners`: the runners of a cluster as their heartbeat Leases describe them, with
-//! how many Agents each holds (`status.runner`).
+//! how many Agents each holds (`status.runner`) and how many warm pool members it runs.
 
-use bb_crds::Agent;
+use bb_crds::{Agent, AgentPool};
 use bb_runner::cluster::lease::{LABEL, NAMESPACE};
 use bb_runner::cluster::runners::Runner;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -21,16 +21,26 @@ fn runs(r: &Runner, a: &Agent) -> bool {
     }
 }
 
-/// One row: NAME, BACKEND, STATUS, AGENTS, CAPACITY, RENEWED and, wide, LABELS and ENDPOINT.
+/// One row: NAME, BACKEND, STATUS, AGENTS, MEMBERS, CAPACITY, RENEWED and, wide, LABELS and
+/// ENDPOINT. MEMBERS counts the pool members whose `runner` names it (cluster mode): they take
+/// places of its capacity as Agents do.
 pub fn rows(
     leases: &[Lease],
     agents: &[Agent],
+    pools: &[AgentPool],
     now: jiff::Timestamp,
     wide: bool,
 ) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut header: Vec<String> = ["NAME", "BACKEND", "STATUS", "AGENTS", "CAPACITY", "RENEWED"]
-        .map(String::from)
-        .to_vec();
+    let mut header: Vec<String> = [
+        "NAME", "BACKEND", "STATUS", "AGENTS", "MEMBERS", "CAPACITY", "RENEWED",
+    ]
+    .map(String::from)
+    .to_vec();
+    let members: Vec<&str> = pools
+        .iter()
+        .flat_map(|p| p.status.iter().flat_map(|s| s.members.iter()))
+        .filter_map(|m| m.runner.as_deref())
+        .collect();
     if wide {
         header.extend(["LABELS", "ENDPOINT"].map(String::from));
     }
@@ -40,6 +50,7 @@ pub fn rows(
         .iter()
         .map(|r| {
             let held = agents.iter().filter(|a| runs(r, a)).count();
+            let here = members.iter().filter(|m| **m == r.id).count();
             let status = if r.expired_at(now) {
                 "Expired"
             } else if r.draining {
@@ -56,6 +67,7 @@ pub fn rows(
                 r.backend.clone(),
                 status.into(),
                 held.to_string(),
+                here.to_string(),
                 r.capacity.map_or("<none>".into(), |c| c.to_string()),
                 renewed,
             ];
@@ -98,12 +110,18 @@ pub async fn print(client: kube::Client, output: Option<&str>) -> Result<(), Cli
         .list(&ListParams::default().labels(LABEL))
         .await
         .map_err(|e| CliError::api("", e))?;
-    let agents: Api<Agent> = Api::all(client);
+    let agents: Api<Agent> = Api::all(client.clone());
     let agents = agents
         .list(&ListParams::default())
         .await
         .map_err(|e| CliError::api("", e))?;
-    let (header, rows) = rows(&leases.items, &agents.items, jiff::Timestamp::now(), wide);
+    let pools: Api<AgentPool> = Api::all(client);
+    let pools = pools
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| CliError::api("", e))?;
+    let now = jiff::Timestamp::now();
+    let (header, rows) = rows(&leases.items, &agents.items, &pools.items, now, wide);
     if rows.is_empty() {
         eprintln!("No runners found.");
         return Ok(());
@@ -192,12 +210,25 @@ mod tests {
             local(Some("https://127.0.0.1:9")),
             local(None),
         ];
-        let (header, rows) = rows(&leases, &agents, now, true);
-        assert_eq!(header[..4], ["NAME", "BACKEND", "STATUS", "AGENTS"]);
-        assert_eq!(rows[0][..5], ["a", "fake", "Ready", "2", "5"]);
-        assert_eq!(rows[1][..4], ["b", "fake", "Draining", "1"]);
-        assert_eq!(rows[2][..4], ["c", "fake", "Expired", "1"]);
-        assert_eq!(rows[2][5], "40s ago");
-        assert_eq!(rows[0][6], "zone=a");
+        let mut pool = AgentPool::new("warm", Default::default());
+        pool.status = Some(bb_crds::pool::AgentPoolStatus {
+            members: ["a", "b", "b"]
+                .map(|r| bb_crds::pool::PoolMember {
+                    runner: Some(r.into()),
+                    ..Default::default()
+                })
+                .to_vec(),
+            ..Default::default()
+        });
+        let (header, rows) = rows(&leases, &agents, &[pool], now, true);
+        assert_eq!(
+            header[..5],
+            ["NAME", "BACKEND", "STATUS", "AGENTS", "MEMBERS"]
+        );
+        assert_eq!(rows[0][..6], ["a", "fake", "Ready", "2", "1", "5"]);
+        assert_eq!(rows[1][..5], ["b", "fake", "Draining", "1", "2"]);
+        assert_eq!(rows[2][..5], ["c", "fake", "Expired", "1", "0"]);
+        assert_eq!(rows[2][6], "40s ago");
+        assert_eq!(rows[0][7], "zone=a");
     }
 }

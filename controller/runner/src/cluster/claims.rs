@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bb_crds::Agent;
 use bb_crds::agent::BackendKind;
+use bb_crds::{Agent, AgentPool};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -19,6 +19,7 @@ use super::RunnerInfo;
 use super::holds::Holds;
 use super::lease::{Heartbeat, LABEL, NAMESPACE};
 use super::runners::{Observer, Runner};
+use crate::reconcile::claim::runtime_id;
 use bb_backend::{AgentId, Backend, SharedBackend};
 
 /// Field manager of claims and releases (apart from the reconciler's status, so its
@@ -45,17 +46,67 @@ pub struct Facts {
     pub deleting: bool,
     pub selector: BTreeMap<String, String>,
     pub backend: BackendKind,
+    /// The (namespace, Bottle) whose warm pool member it would take, for an Agent that never
+    /// started (`reconcile::agent`'s claim takes members for those alone).
+    pub pooled: Option<(String, String)>,
 }
 
 impl Facts {
     pub fn of(a: &Agent) -> Facts {
+        let status = a.status.clone().unwrap_or_default();
+        let fresh = status.bottle_copy.is_none()
+            && status.started_at.is_none()
+            && status.snapshot.is_none()
+            && a.spec.source.is_none();
         Facts {
             uid: a.uid().unwrap_or_default(),
-            holder: a.status.as_ref().and_then(|s| s.runner.clone()),
+            holder: status.runner,
             deleting: a.metadata.deletion_timestamp.is_some(),
             selector: a.spec.runner_selector.clone().unwrap_or_default(),
             backend: a.spec.backend.unwrap_or_default(),
+            pooled: fresh.then(|| {
+                (
+                    a.namespace().unwrap_or_else(|| "default".into()),
+                    a.spec.bottle_ref.name.clone(),
+                )
+            }),
         }
+    }
+}
+
+/// What the claim plan reads of one warm pool member: where it runs, and what it is a bottle of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberFacts {
+    pub runner: String,
+    /// (namespace, Bottle) of its pool.
+    pub bottle: (String, String),
+    pub ready: bool,
+}
+
+impl MemberFacts {
+    /// The members of `pools` that run on a runner.
+    pub fn of(pools: &[Arc<AgentPool>]) -> Vec<MemberFacts> {
+        pools
+            .iter()
+            .flat_map(|p| {
+                let bottle = (
+                    p.namespace().unwrap_or_else(|| "default".into()),
+                    p.spec.bottle_ref.name.clone(),
+                );
+                let members = p
+                    .status
+                    .as_ref()
+                    .map(|s| s.members.clone())
+                    .unwrap_or_default();
+                members.into_iter().filter_map(move |m| {
+                    Some(MemberFacts {
+                        runner: m.runner?,
+                        bottle: bottle.clone(),
+                        ready: m.ready,
+                    })
+                })
+            })
+            .collect()
     }
 }
 
@@ -67,22 +118,44 @@ pub fn eligible(r: &Runner, a: &Facts) -> bool {
         && r.backend != "none"
 }
 
+/// How much each live runner holds: its Agents and its warm pool members (each member is a
+/// bottle running on its engine, so it takes a place of the runner's capacity).
+pub fn load(live: &[Runner], agents: &[Facts], members: &[MemberFacts]) -> HashMap<String, u32> {
+    let mut load: HashMap<String, u32> = live.iter().map(|r| (r.id.clone(), 0)).collect();
+    let holders = agents.iter().filter_map(|a| a.holder.as_deref());
+    for h in holders.chain(members.iter().map(|m| m.runner.as_str())) {
+        if let Some(n) = load.get_mut(h) {
+            *n += 1;
+        }
+    }
+    load
+}
+
+/// Whether runner `r` has a place left.
+pub fn room(r: &Runner, load: &HashMap<String, u32>) -> bool {
+    r.capacity
+        .is_none_or(|c| load.get(&r.id).copied().unwrap_or(0) < c)
+}
+
 /// The Agents `me` should claim now. Every runner computes the same plan from the same view:
 /// each unclaimed Agent (or one whose holder is no longer live) goes to the eligible runner
-/// with the fewest Agents (ties broken by a hash of Agent and runner, so they spread), taken
-/// in uid order with the counts updated as it goes. A runner claims what the plan gives it at
-/// once, and anything it is eligible for that has waited `PREFERRED_GRACE` unclaimed.
+/// with the fewest Agents and members (ties broken by a hash of Agent and runner, so they
+/// spread), taken in uid order with the counts updated as it goes. An Agent that would take a
+/// warm pool member goes first to a runner holding a ready one of its Bottle (the member
+/// becomes the Agent: it takes no new place). A runner claims what the plan gives it at once,
+/// and anything it is eligible for that has waited `PREFERRED_GRACE` unclaimed.
 pub fn plan(
     me: &str,
     live: &[Runner],
     agents: &[Facts],
+    members: &[MemberFacts],
     waited: impl Fn(&str) -> Duration,
 ) -> Vec<String> {
-    let mut load: HashMap<&str, u32> = live.iter().map(|r| (r.id.as_str(), 0)).collect();
-    for a in agents {
-        if let Some(n) = a.holder.as_deref().and_then(|h| load.get_mut(h)) {
-            *n += 1;
-        }
+    let mut load = load(live, agents, members);
+    // Ready members not yet promised to an Agent, by (runner, namespace, Bottle).
+    let mut spare: HashMap<(&str, &(String, String)), u32> = HashMap::new();
+    for m in members.iter().filter(|m| m.ready) {
+        *spare.entry((m.runner.as_str(), &m.bottle)).or_default() += 1;
     }
     let mut open: Vec<&Facts> = agents
         .iter()
@@ -91,34 +164,47 @@ pub fn plan(
     open.sort_by(|a, b| a.uid.cmp(&b.uid));
     let mut mine = Vec::new();
     for a in open {
-        let room = |r: &Runner, load: &HashMap<&str, u32>| {
-            r.capacity
-                .is_none_or(|c| load.get(r.id.as_str()).copied().unwrap_or(0) < c)
+        let warm = |r: &Runner, spare: &HashMap<(&str, &(String, String)), u32>| {
+            a.pooled
+                .as_ref()
+                .is_some_and(|b| spare.get(&(r.id.as_str(), b)).is_some_and(|n| *n > 0))
         };
+        let by_load = |r: &&Runner| (load.get(&r.id).copied().unwrap_or(0), spread(&a.uid, &r.id));
         let best = live
             .iter()
-            .filter(|r| eligible(r, a) && room(r, &load))
-            .min_by_key(|r| {
-                (
-                    load.get(r.id.as_str()).copied().unwrap_or(0),
-                    spread(&a.uid, &r.id),
-                )
+            .filter(|r| eligible(r, a) && warm(r, &spare))
+            .min_by_key(by_load)
+            .map(|r| (r, true))
+            .or_else(|| {
+                live.iter()
+                    .filter(|r| eligible(r, a) && room(r, &load))
+                    .min_by_key(by_load)
+                    .map(|r| (r, false))
             });
-        let Some(best) = best else { continue };
+        let Some((best, warmed)) = best else { continue };
         let me_ok = live
             .iter()
-            .any(|r| r.id == me && eligible(r, a) && room(r, &load));
+            .any(|r| r.id == me && eligible(r, a) && (room(r, &load) || warm(r, &spare)));
         if best.id == me || (me_ok && waited(&a.uid) >= PREFERRED_GRACE) {
             mine.push(a.uid.clone());
         }
-        if let Some(n) = load.get_mut(best.id.as_str()) {
-            *n += 1;
+        match (warmed, &a.pooled) {
+            (true, Some(b)) => {
+                if let Some(n) = spare.get_mut(&(best.id.as_str(), b)) {
+                    *n -= 1;
+                }
+            }
+            _ => {
+                if let Some(n) = load.get_mut(&best.id) {
+                    *n += 1;
+                }
+            }
         }
     }
     mine
 }
 
-fn spread(uid: &str, runner: &str) -> [u8; 8] {
+pub(super) fn spread(uid: &str, runner: &str) -> [u8; 8] {
     let d = ring::digest::digest(&ring::digest::SHA256, format!("{uid}/{runner}").as_bytes());
     let mut out = [0u8; 8];
     out.copy_from_slice(&d.as_ref()[..8]);
@@ -192,9 +278,21 @@ impl Claims {
 
     /// Renews the hold on `agent`'s sidecar to the heartbeat's deadline (none once it lapsed).
     fn renew_hold(&self, agent: &Agent, backend: &dyn Backend) {
+        self.hold(backend, &runtime_id(backend, agent));
+    }
+
+    /// Renews the hold on the sidecar of `id` (an Agent's or a warm pool member's runtime
+    /// identity) to the heartbeat's deadline; nothing once it lapsed. Before anything of `id`
+    /// is created: a new sidecar starts held.
+    pub fn hold(&self, backend: &dyn Backend, id: &AgentId) {
         if let Some(deadline) = self.heartbeat.hold_deadline() {
-            self.holds.renew(backend, &AgentId::from(agent), deadline);
+            self.holds.renew(backend, id, deadline);
         }
+    }
+
+    /// The live runners as last listed; `None` before the first list.
+    pub fn live(&self) -> Option<Vec<Runner>> {
+        self.live.lock().ok().and_then(|l| l.clone())
     }
 
     /// Evicts this runner's copy of `id` and ends the hold on its sidecar.
@@ -232,7 +330,7 @@ impl Claims {
 
     /// Whether runner `id` is live as last seen; before the first list, every runner is.
     fn is_live(&self, id: &str) -> bool {
-        match self.live.lock().ok().and_then(|l| l.clone()) {
+        match self.live() {
             Some(live) => live.iter().any(|r| r.id == id),
             None => true,
         }
@@ -288,7 +386,8 @@ impl Claims {
 
     /// Tears down this runner's copy of an Agent it does not hold, if there is one.
     async fn drop_copy(&self, agent: &Agent, backend: &dyn Backend) {
-        let id = AgentId::from(agent);
+        let id = runtime_id(backend, agent);
+        let uid = agent.uid().unwrap_or_default();
         let here = match backend.list_managed().await {
             Ok(ids) => ids.contains(&id),
             Err(e) => {
@@ -297,12 +396,12 @@ impl Claims {
             }
         };
         if !here {
-            self.mark_acted(&id.uid, false);
+            self.mark_acted(&uid, false);
             return;
         }
         match self.evict(&id, backend).await {
             Ok(()) => {
-                self.mark_acted(&id.uid, false);
+                self.mark_acted(&uid, false);
                 tracing::info!(agent = %id, holder = ?holder(agent), "not held by this runner: removed its copy here")
             }
             Err(e) => {
@@ -346,7 +445,7 @@ impl Claims {
             if holder(&fresh) != Some(self.me.id.as_str()) {
                 return;
             }
-            let id = AgentId::from(&fresh);
+            let id = runtime_id(backend, &fresh);
             let mut snapshot = None;
             let running =
                 fresh.status.as_ref().and_then(|s| s.phase) == Some(bb_crds::AgentPhase::Running);
@@ -363,9 +462,11 @@ impl Claims {
                 tracing::warn!(agent = %id, error = %e, "tearing down an Agent to release failed; keeping it");
                 return;
             }
-            self.mark_acted(&id.uid, false);
+            self.mark_acted(&uid, false);
+            // The next runner starts it as itself: a pool member it ran in stays here.
             let mut status = json!({
                 "runner": null,
+                "bottleCopy": null,
                 "sessionEndpoint": null,
                 "phase": "Pending",
                 "message": format!("released by runner {}: {why}", self.me.id),
@@ -435,6 +536,19 @@ impl Claims {
         {
             self.release(a, backend, why).await;
         }
+        self.withdraw_members(backend, why).await;
+    }
+
+    /// Takes this runner's warm pool members out of their pools and removes them (a runner
+    /// stopping or draining): the others start members in their places.
+    async fn withdraw_members(&self, backend: &dyn Backend, why: &str) {
+        match crate::reconcile::pool::withdraw(&self.client, backend, &self.me.id).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, why, "withdrew this runner's pool members"),
+            Err(e) => {
+                tracing::warn!(error = %e, "withdrawing this runner's pool members failed; their runner's Lease lapsing drops them")
+            }
+        }
     }
 
     /// Tears down every copy here: the Lease could not be renewed within `FENCE`, so another
@@ -461,25 +575,44 @@ impl Claims {
     }
 
     /// Tears down copies of Agents this runner does not hold (per a fresh read), such as those
-    /// left by a run that lost them. Whether it found and removed every such copy (`false`: one
-    /// may remain).
-    async fn fence_sweep(&self, backend: &dyn Backend, agents: &Store<Agent>) -> bool {
+    /// left by a run that lost them, and warm pool members no pool gives this runner any more.
+    /// Whether it found and removed every such copy (`false`: one may remain).
+    ///
+    /// A copy it can place nowhere (no Agent, no pool member here) is a stray: it is removed
+    /// only when a later sweep still finds it so, because a member is on the runtime a moment
+    /// before the cache shows its pool's status, and a claimed one a moment before its Agent's
+    /// status names it.
+    async fn fence_sweep(
+        &self,
+        backend: &dyn Backend,
+        agents: &Store<Agent>,
+        pools: &Store<AgentPool>,
+        strays: &mut HashMap<String, Instant>,
+    ) -> bool {
         let Ok(ids) = backend.list_managed().await else {
             return false;
         };
+        strays.retain(|uid, _| ids.iter().any(|id| &id.uid == uid));
+        let cached = agents.state();
+        let members_here = self.members_here(pools);
         let mut clean = true;
         for id in ids {
-            let cached = agents
-                .state()
-                .into_iter()
-                .find(|a| a.uid().as_deref() == Some(id.uid.as_str()));
-            if cached.as_deref().and_then(holder) == Some(self.me.id.as_str()) {
+            let owner = cached.iter().find(|a| runtime_id(backend, a) == id);
+            if owner.is_some_and(|a| holder(a) == Some(self.me.id.as_str()))
+                || (owner.is_none() && members_here.contains(&id.uid))
+            {
+                strays.remove(&id.uid);
                 continue;
             }
             let _guard = self.lock(&id.uid).await;
+            // The Agent of a member it was given, else one of the copy's own name.
+            let (name, uid) = match owner {
+                Some(a) => (a.name_any(), a.uid().unwrap_or_default()),
+                None => (id.name.clone(), id.uid.clone()),
+            };
             let api: Api<Agent> = Api::namespaced(self.client.clone(), &id.namespace);
-            let fresh = match api.get_opt(&id.name).await {
-                Ok(a) => a.filter(|a| a.uid().as_deref() == Some(id.uid.as_str())),
+            let fresh = match api.get_opt(&name).await {
+                Ok(a) => a.filter(|a| a.uid().as_deref() == Some(uid.as_str())),
                 Err(_) => {
                     clean = false;
                     continue;
@@ -488,6 +621,12 @@ impl Claims {
             if fresh.as_ref().and_then(holder) == Some(self.me.id.as_str()) {
                 continue;
             }
+            if fresh.is_none() && owner.is_none() {
+                let first = *strays.entry(id.uid.clone()).or_insert_with(Instant::now);
+                if first.elapsed() < FENCE_SWEEP / 2 {
+                    continue;
+                }
+            }
             // An Agent that is gone takes its snapshots with it; one held elsewhere keeps them.
             let removed = match &fresh {
                 Some(_) => backend.evict(&id).await,
@@ -495,10 +634,11 @@ impl Claims {
             };
             if removed.is_ok() {
                 self.holds.lapse(backend, &id);
+                strays.remove(&id.uid);
             }
             match removed {
                 Ok(()) => {
-                    self.mark_acted(&id.uid, false);
+                    self.mark_acted(&uid, false);
                     tracing::info!(agent = %id, "not held by this runner: removed its copy here")
                 }
                 Err(e) => {
@@ -510,17 +650,30 @@ impl Claims {
         clean
     }
 
+    /// The uids of the warm pool members `pools` place on this runner.
+    fn members_here(&self, pools: &Store<AgentPool>) -> std::collections::HashSet<String> {
+        pools
+            .state()
+            .iter()
+            .flat_map(|p| p.status.iter().flat_map(|s| s.members.iter()))
+            .filter(|m| m.runner.as_deref() == Some(self.me.id.as_str()))
+            .map(|m| m.uid.clone())
+            .collect()
+    }
+
     /// The claim loop: until `shutdown`, claims what the plan gives this runner, fences when
     /// the Lease lapses, sweeps stale copies, and, when drained, releases its Agents one at a
     /// time, each once the previous one runs elsewhere.
     pub async fn run(
         self: Arc<Self>,
         agents: Store<Agent>,
+        pools: Store<AgentPool>,
         backend: SharedBackend,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), NAMESPACE);
         let mut observer = Observer::default();
+        let mut strays = HashMap::new();
         let mut unclaimed: HashMap<String, Instant> = HashMap::new();
         let mut was_held = false;
         let mut last_sweep: Option<Instant> = None;
@@ -565,10 +718,10 @@ impl Claims {
                 *l = Some(live.clone());
             }
             if last_sweep.is_none_or(|t| t.elapsed() >= FENCE_SWEEP) {
-                let clean =
-                    tokio::time::timeout(API_TIMEOUT * 4, self.fence_sweep(&*backend, &agents))
-                        .await
-                        .unwrap_or(false);
+                let sweep = self.fence_sweep(&*backend, &agents, &pools, &mut strays);
+                let clean = tokio::time::timeout(API_TIMEOUT * 4, sweep)
+                    .await
+                    .unwrap_or(false);
                 swept |= clean;
                 last_sweep = Some(Instant::now());
             }
@@ -578,7 +731,18 @@ impl Claims {
             }) {
                 self.renew_hold(a, &*backend);
             }
+            for p in pools.state() {
+                for m in p.status.iter().flat_map(|s| s.members.iter()) {
+                    if m.runner.as_deref() == Some(self.me.id.as_str()) {
+                        self.hold(&*backend, &crate::reconcile::pool::member_id(&p, m));
+                    }
+                }
+            }
             if self.heartbeat.draining() {
+                if !self.members_here(&pools).is_empty() {
+                    let withdraw = self.withdraw_members(&*backend, "draining");
+                    let _ = tokio::time::timeout(API_TIMEOUT * 4, withdraw).await;
+                }
                 if let Some((a, since)) = &handing_over {
                     let now = state.iter().find(|x| x.uid() == a.uid());
                     let elsewhere = now.is_none_or(|x| {
@@ -618,7 +782,8 @@ impl Claims {
             for f in facts.iter().filter(|f| f.holder.is_none()) {
                 unclaimed.entry(f.uid.clone()).or_insert(now);
             }
-            let wanted = plan(&self.me.id, &live, &facts, |uid| {
+            let members = MemberFacts::of(&pools.state());
+            let wanted = plan(&self.me.id, &live, &facts, &members, |uid| {
                 unclaimed.get(uid).map_or(Duration::ZERO, |t| t.elapsed())
             });
             for uid in wanted {
@@ -670,6 +835,7 @@ mod tests {
             deleting: false,
             selector: BTreeMap::new(),
             backend: BackendKind::Auto,
+            pooled: None,
         }
     }
 
@@ -685,7 +851,7 @@ mod tests {
             .collect();
         let mut all: Vec<String> = Vec::new();
         for r in &live {
-            let mine = plan(&r.id, &live, &agents, never);
+            let mine = plan(&r.id, &live, &agents, &[], never);
             assert_eq!(mine.len(), 10, "{} would claim {}", r.id, mine.len());
             all.extend(mine);
         }
@@ -702,8 +868,8 @@ mod tests {
             agent("2", Some("b")),
             agent("3", Some("gone")),
         ];
-        let a = plan("a", &live, &agents, never);
-        let b = plan("b", &live, &agents, never);
+        let a = plan("a", &live, &agents, &[], never);
+        let b = plan("b", &live, &agents, &[], never);
         assert_eq!(a.len() + b.len(), 1, "{a:?} {b:?}");
         assert_eq!([a, b].concat(), vec!["3".to_string()]);
     }
@@ -713,34 +879,127 @@ mod tests {
         let mut live = vec![runner("a", Some(1)), runner("b", None)];
         let mut only_b = agent("1", None);
         only_b.selector = [("zone".to_string(), "b".to_string())].into();
-        assert!(plan("a", &live, &[only_b.clone()], |_| Duration::from_secs(99)).is_empty());
-        assert_eq!(plan("b", &live, &[only_b], never), vec!["1".to_string()]);
+        assert!(
+            plan("a", &live, &[only_b.clone()], &[], |_| Duration::from_secs(
+                99
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            plan("b", &live, &[only_b], &[], never),
+            vec!["1".to_string()]
+        );
 
         // a is full with one Agent: the rest go to b however long they waited.
         let agents = [agent("1", Some("a")), agent("2", None), agent("3", None)];
-        assert!(plan("a", &live, &agents, |_| Duration::from_secs(99)).is_empty());
-        assert_eq!(plan("b", &live, &agents, never).len(), 2);
+        assert!(plan("a", &live, &agents, &[], |_| Duration::from_secs(99)).is_empty());
+        assert_eq!(plan("b", &live, &agents, &[], never).len(), 2);
 
         let mut docker_only = agent("4", None);
         docker_only.backend = BackendKind::Docker;
-        assert!(plan("b", &live, &[docker_only], |_| Duration::from_secs(99)).is_empty());
+        assert!(plan("b", &live, &[docker_only], &[], |_| Duration::from_secs(99)).is_empty());
 
         live[1].draining = true;
-        assert!(plan("b", &live, &[agent("5", None)], |_| Duration::from_secs(99)).is_empty());
+        assert!(
+            plan("b", &live, &[agent("5", None)], &[], |_| {
+                Duration::from_secs(99)
+            })
+            .is_empty()
+        );
     }
 
     #[test]
     fn a_slow_preferred_runner_is_overtaken_after_the_grace() {
         let live = [runner("a", None), runner("b", None)];
         let agents = [agent("x", None)];
-        let (winner, loser) = if plan("a", &live, &agents, never).is_empty() {
+        let (winner, loser) = if plan("a", &live, &agents, &[], never).is_empty() {
             ("b", "a")
         } else {
             ("a", "b")
         };
-        assert_eq!(plan(winner, &live, &agents, never).len(), 1);
-        assert!(plan(loser, &live, &agents, never).is_empty());
-        assert_eq!(plan(loser, &live, &agents, |_| PREFERRED_GRACE).len(), 1);
+        assert_eq!(plan(winner, &live, &agents, &[], never).len(), 1);
+        assert!(plan(loser, &live, &agents, &[], never).is_empty());
+        assert_eq!(
+            plan(loser, &live, &agents, &[], |_| PREFERRED_GRACE).len(),
+            1
+        );
+    }
+
+    fn warm(runner: &str, bottle: &str, ready: bool) -> MemberFacts {
+        MemberFacts {
+            runner: runner.into(),
+            bottle: ("default".into(), bottle.into()),
+            ready,
+        }
+    }
+
+    fn pooled(uid: &str, bottle: &str) -> Facts {
+        Facts {
+            pooled: Some(("default".into(), bottle.into())),
+            ..agent(uid, None)
+        }
+    }
+
+    /// Members take places: a runner full of members gets no Agent, and members spread the
+    /// Agents as Agents do.
+    #[test]
+    fn pool_members_count_against_capacity() {
+        let live = [runner("a", Some(2)), runner("b", Some(2))];
+        let members = [warm("a", "other", true), warm("a", "other", false)];
+        let agents = [agent("1", None)];
+        assert!(plan("a", &live, &agents, &members, |_| Duration::from_secs(99)).is_empty());
+        assert_eq!(
+            plan("b", &live, &agents, &members, never),
+            vec!["1".to_string()]
+        );
+        let loads = load(&live, &agents, &members);
+        assert_eq!(loads.get("a"), Some(&2));
+        assert_eq!(loads.get("b"), Some(&0));
+    }
+
+    /// A new Agent of a pooled Bottle goes where a ready member of it runs, even to a full or
+    /// busier runner (the member becomes it); one member serves one Agent, the next goes by
+    /// load; unready members and other Bottles' members attract nothing.
+    #[test]
+    fn a_new_agent_goes_where_a_ready_member_of_its_bottle_runs() {
+        let live = [runner("a", Some(3)), runner("b", None)];
+        let members = [
+            warm("a", "claude", true),
+            warm("a", "claude", false),
+            warm("a", "codex", true),
+        ];
+        let busy_a = [agent("x", Some("a"))];
+        let mut agents = busy_a.to_vec();
+        agents.push(pooled("1", "claude"));
+        assert_eq!(
+            plan("a", &live, &agents, &members, never),
+            vec!["1".to_string()]
+        );
+        assert!(plan("b", &live, &agents, &members, never).is_empty());
+
+        // Two Agents, one ready member: the first (by uid) gets it, the second goes by load.
+        agents.push(pooled("2", "claude"));
+        assert_eq!(
+            plan("a", &live, &agents, &members, never),
+            vec!["1".to_string()]
+        );
+        assert_eq!(
+            plan("b", &live, &agents, &members, never),
+            vec!["2".to_string()]
+        );
+
+        // An Agent that already ran (no pooled Bottle) is placed by load alone.
+        let ran = [busy_a[0].clone(), agent("3", None)];
+        assert_eq!(
+            plan("b", &live, &ran, &members, never),
+            vec!["3".to_string()]
+        );
+        // An Agent of a Bottle with no ready member anywhere is placed by load alone.
+        let other = [busy_a[0].clone(), pooled("4", "pi")];
+        assert_eq!(
+            plan("b", &live, &other, &members, never),
+            vec!["4".to_string()]
+        );
     }
 
     #[test]
@@ -748,6 +1007,6 @@ mod tests {
         let live = [runner("a", None)];
         let mut gone = agent("1", None);
         gone.deleting = true;
-        assert!(plan("a", &live, &[gone], |_| Duration::from_secs(99)).is_empty());
+        assert!(plan("a", &live, &[gone], &[], |_| Duration::from_secs(99)).is_empty());
     }
 }

@@ -1,10 +1,12 @@
 //! Cluster mode: many runners share the Agents declared in one cluster. Each runner holds a
 //! heartbeat Lease (`lease`), sees the others through theirs (`runners`), and claims, releases
-//! and fences Agents through `status.runner` (`claims`).
+//! and fences Agents through `status.runner` (`claims`); warm pool members are spread over the
+//! runners (`pools`).
 
 pub mod claims;
 pub mod holds;
 pub mod lease;
+pub mod pools;
 pub mod runners;
 
 use std::collections::BTreeMap;

@@ -324,6 +324,15 @@ async fn apply(agent: Arc<Agent>, ctx: Arc<AgentCtx>) -> Result<Action, Error> {
     r.status.observed_generation = generation;
     r.status.backend = Some(ctx.backend.name().to_string());
     r.status.session_endpoint = ctx.session_endpoint.clone();
+    // A member this runner never gave the Agent (one on another runner's engine, or named by
+    // a status it did not write) is not its copy: it runs a bottle of its own, as it says.
+    if r.status
+        .bottle_copy
+        .as_ref()
+        .is_some_and(|c| c.uid != id.uid)
+    {
+        r.status.bottle_copy = None;
+    }
 
     let bottle = match resolve_bottle(&ctx.bottles, &agent.spec.bottle_ref.name) {
         Ok(b) => b,
@@ -552,16 +561,15 @@ async fn claim_member(
     plan_hash: &str,
     r: &mut Report,
 ) -> Result<Option<AgentId>, Error> {
-    let Some(pools) = &ctx.pools else {
-        return Ok(None);
-    };
     let s = &r.status;
     let fresh = s.bottle_copy.is_none()
         && s.started_at.is_none()
         && s.snapshot.is_none()
         && agent.spec.source.is_none();
     let bottle = &agent.spec.bottle_ref.name;
-    let candidates = claim::candidates(pools, &id.namespace, bottle, plan_hash);
+    // In cluster mode, only the members on this runner's engine.
+    let runner = ctx.claims.as_ref().map(|c| c.me.id.as_str());
+    let candidates = claim::candidates(&ctx.pools, &id.namespace, bottle, plan_hash, runner);
     if !fresh || candidates.is_empty() {
         return Ok(None);
     }
@@ -571,7 +579,7 @@ async fn claim_member(
     {
         return Ok(None);
     }
-    let Some(copy) = claim::claim(&ctx.client, candidates, plan_hash).await? else {
+    let Some(copy) = claim::claim(&ctx.client, candidates, plan_hash, runner).await? else {
         return Ok(None);
     };
     let member = AgentId {

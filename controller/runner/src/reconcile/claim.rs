@@ -15,13 +15,15 @@ use kube::{Api, ResourceExt};
 /// How many conflicting claims one Agent sits out on one pool before starting its own bottle.
 const ATTEMPTS: usize = 64;
 
-/// The cached pools of `bottle` in `namespace` that hold a ready member of `plan_hash`: no API
-/// call, so an Agent of a Bottle without a pool pays nothing for pools existing.
+/// The cached pools of `bottle` in `namespace` that hold a ready member of `plan_hash` on
+/// `runner` (cluster mode; `None` on a local control plane): no API call, so an Agent of a
+/// Bottle without a pool pays nothing for pools existing.
 pub fn candidates(
     pools: &Store<AgentPool>,
     namespace: &str,
     bottle: &str,
     plan_hash: &str,
+    runner: Option<&str>,
 ) -> Vec<Arc<AgentPool>> {
     pools
         .state()
@@ -32,7 +34,7 @@ pub fn candidates(
                 && p.metadata.deletion_timestamp.is_none()
                 && p.status
                     .as_ref()
-                    .is_some_and(|s| s.claimable(plan_hash).is_some())
+                    .is_some_and(|s| s.claimable(plan_hash, runner).is_some())
         })
         .collect()
 }
@@ -43,6 +45,7 @@ pub async fn claim(
     client: &kube::Client,
     pools: Vec<Arc<AgentPool>>,
     plan_hash: &str,
+    runner: Option<&str>,
 ) -> Result<Option<BottleCopy>, kube::Error> {
     for cached in pools {
         let ns = cached.namespace().unwrap_or_else(|| "default".into());
@@ -51,7 +54,7 @@ pub async fn claim(
         let mut pool = (*cached).clone();
         for _ in 0..ATTEMPTS {
             let status = pool.status.get_or_insert_with(Default::default);
-            let Some(member) = status.claimable(plan_hash).cloned() else {
+            let Some(member) = status.claimable(plan_hash, runner).cloned() else {
                 break;
             };
             status.members.retain(|m| m.uid != member.uid);

@@ -37,9 +37,8 @@ pub struct AgentCtx {
     /// Cluster mode: this runner's claims, which gate every reconcile. `None` on a local
     /// control plane, where the one runner holds every Agent.
     pub claims: Option<Arc<crate::cluster::claims::Claims>>,
-    /// The warm pools a new Agent may claim a member of (`super::claim`); `None` where this
-    /// runner serves no pools (cluster mode).
-    pub pools: Option<Store<AgentPool>>,
+    /// The warm pools a new Agent may claim a member of (`super::claim`).
+    pub pools: Store<AgentPool>,
 }
 
 impl std::fmt::Debug for AgentCtx {

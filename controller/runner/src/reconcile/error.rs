@@ -14,6 +14,10 @@ pub enum Error {
     Backend(BackendError),
     #[error("planning: {0}")]
     Plan(String),
+    /// Nothing failed, but what the reconcile waits for is not done yet (another runner's
+    /// part of it): retried.
+    #[error("waiting: {0}")]
+    Waiting(String),
     #[error("finalizer: {0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
 }

@@ -59,23 +59,17 @@ fn descendants(bottles: &Store<Bottle>, changed: &str) -> BTreeSet<String> {
 }
 
 /// Removes backend resources whose Agent no longer exists (replaces the reference's `cleanup`).
-/// With `pools`, a warm pool's members are kept too, as are the members Agents claimed.
-pub async fn sweep(
-    client: &kube::Client,
-    backend: &dyn Backend,
-    pools: bool,
-) -> Result<Vec<AgentId>, Error> {
+/// A warm pool's members are kept too, as are the members Agents claimed.
+pub async fn sweep(client: &kube::Client, backend: &dyn Backend) -> Result<Vec<AgentId>, Error> {
     let agents: Api<Agent> = Api::all(client.clone());
     let mut live: BTreeSet<String> = BTreeSet::new();
     for a in agents.list(&Default::default()).await?.items {
         live.extend(a.uid());
         live.extend(a.status.and_then(|s| s.bottle_copy).map(|copy| copy.uid));
     }
-    if pools {
-        let api: Api<AgentPool> = Api::all(client.clone());
-        for p in api.list(&Default::default()).await?.items {
-            live.extend(p.status.into_iter().flat_map(|s| s.members).map(|m| m.uid));
-        }
+    let api: Api<AgentPool> = Api::all(client.clone());
+    for p in api.list(&Default::default()).await?.items {
+        live.extend(p.status.into_iter().flat_map(|s| s.members).map(|m| m.uid));
     }
     let mut removed = Vec::new();
     for id in backend.list_managed().await.map_err(Error::Backend)? {
@@ -154,7 +148,7 @@ pub async fn run(
     claims: Option<Arc<crate::cluster::claims::Claims>>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> Result<(), Error> {
-    match sweep(&client, &*backend, claims.is_none()).await {
+    match sweep(&client, &*backend).await {
         Ok(removed) if !removed.is_empty() => {
             tracing::info!(count = removed.len(), "start-up sweep removed orphans")
         }
@@ -182,22 +176,25 @@ pub async fn run(
         agent_controller = agent_controller.reconcile_on(wakes);
     }
     let agent_store = agent_controller.store();
-    // Warm pools are served by a local control plane's runner (cluster mode claims none).
-    let (pool_controller, pool_store) = match claims {
-        None => {
-            let c = Controller::new(
-                Api::<AgentPool>::all(client.clone()),
-                watcher::Config::default().any_semantic(),
-            );
-            let store = c.store();
-            (Some(c), Some(store))
-        }
-        Some(_) => (None, None),
-    };
+    let pool_controller = Controller::new(
+        Api::<AgentPool>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let pool_store = pool_controller.store();
     let map_bottles = bottle_store.clone();
-    let claiming = claims
-        .clone()
-        .map(|c| c.run(agent_store.clone(), backend.clone(), shutdown.clone()));
+    let claiming = claims.clone().map(|c| {
+        c.run(
+            agent_store.clone(),
+            pool_store.clone(),
+            backend.clone(),
+            shutdown.clone(),
+        )
+    });
+    let pool_cluster = claims.clone().map(|claims| pool::PoolCluster {
+        claims,
+        agents: agent_store.clone(),
+        pools: pool_store.clone(),
+    });
     let reporter = Reporter {
         controller: MANAGER.into(),
         // Events say which runner acted; on a local control plane, which host.
@@ -222,13 +219,15 @@ pub async fn run(
         pools: pool_store.clone(),
     });
     let pools_done = drive_pools(
-        pool_controller.zip(pool_store),
+        pool_controller,
+        pool_store,
         PoolCtx::new(
             client.clone(),
             ctx.backend.clone(),
             bottle_store.clone(),
             ctx.recorder.clone(),
             resync,
+            pool_cluster,
         ),
         shutdown.clone(),
     );
@@ -287,16 +286,14 @@ pub async fn run(
     Ok(())
 }
 
-/// Runs the AgentPool reconciler (when this runner serves pools) until `shutdown` resolves;
-/// a Bottle's change (or a parent's) reconciles the pools of it.
+/// Runs the AgentPool reconciler until `shutdown` resolves; a Bottle's change (or a parent's)
+/// reconciles the pools of it.
 async fn drive_pools(
-    controller: Option<(Controller<AgentPool>, Store<AgentPool>)>,
+    controller: Controller<AgentPool>,
+    pools: Store<AgentPool>,
     ctx: PoolCtx,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let Some((controller, pools)) = controller else {
-        return;
-    };
     let bottles = ctx.bottles.clone();
     let bottles_api: Api<Bottle> = Api::all(ctx.client.clone());
     controller

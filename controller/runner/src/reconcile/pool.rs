@@ -24,6 +24,9 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::conditions;
 use super::error::Error;
+use crate::cluster::claims::{self, Claims, Facts, MemberFacts};
+use crate::cluster::pools::{fill_share, gone};
+use crate::cluster::runners::Runner;
 use crate::{plan, provider, resolve};
 
 pub const FINALIZER: &str = "bot-bottle.dev/pool-members";
@@ -42,8 +45,55 @@ pub struct PoolCtx {
     /// How often a full pool is checked again without an API event (a member removed out of
     /// band is started again).
     pub resync: Duration,
+    /// In cluster mode, this runner's view of the others: it starts, checks and removes only
+    /// the members placed on it.
+    pub cluster: Option<PoolCluster>,
     /// Failed rounds in a row, by pool: the next round waits longer.
     failures: Mutex<HashMap<String, u32>>,
+}
+
+/// What a cluster runner's pool reconciler reads besides the pool: its claims (identity, live
+/// runners, heartbeat, holds) and the caches the runners' load is counted from.
+pub struct PoolCluster {
+    pub claims: Arc<Claims>,
+    pub agents: Store<Agent>,
+    pub pools: Store<AgentPool>,
+}
+
+impl std::fmt::Debug for PoolCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolCluster")
+            .field("claims", &self.claims)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where this round places members: on this runner alone (`me`) among `live` ones.
+struct Placement {
+    me: String,
+    live: Vec<Runner>,
+    load: HashMap<String, u32>,
+    /// Draining: this runner's members leave and it starts none.
+    draining: bool,
+}
+
+impl Placement {
+    /// This round's placement, or how long to wait for one: a runner cut off from the API (or
+    /// that has not listed the runners yet) touches nothing.
+    fn of(c: &PoolCluster) -> Result<Placement, Duration> {
+        if !c.claims.heartbeat.held() {
+            return Err(Duration::from_secs(2));
+        }
+        let live = c.claims.live().ok_or(Duration::from_secs(1))?;
+        let agents: Vec<Facts> = c.agents.state().iter().map(|a| Facts::of(a)).collect();
+        let load = claims::load(&live, &agents, &MemberFacts::of(&c.pools.state()));
+        Ok(Placement {
+            me: c.claims.me.id.clone(),
+            live,
+            load,
+            draining: c.claims.heartbeat.draining(),
+        })
+    }
 }
 
 impl PoolCtx {
@@ -53,6 +103,7 @@ impl PoolCtx {
         bottles: Store<Bottle>,
         recorder: Recorder,
         resync: Duration,
+        cluster: Option<PoolCluster>,
     ) -> Self {
         PoolCtx {
             client,
@@ -60,6 +111,7 @@ impl PoolCtx {
             bottles,
             recorder,
             resync,
+            cluster,
             failures: Mutex::default(),
         }
     }
@@ -154,7 +206,7 @@ fn member_plan(
 
 /// A new member's name (`<pool>-<5 characters>`, as Kubernetes' generateName makes them) and
 /// identity (a random UUID).
-fn new_member(pool: &str, plan_hash: &str) -> PoolMember {
+fn new_member(pool: &str, plan_hash: &str, runner: Option<String>) -> PoolMember {
     use ring::rand::SecureRandom;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut bytes = [0u8; 21];
@@ -189,7 +241,8 @@ fn new_member(pool: &str, plan_hash: &str) -> PoolMember {
             &hex[20..]
         ),
         plan_hash: plan_hash.to_string(),
-        ready: false,
+        runner,
+        ..Default::default()
     }
 }
 
@@ -224,11 +277,17 @@ pub(super) async fn update_status<T>(
     Err(last.unwrap_or_else(|| kube::Error::Service("no status write was attempted".into())))
 }
 
+type Events = Vec<(EventType, &'static str, String)>;
+
 async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
     let api = pools_api(&ctx.client, &pool);
     let name = pool.name_any();
     let key = format!("{}/{name}", pool.namespace().unwrap_or_default());
-    let probe = new_member(&name, "");
+    let placement = match ctx.cluster.as_ref().map(Placement::of).transpose() {
+        Ok(p) => p,
+        Err(wait) => return Ok(Action::requeue(wait)),
+    };
+    let probe = new_member(&name, "", None);
     let plan_hash = match member_plan(ctx, &pool, &probe) {
         Ok((planned, _)) => plan::pool_plan_hash(&planned),
         Err((reason, message)) => {
@@ -251,18 +310,101 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
         }
     };
     let size = usize::try_from(pool.spec.size.clamp(0, bb_crds::pool::MAX_SIZE)).unwrap_or(0);
-    let mut events = Vec::new();
+    let me = placement.as_ref().map(|p| p.me.clone());
+    let mine = |m: &PoolMember| m.runner == me;
+    let mut events = leave_and_remove(ctx, &pool, placement.as_ref(), &plan_hash, size).await?;
+    events.extend(mark_broken(ctx, &pool, &mine).await?);
 
-    // Members of an older plan, and those beyond the size (unready first), leave the pool.
-    let (removed, current) = update_status(&api, &name, |s| {
-        (leave(s, &plan_hash, size), s.members.clone())
+    // Fill up to the size: members are recorded before anything of theirs exists, so a
+    // crash leaves nothing the status does not name. In cluster mode this runner adds only
+    // its share. Then each unready member of its own is started: those just recorded and
+    // those marked above.
+    let starting: Vec<PoolMember> = update_status(&api, &name, |s| {
+        let missing = size.saturating_sub(s.members.len());
+        let share = match &placement {
+            None => missing,
+            Some(p) if p.draining => 0,
+            Some(p) => {
+                let uid = pool.uid().unwrap_or_default();
+                fill_share(&p.me, &uid, &p.live, &p.load, &s.members, missing)
+            }
+        };
+        for _ in 0..share {
+            s.members.push(new_member(&name, &plan_hash, me.clone()));
+        }
+        s.members
+            .iter()
+            .filter(|m| mine(m) && !m.ready)
+            .cloned()
+            .collect()
     })
     .await?;
+    let (started, failed) = start_all(ctx, &pool, starting, &mut events).await;
+
+    let generation = pool.metadata.generation;
+    update_status(&api, &name, |s| {
+        for m in s.members.iter_mut().filter(|m| mine(m)) {
+            if started.contains(&m.uid) {
+                m.ready = true;
+                m.error = None;
+            } else if let Some(e) = failed.get(&m.uid) {
+                m.error = Some(e.clone());
+            }
+        }
+        report(s, size, generation);
+    })
+    .await?;
+    publish(ctx, &pool, events).await;
+    Ok(Action::requeue(ctx.next_round(&key, !failed.is_empty())))
+}
+
+/// The `Ready` condition and message, from the members alone (so runners sharing a pool all
+/// write the same).
+fn report(s: &mut AgentPoolStatus, size: usize, generation: Option<i64>) {
+    let ready = s.members.iter().filter(|m| m.ready).count();
+    let failing = s.members.iter().filter(|m| m.error.is_some()).count();
+    let full = ready >= size;
+    let message = (failing > 0)
+        .then(|| format!("{failing} member(s) failed to start; see the pool's events"));
+    let (reason, text) = match (full, &message) {
+        (true, _) => ("Full", format!("{ready} of {size} members ready")),
+        (false, Some(m)) => ("MembersFailed", m.clone()),
+        (false, None) => ("Filling", format!("{ready} of {size} members ready")),
+    };
+    conditions::set(&mut s.conditions, "Ready", full, reason, &text, generation);
+    s.observed_generation = generation;
+    s.message = message;
+}
+
+/// Members of an older plan, and those beyond the size (unready first), leave the pool, and
+/// this runner removes what it took out; in cluster mode only its own members, and the
+/// members of runners that are gone leave with nothing to remove here.
+async fn leave_and_remove(
+    ctx: &PoolCtx,
+    pool: &AgentPool,
+    placement: Option<&Placement>,
+    plan_hash: &str,
+    size: usize,
+) -> Result<Events, Error> {
+    let api = pools_api(&ctx.client, pool);
+    let me = placement.map(|p| p.me.clone());
+    let keep_mine = !placement.is_some_and(|p| p.draining);
+    let (removed, dropped) = update_status(&api, &pool.name_any(), |s| {
+        let dropped = match placement {
+            Some(p) => take(s, |m| gone(&p.live, m)),
+            None => Vec::new(),
+        };
+        let removed = leave(s, plan_hash, size, keep_mine, |m| m.runner == me);
+        (removed, dropped)
+    })
+    .await?;
+    let mut events = Vec::new();
     for m in &removed {
-        events.extend(remove_member(ctx, &pool, m).await?);
-        let why = match m.plan_hash == plan_hash {
-            true => "the pool is smaller now",
-            false => "its Bottle changed",
+        events.extend(remove_member(ctx, pool, m).await?);
+        let why = match (keep_mine, m.plan_hash == plan_hash) {
+            (false, _) => "its runner is draining",
+            (true, true) => "the pool is smaller now",
+            (true, false) => "its Bottle changed",
         };
         events.push((
             EventType::Normal,
@@ -270,12 +412,36 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
             format!("removed member {} ({why})", m.name),
         ));
     }
+    for m in &dropped {
+        events.extend(revoke_keys(ctx, m).await);
+        events.push((
+            EventType::Warning,
+            "MemberLost",
+            format!(
+                "member {} ran on runner {}, which is gone; another takes its place",
+                m.name,
+                m.runner.as_deref().unwrap_or("(none)")
+            ),
+        ));
+    }
+    Ok(events)
+}
 
-    // A ready member whose resources are gone is started again; only what this write marked
-    // is touched (a member claimed meanwhile is no longer in the status to mark).
+/// A ready member of this runner's whose resources are gone is started again; only what this
+/// write marked is touched (a member claimed meanwhile is no longer in the status to mark).
+async fn mark_broken(
+    ctx: &PoolCtx,
+    pool: &AgentPool,
+    mine: &impl Fn(&PoolMember) -> bool,
+) -> Result<Events, Error> {
+    let current = pool
+        .status
+        .as_ref()
+        .map(|s| s.members.clone())
+        .unwrap_or_default();
     let mut broken = BTreeSet::new();
-    for m in current.iter().filter(|m| m.ready) {
-        let seen = ctx.backend.observe(&member_id(&pool, m)).await;
+    for m in current.iter().filter(|m| m.ready && mine(m)) {
+        let seen = ctx.backend.observe(&member_id(pool, m)).await;
         let intact = seen.is_ok_and(|s| {
             s.sidecar_policy.is_some()
                 && s.agent_container.is_some()
@@ -285,39 +451,42 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
             broken.insert(m.uid.clone());
         }
     }
-    if !broken.is_empty() {
-        let marked = update_status(&api, &name, |s| {
-            let mut marked = Vec::new();
-            for m in s
-                .members
-                .iter_mut()
-                .filter(|m| m.ready && broken.contains(&m.uid))
-            {
-                m.ready = false;
-                marked.push(m.name.clone());
-            }
-            marked
-        })
-        .await?;
-        for m in marked {
-            events.push((
+    if broken.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marked = update_status(&pools_api(&ctx.client, pool), &pool.name_any(), |s| {
+        let mut marked = Vec::new();
+        for m in s
+            .members
+            .iter_mut()
+            .filter(|m| m.ready && broken.contains(&m.uid))
+        {
+            m.ready = false;
+            marked.push(m.name.clone());
+        }
+        marked
+    })
+    .await?;
+    Ok(marked
+        .into_iter()
+        .map(|m| {
+            (
                 EventType::Warning,
                 "MemberLost",
                 format!("member {m} was gone or changed; starting it again"),
-            ));
-        }
-    }
+            )
+        })
+        .collect())
+}
 
-    // Fill up to the size: members are recorded before anything of theirs exists, so a
-    // crash leaves nothing the status does not name.
-    // Then every unready member is started: those just recorded and those marked above.
-    let starting: Vec<PoolMember> = update_status(&api, &name, |s| {
-        while s.members.len() < size {
-            s.members.push(new_member(&name, &plan_hash));
-        }
-        s.members.iter().filter(|m| !m.ready).cloned().collect()
-    })
-    .await?;
+/// Starts `starting`, `spec.maxStarting` at once; returns the uids started and why the others
+/// failed, with an event for each.
+async fn start_all(
+    ctx: &PoolCtx,
+    pool: &AgentPool,
+    starting: Vec<PoolMember>,
+    events: &mut Events,
+) -> (BTreeSet<String>, HashMap<String, String>) {
     let parallel = pool
         .spec
         .max_starting
@@ -326,14 +495,14 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
         .max(1);
     let results: Vec<(PoolMember, Result<(), String>)> = futures_util::stream::iter(starting)
         .map(|m| async {
-            let done = start_member(ctx, &pool, &m).await;
+            let done = start_member(ctx, pool, &m).await;
             (m, done)
         })
         .buffer_unordered(parallel)
         .collect()
         .await;
     let mut started = BTreeSet::new();
-    let mut failed = 0usize;
+    let mut failed = HashMap::new();
     for (m, done) in results {
         match done {
             Ok(()) => {
@@ -345,55 +514,45 @@ async fn apply(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
                 ));
             }
             Err(e) => {
-                failed += 1;
                 events.push((
                     EventType::Warning,
                     "MemberFailed",
                     format!("member {}: {e}", m.name),
                 ));
+                failed.insert(m.uid.clone(), e);
             }
         }
     }
-
-    let generation = pool.metadata.generation;
-    let message = match failed {
-        0 => None,
-        n => Some(format!(
-            "{n} member(s) failed to start; see the pool's events"
-        )),
-    };
-    update_status(&api, &name, |s| {
-        for m in s.members.iter_mut().filter(|m| started.contains(&m.uid)) {
-            m.ready = true;
-        }
-        let ready = s.members.iter().filter(|m| m.ready).count();
-        let full = ready >= size;
-        let (reason, text) = match (full, &message) {
-            (true, _) => ("Full", format!("{ready} of {size} members ready")),
-            (false, Some(m)) => ("MembersFailed", m.clone()),
-            (false, None) => ("Filling", format!("{ready} of {size} members ready")),
-        };
-        conditions::set(&mut s.conditions, "Ready", full, reason, &text, generation);
-        s.observed_generation = generation;
-        s.message = message.clone();
-    })
-    .await?;
-    publish(ctx, &pool, events).await;
-    Ok(Action::requeue(ctx.next_round(&key, failed > 0)))
+    (started, failed)
 }
 
-/// Takes out of `s` the members of another plan than `plan_hash` and those beyond `size`
-/// (unready ones first); returns them.
-fn leave(s: &mut AgentPoolStatus, plan_hash: &str, size: usize) -> Vec<PoolMember> {
-    let (keep, mut out): (Vec<_>, Vec<_>) =
-        s.members.drain(..).partition(|m| m.plan_hash == plan_hash);
+/// Takes the members `out` picks out of `s`.
+fn take(s: &mut AgentPoolStatus, out: impl Fn(&PoolMember) -> bool) -> Vec<PoolMember> {
+    let (gone, keep): (Vec<_>, Vec<_>) = s.members.drain(..).partition(|m| out(m));
     s.members = keep;
+    gone
+}
+
+/// Takes out of `s` this runner's members (`mine`) of another plan than `plan_hash` (all of
+/// them unless `keep_mine`), and its members beyond `size` (unready ones first); returns them.
+/// Another runner's are left to it.
+fn leave(
+    s: &mut AgentPoolStatus,
+    plan_hash: &str,
+    size: usize,
+    keep_mine: bool,
+    mine: impl Fn(&PoolMember) -> bool,
+) -> Vec<PoolMember> {
+    let mut out = take(s, |m| mine(m) && (!keep_mine || m.plan_hash != plan_hash));
     while s.members.len() > size {
-        let i = s
+        let Some(i) = s
             .members
             .iter()
-            .rposition(|m| !m.ready)
-            .unwrap_or(s.members.len() - 1);
+            .rposition(|m| mine(m) && !m.ready)
+            .or_else(|| s.members.iter().rposition(&mine))
+        else {
+            break;
+        };
         out.push(s.members.remove(i));
     }
     out
@@ -413,7 +572,11 @@ async fn start_member(ctx: &PoolCtx, pool: &AgentPool, m: &PoolMember) -> Result
     plan.secret_env = resolved.secret_env;
     plan.credential_files = resolved.credential_files;
     plan.inputs_hash = POOL_MEMBER.to_string();
-    start(&*ctx.backend, &member_id(pool, m), &resolved.sidecar, &plan)
+    let id = member_id(pool, m);
+    if let Some(c) = &ctx.cluster {
+        c.claims.hold(&*ctx.backend, &id);
+    }
+    start(&*ctx.backend, &id, &resolved.sidecar, &plan)
         .await
         .map_err(|e| e.to_string())
 }
@@ -457,36 +620,93 @@ async fn start(
 }
 
 /// A deleted pool takes its unclaimed members with it; claimed ones belong to their Agents.
+/// In cluster mode each runner removes its own members, and the pool stays (its finalizer
+/// kept) until every live runner has: nothing of it is left on any engine once it is gone.
 async fn cleanup(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
     let api = pools_api(&ctx.client, &pool);
-    let removed = update_status(&api, &pool.name_any(), |s| std::mem::take(&mut s.members)).await?;
+    let me = ctx.cluster.as_ref().map(|c| c.claims.me.id.clone());
+    let live = ctx.cluster.as_ref().map(|c| c.claims.live());
+    if live.as_ref().is_some_and(Option::is_none) {
+        return Err(Error::Waiting(
+            "the runners have not been listed yet".into(),
+        ));
+    }
+    let (removed, others) = update_status(&api, &pool.name_any(), |s| {
+        let removed = take(s, |m| {
+            m.runner == me
+                || live
+                    .as_ref()
+                    .and_then(Option::as_ref)
+                    .is_some_and(|l| gone(l, m))
+        });
+        (removed, s.members.len())
+    })
+    .await?;
     let mut events = Vec::new();
     for m in &removed {
-        events.extend(remove_member(ctx, &pool, m).await?);
+        match m.runner == me {
+            true => events.extend(remove_member(ctx, &pool, m).await?),
+            false => events.extend(revoke_keys(ctx, m).await),
+        }
     }
     publish(ctx, &pool, events).await;
+    if others > 0 {
+        return Err(Error::Waiting(format!(
+            "{others} member(s) on other runners are not removed yet"
+        )));
+    }
     Ok(Action::await_change())
+}
+
+/// Takes this runner's (`me`) members out of every pool and removes them: a runner that stops or
+/// drains leaves their places to the others. Returns how many it removed.
+pub async fn withdraw(
+    client: &kube::Client,
+    backend: &dyn Backend,
+    me: &str,
+) -> Result<usize, kube::Error> {
+    let here = |m: &PoolMember| m.runner.as_deref() == Some(me);
+    let all: Api<AgentPool> = Api::all(client.clone());
+    let mut removed = 0;
+    for p in all.list(&Default::default()).await?.items {
+        if !p.status.iter().flat_map(|s| &s.members).any(here) {
+            continue;
+        }
+        let out = update_status(&pools_api(client, &p), &p.name_any(), |s| take(s, here)).await?;
+        for m in &out {
+            let id = member_id(&p, m);
+            if let Err(e) = backend.teardown(&id).await {
+                tracing::warn!(member = %id, error = %e, "removing a withdrawn pool member failed");
+            }
+            for why in crate::git_gate::gitea::revoke_all(client, &m.uid).await {
+                tracing::warn!(member = %id, "{why}");
+            }
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Removes a member that left the pool unclaimed: its runtime resources, and the deploy keys
 /// minted for it (a warning each that the forge would not revoke).
-async fn remove_member(
-    ctx: &PoolCtx,
-    pool: &AgentPool,
-    m: &PoolMember,
-) -> Result<Vec<(EventType, &'static str, String)>, Error> {
+async fn remove_member(ctx: &PoolCtx, pool: &AgentPool, m: &PoolMember) -> Result<Events, Error> {
     ctx.backend
         .teardown(&member_id(pool, m))
         .await
         .map_err(Error::Backend)?;
-    Ok(crate::git_gate::gitea::revoke_all(&ctx.client, &m.uid)
+    Ok(revoke_keys(ctx, m).await)
+}
+
+/// Revokes the deploy keys minted for member `m`: a warning each that the forge would not revoke.
+async fn revoke_keys(ctx: &PoolCtx, m: &PoolMember) -> Events {
+    crate::git_gate::gitea::revoke_all(&ctx.client, &m.uid)
         .await
         .into_iter()
         .map(|why| (EventType::Warning, "DeployKeyRevokeFailed", why))
-        .collect())
+        .collect()
 }
 
-async fn publish(ctx: &PoolCtx, pool: &AgentPool, events: Vec<(EventType, &'static str, String)>) {
+async fn publish(ctx: &PoolCtx, pool: &AgentPool, events: Events) {
     let reference = pool.object_ref(&());
     for (type_, reason, note) in events {
         let ev = Event {
@@ -512,6 +732,7 @@ mod tests {
             uid: format!("uid-{name}"),
             plan_hash: plan.into(),
             ready,
+            ..Default::default()
         }
     }
 
@@ -532,24 +753,64 @@ mod tests {
             ],
             ..Default::default()
         };
-        let out = leave(&mut s, "new", 1);
+        let all = |_: &PoolMember| true;
+        let out = leave(&mut s, "new", 1, true, all);
         assert_eq!(names(&out), ["a", "c", "d"]);
         assert_eq!(names(&s.members), ["b"]);
-        let out = leave(&mut s, "new", 5);
+        let out = leave(&mut s, "new", 5, true, all);
         assert!(out.is_empty());
-        assert_eq!(names(&leave(&mut s, "new", 0)), ["b"]);
+        assert_eq!(names(&leave(&mut s, "new", 0, true, all)), ["b"]);
+    }
+
+    /// In cluster mode a runner takes out only its own members: of an older plan, beyond the
+    /// size (its unready ones first), or all of them when it drains; the others' are theirs.
+    #[test]
+    fn a_runner_takes_out_only_its_own_members() {
+        let on = |name: &str, plan: &str, ready: bool, runner: &str| PoolMember {
+            runner: Some(runner.into()),
+            ..member(name, plan, ready)
+        };
+        let status = AgentPoolStatus {
+            members: vec![
+                on("a", "old", true, "r1"),
+                on("b", "old", true, "r2"),
+                on("c", "new", true, "r1"),
+                on("d", "new", false, "r1"),
+                on("e", "new", false, "r2"),
+            ],
+            ..Default::default()
+        };
+        let r1 = |m: &PoolMember| m.runner.as_deref() == Some("r1");
+        let mut s = status.clone();
+        let out = leave(&mut s, "new", 3, true, r1);
+        assert_eq!(names(&out), ["a", "d"]);
+        assert_eq!(names(&s.members), ["b", "c", "e"]);
+        let mut s = status.clone();
+        let out = leave(&mut s, "new", 1, true, r1);
+        assert_eq!(names(&out), ["a", "d", "c"]);
+        assert_eq!(
+            names(&s.members),
+            ["b", "e"],
+            "r2's stay, over the size too"
+        );
+        let mut s = status.clone();
+        assert_eq!(names(&leave(&mut s, "new", 9, false, r1)), ["a", "c", "d"]);
+        let mut s = status;
+        let dropped = take(&mut s, |m| m.runner.as_deref() == Some("r2"));
+        assert_eq!(names(&dropped), ["b", "e"]);
     }
 
     /// Names leave room in a runtime name and never repeat; uids are version-4 UUIDs.
     #[test]
     fn new_members_have_fresh_names_and_uuids() {
-        let a = new_member("pool", "h");
-        let b = new_member("pool", "h");
+        let a = new_member("pool", "h", None);
+        let b = new_member("pool", "h", Some("r1".into()));
         assert_ne!(a.name, b.name);
         assert_ne!(a.uid, b.uid);
         assert_eq!(a.name.len(), "pool-".len() + 5);
         assert_eq!(a.uid.len(), 36);
         assert_eq!(a.uid.as_bytes()[14], b'4');
         assert!(!a.ready);
+        assert_eq!((a.runner, b.runner.as_deref()), (None, Some("r1")));
     }
 }
