@@ -400,3 +400,114 @@ fn a_killed_runners_copy_is_fenced_before_its_agent_runs_elsewhere() {
     drop(upstream);
     ok(&mut cluster.kubectl(&["delete", "agent", "fenced", "--timeout=120s"]));
 }
+
+/// The deadline (ms) in a hold file, 0 when there is none.
+fn deadline(file: &std::path::Path) -> i64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A warm pool on a Docker runner in cluster mode: its member's sidecar is held like an Agent's
+/// (the runner renews its hold file from the heartbeat), an Agent claims the member in its
+/// running container, and a stopping runner leaves nothing: the Agent released, the member
+/// started in the claimed one's place withdrawn.
+#[test]
+fn a_docker_runners_warm_member_is_held_claimed_in_place_and_withdrawn() {
+    ensure_base_image();
+    let cluster = Cluster::start();
+    let mut runner = RunnerProc::docker(&cluster);
+    let _leftovers = Leftovers(vec![instance(&runner)]);
+    let log_path = runner.log_path();
+    let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    cluster.apply(&(bb_e2e::test_agent_bottle("warmers", "") + "---\napiVersion: bot-bottle.dev/v1alpha1\nkind: AgentPool\nmetadata: {name: warm}\nspec: {bottleRef: {name: warmers}, size: 1}\n"));
+    wait_until(
+        "a ready member on the runner",
+        Duration::from_secs(600),
+        || {
+            let ms = cluster.pool_members("warm");
+            ms.len() == 1 && ms[0].2 && ms[0].1 == runner.id
+        },
+        logs,
+    );
+    let member = cluster.pool_members("warm")[0].0.clone();
+    let uid = ok(&mut cluster.kubectl(&[
+        "get",
+        "agentpool",
+        "warm",
+        "-o",
+        "jsonpath={.status.members[0].uid}",
+    ]));
+    let hold = runner
+        .home
+        .path()
+        .join("holds")
+        .join(uid.trim())
+        .join("deadline");
+    let first = deadline(&hold);
+    assert!(
+        first > 0,
+        "the member's sidecar has no hold: {}",
+        hold.display()
+    );
+    wait_until(
+        "the member's hold renewed",
+        Duration::from_secs(30),
+        || deadline(&hold) > first,
+        logs,
+    );
+    let agent_of_member = || {
+        containers_with(&format!(
+            "{},bot-bottle.dev/agent-uid={},bot-bottle.dev/role=agent",
+            instance(&runner),
+            uid.trim()
+        ))
+    };
+    let container = agent_of_member();
+    assert_eq!(container.len(), 1, "the member's agent container");
+
+    cluster.apply("apiVersion: bot-bottle.dev/v1alpha1\nkind: Agent\nmetadata: {name: claimer}\nspec: {bottleRef: {name: warmers}}\n");
+    wait_until(
+        "the Agent running in the member",
+        Duration::from_secs(120),
+        || {
+            running_on(&cluster, "claimer").is_some_and(|r| r == runner.id)
+                && cluster.bottle_copy("claimer").as_deref() == Some(member.as_str())
+        },
+        logs,
+    );
+    assert_eq!(
+        agent_of_member(),
+        container,
+        "the claim made a new container"
+    );
+    let renewed = deadline(&hold);
+    wait_until(
+        "the claimed member's hold renewed",
+        Duration::from_secs(30),
+        || deadline(&hold) > renewed,
+        logs,
+    );
+    wait_until(
+        "a new member in the claimed one's place",
+        Duration::from_secs(600),
+        || {
+            let ms = cluster.pool_members("warm");
+            ms.len() == 1 && ms[0].2 && ms[0].0 != member
+        },
+        logs,
+    );
+
+    runner.stop();
+    assert_eq!(
+        cluster.pool_members("warm"),
+        vec![],
+        "the stopped runner's member is still in the pool"
+    );
+    assert!(
+        containers_with(&instance(&runner)).is_empty(),
+        "the stopped runner left containers: {:?}",
+        containers_with(&instance(&runner))
+    );
+}
