@@ -542,7 +542,7 @@ impl Claims {
     /// Takes this runner's warm pool members out of their pools and removes them (a runner
     /// stopping or draining): the others start members in their places.
     async fn withdraw_members(&self, backend: &dyn Backend, why: &str) {
-        match crate::reconcile::pool::withdraw(&self.client, backend, &self.me.id).await {
+        match crate::reconcile::members::withdraw(&self.client, backend, &self.me.id).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, why, "withdrew this runner's pool members"),
             Err(e) => {
@@ -734,7 +734,7 @@ impl Claims {
             for p in pools.state() {
                 for m in p.status.iter().flat_map(|s| s.members.iter()) {
                     if m.runner.as_deref() == Some(self.me.id.as_str()) {
-                        self.hold(&*backend, &crate::reconcile::pool::member_id(&p, m));
+                        self.hold(&*backend, &crate::reconcile::members::member_id(&p, m));
                     }
                 }
             }
@@ -815,18 +815,7 @@ impl Claims {
 mod tests {
     use super::*;
 
-    fn runner(id: &str, capacity: Option<u32>) -> Runner {
-        Runner {
-            id: id.into(),
-            backend: "fake".into(),
-            labels: [("zone".to_string(), id.to_string())].into(),
-            capacity,
-            draining: false,
-            session_endpoint: None,
-            duration: Duration::from_secs(15),
-            renewed: None,
-        }
-    }
+    use crate::cluster::runners::test_runner as runner;
 
     fn agent(uid: &str, holder: Option<&str>) -> Facts {
         Facts {

@@ -66,20 +66,8 @@ pub fn gone(live: &[Runner], m: &PoolMember) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    fn runner(id: &str, capacity: Option<u32>) -> Runner {
-        Runner {
-            id: id.into(),
-            backend: "fake".into(),
-            labels: Default::default(),
-            capacity,
-            draining: false,
-            session_endpoint: None,
-            duration: Duration::from_secs(15),
-            renewed: None,
-        }
-    }
+    use crate::cluster::runners::test_runner as runner;
 
     fn on(runner: &str) -> PoolMember {
         PoolMember {

@@ -97,6 +97,21 @@ impl Observer {
     }
 }
 
+/// A live runner of the fake backend, labelled `zone=<id>`, for the placement tests.
+#[cfg(test)]
+pub(crate) fn test_runner(id: &str, capacity: Option<u32>) -> Runner {
+    Runner {
+        id: id.into(),
+        backend: "fake".into(),
+        labels: [("zone".to_string(), id.to_string())].into(),
+        capacity,
+        draining: false,
+        session_endpoint: None,
+        duration: Duration::from_secs(15),
+        renewed: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ mod conditions;
 pub(crate) mod context;
 pub(crate) mod error;
 mod lifecycle;
+pub mod members;
 pub mod metrics;
 pub mod pool;
 

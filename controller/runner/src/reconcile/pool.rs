@@ -15,15 +15,15 @@ use bb_backend::{AgentId, AgentPlan, Backend, BackendError, SharedBackend, Sidec
 use bb_crds::pool::{AgentPoolStatus, PoolMember};
 use bb_crds::{Agent, AgentPool, AgentSpec, Bottle};
 use futures_util::StreamExt;
-use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use super::conditions;
 use super::error::Error;
+use super::members::{member_id, pools_api, take, update_status};
 use crate::cluster::claims::{self, Claims, Facts, MemberFacts};
 use crate::cluster::pools::{fill_share, gone};
 use crate::cluster::runners::Runner;
@@ -33,9 +33,6 @@ pub const FINALIZER: &str = "bot-bottle.dev/pool-members";
 
 /// Members started at once unless `spec.maxStarting` says otherwise.
 const DEFAULT_STARTING: usize = 2;
-/// Writes of a pool's status that meet a newer one read it again; past this many, the
-/// reconcile fails and is retried.
-const CONFLICT_RETRIES: usize = 20;
 
 pub struct PoolCtx {
     pub client: kube::Client,
@@ -153,22 +150,6 @@ pub async fn reconcile(pool: Arc<AgentPool>, ctx: Arc<PoolCtx>) -> Result<Action
     result
 }
 
-fn pools_api(client: &kube::Client, pool: &AgentPool) -> Api<AgentPool> {
-    Api::namespaced(
-        client.clone(),
-        &pool.namespace().unwrap_or_else(|| "default".into()),
-    )
-}
-
-/// A member's identity on the runtime, which the Agent claiming it takes over.
-pub fn member_id(pool: &AgentPool, m: &PoolMember) -> AgentId {
-    AgentId {
-        namespace: pool.namespace().unwrap_or_else(|| "default".into()),
-        name: m.name.clone(),
-        uid: m.uid.clone(),
-    }
-}
-
 /// The stand-in Agent a member is planned for: the pool's Bottle and nothing of its own.
 fn member_agent(pool: &AgentPool, m: &PoolMember) -> Agent {
     let mut a = Agent::new(
@@ -244,37 +225,6 @@ fn new_member(pool: &str, plan_hash: &str, runner: Option<String>) -> PoolMember
         runner,
         ..Default::default()
     }
-}
-
-/// Replaces the pool's status with `change` applied to the latest copy, conditional on its
-/// resourceVersion; a conflict (a claim, most often) reads it again. Returns what `change`
-/// returned for the write that landed.
-pub(super) async fn update_status<T>(
-    api: &Api<AgentPool>,
-    name: &str,
-    mut change: impl FnMut(&mut AgentPoolStatus) -> T,
-) -> Result<T, kube::Error> {
-    let mut last = None;
-    for _ in 0..CONFLICT_RETRIES {
-        let mut pool = api.get_status(name).await?;
-        let before = pool.status.take().unwrap_or_default();
-        let mut status = before.clone();
-        let out = change(&mut status);
-        status.recount();
-        if status == before {
-            return Ok(out);
-        }
-        pool.status = Some(status);
-        match api
-            .replace_status(name, &PostParams::default(), &pool)
-            .await
-        {
-            Ok(_) => return Ok(out),
-            Err(kube::Error::Api(e)) if e.code == 409 => last = Some(kube::Error::Api(e)),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| kube::Error::Service("no status write was attempted".into())))
 }
 
 type Events = Vec<(EventType, &'static str, String)>;
@@ -526,13 +476,6 @@ async fn start_all(
     (started, failed)
 }
 
-/// Takes the members `out` picks out of `s`.
-fn take(s: &mut AgentPoolStatus, out: impl Fn(&PoolMember) -> bool) -> Vec<PoolMember> {
-    let (gone, keep): (Vec<_>, Vec<_>) = s.members.drain(..).partition(|m| out(m));
-    s.members = keep;
-    gone
-}
-
 /// Takes out of `s` this runner's members (`mine`) of another plan than `plan_hash` (all of
 /// them unless `keep_mine`), and its members beyond `size` (unready ones first); returns them.
 /// Another runner's are left to it.
@@ -656,35 +599,6 @@ async fn cleanup(pool: Arc<AgentPool>, ctx: &PoolCtx) -> Result<Action, Error> {
         )));
     }
     Ok(Action::await_change())
-}
-
-/// Takes this runner's (`me`) members out of every pool and removes them: a runner that stops or
-/// drains leaves their places to the others. Returns how many it removed.
-pub async fn withdraw(
-    client: &kube::Client,
-    backend: &dyn Backend,
-    me: &str,
-) -> Result<usize, kube::Error> {
-    let here = |m: &PoolMember| m.runner.as_deref() == Some(me);
-    let all: Api<AgentPool> = Api::all(client.clone());
-    let mut removed = 0;
-    for p in all.list(&Default::default()).await?.items {
-        if !p.status.iter().flat_map(|s| &s.members).any(here) {
-            continue;
-        }
-        let out = update_status(&pools_api(client, &p), &p.name_any(), |s| take(s, here)).await?;
-        for m in &out {
-            let id = member_id(&p, m);
-            if let Err(e) = backend.teardown(&id).await {
-                tracing::warn!(member = %id, error = %e, "removing a withdrawn pool member failed");
-            }
-            for why in crate::git_gate::gitea::revoke_all(client, &m.uid).await {
-                tracing::warn!(member = %id, "{why}");
-            }
-            removed += 1;
-        }
-    }
-    Ok(removed)
 }
 
 /// Removes a member that left the pool unclaimed: its runtime resources, and the deploy keys
