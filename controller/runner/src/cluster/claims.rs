@@ -624,6 +624,8 @@ impl Claims {
             if fresh.is_none() && owner.is_none() {
                 let first = *strays.entry(id.uid.clone()).or_insert_with(Instant::now);
                 if first.elapsed() < FENCE_SWEEP / 2 {
+                    // Not removed yet: a runner back from a crash claims nothing until it is.
+                    clean = false;
                     continue;
                 }
             }
