@@ -593,11 +593,15 @@ impl Claims {
             return false;
         };
         strays.retain(|uid, _| ids.iter().any(|id| &id.uid == uid));
+        // Each cached Agent by the identity its copy carries, worked out once per sweep (a
+        // claimed member's takes a read of the runner's record).
         let cached = agents.state();
+        let by_copy: HashMap<AgentId, &Arc<Agent>> =
+            cached.iter().map(|a| (runtime_id(backend, a), a)).collect();
         let members_here = self.members_here(pools);
         let mut clean = true;
         for id in ids {
-            let owner = cached.iter().find(|a| runtime_id(backend, a) == id);
+            let owner = by_copy.get(&id).copied();
             if owner.is_some_and(|a| holder(a) == Some(self.me.id.as_str()))
                 || (owner.is_none() && members_here.contains(&id.uid))
             {
